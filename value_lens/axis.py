@@ -1,0 +1,355 @@
+"""The :class:`ValueAxis`: one direction per layer plus what it is, where it came from and how
+strong the residual stream is there.
+
+Directions are stored unnormalised in the value_lens layer convention (block outputs, see
+:mod:`value_lens.conventions`). Rows of layers that were not fitted are zero and listed as
+missing in ``layers``; asking for them raises a :class:`~value_lens.errors.LayerError`.
+
+Example:
+    >>> import torch
+    >>> axis = ValueAxis(torch.tensor([[3.0, 4.0], [0.0, 2.0]]), layers=(0, 1))
+    >>> axis.unit().directions[0].tolist()
+    [0.6000000238418579, 0.800000011920929]
+    >>> (2 * axis - axis).cosine(axis).tolist()
+    [1.0, 1.0]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from jaxtyping import Float
+
+from value_lens._version import __version__
+from value_lens.conventions import CONVENTION, HOOK_TEMPLATE, resolve_layer
+from value_lens.errors import ArtifactError, AxisMismatchError, InputError, LayerError
+from value_lens.fit import FITTERS
+from value_lens.io import load_artifact, save_artifact
+from value_lens.model import d_model as model_d_model
+from value_lens.model import model_id as model_model_id
+from value_lens.model import n_layers as model_n_layers
+from value_lens.stats import ActivationStats
+
+__all__ = ["ValueAxis"]
+
+_META_FIELDS = (
+    "model_id",
+    "revision",
+    "method",
+    "hook",
+    "convention",
+    "dataset",
+    "dataset_hash",
+    "fit_info",
+    "library_version",
+)
+
+
+@dataclass(frozen=True, eq=False)
+class ValueAxis:
+    """A value direction for every layer of a model.
+
+    Attributes:
+        directions: ``[n_layers, d_model]`` float32; zero rows for layers not fitted.
+        layers: the fitted layers (value_lens convention: output of block ``i``).
+        model_id / revision: the model the axis belongs to.
+        method / fit_info: how it was fitted.
+        dataset / dataset_hash: what it was fitted on.
+        resid_norm: ``[n_layers]`` mean residual L2 norm on the fitting data (NaN if unknown);
+            the unit of percent-of-norm steering strengths.
+        proj_std: ``[n_layers]`` sd of the projection on the unit direction (NaN if unknown).
+    """
+
+    directions: Float[torch.Tensor, "n_layers d_model"]
+    layers: tuple[int, ...] = ()
+    model_id: str = ""
+    revision: str | None = None
+    method: str = "manual"
+    hook: str = HOOK_TEMPLATE
+    convention: str = CONVENTION
+    dataset: str = ""
+    dataset_hash: str = ""
+    fit_info: dict[str, Any] = field(default_factory=dict)
+    resid_norm: torch.Tensor | None = None
+    proj_std: torch.Tensor | None = None
+    library_version: str = __version__
+
+    def __post_init__(self) -> None:
+        d = torch.as_tensor(self.directions).detach().to(torch.float32).cpu()
+        if d.ndim != 2:
+            raise InputError(f"directions must be [n_layers, d_model], got shape {tuple(d.shape)}")
+        object.__setattr__(self, "directions", d)
+        layers = (
+            tuple(range(d.shape[0]))
+            if not self.layers
+            else tuple(sorted(int(x) for x in self.layers))
+        )
+        for layer in layers:
+            resolve_layer(layer, d.shape[0])
+        object.__setattr__(self, "layers", layers)
+        if not bool(torch.isfinite(d).all()):
+            raise InputError("directions contain NaN or Inf; refit or check the source data")
+        for name in ("resid_norm", "proj_std"):
+            v = getattr(self, name)
+            v = (
+                torch.full((d.shape[0],), float("nan"))
+                if v is None
+                else torch.as_tensor(v, dtype=torch.float32).reshape(-1)
+            )
+            if v.shape[0] != d.shape[0]:
+                raise InputError(f"{name} needs one value per layer ({d.shape[0]})")
+            object.__setattr__(self, name, v)
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def n_layers(self) -> int:
+        return int(self.directions.shape[0])
+
+    @property
+    def d_model(self) -> int:
+        return int(self.directions.shape[1])
+
+    def __repr__(self) -> str:
+        ls = self.layers
+        span = f"{ls[0]}..{ls[-1]}" if len(ls) > 2 else ",".join(map(str, ls))
+        return (
+            f"ValueAxis(model_id={self.model_id!r}, method={self.method!r}, layers={span} of "
+            f"{self.n_layers}, d_model={self.d_model})"
+        )
+
+    def direction(self, layer: int, *, unit: bool = True) -> Float[torch.Tensor, " d_model"]:
+        """The direction at one layer (unit length by default)."""
+        layer = resolve_layer(layer, self.n_layers)
+        if layer not in self.layers:
+            raise LayerError(
+                f"layer {layer} has no fitted direction; fitted layers: {list(self.layers)}"
+            )
+        v = self.directions[layer]
+        if unit:
+            n = v.norm()
+            if float(n) == 0:
+                raise LayerError(f"the direction at layer {layer} is zero; it cannot be normalised")
+            v = v / n
+        return v
+
+    def replace(self, **changes: Any) -> ValueAxis:
+        return dataclasses.replace(self, **changes)
+
+    # ------------------------------------------------------------------ fitting
+    @classmethod
+    def fit(
+        cls,
+        stats: ActivationStats,
+        method: str = "mean_diff",
+        *,
+        n_layers: int | None = None,
+        **kwargs: Any,
+    ) -> ValueAxis:
+        """Fit a direction for every layer in ``stats`` with one of :data:`value_lens.fit.FITTERS`.
+
+        ``n_layers`` defaults to the model's layer count recorded by :func:`collect_stats`.
+        """
+        if method not in FITTERS:
+            raise InputError(f"unknown fit method {method!r}; choose one of {sorted(FITTERS)}")
+        dirs, info = FITTERS[method](stats, **kwargs)
+        n = int(n_layers or stats.meta.get("n_layers_model") or (max(stats.layers) + 1))
+        full = torch.zeros(n, stats.d_model)
+        norms = torch.full((n,), float("nan"))
+        std = torch.full((n,), float("nan"))
+        idx = torch.tensor(stats.layers)
+        full[idx] = dirs
+        norms[idx] = stats.mean_norm().float()
+        if stats.moments is not None and float(stats.moments.n) > 1:
+            m = stats.moments
+            mu = m.x / m.n
+            cov = m.xx / m.n - mu[:, :, None] * mu[:, None, :]
+            u = dirs.double() / dirs.double().norm(dim=-1, keepdim=True).clamp_min(1e-30)
+            std[idx] = torch.einsum("ld,lde,le->l", u, cov, u).clamp_min(0).sqrt().float()
+        return cls(
+            full,
+            layers=tuple(stats.layers),
+            model_id=str(stats.meta.get("model_id", "")),
+            method=method,
+            dataset=str(stats.meta.get("dataset", "")),
+            dataset_hash=str(stats.meta.get("dataset_hash", "")),
+            fit_info=_jsonable(info),
+            resid_norm=norms,
+            proj_std=std,
+        )
+
+    # ------------------------------------------------------------------ algebra
+    def unit(self) -> ValueAxis:
+        """Each fitted direction scaled to length 1."""
+        n = self.directions.norm(dim=-1, keepdim=True)
+        return self.replace(
+            directions=torch.where(n > 0, self.directions / n.clamp_min(1e-30), 0.0)
+        )
+
+    def _check_same_space(self, other: ValueAxis) -> None:
+        if (self.n_layers, self.d_model) != (other.n_layers, other.d_model):
+            raise AxisMismatchError(
+                f"axes have shapes {self.n_layers}x{self.d_model} and {other.n_layers}x{other.d_model}; "
+                "they belong to different models"
+            )
+
+    def _combine(self, other: ValueAxis, sign: float) -> ValueAxis:
+        self._check_same_space(other)
+        layers = tuple(sorted(set(self.layers) & set(other.layers)))
+        if not layers:
+            raise LayerError("the two axes share no fitted layer")
+        mask = torch.zeros(self.n_layers, 1)
+        mask[list(layers)] = 1
+        return self.replace(
+            directions=(self.directions + sign * other.directions) * mask,
+            layers=layers,
+            method="combined",
+        )
+
+    def __add__(self, other: ValueAxis) -> ValueAxis:
+        return self._combine(other, 1.0)
+
+    def __sub__(self, other: ValueAxis) -> ValueAxis:
+        return self._combine(other, -1.0)
+
+    def __neg__(self) -> ValueAxis:
+        return self.replace(directions=-self.directions)
+
+    def __mul__(self, k: float) -> ValueAxis:
+        return self.replace(directions=self.directions * float(k))
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, k: float) -> ValueAxis:
+        return self.replace(directions=self.directions / float(k))
+
+    def cosine(self, other: ValueAxis) -> Float[torch.Tensor, " n_layers"]:
+        """Per-layer cosine similarity with ``other`` (NaN where either is not fitted)."""
+        self._check_same_space(other)
+        a, b = self.directions.double(), other.directions.double()
+        cos = (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(1e-30)
+        both = torch.zeros(self.n_layers, dtype=torch.bool)
+        both[list(set(self.layers) & set(other.layers))] = True
+        return torch.where(both, cos, float("nan")).float()
+
+    def layer_cosine_matrix(self) -> Float[torch.Tensor, "k k"]:
+        """Cosine between the directions of every pair of fitted layers (in ``self.layers`` order)."""
+        u = self.unit().directions[list(self.layers)].double()
+        return (u @ u.T).float()
+
+    # ------------------------------------------------------------------ model checks
+    def check_compatible(self, model: Any, *, check_model_id: bool = True) -> None:
+        """Raise :class:`AxisMismatchError` unless this axis fits ``model``."""
+        n, d, mid = model_n_layers(model), model_d_model(model), model_model_id(model)
+        if d != self.d_model:
+            raise AxisMismatchError(
+                f"the axis has d_model {self.d_model} but the model has {d}; it was fitted on "
+                f"{self.model_id or 'another model'}: refit it on this model"
+            )
+        if n != self.n_layers:
+            raise AxisMismatchError(
+                f"the axis has {self.n_layers} layers but the model has {n}; refit it on this model"
+            )
+        if check_model_id and self.model_id and mid and mid != self.model_id:
+            raise AxisMismatchError(
+                f"the axis was fitted on {self.model_id!r} but the model is {mid!r}; refit, or pass "
+                "check_model_id=False if they really share weights (e.g. a local copy)"
+            )
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Atomically write one safetensors file with the metadata as JSON in its header."""
+        meta = {k: getattr(self, k) for k in _META_FIELDS}
+        meta["layers"] = list(self.layers)
+        tensors = {
+            "directions": self.directions,
+            "resid_norm": self.resid_norm,
+            "proj_std": self.proj_std,
+        }
+        return save_artifact(path, tensors, kind="ValueAxis", meta=meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ValueAxis:
+        """Load an axis saved by :meth:`save` (or, for a ``.npy`` path, see :meth:`from_official`)."""
+        if str(path).endswith(".npy"):
+            raise ArtifactError(
+                f"{path} is a bare .npy array; use ValueAxis.from_official(path, model)"
+            )
+        t, meta = load_artifact(path, kind="ValueAxis")
+        kwargs = {k: meta[k] for k in _META_FIELDS if k in meta}
+        return cls(
+            t["directions"],
+            layers=tuple(meta["layers"]),
+            resid_norm=t["resid_norm"],
+            proj_std=t["proj_std"],
+            **kwargs,
+        )
+
+    @classmethod
+    def from_official(
+        cls,
+        npy_path: str | os.PathLike[str],
+        model: Any = None,
+        *,
+        n_layers: int | None = None,
+        d_model: int | None = None,
+        model_id: str = "Qwen/Qwen3-8B",
+        last_row: str = "drop",
+    ) -> ValueAxis:
+        """Import the paper's released ``value_axis.npy`` (rows in HF ``hidden_states`` order).
+
+        Row 0 (embeddings) is dropped; row ``k`` for ``1 <= k < n_layers`` becomes layer ``k-1``.
+        The last row is post-final-norm, which no block output equals: ``last_row="drop"`` leaves
+        the last layer unfitted; ``"keep"`` uses it anyway (recorded in ``fit_info``).
+        """
+        if last_row not in {"drop", "keep"}:
+            raise InputError("last_row must be 'drop' or 'keep'")
+        try:
+            arr = np.load(npy_path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(f"cannot read {npy_path} as a .npy array: {exc}") from None
+        if model is not None:
+            n_layers, d_model, model_id = (
+                model_n_layers(model),
+                model_d_model(model),
+                model_model_id(model) or model_id,
+            )
+        if arr.ndim != 2:
+            raise ArtifactError(
+                f"{npy_path} has shape {arr.shape}; expected [n_layers + 1, d_model]"
+            )
+        n = int(n_layers or arr.shape[0] - 1)
+        if arr.shape[0] != n + 1 or (d_model is not None and arr.shape[1] != d_model):
+            raise AxisMismatchError(
+                f"{npy_path} has shape {arr.shape} but a model with {n} blocks and d_model "
+                f"{d_model} needs ({n + 1}, {d_model}); is it from another model?"
+            )
+        dirs = torch.zeros(n, arr.shape[1])
+        dirs[: n - 1] = torch.from_numpy(arr[1:n].astype(np.float32))
+        layers = list(range(n - 1))
+        if last_row == "keep":
+            dirs[n - 1] = torch.from_numpy(arr[n].astype(np.float32))
+            layers.append(n - 1)
+        return cls(
+            dirs,
+            layers=tuple(layers),
+            model_id=model_id,
+            method="official_import",
+            dataset=f"imported from {Path(npy_path).name}",
+            fit_info={"source_rows": "hidden_states[k] -> layer k-1", "last_row": last_row},
+        )
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, torch.Tensor):
+        return x.tolist()
+    return x

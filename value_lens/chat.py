@@ -1,0 +1,104 @@
+"""Chat formatting that remembers where every message landed in the text.
+
+:func:`format_chat` renders messages with the tokenizer's own chat template and returns the text
+together with the character span of each message's content, so token labels can be aligned to a
+specific turn later (never by searching the whole conversation for a string).
+
+Example:
+    >>> from value_lens.testing import tiny_tokenizer
+    >>> chat = format_chat(tiny_tokenizer(), [
+    ...     {"role": "user", "content": "Paragraph 1:\\n\\nHello."},
+    ...     {"role": "assistant", "content": "Hello!"},
+    ... ])
+    >>> chat.content(1)
+    'Hello!'
+    >>> chat.spans[1].role
+    'assistant'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from value_lens.errors import InputError
+
+__all__ = ["ChatText", "MessageSpan", "format_chat"]
+
+
+@dataclass(frozen=True)
+class MessageSpan:
+    """Where one message's content sits in the formatted text: ``text[start:end]``."""
+
+    role: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class ChatText:
+    """A chat-formatted text plus the span of every message (same order as the messages)."""
+
+    text: str
+    spans: tuple[MessageSpan, ...]
+
+    def content(self, i: int) -> str:
+        s = self.spans[i]
+        return self.text[s.start : s.end]
+
+    def turns(self, role: str) -> list[int]:
+        """Indices of the messages with this role."""
+        return [i for i, s in enumerate(self.spans) if s.role == role]
+
+
+def format_chat(
+    tokenizer: Any,
+    messages: Sequence[Mapping[str, str]],
+    *,
+    add_generation_prompt: bool = False,
+    enable_thinking: bool | None = None,
+) -> ChatText:
+    """Render ``messages`` with the tokenizer's chat template and locate each message.
+
+    Args:
+        tokenizer: an HF tokenizer with a ``chat_template``.
+        messages: ``[{"role": ..., "content": ...}, ...]``.
+        add_generation_prompt: append the assistant header (to generate the next turn).
+        enable_thinking: Qwen3's switch; ``False`` gives the empty ``<think></think>`` block.
+            ``None`` leaves the template's default. Templates without the switch ignore it.
+
+    Messages are located in order: each content is searched for only after the end of the
+    previous one, so a paragraph quoted in a user turn can never be mistaken for the
+    assistant's copy. A template that rewrites a message's content raises an error.
+    """
+    if not messages:
+        raise InputError("no messages to format; pass at least one {'role', 'content'} dict")
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise InputError(
+            "this tokenizer has no chat_template; format the text yourself and pass a string"
+        )
+    msgs = []
+    for i, m in enumerate(messages):
+        if "role" not in m or "content" not in m:
+            raise InputError(f"message {i} needs 'role' and 'content' keys, got {sorted(m)}")
+        msgs.append({"role": str(m["role"]), "content": str(m["content"])})
+    kwargs: dict[str, Any] = {}
+    if enable_thinking is not None:
+        kwargs["enable_thinking"] = enable_thinking
+    text = tokenizer.apply_chat_template(
+        msgs, tokenize=False, add_generation_prompt=add_generation_prompt, **kwargs
+    )
+    spans = []
+    cursor = 0
+    for i, m in enumerate(msgs):
+        start = text.find(m["content"], cursor)
+        if start < 0:
+            raise InputError(
+                f"message {i} ({m['role']}) does not appear verbatim in the chat template's "
+                "output (the template rewrites it); labels cannot be aligned to this template"
+            )
+        end = start + len(m["content"])
+        spans.append(MessageSpan(m["role"], start, end))
+        cursor = end
+    return ChatText(text, tuple(spans))

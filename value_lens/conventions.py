@@ -1,0 +1,96 @@
+"""The one home of value_lens's layer-index convention.
+
+value_lens layer ``i`` is the **output of transformer block i**, the TransformerLens hook
+``blocks.{i}.hook_resid_post`` (equivalently ``blocks.{i+1}.hook_resid_pre``).
+
+Other conventions, and how they map:
+
+=========================================  ===========================================
+convention                                 value_lens layer
+=========================================  ===========================================
+HF ``output_hidden_states[k]``, 1<=k<n     ``k - 1``
+HF ``output_hidden_states[0]``             embeddings: no value_lens layer
+HF ``output_hidden_states[n]`` (last)      post-final-norm: **not** ``n - 1`` (pre-norm)
+the paper's "layer 21" (= hidden_states)   block 20
+=========================================  ===========================================
+
+Every conversion in the library goes through the functions below.
+
+Example:
+    >>> from value_lens.conventions import hook_name, from_hidden_states_index
+    >>> hook_name(20)
+    'blocks.20.hook_resid_post'
+    >>> from_hidden_states_index(21)  # the paper's layer 21
+    20
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from value_lens.errors import LayerError
+
+__all__ = [
+    "CONVENTION",
+    "HOOK_TEMPLATE",
+    "from_hidden_states_index",
+    "hook_name",
+    "resolve_layer",
+    "resolve_layers",
+    "to_hidden_states_index",
+]
+
+HOOK_TEMPLATE = "blocks.{layer}.hook_resid_post"
+CONVENTION = "block_output"  # stored in every artifact's metadata
+
+
+def hook_name(layer: int) -> str:
+    """TransformerLens hook name of value_lens layer ``layer``."""
+    return HOOK_TEMPLATE.format(layer=int(layer))
+
+
+def to_hidden_states_index(layer: int) -> int:
+    """HF ``output_hidden_states`` index holding value_lens layer ``layer`` (``layer + 1``).
+
+    For the last layer HF returns the post-final-norm state instead, so only
+    ``layer < n_layers - 1`` compares equal.
+    """
+    return int(layer) + 1
+
+
+def from_hidden_states_index(index: int) -> int:
+    """value_lens layer of HF ``output_hidden_states[index]`` (the paper's layer numbers)."""
+    if index < 1:
+        raise LayerError(
+            f"hidden_states[{index}] is the embedding output, which is no block output; "
+            "use an index of at least 1"
+        )
+    return int(index) - 1
+
+
+def resolve_layer(layer: int, n_layers: int) -> int:
+    """Validate one layer index; negative indices count from the end like Python lists."""
+    if isinstance(layer, bool) or not isinstance(layer, int):
+        try:
+            layer = int(layer)  # numpy / torch integer scalars
+        except (TypeError, ValueError):
+            raise LayerError(f"layer must be an integer, got {layer!r}") from None
+    resolved = layer + n_layers if layer < 0 else layer
+    if not 0 <= resolved < n_layers:
+        raise LayerError(
+            f"layer {layer} is out of range: this model has {n_layers} blocks, "
+            f"so use 0..{n_layers - 1} (or -{n_layers}..-1)"
+        )
+    return resolved
+
+
+def resolve_layers(layers: int | Iterable[int] | None, n_layers: int) -> list[int]:
+    """Validate layers (``None`` means all), sorted and without duplicates."""
+    if layers is None:
+        return list(range(n_layers))
+    if isinstance(layers, int):
+        layers = [layers]
+    out = sorted({resolve_layer(layer, n_layers) for layer in layers})
+    if not out:
+        raise LayerError("no layers were given; pass None for all layers")
+    return out

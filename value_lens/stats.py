@@ -1,0 +1,251 @@
+"""Sufficient statistics of the residual stream, per layer, group and label.
+
+:class:`ActivationStats` is what :func:`value_lens.collect_stats` streams activations into. Its
+memory does not depend on the number of tokens. Stats are additive (``a + b`` equals collecting
+over both datasets at once), which is what sharding and resuming rely on.
+
+Contents (L layers, G groups, C classes, D = d_model):
+    count     ``[G, C]`` tokens per group and label
+    sum       ``[L, G, C, D]`` sums of residual vectors (fp64 by default)
+    norm_sum  ``[L]`` sum of residual L2 norms over labelled tokens (for %-of-norm strengths)
+    moments   optional second moments for ridge regression (``xx [L, D, D]`` etc.)
+    sample    optional reservoir of at most K token vectors per class, for the logistic probe
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+
+from value_lens.errors import InputError
+from value_lens.io import load_artifact, save_artifact
+
+__all__ = ["ActivationStats", "Moments", "Reservoir"]
+
+
+@dataclass
+class Moments:
+    """Second moments over labelled tokens with a regression target ``y``.
+
+    ``y`` is the token's float target when the data has targets, else its label value.
+    """
+
+    n: torch.Tensor  # [] float64
+    x: Float[torch.Tensor, "L D"]
+    y: torch.Tensor  # []
+    yy: torch.Tensor  # []
+    xy: Float[torch.Tensor, "L D"]
+    xx: Float[torch.Tensor, "L D D"]
+
+    def __add__(self, other: Moments) -> Moments:
+        return Moments(*(a + b for a, b in zip(self.tensors(), other.tensors(), strict=True)))
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        return (self.n, self.x, self.y, self.yy, self.xy, self.xx)
+
+
+@dataclass
+class Reservoir:
+    """A uniform random sample of at most ``k`` tokens per class (same tokens in every layer).
+
+    Every token gets a deterministic random key (from the seed and its sequence's content); the
+    sample is the ``k`` smallest keys, so merging two reservoirs gives exactly the reservoir of
+    the union.
+    """
+
+    k: int
+    keys: Float[torch.Tensor, "C K"]  # +inf marks an empty slot
+    x: Float[torch.Tensor, "L C K D"]
+
+    def __add__(self, other: Reservoir) -> Reservoir:
+        keys = torch.cat([self.keys, other.keys], dim=1)
+        x = torch.cat([self.x, other.x], dim=2)
+        order = keys.argsort(dim=1, stable=True)[:, : self.k]
+        idx = order[None, :, :, None].expand(x.shape[0], -1, -1, x.shape[-1])
+        return Reservoir(self.k, keys.gather(1, order), x.gather(2, idx))
+
+    def class_sample(self, c: int) -> Float[torch.Tensor, "L N D"]:
+        filled = torch.isfinite(self.keys[c])
+        return self.x[:, c, filled]
+
+
+@dataclass
+class ActivationStats:
+    """Per-layer, per-group, per-label sums of residual-stream vectors. See the module docs."""
+
+    layers: list[int]
+    groups: list[str]
+    classes: list[int]
+    count: Int[torch.Tensor, "G C"]
+    sum: Float[torch.Tensor, "L G C D"]
+    norm_sum: Float[torch.Tensor, " L"]
+    moments: Moments | None = None
+    sample: Reservoir | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ shape facts
+    @property
+    def d_model(self) -> int:
+        return int(self.sum.shape[-1])
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.count.sum())
+
+    def layer_index(self, layer: int) -> int:
+        if layer not in self.layers:
+            from value_lens.errors import LayerError
+
+            raise LayerError(
+                f"layer {layer} was not collected; these stats hold layers {self.layers}"
+            )
+        return self.layers.index(layer)
+
+    def class_index(self, label: int) -> int:
+        if label not in self.classes:
+            raise InputError(
+                f"label {label} has no tokens in these stats; labels present: {self.classes}"
+            )
+        return self.classes.index(label)
+
+    def means(self) -> Float[torch.Tensor, "L G C D"]:
+        """Mean vector per layer, group and label (NaN where a group has no such tokens)."""
+        c = self.count.to(self.sum.dtype)[None, :, :, None]
+        return self.sum / c
+
+    def mean_norm(self) -> Float[torch.Tensor, " L"]:
+        """Mean residual L2 norm per layer over labelled tokens (the %-of-norm unit)."""
+        return self.norm_sum / max(self.n_tokens, 1)
+
+    def group_diffs(
+        self, pos: int = 1, neg: int = 0, *, min_count: int = 1
+    ) -> tuple[Float[torch.Tensor, "L G2 D"], list[str]]:
+        """Per-group (mean of ``pos`` tokens - mean of ``neg`` tokens), for usable groups only."""
+        ip, ineg = self.class_index(pos), self.class_index(neg)
+        ok = (self.count[:, ip] >= min_count) & (self.count[:, ineg] >= min_count)
+        if not bool(ok.any()):
+            raise InputError(
+                f"no group has at least {min_count} tokens of both label {pos} and label {neg}; "
+                "the data has one class only (check the labelling)"
+            )
+        m = self.means()
+        diffs = m[:, ok, ip] - m[:, ok, ineg]
+        return diffs, [g for g, k in zip(self.groups, ok.tolist(), strict=True) if k]
+
+    def select_groups(self, names: list[str]) -> ActivationStats:
+        """Stats restricted to some groups (moments and sample are dropped: they are pooled)."""
+        missing = [n for n in names if n not in self.groups]
+        if missing:
+            raise InputError(f"groups {missing} are not in these stats; known: {self.groups}")
+        idx = torch.tensor([self.groups.index(n) for n in names], dtype=torch.long)
+        return replace(
+            self,
+            groups=list(names),
+            count=self.count[idx],
+            sum=self.sum[:, idx],
+            moments=None,
+            sample=None,
+        )
+
+    # ------------------------------------------------------------------ algebra
+    def __add__(self, other: ActivationStats) -> ActivationStats:
+        if not isinstance(other, ActivationStats):
+            return NotImplemented
+        if self.layers != other.layers or self.d_model != other.d_model:
+            raise InputError(
+                f"cannot add stats of layers {self.layers} (d={self.d_model}) and "
+                f"{other.layers} (d={other.d_model}); collect both with the same layers and model"
+            )
+        mid_a, mid_b = self.meta.get("model_id"), other.meta.get("model_id")
+        if mid_a and mid_b and mid_a != mid_b:
+            raise InputError(f"cannot add stats from different models ({mid_a} vs {mid_b})")
+        groups = list(dict.fromkeys(self.groups + other.groups))
+        classes = sorted(set(self.classes) | set(other.classes))
+        count = torch.zeros(len(groups), len(classes), dtype=torch.long)
+        total = torch.zeros(
+            len(self.layers), len(groups), len(classes), self.d_model, dtype=self.sum.dtype
+        )
+        for s in (self, other):
+            gi = torch.tensor([groups.index(g) for g in s.groups], dtype=torch.long)
+            ci = torch.tensor([classes.index(c) for c in s.classes], dtype=torch.long)
+            count[gi[:, None], ci[None, :]] += s.count
+            total[:, gi[:, None], ci[None, :]] += s.sum.to(total.dtype)
+        moments = None
+        if self.moments is not None and other.moments is not None:
+            moments = self.moments + other.moments
+        sample = None
+        if self.sample is not None and other.sample is not None:
+            if self.classes != other.classes:
+                raise InputError(
+                    "reservoir samples can only be merged for stats with the same labels"
+                )
+            sample = self.sample + other.sample
+        meta = dict(self.meta)
+        meta["n_sequences"] = int(self.meta.get("n_sequences", 0)) + int(
+            other.meta.get("n_sequences", 0)
+        )
+        meta["dataset_hash"] = "+".join(
+            sorted(
+                {str(self.meta.get("dataset_hash", "")), str(other.meta.get("dataset_hash", ""))}
+            )
+        )
+        return ActivationStats(
+            self.layers,
+            groups,
+            classes,
+            count,
+            total,
+            self.norm_sum + other.norm_sum,
+            moments,
+            sample,
+            meta,
+        )
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Atomically save as safetensors + JSON metadata."""
+        t: dict[str, torch.Tensor] = {
+            "count": self.count,
+            "sum": self.sum,
+            "norm_sum": self.norm_sum,
+        }
+        if self.moments is not None:
+            for name, v in zip(
+                ("n", "x", "y", "yy", "xy", "xx"), self.moments.tensors(), strict=True
+            ):
+                t[f"moments.{name}"] = v
+        if self.sample is not None:
+            t["sample.keys"], t["sample.x"] = self.sample.keys, self.sample.x
+        meta = {
+            "layers": self.layers,
+            "groups": self.groups,
+            "classes": self.classes,
+            "sample_k": None if self.sample is None else self.sample.k,
+            "info": self.meta,
+        }
+        save_artifact(path, t, kind="ActivationStats", meta=meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ActivationStats:
+        t, meta = load_artifact(path, kind="ActivationStats")
+        moments = None
+        if "moments.n" in t:
+            moments = Moments(*(t[f"moments.{k}"] for k in ("n", "x", "y", "yy", "xy", "xx")))
+        sample = None
+        if "sample.keys" in t:
+            sample = Reservoir(int(meta["sample_k"]), t["sample.keys"], t["sample.x"])
+        return cls(
+            [int(x) for x in meta["layers"]],
+            list(meta["groups"]),
+            [int(c) for c in meta["classes"]],
+            t["count"],
+            t["sum"],
+            t["norm_sum"],
+            moments,
+            sample,
+            dict(meta.get("info", {})),
+        )

@@ -1,0 +1,188 @@
+"""Labelled token sequences: the input format of collection, fitting and sweeps.
+
+Each sequence has token ids, one integer label per token and one group id (for ICRL data, the
+hidden criterion). Labels: ``IGNORE=-1``, ``BEFORE=0``, ``AFTER=1``, ``REWARD=2``; any other
+non-negative integer is a further class. An optional float ``target`` per token (NaN = none)
+feeds ridge regression onto a continuous value.
+
+Example:
+    >>> import torch
+    >>> data = LabelledTokens.from_lists(
+    ...     [[5, 6, 7, 8]], [[IGNORE, BEFORE, AFTER, AFTER]], ["colon"])
+    >>> data.n_tokens, data.groups
+    (4, ['colon'])
+    >>> data.label_counts()
+    {0: 1, 1: 2}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+
+from value_lens.errors import InputError
+
+__all__ = ["AFTER", "BEFORE", "IGNORE", "LABEL_NAMES", "REWARD", "LabelledTokens"]
+
+IGNORE, BEFORE, AFTER, REWARD = -1, 0, 1, 2
+LABEL_NAMES = {IGNORE: "ignore", BEFORE: "before", AFTER: "after", REWARD: "reward"}
+
+
+@dataclass
+class LabelledTokens:
+    """Variable-length token sequences with per-token labels and one group id per sequence.
+
+    Attributes:
+        input_ids: one ``[T_i]`` int64 tensor per sequence.
+        labels: one ``[T_i]`` int64 tensor per sequence (``IGNORE`` tokens are never read).
+        groups: one group name per sequence; mean-difference fitting pools tokens per group.
+        targets: optional ``[T_i]`` float32 tensors of a continuous per-token target (NaN = none).
+        meta: optional JSON-able dict per sequence (e.g. conversation id, turn end token index).
+    """
+
+    input_ids: list[Int[torch.Tensor, " T"]]
+    labels: list[Int[torch.Tensor, " T"]]
+    groups: list[str]
+    targets: list[Float[torch.Tensor, " T"]] | None = None
+    meta: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n = len(self.input_ids)
+        if len(self.labels) != n or len(self.groups) != n:
+            raise InputError(
+                f"input_ids, labels and groups need one entry per sequence; got "
+                f"{n}, {len(self.labels)} and {len(self.groups)}"
+            )
+        self.input_ids = [torch.as_tensor(x, dtype=torch.long).reshape(-1) for x in self.input_ids]
+        self.labels = [torch.as_tensor(x, dtype=torch.long).reshape(-1) for x in self.labels]
+        self.groups = [str(g) for g in self.groups]
+        for i, (ids, lab) in enumerate(zip(self.input_ids, self.labels, strict=True)):
+            if ids.numel() == 0:
+                raise InputError(f"sequence {i} has no tokens; drop it before building the data")
+            if ids.shape != lab.shape:
+                raise InputError(
+                    f"sequence {i}: {ids.numel()} tokens but {lab.numel()} labels; "
+                    "give exactly one label per token"
+                )
+            if int(lab.min()) < IGNORE:
+                raise InputError(
+                    f"sequence {i} has label {int(lab.min())}; labels are -1 (ignore) or >= 0"
+                )
+        if self.targets is not None:
+            if len(self.targets) != n:
+                raise InputError("targets need one tensor per sequence")
+            self.targets = [
+                torch.as_tensor(t, dtype=torch.float32).reshape(-1) for t in self.targets
+            ]
+            for i, (t, ids) in enumerate(zip(self.targets, self.input_ids, strict=True)):
+                if t.shape != ids.shape:
+                    raise InputError(f"sequence {i}: targets must have one value per token")
+        if not self.meta:
+            self.meta = [{} for _ in range(n)]
+        elif len(self.meta) != n:
+            raise InputError("meta needs one dict per sequence")
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_lists(
+        cls,
+        input_ids: Sequence[Sequence[int]],
+        labels: Sequence[Sequence[int]],
+        groups: Sequence[Any],
+        **kwargs: Any,
+    ) -> LabelledTokens:
+        return cls(
+            [torch.tensor(x) for x in input_ids],
+            [torch.tensor(x) for x in labels],
+            list(groups),
+            **kwargs,
+        )
+
+    @classmethod
+    def concat(cls, parts: Iterable[LabelledTokens]) -> LabelledTokens:
+        parts = list(parts)
+        if not parts:
+            raise InputError("nothing to concatenate")
+        has_t = [p.targets is not None for p in parts]
+        if any(has_t) and not all(has_t):
+            raise InputError("cannot concatenate data with and without targets")
+        return cls(
+            [x for p in parts for x in p.input_ids],
+            [x for p in parts for x in p.labels],
+            [g for p in parts for g in p.groups],
+            targets=[t for p in parts for t in (p.targets or [])] if all(has_t) else None,
+            meta=[m for p in parts for m in p.meta],
+        )
+
+    # ------------------------------------------------------------------ views
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(int(x.numel()) for x in self.input_ids)
+
+    @property
+    def group_names(self) -> list[str]:
+        """Distinct groups in order of first appearance."""
+        return list(dict.fromkeys(self.groups))
+
+    def label_counts(self) -> dict[int, int]:
+        """Token count per label (IGNORE excluded)."""
+        c: Counter[int] = Counter()
+        for lab in self.labels:
+            vals, counts = torch.unique(lab[lab != IGNORE], return_counts=True)
+            c.update(dict(zip(vals.tolist(), counts.tolist(), strict=True)))
+        return dict(sorted(c.items()))
+
+    def subset(self, indices: Iterable[int]) -> LabelledTokens:
+        idx = list(indices)
+        return LabelledTokens(
+            [self.input_ids[i] for i in idx],
+            [self.labels[i] for i in idx],
+            [self.groups[i] for i in idx],
+            targets=None if self.targets is None else [self.targets[i] for i in idx],
+            meta=[self.meta[i] for i in idx],
+        )
+
+    def select_groups(self, names: Iterable[str]) -> LabelledTokens:
+        """The sequences whose group is in ``names``."""
+        keep = set(map(str, names))
+        unknown = keep - set(self.groups)
+        if unknown:
+            raise InputError(f"unknown group(s) {sorted(unknown)}; known: {self.group_names}")
+        return self.subset(i for i, g in enumerate(self.groups) if g in keep)
+
+    def turn_end(self, i: int) -> int:
+        """Token index one past the end of sequence i's labelled turn.
+
+        ``meta[i]["turn_end"]`` when the data builder recorded it, else one past the last
+        labelled token. Used by the end-of-turn position control.
+        """
+        if "turn_end" in self.meta[i]:
+            return int(self.meta[i]["turn_end"])
+        nz = (self.labels[i] != IGNORE).nonzero()
+        return int(nz[-1]) + 1 if nz.numel() else int(self.labels[i].numel())
+
+    def fingerprint(self) -> str:
+        """SHA-256 of ids, labels and groups: the dataset hash stored in fitted axes."""
+        h = hashlib.sha256()
+        for ids, lab, g in zip(self.input_ids, self.labels, self.groups, strict=True):
+            h.update(g.encode() + b"\0")
+            h.update(ids.numpy().tobytes())
+            h.update(lab.numpy().tobytes())
+        return h.hexdigest()
+
+    def describe(self) -> str:
+        counts = {LABEL_NAMES.get(k, str(k)): v for k, v in self.label_counts().items()}
+        return (
+            f"{len(self)} sequences, {self.n_tokens} tokens, {len(self.group_names)} groups, "
+            f"labels {json.dumps(counts)}"
+        )
