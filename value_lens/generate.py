@@ -1,0 +1,256 @@
+"""Batched, seeded text generation from raw text or chat messages, optionally steered.
+
+:func:`generate` left-pads each batch itself, so it knows every row's padding and real prompt
+length, and hands both to the steering spec (``steer=``) for the duration of that batch. That
+is what lets position specs such as ``"generated"`` or ``"from:-1"`` be exact under a KV cache
+and with left padding (see :mod:`value_lens.positions` and :mod:`value_lens.steer`). Decoding is
+the bridge's own hooked loop (``TransformerBridge.generate`` with an explicit attention mask),
+so every forward pass runs the installed hooks.
+
+Reproducibility: greedy decoding (``temperature=0``) is deterministic. Sampling draws from the
+global torch RNG inside ``torch.random.fork_rng``, seeded with ``seed + batch_index``, so the
+same call gives the same texts and leaves the caller's RNG state untouched. Sampled outputs
+depend on how prompts are grouped into batches (``batch_size``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from jaxtyping import Int
+
+from value_lens.chat import format_chat
+from value_lens.errors import InputError
+from value_lens.model import model_device, n_ctx, to_token_ids
+
+__all__ = ["Generation", "SteerActivation", "format_prompts", "generate"]
+
+
+class SteerActivation(Protocol):
+    """What ``generate(steer=...)`` needs: hooks installed for one batch with known geometry."""
+
+    def activate(
+        self, *, prompt_lens: torch.Tensor, pads: torch.Tensor
+    ) -> contextlib.AbstractContextManager[Any]: ...
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One prompt's continuation.
+
+    Attributes:
+        prompt: the exact prompt text fed to the model (chat template applied).
+        text: the new text only, special tokens stripped.
+        prompt_ids: prompt token ids ``[P]`` (no padding).
+        output_ids: new token ids ``[N]``, up to and excluding the stop token.
+        hit_limit: True when ``max_new_tokens`` ran out before a stop token.
+    """
+
+    prompt: str
+    text: str
+    prompt_ids: Int[torch.Tensor, " P"]
+    output_ids: Int[torch.Tensor, " N"]
+    hit_limit: bool
+
+    @property
+    def n_tokens(self) -> int:
+        """Number of new tokens (the stop token excluded)."""
+        return int(self.output_ids.numel())
+
+
+def _is_message_list(x: Any) -> bool:
+    return (
+        isinstance(x, Sequence)
+        and not isinstance(x, str)
+        and all(isinstance(m, Mapping) for m in x)
+    )
+
+
+def format_prompts(
+    model: Any,
+    prompts: Any,
+    *,
+    enable_thinking: bool | None = None,
+    system: str | None = None,
+) -> list[str]:
+    """Normalise ``prompts`` to a list of prompt texts (chat template applied to message lists).
+
+    >>> from value_lens.testing import tiny_qwen3
+    >>> format_prompts(tiny_qwen3(), ["a", "b"])
+    ['a', 'b']
+    """
+    if isinstance(prompts, str):
+        items: list[Any] = [prompts]
+    elif _is_message_list(prompts) and len(prompts) > 0:
+        items = [list(prompts)]
+    elif isinstance(prompts, Sequence) and len(prompts) > 0:
+        items = list(prompts)
+    else:
+        raise InputError(
+            "prompts must be a str, a non-empty list of str, one message list "
+            "[{'role':..,'content':..}], or a list of message lists"
+        )
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            if system is not None:
+                raise InputError(
+                    "system= only applies to chat messages; pass message lists, or put the "
+                    "system text into the raw prompt yourself"
+                )
+            out.append(item)
+        elif _is_message_list(item) and len(item) > 0:
+            msgs = [dict(m) for m in item]
+            if system is not None and msgs[0].get("role") != "system":
+                msgs.insert(0, {"role": "system", "content": system})
+            chat = format_chat(
+                model.tokenizer, msgs, add_generation_prompt=True, enable_thinking=enable_thinking
+            )
+            out.append(chat.text)
+        else:
+            raise InputError(
+                f"prompt {i} is neither a str nor a list of message dicts: {item!r:.80}"
+            )
+    return out
+
+
+def _stop_ids(model: Any) -> list[int]:
+    eos = getattr(model.cfg, "eos_token_id", None)
+    if eos is None:
+        eos = getattr(model.tokenizer, "eos_token_id", None)
+    if eos is None:
+        return []
+    return [int(eos)] if isinstance(eos, int) else [int(e) for e in eos]
+
+
+def _batches(n: int, size: int) -> Iterator[tuple[int, range]]:
+    for b, start in enumerate(range(0, n, size)):
+        yield b, range(start, min(n, start + size))
+
+
+def generate(
+    model: Any,
+    prompts: Any,
+    *,
+    steer: SteerActivation | Sequence[SteerActivation] | None = None,
+    seed: int = 0,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 64,
+    batch_size: int = 8,
+    enable_thinking: bool | None = None,
+    system: str | None = None,
+    progress: bool = False,
+    use_cache: bool = True,
+) -> list[Generation]:
+    """Generate continuations for one or many prompts, optionally steered.
+
+    Args:
+        model: a TransformerBridge.
+        prompts: a str, a list of str (raw text, used as-is), one message list, or a list of
+            message lists (chat template + generation prompt applied).
+        steer: a :class:`value_lens.steer.Steering` (or several); its hooks are installed for
+            each batch with that batch's prompt lengths and padding.
+        seed: sampling seed (batch ``b`` uses ``seed + b``).
+        temperature: 0 for greedy decoding.
+        top_p: nucleus sampling mass (1.0 = off).
+        max_new_tokens: new-token budget per prompt.
+        batch_size: prompts per forward batch (left-padded).
+        enable_thinking: Qwen3's chat-template switch (message prompts only).
+        system: a system message prepended to message prompts that lack one.
+        progress: show a tqdm bar over batches.
+        use_cache: KV-cache decoding (False recomputes the whole sequence every step).
+
+    Returns:
+        One :class:`Generation` per prompt, in input order.
+
+    >>> from value_lens.testing import tiny_qwen3
+    >>> g = generate(tiny_qwen3(), "hello", max_new_tokens=3)[0]
+    >>> g.n_tokens <= 3
+    True
+    """
+    if max_new_tokens < 1:
+        raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    if not (temperature >= 0 and temperature != float("inf")):
+        raise InputError(f"temperature must be a finite number >= 0, got {temperature}")
+    if not (0 < top_p <= 1):
+        raise InputError(f"top_p must be in (0, 1], got {top_p}")
+    steers: list[SteerActivation] = (
+        [] if steer is None else list(steer) if isinstance(steer, Sequence) else [steer]
+    )
+    for s in steers:
+        if not hasattr(s, "activate"):
+            raise InputError(
+                f"steer= takes a value_lens.steer.Steering (from value_lens.steer(...)), got {type(s)}"
+            )
+    texts = format_prompts(model, prompts, enable_thinking=enable_thinking, system=system)
+    ids = [to_token_ids(model, t) for t in texts]
+    limit = n_ctx(model)
+    too_long = [i for i, x in enumerate(ids) if x.numel() + max_new_tokens > limit]
+    if too_long:
+        raise InputError(
+            f"prompt {too_long[0]} has {ids[too_long[0]].numel()} tokens; with "
+            f"max_new_tokens={max_new_tokens} it exceeds the model context {limit}. "
+            "Shorten it or lower max_new_tokens."
+        )
+    tok = model.tokenizer
+    stop = _stop_ids(model)
+    pad_id = getattr(tok, "pad_token_id", None)
+    pad_id = int(pad_id if pad_id is not None else (stop[0] if stop else 0))
+    device = model_device(model)
+    out: list[Generation] = []
+    batches = list(_batches(len(ids), batch_size))
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = list(tqdm(batches, desc="generate"))
+    for b, rows in batches:
+        lens = torch.tensor([ids[i].numel() for i in rows], dtype=torch.long)
+        width = int(lens.max())
+        pads = width - lens
+        tokens = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for j, i in enumerate(rows):
+            tokens[j, int(pads[j]) :] = ids[i]
+            mask[j, int(pads[j]) :] = 1
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.no_grad())
+            devices = [device] if device.type == "cuda" else []
+            stack.enter_context(torch.random.fork_rng(devices=devices))
+            torch.manual_seed(seed + b)
+            for s in steers:
+                stack.enter_context(s.activate(prompt_lens=lens, pads=pads))
+            seqs = model.generate(
+                tokens.to(device),
+                attention_mask=mask.to(device),
+                max_new_tokens=max_new_tokens,
+                do_sample=temperature > 0,
+                temperature=temperature if temperature > 0 else 1.0,
+                top_p=top_p if top_p < 1 else None,
+                stop_at_eos=bool(stop),
+                use_past_kv_cache=use_cache,
+                return_type="tokens",
+                verbose=False,
+            )
+        new = seqs[:, width:].to("cpu")
+        for j, i in enumerate(rows):
+            row = new[j]
+            hits = [k for k, t in enumerate(row.tolist()) if t in stop]
+            end = hits[0] if hits else row.numel()
+            out_ids = row[:end].clone()
+            out.append(
+                Generation(
+                    prompt=texts[i],
+                    text=tok.decode(out_ids.tolist(), skip_special_tokens=True),
+                    prompt_ids=ids[i],
+                    output_ids=out_ids,
+                    hit_limit=not hits,
+                )
+            )
+    return out
