@@ -1,0 +1,38 @@
+import pytest
+
+from value_lens.conventions import (
+    from_hidden_states_index,
+    hook_name,
+    resolve_layer,
+    resolve_layers,
+    to_hidden_states_index,
+)
+from value_lens.errors import LayerError
+
+
+def test_paper_layer_21_is_block_20():
+    assert from_hidden_states_index(21) == 20
+    assert to_hidden_states_index(20) == 21
+    assert hook_name(20) == "blocks.20.hook_resid_post"
+
+
+def test_embedding_row_has_no_layer():
+    with pytest.raises(LayerError, match="embedding"):
+        from_hidden_states_index(0)
+
+
+def test_resolve_layers_sorted_unique_and_negative():
+    assert resolve_layers([3, -1, 3, 0], 5) == [0, 3, 4]
+    assert resolve_layers(None, 3) == [0, 1, 2]
+    assert resolve_layer(-5, 5) == 0
+
+
+@pytest.mark.parametrize("bad", [5, -6, 100])
+def test_out_of_range_layer_names_the_valid_range(bad):
+    with pytest.raises(LayerError, match=r"0\.\.4"):
+        resolve_layer(bad, 5)
+
+
+def test_non_integer_layer():
+    with pytest.raises(LayerError, match="integer"):
+        resolve_layer("x", 5)

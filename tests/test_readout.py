@@ -1,0 +1,74 @@
+import pytest
+import torch
+
+from tests._oracle import hidden_states
+from value_lens import ValueAxis, trace, value
+from value_lens.errors import InputError, LayerError
+from value_lens.readout import project
+
+
+@pytest.fixture(scope="module")
+def axis(tiny):
+    gen = torch.Generator().manual_seed(0)
+    return ValueAxis(torch.randn(2, 64, generator=gen), model_id=tiny.cfg.model_name)
+
+
+def test_trace_matches_hf_oracle(tiny, tiny_hf, axis):
+    hf, tok = tiny_hf
+    text = "The fox jumps over the lazy dog."
+    tr = trace(tiny, text, axis, layers=[0])
+    ids = torch.tensor(tok(text, add_special_tokens=False)["input_ids"])
+    assert torch.equal(tr.token_ids, ids)
+    h = hidden_states(hf, ids)[1][0]
+    u = axis.direction(0)
+    torch.testing.assert_close(tr.projection[0], h @ u, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        tr.cosine[0],
+        torch.nn.functional.cosine_similarity(h, u[None], dim=-1),
+        atol=1e-5,
+        rtol=1e-5,
+    )
+    assert "".join(tr.tokens) == text
+    assert tr.mean(0) == pytest.approx(float(tr.cosine[0].mean()))
+    assert value(tiny, text, axis, 0, positions=slice(2, 5)) == pytest.approx(
+        float(tr.cosine[0, 2:5].mean()), abs=1e-6
+    )
+    torch.testing.assert_close(project(h, axis, 0), tr.cosine[0], atol=1e-5, rtol=1e-5)
+
+
+def test_trace_messages_and_char_spans(tiny, axis):
+    msgs = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "The river flows."}]
+    tr = trace(tiny, msgs, axis)
+    assert tr.layers == [0, 1] and tr.cosine.shape == (2, len(tr.tokens))
+    start = tr.text.index("The river")
+    mask = tr.char_span_mask(start, start + len("The river flows."))
+    assert (
+        "".join(t for t, m in zip(tr.tokens, mask.tolist(), strict=True) if m) == "The river flows."
+    )
+    df = tr.to_frame()
+    assert len(df) == 2 * len(tr.tokens) and set(df.columns) >= {
+        "layer",
+        "position",
+        "token",
+        "cosine",
+    }
+
+
+def test_trace_errors(tiny, axis):
+    with pytest.raises(InputError, match="empty"):
+        trace(tiny, "", axis)
+    with pytest.raises(LayerError, match="out of range"):
+        trace(tiny, "hello", axis, layers=[5])
+    with pytest.raises(InputError, match="context"):
+        trace(tiny, torch.ones(5000, dtype=torch.long), axis)
+    partial = ValueAxis(
+        axis.directions * torch.tensor([[1.0], [0.0]]), layers=(0,), model_id=axis.model_id
+    )
+    with pytest.raises(LayerError, match="no fitted direction"):
+        trace(tiny, "hello", partial, layers=[1])
+    tr = trace(tiny, "hello", partial)
+    assert tr.layers == [0]
+    with pytest.raises(LayerError, match="not in this trace"):
+        tr.mean(1)
+    with pytest.raises(InputError, match="empty"):
+        tr.mean(0, positions=slice(0, 0))
