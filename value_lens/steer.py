@@ -1,0 +1,416 @@
+"""Steering along the value axis: hook functions and a leak-proof, nestable context manager.
+
+Two entry points:
+
+* :func:`steering_hook` returns a ``(hook_name, fn)`` pair for TransformerLens
+  ``model.hooks(fwd_hooks=[...])`` / ``run_with_hooks``.
+* :func:`steer` returns a :class:`Steering`. Used as ``with steer(model, axis, ...):`` it
+  installs its hooks and removes exactly those handles on exit, also after an exception;
+  contexts nest. Passed as ``generate(model, prompts, steer=...)`` it is installed once per
+  batch with that batch's prompt lengths and left padding, so ``"prompt"``, ``"generated"``
+  and ``"from:k"`` are exact there.
+
+Modes, with ``u`` the direction (unit length unless ``normalize=False``), ``p = h . u`` and
+``m`` the position mask: ``add``: ``h + m * alpha * u`` (the paper's intervention);
+``ablate``: ``h - m * p * u`` (alpha unused); ``clamp``: ``h + m * (alpha - p) * u``, i.e. the
+projection is set to ``alpha``. ``alpha`` is converted to raw units first (see
+:mod:`value_lens.strength`).
+
+How a hook knows the KV-cache step: each hook keeps a small stream record. A forward pass with
+``T > 1`` positions, or the first pass, starts at stream position 0 (a prompt, or a full
+recompute when generating without a cache). A single-position pass after earlier passes
+continues the stream at the number of positions already seen (one cached decoding step).
+Prompt lengths and padding come from :func:`value_lens.generate.generate`; without them the
+hook assumes no padding and takes the first pass of each sequence to be the prompt, which is
+right for single-prompt ``model.generate`` with its default KV cache. Each hook is called once
+per forward pass, so per-hook records need no coordination.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from jaxtyping import Float
+
+from value_lens.conventions import resolve_layer, resolve_layers
+from value_lens.errors import AxisMismatchError, InputError
+from value_lens.model import d_model as model_d_model
+from value_lens.model import n_layers as model_n_layers
+from value_lens.positions import Positions, PositionSpec, parse_positions, position_mask
+from value_lens.strength import Calibration, axis_calibration, to_raw
+
+__all__ = ["MODES", "POINTS", "Steering", "raw_alpha", "steer", "steering_hook"]
+
+MODES: tuple[str, ...] = ("add", "ablate", "clamp")
+POINTS: dict[str, str] = {
+    "resid_post": "blocks.{layer}.hook_resid_post",
+    "resid_pre": "blocks.{layer}.hook_resid_pre",
+}
+HookFn = Callable[..., torch.Tensor]
+
+
+class _Stream:
+    """Where in the token stream each forward pass starts (see the module docstring)."""
+
+    def __init__(self, prompt_lens: torch.Tensor | None, pads: torch.Tensor | None) -> None:
+        self.given = prompt_lens is not None
+        self.prompt_lens = None if prompt_lens is None else prompt_lens.reshape(-1).long().cpu()
+        self.pads = None if pads is None else pads.reshape(-1).long().cpu()
+        if self.pads is None and self.prompt_lens is not None:
+            self.pads = torch.zeros_like(self.prompt_lens)
+        self.processed = 0
+
+    def locate(self, batch: int, seq_len: int) -> tuple[int, torch.Tensor, torch.Tensor]:
+        fresh = self.processed == 0 or seq_len > 1
+        offset = 0 if fresh else self.processed
+        if self.given:
+            assert self.prompt_lens is not None and self.pads is not None
+            if self.prompt_lens.numel() != batch:
+                raise InputError(
+                    f"the steering was activated for {self.prompt_lens.numel()} rows but the "
+                    f"forward pass has {batch}; use value_lens.generate(..., steer=...) or "
+                    "`with steering:` for plain forward passes"
+                )
+        elif fresh:
+            self.prompt_lens = torch.full((batch,), seq_len, dtype=torch.long)
+            self.pads = torch.zeros(batch, dtype=torch.long)
+        assert self.prompt_lens is not None and self.pads is not None
+        self.processed = offset + seq_len
+        return offset, self.prompt_lens, self.pads
+
+
+def _check_alpha(alpha: float, what: str = "alpha") -> float:
+    try:
+        a = float(alpha)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be a number, got {alpha!r}") from None
+    if not math.isfinite(a):
+        raise InputError(f"{what} is {a}; steering strengths must be finite numbers")
+    return a
+
+
+def _direction(axis: Any, layer: int, normalize: bool) -> Float[torch.Tensor, " d"]:
+    """The steering direction at ``layer`` from a ValueAxis or a tensor ``[d]``/``[L, d]``."""
+    if isinstance(axis, torch.Tensor):
+        v = axis.detach().to("cpu", torch.float32)
+        if v.ndim == 2:
+            v = v[resolve_layer(layer, v.shape[0])]
+        elif v.ndim != 1:
+            raise InputError(
+                f"a direction tensor must be [d_model] or [n_layers, d_model], got {tuple(v.shape)}"
+            )
+        if not bool(torch.isfinite(v).all()):
+            raise InputError("the direction contains NaN or Inf")
+        if normalize:
+            n = float(v.norm())
+            if n == 0:
+                raise InputError("the direction is zero; it cannot be normalised")
+            v = v / n
+        return v
+    if not hasattr(axis, "direction"):
+        raise InputError(
+            f"axis must be a ValueAxis or a direction tensor, got {type(axis).__name__}"
+        )
+    resolve_layer(layer, axis.n_layers)
+    return axis.direction(layer, unit=normalize).to(torch.float32)
+
+
+def _make_hook(v: torch.Tensor, alpha: float, mode: str, pos: Positions, stream: _Stream) -> HookFn:
+    d = v.shape[0]
+    cache: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+    def hook_fn(resid: torch.Tensor, hook: Any = None) -> torch.Tensor:  # noqa: ARG001 - TL contract
+        if resid.ndim != 3 or resid.shape[-1] != d:
+            raise AxisMismatchError(
+                f"the steering direction has d_model {d} but the hooked activation has shape "
+                f"{tuple(resid.shape)}; use an axis fitted on this model"
+            )
+        batch, seq_len, _ = resid.shape
+        offset, lens, pads = stream.locate(batch, seq_len)
+        key = (resid.device, resid.dtype)
+        u = cache.get(key)
+        if u is None:
+            u = cache[key] = v.to(resid.device, resid.dtype)
+        m: torch.Tensor | None = None
+        if not (pos.kind == "all" and not bool(pads.any())):
+            mask = position_mask(pos, seq_len, prompt_lens=lens, offset=offset, pads=pads)
+            if not bool(mask.any()):
+                return resid
+            m = mask.to(resid.device, resid.dtype)
+        if mode == "add":
+            delta = alpha * u
+            return resid + (delta if m is None else m[..., None] * delta)
+        proj = resid @ u  # [B, T]
+        coef = -proj if mode == "ablate" else alpha - proj
+        if m is not None:
+            coef = coef * m
+        return resid + coef[..., None] * u
+
+    return hook_fn
+
+
+def raw_alpha(
+    axis: Any,
+    layer: int,
+    alpha: float,
+    *,
+    mode: str = "add",
+    unit: str = "raw",
+    calibration: Calibration | None = None,
+) -> float:
+    """``alpha`` in raw residual units at ``layer`` (calibration merged with the axis's own).
+
+    >>> raw_alpha(torch.ones(4), 0, 2.5)
+    2.5
+    """
+    a = _check_alpha(alpha)
+    if mode == "ablate" or unit == "raw":
+        return a
+    cal = calibration
+    if hasattr(axis, "resid_norm"):
+        stored = axis_calibration(axis)
+        cal = stored if cal is None else cal.merged(stored)
+    return _check_alpha(to_raw(a, layer, unit, cal), "the converted alpha")
+
+
+def steering_hook(
+    axis: Any,
+    layer: int,
+    alpha: float = 0.0,
+    *,
+    positions: PositionSpec = "all",
+    mode: str = "add",
+    unit: str = "raw",
+    calibration: Calibration | None = None,
+    point: str = "resid_post",
+    normalize: bool = True,
+    prompt_lens: torch.Tensor | None = None,
+    pads: torch.Tensor | None = None,
+) -> tuple[str, HookFn]:
+    """A ``(hook_name, fn)`` steering pair for ``model.hooks(fwd_hooks=[...])``.
+
+    Args:
+        axis: a ValueAxis, or a direction tensor ``[d_model]`` / ``[n_layers, d_model]``.
+        layer: value_lens layer (output of block ``layer``).
+        alpha: strength in ``unit`` (the clamp target for ``mode="clamp"``; unused by ablate).
+        positions: ``"all"``, ``"prompt"``, ``"generated"``, ``"from:k"`` or a bool mask.
+        mode: ``"add"``, ``"ablate"`` or ``"clamp"``.
+        unit: ``"raw"``, ``"percent"`` (of the mean residual norm) or ``"sd"``.
+        calibration: scales for percent/sd; defaults to the axis's stored ones.
+        point: ``"resid_post"`` (block output, default) or ``"resid_pre"`` (block input).
+        normalize: use the unit direction (True) or the stored vector as is.
+        prompt_lens / pads: per-row prompt length and left padding, when known.
+
+    >>> import torch
+    >>> name, fn = steering_hook(torch.tensor([0.0, 2.0]), 3, alpha=5.0)
+    >>> name, fn(torch.zeros(1, 2, 2)).tolist()
+    ('blocks.3.hook_resid_post', [[[0.0, 5.0], [0.0, 5.0]]])
+    """
+    if mode not in MODES:
+        raise InputError(f"unknown steering mode {mode!r}; use one of {MODES}")
+    if point not in POINTS:
+        raise InputError(f"unknown hook point {point!r}; use one of {sorted(POINTS)}")
+    if isinstance(layer, bool) or not isinstance(layer, int):
+        raise InputError(f"layer must be an int, got {layer!r}")
+    if not isinstance(axis, torch.Tensor) and hasattr(axis, "n_layers"):
+        layer = resolve_layer(layer, axis.n_layers)
+    elif isinstance(axis, torch.Tensor) and axis.ndim == 2:
+        layer = resolve_layer(layer, axis.shape[0])
+    elif layer < 0:
+        raise InputError(
+            "a negative layer needs a ValueAxis (or [n_layers, d] tensor) to resolve it"
+        )
+    a = raw_alpha(axis, layer, alpha, mode=mode, unit=unit, calibration=calibration)
+    pos = parse_positions(positions)
+    v = _direction(axis, layer, normalize)
+    stream = _Stream(
+        None if prompt_lens is None else torch.as_tensor(prompt_lens),
+        None if pads is None else torch.as_tensor(pads),
+    )
+    return POINTS[point].format(layer=layer), _make_hook(v, a, mode, pos, stream)
+
+
+def _per_layer(alpha: Any, layers: list[int]) -> list[float]:
+    if isinstance(alpha, Mapping):
+        missing = [layer for layer in layers if layer not in alpha]
+        if missing:
+            raise InputError(f"alpha has no value for layers {missing}; give one per layer")
+        return [_check_alpha(alpha[layer]) for layer in layers]
+    if isinstance(alpha, Sequence | torch.Tensor) and not isinstance(alpha, str):
+        vals = list(alpha.tolist() if isinstance(alpha, torch.Tensor) else alpha)
+        if len(vals) != len(layers):
+            raise InputError(f"got {len(vals)} alphas for {len(layers)} layers {layers}")
+        return [_check_alpha(x) for x in vals]
+    return [_check_alpha(alpha)] * len(layers)
+
+
+class Steering:
+    """A validated steering intervention on one model (build it with :func:`steer`).
+
+    Use it as a context manager (``with steering: ...``) or pass it to
+    ``value_lens.generate(..., steer=steering)``. Each ``with`` owns its own hook handles.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        axis: Any,
+        *,
+        layers: int | Sequence[int],
+        alpha: float | Sequence[float] | Mapping[int, float] = 0.0,
+        positions: PositionSpec = "all",
+        mode: str = "add",
+        unit: str = "raw",
+        calibration: Calibration | None = None,
+        point: str = "resid_post",
+        normalize: bool = True,
+        check_model_id: bool = True,
+    ) -> None:
+        if isinstance(axis, torch.Tensor):
+            if axis.shape[-1] != model_d_model(model):
+                raise AxisMismatchError(
+                    f"the direction has d_model {axis.shape[-1]} but the model has "
+                    f"{model_d_model(model)}; use a direction from this model"
+                )
+        else:
+            axis.check_compatible(model, check_model_id=check_model_id)
+        if isinstance(layers, Mapping):
+            raise InputError(
+                "layers must be an int or a list of ints; put per-layer values in alpha"
+            )
+        self.model = model
+        self.layers = resolve_layers(layers, model_n_layers(model))
+        if isinstance(alpha, Mapping):
+            alpha = {resolve_layer(k, model_n_layers(model)): v for k, v in alpha.items()}
+        self.alphas = _per_layer(alpha, self.layers)
+        self.positions = parse_positions(positions)
+        self.mode, self.unit, self.point = mode, unit, point
+        self._kw = dict(
+            positions=self.positions,
+            mode=mode,
+            unit=unit,
+            calibration=calibration,
+            point=point,
+            normalize=normalize,
+        )
+        self.axis = axis
+        # build once now so every bad input raises here, not inside a forward pass
+        self.raw_alphas = [
+            raw_alpha(axis, layer, a, mode=mode, unit=unit, calibration=calibration)
+            for layer, a in zip(self.layers, self.alphas, strict=True)
+        ]
+        self.hooks()
+        self._stack: list[list[tuple[Any, Any]]] = []
+
+    def _pair(
+        self, layer: int, alpha: float, lens: torch.Tensor | None, pads: torch.Tensor | None
+    ) -> tuple[str, HookFn]:
+        name, fn = steering_hook(self.axis, layer, alpha, prompt_lens=lens, pads=pads, **self._kw)  # type: ignore[arg-type]
+        return name, fn
+
+    def hooks(
+        self, *, prompt_lens: torch.Tensor | None = None, pads: torch.Tensor | None = None
+    ) -> list[tuple[str, HookFn]]:
+        """Fresh ``(hook_name, fn)`` pairs (each with its own stream record)."""
+        return [
+            self._pair(layer, a, prompt_lens, pads)
+            for layer, a in zip(self.layers, self.alphas, strict=True)
+        ]
+
+    def _install(self, pairs: list[tuple[str, HookFn]]) -> list[tuple[Any, Any]]:
+        hook_dict = getattr(self.model, "hook_dict", None)
+        if hook_dict is None:
+            raise InputError("steering needs a TransformerLens model with hook points (hook_dict)")
+        installed: list[tuple[Any, Any]] = []
+        try:
+            for name, fn in pairs:
+                hp = hook_dict[name]
+                installed.append((hp, hp.add_hook(fn, dir="fwd")))
+        except BaseException:
+            _remove(installed)
+            raise
+        return installed
+
+    @contextlib.contextmanager
+    def activate(
+        self, *, prompt_lens: torch.Tensor | None = None, pads: torch.Tensor | None = None
+    ) -> Iterator[Steering]:
+        """Install the hooks for one batch with known prompt lengths / left padding."""
+        installed = self._install(self.hooks(prompt_lens=prompt_lens, pads=pads))
+        try:
+            yield self
+        finally:
+            _remove(installed)
+
+    def __enter__(self) -> Steering:
+        self._stack.append(self._install(self.hooks()))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _remove(self._stack.pop())
+
+    def __repr__(self) -> str:
+        per = ", ".join(
+            f"{layer}: {a:g}" for layer, a in zip(self.layers, self.alphas, strict=True)
+        )
+        return (
+            f"Steering(mode={self.mode!r}, alpha={{{per}}} {self.unit}, "
+            f"positions={str(self.positions)!r}, point={self.point!r})"
+        )
+
+
+def _remove(installed: list[tuple[Any, Any]]) -> None:
+    for hp, handle in reversed(installed):
+        handle.hook.remove()
+        hp.fwd_hooks[:] = [h for h in hp.fwd_hooks if h is not handle]
+
+
+def steer(
+    model: Any,
+    axis: Any,
+    *,
+    layers: int | Sequence[int],
+    alpha: float | Sequence[float] | Mapping[int, float] = 0.0,
+    positions: PositionSpec = "all",
+    mode: str = "add",
+    unit: str = "raw",
+    calibration: Calibration | None = None,
+    point: str = "resid_post",
+    normalize: bool = True,
+    check_model_id: bool = True,
+) -> Steering:
+    """Build a :class:`Steering`: use it in ``with`` or pass it to ``generate(steer=...)``.
+
+    Args:
+        model: the TransformerBridge to steer.
+        axis: a ValueAxis fitted on ``model`` (or a direction tensor).
+        layers: one layer or several.
+        alpha: one strength, one per layer (list), or ``{layer: alpha}``.
+        positions, mode, unit, calibration, point, normalize: see :func:`steering_hook`.
+        check_model_id: also require the axis's model id to match the model's.
+
+    >>> import torch
+    >>> from value_lens.testing import tiny_qwen3
+    >>> model = tiny_qwen3()
+    >>> with steer(model, torch.ones(64), layers=1, alpha=4.0) as s:
+    ...     logits = model(torch.tensor([[1, 2, 3]]))
+    >>> s
+    Steering(mode='add', alpha={1: 4} raw, positions='all', point='resid_post')
+    """
+    return Steering(
+        model,
+        axis,
+        layers=layers,
+        alpha=alpha,
+        positions=positions,
+        mode=mode,
+        unit=unit,
+        calibration=calibration,
+        point=point,
+        normalize=normalize,
+        check_model_id=check_model_id,
+    )
