@@ -1,0 +1,349 @@
+"""Held-out layer sweeps: per-layer generalisation of the value direction, with baselines.
+
+:func:`layer_sweep` runs the model over the data **once per pass, never once per split**:
+
+1. :func:`~value_lens.collect.collect_stats` gives per-criterion (group) sums, hence every
+   group's difference vector ``d_g = mean(AFTER_g) - mean(BEFORE_g)`` (skipped if ``stats=``
+   is passed).
+2. One more forward pass stores, for every BEFORE/AFTER token and layer, its projections
+   ``h . d_g`` onto every group's difference vector, onto ``n_random`` random unit directions,
+   and its norm ``|h|``.
+
+Every split's ``mean_diff`` (and ``pca_diff``) direction is a linear combination
+``v = sum_g w_g d_g`` of the training groups' vectors, so a token's cosine with it is exactly
+``(P[t] @ w) / (|h_t| sqrt(w' G w))`` with ``G = d d'`` the groups' Gram matrix: each of the k
+refits is a few small matrix products, not a forward pass.
+
+The result is a :class:`pandas.DataFrame` with one row per layer. Metadata rides in
+``df.attrs`` (plain lists and dicts, so pandas can copy and compare them):
+``df.attrs["cosine_matrix"]`` (layer x layer cosines of the all-groups directions, see
+:func:`cosine_matrix`), ``df.attrs["splits"]`` (per split and layer scores and training
+groups), ``df.attrs["groups"]``, ``df.attrs["n_tokens"]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from jaxtyping import Float
+from tqdm.auto import tqdm
+
+from value_lens.collect import collect_stats, iter_batches
+from value_lens.conventions import resolve_layers
+from value_lens.errors import InputError, NonFiniteActivationError
+from value_lens.hooks import run_resid_hooks
+from value_lens.metrics import auroc
+from value_lens.model import d_model, model_device, n_ctx, n_layers
+from value_lens.stats import ActivationStats
+from value_lens.tokens import AFTER, BEFORE, IGNORE, LabelledTokens
+
+__all__ = ["TokenProjections", "cosine_matrix", "layer_sweep", "project_tokens", "split_weights"]
+
+SWEEP_METHODS = ("mean_diff", "pca_diff")
+
+
+@dataclass
+class TokenProjections:
+    """Per-token projections of every BEFORE/AFTER token onto a fixed basis, per layer.
+
+    Attributes:
+        proj: ``[L, N, K]`` float64 ``h_t . basis_k``.
+        norm: ``[L, N]`` float64 ``|h_t|``.
+        label: ``[N]`` BEFORE or AFTER.
+        group: ``[N]`` index into the sweep's group list.
+        position: ``[N]`` token index within its sequence.
+        to_end: ``[N]`` tokens from the token to the end of its turn (``turn_end - position``).
+    """
+
+    proj: np.ndarray
+    norm: np.ndarray
+    label: np.ndarray
+    group: np.ndarray
+    position: np.ndarray
+    to_end: np.ndarray
+
+
+def project_tokens(
+    model: Any,
+    data: LabelledTokens,
+    layers: list[int],
+    basis: Float[torch.Tensor, "L K D"],
+    groups: list[str],
+    *,
+    batch_size: int = 8,
+    max_batch_tokens: int | None = 16384,
+    truncate: bool = False,
+    progress: bool = True,
+) -> TokenProjections:
+    """One forward pass storing each BEFORE/AFTER token's projections onto ``basis[layer]``.
+
+    Tokens of groups not in ``groups`` are skipped. Memory is ``N * L * (K + 1)`` floats.
+    """
+    limit, dev = n_ctx(model), model_device(model)
+    gidx = {g: i for i, g in enumerate(groups)}
+    seqs = []
+    for i, ids in enumerate(data.input_ids):
+        if ids.numel() > limit and not truncate:
+            raise InputError(
+                f"sequence {i} has {ids.numel()} tokens but the model's context is {limit}; "
+                "pass truncate=True or drop it"
+            )
+        seqs.append(ids[:limit])
+    lengths = [int(s.numel()) for s in seqs]
+    pad_id = getattr(model.tokenizer, "pad_token_id", None) or 0
+    per_layer: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
+    norms: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
+    meta: list[np.ndarray] = []
+    bases = {layer: basis[li].to(dev, torch.float32).T for li, layer in enumerate(layers)}
+    bar = tqdm(total=sum(lengths), unit="tok", desc="project", disable=not progress)
+    for idx in iter_batches(lengths, batch_size, max_batch_tokens):
+        idx = [i for i in idx if data.groups[i] in gidx]
+        if not idx:
+            continue
+        T = max(lengths[i] for i in idx)
+        tokens = torch.full((len(idx), T), pad_id, dtype=torch.long)
+        lab = torch.full((len(idx), T), IGNORE, dtype=torch.long)
+        for r, i in enumerate(idx):
+            tokens[r, : lengths[i]] = seqs[i]
+            lab[r, : lengths[i]] = data.labels[i][: lengths[i]]
+        sel = (lab == BEFORE) | (lab == AFTER)
+        rows, cols = sel.nonzero(as_tuple=True)
+        to_end = torch.tensor([data.turn_end(idx[r]) for r in rows.tolist()]) - cols
+        meta.append(
+            np.stack(
+                [
+                    lab[rows, cols].numpy(),
+                    np.array([gidx[data.groups[idx[r]]] for r in rows.tolist()], dtype=np.int64),
+                    cols.numpy(),
+                    to_end.numpy(),
+                ]
+            ).reshape(4, -1)
+        )
+        flat_sel = sel.reshape(-1).to(dev)
+
+        def read(layer: int, resid: torch.Tensor, flat_sel: torch.Tensor = flat_sel) -> None:
+            x = resid.reshape(-1, resid.shape[-1])[flat_sel].float()
+            if not bool(torch.isfinite(x).all()):
+                raise NonFiniteActivationError(
+                    f"NaN/Inf activations at layer {layer}; try another dtype or check the inputs"
+                )
+            per_layer[layer].append((x @ bases[layer]).double().cpu())
+            norms[layer].append(x.norm(dim=-1).double().cpu())
+
+        run_resid_hooks(model, tokens.to(dev), {layer: read for layer in layers})
+        bar.update(sum(lengths[i] for i in idx))
+    bar.close()
+    m = np.concatenate(meta, axis=1)
+    return TokenProjections(
+        proj=torch.stack([torch.cat(per_layer[layer]) for layer in layers]).numpy(),
+        norm=torch.stack([torch.cat(norms[layer]) for layer in layers]).numpy(),
+        label=m[0],
+        group=m[1],
+        position=m[2],
+        to_end=m[3],
+    )
+
+
+def split_weights(gram: np.ndarray, train: np.ndarray, method: str) -> np.ndarray:
+    """Coefficients ``w`` (over all groups, zero off ``train``) of a split's direction.
+
+    ``gram`` is ``[G, G]`` = ``d d'`` for one layer. ``mean_diff``: ``w = 1/n`` on the training
+    groups. ``pca_diff``: the top right singular vector of the training diffs, written as
+    ``d_train' u / s`` with ``u`` the top eigenvector of their Gram matrix, sign-aligned with
+    the mean (as :func:`value_lens.fit.pca_diff`; the scale does not affect cosines).
+    """
+    w = np.zeros(gram.shape[0])
+    if method == "mean_diff":
+        w[train] = 1.0 / len(train)
+        return w
+    g = gram[np.ix_(train, train)]
+    evals, evecs = np.linalg.eigh(g)
+    u = evecs[:, -1] / np.sqrt(max(evals[-1], 1e-300))
+    if (g @ u).sum() < 0:
+        u = -u
+    w[train] = u
+    return w
+
+
+def cosine_matrix(df: pd.DataFrame) -> pd.DataFrame:
+    """The layer x layer cosine matrix stored by :func:`layer_sweep`, labelled by layer."""
+    if "cosine_matrix" not in df.attrs:
+        raise InputError("this DataFrame has no cosine matrix; it was not made by layer_sweep")
+    layers = df.attrs["layers"]
+    return pd.DataFrame(np.array(df.attrs["cosine_matrix"]), index=layers, columns=layers)
+
+
+def _mean_sd(x: list[float]) -> tuple[float, float]:
+    a = np.asarray(x, dtype=np.float64)
+    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else float("nan")
+
+
+def layer_sweep(
+    model: Any,
+    data: LabelledTokens,
+    *,
+    n_splits: int = 10,
+    n_train: int = 35,
+    seed: int = 0,
+    layers: int | list[int] | None = None,
+    method: str = "mean_diff",
+    n_random: int = 16,
+    stats: ActivationStats | None = None,
+    min_count: int = 1,
+    batch_size: int = 8,
+    truncate: bool = False,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Held-out generalisation of the value direction at every layer, with baselines.
+
+    For each of ``n_splits`` seeded splits, ``n_train`` criteria (groups) fit the direction and
+    the rest are held out. Scores use the paper's readout, cos(h_t, v).
+
+    Args:
+        model: a TransformerLens-style model.
+        data: BEFORE/AFTER-labelled sequences, one criterion per group.
+        n_splits / n_train / seed: the splits (split ``s`` permutes the usable groups with
+            ``numpy.random.default_rng([seed, s])`` and trains on the first ``n_train``).
+        layers: layers to sweep (default all).
+        method: ``"mean_diff"`` (paper Eq. 1) or ``"pca_diff"``.
+        n_random: random unit directions per layer for the chance baseline.
+        stats: precomputed :func:`collect_stats` output for ``data`` (skips the first pass).
+        min_count: a group needs this many BEFORE and AFTER tokens to be used.
+
+    Returns:
+        One row per layer with columns ``layer``, ``token_auroc_mean/sd`` (pooled held-out
+        BEFORE vs AFTER tokens), ``function_score_mean/sd`` (the paper's released metric: the
+        fraction of held-out criteria whose AFTER tokens' mean cosine exceeds their BEFORE
+        tokens'), ``random_auroc_mean/sd`` (``n_random`` random directions on all tokens),
+        ``position_auroc`` (score = token index) and ``end_proximity_auroc`` (score = minus
+        the tokens left to the end of the turn), both on the held-out tokens and averaged over
+        splits; AUROC > 0.5 means the score is higher on AFTER tokens. ``df.attrs`` holds the
+        cosine matrix and per-split details (see the module docs).
+
+    Example:
+        >>> from value_lens.testing import tiny_qwen3
+        >>> data = LabelledTokens.from_lists(
+        ...     [[1, 5, 6, 7, 40, 41, 42]] * 4, [[-1, 0, 0, 0, 1, 1, 1]] * 4, "abcd")
+        >>> df = layer_sweep(tiny_qwen3(), data, n_splits=2, n_train=2, progress=False)
+        >>> df[["layer", "token_auroc_mean"]].shape
+        (2, 2)
+    """
+    if method not in SWEEP_METHODS:
+        raise InputError(
+            f"layer_sweep supports methods {SWEEP_METHODS} (directions in the span of the "
+            f"groups' differences); got {method!r}. Fit other methods with ValueAxis.fit"
+        )
+    if n_splits < 1 or n_train < 1:
+        raise InputError("n_splits and n_train must be positive")
+    counts = data.label_counts()
+    if counts.get(BEFORE, 0) == 0 or counts.get(AFTER, 0) == 0:
+        raise InputError(
+            f"the dataset has one class only (label counts {counts}); the sweep needs both "
+            "BEFORE (0) and AFTER (1) tokens"
+        )
+    L = resolve_layers(layers, n_layers(model))
+    if stats is None:
+        stats = collect_stats(model, data, layers=L, batch_size=batch_size, truncate=truncate,
+                              progress=progress)  # fmt: skip
+    missing = [layer for layer in L if layer not in stats.layers]
+    if missing:
+        raise InputError(f"the given stats lack layers {missing}; collect them with layers={L}")
+    li = [stats.layers.index(layer) for layer in L]
+    diffs, groups = stats.group_diffs(AFTER, BEFORE, min_count=min_count)
+    diffs = diffs[li].double()  # [L, G, D]
+    G = len(groups)
+    if G <= n_train:
+        raise InputError(
+            f"too few criteria for the split: {G} groups have both BEFORE and AFTER tokens but "
+            f"n_train={n_train} leaves none held out; use n_train <= {G - 1} or add criteria"
+        )
+    gen = torch.Generator().manual_seed(seed)
+    rand = torch.randn(len(L), n_random, d_model(model), generator=gen, dtype=torch.float64)
+    rand = rand / rand.norm(dim=-1, keepdim=True)
+    tp = project_tokens(
+        model, data, L, torch.cat([diffs, rand], dim=1), groups,
+        batch_size=batch_size, truncate=truncate, progress=progress,
+    )  # fmt: skip
+    gram = (diffs @ diffs.transpose(1, 2)).numpy()  # [L, G, G]
+    is_after = tp.label == AFTER
+    safe_norm = np.maximum(tp.norm, 1e-12)
+
+    rows: list[dict[str, Any]] = []
+    split_recs: list[dict[str, Any]] = []
+    per_layer: dict[str, list[list[float]]] = {k: [[] for _ in L] for k in ("tok", "fn")}
+    pos_scores: list[float] = []
+    end_scores: list[float] = []
+    for s in range(n_splits):
+        perm = np.random.default_rng([seed, s]).permutation(G)
+        train, test = np.sort(perm[:n_train]), np.sort(perm[n_train:])
+        held = np.isin(tp.group, test)
+        yes, no = held & is_after, held & ~is_after
+        if not yes.any() or not no.any():
+            raise InputError(f"split {s}: the held-out criteria lack BEFORE or AFTER tokens")
+        pos_scores.append(auroc(tp.position[yes], tp.position[no]))
+        end_scores.append(auroc(-tp.to_end[yes], -tp.to_end[no]))
+        for k in range(len(L)):
+            w = split_weights(gram[k], train, method)
+            cos = (tp.proj[k, :, :G] @ w) / (safe_norm[k] * np.sqrt(max(w @ gram[k] @ w, 1e-300)))
+            tok = auroc(cos[yes], cos[no])
+            wins = []
+            for g in test:
+                a, b = (tp.group == g) & is_after, (tp.group == g) & ~is_after
+                if a.any() and b.any():
+                    wins.append(float(cos[a].mean() > cos[b].mean()))
+            fn = float(np.mean(wins))
+            per_layer["tok"][k].append(tok)
+            per_layer["fn"][k].append(fn)
+            split_recs.append(
+                {"split": s, "layer": L[k], "token_auroc": tok, "function_score": fn,
+                 "train_groups": [groups[i] for i in train]}
+            )  # fmt: skip
+
+    full = diffs.mean(dim=1) if method == "mean_diff" else None
+    if full is None:
+        full = torch.stack(
+            [torch.from_numpy(split_weights(gram[k], np.arange(G), method)) @ diffs[k]
+             for k in range(len(L))]
+        )  # fmt: skip
+    unit = full / full.norm(dim=-1, keepdim=True).clamp_min(1e-30)
+    cmat = (unit @ unit.T).tolist()
+    for k, layer in enumerate(L):
+        rnd = [
+            auroc(c[is_after], c[~is_after]) for c in (tp.proj[k, :, G:] / safe_norm[k][:, None]).T
+        ]
+        tm, tsd = _mean_sd(per_layer["tok"][k])
+        fm, fsd = _mean_sd(per_layer["fn"][k])
+        rm, rsd = _mean_sd(rnd) if rnd else (float("nan"), float("nan"))
+        rows.append(
+            {
+                "layer": layer,
+                "token_auroc_mean": tm,
+                "token_auroc_sd": tsd,
+                "function_score_mean": fm,
+                "function_score_sd": fsd,
+                "random_auroc_mean": rm,
+                "random_auroc_sd": rsd,
+                "position_auroc": float(np.mean(pos_scores)),
+                "end_proximity_auroc": float(np.mean(end_scores)),
+                "n_splits": n_splits,
+                "n_train_groups": n_train,
+                "n_test_groups": G - n_train,
+            }
+        )
+    df = pd.DataFrame(rows)
+    df.attrs.update(
+        {
+            "layers": list(L),
+            "cosine_matrix": cmat,
+            "splits": split_recs,
+            "groups": groups,
+            "method": method,
+            "n_tokens": int(tp.label.size),
+            "seed": seed,
+        }
+    )
+    return df
