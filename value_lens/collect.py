@@ -1,13 +1,16 @@
 """Streaming collection: residual-stream activations -> :class:`ActivationStats`.
 
-One forward pass per batch, hooks only on the requested ``resid_post`` points, padding masked,
-and accumulation straight into per-group/per-label sums, so memory is flat in the token count.
+One forward pass per batch, hooks only on the requested ``resid_post`` points (the pass stops
+after the deepest one), padding masked, and accumulation straight into per-group/per-label sums
+on the model's device, so memory is flat in the token count and nothing is copied to the host
+per layer.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,17 +28,18 @@ __all__ = ["collect_stats", "iter_batches"]
 
 def iter_batches(
     lengths: list[int], batch_size: int, max_batch_tokens: int | None = None
-) -> Iterable[list[int]]:
+) -> Iterator[list[int]]:
     """Sequence indices grouped into batches of similar length (longest first)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batch: list[int] = []
     for i in order:
+        full = len(batch) == batch_size
         too_many = (
-            max_batch_tokens is not None
-            and batch
+            bool(batch)
+            and max_batch_tokens is not None
             and (len(batch) + 1) * lengths[batch[0]] > max_batch_tokens
         )
-        if len(batch) == batch_size or too_many:
+        if full or too_many:
             yield batch
             batch = []
         batch.append(i)
@@ -44,10 +48,135 @@ def iter_batches(
 
 
 def _token_keys(ids: torch.Tensor, group: str, seed: int) -> torch.Tensor:
-    """Deterministic uniform keys for a sequence's tokens (depends only on content and seed)."""
+    """Deterministic uniform keys for a sequence's tokens (depend only on content and seed)."""
     h = hashlib.sha256(f"{seed}|{group}|".encode() + ids.numpy().tobytes()).digest()
     gen = torch.Generator().manual_seed(int.from_bytes(h[:8], "little") & ((1 << 63) - 1))
     return torch.rand(ids.numel(), generator=gen, dtype=torch.float64)
+
+
+@dataclass
+class _Batch:
+    """Everything the per-layer reader needs about one batch (on the model's device)."""
+
+    number: int
+    rows: list[int]
+    sel: torch.Tensor  # [B*T] bool: labelled, non-pad tokens
+    flat: torch.Tensor  # [N] group * C + class of each selected token
+    y: torch.Tensor | None  # [N] regression target (0 where missing)
+    w: torch.Tensor | None  # [N] 1 where the target is finite
+    slots: list[tuple[torch.Tensor, torch.Tensor]] | None  # reservoir merge plan per class
+
+
+class _Accumulator:
+    """Device-resident running sums for :func:`collect_stats`."""
+
+    def __init__(
+        self,
+        layers: list[int],
+        G: int,
+        C: int,
+        D: int,
+        *,
+        dtype: torch.dtype,
+        device: torch.device,
+        moments: bool,
+        k: int,
+    ) -> None:
+        self.layers, self.G, self.C, self.dtype, self.dev = layers, G, C, dtype, device
+        L = len(layers)
+        z64 = {"dtype": torch.float64, "device": device}
+        self.count = torch.zeros(G * C, dtype=torch.long)
+        self.total = torch.zeros(L, G * C, D, dtype=dtype, device=device)
+        self.norm_sum = torch.zeros(L, **z64)
+        self.mom = None
+        if moments:
+            self.mom = Moments(
+                torch.zeros((), **z64),
+                torch.zeros(L, D, **z64),
+                torch.zeros((), **z64),
+                torch.zeros((), **z64),
+                torch.zeros(L, D, **z64),
+                torch.zeros(L, D, D, **z64),
+            )
+        self.res = None
+        if k > 0:
+            self.res = Reservoir(
+                k, torch.full((C, k), float("inf"), dtype=torch.float64), torch.zeros(L, C, k, D)
+            )
+
+    def plan(
+        self,
+        number: int,
+        rows: list[int],
+        lab: torch.Tensor,
+        groups_of_rows: torch.Tensor,
+        class_lut: torch.Tensor,
+        tgt: torch.Tensor | None,
+        keys: torch.Tensor | None,
+    ) -> _Batch:
+        sel = (lab != IGNORE).reshape(-1)
+        cls = class_lut[lab.clamp(min=0)]
+        flat = (groups_of_rows[:, None] * self.C + cls).reshape(-1)[sel]
+        self.count.index_add_(0, flat, torch.ones_like(flat))
+        y = w = None
+        if self.mom is not None:
+            y_all = (tgt if tgt is not None else lab.to(torch.float64)).reshape(-1)[sel]
+            fin = torch.isfinite(y_all)
+            y, w = torch.where(fin, y_all, 0.0), fin.to(torch.float64)
+            self.mom.n += w.sum().to(self.dev)
+            self.mom.y += y.sum().to(self.dev)
+            self.mom.yy += (y * y).sum().to(self.dev)
+            y, w = y.to(self.dev), w.to(self.dev)
+        slots = None
+        if self.res is not None and keys is not None:
+            cand_keys, cand_cls = keys.reshape(-1)[sel], cls.reshape(-1)[sel]
+            slots = []
+            for c in range(self.C):
+                pos = (cand_cls == c).nonzero().squeeze(1)
+                merged = torch.cat([self.res.keys[c], cand_keys[pos]])
+                order = merged.argsort(stable=True)[: self.res.k]
+                self.res.keys[c] = merged[order]
+                slots.append((pos, order))
+        return _Batch(number, rows, sel.to(self.dev), flat.to(self.dev), y, w, slots)
+
+    def read(self, layer: int, resid: torch.Tensor, b: _Batch) -> None:
+        li = self.layers.index(layer)
+        x = resid.reshape(-1, resid.shape[-1])[b.sel].to(torch.float32)
+        if not bool(torch.isfinite(x).all()):
+            raise NonFiniteActivationError(
+                f"NaN/Inf activations at layer {layer} in batch {b.number} (sequences {b.rows}); "
+                "load the model in float32/bfloat16 rather than float16, or check the inputs"
+            )
+        # fp32 sums within the batch, accumulated across batches in ``dtype`` (fp64 default)
+        buf = torch.zeros(self.G * self.C, x.shape[-1], dtype=torch.float32, device=x.device)
+        self.total[li] += buf.index_add_(0, b.flat, x).to(self.dtype)
+        self.norm_sum[li] += x.norm(dim=-1).sum().double()
+        if self.mom is not None and b.y is not None and b.w is not None:
+            x64 = x.double() * b.w[:, None]  # tokens without a finite target count as zero
+            self.mom.x[li] += x64.sum(0)
+            self.mom.xy[li] += x64.T @ b.y
+            self.mom.xx[li] += x64.T @ x64
+        if self.res is not None and b.slots is not None:
+            for c, (pos, order) in enumerate(b.slots):
+                cand = x[pos.to(x.device)].cpu()
+                self.res.x[li, c] = torch.cat([self.res.x[li, c], cand])[order]
+
+    def finish(
+        self, groups: list[str], classes: list[int], meta: dict[str, Any]
+    ) -> ActivationStats:
+        L, D = len(self.layers), self.total.shape[-1]
+        mom = None if self.mom is None else Moments(*(t.cpu() for t in self.mom.tensors()))
+        return ActivationStats(
+            layers=self.layers,
+            groups=groups,
+            classes=classes,
+            count=self.count.reshape(self.G, self.C),
+            sum=self.total.cpu().reshape(L, self.G, self.C, D),
+            norm_sum=self.norm_sum.cpu(),
+            moments=mom,
+            sample=self.res,
+            meta=meta,
+        )
 
 
 def collect_stats(
@@ -70,8 +199,9 @@ def collect_stats(
         model: any TransformerLens-style model.
         data: labelled sequences; tokens labelled ``IGNORE`` (and padding) are never read.
         layers: value_lens layers (block outputs); ``None`` for all.
-        batch_size / max_batch_tokens: batching (sequences are sorted by length, right-padded).
-        dtype: accumulation dtype (fp64 default; fp32 halves memory).
+        batch_size / max_batch_tokens: batching (sequences are sorted by length, right-padded;
+            with causal attention, right padding cannot change the real tokens' activations).
+        dtype: accumulation dtype across batches (fp64 default; fp32 halves memory).
         moments: also accumulate second moments (needed by ``method="ridge"``).
         sample_per_class: keep a seeded uniform sample of this many token vectors per label
             (needed by ``method="logistic"``).
@@ -89,133 +219,68 @@ def collect_stats(
     if len(data) == 0:
         raise InputError("the dataset is empty; build or load some labelled sequences first")
     L = resolve_layers(layers, n_layers(model))
-    D, limit, dev = d_model(model), n_ctx(model), model_device(model)
+    limit, dev = n_ctx(model), model_device(model)
     classes = sorted(data.label_counts())
     if not classes:
         raise InputError("every token is labelled IGNORE; there is nothing to collect")
     groups = data.group_names
-    C = len(classes)
     class_lut = torch.full((max(classes) + 2,), -1, dtype=torch.long)
-    class_lut[torch.tensor(classes)] = torch.arange(C)
-    seqs = []
+    class_lut[torch.tensor(classes)] = torch.arange(len(classes))
     for i, ids in enumerate(data.input_ids):
         if ids.numel() > limit and not truncate:
             raise InputError(
                 f"sequence {i} has {ids.numel()} tokens but the model's context is {limit}; "
                 "pass truncate=True or drop it"
             )
-        seqs.append(ids[:limit])
+    seqs = [ids[:limit] for ids in data.input_ids]
     lengths = [int(s.numel()) for s in seqs]
     pad_id = getattr(model.tokenizer, "pad_token_id", None) or 0
-
-    count = torch.zeros(len(groups), C, dtype=torch.long)
-    total = torch.zeros(len(L), len(groups) * C, D, dtype=dtype)
-    norm_sum = torch.zeros(len(L), dtype=torch.float64)
-    mom = None
-    if moments:
-        mom = Moments(
-            torch.zeros((), dtype=torch.float64),
-            torch.zeros(len(L), D, dtype=torch.float64),
-            torch.zeros((), dtype=torch.float64),
-            torch.zeros((), dtype=torch.float64),
-            torch.zeros(len(L), D, dtype=torch.float64),
-            torch.zeros(len(L), D, D, dtype=torch.float64),
-        )
-    res = None
-    if sample_per_class > 0:
-        k = sample_per_class
-        res = Reservoir(
-            k, torch.full((C, k), float("inf"), dtype=torch.float64), torch.zeros(len(L), C, k, D)
-        )
-    bar = tqdm(total=sum(lengths), unit="tok", desc="collect", disable=not progress)
-    for b_no, idx in enumerate(iter_batches(lengths, batch_size, max_batch_tokens)):
-        T = max(lengths[i] for i in idx)
-        tokens = torch.full((len(idx), T), pad_id, dtype=torch.long)
-        lab = torch.full((len(idx), T), IGNORE, dtype=torch.long)
-        tgt = torch.full((len(idx), T), float("nan"), dtype=torch.float64)
-        keys = torch.full((len(idx), T), float("inf"), dtype=torch.float64)
-        for r, i in enumerate(idx):
-            n = lengths[i]
-            tokens[r, :n] = seqs[i]
-            lab[r, :n] = data.labels[i][:n]
-            if data.targets is not None:
-                tgt[r, :n] = data.targets[i][:n].double()
-            if res is not None:
-                keys[r, :n] = _token_keys(seqs[i], data.groups[i], seed)
-        sel = (lab != IGNORE).reshape(-1)
-        g_of_row = torch.tensor([groups.index(data.groups[i]) for i in idx])
-        cls = class_lut[lab.clamp(min=0)]
-        flat = (g_of_row[:, None] * C + cls).reshape(-1)[sel]
-        count.view(-1).index_add_(0, flat, torch.ones_like(flat))
-        y = w = None
-        if mom is not None:
-            y_all = tgt if data.targets is not None else lab.to(torch.float64)
-            y = y_all.reshape(-1)[sel]
-            fin = torch.isfinite(y)
-            y = torch.where(fin, y, 0.0)
-            w = fin.to(torch.float64)
-            mom.n += w.sum()
-            mom.y += y.sum()
-            mom.yy += (y * y).sum()
-        slots = None
-        if res is not None:
-            cand_keys, cand_cls = keys.reshape(-1)[sel], cls.reshape(-1)[sel]
-            slots = []
-            for c in range(C):
-                pos = (cand_cls == c).nonzero().squeeze(1)
-                merged = torch.cat([res.keys[c], cand_keys[pos]])
-                order = merged.argsort(stable=True)[: res.k]
-                res.keys[c] = merged[order]
-                slots.append((pos, order))
-
-        def read(
-            layer: int,
-            resid: torch.Tensor,
-            b_no: int = b_no,
-            idx: list[int] = idx,
-            flat: torch.Tensor = flat,
-            sel: torch.Tensor = sel,
-            y: torch.Tensor | None = y,
-            w: torch.Tensor | None = w,
-            slots: list | None = slots,
-        ) -> None:
-            li = L.index(layer)
-            x = resid.reshape(-1, resid.shape[-1])[sel.to(resid.device)]
-            if not bool(torch.isfinite(x).all()):
-                raise NonFiniteActivationError(
-                    f"NaN/Inf activations at layer {layer} in batch {b_no} (sequences {idx}); "
-                    "try dtype=float32/bfloat16 instead of float16, or check the inputs"
-                )
-            xf = x.to(torch.float32).cpu()
-            xd = xf.to(dtype)
-            total[li].index_add_(0, flat, xd)
-            norm_sum[li] += xf.norm(dim=-1).double().sum()
-            if mom is not None and y is not None and w is not None:
-                x64 = xf.double() * w[:, None]  # tokens without a finite target count as zero
-                mom.x[li] += x64.sum(0)
-                mom.xy[li] += x64.T @ y
-                mom.xx[li] += x64.T @ x64
-            if res is not None and slots is not None:
-                for c, (pos, order) in enumerate(slots):
-                    res.x[li, c] = torch.cat([res.x[li, c], xf[pos]])[order]
-
-        run_resid_hooks(model, tokens.to(dev), {layer: read for layer in L})
-        bar.update(sum(lengths[i] for i in idx))
-    bar.close()
-    return ActivationStats(
-        layers=L,
-        groups=groups,
-        classes=classes,
-        count=count,
-        sum=total.reshape(len(L), len(groups), C, D),
-        norm_sum=norm_sum,
-        moments=mom,
-        sample=res,
-        meta={
-            "model_id": model_id(model),
-            "n_layers_model": n_layers(model),
-            "dataset_hash": data.fingerprint(),
-            "dataset": data.describe(),
-            "n_sequences": len(data),
-        },
+    acc = _Accumulator(
+        L,
+        len(groups),
+        len(classes),
+        d_model(model),
+        dtype=dtype,
+        device=dev,
+        moments=moments,
+        k=sample_per_class,
     )
+    bar = tqdm(total=sum(lengths), unit="tok", desc="collect", disable=not progress)
+    for number, rows in enumerate(iter_batches(lengths, batch_size, max_batch_tokens)):
+        T = max(lengths[i] for i in rows)
+        tokens = torch.full((len(rows), T), pad_id, dtype=torch.long)
+        lab = torch.full((len(rows), T), IGNORE, dtype=torch.long)
+        tgt = (
+            None
+            if data.targets is None
+            else torch.full((len(rows), T), float("nan"), dtype=torch.float64)
+        )
+        keys = (
+            None
+            if sample_per_class <= 0
+            else torch.full((len(rows), T), float("inf"), dtype=torch.float64)
+        )
+        for r, i in enumerate(rows):
+            n = lengths[i]
+            tokens[r, :n], lab[r, :n] = seqs[i], data.labels[i][:n]
+            if tgt is not None and data.targets is not None:
+                tgt[r, :n] = data.targets[i][:n].double()
+            if keys is not None:
+                keys[r, :n] = _token_keys(seqs[i], data.groups[i], seed)
+        g_rows = torch.tensor([groups.index(data.groups[i]) for i in rows])
+        batch = acc.plan(number, rows, lab, g_rows, class_lut, tgt, keys)
+
+        def read(layer: int, resid: torch.Tensor, batch: _Batch = batch) -> None:
+            acc.read(layer, resid, batch)
+
+        run_resid_hooks(model, tokens.to(dev), dict.fromkeys(L, read))
+        bar.update(sum(lengths[i] for i in rows))
+    bar.close()
+    meta = {
+        "model_id": model_id(model),
+        "n_layers_model": n_layers(model),
+        "dataset_hash": data.fingerprint(),
+        "dataset": data.describe(),
+        "n_sequences": len(data),
+    }
+    return acc.finish(groups, classes, meta)

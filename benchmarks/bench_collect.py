@@ -1,0 +1,132 @@
+"""Collection benchmark (issue 2): value_lens streaming stats vs a plain forward and vs storing
+``output_hidden_states`` for every layer before averaging (the reference workflow).
+
+Each configuration runs in a fresh subprocess so that peak RSS (ru_maxrss) is its own.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_collect.py            # 200k tokens, SmolLM2
+    python benchmarks/bench_collect.py --tokens 20000 --ref-sizes 5000 --model tiny   # smoke run
+
+Writes benchmarks/results/bench_collect.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SEQ_LEN = 512
+BATCH = 8
+
+
+def make_data(n_tokens: int, vocab: int, seed: int = 0):
+    import torch
+
+    from value_lens.tokens import LabelledTokens
+
+    gen = torch.Generator().manual_seed(seed)
+    n_seq = max(1, n_tokens // SEQ_LEN)
+    ids, labs, groups = [], [], []
+    for i in range(n_seq):
+        ids.append(torch.randint(100, vocab, (SEQ_LEN,), generator=gen))
+        lab = torch.full((SEQ_LEN,), -1)
+        lab[SEQ_LEN // 5 : SEQ_LEN // 2] = 0
+        lab[SEQ_LEN // 2 + 1 :] = 1
+        labs.append(lab)
+        groups.append(f"g{i % 10}")
+    return LabelledTokens(ids, labs, groups)
+
+
+def load(model_name: str):
+    from value_lens.model import load_model
+    from value_lens.testing import tiny_qwen3
+
+    return tiny_qwen3(n_layers=4, d_model=128) if model_name == "tiny" else load_model()
+
+
+def worker(mode: str, n_tokens: int, model_name: str) -> dict:
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    from value_lens.collect import collect_stats, iter_batches
+
+    if mode == "ref":
+        from value_lens.model import load_hf
+        from value_lens.testing import tiny_qwen3_hf
+
+        hf, tok = tiny_qwen3_hf(n_layers=4, d_model=128) if model_name == "tiny" else load_hf(None)
+        vocab = len(tok)
+    else:
+        model = load(model_name)
+        vocab = model.cfg.d_vocab
+    data = make_data(n_tokens, vocab)
+    lengths = [x.numel() for x in data.input_ids]
+    batches = [torch.stack([data.input_ids[i] for i in b]) for b in iter_batches(lengths, BATCH)]
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    if mode == "vl":
+        collect_stats(model, data, batch_size=BATCH, progress=False)
+    elif mode == "plain":
+        with torch.no_grad():
+            for b in batches:
+                model(b)
+    elif mode == "ref":  # store every layer's hidden states, then average per group and label
+        stored = []
+        with torch.no_grad():
+            for b in batches:
+                hs = hf(b, output_hidden_states=True).hidden_states
+                stored.append(torch.stack(hs[1:]).float())  # [L, B, T, D], kept until the end
+        allh = torch.cat(stored, dim=1)
+        labels = torch.stack(data.labels)
+        for lab in (0, 1):
+            allh[:, labels == lab].mean(1)
+    wall = time.perf_counter() - t0
+    return {
+        "mode": mode, "tokens": data.n_tokens, "wall_s": wall,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_before_run_mb": rss0 / 1024,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tokens", type=int, default=200_000)
+    ap.add_argument("--ref-sizes", type=int, nargs="*", default=[20_000, 60_000])
+    ap.add_argument("--model", default="smollm2", choices=["smollm2", "tiny"])
+    ap.add_argument("--worker", nargs=2, metavar=("MODE", "TOKENS"))
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.model)))
+        return
+    runs = [("plain", args.tokens), ("vl", args.tokens)]
+    runs += [("vl", n) for n in args.ref_sizes] + [("ref", n) for n in args.ref_sizes]
+    results = []
+    for mode, n in runs:
+        out = subprocess.run(
+            [sys.executable, __file__, "--model", args.model, "--worker", mode, str(n)],
+            capture_output=True, text=True, check=True,
+        )
+        res = json.loads(out.stdout.strip().splitlines()[-1])
+        results.append(res)
+        print(f"{mode:6s} {res['tokens']:>8d} tok  {res['wall_s']:8.1f} s  peak RSS {res['peak_rss_mb']:8.0f} MB", flush=True)
+    plain = next(r for r in results if r["mode"] == "plain")
+    vl = next(r for r in results if r["mode"] == "vl" and r["tokens"] == plain["tokens"])
+    summary = {"time_ratio_vl_over_plain": vl["wall_s"] / plain["wall_s"]}
+    for r in results:
+        if r["mode"] == "ref":
+            same = next(x for x in results if x["mode"] == "vl" and x["tokens"] == r["tokens"])
+            summary[f"rss_ratio_ref_over_vl_at_{r['tokens']}"] = r["peak_rss_mb"] / same["peak_rss_mb"]
+            summary[f"time_ratio_ref_over_vl_at_{r['tokens']}"] = r["wall_s"] / same["wall_s"]
+    print(json.dumps(summary, indent=1))
+    out = Path(__file__).parent / "results" / "bench_collect.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"model": args.model, "runs": results, "summary": summary}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
