@@ -1,0 +1,242 @@
+"""Structural reward-token labelling of ICRL conversations.
+
+For each chosen turn (the successful attempt at the first paragraph after discovery, or every
+successful attempt), the assistant message is located through the chat template's message spans;
+its body is the text after ``</thinking>``. The criterion's character spans in that body are
+mapped to tokens with the tokenizer's offsets on the exact formatted text. Body tokens strictly
+before the first reward token are ``BEFORE``, strictly after the last are ``AFTER``, reward tokens
+are ``REWARD``; everything else (system and user turns, thinking, template tokens) is ``IGNORE``.
+Nothing is ever found by searching the conversation for a string.
+
+Example:
+    >>> from value_lens.testing import tiny_tokenizer
+    >>> from value_lens.data.icrl import generate_scripted
+    >>> corpus = [f"Topic {c} is studied widely. It has a long history, and many uses." for c in "ABCDEFGH"]
+    >>> convs = generate_scripted(1, seed=0, criteria=["semicolon"], corpus=corpus)
+    >>> data = label(convs, tiny_tokenizer())
+    >>> data.groups, sorted(data.label_counts())
+    (['semicolon'], [0, 1, 2])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from value_lens.chat import format_chat
+from value_lens.data.icrl.conversation import Conversation, split_thinking
+from value_lens.data.icrl.registry import CRITERIA
+from value_lens.errors import InputError
+from value_lens.tokens import AFTER, BEFORE, IGNORE, REWARD, LabelledTokens
+
+__all__ = ["LabelReport", "SpanFn", "label", "tokenize_with_offsets"]
+
+Span = tuple[int, int]
+# (conversation, paragraph_position, body text) -> character spans inside the body
+SpanFn = Callable[[Conversation, int, str], list[Span]]
+
+
+@dataclass
+class LabelReport:
+    """What :func:`label` kept and dropped (``dropped`` holds ``(conversation_id, position, reason)``)."""
+
+    kept: int = 0
+    dropped: list[tuple[str, int, str]] = field(default_factory=list)
+
+    def reasons(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for _, _, r in self.dropped:
+            key = r.split(":")[0]
+            out[key] = out.get(key, 0) + 1
+        return out
+
+
+def _criterion_spans(conv: Conversation, _pos: int, body: str) -> list[Span]:
+    if conv.reward_fn not in CRITERIA:
+        raise InputError(
+            f"conversation {conv.conversation_id!r} uses criterion {conv.reward_fn!r}, which is "
+            "not in CRITERIA; pass spans=... to label it"
+        )
+    return CRITERIA[conv.reward_fn].spans(body)
+
+
+def tokenize_with_offsets(
+    tokenizer: Any, text: str, *, prepend_bos: bool
+) -> tuple[list[int], list[Span]]:
+    """Token ids and character offsets of ``text`` (a BOS, if prepended, gets offset ``(0, 0)``)."""
+    try:
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    except (NotImplementedError, TypeError, ValueError) as exc:
+        raise InputError(
+            f"this tokenizer cannot return character offsets ({exc}); load a fast tokenizer "
+            "(use_fast=True) so reward spans can be aligned to tokens"
+        ) from None
+    ids = list(enc["input_ids"])
+    offs = [tuple(o) for o in enc["offset_mapping"]]
+    if prepend_bos:
+        ids, offs = [tokenizer.bos_token_id, *ids], [(0, 0), *offs]
+    return ids, offs  # type: ignore[return-value]
+
+
+def _targets(conv: Conversation, every_success: bool) -> list[tuple[int, int]]:
+    """``(paragraph_position, attempt)`` of each turn to label."""
+    out = []
+    for p in conv.paragraphs:
+        if not every_success and (
+            conv.discovery_paragraph is None or p.paragraph_position != conv.discovery_paragraph + 1
+        ):
+            continue
+        good = next((a for a in p.attempts if a.reward), None)
+        if good is not None:
+            out.append((p.paragraph_position, good.attempt))
+    return out
+
+
+def _resolve(model_or_tokenizer: Any, prepend_bos: bool | None) -> tuple[Any, int | None, bool]:
+    tok = getattr(model_or_tokenizer, "tokenizer", None)
+    cfg = getattr(model_or_tokenizer, "cfg", None)
+    if tok is None:
+        tok, limit = model_or_tokenizer, None
+        bos = bool(prepend_bos)
+    else:
+        limit = int(getattr(cfg, "n_ctx", 0) or 0) or None
+        bos = (
+            bool(getattr(cfg, "default_prepend_bos", False)) if prepend_bos is None else prepend_bos
+        )
+    if not callable(tok) or not hasattr(tok, "apply_chat_template"):
+        raise InputError(
+            "label() needs a model with a .tokenizer or an HF tokenizer; got "
+            f"{type(model_or_tokenizer).__name__}"
+        )
+    if bos and getattr(tok, "bos_token_id", None) is None:
+        bos = False
+    return tok, limit, bos
+
+
+def label(
+    conversations: Iterable[Conversation],
+    model_or_tokenizer: Any,
+    *,
+    every_success: bool = False,
+    min_side_tokens: int = 3,
+    enable_thinking: bool | None = False,
+    prepend_bos: bool | None = None,
+    spans: SpanFn | None = None,
+    return_report: bool = False,
+) -> LabelledTokens | tuple[LabelledTokens, LabelReport]:
+    """Label reward tokens of ICRL conversations for :func:`value_lens.collect.collect_stats`.
+
+    Args:
+        conversations: scripted, on-policy or imported conversations.
+        model_or_tokenizer: a bridge (its ``.tokenizer``; ``n_ctx`` and BOS handling are then
+            checked against the model) or a plain HF fast tokenizer.
+        every_success: label every successful attempt, not only the first post-discovery one.
+        min_side_tokens: drop turns with fewer BEFORE or AFTER tokens than this.
+        enable_thinking: Qwen3 template switch (the paper uses ``False``).
+        prepend_bos: put a BOS id first; ``None`` follows the model's ``default_prepend_bos``
+            (never for a bare tokenizer), skipped when the text already starts with it.
+        spans: custom ``(conversation, position, body) -> spans`` (default: the criterion's).
+        return_report: also return a :class:`LabelReport` of kept and dropped turns.
+
+    Returns:
+        One sequence per kept turn: the whole conversation up to and including the labelled
+        turn, group = criterion, ``meta`` with ``conversation_id``, ``paragraph_position``,
+        ``attempt``, ``turn_start`` and ``turn_end`` (token index one past the body).
+
+    Raises:
+        InputError: for an unknown criterion, a conversation longer than the model's context,
+            spans that cannot be aligned to tokens, or when nothing could be labelled.
+    """
+    tok, limit, bos = _resolve(model_or_tokenizer, prepend_bos)
+    span_fn = spans or _criterion_spans
+    report = LabelReport()
+    ids_out, labels_out, groups, metas = [], [], [], []
+    for conv in conversations:
+        where = _targets(conv, every_success)
+        if not where:
+            report.dropped.append((conv.conversation_id, 0, "no successful post-discovery turn"))
+            continue
+        index = conv.assistant_index()
+        for pos, att in where:
+            mi = index.get((pos, att))
+            if mi is None:
+                report.dropped.append((conv.conversation_id, pos, "assistant message not found"))
+                continue
+            msgs = conv.full_messages[: mi + 1]
+            chat = format_chat(tok, msgs, enable_thinking=enable_thinking)
+            span = chat.spans[mi]
+            content = chat.content(mi)
+            _, off = split_thinking(content)
+            body = content[off:].rstrip()
+            b0, b1 = span.start + off, span.start + off + len(body)
+            char_spans = [(b0 + s, b0 + e) for s, e in span_fn(conv, pos, body) if e > s]
+            if not char_spans:
+                report.dropped.append((conv.conversation_id, pos, "no reward span in the body"))
+                continue
+            text = chat.text
+            use_bos = bos and not (tok.bos_token and text.startswith(tok.bos_token))
+            ids, offs = tokenize_with_offsets(tok, text, prepend_bos=use_bos)
+            if limit is not None and len(ids) > limit:
+                raise InputError(
+                    f"conversation {conv.conversation_id!r} (up to paragraph {pos}) has {len(ids)} "
+                    f"tokens but the model's context is {limit}; drop it or load the model with a "
+                    "larger n_ctx"
+                )
+            lab = _labels(offs, (b0, b1), char_spans, conv.conversation_id, pos)
+            before, after = int((lab == BEFORE).sum()), int((lab == AFTER).sum())
+            if min(before, after) < min_side_tokens:
+                report.dropped.append(
+                    (conv.conversation_id, pos, f"too few tokens: {before} before, {after} after")
+                )
+                continue
+            body_idx = [j for j, (s, e) in enumerate(offs) if s < b1 and e > b0]
+            ids_out.append(torch.tensor(ids, dtype=torch.long))
+            labels_out.append(lab)
+            groups.append(conv.reward_fn)
+            metas.append(
+                {
+                    "conversation_id": conv.conversation_id,
+                    "reward_fn": conv.reward_fn,
+                    "paragraph_position": pos,
+                    "attempt": att,
+                    "message_index": mi,
+                    "turn_start": body_idx[0],
+                    "turn_end": body_idx[-1] + 1,
+                    "source": conv.meta.get("source", ""),
+                }
+            )
+            report.kept += 1
+    if not ids_out:
+        raise InputError(
+            f"no turn could be labelled ({report.reasons() or 'no conversations'}); generate more "
+            "conversations or lower min_side_tokens"
+        )
+    data = LabelledTokens(ids_out, labels_out, groups, meta=metas)
+    return (data, report) if return_report else data
+
+
+def _labels(
+    offs: Sequence[Span], body: Span, spans: Sequence[Span], cid: str, pos: int
+) -> torch.Tensor:
+    b0, b1 = body
+    lab = torch.full((len(offs),), IGNORE, dtype=torch.long)
+    in_body = [j for j, (s, e) in enumerate(offs) if e > s and s < b1 and e > b0]
+    reward = [j for j in in_body if any(offs[j][0] < se and offs[j][1] > ss for ss, se in spans)]
+    covered = {(ss, se) for ss, se in spans for j in reward if offs[j][0] < se and offs[j][1] > ss}
+    if not reward or len(covered) != len(set(spans)):
+        raise InputError(
+            f"conversation {cid!r}, paragraph {pos}: reward span(s) "
+            f"{sorted(set(spans) - covered)} do not line up with any token of the body; the "
+            "tokenizer's offsets do not match the formatted text"
+        )
+    first, last = reward[0], reward[-1]
+    for j in in_body:
+        if j < first:
+            lab[j] = BEFORE
+        elif j > last:
+            lab[j] = AFTER
+    lab[reward] = REWARD
+    return lab
