@@ -1,0 +1,293 @@
+"""Steering hooks on the tiny Qwen3: exact deltas, HF oracle, KV cache, padding, leaks, errors."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+
+from value_lens.axis import ValueAxis
+from value_lens.errors import AxisMismatchError, CalibrationError, InputError, LayerError
+from value_lens.generate import generate
+from value_lens.model import model_id
+from value_lens.steer import steer, steering_hook
+from value_lens.testing import hook_count
+
+PROMPTS = ["the value of a", "a much longer prompt about code and tests here", "x"]
+ATOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def axis(tiny):
+    g = torch.Generator().manual_seed(1)
+    return ValueAxis(torch.randn(2, 64, generator=g), model_id=model_id(tiny))
+
+
+def _tokens(model, text):
+    return model.to_tokens(text, prepend_bos=False)
+
+
+def _resid(model, tokens, layer):
+    _, cache = model.run_with_cache(tokens, names_filter=f"blocks.{layer}.hook_resid_post")
+    return cache[f"blocks.{layer}.hook_resid_post"]
+
+
+@contextlib.contextmanager
+def _record_logits(model):
+    """Collect the last-position logits of every forward pass (one per decoding step)."""
+    steps: list[torch.Tensor] = []
+
+    def rec(t, hook):  # noqa: ARG001
+        steps.append(t[:, -1].detach().clone())
+
+    hp = model.hook_dict["unembed.hook_out"]
+    handle = hp.add_hook(rec)
+    try:
+        yield steps
+    finally:
+        handle.hook.remove()
+        hp.fwd_hooks.remove(handle)
+
+
+@pytest.mark.parametrize("positions", ["all", "prompt", "from:2", "from:-2"])
+def test_add_changes_resid_post_by_exactly_alpha_vhat_at_selected_positions(tiny, axis, positions):
+    tokens = _tokens(tiny, PROMPTS[1])
+    base = _resid(tiny, tokens, 0)
+    with steer(tiny, axis, layers=0, alpha=3.0, positions=positions):
+        steered = _resid(tiny, tokens, 0)
+    delta = (steered - base)[0]
+    t = tokens.shape[1]
+    sel = {"all": range(t), "prompt": range(t), "from:2": range(2, t), "from:-2": range(t - 2, t)}
+    expected = torch.zeros_like(delta)
+    expected[list(sel[positions])] = 3.0 * axis.direction(0)
+    torch.testing.assert_close(delta, expected, atol=ATOL, rtol=0)
+
+
+def test_generated_mode_is_a_no_op_on_a_plain_forward(tiny, axis):
+    tokens = _tokens(tiny, PROMPTS[0])
+    base = tiny(tokens)
+    with steer(tiny, axis, layers=[0, 1], alpha=50.0, positions="generated"):
+        assert torch.equal(tiny(tokens), base)
+
+
+def test_matches_hf_oracle_forward_hook(tiny, tiny_hf, axis):
+    hf, tok = tiny_hf
+    ids = torch.tensor([tok(PROMPTS[1], add_special_tokens=False)["input_ids"]])
+    v = 2.5 * axis.direction(1)
+
+    def add(module, args, out):  # noqa: ARG001
+        if isinstance(out, tuple):
+            return (out[0] + v, *out[1:])
+        return out + v
+
+    h = hf.model.layers[1].register_forward_hook(add)
+    try:
+        with torch.no_grad():
+            want = hf(ids).logits
+    finally:
+        h.remove()
+    with torch.no_grad(), steer(tiny, axis, layers=1, alpha=2.5):
+        got = tiny(ids)
+    torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+
+
+def test_resid_post_of_previous_layer_equals_resid_pre(tiny, axis):
+    tokens = _tokens(tiny, PROMPTS[1])
+    vec = axis.directions[0]  # any vector: both points get the same one
+    with steer(tiny, vec, layers=0, alpha=4.0, point="resid_post"):
+        post = tiny(tokens)
+    with steer(tiny, vec, layers=1, alpha=4.0, point="resid_pre"):
+        pre = tiny(tokens)
+    assert not torch.allclose(post, tiny(tokens))
+    torch.testing.assert_close(post, pre, atol=ATOL, rtol=0)
+
+
+def _steered_ids(model, vec, alpha, **kw):
+    with _record_logits(model) as steps:
+        gens = generate(
+            model,
+            PROMPTS,
+            steer=steer(model, vec, layers=0, alpha=alpha, normalize=False, **kw),
+            max_new_tokens=6,
+        )
+    return [g.output_ids.tolist() for g in gens], torch.cat(steps)
+
+
+def test_greedy_algebra(tiny, axis):
+    v = axis.directions[0]
+    ids_a, log_a = _steered_ids(tiny, v, 2 * 1.5)
+    ids_b, log_b = _steered_ids(tiny, 2 * v, 1.5)
+    assert ids_a == ids_b
+    torch.testing.assert_close(log_a, log_b, atol=1e-4, rtol=0)
+    ids_c, log_c = _steered_ids(tiny, -v, 1.5)
+    ids_d, log_d = _steered_ids(tiny, v, -1.5)
+    assert ids_c == ids_d
+    torch.testing.assert_close(log_c, log_d, atol=1e-4, rtol=0)
+    # and the steering really did something
+    ids_0, log_0 = _steered_ids(tiny, v, 0.0)
+    assert (log_a - log_0).abs().max() > 1e-2
+    # the ValueAxis arithmetic gives the same as scaling alpha
+    with _record_logits(tiny) as s1:
+        generate(tiny, PROMPTS, steer=steer(tiny, axis * 2, layers=0, alpha=1.5, normalize=False))
+    with _record_logits(tiny) as s2:
+        generate(tiny, PROMPTS, steer=steer(tiny, axis, layers=0, alpha=3.0, normalize=False))
+    torch.testing.assert_close(torch.cat(s1), torch.cat(s2), atol=1e-4, rtol=0)
+
+
+def _oracle_step_logits(model, axis, gen, alpha, positions, layer=0):
+    """Teacher-forced full forward over one unpadded row with an explicit real-position mask."""
+    seq = torch.cat([gen.prompt_ids, gen.output_ids])[None]
+    p, n = gen.prompt_ids.numel(), seq.shape[1]
+    start = {"all": 0, "generated": p, "from:-1": p - 1, "prompt": 0}[positions]
+    end = p if positions == "prompt" else n
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[start:end] = True
+    with torch.no_grad(), steer(model, axis, layers=layer, alpha=alpha, positions=mask):
+        logits = model(seq)[0]
+    return logits[p - 1 : p - 1 + gen.output_ids.numel()]
+
+
+@pytest.mark.parametrize("positions", ["generated", "from:-1", "all", "prompt"])
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_batched_generation_matches_unpadded_full_recompute(tiny, axis, positions, use_cache):
+    """KV cache or not, left-padded batch or not: every step's logits equal the oracle's."""
+    s = steer(tiny, axis, layers=0, alpha=6.0, positions=positions)
+    with _record_logits(tiny) as steps:
+        gens = generate(tiny, PROMPTS, steer=s, max_new_tokens=5, use_cache=use_cache)
+    per_step = torch.stack(steps, dim=1)  # [B, steps, V]
+    for b, g in enumerate(gens):
+        want = _oracle_step_logits(tiny, axis, g, 6.0, positions)
+        torch.testing.assert_close(per_step[b, : want.shape[0]], want, atol=1e-4, rtol=0)
+
+
+def test_generated_mode_leaves_the_prompt_untouched_under_cache_and_padding(tiny, axis):
+    """The first new token depends only on prompt positions, so its logits must be unsteered."""
+    with _record_logits(tiny) as base:
+        generate(tiny, PROMPTS, max_new_tokens=3)
+    with _record_logits(tiny) as steered:
+        generate(
+            tiny,
+            PROMPTS,
+            max_new_tokens=3,
+            steer=steer(tiny, axis, layers=[0, 1], alpha=40.0, positions="generated"),
+        )
+    assert torch.equal(base[0], steered[0])
+    assert (base[1] - steered[1]).abs().max() > 1e-2
+
+
+def test_unsteered_kv_cache_generate_matches_full_recompute(tiny):
+    """Guards the transformers>=5.24 bridge KV-cache break (see notes/transformerlens.md §3)."""
+    ids = _tokens(tiny, PROMPTS[1])
+    out = tiny.generate(ids, max_new_tokens=5, do_sample=False, verbose=False, output_logits=True)
+    full = tiny(out.sequences)
+    for i, lg in enumerate(out.logits):
+        torch.testing.assert_close(lg[0], full[0, ids.shape[1] - 1 + i], atol=1e-4, rtol=0)
+
+
+def test_hooks_are_removed_after_an_exception(tiny, axis):
+    tiny(_tokens(tiny, "warm up"))
+    start = hook_count(tiny)
+    with pytest.raises(RuntimeError, match="boom"):
+        with steer(tiny, axis, layers=[0, 1], alpha=1.0):
+            assert hook_count(tiny) == start + 2
+            raise RuntimeError("boom")
+    assert hook_count(tiny) == start
+    assert all(not hp.fwd_hooks for hp in tiny.hook_dict.values())
+    # a hook that raises inside generate also leaves nothing behind
+    bad = torch.ones(65)
+    with pytest.raises(AxisMismatchError):
+        with tiny.hooks(fwd_hooks=[steering_hook(bad, 0, 1.0)]):
+            tiny(_tokens(tiny, "warm up"))
+    assert hook_count(tiny) == start
+
+
+def test_nested_contexts_compose_and_unwind(tiny, axis):
+    tokens = _tokens(tiny, PROMPTS[0])
+    base = _resid(tiny, tokens, 0)
+    v = axis.direction(0)
+    outer = steer(tiny, axis, layers=0, alpha=2.0)
+    with outer:
+        with steer(tiny, axis, layers=0, alpha=-5.0, positions="from:1"):
+            both = _resid(tiny, tokens, 0)
+            with outer:  # the same object re-entered owns a second set of handles
+                thrice = _resid(tiny, tokens, 0)
+            again = _resid(tiny, tokens, 0)
+        only_outer = _resid(tiny, tokens, 0)
+    after = _resid(tiny, tokens, 0)
+    exp = torch.zeros_like(base[0])
+    exp[:] = 2.0 * v
+    exp[1:] += -5.0 * v
+    torch.testing.assert_close((both - base)[0], exp, atol=ATOL, rtol=0)
+    torch.testing.assert_close((thrice - both)[0], (2.0 * v).expand_as(exp), atol=ATOL, rtol=0)
+    torch.testing.assert_close(again, both)
+    torch.testing.assert_close((only_outer - base)[0], (2.0 * v).expand_as(exp), atol=ATOL, rtol=0)
+    assert torch.equal(after, base)
+
+
+def test_ablate_and_clamp(tiny, axis):
+    tokens = _tokens(tiny, PROMPTS[1])
+    u = axis.direction(0)
+    with steer(tiny, axis, layers=0, mode="ablate"):
+        abl = _resid(tiny, tokens, 0)
+    torch.testing.assert_close(abl @ u, torch.zeros(abl.shape[:2]), atol=ATOL, rtol=0)
+    base = _resid(tiny, tokens, 0)
+    with steer(tiny, axis, layers=0, mode="clamp", alpha=7.0, positions="from:3"):
+        cl = _resid(tiny, tokens, 0)
+    proj = cl @ u
+    torch.testing.assert_close(proj[0, 3:], torch.full_like(proj[0, 3:], 7.0), atol=ATOL, rtol=0)
+    assert torch.equal(cl[0, :3], base[0, :3])
+    # the orthogonal complement is untouched
+    rest = (cl - base) - ((cl - base) @ u)[..., None] * u
+    assert rest.abs().max() < ATOL
+
+
+def test_per_layer_alphas(tiny, axis):
+    tokens = _tokens(tiny, PROMPTS[0])
+    with steer(tiny, axis, layers=[0, 1], alpha={0: 1.0, 1: -2.0}):
+        a = tiny(tokens)
+    with steer(tiny, axis, layers=[0, 1], alpha=[1.0, -2.0]):
+        b = tiny(tokens)
+    with steer(tiny, axis, layers=0, alpha=1.0), steer(tiny, axis, layers=1, alpha=-2.0):
+        c = tiny(tokens)
+    assert torch.equal(a, b)
+    torch.testing.assert_close(a, c)
+    s = steer(tiny, axis, layers=[0, 1], alpha={0: 1.0, -1: -2.0})
+    assert s.alphas == [1.0, -2.0]
+
+
+def test_bad_inputs_raise_clear_errors(tiny, axis):
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(InputError, match="finite"):
+            steer(tiny, axis, layers=0, alpha=bad)
+    with pytest.raises(InputError, match="finite"):
+        steer(tiny, axis, layers=[0, 1], alpha={0: 1.0, 1: float("nan")})
+    with pytest.raises(LayerError, match="out of range"):
+        steer(tiny, axis, layers=2, alpha=1.0)
+    with pytest.raises(LayerError, match="out of range"):
+        steering_hook(axis, -3, 1.0)
+    other = ValueAxis(torch.randn(2, 32), model_id=model_id(tiny))
+    with pytest.raises(AxisMismatchError, match="d_model"):
+        steer(tiny, other, layers=0, alpha=1.0)
+    with pytest.raises(AxisMismatchError, match="d_model"):
+        steer(tiny, torch.randn(32), layers=0, alpha=1.0)
+    foreign = ValueAxis(torch.randn(2, 64), model_id="Qwen/Qwen3-8B")
+    with pytest.raises(AxisMismatchError, match="fitted on"):
+        steer(tiny, foreign, layers=0, alpha=1.0)
+    with pytest.raises(InputError, match="unknown positions spec"):
+        steer(tiny, axis, layers=0, alpha=1.0, positions="generated_only")
+    with pytest.raises(InputError, match="unknown steering mode"):
+        steer(tiny, axis, layers=0, alpha=1.0, mode="multiply")
+    with pytest.raises(InputError, match="unknown strength unit"):
+        steer(tiny, axis, layers=0, alpha=1.0, unit="furlongs")
+    with pytest.raises(CalibrationError, match="calibrat"):
+        steer(tiny, axis, layers=0, alpha=5.0, unit="percent")
+    with pytest.raises(CalibrationError, match="calibrat"):
+        steer(tiny, axis, layers=0, alpha=1.0, unit="sd")
+    with pytest.raises(InputError, match="2 layers"):
+        steer(tiny, axis, layers=[0, 1], alpha=[1.0])
+    partial = ValueAxis(torch.randn(2, 64), layers=(1,), model_id=model_id(tiny))
+    with pytest.raises(LayerError, match="no fitted direction"):
+        steer(tiny, partial, layers=0, alpha=1.0)
+    with pytest.raises(InputError, match="Steering"):
+        generate(tiny, "a", steer=("blocks.0.hook_resid_post", lambda t, hook: t))  # noqa: ARG005
