@@ -1,0 +1,127 @@
+"""The offline HTML report: self-contained, no external URL, renders in headless Chromium."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+import torch
+
+from tests._offline import external_urls, png_pixels, screenshot
+from value_lens._version import __version__
+from value_lens.errors import InputError
+from value_lens.readout import ValueTrace
+from value_lens.viz import layer_token_heatmap, token_heatmap, write_report
+from value_lens.viz.rundir import (
+    RESULT_FILES,
+    load_trace,
+    report_from_dir,
+    save_trace,
+    update_meta,
+)
+
+
+def _trace(n=40, layers=(0, 1, 2)) -> ValueTrace:
+    g = torch.Generator().manual_seed(0)
+    return ValueTrace(
+        [f" w{i}" for i in range(n)],
+        torch.arange(n),
+        list(layers),
+        torch.randn(len(layers), n, generator=g) * 0.2,
+        torch.randn(len(layers), n, generator=g),
+        torch.full((n, 2), -1),
+    )
+
+
+def _sections():
+    tr = _trace()
+    table = pd.DataFrame({"layer": [0, 1, 2], "auroc_mean": [0.61, 0.82, 0.74]})
+    return [
+        ("A plotly heatmap", layer_token_heatmap(tr)),
+        ("Tokens", token_heatmap(tr, 1)),
+        ("A table", table),
+        ("Notes", "First paragraph.\n\nSecond <b>paragraph</b>."),
+    ]
+
+
+def test_report_is_one_offline_file_with_plotly_inlined_once(tmp_path):
+    p = write_report(
+        tmp_path / "r.html",
+        _sections(),
+        metadata={"model": "tiny", "layers": [0, 1, 2], "seeds": [0, 1]},
+    )
+    html = p.read_text()
+    assert external_urls(html) == []
+    assert "cdn.plot.ly/plotly" not in html.split("<body>")[1]
+    assert html.count("Plotly.newPlot") == 1  # the one figure
+    from plotly.offline import get_plotlyjs
+
+    assert html.count(get_plotlyjs()[:2000]) == 1  # plotly.js inlined exactly once
+    for fact in ("model", "tiny", "0, 1, 2", f"value_lens {__version__}", "torch"):
+        assert fact in html
+    assert "Second &lt;b&gt;paragraph&lt;/b&gt;." in html
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["r.html"]
+
+
+def test_report_directory_mode_uses_one_local_plotly(tmp_path):
+    p = write_report(tmp_path / "r.html", _sections(), plotlyjs="directory")
+    html = p.read_text()
+    assert '<script type="text/javascript" src="plotly.min.js">' in html
+    assert external_urls(html) == [] and len(html) < 500_000
+    assert (tmp_path / "plotly.min.js").stat().st_size > 3_000_000
+    with pytest.raises(InputError, match="no CDN"):
+        write_report(tmp_path / "x.html", _sections(), plotlyjs="cdn")
+
+
+def test_report_rejects_unknown_items(tmp_path):
+    with pytest.raises(InputError, match="report item"):
+        write_report(tmp_path / "r.html", [("bad", object())])
+
+
+def test_report_renders_offline_in_headless_chromium(tmp_path):
+    fig = go.Figure(go.Heatmap(z=[[1.0, -1.0], [0.5, -0.5]], colorscale="RdBu"))
+    fig.update_layout(height=500)
+    p = write_report(tmp_path / "r.html", [("Only a plotly figure", fig)])
+    w, h, px = png_pixels(screenshot(p, tmp_path / "shot.png", width=900, height=900))
+    assert (w, h) == (900, 900)
+    non_white = sum(1 for q in px if min(q) < 235) / len(px)
+    # saturated red/blue pixels only exist if plotly.js ran (the text and tables are grey)
+    coloured = sum(1 for r, g, b in px if max(r, g, b) - min(r, g, b) > 80) / len(px)
+    assert non_white > 0.05, f"screenshot is blank ({non_white:.1%} non-white)"
+    assert coloured > 0.05, f"the plotly figure did not render ({coloured:.1%} coloured)"
+
+
+def test_token_heatmap_renders_in_chromium(tmp_path):
+    p = token_heatmap(_trace(200), 1).save(tmp_path / "t.html")
+    _, _, px = png_pixels(screenshot(p, tmp_path / "t.png", width=600, height=400))
+    coloured = sum(1 for r, g, b in px if max(r, g, b) - min(r, g, b) > 40) / len(px)
+    assert coloured > 0.05
+
+
+def test_report_from_results_dir(tmp_path):
+    update_meta(tmp_path, model="tiny", layers=[0, 1, 2], seed=3, heatmap_layer=1)
+    pd.DataFrame(
+        {
+            "layer": [0, 1, 2],
+            "auroc_mean": [0.6, 0.9, 0.8],
+            "auroc_sd": [0.1] * 3,
+            "position_auroc": [0.5, 0.5, 0.6],
+        }
+    ).to_csv(tmp_path / RESULT_FILES["sweep"], index=False)
+    pd.DataFrame(
+        {"layer": [20, 20, 21, 21], "alpha_pct": [-5, 5, -5, 5], "n_tokens": [10, 5, 8, 6]}
+    ).to_csv(tmp_path / RESULT_FILES["dose"], index=False)
+    tr = _trace()
+    save_trace(tr, tmp_path / "trace-success.json", title="a successful conversation")
+    back, title = load_trace(tmp_path / "trace-success.json")
+    assert title == "a successful conversation" and back.tokens == tr.tokens
+    torch.testing.assert_close(back.cosine, tr.cosine)
+    html = report_from_dir(tmp_path).read_text()
+    assert external_urls(html) == []
+    for head in ("Held-out layer sweep", "a successful conversation", "Steering dose-response"):
+        assert head in html
+    assert html.count("Plotly.newPlot") == 3  # sweep, layer heatmap, dose-response
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="holds no results"):
+        report_from_dir(empty)

@@ -1,0 +1,181 @@
+"""Result figures: what they draw equals the tables they are given."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tests._offline import external_urls
+from value_lens.axis import ValueAxis
+from value_lens.errors import InputError
+from value_lens.viz import (
+    backtracking_band_figure,
+    code_scatter_figure,
+    dose_response_figure,
+    event_locked_figure,
+    layer_cosine_figure,
+    png_available,
+    save_figure,
+    slope_heatmap_figure,
+    sweep_figure,
+)
+
+
+@pytest.fixture
+def sweep_df():
+    rng = np.random.default_rng(0)
+    n = 6
+    return pd.DataFrame(
+        {
+            "layer": np.arange(n)[::-1],  # unsorted on purpose
+            "auroc_mean": rng.uniform(0.5, 1, n),
+            "auroc_sd": rng.uniform(0, 0.05, n),
+            "random_auroc_mean": rng.uniform(0.45, 0.55, n),
+            "random_auroc_sd": rng.uniform(0, 0.02, n),
+            "position_auroc": rng.uniform(0.4, 0.7, n),
+        }
+    )
+
+
+def _by_name(fig, name):
+    return [t for t in fig.data if t.name == name]
+
+
+def test_sweep_figure_draws_table(sweep_df):
+    fig = sweep_figure(sweep_df)
+    s = sweep_df.sort_values("layer")
+    main = fig.data[-1]
+    assert list(main.x) == s["layer"].tolist()
+    assert list(main.y) == s["auroc_mean"].tolist()
+    band = fig.data[-2]
+    n = len(s)
+    np.testing.assert_allclose(band.y[:n], s["auroc_mean"] + s["auroc_sd"])
+    np.testing.assert_allclose(band.y[n:], (s["auroc_mean"] - s["auroc_sd"])[::-1])
+    (rand,) = _by_name(fig, "random direction")
+    assert list(rand.y) == s["random_auroc_mean"].tolist()
+    (pos,) = _by_name(fig, "token position")
+    assert list(pos.y) == s["position_auroc"].tolist()
+    assert not _by_name(fig, "distance to turn end")  # absent column: not drawn
+
+
+def test_sweep_figure_custom_columns_and_errors(sweep_df):
+    df = sweep_df.rename(columns={"auroc_mean": "fn_mean"})
+    fig = sweep_figure(df, mean="fn_mean", sd=None, baselines={"pos": "position_auroc"})
+    assert [t.name for t in fig.data] == ["pos", "value axis (held-out token AUROC)"]
+    with pytest.raises(InputError, match="lacks column"):
+        sweep_figure(df)
+    with pytest.raises(InputError, match="lacks column"):
+        sweep_figure(sweep_df, baselines={"x": "nope"})
+    with pytest.raises(InputError, match="DataFrame"):
+        sweep_figure([1, 2])
+
+
+def test_layer_cosine_figure_from_axis_array_and_frame():
+    g = torch.Generator().manual_seed(0)
+    axis = ValueAxis(torch.randn(4, 8, generator=g), layers=(1, 2, 3))
+    fig = layer_cosine_figure(axis)
+    np.testing.assert_allclose(
+        np.asarray(fig.data[0].z), axis.layer_cosine_matrix().numpy(), rtol=1e-6
+    )
+    assert list(fig.data[0].x) == ["1", "2", "3"]
+    m = np.array([[1.0, 0.2], [0.2, 1.0]])
+    frame = pd.DataFrame(m, index=[5, 9], columns=[5, 9])
+    fig2 = layer_cosine_figure(frame)
+    assert list(fig2.data[0].y) == ["5", "9"]
+    np.testing.assert_array_equal(np.asarray(fig2.data[0].z), m)
+    with pytest.raises(InputError, match="square"):
+        layer_cosine_figure(np.zeros((2, 3)))
+    with pytest.raises(InputError, match="labels"):
+        layer_cosine_figure(m, layers=[1, 2, 3])
+
+
+def test_code_scatter_one_panel_per_corruption():
+    df = pd.DataFrame(
+        {
+            "corruption": ["syntax"] * 3 + ["shuffle"] * 2,
+            "correct": [0.1, 0.2, 0.3, 0.4, 0.5],
+            "corrupted": [0.0, 0.3, 0.1, 0.2, 0.1],
+        }
+    )
+    fig = code_scatter_figure(df)
+    points = [t for t in fig.data if t.mode == "markers"]
+    assert [t.name for t in points] == ["syntax", "shuffle"]
+    assert list(points[0].x) == [0.1, 0.2, 0.3] and list(points[0].y) == [0.0, 0.3, 0.1]
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == ["syntax: correct > corrupted 67%", "shuffle: correct > corrupted 100%"]
+    assert points[1].xaxis == "x2"  # its own panel
+
+
+def test_backtracking_and_event_locked_figures():
+    bands = pd.DataFrame(
+        {
+            "band_end": [1000, 500, 500, 1000],
+            "backtracking": [True, True, False, False],
+            "mean": [-0.05, -0.08, -0.081, -0.046],
+            "ci_low": [-0.06, -0.09, -0.09, -0.05],
+            "ci_high": [-0.04, -0.07, -0.07, -0.04],
+            "n": [10, 12, 20, 18],
+        }
+    )
+    fig = backtracking_band_figure(bands)
+    lines = [t for t in fig.data if t.mode == "lines+markers"]
+    assert [t.name for t in lines] == ["backtracking=True", "backtracking=False"]
+    assert list(lines[0].x) == [500, 1000] and list(lines[0].y) == [-0.08, -0.05]
+    assert list(lines[0].customdata) == [12, 10]
+    ev = pd.DataFrame({"offset": [1, -1, 0], "mean": [-0.05, -0.01, -0.04]})
+    fig2 = event_locked_figure(ev)
+    assert list(fig2.data[-1].x) == [-1, 0, 1] and list(fig2.data[-1].y) == [-0.01, -0.04, -0.05]
+
+
+def test_dose_response_averages_per_layer_and_strength():
+    df = pd.DataFrame(
+        {
+            "layer": [20] * 4 + [21] * 2,
+            "alpha_pct": [-5.0, -5.0, 5.0, 5.0, -5.0, 5.0],
+            "n_tokens": [10, 20, 30, 50, 7, 9],
+            "backtracking": [1, 0, 0, 0, 1, 1],
+        }
+    )
+    fig = dose_response_figure(df, ["n_tokens", "backtracking"])
+    lines = [t for t in fig.data if t.mode == "lines+markers"]
+    l20 = [t for t in lines if t.name == "layer 20"]
+    assert list(l20[0].x) == [-5.0, 5.0] and list(l20[0].y) == [15.0, 40.0]
+    assert list(l20[1].y) == [0.5, 0.0]
+    sem = np.std([10, 20], ddof=1) / np.sqrt(2)
+    band = fig.data[fig.data.index(l20[0]) - 1]
+    assert band.y[0] == pytest.approx(15 + sem)
+    assert "% of residual norm" in fig.layout.xaxis.title.text
+    with pytest.raises(InputError):
+        dose_response_figure(df, [])
+
+
+def test_slope_heatmap_normalises_per_column_and_prints_raw():
+    long = pd.DataFrame(
+        {
+            "layer": [20, 21, 20, 21],
+            "metric": ["lines", "lines", "confidence", "confidence"],
+            "slope": [-0.647, -0.3, 0.01, 0.065],
+        }
+    )
+    fig = slope_heatmap_figure(long)
+    hm = fig.data[0]
+    assert list(hm.x) == ["lines", "confidence"] and list(hm.y) == ["20", "21"]
+    np.testing.assert_allclose(np.asarray(hm.z), [[-1, 0.01 / 0.065], [-0.3 / 0.647, 1]])
+    assert hm.text[0][0] == "-0.647" and hm.text[1][1] == "+0.065"
+    wide = pd.DataFrame({"layer": [3], "a": [2.0], "b": [np.nan]})
+    hm2 = slope_heatmap_figure(wide).data[0]
+    assert hm2.text[0][1] == "" and np.asarray(hm2.z)[0, 0] == 1.0
+
+
+def test_save_figure_html_offline_and_png_needs_kaleido(tmp_path, sweep_df):
+    fig = sweep_figure(sweep_df)
+    p = save_figure(fig, tmp_path / "s.html")
+    assert external_urls(p.read_text()) == []
+    with pytest.raises(InputError, match="suffix|use .html"):
+        save_figure(fig, tmp_path / "s.txt")
+    if not png_available():
+        with pytest.raises(InputError, match="kaleido"):
+            save_figure(fig, tmp_path / "s.png")
+        assert not (tmp_path / "s.png").exists()

@@ -1,0 +1,34 @@
+"""Offline figures: token heatmaps, layer heatmaps, result figures and the HTML report.
+
+Nothing here touches the network: HTML views are plain HTML/CSS, plotly figures embed
+plotly.js (never the CDN), and static images are written only when kaleido is installed.
+"""
+
+from value_lens.viz.export import png_available, save_figure
+from value_lens.viz.figures import code_scatter_figure, layer_cosine_figure, sweep_figure
+from value_lens.viz.figures_evals import (
+    backtracking_band_figure,
+    dose_response_figure,
+    event_locked_figure,
+    slope_heatmap_figure,
+)
+from value_lens.viz.heatmap import TokenHeatmap, token_heatmap, trace_difference
+from value_lens.viz.layer_heatmap import layer_token_heatmap
+from value_lens.viz.report import write_report
+
+__all__ = [
+    "TokenHeatmap",
+    "backtracking_band_figure",
+    "code_scatter_figure",
+    "dose_response_figure",
+    "event_locked_figure",
+    "layer_cosine_figure",
+    "layer_token_heatmap",
+    "png_available",
+    "save_figure",
+    "slope_heatmap_figure",
+    "sweep_figure",
+    "token_heatmap",
+    "trace_difference",
+    "write_report",
+]

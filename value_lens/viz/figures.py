@@ -1,0 +1,269 @@
+"""Figures of the layer sweep, the layer-cosine matrix and the code-correctness evaluation.
+
+Every figure takes a tidy pandas table (one row per layer, pair, ...) and the names of the columns
+to read, with defaults matching :func:`value_lens.sweep.layer_sweep` and the evaluation suites.
+What is drawn is exactly what the table holds: no smoothing, no hidden aggregation.
+
+Example:
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"layer": [0, 1], "auroc_mean": [0.6, 0.8], "auroc_sd": [0.05, 0.02]})
+    >>> fig = sweep_figure(df, baselines={})
+    >>> list(fig.data[-1].y)
+    [0.6, 0.8]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from value_lens.errors import InputError
+from value_lens.viz._style import DIVERGING
+
+__all__ = [
+    "DEFAULT_SWEEP_BASELINES",
+    "code_scatter_figure",
+    "layer_cosine_figure",
+    "require_columns",
+    "sweep_figure",
+]
+
+#: label -> (mean column, sd column or None); drawn when present in the sweep table.
+DEFAULT_SWEEP_BASELINES: dict[str, tuple[str, str | None]] = {
+    "random direction": ("random_auroc_mean", "random_auroc_sd"),
+    "token position": ("position_auroc", None),
+    "distance to turn end": ("end_distance_auroc", None),
+}
+
+_PALETTE = ["#1f4e9c", "#888888", "#d95f02", "#7570b3", "#1b9e77", "#e7298a", "#66a61e"]
+
+
+def require_columns(df: Any, columns: Sequence[str | None], what: str) -> pd.DataFrame:
+    """Check that ``df`` is a DataFrame holding ``columns`` (``None`` entries are skipped)."""
+    if not isinstance(df, pd.DataFrame):
+        raise InputError(f"{what} needs a pandas DataFrame, got {type(df).__name__}")
+    missing = [c for c in columns if c is not None and c not in df.columns]
+    if missing:
+        raise InputError(
+            f"{what}: the table lacks column(s) {missing}; it has {list(df.columns)}. "
+            "Pass the right column names as arguments."
+        )
+    if df.empty:
+        raise InputError(f"{what}: the table is empty")
+    return df
+
+
+def _band(fig: go.Figure, x: Any, mean: Any, sd: Any, name: str, color: str, **kw: Any) -> None:
+    """A line with a shaded ±sd band (the band is skipped when ``sd`` is None)."""
+    row = kw.pop("row", None)
+    col = kw.pop("col", None)
+    where = {"row": row, "col": col} if row is not None else {}
+    if sd is not None:
+        m, s = np.asarray(mean, dtype=float), np.asarray(sd, dtype=float)
+        xs = list(x)
+        fig.add_trace(
+            go.Scatter(
+                x=xs + xs[::-1],
+                y=list(m + s) + list((m - s)[::-1]),
+                fill="toself",
+                fillcolor=color,
+                opacity=0.18,
+                line={"width": 0},
+                hoverinfo="skip",
+                showlegend=False,
+                name=f"{name} ± sd",
+            ),
+            **where,
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=list(x),
+            y=list(mean),
+            mode="lines+markers",
+            name=name,
+            line={"color": color, **kw.pop("line", {})},
+            **kw,
+        ),
+        **where,
+    )
+
+
+def sweep_figure(
+    df: pd.DataFrame,
+    *,
+    layer: str = "layer",
+    mean: str = "auroc_mean",
+    sd: str | None = "auroc_sd",
+    baselines: Mapping[str, str | tuple[str, str | None]] | None = None,
+    name: str = "value axis (held-out token AUROC)",
+    title: str = "Held-out AUROC by layer",
+    yaxis: str = "AUROC",
+) -> go.Figure:
+    """Per-layer metric as mean ± sd band, with baseline curves.
+
+    Args:
+        df: one row per layer.
+        layer, mean, sd: column names (``sd=None``: no band).
+        baselines: label -> mean column, or (mean column, sd column); default
+            :data:`DEFAULT_SWEEP_BASELINES`, keeping those present in ``df``. Columns named
+            explicitly must exist.
+        name, title, yaxis: labels.
+
+    Returns:
+        A figure whose last trace is the main curve (``x`` = layers, ``y`` = ``df[mean]``);
+        baselines come before it, each band just before its line.
+    """
+    require_columns(df, [], "sweep_figure")
+    if baselines is None:
+        base = {k: v for k, v in DEFAULT_SWEEP_BASELINES.items() if v[0] in df.columns}
+        base = {k: (m, s if s in df.columns else None) for k, (m, s) in base.items()}
+    else:
+        base = {k: (v, None) if isinstance(v, str) else tuple(v) for k, v in baselines.items()}
+    cols = [layer, mean, sd] + [c for pair in base.values() for c in pair]
+    df = require_columns(df, cols, "sweep_figure").sort_values(layer)
+    fig = go.Figure()
+    dashes = ["dot", "dash", "dashdot", "longdash"]
+    for i, (label, (m, s)) in enumerate(base.items()):
+        _band(
+            fig,
+            df[layer],
+            df[m],
+            None if s is None else df[s],
+            label,
+            _PALETTE[1 + i % (len(_PALETTE) - 1)],
+            line={"dash": dashes[i % len(dashes)]},
+        )
+    _band(fig, df[layer], df[mean], None if sd is None else df[sd], name, _PALETTE[0])
+    fig.add_hline(y=0.5, line={"color": "#bbbbbb", "width": 1})
+    fig.update_layout(
+        title={"text": title},
+        xaxis={"title": {"text": "layer (block output)"}},
+        yaxis={"title": {"text": yaxis}},
+        template="plotly_white",
+        legend={"orientation": "h", "y": -0.2},
+    )
+    return fig
+
+
+def layer_cosine_figure(
+    matrix: Any,
+    layers: Sequence[int] | None = None,
+    *,
+    title: str = "Cosine between layer directions",
+) -> go.Figure:
+    """Heatmap of the cosine between the directions of every pair of layers.
+
+    Args:
+        matrix: ``[k, k]`` tensor/array, a square DataFrame (index = columns = layers), or a
+            :class:`~value_lens.axis.ValueAxis` (its :meth:`layer_cosine_matrix`).
+        layers: the ``k`` layer labels (default: the DataFrame index, the axis' layers, or 0..k-1).
+    """
+    from value_lens.axis import ValueAxis
+
+    if isinstance(matrix, ValueAxis):
+        layers = list(matrix.layers) if layers is None else layers
+        matrix = matrix.layer_cosine_matrix()
+    if isinstance(matrix, pd.DataFrame):
+        layers = list(matrix.index) if layers is None else layers
+        matrix = matrix.to_numpy()
+    m = np.asarray(matrix.detach().cpu() if hasattr(matrix, "detach") else matrix, dtype=float)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise InputError(f"the cosine matrix must be square, got shape {m.shape}")
+    layers = list(range(m.shape[0])) if layers is None else list(layers)
+    if len(layers) != m.shape[0]:
+        raise InputError(f"{len(layers)} layer labels for a {m.shape[0]}x{m.shape[0]} matrix")
+    fig = go.Figure(
+        go.Heatmap(
+            z=m,
+            x=[str(x) for x in layers],
+            y=[str(x) for x in layers],
+            colorscale=DIVERGING,
+            zmin=-1,
+            zmax=1,
+            zmid=0,
+            colorbar={"title": {"text": "cosine"}},
+            hovertemplate="layers %{y} and %{x}<br>cosine %{z:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title={"text": title},
+        xaxis={"title": {"text": "layer"}, "type": "category"},
+        yaxis={
+            "title": {"text": "layer"},
+            "type": "category",
+            "autorange": "reversed",
+            "scaleanchor": "x",
+        },
+        template="plotly_white",
+    )
+    return fig
+
+
+def code_scatter_figure(
+    df: pd.DataFrame,
+    *,
+    kind: str = "corruption",
+    correct: str = "correct",
+    corrupted: str = "corrupted",
+    title: str = "Value of correct vs corrupted code",
+    cols: int = 4,
+) -> go.Figure:
+    """Per-item scatter of correct (x) vs corrupted (y) value, one panel per corruption kind.
+
+    Points below the diagonal are items where the correct code scores higher. Each panel's title
+    gives the fraction of such items.
+    """
+    df = require_columns(df, [kind, correct, corrupted], "code_scatter_figure")
+    kinds = list(dict.fromkeys(df[kind].tolist()))
+    ncols = min(cols, len(kinds))
+    nrows = -(-len(kinds) // ncols)
+    titles = []
+    for k in kinds:
+        sub = df[df[kind] == k]
+        titles.append(
+            f"{k}: correct > corrupted {100 * (sub[correct] > sub[corrupted]).mean():.0f}%"
+        )
+    fig = make_subplots(rows=nrows, cols=ncols, subplot_titles=titles, shared_xaxes=False)
+    lo = float(np.nanmin(df[[correct, corrupted]].to_numpy()))
+    hi = float(np.nanmax(df[[correct, corrupted]].to_numpy()))
+    for i, k in enumerate(kinds):
+        sub = df[df[kind] == k]
+        r, c = i // ncols + 1, i % ncols + 1
+        fig.add_trace(
+            go.Scatter(
+                x=list(sub[correct]),
+                y=list(sub[corrupted]),
+                mode="markers",
+                name=str(k),
+                marker={"size": 5, "color": _PALETTE[i % len(_PALETTE)], "opacity": 0.7},
+                showlegend=False,
+            ),
+            row=r,
+            col=c,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=[lo, hi],
+                y=[lo, hi],
+                mode="lines",
+                line={"color": "#999", "dash": "dot"},
+                hoverinfo="skip",
+                showlegend=False,
+            ),
+            row=r,
+            col=c,
+        )
+        fig.update_xaxes(title_text="correct", row=r, col=c)
+        fig.update_yaxes(title_text="corrupted", row=r, col=c)
+    fig.update_layout(
+        title={"text": title},
+        template="plotly_white",
+        height=320 * nrows,
+        width=max(420, 300 * ncols),
+    )
+    return fig

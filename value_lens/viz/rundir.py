@@ -1,0 +1,210 @@
+"""The results directory of a run, and the report built from whatever it holds.
+
+Every command of ``value-lens`` (and the demo) writes tidy tables under one ``--out`` folder with
+fixed names, plus ``run.json`` (model, layers, seeds, ...) and saved traces for heatmaps.
+:func:`report_from_dir` turns any such folder into ``report.html``, drawing only what exists.
+
+Example:
+    >>> import tempfile, pathlib, pandas as pd
+    >>> out = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = update_meta(out, model="tiny", seed=0)
+    >>> pd.DataFrame({"layer": [0, 1], "auroc_mean": [0.6, 0.7], "auroc_sd": [0.1, 0.1]}).to_csv(
+    ...     out / RESULT_FILES["sweep"], index=False)
+    >>> report_from_dir(out).name
+    'report.html'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from value_lens.errors import ArtifactError, InputError
+from value_lens.io import atomic_write_text
+from value_lens.readout import ValueTrace
+from value_lens.viz import figures as F
+from value_lens.viz import figures_evals as E
+from value_lens.viz.heatmap import token_heatmap
+from value_lens.viz.layer_heatmap import layer_token_heatmap
+from value_lens.viz.report import write_report
+
+__all__ = [
+    "RESULT_FILES",
+    "load_trace",
+    "read_meta",
+    "report_from_dir",
+    "save_trace",
+    "update_meta",
+]
+
+#: result name -> file name inside a results directory.
+RESULT_FILES = {
+    "sweep": "sweep.csv",
+    "cosine": "layer_cosine.csv",
+    "dose": "dose.csv",
+    "slopes": "dose_slopes.csv",
+    "code": "code.csv",
+    "bands": "backtracking_bands.csv",
+    "events": "event_locked.csv",
+    "confidence": "confidence.csv",
+}
+META_FILE = "run.json"
+TRACE_GLOB = "trace-*.json"
+
+# columns that identify a dose-response row rather than measure it
+_DOSE_KEYS = {
+    "layer",
+    "alpha",
+    "alpha_pct",
+    "alpha_raw",
+    "seed",
+    "prompt",
+    "prompt_id",
+    "item",
+    "text",
+    "unit",
+    "hit_limit",
+    "strength",
+    "index",
+}
+
+
+def read_meta(out: str | os.PathLike[str]) -> dict[str, Any]:
+    """The run metadata in ``out/run.json`` (empty if none)."""
+    p = Path(out) / META_FILE
+    if not p.exists():
+        return {}
+    try:
+        return dict(json.loads(p.read_text()))
+    except (ValueError, TypeError) as exc:
+        raise ArtifactError(f"{p} is not valid JSON ({exc}); delete it and re-run") from None
+
+
+def update_meta(out: str | os.PathLike[str], **fields: Any) -> dict[str, Any]:
+    """Merge ``fields`` into ``out/run.json`` (atomic) and return the result."""
+    meta = read_meta(out)
+    meta.update(fields)
+    atomic_write_text(Path(out) / META_FILE, json.dumps(meta, indent=1, default=str) + "\n")
+    return meta
+
+
+def save_trace(trace: ValueTrace, path: str | os.PathLike[str], *, title: str = "") -> Path:
+    """Save a trace as JSON (tokens, layers, cosine, projection) for later reports."""
+    rec = {
+        "title": title,
+        "tokens": trace.tokens,
+        "token_ids": trace.token_ids.tolist(),
+        "layers": list(trace.layers),
+        "cosine": trace.cosine.tolist(),
+        "projection": trace.projection.tolist(),
+        "model_id": trace.model_id,
+    }
+    return atomic_write_text(path, json.dumps(rec))
+
+
+def load_trace(path: str | os.PathLike[str]) -> tuple[ValueTrace, str]:
+    """Load a trace written by :func:`save_trace`; returns ``(trace, title)``."""
+    try:
+        rec = json.loads(Path(path).read_text())
+        n = len(rec["tokens"])
+        tr = ValueTrace(
+            list(rec["tokens"]),
+            torch.tensor(rec["token_ids"], dtype=torch.long),
+            list(rec["layers"]),
+            torch.tensor(rec["cosine"], dtype=torch.float32).reshape(len(rec["layers"]), n),
+            torch.tensor(rec["projection"], dtype=torch.float32).reshape(len(rec["layers"]), n),
+            torch.full((n, 2), -1, dtype=torch.long),
+            "",
+            str(rec.get("model_id", "")),
+        )
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise ArtifactError(f"{path} is not a saved value_lens trace ({exc})") from None
+    return tr, str(rec.get("title", ""))
+
+
+def _csv(out: Path, name: str) -> pd.DataFrame | None:
+    p = out / RESULT_FILES[name]
+    return pd.read_csv(p) if p.exists() else None
+
+
+def _dose_metrics(df: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
+    chosen = meta.get("dose_metrics")
+    if chosen:
+        return [m for m in chosen if m in df.columns]
+    num = df.select_dtypes("number").columns
+    return [c for c in num if c not in _DOSE_KEYS][:6]
+
+
+def report_sections(out: str | os.PathLike[str]) -> list[tuple[str, Any]]:
+    """The report sections for whatever results ``out`` holds, in pipeline order."""
+    out = Path(out)
+    meta = read_meta(out)
+    layer = meta.get("heatmap_layer")
+    sections: list[tuple[str, Any]] = []
+    builders: list[tuple[str, str, Callable[[pd.DataFrame], Any]]] = [
+        ("sweep", "Held-out layer sweep", lambda d: F.sweep_figure(d)),
+        (
+            "cosine",
+            "Cosine between layer directions",
+            lambda d: F.layer_cosine_figure(d.set_index(d.columns[0])),
+        ),
+    ]
+    for name, head, build in builders:
+        df = _csv(out, name)
+        if df is not None:
+            sections.append((head, [build(df), df] if name == "sweep" else [build(df)]))
+    for p in sorted(out.glob(TRACE_GLOB)):
+        tr, title = load_trace(p)
+        show = layer if layer in tr.layers else tr.layers[len(tr.layers) // 2]
+        sections.append((title or p.stem, [token_heatmap(tr, show), layer_token_heatmap(tr)]))
+    dose = _csv(out, "dose")
+    if dose is not None:
+        metrics = _dose_metrics(dose, meta)
+        x = "alpha_pct" if "alpha_pct" in dose.columns else "alpha"
+        if metrics:
+            sections.append(("Steering dose-response", E.dose_response_figure(dose, metrics, x=x)))
+    slopes = _csv(out, "slopes")
+    if slopes is not None:
+        sections.append(("Dose-response slopes", [E.slope_heatmap_figure(slopes), slopes]))
+    code = _csv(out, "code")
+    if code is not None:
+        sections.append(("Correct vs corrupted code", F.code_scatter_figure(code)))
+    bands = _csv(out, "bands")
+    if bands is not None:
+        sections.append(("Backtracking: value per token band", E.backtracking_band_figure(bands)))
+    events = _csv(out, "events")
+    if events is not None:
+        sections.append(("Backtracking: event-locked value", E.event_locked_figure(events)))
+    conf = _csv(out, "confidence")
+    if conf is not None:
+        sections.append(("Verbalized confidence", conf))
+    return sections
+
+
+def report_from_dir(
+    out: str | os.PathLike[str],
+    *,
+    path: str | os.PathLike[str] | None = None,
+    title: str = "value_lens report",
+    plotlyjs: str = "inline",
+) -> Path:
+    """Write ``out/report.html`` (or ``path``) from the results found in ``out``."""
+    out = Path(out)
+    if not out.is_dir():
+        raise InputError(f"{out} is not a directory; pass the --out folder of an earlier run")
+    sections = report_sections(out)
+    if not sections:
+        raise InputError(
+            f"{out} holds no results ({', '.join(RESULT_FILES.values())} or {TRACE_GLOB}); "
+            "run build/sweep/trace/steer/eval with --out there first"
+        )
+    meta = {k: v for k, v in read_meta(out).items() if k not in {"dose_metrics"}}
+    return write_report(
+        path or out / "report.html", sections, title=title, metadata=meta, plotlyjs=plotlyjs
+    )
