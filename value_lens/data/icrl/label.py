@@ -126,6 +126,7 @@ def label(
     prepend_bos: bool | None = None,
     spans: SpanFn | None = None,
     return_report: bool = False,
+    allow_empty: bool = False,
 ) -> LabelledTokens | tuple[LabelledTokens, LabelReport]:
     """Label reward tokens of ICRL conversations for :func:`value_lens.collect.collect_stats`.
 
@@ -140,6 +141,7 @@ def label(
             (never for a bare tokenizer), skipped when the text already starts with it.
         spans: custom ``(conversation, position, body) -> spans`` (default: the criterion's).
         return_report: also return a :class:`LabelReport` of kept and dropped turns.
+        allow_empty: return empty data instead of raising when nothing could be labelled.
 
     Returns:
         One sequence per kept turn: the whole conversation up to and including the labelled
@@ -209,7 +211,7 @@ def label(
                 }
             )
             report.kept += 1
-    if not ids_out:
+    if not ids_out and not allow_empty:
         raise InputError(
             f"no turn could be labelled ({report.reasons() or 'no conversations'}); generate more "
             "conversations or lower min_side_tokens"

@@ -1,0 +1,213 @@
+"""Import of the paper's released ICRL data, relabelled structurally.
+
+Reads the released conversation JSON files (one conversation per file, or a list) and, if
+given, ``reward_token_labels.json`` (entries with ``reward_fn``, ``conversation_idx``,
+``paragraph_position``, ``modified`` and ``reward_words``). Each labelled entry is matched to its
+conversation by ``{reward_fn}__conv{conversation_idx:02d}``, the assistant turn is found through
+the chat template's message spans, and the reward words are located inside that turn's body only.
+Entries that cannot be used are dropped with a reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from value_lens.data.icrl.conversation import Conversation
+from value_lens.data.icrl.label import label
+from value_lens.data.icrl.registry import CRITERIA
+from value_lens.errors import InputError
+from value_lens.tokens import LabelledTokens
+
+__all__ = ["OfficialImport", "import_official", "load_official_conversations", "word_spans"]
+
+_LABEL_KEYS = ("reward_fn", "conversation_idx", "paragraph_position", "modified", "reward_words")
+
+
+@dataclass
+class OfficialImport:
+    """Result of :func:`import_official`."""
+
+    conversations: list[Conversation]
+    data: LabelledTokens | None
+    dropped: list[tuple[str, int, str]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        reasons: dict[str, int] = {}
+        for _, _, r in self.dropped:
+            k = r.split(":")[0]
+            reasons[k] = reasons.get(k, 0) + 1
+        kept = 0 if self.data is None else len(self.data)
+        return (
+            f"{len(self.conversations)} conversations, {kept} labelled turns, "
+            f"{len(self.dropped)} dropped {reasons}"
+        )
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path} is not a readable JSON file: {exc}") from None
+
+
+def load_official_conversations(
+    source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+) -> list[Conversation]:
+    """Conversations from a directory of ``*.json`` files, one file, or a list of files.
+
+    Raises:
+        InputError: naming the file for a missing path or a malformed conversation.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        p = Path(source)
+        if p.is_dir():
+            files = sorted(p.glob("*.json"))
+        elif p.is_file():
+            files = [p]
+        else:
+            raise InputError(f"{p} does not exist; pass the released conversations directory")
+    else:
+        files = [Path(f) for f in source]
+    if not files:
+        raise InputError(f"no conversation .json files found in {source}")
+    out = []
+    for f in files:
+        raw = _read_json(f)
+        items = raw if isinstance(raw, list) else [raw]
+        for i, item in enumerate(items):
+            out.append(
+                Conversation.from_dict(
+                    item, where=f"{f}" + (f" item {i}" if len(items) > 1 else "")
+                )
+            )
+    return out
+
+
+def word_spans(body: str, words: Iterable[str]) -> list[tuple[int, int]]:
+    """Spans of each reward word in ``body`` (as a whole word where it starts/ends with a letter)."""
+    spans: set[tuple[int, int]] = set()
+    for w in words:
+        w = str(w).strip()
+        if not w:
+            continue
+        pre = r"(?<![A-Za-z0-9])" if w[0].isalnum() else ""
+        post = r"(?![A-Za-z0-9])" if w[-1].isalnum() else ""
+        spans.update(m.span() for m in re.finditer(pre + re.escape(w) + post, body))
+    return sorted(spans)
+
+
+def _load_labels(path: Path) -> list[dict[str, Any]]:
+    raw = _read_json(path)
+    if not isinstance(raw, list):
+        raise InputError(f"{path} must hold a JSON list of label entries, got {type(raw).__name__}")
+    for i, e in enumerate(raw):
+        missing = [k for k in _LABEL_KEYS if not isinstance(e, dict) or k not in e]
+        if missing:
+            raise InputError(f"{path} entry {i} is missing field(s) {missing}")
+        if not isinstance(e["reward_words"], list):
+            raise InputError(f"{path} entry {i}: reward_words must be a list of strings")
+    return raw
+
+
+def import_official(
+    conversations: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    labels: str | os.PathLike[str] | None = None,
+    model_or_tokenizer: Any = None,
+    *,
+    min_side_tokens: int = 3,
+    enable_thinking: bool | None = False,
+) -> OfficialImport:
+    """Import the released conversations and (optionally) label them structurally.
+
+    Args:
+        conversations: the released conversations directory, a file, or a list of files.
+        labels: ``reward_token_labels.json``; its reward words are located in the assistant's
+            own paragraph. Without it, criteria known to :data:`CRITERIA` are labelled by their
+            own spans (others are dropped).
+        model_or_tokenizer: if given, also label (else only the conversations are returned).
+        min_side_tokens: as in :func:`~value_lens.data.icrl.label.label`.
+        enable_thinking: chat-template switch (the paper used ``False``).
+
+    Returns:
+        An :class:`OfficialImport` with the conversations, the labelled tokens and every dropped
+        entry with its reason (``.summary()`` counts them).
+    """
+    convs = load_official_conversations(conversations)
+    if model_or_tokenizer is None:
+        return OfficialImport(convs, None)
+    by_id = {c.conversation_id: c for c in convs}
+    dropped: list[tuple[str, int, str]] = []
+    if labels is None:
+        known = [c for c in convs if c.reward_fn in CRITERIA]
+        dropped = [
+            (c.conversation_id, 0, f"criterion {c.reward_fn!r} unknown and no labels file")
+            for c in convs
+            if c.reward_fn not in CRITERIA
+        ]
+        data, rep = label(
+            known,
+            model_or_tokenizer,
+            min_side_tokens=min_side_tokens,
+            enable_thinking=enable_thinking,
+            return_report=True,
+            allow_empty=True,
+        )
+        return OfficialImport(convs, data if len(data) else None, dropped + rep.dropped)
+    entries = _load_labels(Path(labels))
+    words: dict[tuple[str, int], list[str]] = {}
+    chosen: list[Conversation] = []
+    for e in entries:
+        cid = f"{e['reward_fn']}__conv{int(e['conversation_idx']):02d}"
+        pos = int(e["paragraph_position"])
+        conv = by_id.get(cid)
+        if conv is None:
+            dropped.append((cid, pos, "no conversation with this id"))
+            continue
+        if conv.discovery_paragraph is None or pos != conv.discovery_paragraph + 1:
+            dropped.append((cid, pos, "entry is not the first post-discovery paragraph"))
+            continue
+        good = next(
+            (
+                a
+                for p in conv.paragraphs
+                if p.paragraph_position == pos
+                for a in p.attempts
+                if a.reward
+            ),
+            None,
+        )
+        if good is None:
+            dropped.append((cid, pos, "paragraph has no successful attempt"))
+            continue
+        if good.modified_text.strip() != str(e["modified"]).strip():
+            dropped.append((cid, pos, "label text differs from the successful attempt"))
+            continue
+        if not e["reward_words"]:
+            dropped.append((cid, pos, "no reward words"))
+            continue
+        words[(cid, pos)] = [str(w) for w in e["reward_words"]]
+        chosen.append(conv)
+
+    def spans(conv: Conversation, pos: int, body: str) -> list[tuple[int, int]]:
+        return word_spans(body, words.get((conv.conversation_id, pos), []))
+
+    data: LabelledTokens | None = None
+    if chosen:
+        data, rep = label(
+            chosen,
+            model_or_tokenizer,
+            min_side_tokens=min_side_tokens,
+            enable_thinking=enable_thinking,
+            spans=spans,
+            return_report=True,
+            allow_empty=True,
+        )
+        dropped.extend(rep.dropped)
+        data = data if len(data) else None
+    return OfficialImport(convs, data, dropped)
