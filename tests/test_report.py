@@ -35,7 +35,7 @@ def _trace(n=40, layers=(0, 1, 2)) -> ValueTrace:
 
 def _sections():
     tr = _trace()
-    table = pd.DataFrame({"layer": [0, 1, 2], "auroc_mean": [0.61, 0.82, 0.74]})
+    table = pd.DataFrame({"layer": [0, 1, 2], "token_auroc_mean": [0.61, 0.82, 0.74]})
     return [
         ("A plotly heatmap", layer_token_heatmap(tr)),
         ("Tokens", token_heatmap(tr, 1)),
@@ -103,8 +103,8 @@ def test_report_from_results_dir(tmp_path):
     pd.DataFrame(
         {
             "layer": [0, 1, 2],
-            "auroc_mean": [0.6, 0.9, 0.8],
-            "auroc_sd": [0.1] * 3,
+            "token_auroc_mean": [0.6, 0.9, 0.8],
+            "token_auroc_sd": [0.1] * 3,
             "position_auroc": [0.5, 0.5, 0.6],
         }
     ).to_csv(tmp_path / RESULT_FILES["sweep"], index=False)

@@ -30,8 +30,8 @@ def sweep_df():
     return pd.DataFrame(
         {
             "layer": np.arange(n)[::-1],  # unsorted on purpose
-            "auroc_mean": rng.uniform(0.5, 1, n),
-            "auroc_sd": rng.uniform(0, 0.05, n),
+            "token_auroc_mean": rng.uniform(0.5, 1, n),
+            "token_auroc_sd": rng.uniform(0, 0.05, n),
             "random_auroc_mean": rng.uniform(0.45, 0.55, n),
             "random_auroc_sd": rng.uniform(0, 0.02, n),
             "position_auroc": rng.uniform(0.4, 0.7, n),
@@ -48,20 +48,20 @@ def test_sweep_figure_draws_table(sweep_df):
     s = sweep_df.sort_values("layer")
     main = fig.data[-1]
     assert list(main.x) == s["layer"].tolist()
-    assert list(main.y) == s["auroc_mean"].tolist()
+    assert list(main.y) == s["token_auroc_mean"].tolist()
     band = fig.data[-2]
     n = len(s)
-    np.testing.assert_allclose(band.y[:n], s["auroc_mean"] + s["auroc_sd"])
-    np.testing.assert_allclose(band.y[n:], (s["auroc_mean"] - s["auroc_sd"])[::-1])
+    np.testing.assert_allclose(band.y[:n], s["token_auroc_mean"] + s["token_auroc_sd"])
+    np.testing.assert_allclose(band.y[n:], (s["token_auroc_mean"] - s["token_auroc_sd"])[::-1])
     (rand,) = _by_name(fig, "random direction")
     assert list(rand.y) == s["random_auroc_mean"].tolist()
     (pos,) = _by_name(fig, "token position")
     assert list(pos.y) == s["position_auroc"].tolist()
-    assert not _by_name(fig, "distance to turn end")  # absent column: not drawn
+    assert not _by_name(fig, "closeness to turn end")  # absent column: not drawn
 
 
 def test_sweep_figure_custom_columns_and_errors(sweep_df):
-    df = sweep_df.rename(columns={"auroc_mean": "fn_mean"})
+    df = sweep_df.rename(columns={"token_auroc_mean": "fn_mean"})
     fig = sweep_figure(df, mean="fn_mean", sd=None, baselines={"pos": "position_auroc"})
     assert [t.name for t in fig.data] == ["pos", "value axis (held-out token AUROC)"]
     with pytest.raises(InputError, match="lacks column"):
@@ -179,3 +179,21 @@ def test_save_figure_html_offline_and_png_needs_kaleido(tmp_path, sweep_df):
         with pytest.raises(InputError, match="kaleido"):
             save_figure(fig, tmp_path / "s.png")
         assert not (tmp_path / "s.png").exists()
+
+
+def test_sweep_and_cosine_figures_on_a_real_layer_sweep(tiny):
+    from value_lens.sweep import cosine_matrix, layer_sweep
+    from value_lens.tokens import LabelledTokens
+
+    data = LabelledTokens.from_lists(
+        [[1, 5, 6, 7, 40, 41, 42], [2, 9, 8, 7, 30, 31, 32]] * 3,
+        [[-1, 0, 0, 0, 1, 1, 1]] * 6,
+        list("abcdef"),
+    )
+    df = layer_sweep(tiny, data, n_splits=2, n_train=4, n_random=4, progress=False)
+    fig = sweep_figure(df)
+    assert list(fig.data[-1].y) == df.sort_values("layer")["token_auroc_mean"].tolist()
+    names = {t.name for t in fig.data}
+    assert {"random direction", "token position", "closeness to turn end"} <= names
+    cm = cosine_matrix(df)
+    np.testing.assert_array_equal(np.asarray(layer_cosine_figure(cm).data[0].z), cm.to_numpy())

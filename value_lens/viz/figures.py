@@ -6,7 +6,8 @@ What is drawn is exactly what the table holds: no smoothing, no hidden aggregati
 
 Example:
     >>> import pandas as pd
-    >>> df = pd.DataFrame({"layer": [0, 1], "auroc_mean": [0.6, 0.8], "auroc_sd": [0.05, 0.02]})
+    >>> df = pd.DataFrame({"layer": [0, 1], "token_auroc_mean": [0.6, 0.8],
+    ...                    "token_auroc_sd": [0.05, 0.02]})
     >>> fig = sweep_figure(df, baselines={})
     >>> list(fig.data[-1].y)
     [0.6, 0.8]
@@ -35,9 +36,10 @@ __all__ = [
 
 #: label -> (mean column, sd column or None); drawn when present in the sweep table.
 DEFAULT_SWEEP_BASELINES: dict[str, tuple[str, str | None]] = {
+    "function-level score (paper's released metric)": ("function_score_mean", "function_score_sd"),
     "random direction": ("random_auroc_mean", "random_auroc_sd"),
     "token position": ("position_auroc", None),
-    "distance to turn end": ("end_distance_auroc", None),
+    "closeness to turn end": ("end_proximity_auroc", None),
 }
 
 _PALETTE = ["#1f4e9c", "#888888", "#d95f02", "#7570b3", "#1b9e77", "#e7298a", "#66a61e"]
@@ -97,8 +99,8 @@ def sweep_figure(
     df: pd.DataFrame,
     *,
     layer: str = "layer",
-    mean: str = "auroc_mean",
-    sd: str | None = "auroc_sd",
+    mean: str = "token_auroc_mean",
+    sd: str | None = "token_auroc_sd",
     baselines: Mapping[str, str | tuple[str, str | None]] | None = None,
     name: str = "value axis (held-out token AUROC)",
     title: str = "Held-out AUROC by layer",
@@ -123,7 +125,7 @@ def sweep_figure(
         base = {k: v for k, v in DEFAULT_SWEEP_BASELINES.items() if v[0] in df.columns}
         base = {k: (m, s if s in df.columns else None) for k, (m, s) in base.items()}
     else:
-        base = {k: (v, None) if isinstance(v, str) else tuple(v) for k, v in baselines.items()}
+        base = {k: (v, None) if isinstance(v, str) else (v[0], v[1]) for k, v in baselines.items()}
     cols = [layer, mean, sd] + [c for pair in base.values() for c in pair]
     df = require_columns(df, cols, "sweep_figure").sort_values(layer)
     fig = go.Figure()

@@ -8,7 +8,7 @@ Example:
     >>> import tempfile, pathlib, pandas as pd
     >>> out = pathlib.Path(tempfile.mkdtemp())
     >>> _ = update_meta(out, model="tiny", seed=0)
-    >>> pd.DataFrame({"layer": [0, 1], "auroc_mean": [0.6, 0.7], "auroc_sd": [0.1, 0.1]}).to_csv(
+    >>> pd.DataFrame({"layer": [0, 1], "token_auroc_mean": [0.6, 0.7], "token_auroc_sd": [0.1, 0.1]}).to_csv(
     ...     out / RESULT_FILES["sweep"], index=False)
     >>> report_from_dir(out).name
     'report.html'
