@@ -142,7 +142,7 @@ def main() -> None:
         "wall_time_ratio_vl_over_plain": vl["wall_s"] / plain["wall_s"],
         "vl_peak_rss_mb_by_tokens": {
             **vl["peak_rss_mb_after_tokens"],
-            vl["tokens"]: vl["peak_rss_mb"],
+            str(vl["tokens"]): vl["peak_rss_mb"],
         },
     }
     for r in results:
