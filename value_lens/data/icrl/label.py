@@ -127,6 +127,7 @@ def label(
     spans: SpanFn | None = None,
     return_report: bool = False,
     allow_empty: bool = False,
+    drop_too_long: bool = False,
 ) -> LabelledTokens | tuple[LabelledTokens, LabelReport]:
     """Label reward tokens of ICRL conversations for :func:`value_lens.collect.collect_stats`.
 
@@ -142,6 +143,8 @@ def label(
         spans: custom ``(conversation, position, body) -> spans`` (default: the criterion's).
         return_report: also return a :class:`LabelReport` of kept and dropped turns.
         allow_empty: return empty data instead of raising when nothing could be labelled.
+        drop_too_long: drop (and report) turns longer than the model's context instead of
+            raising.
 
     Returns:
         One sequence per kept turn: the whole conversation up to and including the labelled
@@ -182,6 +185,11 @@ def label(
             use_bos = bos and not (tok.bos_token and text.startswith(tok.bos_token))
             ids, offs = tokenize_with_offsets(tok, text, prepend_bos=use_bos)
             if limit is not None and len(ids) > limit:
+                if drop_too_long:
+                    report.dropped.append(
+                        (conv.conversation_id, pos, f"too long: {len(ids)} tokens")
+                    )
+                    continue
                 raise InputError(
                     f"conversation {conv.conversation_id!r} (up to paragraph {pos}) has {len(ids)} "
                     f"tokens but the model's context is {limit}; drop it or load the model with a "
