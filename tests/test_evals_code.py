@@ -1,0 +1,111 @@
+"""Code suite: stdlib extraction, corruption guarantees, scoring windows, JSONL problems."""
+
+from __future__ import annotations
+
+import ast
+import json
+import random
+
+import pytest
+
+from tests._evals_helpers import random_axis
+from value_lens.errors import InputError
+from value_lens.evals.code import (
+    build_code_pairs,
+    load_code_problems,
+    run_code_suite,
+    stdlib_functions,
+)
+from value_lens.evals.corrupt import CORRUPTIONS, corrupt_code
+
+
+@pytest.fixture(scope="module")
+def functions():
+    return stdlib_functions(60, seed=3)
+
+
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except SyntaxError:
+        return False
+    return True
+
+
+def test_stdlib_functions_are_real_and_deterministic(functions):
+    assert len(functions) == 60
+    assert len({f["path"] for f in functions}) > 10
+    assert all(_parses(f["code"]) and f["code"].startswith("def ") for f in functions)
+    assert stdlib_functions(5, seed=3) == functions[:5]
+
+
+@pytest.mark.parametrize("kind", CORRUPTIONS)
+def test_every_corruption_changes_code_and_parses_as_promised(functions, kind):
+    for f in functions:
+        for seed in range(3):
+            bad = corrupt_code(f["code"], kind, random.Random(seed))
+            assert bad != f["code"]
+            assert _parses(bad) == (kind != "syntax"), (kind, f["name"], bad)
+
+
+def test_corruption_details():
+    src = (
+        "def scale(values, factor=2):\n"
+        "    total = 0\n"
+        "    for value in values:\n"
+        "        total = total + value.size * factor\n"
+        "    return dict(factor=factor, total=total)\n"
+    )
+    renamed = corrupt_code(src, "rename", 0)
+    assert "value.size" not in renamed and ".size" in renamed  # attribute kept
+    assert "dict(factor=" in renamed  # keyword argument kept
+    tree = ast.parse(renamed)
+    args = [a.arg for a in tree.body[0].args.args]
+    assert all(len(a) == 1 for a in args)
+    shuffled = corrupt_code(src, "shuffle", 1)
+    assert sorted(shuffled.splitlines()) == sorted(src.splitlines())
+    assert corrupt_code(src, "logic", 5) != src
+    with pytest.raises(InputError, match="unknown corruption"):
+        corrupt_code(src, "typo", 0)
+    with pytest.raises(InputError, match="one function"):
+        corrupt_code("x = 1\n", "logic", 0)
+    with pytest.raises(InputError, match="does not parse"):
+        corrupt_code("def f(:\n", "logic", 0)
+    with pytest.raises(InputError, match="at least 2"):
+        corrupt_code("def f():\n    return 1\n", "shuffle", 0)
+
+
+def test_user_jsonl_and_suite_on_tiny(tiny, tmp_path):
+    path = tmp_path / "p.jsonl"
+    recs = [{"problem": "Return the larger of a and b.",
+             "solution": "def larger(a, b):\n    if a > b:\n        return a\n    return b\n"},
+            {"problem": "Sum a list.",
+             "solution": "def total(items):\n    result = 0\n    for item in items:\n"
+                         "        result = result + item\n    return result\n"}]  # fmt: skip
+    path.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    probs = load_code_problems(path)
+    pairs = build_code_pairs(probs, seed=0)
+    kinds = [p["kind"] for p in pairs]
+    assert kinds.count("syntax") == 2 and kinds.count("logic") == 2
+    res = run_code_suite(tiny, random_axis(tiny), 1, pairs, window=3, progress=False)
+    t = res.table
+    assert len(t) == len(pairs)
+    for _, row in t.iterrows():
+        p = pairs[_]
+        f = row["first_change_char"]
+        assert p["correct"][:f] == p["corrupted"][:f] and p["correct"][f] != p["corrupted"][f]
+    assert t[["correct_whole", "corrupted_whole", "correct_window"]].notna().all().all()
+    s = res.summary.set_index("kind")
+    assert set(s.index) == {k for k in kinds}
+    assert ((s["pct_correct_higher_whole"] >= 0) & (s["pct_correct_higher_whole"] <= 100)).all()
+    (tmp_path / "bad.jsonl").write_text('{"problem": "x"}\n')
+    with pytest.raises(InputError, match="solution"):
+        load_code_problems(tmp_path / "bad.jsonl")
+
+
+@pytest.mark.slow
+def test_code_suite_end_to_end_smollm(smollm):
+    res = run_code_suite(smollm, random_axis(smollm), 20, n_problems=2, progress=False)
+    assert len(res.table) == 8
+    assert list(res.summary["kind"]) == list(CORRUPTIONS)
+    assert res.summary[["d_unpaired_whole", "d_paired_whole"]].notna().all().all()

@@ -1,0 +1,55 @@
+"""The paper's correlational evaluations as reusable suites (any model, any axis).
+
+* :mod:`~value_lens.evals.confidence`: verbalized confidence (Yes/No prefills, pre-response
+  yes-rate) on generated arithmetic/word problems or user JSONL problems.
+* :mod:`~value_lens.evals.backtracking`: backtracking phrases, 500-token band curves and
+  event-locked traces over rollouts or supplied texts.
+* :mod:`~value_lens.evals.code`: correct vs corrupted code (syntax, shuffle, rename, logic).
+
+Each runner returns an :class:`EvalResult` (``table``, ``summary``, ``extras``).
+"""
+
+from value_lens.evals._common import EvalResult
+from value_lens.evals.backtracking import (
+    DEFAULT_PHRASES,
+    band_curves,
+    event_locked,
+    find_backtracking,
+    run_backtracking_suite,
+)
+from value_lens.evals.code import (
+    build_code_pairs,
+    code_summary,
+    load_code_problems,
+    run_code_suite,
+    stdlib_functions,
+)
+from value_lens.evals.confidence import (
+    arithmetic_problems,
+    confidence_summary,
+    load_math_problems,
+    parse_answer,
+    run_confidence_suite,
+)
+from value_lens.evals.corrupt import CORRUPTIONS, corrupt_code
+
+__all__ = [
+    "CORRUPTIONS",
+    "DEFAULT_PHRASES",
+    "EvalResult",
+    "arithmetic_problems",
+    "band_curves",
+    "build_code_pairs",
+    "code_summary",
+    "confidence_summary",
+    "corrupt_code",
+    "event_locked",
+    "find_backtracking",
+    "load_code_problems",
+    "load_math_problems",
+    "parse_answer",
+    "run_backtracking_suite",
+    "run_code_suite",
+    "run_confidence_suite",
+    "stdlib_functions",
+]

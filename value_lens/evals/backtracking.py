@@ -1,0 +1,252 @@
+"""Backtracking suite: does the value projection dip when a model second-guesses itself?
+
+* :func:`find_backtracking` finds the paper's backtracking phrases (case-insensitive, whole
+  words; the list is configurable) as character spans.
+* :func:`run_backtracking_suite` traces rollouts (generated with :mod:`value_lens.generate`
+  from problems, or supplied as texts), then reports the mean projection per 500-token band for
+  backtracking vs non-backtracking rollouts (:func:`band_curves`, with counts and 95% CIs) and
+  the event-locked mean trace +-100 tokens around each event (:func:`event_locked`).
+
+Example:
+    >>> find_backtracking("So x = 3. Wait, but wait... Actually no, I made a mistake.")
+    [(10, 14, 'Wait'), (16, 24, 'But wait'), (28, 36, 'Actually'), (37, 41, 'No, '), (41, 57, 'I made a mistake')]
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from value_lens.axis import ValueAxis
+from value_lens.errors import InputError
+from value_lens.evals._common import EvalResult, mean_ci, prefill, score_text, span_tokens
+
+__all__ = [
+    "DEFAULT_PHRASES",
+    "band_curves",
+    "event_locked",
+    "find_backtracking",
+    "run_backtracking_suite",
+    "token_positions",
+]
+
+DEFAULT_PHRASES: tuple[str, ...] = (
+    "Wait",
+    "Actually",
+    "Hmm",
+    "Hold on",
+    "But wait",
+    "Let me reconsider",
+    "Let me recheck",
+    "Let me rethink",
+    "Let me try again",
+    "I made a mistake",
+    "I think I was wrong",
+    "On second thought",
+    "No, ",
+)
+"""The paper's backtracking phrases (its ``count_backtracks`` list)."""
+
+MATH_SYSTEM = (
+    "You are a helpful math assistant. Solve the problem step by step. "
+    "Put your final integer answer in \\boxed{}."
+)
+
+
+@lru_cache(maxsize=32)
+def _pattern(phrases: tuple[str, ...]) -> tuple[re.Pattern[str], dict[str, str]]:
+    if not phrases or any(not p.strip() for p in phrases):
+        raise InputError("phrases must be a non-empty list of non-blank strings")
+    parts = []
+    for p in sorted(phrases, key=len, reverse=True):  # longest first: 'But wait' before 'Wait'
+        tail = r"\b" if p[-1].isalnum() else ""
+        head = r"\b" if p[0].isalnum() else ""
+        parts.append(head + re.escape(p) + tail)
+    canon = {p.lower(): p for p in phrases}
+    return re.compile("|".join(parts), re.IGNORECASE), canon
+
+
+def find_backtracking(
+    text: str, phrases: Sequence[str] = DEFAULT_PHRASES
+) -> list[tuple[int, int, str]]:
+    """Non-overlapping backtracking phrases in ``text`` as ``(start, end, phrase)``.
+
+    Matching is case-insensitive and on word boundaries (``'Wait'`` does not match
+    ``'awaited'``); where phrases overlap the longest wins. ``phrase`` is the canonical entry of
+    ``phrases`` and ``text[start:end].lower() == phrase.lower()``.
+    """
+    pat, canon = _pattern(tuple(phrases))
+    return [(m.start(), m.end(), canon[m.group(0).lower()]) for m in pat.finditer(text)]
+
+
+def token_positions(
+    offsets: Any, spans: Sequence[tuple[int, int, str]], base: int = 0
+) -> list[int]:
+    """Index of the first token overlapping each character span (shifted by ``base`` chars).
+
+    ``offsets`` is ``[T, 2]`` (tokenizer offset mapping); spans past the last token are dropped.
+
+    >>> token_positions([[0, 2], [2, 6], [6, 7], [7, 12]], [(2, 6, "Wait"), (8, 12, "Hmm")])
+    [1, 3]
+    """
+    ends = np.asarray(offsets)[:, 1]
+    out = []
+    for s, _, _ in spans:
+        hit = np.flatnonzero(ends > base + s)
+        if hit.size:
+            out.append(int(hit[0]))
+    return out
+
+
+def band_curves(
+    traces: Sequence[np.ndarray], backtracking: Sequence[bool], *, band: int = 500
+) -> pd.DataFrame:
+    """Mean projection per token band, over the rollouts that reach each band.
+
+    Each rollout contributes its mean over the band's tokens; rows give the mean over rollouts,
+    their count ``n`` and a normal 95% CI, separately for backtracking and other rollouts.
+    """
+    if band < 1:
+        raise InputError("band must be a positive number of tokens")
+    rows = []
+    longest = max((len(t) for t in traces), default=0)
+    for flag in (True, False):
+        for b0 in range(0, longest, band):
+            vals = [float(t[b0 : b0 + band].mean()) for t, f in zip(traces, backtracking, strict=True)
+                    if f == flag and len(t) > b0]  # fmt: skip
+            if not vals:
+                continue
+            m, n, lo, hi = mean_ci(vals)
+            rows.append(
+                {"backtracking": flag, "band_start": b0, "band_end": b0 + band, "mean": m,
+                 "n": n, "ci_lo": lo, "ci_hi": hi}
+            )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def event_locked(
+    traces: Sequence[np.ndarray], events: Sequence[Sequence[int]], *, window: int = 100
+) -> pd.DataFrame:
+    """Mean trace aligned on events: one row per offset in ``[-window, window]``.
+
+    ``events[i]`` are token indices into ``traces[i]``; offsets that fall outside a trace are
+    skipped, so ``n`` varies with the offset.
+    """
+    rows = []
+    for off in range(-window, window + 1):
+        vals = [float(t[e + off]) for t, evs in zip(traces, events, strict=True) for e in evs
+                if 0 <= e + off < len(t)]  # fmt: skip
+        m, n, lo, hi = mean_ci(vals)
+        rows.append({"offset": off, "mean": m, "n": n, "ci_lo": lo, "ci_hi": hi})
+    return pd.DataFrame(rows)
+
+
+def _rollouts(
+    model: Any,
+    problems: Sequence[str] | None,
+    texts: Sequence[str] | None,
+    *,
+    n_rollouts: int,
+    system: str,
+    generate_kwargs: dict[str, Any],
+) -> list[dict[str, Any]]:
+    if (problems is None) == (texts is None):
+        raise InputError("pass either problems (to generate rollouts) or texts (to score)")
+    if texts is not None:
+        return [{"problem": None, "rollout": i, "response": str(t)} for i, t in enumerate(texts)]
+    from value_lens.generate import generate
+
+    out = []
+    for p_no, q in enumerate(problems or []):
+        msgs = [{"role": "system", "content": system}, {"role": "user", "content": q}]
+        gens = generate(model, [msgs] * n_rollouts, **generate_kwargs)
+        out += [{"problem": p_no, "question": q, "rollout": r, "response": g.text}
+                for r, g in enumerate(gens)]  # fmt: skip
+    return out
+
+
+def run_backtracking_suite(
+    model: Any,
+    axis: ValueAxis,
+    layer: int,
+    *,
+    problems: Sequence[str] | None = None,
+    texts: Sequence[str] | None = None,
+    n_rollouts: int = 4,
+    max_new_tokens: int = 512,
+    temperature: float = 0.7,
+    seed: int = 0,
+    system: str = MATH_SYSTEM,
+    user: str = "Solve the problem.",
+    phrases: Sequence[str] = DEFAULT_PHRASES,
+    band: int = 500,
+    window: int = 100,
+    metric: str = "projection",
+    truncate: bool = False,
+    progress: bool = True,
+) -> EvalResult:
+    """Trace rollouts and compare backtracking with non-backtracking ones.
+
+    Args:
+        model / axis / layer: what to read.
+        problems: questions to roll out ``n_rollouts`` times each (sampled with
+            ``temperature``, ``seed``, ``max_new_tokens``) under the ``system`` prompt; or
+        texts: finished assistant replies, scored as replies to ``user`` under ``system``.
+        phrases: the backtracking phrases (:data:`DEFAULT_PHRASES`).
+        band / window: band width and event window, in tokens.
+        metric: ``"projection"`` (the paper's Fig. 3b/3c unit) or ``"cosine"``.
+        truncate: cut chats beyond the model's context instead of raising.
+
+    Returns:
+        ``table``: one row per rollout (tokens, events, backtracking flag, mean value);
+        ``summary``: mean value by backtracking flag; ``extras["bands"]``
+        (:func:`band_curves`) and ``extras["event_locked"]`` (:func:`event_locked`).
+    """
+    if metric not in {"projection", "cosine"}:
+        raise InputError("metric must be 'projection' or 'cosine'")
+    gk = {"seed": seed, "temperature": temperature, "max_new_tokens": max_new_tokens}
+    rolls = _rollouts(model, problems, texts, n_rollouts=n_rollouts, system=system,
+                      generate_kwargs=gk)  # fmt: skip
+    traces: list[np.ndarray] = []
+    events: list[list[int]] = []
+    rows: list[dict[str, Any]] = []
+    for r in tqdm(rolls, desc="backtracking", disable=not progress):
+        if not r["response"].strip():
+            raise InputError(f"rollout {len(rows)} is empty; drop empty replies before scoring")
+        msgs = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": r.get("question") or user},
+            {"role": "assistant", "content": r["response"]},
+        ]
+        pf = prefill(model.tokenizer, msgs)
+        tr = score_text(model, pf.text, axis, layer, truncate=truncate)
+        idx = span_tokens(tr, pf.start, pf.end)
+        vals = getattr(tr, metric)[0, idx].numpy().astype(np.float64)
+        evs = token_positions(tr.offsets[idx].numpy(), find_backtracking(r["response"], phrases),
+                              pf.start)  # fmt: skip
+        traces.append(vals)
+        events.append(evs)
+        rows.append({**{k: r[k] for k in ("problem", "rollout")}, "n_tokens": len(vals),
+                     "n_events": len(evs), "events": evs, "backtracking": bool(evs),
+                     "mean_value": float(vals.mean()) if len(vals) else float("nan")})  # fmt: skip
+    table = pd.DataFrame(rows)
+    summary = (
+        table.groupby("backtracking")
+        .agg(
+            n=("mean_value", "size"),
+            mean_value=("mean_value", "mean"),
+            mean_tokens=("n_tokens", "mean"),
+        )  # fmt: skip
+        .reset_index()
+    )
+    extras = {
+        "bands": band_curves(traces, [bool(e) for e in events], band=band),
+        "event_locked": event_locked(traces, events, window=window),
+    }
+    return EvalResult(table, summary, extras)

@@ -1,0 +1,224 @@
+"""Correct-vs-corrupted code suite: does the axis read higher on correct code?
+
+Correct code comes from real functions in the Python standard library's own source files
+(:func:`stdlib_functions`, offline) or from a user JSONL of ``{"problem", "solution"}``
+(:func:`load_code_problems`). :func:`build_code_pairs` corrupts each with
+:func:`~value_lens.evals.corrupt.corrupt_code`; :func:`run_code_suite` prefills each version as
+the assistant's reply after a coding system prompt and a user request, and scores the mean
+readout over the whole code and over a window starting at the first changed token.
+
+Example:
+    >>> fns = stdlib_functions(2, seed=0)
+    >>> sorted(fns[0]) == ["code", "name", "path", "problem"]
+    True
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import random
+import sysconfig
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from value_lens.axis import ValueAxis
+from value_lens.errors import InputError
+from value_lens.evals._common import EvalResult, load_jsonl, prefill, score_text, span_tokens
+from value_lens.evals.corrupt import CORRUPTIONS, corrupt_code
+from value_lens.metrics import cohens_d
+
+__all__ = [
+    "CODE_SYSTEM",
+    "build_code_pairs",
+    "code_summary",
+    "load_code_problems",
+    "run_code_suite",
+    "stdlib_functions",
+]
+
+CODE_SYSTEM = "You are a helpful coding assistant. Write clean, correct Python code."
+CODE_USER = (
+    "Write a Python solution for the following problem:\n\n{problem}\n\n"
+    "Provide only the code in a ```python``` block."
+)
+_SKIP_DIRS = {"test", "tests", "idlelib", "lib2to3", "site-packages", "turtledemo", "dist-packages"}
+
+
+def _usable(code: str, kinds: Sequence[str]) -> bool:
+    for k in kinds:
+        try:
+            corrupt_code(code, k, random.Random(0))
+        except Exception:  # any failure: this function is not usable for every kind
+            return False
+    return True
+
+
+def stdlib_functions(
+    n: int = 100,
+    *,
+    seed: int = 0,
+    min_lines: int = 5,
+    max_lines: int = 40,
+    kinds: Sequence[str] = CORRUPTIONS,
+    root: str | os.PathLike[str] | None = None,
+) -> list[dict[str, str]]:
+    """``n`` real functions from the standard library's source, each corruptible by ``kinds``.
+
+    Files are visited in a seeded random order; module- and class-level functions of
+    ``min_lines``..``max_lines`` lines are dedented and kept if every corruption applies.
+    Returns dicts with ``name``, ``path`` (relative to the stdlib), ``code`` and ``problem``
+    (a one-line request naming the function and its module).
+    """
+    base = Path(root or sysconfig.get_paths()["stdlib"])
+    files = sorted(p for p in base.rglob("*.py")
+                   if not _SKIP_DIRS & set(p.relative_to(base).parts[:-1]))  # fmt: skip
+    if not files:
+        raise InputError(f"no Python source files under {base}; pass root= to a stdlib copy")
+    random.Random(seed).shuffle(files)
+    out: list[dict[str, str]] = []
+    for path in files:
+        try:
+            src = path.read_text(encoding="utf-8")
+            tree = ast.parse(src)
+        except (SyntaxError, UnicodeDecodeError, ValueError, OSError):
+            continue
+        lines = src.splitlines(keepends=True)
+        nodes = [(None, x) for x in tree.body] + [
+            (c.name, x) for c in tree.body if isinstance(c, ast.ClassDef) for x in c.body
+        ]
+        module = ".".join(path.relative_to(base).with_suffix("").parts)
+        for owner, node in nodes:
+            if not isinstance(node, ast.FunctionDef) or node.decorator_list:
+                continue
+            size = (node.end_lineno or 0) - node.lineno + 1
+            if not min_lines <= size <= max_lines:
+                continue
+            code = textwrap.dedent("".join(lines[node.lineno - 1 : node.end_lineno]))
+            if not _usable(code, kinds):
+                continue
+            name = f"{owner}.{node.name}" if owner else node.name
+            out.append({"name": name, "path": str(path.relative_to(base)), "code": code,
+                        "problem": f"Implement `{name}` from the Python module `{module}`."})  # fmt: skip
+            if len(out) == n:
+                return out
+    return out
+
+
+def load_code_problems(path: str | os.PathLike[str]) -> list[dict[str, str]]:
+    """User problems from JSONL lines ``{"problem": ..., "solution": ...}`` (one function each)."""
+    recs = load_jsonl(path, ["problem", "solution"])
+    return [{"name": str(r.get("name", i)), "path": str(path), "code": str(r["solution"]),
+             "problem": str(r["problem"])} for i, r in enumerate(recs)]  # fmt: skip
+
+
+def build_code_pairs(
+    problems: Sequence[dict[str, str]], kinds: Sequence[str] = CORRUPTIONS, *, seed: int = 0
+) -> list[dict[str, Any]]:
+    """One (correct, corrupted) pair per problem and kind; problems a kind cannot corrupt are
+    skipped for that kind and counted in ``pair["skipped"]`` of the returned list's items."""
+    rng = random.Random(seed)
+    pairs = []
+    for i, p in enumerate(problems):
+        for k in kinds:
+            try:
+                bad = corrupt_code(p["code"], k, rng)
+            except InputError:
+                continue
+            pairs.append({"problem_id": i, "name": p.get("name", str(i)), "problem": p["problem"],
+                          "kind": k, "correct": p["code"], "corrupted": bad})  # fmt: skip
+    if not pairs:
+        raise InputError("no problem could be corrupted; check that each solution is one function")
+    return pairs
+
+
+def _score(model: Any, axis: ValueAxis, layer: int, problem: str, code: str, first: int,
+           window: int, metric: str, truncate: bool) -> tuple[float, float]:  # fmt: skip
+    """(whole-code mean, mean over ``window`` tokens from char ``first`` of the code)."""
+    reply = f"```python\n{code}\n```"
+    msgs = [{"role": "system", "content": CODE_SYSTEM},
+            {"role": "user", "content": CODE_USER.format(problem=problem)},
+            {"role": "assistant", "content": reply}]  # fmt: skip
+    pf = prefill(model.tokenizer, msgs)
+    start = pf.start + len("```python\n")
+    tr = score_text(model, pf.text, axis, layer, truncate=truncate)
+    idx = span_tokens(tr, start, start + len(code))
+    if idx.numel() == 0:
+        raise InputError("the code has no tokens in the context; raise n_ctx or truncate less")
+    vals = getattr(tr, metric)[0, idx].double().numpy()
+    ends = tr.offsets[idx, 1].numpy()
+    k = int(np.searchsorted(ends, start + first, side="right"))
+    win = vals[k : k + window]
+    return float(vals.mean()), float(win.mean()) if win.size else float("nan")
+
+
+def code_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per corruption kind: Cohen's d (unpaired pooled-sd and paired) and % correct > corrupted,
+    for the whole-code mean and for the window after the first change."""
+    rows = []
+    for kind, t in table.groupby("kind", sort=False):
+        row: dict[str, Any] = {"kind": kind, "n_pairs": len(t)}
+        for where in ("whole", "window"):
+            t2 = t.dropna(subset=[f"correct_{where}", f"corrupted_{where}"])
+            a, b = t2[f"correct_{where}"].to_numpy(), t2[f"corrupted_{where}"].to_numpy()
+            ok = len(t2) >= 2
+            row[f"d_unpaired_{where}"] = float(cohens_d(a, b)) if ok else float("nan")
+            row[f"d_paired_{where}"] = float(cohens_d(a, b, paired=True)) if ok else float("nan")
+            row[f"pct_correct_higher_{where}"] = (
+                100.0 * float((a > b).mean()) if len(a) else float("nan")
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def run_code_suite(
+    model: Any,
+    axis: ValueAxis,
+    layer: int,
+    pairs: Sequence[dict[str, Any]] | None = None,
+    *,
+    n_problems: int = 50,
+    kinds: Sequence[str] = CORRUPTIONS,
+    seed: int = 0,
+    window: int = 32,
+    metric: str = "cosine",
+    truncate: bool = False,
+    progress: bool = True,
+) -> EvalResult:
+    """Score correct vs corrupted code prefilled as the assistant's reply.
+
+    Args:
+        model / axis / layer: what to read.
+        pairs: from :func:`build_code_pairs`; default: ``n_problems`` stdlib functions x
+            ``kinds``.
+        window: tokens scored from the first changed token on.
+        metric: ``"cosine"`` (the paper's readout) or ``"projection"``.
+        truncate: cut texts beyond the model's context instead of raising.
+
+    Returns:
+        ``table``: one row per pair (``correct_whole``, ``corrupted_whole``,
+        ``correct_window``, ``corrupted_window``); ``summary``: :func:`code_summary`.
+    """
+    if metric not in {"projection", "cosine"}:
+        raise InputError("metric must be 'projection' or 'cosine'")
+    if pairs is None:
+        pairs = build_code_pairs(stdlib_functions(n_problems, seed=seed, kinds=kinds), kinds,
+                                 seed=seed)  # fmt: skip
+    rows = []
+    for p in tqdm(pairs, desc="code", disable=not progress):
+        good, bad = p["correct"], p["corrupted"]
+        first = next((i for i, (x, y) in enumerate(zip(good, bad, strict=False)) if x != y),
+                     min(len(good), len(bad)))  # fmt: skip
+        cw, cwin = _score(model, axis, layer, p["problem"], good, first, window, metric, truncate)
+        bw, bwin = _score(model, axis, layer, p["problem"], bad, first, window, metric, truncate)
+        rows.append({"problem_id": p["problem_id"], "name": p["name"], "kind": p["kind"],
+                     "first_change_char": first, "correct_whole": cw, "corrupted_whole": bw,
+                     "correct_window": cwin, "corrupted_window": bwin})  # fmt: skip
+    table = pd.DataFrame(rows)
+    return EvalResult(table, code_summary(table))
