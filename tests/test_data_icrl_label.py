@@ -32,7 +32,7 @@ def convs():
     return generate_scripted(4, seed=1, criteria=NAMES)
 
 
-def _check_structure(conv, data_i, ids, lab, tok, meta):
+def _check_structure(conv, ids, lab, tok, meta):
     """Labelled tokens lie only in the labelled assistant body; spans map to REWARD exactly."""
     msgs = conv.full_messages[: meta["message_index"] + 1]
     chat = format_chat(tok, msgs, enable_thinking=False)
@@ -51,6 +51,10 @@ def _check_structure(conv, data_i, ids, lab, tok, meta):
     return text, offs, body_start, span.end
 
 
+def _hit(off, sp):
+    return off[0] < sp[1] and off[1] > sp[0]
+
+
 def test_labels_only_in_assistant_body(convs, tok):
     data = label(convs, tok)
     by_id = {c.conversation_id: c for c in convs}
@@ -61,7 +65,7 @@ def test_labels_only_in_assistant_body(convs, tok):
         assert m["paragraph_position"] == conv.discovery_paragraph + 1
         assert data.groups[i] == conv.reward_fn
         ids, lab = data.input_ids[i], data.labels[i]
-        text, offs, b0, b1 = _check_structure(conv, i, ids, lab, tok, m)
+        text, offs, b0, b1 = _check_structure(conv, ids, lab, tok, m)
         # sequence ends with the labelled turn; turn_end is one past the body
         assert m["turn_end"] == max(torch.nonzero(lab != IGNORE).flatten().tolist()) + 1
         assert offs[m["turn_start"]][1] > b0 and offs[m["turn_end"] - 1][0] < b1
@@ -74,9 +78,8 @@ def test_labels_only_in_assistant_body(convs, tok):
         crit = CRITERIA[conv.reward_fn]
         assert crit.check(body)
         abs_spans = [(b0 + a, b0 + b) for a, b in crit.spans(text[b0:b1])]
-        hit = lambda j, sp: offs[j][0] < sp[1] and offs[j][1] > sp[0]  # noqa: E731
-        assert all(any(hit(j, sp) for sp in abs_spans) for j in r.tolist())
-        assert all(any(hit(j, sp) for j in r.tolist()) for sp in abs_spans)
+        assert all(any(_hit(offs[j], sp) for sp in abs_spans) for j in r.tolist())
+        assert all(any(_hit(offs[j], sp) for j in r.tolist()) for sp in abs_spans)
 
 
 def test_every_success_and_report(convs, tok):
@@ -147,7 +150,7 @@ def test_unknown_criterion_and_unalignable(convs, tok):
     with pytest.raises(InputError, match="not_a_rule"):
         label([bad], tok)
     with pytest.raises(InputError, match="line up"):
-        label(convs[:1], tok, spans=lambda c, p, body: [(len(body) + 50, len(body) + 60)])
+        label(convs[:1], tok, spans=lambda _c, _p, body: [(len(body) + 50, len(body) + 60)])
 
 
 def _conversation(body: str, name: str) -> Conversation:

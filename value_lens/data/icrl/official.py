@@ -191,6 +191,9 @@ def import_official(
         if not e["reward_words"]:
             dropped.append((cid, pos, "no reward words"))
             continue
+        if (cid, pos) in words:
+            dropped.append((cid, pos, "duplicate entry for this paragraph"))
+            continue
         words[(cid, pos)] = [str(w) for w in e["reward_words"]]
         chosen.append(conv)
 
