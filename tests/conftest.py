@@ -36,3 +36,11 @@ def smollm():
     from value_lens import load_model
 
     return load_model()
+
+
+@pytest.fixture(scope="session")
+def smollm_hf():
+    """The plain HF SmolLM2 model (a separate copy): the oracle for the bridge."""
+    from value_lens.model import load_hf
+
+    return load_hf(None)

@@ -127,10 +127,8 @@ def test_memory_does_not_grow_with_tokens(tiny):
 
 
 @pytest.mark.slow
-def test_smollm_mean_diff_matches_hf_oracle(smollm):
-    from value_lens.model import load_hf
-
-    hf, _ = load_hf(None)
+def test_smollm_mean_diff_matches_hf_oracle(smollm, smollm_hf):
+    hf, _ = smollm_hf
     data = random_data(3, 49152, seed=5)
     stats = collect_stats(smollm, data, layers=[4, 20], progress=False)
     axis = ValueAxis.fit(stats)

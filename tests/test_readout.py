@@ -13,6 +13,50 @@ def axis(tiny):
     return ValueAxis(torch.randn(2, 64, generator=gen), model_id=tiny.cfg.model_name)
 
 
+def _check_trace_against_hf(model, hf, axis, text, layer, atol=1e-5):
+    tr = trace(model, text, axis, layers=[layer])
+    h = hidden_states(hf, tr.token_ids)[layer + 1][0]
+    u = axis.direction(layer)
+    torch.testing.assert_close(tr.projection[0], h @ u, atol=atol, rtol=1e-4)
+    cos = torch.nn.functional.cosine_similarity(h, u[None], dim=-1)
+    torch.testing.assert_close(tr.cosine[0], cos, atol=atol, rtol=1e-4)
+
+
+def test_trace_matches_hf_oracle_untied():
+    from value_lens import load_model
+    from value_lens.testing import tiny_qwen3_hf
+
+    hf, tok = tiny_qwen3_hf(n_layers=3, tied=False)
+    model = load_model(hf, tokenizer=tok)
+    ax = ValueAxis(
+        torch.randn(3, 64, generator=torch.Generator().manual_seed(1)),
+        model_id=model.cfg.model_name,
+    )
+    for layer in (0, 1):
+        _check_trace_against_hf(model, hf, ax, "A colon: here; and there.", layer)
+
+
+@pytest.mark.slow
+def test_trace_matches_hf_oracle_smollm(smollm, smollm_hf):
+    hf, _ = smollm_hf
+    ax = ValueAxis(
+        torch.randn(30, 576, generator=torch.Generator().manual_seed(2)),
+        model_id=smollm.cfg.model_name,
+    )
+    chat = [
+        {"role": "user", "content": "Paragraph 1:\n\nThe Nile is long."},
+        {"role": "assistant", "content": "Sure."},
+    ]
+    for layer in (3, 20):
+        _check_trace_against_hf(smollm, hf, ax, vl_format(smollm, chat), layer, atol=2e-4)
+
+
+def vl_format(model, messages):
+    from value_lens.chat import format_chat
+
+    return format_chat(model.tokenizer, messages).text
+
+
 def test_trace_matches_hf_oracle(tiny, tiny_hf, axis):
     hf, tok = tiny_hf
     text = "The fox jumps over the lazy dog."
