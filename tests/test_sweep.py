@@ -173,6 +173,16 @@ def test_sweep_errors(tiny):
         layer_sweep(tiny, one, n_train=1, progress=False)
     with pytest.raises(InputError, match="supports methods"):
         layer_sweep(tiny, data, method="ridge", progress=False)
+    from value_lens import collect_stats
+
+    other = collect_stats(tiny, planted_data(seed=1), progress=False)
+    with pytest.raises(InputError, match="different data"):
+        layer_sweep(tiny, data, n_train=3, stats=other, progress=False)
+    same = collect_stats(tiny, data, layers=[0], progress=False)
+    with pytest.raises(InputError, match="lack layers"):
+        layer_sweep(tiny, data, n_train=3, stats=same, progress=False)
+    df = layer_sweep(tiny, data, n_train=3, n_splits=2, layers=[0], stats=same, progress=False)
+    assert df.attrs["timings"]["collect_s"] < 0.5
     long = LabelledTokens.from_lists([[5] * 5000, [5, 6]], [[0] * 4999 + [1], [0, 1]], "ab")
     with pytest.raises(InputError, match="context"):
         layer_sweep(tiny, long, n_train=1, progress=False)

@@ -252,6 +252,11 @@ def layer_sweep(
     if stats is None:
         stats = collect_stats(model, data, layers=L, batch_size=batch_size, truncate=truncate,
                               progress=progress)  # fmt: skip
+    elif stats.meta.get("dataset_hash") not in (None, "", data.fingerprint()):
+        raise InputError(
+            "the given stats were collected on different data (dataset hash mismatch); "
+            "pass the same LabelledTokens or let layer_sweep collect (stats=None)"
+        )
     missing = [layer for layer in L if layer not in stats.layers]
     if missing:
         raise InputError(f"the given stats lack layers {missing}; collect them with layers={L}")
