@@ -281,6 +281,11 @@ def layer_sweep(
     gram = (diffs @ diffs.transpose(1, 2)).numpy()  # [L, G, G]
     is_after = tp.label == AFTER
     safe_norm = np.maximum(tp.norm, 1e-12)
+    cell = tp.group * 2 + is_after  # (group, BEFORE/AFTER) cell of each token
+    cell_n = np.bincount(cell, minlength=2 * G).reshape(G, 2)
+    if (cell_n == 0).any():
+        empty = [groups[g] for g in np.flatnonzero((cell_n == 0).any(axis=1))]
+        raise InputError(f"groups {empty} have no BEFORE or AFTER tokens in data; check stats=")
 
     rows: list[dict[str, Any]] = []
     split_recs: list[dict[str, Any]] = []
@@ -300,12 +305,9 @@ def layer_sweep(
             w = split_weights(gram[k], train, method)
             cos = (tp.proj[k, :, :G] @ w) / (safe_norm[k] * np.sqrt(max(w @ gram[k] @ w, 1e-300)))
             tok = auroc(cos[yes], cos[no])
-            wins = []
-            for g in test:
-                a, b = (tp.group == g) & is_after, (tp.group == g) & ~is_after
-                if a.any() and b.any():
-                    wins.append(float(cos[a].mean() > cos[b].mean()))
-            fn = float(np.mean(wins))
+            sums = np.bincount(cell, weights=cos, minlength=2 * G).reshape(G, 2)
+            means = sums[test] / np.maximum(cell_n[test], 1)
+            fn = float(np.mean(means[:, 1] > means[:, 0]))
             per_layer["tok"][k].append(tok)
             per_layer["fn"][k].append(fn)
             split_recs.append(
