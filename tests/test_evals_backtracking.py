@@ -103,3 +103,14 @@ def test_suite_end_to_end_smollm(smollm):
     res = run_backtracking_suite(smollm, axis, 20, problems=["What is 17 + 25?"], n_rollouts=2,
                                  max_new_tokens=40, progress=False)  # fmt: skip
     assert len(res.table) == 2 and len(res.extras["bands"]) >= 1
+
+
+def test_backtracking_resumes_from_log(tiny, tmp_path):
+    axis = random_axis(tiny)
+    log = tmp_path / "bt.jsonl"
+    texts = ["Wait, 3.", "Fine."]
+    first = run_backtracking_suite(tiny, axis, 1, texts=texts, log=log, progress=False)
+    assert len(log.read_text().splitlines()) == 2
+    again = run_backtracking_suite(tiny, axis, 1, texts=texts, log=log, progress=False)
+    assert again.table["mean_value"].tolist() == first.table["mean_value"].tolist()
+    assert again.extras["event_locked"].equals(first.extras["event_locked"])

@@ -109,3 +109,22 @@ def test_code_suite_end_to_end_smollm(smollm):
     assert len(res.table) == 8
     assert list(res.summary["kind"]) == list(CORRUPTIONS)
     assert res.summary[["d_unpaired_whole", "d_paired_whole"]].notna().all().all()
+
+
+def test_code_suite_resumes_from_log(tiny, tmp_path):
+    src = "def larger(first, second):\n    if first > second:\n        return first\n    return second\n"
+    pairs = build_code_pairs([{"name": "larger", "problem": "Max.", "code": src}],
+                             ["logic", "rename"])  # fmt: skip
+    axis = random_axis(tiny)
+    log = tmp_path / "code.jsonl"
+    first = run_code_suite(tiny, axis, 1, pairs, log=log, progress=False).table
+    lines = log.read_text().splitlines()
+    assert len(lines) == 2
+    rec = json.loads(lines[0])
+    rec["row"]["correct_whole"] = 123.0  # a finished item is read back, not recomputed
+    log.write_text(json.dumps(rec) + "\n" + lines[1] + "\n")
+    again = run_code_suite(tiny, axis, 1, pairs, log=log, progress=False).table
+    assert again["correct_whole"].iloc[0] == 123.0
+    assert again["corrupted_whole"].tolist() == first["corrupted_whole"].tolist()
+    with pytest.raises(InputError, match="another run"):
+        run_code_suite(tiny, axis, 0, pairs, log=log, progress=False)

@@ -94,3 +94,19 @@ def test_confidence_end_to_end_smollm(smollm):
     assert len(res.table) == 4 * n_ok
     assert len(res.summary) == 2 and "n_unparseable" in res.summary
     assert len(res.extras["pre_response"]) == n_ok
+
+
+def test_confidence_resumes_from_log(tiny, tmp_path):
+    axis = random_axis(tiny)
+    probs = [
+        {"question": "What is 2 + 3?", "answer": 5},
+        {"question": "What is 1 + 1?", "answer": 2},
+    ]
+    replies = ["\\boxed{5}", "\\boxed{3}"]
+    log = tmp_path / "conf.jsonl"
+    kw = {"replies": replies, "n_samples": 0, "batch_size": 1, "log": log, "progress": False}
+    first = run_confidence_suite(tiny, axis, 1, probs, **kw)
+    assert len(log.read_text().splitlines()) == 2
+    again = run_confidence_suite(tiny, axis, 1, probs, **kw)
+    assert again.table.equals(first.table)
+    assert again.extras["answers"]["correct"].tolist() == [True, False]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -16,6 +17,7 @@ import torch
 from value_lens.axis import ValueAxis
 from value_lens.chat import format_chat
 from value_lens.errors import InputError
+from value_lens.io import JsonlLog
 from value_lens.readout import ValueTrace, trace
 
 __all__ = [
@@ -23,7 +25,9 @@ __all__ = [
     "Prefilled",
     "load_jsonl",
     "mean_ci",
+    "open_log",
     "prefill",
+    "run_id",
     "score_text",
     "span_tokens",
 ]
@@ -111,3 +115,33 @@ def load_jsonl(path: str | os.PathLike[str], required: Sequence[str]) -> list[di
     if not out:
         raise InputError(f"{path} holds no records")
     return out
+
+
+def run_id(suite: str, model: Any, axis: ValueAxis, layer: int, **settings: Any) -> dict[str, Any]:
+    """What identifies a suite run in its resume log (model, axis direction, layer, settings)."""
+    from value_lens.model import model_id
+
+    v = axis.direction(layer).numpy().tobytes()
+    return {"suite": suite, "model": model_id(model), "layer": int(layer),
+            "axis": hashlib.sha256(v).hexdigest()[:16], **settings}  # fmt: skip
+
+
+def open_log(
+    path: str | os.PathLike[str] | None, run: dict[str, Any]
+) -> tuple[JsonlLog | None, dict[str, dict[str, Any]]]:
+    """The resume log at ``path`` (``None``: no log) and its finished records by key.
+
+    Raises:
+        InputError: if the log holds records of a different run.
+    """
+    if path is None:
+        return None, {}
+    log = JsonlLog(path, key="key")
+    done = {}
+    for rec in log:
+        if rec.get("run") != json.loads(json.dumps(run)):
+            raise InputError(
+                f"{path} holds results of another run ({rec.get('run')}); pass a new log path"
+            )
+        done[str(rec["key"])] = rec
+    return log, done

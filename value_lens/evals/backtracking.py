@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from functools import lru_cache
@@ -25,7 +26,15 @@ from tqdm.auto import tqdm
 
 from value_lens.axis import ValueAxis
 from value_lens.errors import InputError
-from value_lens.evals._common import EvalResult, mean_ci, prefill, score_text, span_tokens
+from value_lens.evals._common import (
+    EvalResult,
+    mean_ci,
+    open_log,
+    prefill,
+    run_id,
+    score_text,
+    span_tokens,
+)
 
 __all__ = [
     "DEFAULT_PHRASES",
@@ -147,28 +156,20 @@ def event_locked(
     return pd.DataFrame(rows)
 
 
-def _rollouts(
-    model: Any,
-    problems: Sequence[str] | None,
-    texts: Sequence[str] | None,
-    *,
-    n_rollouts: int,
-    system: str,
-    generate_kwargs: dict[str, Any],
-) -> list[dict[str, Any]]:
-    if (problems is None) == (texts is None):
-        raise InputError("pass either problems (to generate rollouts) or texts (to score)")
-    if texts is not None:
-        return [{"problem": None, "rollout": i, "response": str(t)} for i, t in enumerate(texts)]
-    from value_lens.generate import generate
-
-    out = []
-    for p_no, q in enumerate(problems or []):
-        msgs = [{"role": "system", "content": system}, {"role": "user", "content": q}]
-        gens = generate(model, [msgs] * n_rollouts, **generate_kwargs)
-        out += [{"problem": p_no, "question": q, "rollout": r, "response": g.text}
-                for r, g in enumerate(gens)]  # fmt: skip
-    return out
+def _score_rollout(
+    model: Any, axis: ValueAxis, layer: int, msgs: list[dict[str, str]], *,
+    phrases: Sequence[str], metric: str, truncate: bool,
+) -> tuple[list[float], list[int]]:  # fmt: skip
+    """Per-token values over the assistant reply (last message) and its event token indices."""
+    if not msgs[-1]["content"].strip():
+        raise InputError("a rollout is empty; drop empty replies before scoring")
+    pf = prefill(model.tokenizer, msgs)
+    tr = score_text(model, pf.text, axis, layer, truncate=truncate)
+    idx = span_tokens(tr, pf.start, pf.end)
+    vals = getattr(tr, metric)[0, idx].double().tolist()
+    evs = token_positions(tr.offsets[idx].numpy(), find_backtracking(msgs[-1]["content"], phrases),
+                          pf.start)  # fmt: skip
+    return vals, evs
 
 
 def run_backtracking_suite(
@@ -189,6 +190,7 @@ def run_backtracking_suite(
     window: int = 100,
     metric: str = "projection",
     truncate: bool = False,
+    log: str | os.PathLike[str] | None = None,
     progress: bool = True,
 ) -> EvalResult:
     """Trace rollouts and compare backtracking with non-backtracking ones.
@@ -196,46 +198,66 @@ def run_backtracking_suite(
     Args:
         model / axis / layer: what to read.
         problems: questions to roll out ``n_rollouts`` times each (sampled with
-            ``temperature``, ``seed``, ``max_new_tokens``) under the ``system`` prompt; or
+            ``temperature``, ``seed``, ``max_new_tokens`` by :func:`value_lens.generate.generate`)
+            under the ``system`` prompt; or
         texts: finished assistant replies, scored as replies to ``user`` under ``system``.
         phrases: the backtracking phrases (:data:`DEFAULT_PHRASES`).
         band / window: band width and event window, in tokens.
         metric: ``"projection"`` (the paper's Fig. 3b/3c unit) or ``"cosine"``.
         truncate: cut chats beyond the model's context instead of raising.
+        log: a JSONL path; each finished problem's (or text's) rollouts are appended there, with
+            their traces, and skipped when a killed run is started again.
 
     Returns:
-        ``table``: one row per rollout (tokens, events, backtracking flag, mean value);
-        ``summary``: mean value by backtracking flag; ``extras["bands"]``
+        ``table``: one row per rollout (tokens, event positions, backtracking flag, mean value,
+        response); ``summary``: mean value by backtracking flag; ``extras["bands"]``
         (:func:`band_curves`) and ``extras["event_locked"]`` (:func:`event_locked`).
     """
     if metric not in {"projection", "cosine"}:
         raise InputError("metric must be 'projection' or 'cosine'")
-    gk = {"seed": seed, "temperature": temperature, "max_new_tokens": max_new_tokens}
-    rolls = _rollouts(model, problems, texts, n_rollouts=n_rollouts, system=system,
-                      generate_kwargs=gk)  # fmt: skip
-    traces: list[np.ndarray] = []
-    events: list[list[int]] = []
-    rows: list[dict[str, Any]] = []
-    for r in tqdm(rolls, desc="backtracking", disable=not progress):
-        if not r["response"].strip():
-            raise InputError(f"rollout {len(rows)} is empty; drop empty replies before scoring")
-        msgs = [
-            {"role": "system", "content": system},
-            {"role": "user", "content": r.get("question") or user},
-            {"role": "assistant", "content": r["response"]},
-        ]
-        pf = prefill(model.tokenizer, msgs)
-        tr = score_text(model, pf.text, axis, layer, truncate=truncate)
-        idx = span_tokens(tr, pf.start, pf.end)
-        vals = getattr(tr, metric)[0, idx].numpy().astype(np.float64)
-        evs = token_positions(tr.offsets[idx].numpy(), find_backtracking(r["response"], phrases),
-                              pf.start)  # fmt: skip
-        traces.append(vals)
-        events.append(evs)
-        rows.append({**{k: r[k] for k in ("problem", "rollout")}, "n_tokens": len(vals),
-                     "n_events": len(evs), "events": evs, "backtracking": bool(evs),
-                     "mean_value": float(vals.mean()) if len(vals) else float("nan")})  # fmt: skip
-    table = pd.DataFrame(rows)
+    if (problems is None) == (texts is None):
+        raise InputError("pass either problems (to generate rollouts) or texts (to score)")
+    run = run_id("backtracking", model, axis, layer, metric=metric, phrases=list(phrases),
+                 system=system, seed=seed, temperature=temperature,
+                 max_new_tokens=max_new_tokens, n_rollouts=n_rollouts)  # fmt: skip
+    logf, done = open_log(log, run)
+    items = list(texts) if texts is not None else list(problems or [])
+    recs: list[dict[str, Any]] = []
+    for i, item in enumerate(tqdm(items, desc="backtracking", disable=not progress)):
+        key = f"{'text' if texts is not None else 'problem'}{i}"
+        if key in done:
+            recs += done[key]["rollouts"]
+            continue
+        if texts is not None:
+            question, responses = user, [str(item)]
+        else:
+            from value_lens.generate import generate
+
+            question = str(item)
+            msgs = [{"role": "system", "content": system}, {"role": "user", "content": question}]
+            gens = generate(model, [msgs] * n_rollouts, seed=seed + i, temperature=temperature,
+                            max_new_tokens=max_new_tokens)  # fmt: skip
+            responses = [g.text for g in gens]
+        new = []
+        for r, resp in enumerate(responses):
+            msgs = [{"role": "system", "content": system}, {"role": "user", "content": question},
+                    {"role": "assistant", "content": resp}]  # fmt: skip
+            vals, evs = _score_rollout(model, axis, layer, msgs, phrases=phrases, metric=metric,
+                                       truncate=truncate)  # fmt: skip
+            new.append({"problem": None if texts is not None else i,
+                        "rollout": i if texts is not None else r, "response": resp,
+                        "values": vals, "events": evs})  # fmt: skip
+        if logf is not None:
+            logf.append({"key": key, "run": run, "rollouts": new})
+        recs += new
+    traces = [np.asarray(r["values"], dtype=np.float64) for r in recs]
+    events = [list(r["events"]) for r in recs]
+    table = pd.DataFrame(
+        [{"problem": r["problem"], "rollout": r["rollout"], "n_tokens": len(t),
+          "n_events": len(e), "events": e, "backtracking": bool(e),
+          "mean_value": float(t.mean()) if len(t) else float("nan"), "response": r["response"]}
+         for r, t, e in zip(recs, traces, events, strict=True)]
+    )  # fmt: skip
     summary = (
         table.groupby("backtracking")
         .agg(

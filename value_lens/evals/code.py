@@ -30,7 +30,15 @@ from tqdm.auto import tqdm
 
 from value_lens.axis import ValueAxis
 from value_lens.errors import InputError
-from value_lens.evals._common import EvalResult, load_jsonl, prefill, score_text, span_tokens
+from value_lens.evals._common import (
+    EvalResult,
+    load_jsonl,
+    open_log,
+    prefill,
+    run_id,
+    score_text,
+    span_tokens,
+)
 from value_lens.evals.corrupt import CORRUPTIONS, corrupt_code
 from value_lens.metrics import cohens_d
 
@@ -189,6 +197,7 @@ def run_code_suite(
     window: int = 32,
     metric: str = "cosine",
     truncate: bool = False,
+    log: str | os.PathLike[str] | None = None,
     progress: bool = True,
 ) -> EvalResult:
     """Score correct vs corrupted code prefilled as the assistant's reply.
@@ -200,6 +209,8 @@ def run_code_suite(
         window: tokens scored from the first changed token on.
         metric: ``"cosine"`` (the paper's readout) or ``"projection"``.
         truncate: cut texts beyond the model's context instead of raising.
+        log: a JSONL path; finished pairs are appended there and skipped when a killed run is
+            started again with the same arguments.
 
     Returns:
         ``table``: one row per pair (``correct_whole``, ``corrupted_whole``,
@@ -210,8 +221,14 @@ def run_code_suite(
     if pairs is None:
         pairs = build_code_pairs(stdlib_functions(n_problems, seed=seed, kinds=kinds), kinds,
                                  seed=seed)  # fmt: skip
+    run = run_id("code", model, axis, layer, metric=metric, window=window)
+    logf, done = open_log(log, run)
     rows = []
     for p in tqdm(pairs, desc="code", disable=not progress):
+        key = f"{p['problem_id']}|{p['kind']}|{p['name']}"
+        if key in done:
+            rows.append(done[key]["row"])
+            continue
         good, bad = p["correct"], p["corrupted"]
         first = next((i for i, (x, y) in enumerate(zip(good, bad, strict=False)) if x != y),
                      min(len(good), len(bad)))  # fmt: skip
@@ -220,5 +237,7 @@ def run_code_suite(
         rows.append({"problem_id": p["problem_id"], "name": p["name"], "kind": p["kind"],
                      "first_change_char": first, "correct_whole": cw, "corrupted_whole": bw,
                      "correct_window": cwin, "corrupted_window": bwin})  # fmt: skip
+        if logf is not None:
+            logf.append({"key": key, "run": run, "row": rows[-1]})
     table = pd.DataFrame(rows)
     return EvalResult(table, code_summary(table))

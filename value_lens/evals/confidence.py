@@ -26,13 +26,20 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from value_lens.axis import ValueAxis
 from value_lens.errors import InputError
-from value_lens.evals._common import EvalResult, load_jsonl, prefill, score_text, span_tokens
+from value_lens.evals._common import (
+    EvalResult,
+    load_jsonl,
+    open_log,
+    prefill,
+    run_id,
+    score_text,
+    span_tokens,
+)
 from value_lens.evals.backtracking import MATH_SYSTEM
 from value_lens.metrics import auroc, spearman
 
@@ -202,6 +209,7 @@ def run_confidence_suite(
     metric: str = "projection",
     batch_size: int = 8,
     truncate: bool = False,
+    log: str | os.PathLike[str] | None = None,
     progress: bool = True,
 ) -> EvalResult:
     """Run the verbalized-confidence evaluation (see the module docs).
@@ -214,6 +222,9 @@ def run_confidence_suite(
         n_samples / sample_temperature: pre-response yes-rate samples (0 skips that part).
         n_last: prompt tokens averaged for the pre-response readout.
         metric: ``"projection"`` (the paper's unit) or ``"cosine"``.
+        batch_size: problems answered (and scored) per chunk.
+        log: a JSONL path; each finished problem is appended there and skipped when a killed
+            run is started again with the same arguments.
 
     Returns:
         ``table``: one row per (problem, framing, prefill) with ``value``; ``summary``:
@@ -225,60 +236,88 @@ def run_confidence_suite(
     probs = list(problems) if problems is not None else arithmetic_problems(n_problems, seed=seed)
     if not probs:
         raise InputError("no problems given")
+    if replies is not None and len(replies) != len(probs):
+        raise InputError(f"{len(replies)} replies for {len(probs)} problems; give one per problem")
+    run = run_id("confidence", model, axis, layer, metric=metric, seed=seed, system=system,
+                 max_new_tokens=max_new_tokens, n_samples=n_samples, n_last=n_last,
+                 sample_temperature=sample_temperature, given_replies=replies is not None)  # fmt: skip
+    logf, done = open_log(log, run)
     chats = [[{"role": "system", "content": system},
               {"role": "user", "content": str(p["question"])}] for p in probs]  # fmt: skip
-    if replies is None:
-        from value_lens.generate import generate
+    recs: dict[int, dict[str, Any]] = {int(k): v for k, v in done.items()}
+    bar = tqdm(total=len(probs), desc="confidence", disable=not progress)
+    bar.update(len(recs))
+    for c0 in range(0, len(probs), max(batch_size, 1)):
+        todo = [i for i in range(c0, min(c0 + batch_size, len(probs))) if i not in recs]
+        if not todo:
+            continue
+        if replies is not None:
+            texts = [str(replies[i]) for i in todo]
+        else:
+            from value_lens.generate import generate
 
-        gens = generate(model, chats, max_new_tokens=max_new_tokens, seed=seed,
-                        batch_size=batch_size, progress=progress)  # fmt: skip
-        replies = [g.text for g in gens]
-    if len(replies) != len(probs):
-        raise InputError(f"{len(replies)} replies for {len(probs)} problems; give one per problem")
-    answers = []
-    for i, (p, r) in enumerate(zip(probs, replies, strict=True)):
-        pred = parse_answer(r)
-        answers.append({"problem_id": i, "question": p["question"], "answer": float(p["answer"]),
-                        "difficulty": p.get("difficulty"), "reply": r, "parsed": pred,
-                        "parsed_ok": pred is not None,
-                        "correct": pred is not None and abs(pred - float(p["answer"])) < 1e-6})  # fmt: skip
-    ans = pd.DataFrame(answers)
-    usable = [a for a in answers if a["parsed_ok"]]
-    rows = []
-    for a in tqdm(usable, desc="confidence", disable=not progress):
-        base = chats[a["problem_id"]] + [{"role": "assistant", "content": a["reply"]}]
-        for framing, follow in FRAMINGS.items():
-            for word in ("Yes", "No"):
-                pf = prefill(model.tokenizer, base + [{"role": "user", "content": follow},
-                                                      {"role": "assistant", "content": word}])  # fmt: skip
-                tr = score_text(model, pf.text, axis, layer, truncate=truncate)
-                idx = span_tokens(tr, pf.start, pf.end)
-                if idx.numel() == 0:
-                    raise InputError("the prefilled word fell outside the context; truncate less")
-                rows.append({"problem_id": a["problem_id"], "framing": framing, "prefill": word,
-                             "correct": a["correct"],
-                             "value": float(getattr(tr, metric)[0, idx[-1]])})  # fmt: skip
-    table = pd.DataFrame(rows, columns=["problem_id", "framing", "prefill", "correct", "value"])
-    pre = pd.DataFrame(columns=["problem_id", "yes_rate", "n_yes", "n_no", "value"])
-    if n_samples > 0 and usable:
-        from value_lens.generate import generate
-
-        follow_chats = [chats[a["problem_id"]] + [
-            {"role": "assistant", "content": a["reply"]},
-            {"role": "user", "content": FRAMINGS["correct"]}] for a in usable]  # fmt: skip
-        gens = generate(model, [c for c in follow_chats for _ in range(n_samples)],
-                        temperature=sample_temperature, seed=seed, max_new_tokens=5,
-                        batch_size=batch_size, progress=progress)  # fmt: skip
-        pre_rows = []
-        for k, a in enumerate(usable):
-            outs = [g.text.strip().lower() for g in gens[k * n_samples : (k + 1) * n_samples]]
-            n_yes = sum(o.startswith("yes") for o in outs)
-            n_no = sum(o.startswith("no") for o in outs)
-            tr = score_text(model, gens[k * n_samples].prompt, axis, layer, truncate=truncate)
-            vals = getattr(tr, metric)[0, -n_last:].double().numpy()
-            pre_rows.append({"problem_id": a["problem_id"], "n_yes": n_yes, "n_no": n_no,
-                             "yes_rate": n_yes / (n_yes + n_no) if n_yes + n_no else np.nan,
-                             "value": float(vals.mean())})  # fmt: skip
-        pre = pd.DataFrame(pre_rows)
+            gens = generate(model, [chats[i] for i in todo], max_new_tokens=max_new_tokens,
+                            seed=seed + c0, batch_size=batch_size)  # fmt: skip
+            texts = [g.text for g in gens]
+        for i, reply in zip(todo, texts, strict=True):
+            rec = _answer_record(model, axis, layer, i, probs[i], chats[i], reply, metric=metric,
+                                 n_samples=n_samples, sample_temperature=sample_temperature,
+                                 n_last=n_last, seed=seed, truncate=truncate)  # fmt: skip
+            recs[i] = {"key": str(i), "run": run, **rec}
+            if logf is not None:
+                logf.append(recs[i])
+            bar.update(1)
+    bar.close()
+    ordered = [recs[i] for i in range(len(probs))]
+    ans = pd.DataFrame([r["answer"] for r in ordered])
+    table = pd.DataFrame([row for r in ordered for row in r["prefills"]],
+                         columns=["problem_id", "framing", "prefill", "correct", "value"])  # fmt: skip
+    pre = pd.DataFrame([r["pre"] for r in ordered if r["pre"] is not None],
+                       columns=["problem_id", "yes_rate", "n_yes", "n_no", "value"])  # fmt: skip
     summary = confidence_summary(table, ans, pre)
     return EvalResult(table, summary, {"answers": ans, "pre_response": pre})
+
+
+def _answer_record(
+    model: Any, axis: ValueAxis, layer: int, i: int, prob: dict[str, Any],
+    chat: list[dict[str, str]], reply: str, *, metric: str, n_samples: int,
+    sample_temperature: float, n_last: int, seed: int, truncate: bool,
+) -> dict[str, Any]:  # fmt: skip
+    """One problem: parse the reply, read the four Yes/No prefills, sample the yes-rate."""
+    pred = parse_answer(reply)
+    gold = float(prob["answer"])
+    correct = pred is not None and abs(pred - gold) < 1e-6
+    answer = {"problem_id": i, "question": prob["question"], "answer": gold,
+              "difficulty": prob.get("difficulty"), "reply": reply, "parsed": pred,
+              "parsed_ok": pred is not None, "correct": correct}  # fmt: skip
+    if pred is None:  # unparseable: counted in the answers table, not scored
+        return {"answer": answer, "prefills": [], "pre": None}
+    base = chat + [{"role": "assistant", "content": reply}]
+    prefills = []
+    for framing, follow in FRAMINGS.items():
+        for word in ("Yes", "No"):
+            pf = prefill(model.tokenizer, base + [{"role": "user", "content": follow},
+                                                  {"role": "assistant", "content": word}])  # fmt: skip
+            tr = score_text(model, pf.text, axis, layer, truncate=truncate)
+            idx = span_tokens(tr, pf.start, pf.end)
+            if idx.numel() == 0:
+                raise InputError("the prefilled word fell outside the context; truncate less")
+            prefills.append({"problem_id": i, "framing": framing, "prefill": word,
+                             "correct": correct,
+                             "value": float(getattr(tr, metric)[0, idx[-1]])})  # fmt: skip
+    pre = None
+    if n_samples > 0:
+        from value_lens.generate import generate
+
+        follow_chat = base + [{"role": "user", "content": FRAMINGS["correct"]}]
+        gens = generate(model, [follow_chat] * n_samples, temperature=sample_temperature,
+                        seed=seed + i, max_new_tokens=5, batch_size=n_samples)  # fmt: skip
+        outs = [g.text.strip().lower() for g in gens]
+        n_yes = sum(o.startswith("yes") for o in outs)
+        n_no = sum(o.startswith("no") for o in outs)
+        tr = score_text(model, gens[0].prompt, axis, layer, truncate=truncate)
+        vals = getattr(tr, metric)[0, -n_last:].double().numpy()
+        pre = {"problem_id": i, "n_yes": n_yes, "n_no": n_no,
+               "yes_rate": n_yes / (n_yes + n_no) if n_yes + n_no else float("nan"),
+               "value": float(vals.mean())}  # fmt: skip
+    return {"answer": answer, "prefills": prefills, "pre": pre}
