@@ -18,8 +18,8 @@ The result is a :class:`pandas.DataFrame` with one row per layer. Metadata rides
 ``df.attrs`` (plain lists and dicts, so pandas can copy and compare them):
 ``df.attrs["cosine_matrix"]`` (layer x layer cosines of the all-groups directions, see
 :func:`cosine_matrix`), ``df.attrs["splits"]`` (per split and layer scores and training
-groups), ``df.attrs["groups"]``, ``df.attrs["n_tokens"]`` and ``df.attrs["timings"]`` (seconds
-spent collecting, projecting and refitting).
+groups), ``df.attrs["groups"]``, ``df.attrs["n_tokens"]`` and ``df.attrs["timings"]`` (wall and CPU
+seconds spent collecting, projecting and refitting).
 """
 
 from __future__ import annotations
@@ -248,7 +248,7 @@ def layer_sweep(
             "BEFORE (0) and AFTER (1) tokens"
         )
     L = resolve_layers(layers, n_layers(model))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if stats is None:
         stats = collect_stats(model, data, layers=L, batch_size=batch_size, truncate=truncate,
                               progress=progress)  # fmt: skip
@@ -269,7 +269,7 @@ def layer_sweep(
             f"too few criteria for the split: {G} groups have both BEFORE and AFTER tokens but "
             f"n_train={n_train} leaves none held out; use n_train <= {G - 1} or add criteria"
         )
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     gen = torch.Generator().manual_seed(seed)
     rand = torch.randn(len(L), n_random, d_model(model), generator=gen, dtype=torch.float64)
     rand = rand / rand.norm(dim=-1, keepdim=True)
@@ -277,7 +277,7 @@ def layer_sweep(
         model, data, L, torch.cat([diffs, rand], dim=1), groups,
         batch_size=batch_size, truncate=truncate, progress=progress,
     )  # fmt: skip
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     gram = (diffs @ diffs.transpose(1, 2)).numpy()  # [L, G, G]
     is_after = tp.label == AFTER
     safe_norm = np.maximum(tp.norm, 1e-12)
@@ -360,7 +360,10 @@ def layer_sweep(
                 "collect_s": t1 - t0,
                 "project_s": t2 - t1,
                 "refit_s": time.perf_counter() - t2,
-            },  # fmt: skip
+                "collect_cpu_s": c1 - c0,
+                "project_cpu_s": c2 - c1,
+                "refit_cpu_s": time.process_time() - c2,
+            },
         }
     )
     return df
