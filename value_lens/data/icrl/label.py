@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 
@@ -32,7 +32,7 @@ from value_lens.data.icrl.registry import CRITERIA
 from value_lens.errors import InputError
 from value_lens.tokens import AFTER, BEFORE, IGNORE, REWARD, LabelledTokens
 
-__all__ = ["LabelReport", "SpanFn", "label", "tokenize_with_offsets"]
+__all__ = ["LabelReport", "SpanFn", "label", "label_with_report", "tokenize_with_offsets"]
 
 Span = tuple[int, int]
 # (conversation, paragraph_position, body text) -> character spans inside the body
@@ -116,7 +116,7 @@ def _resolve(model_or_tokenizer: Any, prepend_bos: bool | None) -> tuple[Any, in
     return tok, limit, bos
 
 
-def label(
+def label_with_report(
     conversations: Iterable[Conversation],
     model_or_tokenizer: Any,
     *,
@@ -125,10 +125,9 @@ def label(
     enable_thinking: bool | None = False,
     prepend_bos: bool | None = None,
     spans: SpanFn | None = None,
-    return_report: bool = False,
     allow_empty: bool = False,
     drop_too_long: bool = False,
-) -> LabelledTokens | tuple[LabelledTokens, LabelReport]:
+) -> tuple[LabelledTokens, LabelReport]:
     """Label reward tokens of ICRL conversations for :func:`value_lens.collect.collect_stats`.
 
     Args:
@@ -141,7 +140,6 @@ def label(
         prepend_bos: put a BOS id first; ``None`` follows the model's ``default_prepend_bos``
             (never for a bare tokenizer), skipped when the text already starts with it.
         spans: custom ``(conversation, position, body) -> spans`` (default: the criterion's).
-        return_report: also return a :class:`LabelReport` of kept and dropped turns.
         allow_empty: return empty data instead of raising when nothing could be labelled.
         drop_too_long: drop (and report) turns longer than the model's context instead of
             raising.
@@ -224,7 +222,42 @@ def label(
             f"no turn could be labelled ({report.reasons() or 'no conversations'}); generate more "
             "conversations or lower min_side_tokens"
         )
-    data = LabelledTokens(ids_out, labels_out, groups, meta=metas)
+    return LabelledTokens(ids_out, labels_out, groups, meta=metas), report
+
+
+@overload
+def label(
+    conversations: Iterable[Conversation],
+    model_or_tokenizer: Any,
+    *,
+    return_report: Literal[False] = False,
+    **kwargs: Any,
+) -> LabelledTokens: ...
+
+
+@overload
+def label(
+    conversations: Iterable[Conversation],
+    model_or_tokenizer: Any,
+    *,
+    return_report: Literal[True],
+    **kwargs: Any,
+) -> tuple[LabelledTokens, LabelReport]: ...
+
+
+def label(
+    conversations: Iterable[Conversation],
+    model_or_tokenizer: Any,
+    *,
+    return_report: bool = False,
+    **kwargs: Any,
+) -> LabelledTokens | tuple[LabelledTokens, LabelReport]:
+    """Label reward tokens; see :func:`label_with_report` for every option.
+
+    Returns the :class:`~value_lens.tokens.LabelledTokens`, or ``(data, report)`` when
+    ``return_report=True``.
+    """
+    data, report = label_with_report(conversations, model_or_tokenizer, **kwargs)
     return (data, report) if return_report else data
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from value_lens.data.icrl.conversation import Conversation
-from value_lens.data.icrl.label import label
+from value_lens.data.icrl.label import label_with_report
 from value_lens.data.icrl.registry import CRITERIA
 from value_lens.errors import InputError
 from value_lens.tokens import LabelledTokens
@@ -150,12 +150,11 @@ def import_official(
             for c in convs
             if c.reward_fn not in CRITERIA
         ]
-        data, rep = label(
+        data, rep = label_with_report(
             known,
             model_or_tokenizer,
             min_side_tokens=min_side_tokens,
             enable_thinking=enable_thinking,
-            return_report=True,
             allow_empty=True,
         )
         return OfficialImport(convs, data if len(data) else None, dropped + rep.dropped)
@@ -200,17 +199,16 @@ def import_official(
     def spans(conv: Conversation, pos: int, body: str) -> list[tuple[int, int]]:
         return word_spans(body, words.get((conv.conversation_id, pos), []))
 
-    data: LabelledTokens | None = None
+    out: LabelledTokens | None = None
     if chosen:
-        data, rep = label(
+        data, rep = label_with_report(
             chosen,
             model_or_tokenizer,
             min_side_tokens=min_side_tokens,
             enable_thinking=enable_thinking,
             spans=spans,
-            return_report=True,
             allow_empty=True,
         )
         dropped.extend(rep.dropped)
-        data = data if len(data) else None
-    return OfficialImport(convs, data, dropped)
+        out = data if len(data) else None
+    return OfficialImport(convs, out, dropped)

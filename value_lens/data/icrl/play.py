@@ -13,7 +13,7 @@ Example:
     >>> from value_lens.testing import tiny_qwen3
     >>> corpus = [f"Topic {c} is studied widely. It has a long history, and many uses." for c in "ABCD"]
     >>> convs = play(tiny_qwen3(), 1, seed=0, criteria=["colon"], corpus=corpus,
-    ...              max_new_tokens=4, n_paragraphs=3, max_attempts=2)
+    ...              max_new_tokens=3, n_paragraphs=3, max_attempts=1)
     >>> convs[0].num_paragraphs, convs[0].meta["source"]
     (3, 'onpolicy')
 """
