@@ -260,7 +260,10 @@ def _frame(
                             **row,
                         }
                     )
-    return pd.DataFrame(out)
+    frame = pd.DataFrame(out)
+    first = ["layer", "alpha", "unit", "raw_alpha", "seed", "prompt_id", "kind", *METRICS]
+    cols = [c for c in first if c in frame] + sorted(c for c in frame if c not in first)
+    return frame[cols]
 
 
 def dose_slopes(

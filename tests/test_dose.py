@@ -1,0 +1,168 @@
+"""Dose-response sweeps: metrics, slopes, resumable logging, and an end-to-end SmolLM2 grid."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+import value_lens.dose as dose_mod
+from value_lens.axis import ValueAxis
+from value_lens.dose import dose_response, dose_slopes
+from value_lens.errors import CalibrationError, InputError
+from value_lens.model import d_model, model_id, n_layers
+from value_lens.strength import calibrate
+from value_lens.text_metrics import code_metrics, repetition_rate, text_metrics, yes_no
+
+PROMPTS = ["the value of a", "a much longer prompt about code", "x"]
+
+
+def _axis(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return ValueAxis(
+        torch.randn(n_layers(model), d_model(model), generator=g), model_id=model_id(model)
+    )
+
+
+def test_text_metrics():
+    code = (
+        "Sure.\n```python\n# helper\ndef f(x: int, y) -> int:\n    z: int = x  # keep\n"
+        "    return z\n```\n```python\nignored = 1\n```"
+    )
+    assert code_metrics(code) == {"code_lines": 4.0, "comment_lines": 1.0, "type_hints": 3.0}
+    broken = code_metrics("```python\ndef f(:\n")  # unterminated and unparsable
+    assert broken["code_lines"] == 1.0 and math.isnan(broken["type_hints"])
+    assert all(math.isnan(v) for v in code_metrics("no code here").values())
+    assert (yes_no("Yes, it will."), yes_no("No."), yes_no("*no*")) == (1.0, 0.0, 0.0)
+    assert math.isnan(yes_no("I think yes")) and math.isnan(yes_no("Nothing"))
+    assert repetition_rate([1, 2, 3, 4, 5]) == 0.0 and repetition_rate([7] * 10) == pytest.approx(
+        6 / 7
+    )
+    m = text_metrics("Hmm. Wait, but wait. I made a mistake.", list(range(9)))
+    assert (m["backtrack"], m["n_backtrack"], m["n_tokens"]) == (1.0, 4.0, 9.0)
+    assert not m["degenerate"]
+    loop = text_metrics("the cat sat " * 40, [5, 6, 7] * 40)
+    assert loop["degenerate"] and loop["compression"] < 0.2 and loop["rep4"] > 0.9
+
+
+def test_slopes_drop_degenerate_strengths_and_need_three():
+    f = pd.DataFrame(
+        {
+            "layer": 3,
+            "alpha": [-2.0, -2.0, -1.0, -1.0, 0.0, 0.0, 1.0, 1.0],
+            "degenerate": [True, True, False, True, False, False, False, False],
+            "n_tokens": [99.0, 99.0, 6.0, 99.0, 4.0, 4.0, 2.0, 2.0],
+        }
+    )
+    s = dose_slopes(f, ["n_tokens"]).iloc[0]
+    # alpha -2 is all degenerate (dropped); -1 keeps its one valid output (half degenerate)
+    assert s["n_strengths"] == 3 and s["slope"] == pytest.approx(-2.0)
+    assert dose_slopes(f, ["n_tokens"], per=25.0).iloc[0]["slope"] == pytest.approx(-50.0)
+    assert math.isnan(dose_slopes(f[f["alpha"] >= 0], ["n_tokens"]).iloc[0]["slope"])
+
+
+def test_resumes_from_the_log_without_redoing_cells(tiny, tmp_path, monkeypatch):
+    axis = _axis(tiny)
+    kw = dict(
+        layers=[0, 1],
+        alphas=[-3.0, 0.0, 3.0],
+        unit="raw",
+        seeds=[0, 1],
+        max_new_tokens=3,
+        temperature=0.0,
+        progress=False,
+    )
+    full = dose_response(tiny, axis, PROMPTS, **kw)
+    # 2 shared baseline cells + 2 layers x 2 nonzero alphas x 2 seeds
+    assert len(full.frame) == 2 * 3 * 2 * len(PROMPTS)
+    base = full.frame[full.frame["alpha"] == 0]
+    assert base[base["layer"] == 0]["text"].tolist() == base[base["layer"] == 1]["text"].tolist()
+
+    calls = []
+    real = dose_mod.generate
+
+    def flaky(*a, **k):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt  # the run is killed mid-sweep
+        return real(*a, **k)
+
+    log = tmp_path / "dose.jsonl"
+    monkeypatch.setattr(dose_mod, "generate", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        dose_response(tiny, axis, PROMPTS, log=log, **kw)
+    assert len(log.read_text().splitlines()) == 3
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(dose_mod, "generate", counting)
+    calls.clear()
+    resumed = dose_response(tiny, axis, PROMPTS, log=log, **kw)
+    assert len(calls) == 10 - 3  # only the cells the killed run had not finished
+    pd.testing.assert_frame_equal(resumed.frame, full.frame)
+    calls.clear()
+    again = dose_response(tiny, axis, PROMPTS, log=log, **kw)
+    assert calls == []
+    pd.testing.assert_frame_equal(again.slopes, full.slopes)
+    with pytest.raises(InputError, match="different sweep configuration"):
+        dose_response(tiny, axis, PROMPTS, log=log, **{**kw, "max_new_tokens": 4})
+
+
+def test_bad_grids_fail_before_generating(tiny, monkeypatch):
+    monkeypatch.setattr(dose_mod, "generate", lambda *_, **__: pytest.fail("generated"))
+    axis = _axis(tiny)
+    with pytest.raises(CalibrationError):
+        dose_response(tiny, axis, PROMPTS, layers=0, progress=False)
+    with pytest.raises(InputError, match="finite"):
+        dose_response(tiny, axis, PROMPTS, layers=0, alphas=[float("nan")], unit="raw")
+    with pytest.raises(InputError, match="prompts"):
+        dose_response(tiny, axis, "just one string", layers=0, unit="raw")
+
+
+def test_smollm_dose_grid_end_to_end(smollm):
+    axis = _axis(smollm, seed=3)
+    layer = 20
+    prompts = [
+        {
+            "id": "yn",
+            "kind": "yesno",
+            "prompt": [
+                {"role": "user", "content": "Is 17 a prime number? Respond only Yes or No."}
+            ],
+        },
+        {
+            "id": "code",
+            "kind": "code",
+            "prompt": [
+                {"role": "user", "content": "Write a python function that adds two numbers."}
+            ],
+        },
+    ]
+    cal = calibrate(
+        smollm, axis, texts=["The quick brown fox jumps over the lazy dog."], layers=[layer]
+    )
+    res = dose_response(
+        smollm,
+        axis,
+        prompts,
+        layers=layer,
+        alphas=[-10.0, 0.0, 10.0],
+        unit="percent",
+        calibration=cal,
+        max_new_tokens=12,
+        temperature=0.0,
+        progress=False,
+    )
+    f = res.frame
+    assert len(f) == 6 and set(f["alpha"]) == {-10.0, 0.0, 10.0}
+    assert f["raw_alpha"].abs().max() == pytest.approx(0.1 * cal.resid_norm[layer])
+    assert (f["n_tokens"] > 0).all() and (f["n_tokens"] <= 12).all()
+    assert set(res.slopes["metric"]) >= {"n_tokens", "yes", "backtrack", "rep4"}
+    assert math.isfinite(res.slopes.set_index("metric").loc["n_tokens", "slope"])
+    # steering at +-10% of the norm changes at least one greedy output
+    texts = f.pivot(index="prompt_id", columns="alpha", values="text")
+    assert (texts[-10.0] != texts[0.0]).any() or (texts[10.0] != texts[0.0]).any()
