@@ -293,6 +293,7 @@ def test_property_corpus_edits(idx, name, seed, tok):
     _assert_exact(data, tok, name)
 
 
+@pytest.mark.slow
 def test_smollm_tokenizer(convs, smollm):
     data = label(convs[:6], smollm)
     from value_lens.model import to_token_ids

@@ -12,6 +12,7 @@ from value_lens.data.icrl import (
     discovery_point,
     label,
     load_conversations,
+    load_corpus,
     play,
 )
 from value_lens.data.icrl.conversation import split_thinking
@@ -83,8 +84,36 @@ def test_play_tiny_end_to_end(tiny, tmp_path):
 def test_play_context_limit(tiny):
     with pytest.raises(InputError, match="max_new_tokens"):
         play(tiny, 1, seed=0, criteria=["colon"], corpus=SHORT, max_new_tokens=5000)
+    # a context that fits the first reply only: the game stops and keeps what it finished
+    from value_lens.chat import format_chat
+    from value_lens.data.icrl.play import _new
+    from value_lens.data.icrl.registry import CRITERIA as C
+
+    g = _new(C["colon"], 0, load_corpus(SHORT), 0, 3, 2)
+    first = format_chat(tiny.tokenizer, g.messages, add_generation_prompt=True).text
+    n_first = len(tiny.tokenizer(first, add_special_tokens=False)["input_ids"])
+    old = tiny.cfg.n_ctx
+    tiny.cfg.n_ctx = n_first + 4 + 3
+    try:
+        (conv,) = play(
+            tiny,
+            1,
+            seed=0,
+            criteria=["colon"],
+            corpus=SHORT,
+            max_new_tokens=4,
+            n_paragraphs=3,
+            max_attempts=2,
+        )
+    finally:
+        tiny.cfg.n_ctx = old
+    assert conv.meta["stopped"] == "context" and conv.meta["planned_paragraphs"] == 3
+    assert conv.num_paragraphs <= 1
+    conv.validate()
+    assert sum(m["role"] == "assistant" for m in conv.full_messages) == sum(conv.trajectory)
 
 
+@pytest.mark.slow
 def test_play_smollm(smollm):
     convs = play(
         smollm,

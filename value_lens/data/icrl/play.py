@@ -66,6 +66,7 @@ class _Game:
     attempts: list[Attempt] = field(default_factory=list)
     pos: int = 1
     tokens: int = 0
+    replies: int = 0
     stopped: str = ""
 
     @property
@@ -97,6 +98,7 @@ def _step(g: _Game, reply: str, n_tokens: int, max_attempts: int) -> None:
     ok = bool(body) and g.crit.check(body)
     g.attempts.append(Attempt(len(g.attempts) + 1, think, body, ok))
     g.tokens += n_tokens
+    g.replies += 1
     g.messages.append({"role": "assistant", "content": reply})
     last = ok or len(g.attempts) >= max_attempts
     g.messages.append({"role": "user", "content": "+1" if ok else ("-1" if not last else MOVE_ON)})
@@ -115,17 +117,16 @@ def _step(g: _Game, reply: str, n_tokens: int, max_attempts: int) -> None:
 
 def _finish(g: _Game, seed: int, settings: dict[str, Any]) -> Conversation:
     msgs = list(g.messages)
-    while msgs and msgs[-1]["role"] == "user" and msgs[-1]["content"].startswith("Paragraph "):
-        msgs.pop()  # a paragraph that was never attempted (context ran out)
-    n = len(g.results)
-    msgs[0] = {
-        "role": "system",
-        "content": game_system_prompt(len(g.texts), settings["max_attempts"]),
-    }
+    if g.pos <= len(g.texts):  # stopped early: drop the unfinished paragraph and its attempts
+        head = f"Paragraph {g.pos}:"
+        cut = max(
+            i for i, m in enumerate(msgs) if m["role"] == "user" and m["content"].startswith(head)
+        )
+        msgs = msgs[:cut]
     return Conversation(
         f"{g.crit.name}__conv{g.idx:02d}",
         g.crit.name,
-        n,
+        len(g.results),
         discovery_point(g.results),
         [len(r.attempts) for r in g.results],
         g.results,
@@ -136,6 +137,7 @@ def _finish(g: _Game, seed: int, settings: dict[str, Any]) -> Conversation:
             "kind": g.crit.kind,
             "generated_tokens": g.tokens,
             "stopped": g.stopped,
+            "planned_paragraphs": len(g.texts),
             **settings,
         },
     )
@@ -177,7 +179,8 @@ def play(
 
     Returns:
         One conversation per game. A game whose next prompt would not fit the model's context
-        stops early (``meta["stopped"] == "context"``) with the paragraphs completed so far.
+        stops early (``meta["stopped"] == "context"``) with the paragraphs completed so far
+        (the unfinished paragraph is left out).
     """
     from value_lens.generate import generate
 
@@ -221,6 +224,17 @@ def play(
             if len(tok(text, add_special_tokens=False)["input_ids"]) + max_new_tokens + 1 > limit:
                 g.stopped = "context"
         active = [g for g in active if not g.done]
+        for g in games:
+            if g.stopped and g.replies == 0:
+                raise InputError(
+                    f"game {g.crit.name}__conv{g.idx:02d}: the first prompt plus max_new_tokens="
+                    f"{max_new_tokens} does not fit the model context {limit}; lower max_new_tokens"
+                )
+        for g in [g for g in games if g.stopped and f"{g.crit.name}__conv{g.idx:02d}" not in done]:
+            conv = _finish(g, seed, settings)
+            done[conv.conversation_id] = conv
+            if log is not None:
+                log.append(record(conv))
         if not active:
             break
         gens = generate(
@@ -241,10 +255,4 @@ def play(
                 if log is not None:
                     log.append(record(conv))
         step += 1
-    for g in games:  # games stopped before their first paragraph finished
-        if g.stopped and not g.results and f"{g.crit.name}__conv{g.idx:02d}" not in done:
-            raise InputError(
-                f"game {g.crit.name}__conv{g.idx:02d}: the first prompt plus max_new_tokens="
-                f"{max_new_tokens} does not fit the model context {limit}; lower max_new_tokens"
-            )
     return [done[c] for c in order]
