@@ -291,3 +291,31 @@ def test_bad_inputs_raise_clear_errors(tiny, axis):
         steer(tiny, partial, layers=0, alpha=1.0)
     with pytest.raises(InputError, match="Steering"):
         generate(tiny, "a", steer=("blocks.0.hook_resid_post", lambda t, hook: t))  # noqa: ARG005
+
+
+def test_plain_bridge_generate_inside_the_context_infers_the_prompt(tiny, axis):
+    """Without value_lens.generate the first pass is taken as the prompt (single, unpadded)."""
+    ids = _tokens(tiny, PROMPTS[1])
+    with _record_logits(tiny) as ours:
+        generate(
+            tiny,
+            PROMPTS[1],
+            max_new_tokens=4,
+            steer=steer(tiny, axis, layers=0, alpha=6.0, positions="generated"),
+        )
+    with _record_logits(tiny) as plain:
+        with steer(tiny, axis, layers=0, alpha=6.0, positions="generated"):
+            tiny.generate(ids, max_new_tokens=4, do_sample=False, verbose=False)
+    torch.testing.assert_close(torch.cat(plain), torch.cat(ours), atol=1e-5, rtol=0)
+    with _record_logits(tiny) as unsteered:
+        tiny.generate(ids, max_new_tokens=4, do_sample=False, verbose=False)
+    assert torch.equal(unsteered[0], plain[0])
+    assert (unsteered[1] - plain[1]).abs().max() > 1e-2
+
+
+def test_a_steering_for_another_model_is_refused(tiny, axis):
+    from value_lens.testing import tiny_qwen3
+
+    other = tiny_qwen3()
+    with pytest.raises(InputError, match="another model"):
+        generate(other, "a", steer=steer(tiny, axis, layers=0, alpha=1.0))

@@ -189,6 +189,11 @@ def generate(
             raise InputError(
                 f"steer= takes a value_lens.steer.Steering (from value_lens.steer(...)), got {type(s)}"
             )
+        if getattr(s, "model", model) is not model:
+            raise InputError(
+                "this Steering was built for another model object; build it with "
+                "value_lens.steer(model, ...) for the model you generate with"
+            )
     texts = format_prompts(model, prompts, enable_thinking=enable_thinking, system=system)
     ids = [to_token_ids(model, t) for t in texts]
     limit = n_ctx(model)

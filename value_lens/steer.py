@@ -14,7 +14,7 @@ Modes, with ``u`` the direction (unit length unless ``normalize=False``), ``p = 
 ``m`` the position mask: ``add``: ``h + m * alpha * u`` (the paper's intervention);
 ``ablate``: ``h - m * p * u`` (alpha unused); ``clamp``: ``h + m * (alpha - p) * u``, i.e. the
 projection is set to ``alpha``. ``alpha`` is converted to raw units first (see
-:mod:`value_lens.strength`).
+:mod:`value_lens.strength`; a clamp target in ``"sd"`` is ``alpha`` projection sds from 0).
 
 How a hook knows the KV-cache step: each hook keeps a small stream record. A forward pass with
 ``T > 1`` positions, or the first pass, starts at stream position 0 (a prompt, or a full
