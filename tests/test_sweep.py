@@ -78,17 +78,19 @@ def _oracle_split(hf, data, layer, train, test):
     v = torch.stack(diffs).mean(0)
     pos, neg, wins = [], [], []
     for g in test:
-        ca, cb = [], []
+        ca, cb, ha, hb = [], [], [], []
         for h, lab, grp in zip(hs, data.labels, data.groups, strict=True):
             if grp != g:
                 continue
             cos = (h @ v) / (h.norm(dim=-1) * v.norm())
             ca.append(cos[lab == 1])
             cb.append(cos[lab == 0])
-        ca, cb = torch.cat(ca), torch.cat(cb)
-        pos.append(ca)
-        neg.append(cb)
-        wins.append(float(ca.mean() > cb.mean()))
+            ha.append(h[lab == 1])
+            hb.append(h[lab == 0])
+        pos.append(torch.cat(ca))
+        neg.append(torch.cat(cb))
+        # the released metric: does the AFTER-mean vector project above the BEFORE-mean one?
+        wins.append(float(torch.cat(ha).mean(0) @ v > torch.cat(hb).mean(0) @ v))
     return auroc(torch.cat(pos), torch.cat(neg)), float(np.mean(wins))
 
 
@@ -186,3 +188,26 @@ def test_sweep_errors(tiny):
     long = LabelledTokens.from_lists([[5] * 5000, [5, 6]], [[0] * 4999 + [1], [0, 1]], "ab")
     with pytest.raises(InputError, match="context"):
         layer_sweep(tiny, long, n_train=1, progress=False)
+
+
+@torch.no_grad()
+def test_split_algebra_on_unstructured_data(tiny, tiny_hf):
+    # random tokens: no planted direction, so scores sit strictly between 0 and 1
+    gen = torch.Generator().manual_seed(5)
+    ids, labs, groups = [], [], []
+    for g in range(N_GROUPS):
+        for _ in range(2):
+            ids.append(torch.randint(5, 500, (14,), generator=gen))
+            labs.append(torch.tensor([-1] * 2 + [0] * 6 + [1] * 6))
+            groups.append(f"g{g}")
+    data = LabelledTokens(ids, labs, groups)
+    df = layer_sweep(tiny, data, n_splits=4, n_train=4, layers=[0], n_random=2, progress=False)
+    hf, _ = tiny_hf
+    fns = []
+    for rec in df.attrs["splits"]:
+        test = [g for g in df.attrs["groups"] if g not in rec["train_groups"]]
+        tok, fn = _oracle_split(hf, data, 0, rec["train_groups"], test)
+        assert rec["token_auroc"] == pytest.approx(tok, abs=1e-6)
+        assert rec["function_score"] == pytest.approx(fn)
+        fns.append(fn)
+    assert 0 < np.mean(fns) < 1

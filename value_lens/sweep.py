@@ -220,8 +220,8 @@ def layer_sweep(
     Returns:
         One row per layer with columns ``layer``, ``token_auroc_mean/sd`` (pooled held-out
         BEFORE vs AFTER tokens), ``function_score_mean/sd`` (the paper's released metric: the
-        fraction of held-out criteria whose AFTER tokens' mean cosine exceeds their BEFORE
-        tokens'), ``random_auroc_mean/sd`` (``n_random`` random directions on all tokens),
+        fraction of held-out criteria whose AFTER-mean vector projects above their
+        BEFORE-mean vector, i.e. ``d_h . v > 0``), ``random_auroc_mean/sd`` (``n_random`` random directions on all tokens),
         ``position_auroc`` (score = token index) and ``end_proximity_auroc`` (score = minus
         the tokens left to the end of the turn), both on the held-out tokens and averaged over
         splits; AUROC > 0.5 means the score is higher on AFTER tokens. ``df.attrs`` holds the
@@ -306,9 +306,8 @@ def layer_sweep(
             w = split_weights(gram[k], train, method)
             cos = (tp.proj[k, :, :G] @ w) / (safe_norm[k] * np.sqrt(max(w @ gram[k] @ w, 1e-300)))
             tok = auroc(cos[yes], cos[no])
-            sums = np.bincount(cell, weights=cos, minlength=2 * G).reshape(G, 2)
-            means = sums[test] / np.maximum(cell_n[test], 1)
-            fn = float(np.mean(means[:, 1] > means[:, 0]))
+            # (mean AFTER - mean BEFORE) of group h projects on v as d_h . v = (G w)_h
+            fn = float(np.mean((gram[k] @ w)[test] > 0))
             per_layer["tok"][k].append(tok)
             per_layer["fn"][k].append(fn)
             split_recs.append(
