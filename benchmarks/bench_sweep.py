@@ -48,7 +48,7 @@ def main() -> None:
     torch.set_num_threads(1)
     model = load_model()
     q = args.quick
-    data = synthetic_icrl(40, 1 if q else 2, 96 if q else 192, model.cfg.d_vocab)
+    data = synthetic_icrl(40, 1, 64 if q else 128, model.cfg.d_vocab)
     out: dict[str, object] = {"model": model_id(model), "n_layers": n_layers(model)}
 
     t = time.perf_counter()

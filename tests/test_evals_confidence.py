@@ -67,6 +67,8 @@ def test_suite_with_supplied_replies_tiny(tiny):
     s = res.summary.set_index("framing")
     assert s.loc["correct", "n_unparseable"] == 1 and s.loc["correct", "accuracy"] == 0.5
     assert 0 <= s.loc["incorrect", "auroc_yes_vs_no"] <= 1
+    a_c, a_i = s.loc["correct", "auroc_yes_vs_no"], s.loc["incorrect", "auroc_yes_vs_no"]
+    assert s.loc["correct", "flips_with_framing"] == ((a_c - 0.5) * (a_i - 0.5) < 0)
     # the value is read at the prefilled token: recompute one by hand
     row = res.table.iloc[0]
     msgs = [{"role": "system", "content": MATH_SYSTEM},

@@ -164,7 +164,8 @@ def confidence_summary(
     prefills: pd.DataFrame, answers: pd.DataFrame, pre: pd.DataFrame | None = None
 ) -> pd.DataFrame:
     """Per framing: AUROC of Yes- vs No-prefill values (and Yes-minus-No for correct vs wrong
-    answers), answer counts including unparseable ones, and the pre-response AUROC/Spearman."""
+    answers), whether that AUROC flips sides of 0.5 between framings, answer counts including
+    unparseable ones, and the pre-response AUROC/Spearman."""
     rows = []
     for framing in FRAMINGS:
         t = prefills[prefills["framing"] == framing]
@@ -182,6 +183,9 @@ def confidence_summary(
             "auroc_gap_correct_vs_wrong": _auroc_or_nan(gap[ok == True], gap[ok == False]),  # noqa: E712
         })  # fmt: skip
     df = pd.DataFrame(rows)
+    a = df.set_index("framing")["auroc_yes_vs_no"]
+    # the effect must invert with the framing: AUROCs on opposite sides of 0.5
+    df["flips_with_framing"] = bool((a["correct"] - 0.5) * (a["incorrect"] - 0.5) < 0)
     if pre is not None and len(pre):
         p = pre.dropna(subset=["yes_rate"])
         conf = p["yes_rate"] > 0.5
