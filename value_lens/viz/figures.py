@@ -209,16 +209,18 @@ def layer_cosine_figure(
 def code_scatter_figure(
     df: pd.DataFrame,
     *,
-    kind: str = "corruption",
-    correct: str = "correct",
-    corrupted: str = "corrupted",
+    kind: str = "kind",
+    correct: str = "correct_whole",
+    corrupted: str = "corrupted_whole",
     title: str = "Value of correct vs corrupted code",
     cols: int = 4,
 ) -> go.Figure:
     """Per-item scatter of correct (x) vs corrupted (y) value, one panel per corruption kind.
 
     Points below the diagonal are items where the correct code scores higher. Each panel's title
-    gives the fraction of such items.
+    gives the fraction of such items. The defaults read the table of
+    :func:`value_lens.evals.run_code_suite` (whole-code means; pass
+    ``correct="correct_window", corrupted="corrupted_window"`` for the window after the change).
     """
     df = require_columns(df, [kind, correct, corrupted], "code_scatter_figure")
     kinds = list(dict.fromkeys(df[kind].tolist()))

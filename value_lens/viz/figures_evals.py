@@ -52,8 +52,8 @@ def backtracking_band_figure(
     x: str = "band_end",
     group: str = "backtracking",
     mean: str = "mean",
-    ci_low: str | None = "ci_low",
-    ci_high: str | None = "ci_high",
+    ci_low: str | None = "ci_lo",
+    ci_high: str | None = "ci_hi",
     count: str | None = "n",
     title: str = "Mean value per token band",
 ) -> go.Figure:
@@ -98,8 +98,8 @@ def event_locked_figure(
     *,
     offset: str = "offset",
     mean: str = "mean",
-    ci_low: str | None = "ci_low",
-    ci_high: str | None = "ci_high",
+    ci_low: str | None = "ci_lo",
+    ci_high: str | None = "ci_hi",
     group: str | None = None,
     title: str = "Value around backtracking events",
 ) -> go.Figure:
@@ -137,21 +137,34 @@ def dose_response_figure(
     df: pd.DataFrame,
     metrics: Sequence[str],
     *,
-    x: str = "alpha_pct",
+    x: str = "alpha",
     layer: str | None = "layer",
+    exclude: str | None = "degenerate",
+    x_title: str | None = None,
     title: str = "Dose-response",
     cols: int = 3,
 ) -> go.Figure:
     """Mean ± standard error of each metric against steering strength, one panel per metric.
 
-    Rows of ``df`` are single observations (one generation each) or already one row per strength;
-    they are averaged per (layer, strength). The x axis is the strength in percent of the layer's
-    mean residual norm (``x``); one line per layer.
+    Rows of ``df`` are single observations (one generation each, as in
+    :func:`value_lens.dose.dose_response`'s ``frame``) or already one row per strength; they are
+    averaged per (layer, strength), one line per layer. Rows flagged in the boolean column
+    ``exclude`` (degenerate outputs) are left out, as the slopes leave them out. The x axis is
+    the strength; its title says "% of residual norm" when ``df["unit"]`` is ``"percent"``.
     """
     if not metrics:
         raise InputError("dose_response_figure needs at least one metric column")
     has_layer = layer is not None and layer in df.columns
     df = require_columns(df, [x, *metrics, layer if has_layer else None], "dose_response_figure")
+    if exclude is not None and exclude in df.columns:
+        df = df[~df[exclude].astype(bool)]
+    if x_title is None:
+        units = set(df["unit"]) if "unit" in df.columns else set()
+        x_title = {
+            "percent": "strength (% of residual norm)",
+            "sd": "strength (sd of projection)",
+            "raw": "strength (raw residual units)",
+        }.get(units.pop() if len(units) == 1 else "", "strength")
     ncols = min(cols, len(metrics))
     nrows = -(-len(metrics) // ncols)
     fig = make_subplots(rows=nrows, cols=ncols, subplot_titles=list(metrics))
@@ -159,21 +172,13 @@ def dose_response_figure(
     for j, metric in enumerate(metrics):
         r, c = j // ncols + 1, j % ncols + 1
         for i, (lay, sub) in enumerate(groups):
-            agg = sub.groupby(x, sort=True)[metric].agg(["mean", "std", "count"])
+            vals = pd.to_numeric(sub[metric], errors="coerce").astype(float)
+            agg = vals.groupby(sub[x], sort=True).agg(["mean", "std", "count"])
             sem = (agg["std"] / np.sqrt(agg["count"])).fillna(0.0)
-            _band(
-                fig,
-                agg.index,
-                agg["mean"],
-                sem if (agg["count"] > 1).any() else None,
-                f"layer {lay}" if has_layer else metric,
-                _PALETTE[i % len(_PALETTE)],
-                row=r,
-                col=c,
-                legendgroup=str(lay),
-                showlegend=j == 0,
-            )
-        fig.update_xaxes(title_text="strength (% of residual norm)", row=r, col=c)
+            _band(fig, agg.index, agg["mean"], sem if (agg["count"] > 1).any() else None,
+                  f"layer {lay}" if has_layer else metric, _PALETTE[i % len(_PALETTE)],
+                  row=r, col=c, legendgroup=str(lay), showlegend=j == 0)  # fmt: skip
+        fig.update_xaxes(title_text=x_title, row=r, col=c)
     fig.update_layout(title={"text": title}, template="plotly_white", height=320 * nrows)
     return fig
 
@@ -196,7 +201,7 @@ def slope_heatmap_figure(
     if isinstance(df, pd.DataFrame) and metric in df.columns and slope in df.columns:
         df = require_columns(df, [layer, metric, slope], "slope_heatmap_figure")
         wide = df.pivot_table(
-            index=layer, columns=metric, values=slope, aggfunc="first", sort=False
+            index=layer, columns=metric, values=slope, aggfunc="first", sort=False, dropna=False
         )
         wide = wide.sort_index()
     elif isinstance(df, pd.DataFrame):
@@ -207,7 +212,7 @@ def slope_heatmap_figure(
     raw = wide.to_numpy(dtype=float)
     if raw.size == 0:
         raise InputError("slope_heatmap_figure: the table is empty")
-    scale = np.nanmax(np.abs(raw), axis=0, initial=0.0)
+    scale = np.max(np.abs(np.nan_to_num(raw, nan=0.0)), axis=0, initial=0.0)
     scale[~(scale > 0)] = 1.0
     z = raw / scale
     text = np.where(np.isfinite(raw), np.vectorize(lambda v: f"{v:+.3g}")(np.nan_to_num(raw)), "")

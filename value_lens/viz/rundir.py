@@ -166,12 +166,15 @@ def report_sections(out: str | os.PathLike[str]) -> list[tuple[str, Any]]:
     dose = _csv(out, "dose")
     if dose is not None:
         metrics = _dose_metrics(dose, meta)
-        x = "alpha_pct" if "alpha_pct" in dose.columns else "alpha"
         if metrics:
-            sections.append(("Steering dose-response", E.dose_response_figure(dose, metrics, x=x)))
+            sections.append(("Steering dose-response", E.dose_response_figure(dose, metrics)))
     slopes = _csv(out, "slopes")
     if slopes is not None:
-        sections.append(("Dose-response slopes", [E.slope_heatmap_figure(slopes), slopes]))
+        if "slope" in slopes.columns and slopes["slope"].notna().any():
+            body: list[Any] = [E.slope_heatmap_figure(slopes), slopes]
+        else:
+            body = ["No slope could be estimated (too few non-degenerate strengths).", slopes]
+        sections.append(("Dose-response slopes", body))
     code = _csv(out, "code")
     if code is not None:
         sections.append(("Correct vs corrupted code", F.code_scatter_figure(code)))
@@ -192,9 +195,13 @@ def report_from_dir(
     *,
     path: str | os.PathLike[str] | None = None,
     title: str = "value_lens report",
+    intro: str = "",
     plotlyjs: str = "inline",
 ) -> Path:
-    """Write ``out/report.html`` (or ``path``) from the results found in ``out``."""
+    """Write ``out/report.html`` (or ``path``) from the results found in ``out``.
+
+    ``intro`` is a paragraph of text shown before the results.
+    """
     out = Path(out)
     if not out.is_dir():
         raise InputError(f"{out} is not a directory; pass the --out folder of an earlier run")
@@ -205,6 +212,8 @@ def report_from_dir(
             "run build/sweep/trace/steer/eval with --out there first"
         )
     meta = {k: v for k, v in read_meta(out).items() if k not in {"dose_metrics"}}
+    if intro:
+        sections.insert(0, ("About this run", intro))
     return write_report(
         path or out / "report.html", sections, title=title, metadata=meta, plotlyjs=plotlyjs
     )

@@ -1,0 +1,169 @@
+"""``value-lens steer``, ``eval`` and ``demo`` (registered on :data:`value_lens.cli.app`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from value_lens.cli import (
+    Axis,
+    Criteria,
+    Device,
+    Dtype,
+    Layers,
+    Model,
+    Out,
+    Seed,
+    _axis,
+    _layer_list,
+    _model,
+    _say,
+    app,
+)
+from value_lens.errors import InputError
+
+__all__ = ["demo", "eval_", "steer"]
+
+SUITES = ("code", "backtracking", "confidence")
+
+
+def _prompts(prompt: list[str] | None, prompts_file: Path | None) -> list[str]:
+    from value_lens.workflow import STEER_PROMPTS
+
+    out = list(prompt or [])
+    if prompts_file is not None:
+        out += [ln.strip() for ln in prompts_file.read_text(encoding="utf-8").splitlines()
+                if ln.strip()]  # fmt: skip
+    return out or list(STEER_PROMPTS)
+
+
+@app.command()
+def steer(
+    prompt: Annotated[list[str] | None, typer.Option(help="A user prompt (repeatable).")] = None,
+    prompts_file: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="One prompt per line.")
+    ] = None,
+    model: Model = None,
+    layers: Layers = None,
+    device: Device = "cpu",
+    dtype: Dtype = None,
+    out: Out = Path("value_lens_out"),
+    seed: Seed = 0,
+    axis: Axis = None,
+    alpha: Annotated[
+        list[float] | None, typer.Option(help="Strength (repeatable: several = a grid).")
+    ] = None,
+    unit: Annotated[str, typer.Option(help="percent (of residual norm), sd or raw.")] = ("percent"),
+    grid: Annotated[bool, typer.Option(help="Run a dose-response grid even for one alpha.")] = (
+        False
+    ),
+    seeds: Annotated[int, typer.Option(help="Sampling seeds per grid cell.")] = 1,
+    max_new_tokens: Annotated[int, typer.Option(help="New tokens per reply.")] = 48,
+    temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
+) -> None:
+    """Steered generation along the axis, or a dose-response grid (several --alpha or --grid)."""
+    import json
+
+    from value_lens.dose import dose_response
+    from value_lens.generate import generate
+    from value_lens.steer import steer as make_steer
+    from value_lens.text_metrics import METRICS
+    from value_lens.viz.rundir import RESULT_FILES, update_meta
+
+    m = _model(model, device, dtype)
+    ax = _axis(axis, m, out)
+    texts = _prompts(prompt, prompts_file)
+    msgs = [[{"role": "user", "content": t}] for t in texts]
+    lay = _layer_list(layers, m) or [ax.layers[len(ax.layers) // 2]]
+    alphas = list(alpha) if alpha else [-10.0, 0.0, 10.0]
+    if len(alphas) == 1 and not grid:
+        if len(lay) != 1:
+            raise InputError("one steered generation takes one layer; pass --layers L")
+        st = make_steer(m, ax, layers=lay[0], alpha=alphas[0], unit=unit)
+        base = generate(m, msgs, seed=seed, temperature=temperature,
+                        max_new_tokens=max_new_tokens)  # fmt: skip
+        gens = generate(m, msgs, steer=st, seed=seed, temperature=temperature,
+                        max_new_tokens=max_new_tokens)  # fmt: skip
+        for t, b, g in zip(texts, base, gens, strict=True):
+            typer.echo(json.dumps({"prompt": t, "baseline": b.text,
+                                   f"alpha={alphas[0]:g} {unit} @ layer {lay[0]}": g.text}))  # fmt: skip
+        return
+    res = dose_response(m, ax, msgs, layers=lay, alphas=alphas, unit=unit,
+                        seeds=range(seed, seed + seeds), max_new_tokens=max_new_tokens,
+                        temperature=temperature, log=out / "dose.jsonl")  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    res.frame.to_csv(out / RESULT_FILES["dose"], index=False)
+    res.slopes.to_csv(out / RESULT_FILES["slopes"], index=False)
+    update_meta(out, dose={"layers": lay, "alphas": alphas, "unit": unit, "seeds": seeds,
+                           "prompts": len(texts), "max_new_tokens": max_new_tokens},
+                dose_metrics=["n_tokens", "backtrack", "code_lines", "rep4"])  # fmt: skip
+    typer.echo(res.summary([x for x in METRICS if x in res.frame]).round(3).to_string())
+    typer.echo(str(out / RESULT_FILES["dose"]))
+
+
+@app.command("eval")
+def eval_(
+    suite: Annotated[str, typer.Option(help="code, backtracking or confidence.")] = "code",
+    model: Model = None,
+    layer: Annotated[int | None, typer.Option(help="Layer to read (default: middle).")] = None,
+    device: Device = "cpu",
+    dtype: Dtype = None,
+    out: Out = Path("value_lens_out"),
+    seed: Seed = 0,
+    axis: Axis = None,
+    n: Annotated[int, typer.Option(help="Problems (code/confidence) or questions.")] = 8,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens per generated reply.")] = 128,
+) -> None:
+    """Run an evaluation suite: correct vs corrupted code, backtracking, or confidence."""
+    from value_lens import evals
+    from value_lens.viz.rundir import RESULT_FILES, update_meta
+
+    if suite not in SUITES:
+        raise typer.BadParameter(f"unknown suite {suite!r}; use one of {SUITES}",
+                                 param_hint="--suite")  # fmt: skip
+    m = _model(model, device, dtype)
+    ax = _axis(axis, m, out)
+    lay = layer if layer is not None else ax.layers[len(ax.layers) // 2]
+    out.mkdir(parents=True, exist_ok=True)
+    if suite == "code":
+        res = evals.run_code_suite(m, ax, lay, n_problems=n, seed=seed,
+                                   log=out / "code.jsonl")  # fmt: skip
+        res.table.to_csv(out / RESULT_FILES["code"], index=False)
+    elif suite == "backtracking":
+        probs = [p["question"] for p in evals.arithmetic_problems(n, seed=seed)]
+        res = evals.run_backtracking_suite(m, ax, lay, problems=probs, n_rollouts=2, seed=seed,
+                                           max_new_tokens=max_new_tokens)  # fmt: skip
+        res.extras["bands"].to_csv(out / RESULT_FILES["bands"], index=False)
+        res.extras["event_locked"].to_csv(out / RESULT_FILES["events"], index=False)
+    else:
+        res = evals.run_confidence_suite(m, ax, lay, n_problems=n, seed=seed,
+                                         max_new_tokens=max_new_tokens, n_samples=4,
+                                         log=out / "confidence.jsonl")  # fmt: skip
+        res.summary.to_csv(out / RESULT_FILES["confidence"], index=False)
+    update_meta(out, **{f"eval_{suite}": {"layer": lay, "n": n, "seed": seed}})
+    typer.echo(res.summary.round(4).to_string())
+
+
+@app.command()
+def demo(
+    model: Model = None,
+    layers: Layers = None,
+    device: Device = "cpu",
+    dtype: Dtype = None,
+    out: Out = Path("value_lens_demo"),
+    seed: Seed = 0,
+    criteria: Criteria = None,
+    quick: Annotated[bool, typer.Option(help="Reduced setting for CI (about a minute).")] = False,
+    paper: Annotated[
+        bool | None,
+        typer.Option(help="Paper-scale setting (default: on for CUDA devices)."),
+    ] = None,
+) -> None:
+    """The whole story: ICRL data -> axis -> held-out sweep -> heatmaps -> steering -> report."""
+    from value_lens.demo import run_demo
+
+    path = run_demo(model=model, out=out, device=device, dtype=dtype, seed=seed, quick=quick,
+                    paper=paper, layers=layers, criteria=criteria, log=_say)  # fmt: skip
+    typer.echo(str(path))

@@ -1,0 +1,292 @@
+"""The main job: the whole value-axis story in one resumable call (``value-lens demo``).
+
+Steps, each saved under ``out`` as it finishes so that a rerun resumes where a killed run
+stopped (``steps.jsonl`` lists the finished ones):
+
+1. ``data``: scripted ICRL conversations (``conversations.jsonl``), labelled structurally.
+2. ``stats``: one streaming pass collects per-criterion statistics at every layer.
+3. ``axis``: fit the value axis on all criteria (``axis.safetensors``).
+4. ``sweep``: held-out layer sweep by criterion, with random-direction and position baselines
+   (``sweep.csv``, ``layer_cosine.csv``).
+5. ``heatmaps``: token heatmaps of a successful turn and a failed turn of a conversation whose
+   criterion the heatmap axis never saw (``trace-*.json``).
+6. ``dose``: a small steering dose-response at the best held-out layer (``dose.csv``,
+   ``dose_slopes.csv``).
+7. ``report``: ``report.html``, one offline file.
+
+Settings: the default fits in 10 minutes on a 2-core CPU with the embedded SmolLM2-135M;
+``quick=True`` is the reduced setting used in CI; ``paper=True`` (default on CUDA) is the
+paper-scale setting for e.g. Qwen3-8B (50 criteria, 10 splits of 35 train criteria, layer 20 =
+the paper's 21, the paper's strength grid).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from value_lens.errors import InputError
+from value_lens.io import JsonlLog
+
+__all__ = ["FULL", "PAPER", "QUICK", "DemoConfig", "demo_config", "run_demo"]
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """How much the demo does. ``n_train`` is the fraction of criteria used for training."""
+
+    criteria: str = "first:16"
+    n_per_criterion: int = 2
+    keep_per_criterion: int | None = 1  # keep the shortest labelled turns (None: all)
+    n_splits: int = 5
+    train_fraction: float = 0.7
+    heatmap_layer: int | None = None  # None: the best held-out layer
+    dose_layers: tuple[int, ...] = ()  # (): the heatmap layer
+    dose_alphas: tuple[float, ...] = (-16.8, -8.4, 0.0, 8.4, 16.8)
+    dose_prompts: int = 4
+    dose_seeds: int = 1
+    max_new_tokens: int = 40
+    temperature: float = 0.0
+    batch_size: int = 4
+
+
+#: about 1-2 minutes on a 2-core CPU with SmolLM2 (CI).
+QUICK = DemoConfig(criteria="first:5", n_per_criterion=2, n_splits=2, train_fraction=0.6,
+                   dose_alphas=(-16.8, 0.0, 16.8), dose_prompts=2, max_new_tokens=12)  # fmt: skip
+#: the default: within 10 minutes on a 2-core CPU with SmolLM2.
+FULL = DemoConfig()
+#: paper scale (GPU): all 50 criteria, ~400 conversations, 35 training criteria per split,
+#: layer 20 (the paper's 21), the paper's grid of +-8.4/16.8% of the residual norm.
+PAPER = DemoConfig(criteria="all", n_per_criterion=8, keep_per_criterion=None, n_splits=10,
+                   train_fraction=0.7,
+                   heatmap_layer=20, dose_layers=(20, 22, 24), dose_prompts=16, dose_seeds=2,
+                   max_new_tokens=256, temperature=0.7, batch_size=8)  # fmt: skip
+
+STEPS = ("data", "stats", "axis", "sweep", "heatmaps", "dose", "report")
+
+
+def demo_config(
+    *, quick: bool = False, paper: bool | None = None, device: str = "cpu"
+) -> DemoConfig:
+    """The setting for these switches (``paper=None``: paper scale on CUDA, else the default)."""
+    if quick and paper:
+        raise InputError("choose --quick or --paper, not both")
+    if quick:
+        return QUICK
+    if paper is None:
+        paper = str(device).startswith("cuda")
+    return PAPER if paper else FULL
+
+
+def _slice(tr: Any, lo: int, hi: int) -> Any:
+    """The tokens ``lo:hi`` of a trace (the turn to show)."""
+    return dataclasses.replace(
+        tr, tokens=tr.tokens[lo:hi], token_ids=tr.token_ids[lo:hi], cosine=tr.cosine[:, lo:hi],
+        projection=tr.projection[:, lo:hi], offsets=tr.offsets[lo:hi],
+    )  # fmt: skip
+
+
+def _turn_trace(model: Any, axis: Any, messages: list[dict[str, str]], index: int) -> Any:
+    """Trace of the conversation up to message ``index``, cut to that message's tokens."""
+    from value_lens.chat import format_chat
+    from value_lens.readout import trace
+
+    chat = format_chat(model.tokenizer, messages[: index + 1])
+    tr = trace(model, chat.text, axis)
+    span = chat.spans[index]
+    pos = torch.nonzero(tr.char_span_mask(span.start, span.end)).flatten()
+    if pos.numel() == 0:
+        raise InputError(f"message {index} has no tokens in the traced text")
+    return _slice(tr, int(pos[0]), int(pos[-1]) + 1)
+
+
+def shortest_per_group(data: Any, keep: int | None) -> Any:
+    """The ``keep`` shortest sequences of every group (all if ``keep`` is None), in data order."""
+    if keep is None:
+        return data
+    by_group: dict[str, list[tuple[int, int]]] = {}
+    for i, (ids, g) in enumerate(zip(data.input_ids, data.groups, strict=True)):
+        by_group.setdefault(g, []).append((ids.numel(), i))
+    chosen = sorted(i for rows in by_group.values() for _, i in sorted(rows)[:keep])
+    return data.subset(chosen)
+
+
+def _heatmaps(model: Any, stats: Any, data: Any, convs: list[Any], layer: int, out: Path) -> dict:
+    """Fit an axis without one criterion, then trace a success and a failure of that criterion."""
+    from value_lens.axis import ValueAxis
+    from value_lens.viz.rundir import save_trace
+
+    groups = sorted(set(data.groups))
+    held = groups[-1]
+    axis = ValueAxis.fit(stats.select_groups([g for g in groups if g != held]))
+    meta = next(mt for mt, g in zip(data.meta, data.groups, strict=True) if g == held)
+    conv = next(c for c in convs if c.conversation_id == meta["conversation_id"])
+    index = conv.assistant_index()
+    ok = int(meta["message_index"])
+    by_pos = {p.paragraph_position: p for p in conv.paragraphs}
+    bad = [mi for (p, a), mi in sorted(index.items(), key=lambda kv: kv[1])
+           if not by_pos[p].attempts[a - 1].reward and mi < ok]  # fmt: skip
+    shown = {"success": ok}
+    if bad:
+        shown["failure"] = bad[-1]
+    for name, mi in shown.items():
+        tr = _turn_trace(model, axis, conv.full_messages, mi)
+        what = "rewarded (+1) turn" if name == "success" else "failed (-1) turn"
+        save_trace(tr, out / f"trace-{1 if name == 'success' else 2}-{name}.json",
+                   title=f"Held-out criterion '{held}': a {what} ({conv.conversation_id})")  # fmt: skip
+    return {"held_out_criterion": held, "conversation": conv.conversation_id, "layer": layer}
+
+
+def run_demo(
+    model: Any = None,
+    out: str | os.PathLike[str] = "value_lens_demo",
+    *,
+    device: str = "cpu",
+    dtype: str | None = None,
+    seed: int = 0,
+    quick: bool = False,
+    paper: bool | None = None,
+    config: DemoConfig | None = None,
+    layers: str | None = None,
+    criteria: str | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Run (or resume) the demo and return the path of ``report.html``.
+
+    Args:
+        model: ``None`` (embedded SmolLM2), ``"tiny"``, a directory or hub id, or a loaded model.
+        out: the results folder; finished steps there are reused.
+        device / dtype: where and how to load the model.
+        seed: seeds the data, the splits and the sampling.
+        quick / paper / config: the setting (see :func:`demo_config`); ``config`` overrides.
+        layers: layers to collect and sweep (``"all"`` by default).
+        criteria: overrides the setting's ICRL criteria.
+        log: where progress lines go.
+    """
+    from value_lens.axis import ValueAxis
+    from value_lens.model import model_id, n_layers
+    from value_lens.stats import ActivationStats
+    from value_lens.viz.rundir import RESULT_FILES, read_meta, report_from_dir, update_meta
+    from value_lens.workflow import (
+        build_icrl_data,
+        load_model_option,
+        parse_criteria,
+        parse_layers,
+    )
+
+    cfg = config or demo_config(quick=quick, paper=paper, device=device)
+    if criteria is not None:
+        cfg = dataclasses.replace(cfg, criteria=criteria)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    m = model
+    if m is None or isinstance(m, str):
+        log(f"[demo] loading {m or 'the embedded SmolLM2-135M-Instruct'} on {device}")
+        m = load_model_option(m, device=device, dtype=dtype)
+    settings = {"config": dataclasses.asdict(cfg), "seed": seed, "layers": layers,
+                "model": model_id(m)}  # fmt: skip
+    old = read_meta(out).get("demo")
+    if old is not None and old != _jsonable(settings):
+        raise InputError(
+            f"{out} holds a demo run with other settings ({old.get('model')}, {old.get('config')}); "
+            "pass a new --out folder or delete this one"
+        )
+    update_meta(out, demo=settings, model=model_id(m), seed=seed)
+    steps = JsonlLog(out / "steps.jsonl", key="step")
+    done = {r["step"]: r for r in steps}
+
+    def finish(step: str, **info: Any) -> None:
+        steps.append({"step": step, "seconds": round(time.perf_counter() - t0, 1), **info})
+        log(f"[demo] {step} done ({time.perf_counter() - t0:.0f} s): {info}")
+
+    lay = parse_layers(layers, n_layers(m))
+    convs, data, report = build_icrl_data(m, n_per_criterion=cfg.n_per_criterion,
+                                          criteria=parse_criteria(cfg.criteria), seed=seed,
+                                          out=out)  # fmt: skip
+    data = shortest_per_group(data, cfg.keep_per_criterion)
+    if "data" not in done:
+        finish("data", conversations=len(convs), turns=len(data), tokens=data.n_tokens,
+               dropped=report.reasons())  # fmt: skip
+    stats_path = out / "stats.safetensors"
+    if "stats" in done and stats_path.exists():
+        stats = ActivationStats.load(stats_path)
+    else:
+        from value_lens.collect import collect_stats
+
+        log(f"[demo] collecting statistics over {data.n_tokens} tokens")
+        stats = collect_stats(m, data, layers=lay, batch_size=cfg.batch_size, progress=True)
+        stats.save(stats_path)
+        finish("stats", layers=len(stats.layers))
+    axis_path = out / "axis.safetensors"
+    if "axis" in done and axis_path.exists():
+        axis = ValueAxis.load(axis_path)
+    else:
+        axis = ValueAxis.fit(stats)
+        axis.save(axis_path)
+        finish("axis", layers=len(axis.layers))
+    if "sweep" not in done:
+        from value_lens.sweep import cosine_matrix, layer_sweep
+
+        n_groups = len(set(data.groups))
+        n_train = min(n_groups - 1, max(1, round(cfg.train_fraction * n_groups)))
+        log(f"[demo] held-out sweep: {cfg.n_splits} splits, {n_train} of {n_groups} criteria train")
+        sw = layer_sweep(m, data, n_splits=cfg.n_splits, n_train=n_train, seed=seed,
+                         layers=list(stats.layers), stats=stats, batch_size=cfg.batch_size)  # fmt: skip
+        sw.to_csv(out / RESULT_FILES["sweep"], index=False)
+        cosine_matrix(sw).to_csv(out / RESULT_FILES["cosine"])
+        best = int(sw.loc[sw["token_auroc_mean"].idxmax(), "layer"])
+        finish("sweep", best_layer=best, best_auroc=float(sw["token_auroc_mean"].max()))
+        done["sweep"] = {"best_layer": best}
+    best = int(done["sweep"]["best_layer"])
+    layer = cfg.heatmap_layer if cfg.heatmap_layer is not None else best
+    if layer not in axis.layers:
+        layer = best
+    if "heatmaps" not in done:
+        info = _heatmaps(m, stats, data, convs, layer, out)
+        update_meta(out, heatmap_layer=layer)
+        finish("heatmaps", **info)
+    if "dose" not in done:
+        from value_lens.dose import dose_response
+        from value_lens.workflow import STEER_PROMPTS
+
+        dl = [x for x in cfg.dose_layers if x in axis.layers] or [layer]
+        prompts = [[{"role": "user", "content": p}] for p in STEER_PROMPTS[: cfg.dose_prompts]]
+        res = dose_response(m, axis, prompts, layers=dl, alphas=cfg.dose_alphas, unit="percent",
+                            seeds=range(seed, seed + cfg.dose_seeds),
+                            max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                            batch_size=cfg.batch_size, log=out / "dose.jsonl")  # fmt: skip
+        res.frame.to_csv(out / RESULT_FILES["dose"], index=False)
+        res.slopes.to_csv(out / RESULT_FILES["slopes"], index=False)
+        update_meta(out, dose={"layers": dl, "alphas_percent": list(cfg.dose_alphas),
+                               "prompts": len(prompts), "seeds": cfg.dose_seeds},
+                    dose_metrics=["n_tokens", "backtrack", "code_lines", "rep4"])  # fmt: skip
+        finish("dose", layers=dl)
+    path = report_from_dir(out, title=f"value_lens demo: {model_id(m)}", intro=_INTRO)
+    if "report" not in done:
+        finish("report", path=str(path))
+    log(f"[demo] finished in {time.perf_counter() - t0:.0f} s: {path}")
+    return path
+
+
+_INTRO = (
+    "The value axis is the mean difference, per criterion, between residual-stream activations "
+    "after and before the token where the model's reply first satisfies a hidden rewarded "
+    "criterion (Jiang, Kauvar and Lindsey 2026). The sweep scores held-out criteria only; the "
+    "random-direction and position curves are the baselines it must beat (closeness to the turn "
+    "end is a known confound). The heatmaps use an axis fitted without the shown criterion. "
+    "Steering strengths are in percent of the layer's mean residual norm."
+)
+
+
+def _jsonable(x: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(x, default=str))

@@ -1,0 +1,171 @@
+"""Steps shared by the ``value-lens`` command line and the demo: resolve options, build data,
+fit the axis. Each is a plain function of its arguments (no global state).
+
+Example:
+    >>> parse_layers("0-2,5", 8), parse_layers("all", 8), parse_layers("-1", 8)
+    ([0, 1, 2, 5], [0, 1, 2, 3, 4, 5, 6, 7], [7])
+    >>> parse_criteria("semicolon,colon")
+    ['semicolon', 'colon']
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from value_lens.axis import ValueAxis
+from value_lens.conventions import resolve_layers
+from value_lens.errors import InputError
+from value_lens.stats import ActivationStats
+from value_lens.tokens import LabelledTokens
+
+__all__ = [
+    "STEER_PROMPTS",
+    "TINY",
+    "build_icrl_data",
+    "fit_axis",
+    "load_axis_option",
+    "load_model_option",
+    "parse_criteria",
+    "parse_layers",
+]
+
+#: default prompts of steering runs: math (backtracking, length), code (verbosity), yes/no.
+STEER_PROMPTS: tuple[str, ...] = (
+    "What is 17 * 24? Think step by step, then give the answer.",
+    "Write a Python function that returns the n-th Fibonacci number.",
+    "A train leaves at 3:40 pm and the trip takes 2 hours 35 minutes. When does it arrive?",
+    "Is 91 a prime number? Answer Yes or No, then explain briefly.",
+    "Write a Python function that checks whether a string is a palindrome.",
+    "If a shirt costs $20 after a 20% discount, what was the original price?",
+    "Do you think you can solve a hard logic puzzle correctly? Respond only Yes or No.",
+    "Sort the list [5, 3, 9, 1] in Python without using sorted().",
+)
+
+#: the ``--model`` value that selects :func:`value_lens.testing.tiny_qwen3` (for tests).
+TINY = "tiny"
+
+
+def load_model_option(
+    model: str | None, *, device: str = "cpu", dtype: str | None = None, n_ctx: int | None = None
+) -> Any:
+    """Load ``--model``: ``None`` = embedded SmolLM2, ``"tiny"`` = the tiny test model, else a
+    directory or hub id (see :func:`value_lens.load_model`).
+
+    The tiny model's context is raised to 8192 tokens (its rotary embedding has no hard limit) so
+    whole ICRL conversations fit, as they do for real models.
+    """
+    if model == TINY:
+        from value_lens.testing import tiny_qwen3
+
+        m = tiny_qwen3()
+        m.cfg.n_ctx = int(n_ctx or 8192)
+        return m
+    from value_lens.model import load_model
+
+    return load_model(model, device=device, dtype=dtype, n_ctx=n_ctx)
+
+
+def load_axis_option(path: str | os.PathLike[str], model: Any) -> ValueAxis:
+    """Load ``--axis``: a saved ValueAxis (``.safetensors``) or the paper's ``value_axis.npy``."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"axis file {p} does not exist; run `value-lens build --out DIR` first")
+    axis = ValueAxis.from_official(p, model) if p.suffix == ".npy" else ValueAxis.load(p)
+    axis.check_compatible(model)
+    return axis
+
+
+def parse_layers(spec: str | None, n_layers: int) -> list[int] | None:
+    """``"all"``/None -> every layer (None if spec is None); ``"20"``, ``"-1"``, ``"10-20"``,
+    ``"3,5,7"`` and mixtures -> a sorted list (checked against ``n_layers``)."""
+    if spec is None:
+        return None
+    spec = spec.strip()
+    if spec.lower() == "all":
+        return list(range(n_layers))
+    out: list[int] = []
+    for part in spec.split(","):
+        part = part.strip()
+        try:
+            if "-" in part[1:]:
+                a, b = part[0] + part[1:].split("-", 1)[0], part[1:].split("-", 1)[1]
+                lo, hi = resolve_layers([int(a), int(b)], n_layers)
+                out.extend(range(lo, hi + 1))
+            else:
+                out.extend(resolve_layers([int(part)], n_layers))
+        except ValueError:
+            raise InputError(
+                f"cannot read layers {spec!r}; use e.g. 20, -1, 10-20, 3,5,7 or all"
+            ) from None
+    return sorted(set(out))
+
+
+def parse_criteria(spec: str | None) -> list[str] | None:
+    """``None``/``"all"`` -> all 50; ``"syntactic"``/``"semantic"``; ``"first:N"``; or names."""
+    if spec is None or spec.strip().lower() == "all":
+        return None
+    from value_lens.data.icrl import CRITERIA
+
+    spec = spec.strip()
+    if spec in {"syntactic", "semantic"}:
+        return [n for n, c in CRITERIA.items() if c.kind == spec]
+    if spec.startswith("first:"):
+        try:
+            k = int(spec.split(":", 1)[1])
+        except ValueError:
+            raise InputError(f"cannot read {spec!r}; use first:N with an integer N") from None
+        if k < 2:
+            raise InputError("first:N needs N >= 2 criteria")
+        return _interleaved(CRITERIA)[:k]
+    return [s.strip() for s in spec.split(",") if s.strip()]
+
+
+def _interleaved(criteria: Any) -> list[str]:
+    """Criterion names alternating syntactic and semantic (so ``first:N`` mixes both kinds)."""
+    syn = [n for n, c in criteria.items() if c.kind == "syntactic"]
+    sem = [n for n, c in criteria.items() if c.kind == "semantic"]
+    out = []
+    for i in range(max(len(syn), len(sem))):
+        out += ([syn[i]] if i < len(syn) else []) + ([sem[i]] if i < len(sem) else [])
+    return out
+
+
+def build_icrl_data(
+    model: Any,
+    *,
+    n_per_criterion: int,
+    criteria: list[str] | None,
+    seed: int,
+    out: str | os.PathLike[str] | None = None,
+) -> tuple[list[Any], LabelledTokens, Any]:
+    """Scripted ICRL conversations (resumable through ``out/conversations.jsonl``), labelled.
+
+    Returns ``(conversations, labelled tokens, label report)``.
+    """
+    from value_lens.data.icrl import generate_scripted
+    from value_lens.data.icrl.label import label
+
+    log = None if out is None else Path(out) / "conversations.jsonl"
+    convs = generate_scripted(n_per_criterion, seed=seed, criteria=criteria, out=log)
+    data, report = label(convs, model, return_report=True)
+    return convs, data, report
+
+
+def fit_axis(
+    model: Any,
+    data: LabelledTokens,
+    *,
+    layers: list[int] | None = None,
+    method: str = "mean_diff",
+    batch_size: int = 4,
+    progress: bool = True,
+) -> tuple[ValueAxis, ActivationStats]:
+    """Collect statistics over ``data`` and fit a :class:`ValueAxis` (moments kept for sd units)."""
+    from value_lens.collect import collect_stats
+
+    stats = collect_stats(
+        model, data, layers=layers, batch_size=batch_size, moments=False, progress=progress
+    )
+    return ValueAxis.fit(stats, method=method), stats
