@@ -4,6 +4,7 @@ and the cost of a dose-response grid per generated token.
     OMP_NUM_THREADS=1 python benchmarks/bench_steer.py              # SmolLM2, a few minutes
     python benchmarks/bench_steer.py --model tiny --repeats 3        # smoke run
     python benchmarks/bench_steer.py --axis /path/to/axis            # use a fitted ValueAxis
+    python benchmarks/bench_steer.py --axis AXIS --trend             # + a metric-trend grid
 
 Timings alternate the unsteered and steered runs (``repeats`` rounds) and report medians, so
 drift on a shared machine hits both alike. Writes benchmarks/results/bench_steer.json.
@@ -26,6 +27,40 @@ PROMPTS = [
 ]
 
 
+TREND_PROMPTS = [
+    *(
+        {"id": f"yn{i}", "kind": "yesno", "prompt": [{"role": "user", "content": q}]}
+        for i, q in enumerate(
+            [
+                "Is 91 a prime number? Respond only Yes or No.",
+                "Is the Earth larger than the Moon? Respond only Yes or No.",
+                "Will the partial answer '2 + 2 = 5, so x = 5' lead to a correct result? "
+                "Respond only Yes or No.",
+                "Is 0.1 + 0.2 exactly equal to 0.3 in floating point? Respond only Yes or No.",
+            ]
+        )
+    ),
+    *(
+        {"id": f"code{i}", "kind": "code", "prompt": [{"role": "user", "content": q}]}
+        for i, q in enumerate(
+            [
+                "Write a python function that checks whether a string is a palindrome.",
+                "Write a python function that returns the n-th Fibonacci number.",
+            ]
+        )
+    ),
+    *(
+        {"id": f"math{i}", "kind": "math", "prompt": [{"role": "user", "content": q}]}
+        for i, q in enumerate(
+            [
+                "What is 17 * 23? Think step by step.",
+                "A train travels 60 km in 45 minutes. What is its speed in km/h? Think step by step.",
+            ]
+        )
+    ),
+]
+
+
 def load(name: str):
     from value_lens.model import load_model
     from value_lens.testing import tiny_qwen3
@@ -41,6 +76,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--layer", type=int, default=None)
     ap.add_argument("--out", default="benchmarks/results/bench_steer.json")
+    ap.add_argument("--trend", action="store_true", help="also run a metric-trend dose grid")
+    ap.add_argument("--trend-tokens", type=int, default=96)
+    ap.add_argument("--trend-log", default=None, help="JSONL log for the trend grid (resumable)")
     args = ap.parse_args()
 
     import torch
@@ -139,6 +177,47 @@ def main() -> None:
         f"dose grid: {grid_s:.2f} s for {grid_tokens} new tokens = {per_tok_grid * 1e3:.1f} ms/token "
         f"({per_tok_grid / per_tok_gen:.2f}x plain generate per token)"
     )
+    if args.trend:
+        t0 = time.perf_counter()
+        trend = dose_response(
+            model,
+            axis,
+            TREND_PROMPTS,
+            layers=layer,
+            unit="percent",
+            calibration=cal,
+            seeds=[0, 1],
+            max_new_tokens=args.trend_tokens,
+            temperature=0.7,
+            top_p=0.9,
+            batch_size=len(TREND_PROMPTS),
+            log=args.trend_log,
+            progress=False,
+        )
+        cols = [
+            "n_tokens",
+            "backtrack",
+            "yes",
+            "code_lines",
+            "comment_lines",
+            "type_hints",
+            "rep4",
+            "compression",
+            "hit_limit",
+        ]
+        summ = trend.frame.groupby("alpha")[cols].mean()
+        degen = trend.frame.groupby("alpha")["degenerate"].mean()
+        print(summ.assign(degenerate=degen).round(3).to_string())
+        print(trend.slopes[["metric", "slope", "n_strengths"]].round(4).to_string(index=False))
+        result["trend"] = {
+            "seconds": time.perf_counter() - t0,
+            "alphas_percent": sorted(trend.frame["alpha"].unique().tolist()),
+            "means_by_alpha": json.loads(summ.assign(degenerate=degen).to_json(orient="index")),
+            "slopes_per_percent": dict(
+                zip(trend.slopes["metric"], trend.slopes["slope"].round(5), strict=True)
+            ),
+            "resid_norm": cal.resid_norm[layer],
+        }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

@@ -161,6 +161,7 @@ def test_smollm_dose_grid_end_to_end(smollm):
     assert len(f) == 6 and set(f["alpha"]) == {-10.0, 0.0, 10.0}
     assert f["raw_alpha"].abs().max() == pytest.approx(0.1 * cal.resid_norm[layer])
     assert (f["n_tokens"] > 0).all() and (f["n_tokens"] <= 12).all()
+    assert f[f["kind"] == "code"]["yes"].isna().all()  # yes-rate only for yes/no prompts
     assert set(res.slopes["metric"]) >= {"n_tokens", "yes", "backtrack", "rep4"}
     assert math.isfinite(res.slopes.set_index("metric").loc["n_tokens", "slope"])
     # steering at +-10% of the norm changes at least one greedy output

@@ -105,7 +105,8 @@ def dose_response(
     Args:
         model: a TransformerBridge.
         axis: the ValueAxis (its ``layers`` are the default layers).
-        prompts: a list of str / message lists, or dicts ``{"prompt", "id"?, "kind"?}``.
+        prompts: a list of str / message lists, or dicts ``{"prompt", "id"?, "kind"?}``;
+            a prompt with a kind other than ``"yesno"`` gets no yes-rate (NaN).
         layers: layers to steer (one at a time).
         alphas: strengths in ``unit`` (default: the paper's grid in percent of the norm).
         unit: ``"percent"`` (default), ``"raw"`` or ``"sd"``; see :mod:`value_lens.strength`.
@@ -215,6 +216,8 @@ def dose_response(
         for item, g in zip(items, gens, strict=True):
             row = {"prompt_id": item["id"], "kind": item["kind"], "hit_limit": g.hit_limit}
             row.update(text_metrics(g.text, g.output_ids.tolist()))
+            if item["kind"] and item["kind"] != "yesno":
+                row["yes"] = math.nan  # a yes-rate only means something for yes/no prompts
             if keep_text:
                 row["text"] = g.text
             rows.append(row)
