@@ -9,6 +9,7 @@ import typer
 
 from value_lens.cli import (
     Axis,
+    Corpus,
     Criteria,
     Device,
     Dtype,
@@ -155,6 +156,7 @@ def demo(
     out: Out = Path("value_lens_demo"),
     seed: Seed = 0,
     criteria: Criteria = None,
+    corpus: Corpus = None,
     quick: Annotated[bool, typer.Option(help="Reduced setting for CI (about a minute).")] = False,
     paper: Annotated[
         bool | None,
@@ -165,5 +167,6 @@ def demo(
     from value_lens.demo import run_demo
 
     path = run_demo(model=model, out=out, device=device, dtype=dtype, seed=seed, quick=quick,
-                    paper=paper, layers=layers, criteria=criteria, log=_say)  # fmt: skip
+                    paper=paper, layers=layers, criteria=criteria, corpus=corpus,
+                    log=_say)  # fmt: skip
     typer.echo(str(path))

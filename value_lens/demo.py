@@ -156,6 +156,7 @@ def run_demo(
     config: DemoConfig | None = None,
     layers: str | None = None,
     criteria: str | None = None,
+    corpus: str | os.PathLike[str] | None = None,
     log: Callable[[str], None] = print,
 ) -> Path:
     """Run (or resume) the demo and return the path of ``report.html``.
@@ -168,6 +169,7 @@ def run_demo(
         quick / paper / config: the setting (see :func:`demo_config`); ``config`` overrides.
         layers: layers to collect and sweep (``"all"`` by default).
         criteria: overrides the setting's ICRL criteria.
+        corpus: your own paragraph file (default: the packaged corpus).
         log: where progress lines go.
     """
     from value_lens.axis import ValueAxis
@@ -192,7 +194,7 @@ def run_demo(
         log(f"[demo] loading {m or 'the embedded SmolLM2-135M-Instruct'} on {device}")
         m = load_model_option(m, device=device, dtype=dtype)
     settings = {"config": dataclasses.asdict(cfg), "seed": seed, "layers": layers,
-                "model": model_id(m)}  # fmt: skip
+                "model": model_id(m), "corpus": None if corpus is None else str(corpus)}  # fmt: skip
     old = read_meta(out).get("demo")
     if old is not None and old != _jsonable(settings):
         raise InputError(
@@ -210,7 +212,7 @@ def run_demo(
     lay = parse_layers(layers, n_layers(m))
     convs, data, report = build_icrl_data(m, n_per_criterion=cfg.n_per_criterion,
                                           criteria=parse_criteria(cfg.criteria), seed=seed,
-                                          out=out)  # fmt: skip
+                                          out=out, corpus=corpus)  # fmt: skip
     data = shortest_per_group(data, cfg.keep_per_criterion)
     if "data" not in done:
         finish("data", conversations=len(convs), turns=len(data), tokens=data.n_tokens,

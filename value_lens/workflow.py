@@ -139,16 +139,18 @@ def build_icrl_data(
     criteria: list[str] | None,
     seed: int,
     out: str | os.PathLike[str] | None = None,
+    corpus: str | os.PathLike[str] | None = None,
 ) -> tuple[list[Any], LabelledTokens, Any]:
     """Scripted ICRL conversations (resumable through ``out/conversations.jsonl``), labelled.
 
-    Returns ``(conversations, labelled tokens, label report)``.
+    ``corpus`` is a paragraph file (``.txt``, blank-line separated, or ``.jsonl``); default the
+    packaged corpus. Returns ``(conversations, labelled tokens, label report)``.
     """
     from value_lens.data.icrl import generate_scripted
     from value_lens.data.icrl.label import label
 
     log = None if out is None else Path(out) / "conversations.jsonl"
-    convs = generate_scripted(n_per_criterion, seed=seed, criteria=criteria, out=log)
+    convs = generate_scripted(n_per_criterion, seed=seed, criteria=criteria, out=log, corpus=corpus)
     data, report = label(convs, model, return_report=True)
     return convs, data, report
 

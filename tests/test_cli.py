@@ -1,0 +1,202 @@
+"""The value-lens command line, end to end on the tiny model: every subcommand and user errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tests._offline import external_urls
+from value_lens.axis import ValueAxis
+from value_lens.cli import main
+
+SMALL_CORPUS = "\n\n".join(
+    f"{topic} was built long ago. Many people visit it every year and enjoy the quiet view there"
+    for topic in ("The river", "The old mill", "A small village", "The mountain pass",
+                  "The harbor", "The library", "The forest", "A stone bridge", "The market",
+                  "The lighthouse", "The garden", "The railway")
+)  # fmt: skip
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def assert_user_error(code: int, err: str, expect_code: int, match: str) -> None:
+    assert code == expect_code, err
+    errors = [ln for ln in err.splitlines() if ln.startswith("value-lens: error:")]
+    assert len(errors) == 1, err
+    assert match in errors[0], errors[0]
+    assert "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    p = tmp_path_factory.mktemp("corpus") / "small.txt"
+    p.write_text(SMALL_CORPUS + "\n")
+    return p
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, corpus) -> Path:
+    """A results folder where `value-lens build` ran on the tiny model (3 criteria)."""
+    out = tmp_path_factory.mktemp("built")
+    code = main(["build", "--model", "tiny", "--out", str(out), "--criteria", "first:3",
+                 "--n-per-criterion", "1", "--corpus", str(corpus), "--seed", "1"])  # fmt: skip
+    assert code == 0
+    return out
+
+
+def test_build_writes_axis_stats_and_metadata(built):
+    axis = ValueAxis.load(built / "axis.safetensors")
+    assert axis.layers == (0, 1) and axis.d_model == 64 and axis.method == "mean_diff"
+    assert float(axis.directions.norm()) > 0
+    meta = json.loads((built / "run.json").read_text())
+    assert meta["model"].startswith("value_lens/tiny-qwen3") and meta["seed"] == 1
+    assert len(meta["criteria"]) == 3 and meta["layers"] == [0, 1]
+    assert (built / "stats.safetensors").exists() and (built / "conversations.jsonl").exists()
+
+
+def test_trace_text_and_file(built, capsys, tmp_path):
+    code, out, _ = run(capsys, "trace", "Wait, actually: the fox!", "--model", "tiny",
+                       "--out", built, "--layer", "0", "--name", "fox")  # fmt: skip
+    assert code == 0 and "mean value at layer 0" in out
+    page = built / "trace-fox.html"
+    html = page.read_text()
+    assert external_urls(html) == [] and "value (cosine) at layer 0" in html
+    rec = json.loads((built / "trace-fox.json").read_text())
+    assert rec["layers"] == [0, 1] and len(rec["cosine"][0]) == len(rec["tokens"])
+    msgs = tmp_path / "chat.json"
+    msgs.write_text(json.dumps([{"role": "user", "content": "Is 91 prime?"}]))
+    code, out, _ = run(capsys, "trace", "--file", msgs, "--model", "tiny", "--out", built,
+                       "--layers", "1", "--name", "chat")  # fmt: skip
+    assert code == 0
+    assert json.loads((built / "trace-chat.json").read_text())["layers"] == [1]
+
+
+def test_trace_with_the_papers_npy_axis(capsys, tmp_path):
+    arr = np.random.default_rng(0).standard_normal((3, 64))  # n_layers + 1 rows
+    np.save(tmp_path / "value_axis.npy", arr)
+    code, out, err = run(capsys, "trace", "hello", "--model", "tiny", "--out", tmp_path,
+                         "--axis", tmp_path / "value_axis.npy")  # fmt: skip
+    assert code == 0, err
+    rec = json.loads((tmp_path / "trace-text.json").read_text())
+    assert rec["layers"] == [0]  # the post-norm last row is dropped
+
+
+def test_sweep(built, capsys, corpus):
+    code, out, err = run(capsys, "sweep", "--model", "tiny", "--out", built, "--criteria",
+                         "first:3", "--n-per-criterion", "1", "--corpus", corpus,
+                         "--splits", "2", "--seed", "1")  # fmt: skip
+    assert code == 0, err
+    df = pd.read_csv(built / "sweep.csv")
+    assert df["layer"].tolist() == [0, 1]
+    for col in ("token_auroc_mean", "random_auroc_mean", "position_auroc", "function_score_mean"):
+        assert df[col].between(0, 1).all()
+    cos = pd.read_csv(built / "layer_cosine.csv", index_col=0)
+    np.testing.assert_allclose(np.diag(cos.to_numpy()), 1.0, atol=1e-5)
+    assert f"best layer {int(df.loc[df.token_auroc_mean.idxmax(), 'layer'])}" in out
+    assert "reusing" in err  # the same data as `build`: its statistics pass is reused
+
+
+def test_steer_single_and_grid(built, capsys):
+    code, out, err = run(capsys, "steer", "--model", "tiny", "--out", built, "--prompt", "hi",
+                         "--prompt", "2+2?", "--layers", "1", "--alpha", "50", "--unit", "raw",
+                         "--max-new-tokens", "4")  # fmt: skip
+    assert code == 0, err
+    lines = [json.loads(x) for x in out.splitlines()]
+    assert [x["prompt"] for x in lines] == ["hi", "2+2?"]
+    assert "alpha=50 raw @ layer 1" in lines[0]
+    code, out, err = run(capsys, "steer", "--model", "tiny", "--out", built, "--prompt", "hi",
+                         "--layers", "1", "--alpha", "-20", "--alpha", "0", "--alpha", "20",
+                         "--unit", "raw", "--max-new-tokens", "3")  # fmt: skip
+    assert code == 0, err
+    dose = pd.read_csv(built / "dose.csv")
+    assert sorted(set(dose["alpha"])) == [-20.0, 0.0, 20.0] and set(dose["layer"]) == {1}
+    assert (built / "dose_slopes.csv").exists()
+
+
+@pytest.mark.parametrize("suite", ["code", "backtracking", "confidence"])
+def test_eval_suites(built, capsys, suite):
+    code, out, err = run(capsys, "eval", "--suite", suite, "--model", "tiny", "--out", built,
+                         "--n", "2", "--max-new-tokens", "6", "--layer", "1")  # fmt: skip
+    assert code == 0, err
+    meta = json.loads((built / "run.json").read_text())
+    assert meta[f"eval_{suite}"] == {"layer": 1, "n": 2, "seed": 0}
+    if suite == "code":
+        table = pd.read_csv(built / "code.csv")
+        assert {"kind", "correct_whole", "corrupted_whole"} <= set(table.columns)
+
+
+def test_report_collects_everything(built, capsys):
+    # runs after the tests above in file order; whatever exists is drawn
+    code, out, err = run(capsys, "report", "--out", built, "--title", "CLI test")
+    assert code == 0, err
+    html = Path(out.strip()).read_text()
+    assert external_urls(html) == [] and "CLI test" in html
+    assert "Held-out layer sweep" in html and "trace: fox" in html
+
+
+def test_demo_subcommand_quick_on_tiny(capsys, tmp_path, corpus):
+    code, out, err = run(capsys, "demo", "--model", "tiny", "--quick", "--out", tmp_path,
+                         "--corpus", corpus, "--criteria", "first:3")  # fmt: skip
+    assert code == 0, err
+    assert Path(out.strip()) == tmp_path / "report.html"
+    steps = [json.loads(x)["step"] for x in (tmp_path / "steps.jsonl").read_text().splitlines()]
+    assert steps == ["data", "stats", "axis", "sweep", "heatmaps", "dose", "report"]
+
+
+# ------------------------------------------------------------------ user errors
+
+
+def test_usage_errors_are_one_line_exit_2(capsys, tmp_path):
+    code, _, err = run(capsys, "trace", "--bogus")
+    assert_user_error(code, err, 2, "No such option: --bogus")
+    code, _, err = run(capsys, "trace", "--model", "tiny", "--out", tmp_path)
+    assert_user_error(code, err, 2, "give either a TEXT argument or --file")
+    code, _, err = run(capsys, "trace", "x", "--model", "tiny", "--out", tmp_path)
+    assert_user_error(code, err, 2, "run `value-lens build` first")
+    code, _, err = run(capsys, "eval", "--suite", "nope")
+    assert_user_error(code, err, 2, "unknown suite 'nope'")
+    code, _, err = run(capsys, "build", "--n-per-criterion", "many")
+    assert_user_error(code, err, 2, "valid integer")
+
+
+def test_library_errors_are_one_line_exit_1(built, capsys, tmp_path):
+    axis = built / "axis.safetensors"
+    code, _, err = run(capsys, "trace", "x", "--model", "tiny", "--axis", axis, "--layers", "7")
+    assert_user_error(code, err, 1, "layer 7")
+    code, _, err = run(capsys, "build", "--model", tmp_path / "no_such_model", "--out", tmp_path)
+    assert_user_error(code, err, 1, "no_such_model")
+    code, _, err = run(capsys, "build", "--model", "tiny", "--criteria", "no_such_rule",
+                       "--out", tmp_path)  # fmt: skip
+    assert_user_error(code, err, 1, "no_such_rule")
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(axis.read_bytes()[:-7])
+    code, _, err = run(capsys, "trace", "x", "--model", "tiny", "--axis", broken)
+    assert_user_error(code, err, 1, "broken.safetensors")
+    other = tmp_path / "other.safetensors"
+    ValueAxis(torch.ones(2, 32), model_id="someone/else").save(other)
+    code, _, err = run(capsys, "trace", "x", "--model", "tiny", "--axis", other)
+    assert_user_error(code, err, 1, "d_model 32")
+    code, _, err = run(capsys, "report", "--out", tmp_path / "empty_or_missing")
+    assert_user_error(code, err, 1, "is not a directory")
+
+
+def test_installed_entry_point_runs_without_traceback(tmp_path):
+    exe = Path(sys.executable).with_name("value-lens")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "value_lens.cli"]
+    ok = subprocess.run([*cmd, "--help"], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and "demo" in ok.stdout and "steer" in ok.stdout
+    bad = subprocess.run([*cmd, "report", "--out", str(tmp_path)], capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().startswith("value-lens: error:") and "holds no results" in bad.stderr
