@@ -85,7 +85,7 @@ class CohensD(float):
     kind: str
     n: tuple[int, ...]
 
-    def __new__(cls, value: float, kind: str, n: tuple[int, ...]) -> CohensD:  # noqa: PYI034
+    def __new__(cls, value: float, kind: str, n: tuple[int, ...]) -> CohensD:
         obj = super().__new__(cls, value)
         obj.kind = kind
         obj.n = n
