@@ -12,16 +12,10 @@ import pandas as pd
 import pytest
 import torch
 
+from tests._demo_data import SMALL_CORPUS
 from tests._offline import external_urls
 from value_lens.axis import ValueAxis
 from value_lens.cli import main
-
-SMALL_CORPUS = "\n\n".join(
-    f"{topic} was built long ago. Many people visit it every year and enjoy the quiet view there"
-    for topic in ("The river", "The old mill", "A small village", "The mountain pass",
-                  "The harbor", "The library", "The forest", "A stone bridge", "The market",
-                  "The lighthouse", "The garden", "The railway")
-)  # fmt: skip
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

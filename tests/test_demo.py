@@ -1,0 +1,98 @@
+"""The main job: settings, resuming after a kill, and the quick run on the embedded SmolLM2."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from tests._demo_data import SMALL_CORPUS
+from tests._offline import external_urls
+from value_lens.demo import FULL, PAPER, QUICK, demo_config, run_demo, shortest_per_group
+from value_lens.errors import InputError
+from value_lens.tokens import LabelledTokens
+from value_lens.viz.rundir import load_trace
+
+STEPS = ["data", "stats", "axis", "sweep", "heatmaps", "dose", "report"]
+
+
+def _steps(out) -> list[str]:
+    return [json.loads(x)["step"] for x in (out / "steps.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    p = tmp_path_factory.mktemp("corpus") / "small.txt"
+    p.write_text(SMALL_CORPUS + "\n")
+    return p
+
+
+def test_settings():
+    assert demo_config() is FULL and demo_config(quick=True) is QUICK
+    assert demo_config(device="cuda") is PAPER and demo_config(device="cuda", paper=False) is FULL
+    assert PAPER.heatmap_layer == 20 and PAPER.criteria == "all" and PAPER.n_splits == 10
+    assert round(PAPER.train_fraction * 50) == 35  # the paper's 35 training criteria
+    assert QUICK.n_per_criterion * 5 < FULL.n_per_criterion * 16
+    with pytest.raises(InputError, match="not both"):
+        demo_config(quick=True, paper=True)
+
+
+def test_shortest_per_group_keeps_the_shortest_in_order():
+    data = LabelledTokens.from_lists(
+        [[1] * 5, [1] * 3, [1] * 4, [1] * 9, [1] * 2],
+        [[0] * 5, [0] * 3, [0] * 4, [0] * 9, [0] * 2],
+        ["a", "a", "b", "b", "a"],
+    )
+    kept = shortest_per_group(data, 1)
+    assert [x.numel() for x in kept.input_ids] == [4, 2] and kept.groups == ["b", "a"]
+    assert len(shortest_per_group(data, None)) == 5
+    assert [x.numel() for x in shortest_per_group(data, 2).input_ids] == [3, 4, 9, 2]
+
+
+def test_demo_on_tiny_resumes_after_a_kill(tmp_path, corpus):
+    logs: list[str] = []
+    path = run_demo(
+        "tiny", tmp_path, quick=True, corpus=corpus, criteria="first:3", log=logs.append
+    )
+    assert path == tmp_path / "report.html" and _steps(tmp_path) == STEPS
+    html = path.read_text()
+    assert external_urls(html) == []
+    for head in ("Held-out layer sweep", "a rewarded (+1) turn", "a failed (-1) turn",
+                 "Steering dose-response", "About this run"):  # fmt: skip
+        assert head in html
+    success, title = load_trace(tmp_path / "trace-1-success.json")
+    assert "Held-out criterion" in title and success.layers == [0, 1]
+    sweep = pd.read_csv(tmp_path / "sweep.csv")
+    assert sweep["layer"].tolist() == [0, 1]
+
+    # simulate a kill after the sweep: later steps are missing from the log
+    lines = (tmp_path / "steps.jsonl").read_text().splitlines()
+    (tmp_path / "steps.jsonl").write_text("\n".join(lines[:4]) + "\n")
+    stats_mtime = (tmp_path / "stats.safetensors").stat().st_mtime_ns
+    logs.clear()
+    run_demo("tiny", tmp_path, quick=True, corpus=corpus, criteria="first:3", log=logs.append)
+    assert _steps(tmp_path) == STEPS
+    assert (tmp_path / "stats.safetensors").stat().st_mtime_ns == stats_mtime
+    assert not any("collecting" in x or "held-out sweep" in x for x in logs)
+    assert any("heatmaps done" in x for x in logs) and any("dose done" in x for x in logs)
+
+    with pytest.raises(InputError, match="other settings"):
+        run_demo("tiny", tmp_path, quick=False, corpus=corpus, criteria="first:3", log=logs.append)
+
+
+@pytest.mark.slow
+def test_quick_demo_on_the_embedded_model(smollm, tmp_path):
+    torch.manual_seed(0)
+    path = run_demo(smollm, tmp_path, quick=True, log=lambda _: None)
+    html = path.read_text()
+    assert external_urls(html) == [] and "HuggingFaceTB/SmolLM2-135M-Instruct" in html
+    assert _steps(tmp_path) == STEPS
+    sweep = pd.read_csv(tmp_path / "sweep.csv")
+    assert sweep["layer"].tolist() == list(range(30))
+    assert sweep["token_auroc_mean"].between(0, 1).all()
+    dose = pd.read_csv(tmp_path / "dose.csv")
+    assert sorted(set(dose["alpha"])) == [-16.8, 0.0, 16.8] and (dose["unit"] == "percent").all()
+    meta = json.loads((tmp_path / "run.json").read_text())
+    assert meta["heatmap_layer"] in range(30)
