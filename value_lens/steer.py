@@ -65,7 +65,10 @@ class _Stream:
         self.processed = 0
 
     def locate(self, batch: int, seq_len: int) -> tuple[int, torch.Tensor, torch.Tensor]:
-        fresh = self.processed == 0 or seq_len > 1
+        regrouped = (
+            not self.given and self.prompt_lens is not None and self.prompt_lens.numel() != batch
+        )
+        fresh = self.processed == 0 or seq_len > 1 or regrouped
         offset = 0 if fresh else self.processed
         if self.given:
             assert self.prompt_lens is not None and self.pads is not None
