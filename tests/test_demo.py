@@ -34,7 +34,7 @@ def test_settings():
     assert demo_config(device="cuda") is PAPER and demo_config(device="cuda", paper=False) is FULL
     assert PAPER.heatmap_layer == 20 and PAPER.criteria == "all" and PAPER.n_splits == 10
     assert round(PAPER.train_fraction * 50) == 35  # the paper's 35 training criteria
-    assert QUICK.n_per_criterion * 5 < FULL.n_per_criterion * 16
+    assert QUICK.criteria == "first:5" and FULL.criteria == "first:12"
     with pytest.raises(InputError, match="not both"):
         demo_config(quick=True, paper=True)
 

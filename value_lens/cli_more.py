@@ -153,7 +153,7 @@ def demo(
     layers: Layers = None,
     device: Device = "cpu",
     dtype: Dtype = None,
-    out: Out = Path("value_lens_demo"),
+    out: Out = Path("value_lens_out/demo"),
     seed: Seed = 0,
     criteria: Criteria = None,
     corpus: Corpus = None,

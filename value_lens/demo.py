@@ -14,10 +14,20 @@ stopped (``steps.jsonl`` lists the finished ones):
    ``dose_slopes.csv``).
 7. ``report``: ``report.html``, one offline file.
 
-Settings: the default fits in 10 minutes on a 2-core CPU with the embedded SmolLM2-135M;
-``quick=True`` is the reduced setting used in CI; ``paper=True`` (default on CUDA) is the
-paper-scale setting for e.g. Qwen3-8B (50 criteria, 10 splits of 35 train criteria, layer 20 =
-the paper's 21, the paper's strength grid).
+Settings (:class:`DemoConfig`):
+
+* default (:data:`FULL`): 12 criteria (6 syntactic, 6 semantic), the shortest labelled turn of 3
+  conversations each (about 13k SmolLM2 tokens), 5 held-out splits of 8 training criteria, a
+  5-strength dose-response (-16.8 to +16.8% of the residual norm) on 4 prompts x 40 tokens.
+  Meant to finish within 10 minutes on a 2-core CPU with the embedded SmolLM2-135M
+  (``benchmarks/bench_demo.py`` measures it).
+* ``quick=True`` (:data:`QUICK`): 5 criteria, 2 splits, 3 strengths on 2 prompts x 12 tokens;
+  the reduced setting CI runs.
+* ``paper=True`` (:data:`PAPER`, the default on CUDA devices): all 50 criteria, 8
+  conversations each (about the paper's 380), every labelled turn, 10 splits of 35 training
+  criteria, heatmaps at layer 20 (the paper's 21), steering at layers 20, 22 and 24 with the
+  paper's strengths, 16 prompts x 256 sampled tokens (T=0.7) and 2 seeds. For example
+  ``value-lens demo --model Qwen/Qwen3-8B --device cuda``.
 """
 
 from __future__ import annotations
@@ -42,8 +52,8 @@ __all__ = ["FULL", "PAPER", "QUICK", "DemoConfig", "demo_config", "run_demo"]
 class DemoConfig:
     """How much the demo does. ``n_train`` is the fraction of criteria used for training."""
 
-    criteria: str = "first:16"
-    n_per_criterion: int = 2
+    criteria: str = "first:12"
+    n_per_criterion: int = 3
     keep_per_criterion: int | None = 1  # keep the shortest labelled turns (None: all)
     n_splits: int = 5
     train_fraction: float = 0.7
@@ -146,7 +156,7 @@ def _heatmaps(model: Any, stats: Any, data: Any, convs: list[Any], layer: int, o
 
 def run_demo(
     model: Any = None,
-    out: str | os.PathLike[str] = "value_lens_demo",
+    out: str | os.PathLike[str] = "value_lens_out/demo",
     *,
     device: str = "cpu",
     dtype: str | None = None,

@@ -1,0 +1,74 @@
+"""Wall time of the main job (``value-lens demo``) from a cold start, per step.
+
+The target: the default setting finishes within 10 minutes on a 2-core CPU with the embedded
+SmolLM2-135M-Instruct (model loading included). ``--quick`` times the CI setting instead.
+
+Usage: python benchmarks/bench_demo.py [--quick] [--model tiny] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from value_lens.demo import demo_config, run_demo
+
+RESULTS = Path(__file__).parent / "results"
+TARGET_S = 600.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="time the reduced CI setting")
+    ap.add_argument("--model", default=None, help="default: the embedded SmolLM2")
+    ap.add_argument("--out", default=None, help="results folder (default: a fresh temp dir)")
+    args = ap.parse_args()
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="value_lens_demo_"))
+    if args.out and out.exists():
+        shutil.rmtree(out)  # a cold run: nothing to resume
+    t0 = time.perf_counter()
+    cpu0 = time.process_time()
+    report = run_demo(args.model, out, quick=args.quick)
+    wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    steps = [json.loads(x) for x in (out / "steps.jsonl").read_text().splitlines()]
+    prev, per_step = 0.0, {}
+    for s in steps:
+        per_step[s["step"]] = round(s["seconds"] - prev, 1)
+        prev = s["seconds"]
+    cfg = demo_config(quick=args.quick)
+    res = {
+        "setting": "quick" if args.quick else "default",
+        "model": args.model or "embedded SmolLM2-135M-Instruct",
+        "wall_seconds": round(wall, 1),
+        "process_cpu_seconds": round(cpu, 1),
+        "ratio_to_10_minute_target": round(wall / TARGET_S, 3),
+        "per_step_seconds": per_step,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_average_1m_at_end": os.getloadavg()[0],
+        "config": dataclasses.asdict(cfg),
+        "report_bytes": report.stat().st_size,
+        "tokens": next((s.get("tokens") for s in steps if s["step"] == "data"), None),
+    }
+    print(f"demo ({res['setting']}, {res['model']}): {wall:.0f} s wall "
+          f"= {res['ratio_to_10_minute_target']:.2f} x the 10-minute target")  # fmt: skip
+    for k, v in per_step.items():
+        print(f"  {k:9s} {v:7.1f} s")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = "bench_demo_quick.json" if args.quick else "bench_demo.json"
+    (RESULTS / name).write_text(json.dumps(res, indent=1, default=str) + "\n")
+    if not args.out:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
