@@ -1,0 +1,157 @@
+"""The documentation site: strict build, full API coverage, and every name and path it cites exists."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import value_lens
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+PAGES = sorted(DOCS.rglob("*.md"))
+
+
+def _text(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    pytest.importorskip("mkdocs")
+    pytest.importorskip("mkdocstrings_handlers.python")
+    out = tmp_path_factory.mktemp("site")
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
+    return out
+
+
+def test_strict_build_renders_every_page(site):
+    nav_pages = [p.relative_to(DOCS) for p in PAGES if "hooks" not in p.parts]
+    for rel in nav_pages:
+        html = site / rel.with_suffix("") / "index.html" if rel.name != "index.md" else None
+        html = html or site / rel.parent / "index.html"
+        assert html.is_file(), f"{rel} was not rendered"
+    assert not (site / "hooks").exists()  # build hooks are not published
+
+
+def test_api_reference_has_the_public_api(site):
+    """mkdocstrings rendered the docstrings: one anchor per public function or class."""
+    html = "\n".join(p.read_text(encoding="utf-8") for p in (site / "reference").rglob("*.html"))
+    for name in value_lens.__all__:
+        obj = getattr(value_lens, name)
+        mod = getattr(obj, "__module__", None)
+        if not callable(obj) or mod is None or not mod.startswith("value_lens"):
+            continue
+        anchor = f'id="{mod}.{obj.__name__}"'
+        assert anchor in html, f"{mod}.{obj.__name__} is missing from the API reference"
+
+
+def test_cli_reference_lists_every_command(site):
+    typer = pytest.importorskip("typer")
+    from value_lens.cli import app
+
+    group = typer.main.get_command(app)
+    ctx = group.make_context("value-lens", [], resilient_parsing=True)
+    html = (site / "reference" / "cli" / "index.html").read_text(encoding="utf-8")
+    names = group.list_commands(ctx)
+    assert len(names) >= 5
+    for name in names:
+        assert f"value-lens {name}" in html, f"CLI command {name!r} is not documented"
+        for p in group.get_command(ctx, name).get_params(ctx):
+            for opt in getattr(p, "opts", []):
+                if opt.startswith("--") and opt != "--help":
+                    assert opt in html, f"option {opt} of {name!r} is not documented"
+
+
+def test_performance_tables_come_from_results(site):
+    html = (site / "performance" / "index.html").read_text(encoding="utf-8")
+    for res in sorted((ROOT / "benchmarks" / "results").glob("*.json")):
+        assert f"benchmarks/results/{res.name}" in html
+    for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
+        assert f"benchmarks/{script.name}" in html, f"{script.name} has no section"
+
+
+def _modules() -> list[str]:
+    out = []
+    for info in pkgutil.walk_packages(value_lens.__path__, "value_lens."):
+        if any(part.startswith("_") for part in info.name.split(".")):
+            continue
+        out.append(info.name)
+    return out
+
+
+def test_every_public_module_has_a_reference_page():
+    ref = "\n".join(_text(p) for p in (DOCS / "reference").glob("*.md"))
+    documented = set(re.findall(r"^::: ([\w.]+)", ref, re.MULTILINE))
+    missing = [m for m in _modules() if m not in documented]
+    assert not missing, f"modules without an API reference entry: {missing}"
+    assert documented <= set(_modules()) | {"value_lens"}
+
+
+_NAME = re.compile(r"(?<![\w.])(vl|icrl|value_lens)((?:\.[A-Za-z_]\w*)+)")
+
+
+def _resolve(root: str, dotted: str) -> bool:
+    base = {"vl": "value_lens", "icrl": "value_lens.data.icrl"}.get(root, root)
+    parts = dotted.strip(".").split(".")
+    obj = importlib.import_module(base)
+    for i, part in enumerate(parts):
+        if hasattr(obj, part):
+            obj = getattr(obj, part)
+            continue
+        try:  # a submodule not imported by its package
+            obj = importlib.import_module(".".join([base, *parts[: i + 1]]))
+        except ImportError:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(DOCS)))
+def test_every_api_name_in_the_docs_exists(page):
+    text = _text(page)
+    bad = sorted(
+        {
+            m.group(0)
+            for m in _NAME.finditer(text)
+            if not m.group(2).endswith((".py", ".md"))
+            and not _resolve(m.group(1), m.group(2).split(".(")[0])
+        }
+    )
+    assert not bad, f"{page.name} cites names that do not exist: {bad}"
+
+
+_PATH = re.compile(
+    r"`((?:tests|benchmarks|tutorials|scripts|value_lens)/[\w/.-]+\.(?:py|sh|ipynb))`"
+)
+_NB = re.compile(r"`(0\d_\w+\.ipynb)`")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(DOCS)))
+def test_every_file_the_docs_cite_exists(page):
+    text = _text(page)
+    missing = [p for p in _PATH.findall(text) if not (ROOT / p).exists()]
+    missing += [p for p in _NB.findall(text) if not (ROOT / "tutorials" / p).exists()]
+    assert not missing, f"{page.name} cites files that do not exist: {missing}"
+
+
+def test_cited_test_functions_exist():
+    """Claims in the docs name the tests that back them; those test files must test something."""
+    for page in PAGES:
+        for path in set(_PATH.findall(_text(page))):
+            if path.startswith("tests/"):
+                assert "def test_" in _text(ROOT / path), f"{path} (cited by {page.name})"

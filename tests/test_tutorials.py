@@ -1,0 +1,105 @@
+"""The tutorials: committed without outputs, generated from their source, and runnable offline.
+
+Each notebook is executed with nbclient in a fresh working directory (what it writes stays
+there) on the embedded SmolLM2-135M-Instruct, CPU only, with the network disabled for the
+Hugging Face libraries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests._offline import external_urls
+
+ROOT = Path(__file__).resolve().parents[1]
+TUTORIALS = ROOT / "tutorials"
+NAMES = [
+    "01_quickstart.ipynb",
+    "02_layer_sweeps.ipynb",
+    "03_steering.ipynb",
+    "04_evaluations.ipynb",
+    "05_your_own_data.ipynb",
+]
+CELL_TIMEOUT_S = 600
+
+nbformat = pytest.importorskip("nbformat")
+
+
+def _builder():
+    sys.path.insert(0, str(TUTORIALS))
+    try:
+        import build_notebooks
+    finally:
+        sys.path.remove(str(TUTORIALS))
+    return build_notebooks
+
+
+def test_the_five_tutorials_are_there():
+    assert sorted(p.name for p in TUTORIALS.glob("*.ipynb")) == NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_committed_notebook_is_valid_and_has_no_outputs(name):
+    nb = nbformat.read(TUTORIALS / name, as_version=4)
+    nbformat.validate(nb)
+    assert nb.nbformat == 4
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"{name}: a code cell has outputs; strip them"
+            assert cell.execution_count is None, f"{name}: a code cell has an execution count"
+    # the first code cell is the parameter cell: embedded model by default, Qwen3-8B on a GPU
+    params = next(c.source for c in nb.cells if c.cell_type == "code")
+    assert "torch.cuda.is_available()" in params and '"Qwen/Qwen3-8B"' in params
+    assert "MODEL, DEVICE, DTYPE = None" in params
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_committed_notebook_matches_its_generator(name):
+    """``tutorials/build_notebooks.py`` is the source; the committed file must be its output."""
+    built = _builder().build(name)
+    committed = nbformat.read(TUTORIALS / name, as_version=4)
+    assert [c.source for c in committed.cells] == [c.source for c in built.cells], (
+        f"{name} differs from tutorials/build_notebooks.py; run `python tutorials/build_notebooks.py`"
+    )
+
+
+def _outputs_text(nb) -> str:
+    return json.dumps([c.get("outputs", []) for c in nb.cells if c.cell_type == "code"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_tutorial_runs_offline(name, tmp_path, monkeypatch):
+    nbclient = pytest.importorskip("nbclient")
+    for var, value in {
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "CUDA_VISIBLE_DEVICES": "",  # the CPU defaults, also on a GPU machine
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }.items():
+        monkeypatch.setenv(var, value)
+    nb = nbformat.read(TUTORIALS / name, as_version=4)
+    client = nbclient.NotebookClient(
+        nb,
+        timeout=CELL_TIMEOUT_S,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    client.execute()  # raises CellExecutionError (with the traceback) if any cell fails
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    text = _outputs_text(nb)
+    assert "cdn.plot.ly" not in text and "cdn.jsdelivr" not in text
+    for o in outputs:
+        html = o.get("data", {}).get("text/html")
+        if html:
+            html = "".join(html) if isinstance(html, list) else html
+            assert not external_urls(html), f"{name}: an output loads {external_urls(html)}"
+    # the parameter cell ran on the CPU defaults and the model loaded
+    assert "SmolLM2-135M-Instruct" in text
