@@ -84,6 +84,16 @@ def test_trace_with_the_papers_npy_axis(capsys, tmp_path):
     assert code == 0, err
     rec = json.loads((tmp_path / "trace-text.json").read_text())
     assert rec["layers"] == [0]  # the post-norm last row is dropped
+    code, _, err = run(capsys, "trace", "hello", "--chat", "--model", "tiny", "--out", tmp_path,
+                       "--axis", tmp_path / "value_axis.npy", "--name", "chat")  # fmt: skip
+    assert code == 0, err
+    assert "<|im_start|>" in "".join(
+        json.loads((tmp_path / "trace-chat.json").read_text())["tokens"]
+    )
+    # an imported axis has no residual norms: percent strengths need a calibration
+    code, _, err = run(capsys, "steer", "--model", "tiny", "--out", tmp_path, "--prompt", "hi",
+                       "--axis", tmp_path / "value_axis.npy", "--layers", "0", "--alpha", "5")  # fmt: skip
+    assert_user_error(code, err, 1, "calibration")
 
 
 def test_sweep(built, capsys, corpus):
