@@ -94,9 +94,9 @@ def test_layer_cosine_figure_from_axis_array_and_frame():
 def test_code_scatter_one_panel_per_corruption():
     df = pd.DataFrame(
         {
-            "corruption": ["syntax"] * 3 + ["shuffle"] * 2,
-            "correct": [0.1, 0.2, 0.3, 0.4, 0.5],
-            "corrupted": [0.0, 0.3, 0.1, 0.2, 0.1],
+            "kind": ["syntax"] * 3 + ["shuffle"] * 2,
+            "correct_whole": [0.1, 0.2, 0.3, 0.4, 0.5],
+            "corrupted_whole": [0.0, 0.3, 0.1, 0.2, 0.1],
         }
     )
     fig = code_scatter_figure(df)
@@ -114,8 +114,8 @@ def test_backtracking_and_event_locked_figures():
             "band_end": [1000, 500, 500, 1000],
             "backtracking": [True, True, False, False],
             "mean": [-0.05, -0.08, -0.081, -0.046],
-            "ci_low": [-0.06, -0.09, -0.09, -0.05],
-            "ci_high": [-0.04, -0.07, -0.07, -0.04],
+            "ci_lo": [-0.06, -0.09, -0.09, -0.05],
+            "ci_hi": [-0.04, -0.07, -0.07, -0.04],
             "n": [10, 12, 20, 18],
         }
     )
@@ -132,10 +132,12 @@ def test_backtracking_and_event_locked_figures():
 def test_dose_response_averages_per_layer_and_strength():
     df = pd.DataFrame(
         {
-            "layer": [20] * 4 + [21] * 2,
-            "alpha_pct": [-5.0, -5.0, 5.0, 5.0, -5.0, 5.0],
-            "n_tokens": [10, 20, 30, 50, 7, 9],
-            "backtracking": [1, 0, 0, 0, 1, 1],
+            "layer": [20] * 4 + [21] * 3,
+            "alpha": [-5.0, -5.0, 5.0, 5.0, -5.0, 5.0, 5.0],
+            "unit": "percent",
+            "degenerate": [False] * 6 + [True],
+            "n_tokens": [10, 20, 30, 50, 7, 9, 1000],
+            "backtracking": [1, 0, 0, 0, 1, 1, 1],
         }
     )
     fig = dose_response_figure(df, ["n_tokens", "backtracking"])
@@ -146,6 +148,8 @@ def test_dose_response_averages_per_layer_and_strength():
     sem = np.std([10, 20], ddof=1) / np.sqrt(2)
     band = fig.data[fig.data.index(l20[0]) - 1]
     assert band.y[0] == pytest.approx(15 + sem)
+    (l21,) = [t for t in lines if t.name == "layer 21" and t.xaxis == "x"]
+    assert list(l21.y) == [7.0, 9.0]  # the degenerate row is left out
     assert "% of residual norm" in fig.layout.xaxis.title.text
     with pytest.raises(InputError):
         dose_response_figure(df, [])
