@@ -155,3 +155,62 @@ def test_cited_test_functions_exist():
         for path in set(_PATH.findall(_text(page))):
             if path.startswith("tests/"):
                 assert "def test_" in _text(ROOT / path), f"{path} (cited by {page.name})"
+
+
+_BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
+
+
+def _callee(node, env):
+    """The object a call like ``vl.viz.sweep_figure(...)`` refers to, or None."""
+    import ast
+
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name) or node.id not in env:
+        return None
+    obj = env[node.id]
+    for part in reversed(parts):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(DOCS)))
+def test_keyword_arguments_in_code_examples_exist(page):
+    """Every ``keyword=`` passed to a value_lens function in a Python example is a real parameter."""
+    import ast
+    import inspect
+
+    import value_lens.data.icrl as icrl
+
+    env = {"vl": value_lens, "icrl": icrl, "value_lens": value_lens}
+    env.update({n: getattr(value_lens, n) for n in value_lens.__all__})
+    bad = []
+    for block in _BLOCK.findall(_text(page)):
+        tree = ast.parse(block)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("value_lens"):
+                mod = importlib.import_module(node.module)
+                for alias in node.names:
+                    env[alias.asname or alias.name] = getattr(mod, alias.name)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            fn = _callee(node.func, env)
+            if fn is None or not callable(fn):
+                continue
+            try:
+                params = inspect.signature(fn).parameters
+            except (TypeError, ValueError):
+                continue
+            if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+                continue
+            bad += [
+                f"{ast.unparse(node.func)}({kw.arg}=)"
+                for kw in node.keywords
+                if kw.arg is not None and kw.arg not in params
+            ]
+    assert not bad, f"{page.name}: unknown keyword arguments {bad}"
