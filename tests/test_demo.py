@@ -96,3 +96,22 @@ def test_quick_demo_on_the_embedded_model(smollm, tmp_path):
     assert sorted(set(dose["alpha"])) == [-16.8, 0.0, 16.8] and (dose["unit"] == "percent").all()
     meta = json.loads((tmp_path / "run.json").read_text())
     assert meta["heatmap_layer"] in range(30)
+
+
+def test_turn_traces_from_one_pass_equal_separate_passes(tiny):
+    from value_lens.axis import ValueAxis
+    from value_lens.demo import _turn_traces
+
+    msgs = [
+        {"role": "system", "content": "Play the paragraph game."},
+        {"role": "user", "content": "Paragraph 1:\n\nThe river is long."},
+        {"role": "assistant", "content": "<thinking>Try a dash.</thinking>\n\nThe river - long."},
+        {"role": "user", "content": "-1"},
+        {"role": "assistant", "content": "<thinking>A colon?</thinking>\n\nThe river: long."},
+    ]
+    axis = ValueAxis(torch.randn(2, 64, generator=torch.Generator().manual_seed(0)),
+                     model_id=tiny.cfg.model_name)  # fmt: skip
+    first, last = _turn_traces(tiny, axis, msgs, [2, 4])
+    (alone,) = _turn_traces(tiny, axis, msgs, [2])
+    assert first.tokens == alone.tokens and "".join(last.tokens).endswith("The river: long.")
+    torch.testing.assert_close(first.cosine, alone.cosine, rtol=1e-4, atol=1e-5)

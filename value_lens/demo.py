@@ -103,18 +103,24 @@ def _slice(tr: Any, lo: int, hi: int) -> Any:
     )  # fmt: skip
 
 
-def _turn_trace(model: Any, axis: Any, messages: list[dict[str, str]], index: int) -> Any:
-    """Trace of the conversation up to message ``index``, cut to that message's tokens."""
+def _turn_traces(
+    model: Any, axis: Any, messages: list[dict[str, str]], indices: list[int]
+) -> list[Any]:
+    """Traces of messages ``indices``, cut to each message's tokens, from ONE forward pass over
+    the conversation up to the last of them (causal attention: earlier turns read the same)."""
     from value_lens.chat import format_chat
     from value_lens.readout import trace
 
-    chat = format_chat(model.tokenizer, messages[: index + 1])
+    chat = format_chat(model.tokenizer, messages[: max(indices) + 1], enable_thinking=False)
     tr = trace(model, chat.text, axis)
-    span = chat.spans[index]
-    pos = torch.nonzero(tr.char_span_mask(span.start, span.end)).flatten()
-    if pos.numel() == 0:
-        raise InputError(f"message {index} has no tokens in the traced text")
-    return _slice(tr, int(pos[0]), int(pos[-1]) + 1)
+    out = []
+    for index in indices:
+        span = chat.spans[index]
+        pos = torch.nonzero(tr.char_span_mask(span.start, span.end)).flatten()
+        if pos.numel() == 0:
+            raise InputError(f"message {index} has no tokens in the traced text")
+        out.append(_slice(tr, int(pos[0]), int(pos[-1]) + 1))
+    return out
 
 
 def shortest_per_group(data: Any, keep: int | None) -> Any:
@@ -146,8 +152,8 @@ def _heatmaps(model: Any, stats: Any, data: Any, convs: list[Any], layer: int, o
     shown = {"success": ok}
     if bad:
         shown["failure"] = bad[-1]
-    for name, mi in shown.items():
-        tr = _turn_trace(model, axis, conv.full_messages, mi)
+    traces = _turn_traces(model, axis, conv.full_messages, list(shown.values()))
+    for (name, _), tr in zip(shown.items(), traces, strict=True):
         what = "rewarded (+1) turn" if name == "success" else "failed (-1) turn"
         save_trace(tr, out / f"trace-{1 if name == 'success' else 2}-{name}.json",
                    title=f"Held-out criterion '{held}': a {what} ({conv.conversation_id})")  # fmt: skip
