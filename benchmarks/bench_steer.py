@@ -6,8 +6,8 @@ and the cost of a dose-response grid per generated token.
     python benchmarks/bench_steer.py --axis /path/to/axis            # use a fitted ValueAxis
     python benchmarks/bench_steer.py --axis AXIS --trend             # + a metric-trend grid
 
-Timings alternate the unsteered and steered runs (``repeats`` rounds) and report medians, so
-drift on a shared machine hits both alike. Writes benchmarks/results/bench_steer.json.
+Timings interleave the unsteered and steered runs (``repeats`` rounds, order rotated each
+round) and report medians, so drift on a shared machine hits all configurations alike. Writes benchmarks/results/bench_steer.json.
 """
 
 from __future__ import annotations
@@ -126,8 +126,10 @@ def main() -> None:
     timed(None)  # warm-up
     times: dict[str, list[float]] = {k: [] for k in configs}
     toks: dict[str, int] = {}
-    for _ in range(args.repeats):
-        for name, st in configs.items():
+    names = list(configs)
+    for r in range(args.repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order
+            st = configs[name]
             t, n = timed(st)
             times[name].append(t)
             toks[name] = n
@@ -161,6 +163,7 @@ def main() -> None:
         "batch": len(msgs),
         "repeats": args.repeats,
         "median_seconds": med,
+        "all_seconds": times,
         "tokens": toks,
         "ratio_to_unsteered": {k: v / base for k, v in med.items()},
         "dose_grid_seconds": grid_s,
