@@ -49,6 +49,18 @@ def test_strict_build_renders_every_page(site):
     assert not (site / "hooks").exists()  # build hooks are not published
 
 
+_EXTERNAL_RESOURCE = re.compile(
+    r"<(?:script|link|img|iframe|source)\b[^>]*\b(?:src|href)=[\"']?(?:https?:)?//", re.I
+)
+
+
+def test_site_loads_nothing_from_the_network(site):
+    """No CDN scripts, styles or fonts: the built site works offline."""
+    for page in site.rglob("*.html"):
+        found = _EXTERNAL_RESOURCE.findall(page.read_text(encoding="utf-8"))
+        assert not found, f"{page.relative_to(site)} loads external resources: {found}"
+
+
 def test_api_reference_has_the_public_api(site):
     """mkdocstrings rendered the docstrings: one anchor per public function or class."""
     html = "\n".join(p.read_text(encoding="utf-8") for p in (site / "reference").rglob("*.html"))

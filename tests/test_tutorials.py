@@ -68,6 +68,25 @@ def test_committed_notebook_matches_its_generator(name):
     )
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_gpu_branch_of_the_parameter_cell_defines_the_same_names(name, monkeypatch):
+    """On a GPU the parameter cell picks Qwen3-8B on cuda and defines every name the CPU one does."""
+    import torch
+
+    params = next(c.source for c in nbformat.read(TUTORIALS / name, as_version=4).cells
+                  if c.cell_type == "code")  # fmt: skip
+    spaces = {}
+    for gpu in (False, True):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda gpu=gpu: gpu)
+        ns: dict = {}
+        exec(compile(params, f"{name}:params", "exec"), ns)
+        spaces[gpu] = {k: v for k, v in ns.items() if k.isupper()}
+    assert spaces[True].keys() == spaces[False].keys()
+    assert spaces[True]["MODEL"] == "Qwen/Qwen3-8B" and spaces[True]["DEVICE"] == "cuda"
+    assert spaces[False]["MODEL"] is None and spaces[False]["DEVICE"] == "cpu"
+    assert spaces[True]["LAYER"] == 20  # the paper's layer 21
+
+
 def _outputs_text(nb) -> str:
     return json.dumps([c.get("outputs", []) for c in nb.cells if c.cell_type == "code"])
 

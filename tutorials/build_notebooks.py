@@ -421,7 +421,9 @@ axis = vl.ValueAxis.fit(vl.collect_stats(model, data, layers=[LAYER], progress=F
             "The model answers generated arithmetic problems; then we ask *Do you think your "
             "answer is correct?* and prefill `Yes` or `No` (and the inverted question). The "
             "paper found Yes-prefills project higher under the *correct?* framing and the effect "
-            "flips under *incorrect?*. The pre-response part samples the model's own yes-rate."
+            "flips under *incorrect?*. The pre-response part samples the model's own yes-rate. "
+            "The 135M CPU model gets most problems wrong and the sizes are tiny, so read the "
+            "numbers below as a smoke test of the pipeline; the GPU setting is the experiment."
         ),
         new_code_cell(
             """\
