@@ -226,3 +226,27 @@ def test_keyword_arguments_in_code_examples_exist(page):
                 if kw.arg is not None and kw.arg not in params
             ]
     assert not bad, f"{page.name}: unknown keyword arguments {bad}"
+
+
+_CLI_LINE = re.compile(r"^(value-lens\s.*?)(?:\s+#.*)?$", re.MULTILINE)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(DOCS)))
+def test_cli_examples_in_the_docs_parse(page):
+    """Every ``value-lens ...`` command line shown in a code block parses (options exist)."""
+    import shlex
+
+    typer = pytest.importorskip("typer")
+    from value_lens.cli import app
+
+    group = typer.main.get_command(app)
+    blocks = re.findall(r"```(?:bash|text|console)?\n(.*?)```", _text(page), re.DOTALL)
+    lines = [m.group(1) for b in blocks for m in _CLI_LINE.finditer(b)]
+    for line in lines:
+        argv = shlex.split(line)[1:]
+        if not argv or argv[0].startswith("-") or "[OPTIONS]" in line:
+            continue  # a usage line or `value-lens --help`
+        gctx = group.make_context("value-lens", [argv[0]], resilient_parsing=True)
+        cmd = group.get_command(gctx, argv[0])
+        assert cmd is not None, f"{page.name}: unknown command in {line!r}"
+        cmd.make_context(argv[0], argv[1:], parent=gctx)  # raises on unknown options
