@@ -73,7 +73,7 @@ def nb01() -> list:
             params(
                 cpu="    CRITERIA = None  # all 50 criteria\n"
                 "    N_PER_CRITERION, SENTENCES, MAX_TOKENS = 2, 2, 600\n"
-                "    LAYERS = list(range(0, 30, 2)) + [LAYER + 1]  # every other layer, for speed",
+                "    LAYERS = list(range(0, 30, 2))  # every other layer (includes LAYER), for speed",
                 gpu="    CRITERIA = None\n"
                 "    N_PER_CRITERION, SENTENCES, MAX_TOKENS = 6, None, None\n"
                 "    LAYERS = None  # every layer",
@@ -261,10 +261,10 @@ print("best layer", layer)
 pd.DataFrame(rows).round(3)"""
         ),
         new_markdown_cell(
-            "Better data breaks the confound: cut turns at different points, compare failed "
-            "and successful attempts (`icrl.label(..., every_success=True)`), or label your own "
-            "contrasts (tutorial 05). Whatever you build, rerun this sweep and keep the "
-            "baselines in every table you report."
+            "Ways to probe it further: cut turns at different points, label every successful "
+            "attempt (`icrl.label(..., every_success=True)`), or label your own contrasts "
+            "(tutorial 05). Whatever you build, rerun this sweep and keep the baselines in "
+            "every table you report."
         ),
     ]
 
