@@ -175,7 +175,9 @@ def dose_response(
                     "use a new log path (or delete it) to start over"
                 )
             done[rec["key"]] = rec
-    cells = [(None, 0.0, s) for s in seed_list if 0.0 in alpha_list]
+    cells: list[tuple[int | None, float, int]] = [
+        (None, 0.0, s) for s in seed_list if 0.0 in alpha_list
+    ]
     cells += [
         (layer, a, s) for layer in layer_list for a in alpha_list if a != 0 for s in seed_list
     ]

@@ -21,6 +21,8 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
+from value_lens.evals.backtracking import find_backtracking
+
 __all__ = ["METRICS", "code_metrics", "repetition_rate", "text_metrics", "yes_no"]
 
 METRICS: tuple[str, ...] = (
@@ -39,18 +41,6 @@ METRICS: tuple[str, ...] = (
 
 _FENCE = re.compile(r"```[ \t]*(?:python|py|python3)[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.I)
 _YESNO = re.compile(r"^[\s\W_]*(yes|no)\b", re.IGNORECASE)
-
-try:  # the evaluation engineer's detector (the paper's phrase list)
-    from value_lens.evals.backtracking import find_backtracking as _find
-except ImportError:  # pragma: no cover - fallback while that module is absent
-    _PHRASES = re.compile(
-        r"\b(?:but wait|wait|actually|hmm|hold on|let me (?:reconsider|recheck|rethink|try again)"
-        r"|i made a mistake|i think i was wrong|on second thought)\b|\bno, ",
-        re.IGNORECASE,
-    )
-
-    def _find(text: str) -> list[Any]:
-        return [m.span() for m in _PHRASES.finditer(text)]
 
 
 def yes_no(text: str) -> float:
@@ -111,7 +101,7 @@ def repetition_rate(ids: Sequence[int], n: int = 4) -> float:
 
 def text_metrics(text: str, ids: Sequence[int]) -> dict[str, Any]:
     """Every metric of one output (see the module docstring); ``ids`` are its token ids."""
-    n_bt = len(_find(text))
+    n_bt = len(find_backtracking(text))
     raw = text.encode("utf-8")
     comp = len(zlib.compress(raw, 9)) / len(raw) if raw else math.nan
     rep = repetition_rate(list(ids))
