@@ -141,12 +141,17 @@ def test_eval_suites(built, capsys, suite):
 
 
 def test_report_collects_everything(built, capsys):
-    # runs after the tests above in file order; whatever exists is drawn
+    # draws whatever the earlier commands left in the folder (all of them in a full run)
+    assert run(capsys, "trace", "a b c", "--model", "tiny", "--out", built, "--name", "rep")[0] == 0
     code, out, err = run(capsys, "report", "--out", built, "--title", "CLI test")
     assert code == 0, err
     html = Path(out.strip()).read_text()
-    assert external_urls(html) == [] and "CLI test" in html
-    assert "Held-out layer sweep" in html and "trace: fox" in html
+    assert external_urls(html) == [] and "CLI test" in html and "trace: rep" in html
+    heads = {"sweep.csv": "Held-out layer sweep", "dose.csv": "Steering dose-response",
+             "code.csv": "Correct vs corrupted code", "confidence.csv": "Verbalized confidence",
+             "backtracking_bands.csv": "value per token band"}  # fmt: skip
+    for name, head in heads.items():
+        assert ((built / name).exists()) == (head in html), name
 
 
 def test_demo_subcommand_quick_on_tiny(capsys, tmp_path, corpus):

@@ -109,7 +109,7 @@ def test_report_from_results_dir(tmp_path):
         }
     ).to_csv(tmp_path / RESULT_FILES["sweep"], index=False)
     pd.DataFrame(
-        {"layer": [20, 20, 21, 21], "alpha_pct": [-5, 5, -5, 5], "n_tokens": [10, 5, 8, 6]}
+        {"layer": [20, 20, 21, 21], "alpha": [-5, 5, -5, 5], "n_tokens": [10, 5, 8, 6]}
     ).to_csv(tmp_path / RESULT_FILES["dose"], index=False)
     tr = _trace()
     save_trace(tr, tmp_path / "trace-success.json", title="a successful conversation")

@@ -13,6 +13,7 @@ from value_lens.errors import InputError
 from value_lens.viz import (
     backtracking_band_figure,
     code_scatter_figure,
+    confidence_prefill_figure,
     dose_response_figure,
     event_locked_figure,
     layer_cosine_figure,
@@ -201,3 +202,18 @@ def test_sweep_and_cosine_figures_on_a_real_layer_sweep(tiny):
     assert {"random direction", "token position", "closeness to turn end"} <= names
     cm = cosine_matrix(df)
     np.testing.assert_array_equal(np.asarray(layer_cosine_figure(cm).data[0].z), cm.to_numpy())
+
+
+def test_confidence_prefill_figure_groups_by_answer_and_framing():
+    df = pd.DataFrame(
+        {
+            "problem_id": [0, 0, 0, 0, 1, 1, 1, 1],
+            "framing": ["correct", "correct", "incorrect", "incorrect"] * 2,
+            "prefill": ["Yes", "No"] * 4,
+            "value": [0.3, -0.1, -0.2, 0.25, 0.4, 0.0, -0.3, 0.1],
+        }
+    )
+    fig = confidence_prefill_figure(df)
+    assert [t.name for t in fig.data] == ["No", "Yes"] and fig.layout.boxmode == "group"
+    yes = fig.data[1]
+    assert list(yes.x) == ["correct", "incorrect"] * 2 and list(yes.y) == [0.3, -0.2, 0.4, -0.3]

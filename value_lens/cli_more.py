@@ -143,6 +143,7 @@ def eval_(
                                          max_new_tokens=max_new_tokens, n_samples=4,
                                          log=out / "confidence.jsonl")  # fmt: skip
         res.summary.to_csv(out / RESULT_FILES["confidence"], index=False)
+        res.table.to_csv(out / RESULT_FILES["prefills"], index=False)
     update_meta(out, **{f"eval_{suite}": {"layer": lay, "n": n, "seed": seed}})
     typer.echo(res.summary.round(4).to_string())
 

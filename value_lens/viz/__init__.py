@@ -8,6 +8,7 @@ from value_lens.viz.export import png_available, save_figure
 from value_lens.viz.figures import code_scatter_figure, layer_cosine_figure, sweep_figure
 from value_lens.viz.figures_evals import (
     backtracking_band_figure,
+    confidence_prefill_figure,
     dose_response_figure,
     event_locked_figure,
     slope_heatmap_figure,
@@ -21,6 +22,7 @@ __all__ = [
     "TokenHeatmap",
     "backtracking_band_figure",
     "code_scatter_figure",
+    "confidence_prefill_figure",
     "dose_response_figure",
     "event_locked_figure",
     "layer_cosine_figure",

@@ -24,6 +24,7 @@ from value_lens.viz.figures import _PALETTE, _band, require_columns
 
 __all__ = [
     "backtracking_band_figure",
+    "confidence_prefill_figure",
     "dose_response_figure",
     "event_locked_figure",
     "slope_heatmap_figure",
@@ -237,4 +238,32 @@ def slope_heatmap_figure(
         yaxis={"title": {"text": "layer"}, "type": "category"},
         template="plotly_white",
     )
+    return fig
+
+
+def confidence_prefill_figure(
+    df: pd.DataFrame,
+    *,
+    framing: str = "framing",
+    prefill: str = "prefill",
+    value: str = "value",
+    title: str = "Value at the prefilled Yes / No answer, per framing",
+) -> go.Figure:
+    """Distribution of the value at a prefilled "Yes" vs "No", one group per framing.
+
+    Reads :func:`value_lens.evals.run_confidence_suite`'s ``table`` (one row per problem,
+    framing and prefill). One box (with every point) per prefill answer, grouped by framing: if
+    the axis tracks confidence, "Yes" sits above "No" under the "correct?" framing and the order
+    flips under "incorrect?".
+    """
+    df = require_columns(df, [framing, prefill, value], "confidence_prefill_figure")
+    fig = go.Figure()
+    for i, (answer, sub) in enumerate(df.groupby(prefill, sort=True)):
+        fig.add_trace(go.Box(
+            x=[str(f) for f in sub[framing]], y=list(sub[value]), name=str(answer),
+            boxpoints="all", jitter=0.4, pointpos=0, marker={"color": _PALETTE[2 * i % 7]},
+        ))  # fmt: skip
+    fig.update_layout(title={"text": title}, boxmode="group", template="plotly_white",
+                      xaxis={"title": {"text": "framing"}},
+                      yaxis={"title": {"text": "value at the prefilled token"}})  # fmt: skip
     return fig

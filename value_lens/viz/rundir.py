@@ -53,6 +53,7 @@ RESULT_FILES = {
     "bands": "backtracking_bands.csv",
     "events": "event_locked.csv",
     "confidence": "confidence.csv",
+    "prefills": "confidence_prefills.csv",
 }
 META_FILE = "run.json"
 TRACE_GLOB = "trace-*.json"
@@ -185,8 +186,10 @@ def report_sections(out: str | os.PathLike[str]) -> list[tuple[str, Any]]:
     if events is not None:
         sections.append(("Backtracking: event-locked value", E.event_locked_figure(events)))
     conf = _csv(out, "confidence")
-    if conf is not None:
-        sections.append(("Verbalized confidence", conf))
+    prefills = _csv(out, "prefills")
+    if conf is not None or prefills is not None:
+        body = [] if prefills is None or prefills.empty else [E.confidence_prefill_figure(prefills)]
+        sections.append(("Verbalized confidence", body + ([] if conf is None else [conf])))
     return sections
 
 
