@@ -71,6 +71,10 @@ def test_api_reference_has_the_public_api(site):
             continue
         anchor = f'id="{mod}.{obj.__name__}"'
         assert anchor in html, f"{mod}.{obj.__name__} is missing from the API reference"
+    # docstring examples are rendered as code and Sphinx roles as inline code
+    assert 'class="gp">&gt;&gt;&gt; </span>' in html
+    for role in (":func:", ":class:", ":mod:", ":meth:", ":data:"):
+        assert role not in html, f"a Sphinx role {role} was rendered literally"
 
 
 def test_cli_reference_lists_every_command(site):
