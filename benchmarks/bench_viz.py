@@ -5,13 +5,19 @@ text stored once per column) with the naive figure a user would write: a full-re
 heatmap with a hover string per cell. Also times the single-layer HTML token heatmap and the
 full offline report. Sizes exclude plotly.js (4.8 MB, inlined once per report) unless noted.
 
-Usage: python benchmarks/bench_viz.py [--tokens 10000] [--layers 36]
+With ``--browser`` (needs ``chromium``), also times headless Chromium loading and drawing each
+page (minus the time for an empty page), i.e. what a user waits for when opening it.
+
+Usage: python benchmarks/bench_viz.py [--tokens 10000] [--layers 36] [--browser]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -52,11 +58,30 @@ def timed(fn: Any, repeat: int = 3) -> tuple[float, Any]:
     return best, out
 
 
+def browser_seconds(html: str, repeat: int = 2) -> float:
+    """Best wall time of headless Chromium opening ``html`` and taking a screenshot."""
+    exe = shutil.which("chromium")
+    if exe is None:
+        raise SystemExit("--browser needs chromium (apt-get install -y chromium)")
+    with tempfile.TemporaryDirectory() as d:
+        page, shot = Path(d) / "p.html", Path(d) / "s.png"
+        page.write_text(html)
+        cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1200,900",
+               f"--user-data-dir={d}/profile", f"--screenshot={shot}", page.as_uri()]  # fmt: skip
+        best = float("inf")
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+            best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokens", type=int, default=10_000)
     ap.add_argument("--layers", type=int, default=36)
     ap.add_argument("--max-columns", type=int, default=1000)
+    ap.add_argument("--browser", action="store_true", help="also time drawing in Chromium")
     args = ap.parse_args()
     rows = []
     for n in (args.tokens, 10 * args.tokens):
@@ -90,6 +115,15 @@ def main() -> None:
             rows.append({"what": "write_report (both views, plotly.js inlined)", "tokens": n,
                          "layers": args.layers, "seconds": t, "html_bytes": size})  # fmt: skip
             out.unlink()
+    if args.browser:
+        tr = synthetic_trace(args.tokens, args.layers)
+        empty = browser_seconds("<html><body>empty</body></html>")
+        for what, fig in (("layer_token_heatmap", layer_token_heatmap(tr)),
+                          ("naive full-resolution heatmap (baseline)", naive_figure(tr))):  # fmt: skip
+            page = fig.to_html(include_plotlyjs=True)
+            t = browser_seconds(page) - empty
+            rows.append({"what": f"Chromium draws: {what}", "tokens": args.tokens,
+                         "layers": args.layers, "seconds": t, "html_bytes": len(page)})  # fmt: skip
     base = next(r for r in rows if r["what"].startswith("naive"))
     ours10 = rows[0]
     longest = [r for r in rows if r["what"] == "layer_token_heatmap"][-1]
@@ -98,9 +132,12 @@ def main() -> None:
         "time_ratio_vs_naive": ours10["seconds"] / base["seconds"],
         "size_ratio_10x_tokens": longest["html_bytes"] / ours10["html_bytes"],
     }
-    print(f"{'what':48s} {'tokens':>7s} {'layers':>6s} {'seconds':>8s} {'HTML MB':>8s}")
+    drawn = [r for r in rows if r["what"].startswith("Chromium")]
+    if drawn:
+        summary["browser_time_ratio_vs_naive"] = drawn[0]["seconds"] / drawn[1]["seconds"]
+    print(f"{'what':58s} {'tokens':>7s} {'layers':>6s} {'seconds':>8s} {'HTML MB':>8s}")
     for r in rows:
-        print(f"{r['what']:48s} {r['tokens']:7d} {r['layers']:6d} {r['seconds']:8.3f} "
+        print(f"{r['what']:58s} {r['tokens']:7d} {r['layers']:6d} {r['seconds']:8.3f} "
               f"{r['html_bytes'] / 1e6:8.3f}")  # fmt: skip
     print(json.dumps({k: round(v, 4) for k, v in summary.items()}))
     RESULTS.mkdir(parents=True, exist_ok=True)
