@@ -119,11 +119,12 @@ def test_every_public_module_has_a_reference_page():
     assert documented <= set(_modules()) | {"value_lens"}
 
 
-_NAME = re.compile(r"(?<![\w.])(vl|icrl|value_lens)((?:\.[A-Za-z_]\w*)+)")
+_NAME = re.compile(r"(?<![\w./])(vl|icrl|value_lens|viz|evals|metrics|sweep)((?:\.[A-Za-z_]\w*)+)")
 
 
 def _resolve(root: str, dotted: str) -> bool:
-    base = {"vl": "value_lens", "icrl": "value_lens.data.icrl"}.get(root, root)
+    aliases = {"vl": "value_lens", "icrl": "value_lens.data.icrl", "value_lens": "value_lens"}
+    base = aliases.get(root, f"value_lens.{root}")
     parts = dotted.strip(".").split(".")
     obj = importlib.import_module(base)
     for i, part in enumerate(parts):

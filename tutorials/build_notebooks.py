@@ -432,6 +432,7 @@ conf = vl.evals.run_confidence_suite(model, axis, LAYER, n_problems=N_PROBLEMS,
 print(conf.extras["answers"][["question", "parsed", "answer", "correct"]].head())
 conf.summary"""
         ),
+        new_code_cell("vl.viz.confidence_prefill_figure(conf.table)"),
         new_markdown_cell(
             "## Backtracking\n\n"
             "Rollouts (or your own texts) are traced token by token; phrases like *Wait*, "
