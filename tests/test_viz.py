@@ -184,3 +184,21 @@ def test_layer_heatmap_html_size_is_bounded_for_long_traces():
         sizes.append(len(fig.to_html(include_plotlyjs=False, full_html=False)))
     assert max(sizes) < 400_000
     assert abs(sizes[0] - sizes[1]) < 0.1 * sizes[0]
+
+
+def test_steered_minus_baseline_view(tiny):
+    from value_lens.steer import steer
+
+    axis = ValueAxis(torch.randn(2, 64, generator=torch.Generator().manual_seed(0)),
+                     model_id=tiny.cfg.model_name)  # fmt: skip
+    base = trace(tiny, "The fox jumps over", axis)
+    with steer(tiny, axis, layers=0, alpha=5.0):
+        steered = trace(tiny, "The fox jumps over", axis)
+    diff = trace_difference(steered, base)
+    # adding 5 * v_hat at layer 0 moves the projection there by exactly 5 at every token
+    torch.testing.assert_close(diff.projection[0], torch.full((len(base.tokens),), 5.0))
+    assert diff.projection[1].abs().min() > 0  # and changes the next layer
+    hm = token_heatmap({"baseline": base, "steered": steered, "difference": diff}, 1)
+    assert [r.label for r in hm.rows] == ["baseline", "steered", "difference"]
+    fig = layer_token_heatmap(diff, metric="projection")
+    np.testing.assert_allclose(np.asarray(fig.data[0].z), diff.projection.numpy())

@@ -141,7 +141,11 @@ def trace_difference(steered: ValueTrace, baseline: ValueTrace) -> ValueTrace:
 
     The traces must start with the same tokens (e.g. the same text read with and without a
     steering hook, or two generations from one prompt); the difference covers the common prefix
-    of token ids and the layers both hold.
+    of token ids and the layers both hold. A steered trace is read inside the steering context,
+    ``with value_lens.steer(model, axis, layers=L, alpha=a): tr = value_lens.trace(...)``; at
+    layer ``L`` itself the projection then moves by exactly ``a`` (raw units).
+    Draw the result with :func:`token_heatmap` (several rows on one scale:
+    ``{"baseline": b, "steered": s, "difference": d}``) or with ``layer_token_heatmap(d)``.
 
     Example:
         >>> import torch
