@@ -125,3 +125,15 @@ def test_report_from_results_dir(tmp_path):
     empty.mkdir()
     with pytest.raises(InputError, match="holds no results"):
         report_from_dir(empty)
+
+
+def test_missing_chromium_fails_in_ci_and_skips_locally(monkeypatch):
+    import tests._offline as off
+
+    monkeypatch.setattr(off.shutil, "which", lambda _name: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="apt-get install -y chromium"):
+        off.require_chromium()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        off.require_chromium()
