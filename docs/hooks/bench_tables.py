@@ -47,7 +47,7 @@ def _flatten(prefix: str, obj: Any, scalars: list[tuple[str, Any]], tables: list
 
 def render(name: str) -> str:
     path = ROOT / "benchmarks" / "results" / f"{name}.json"
-    script = f"benchmarks/{name}.py"
+    script = f"benchmarks/{name.removesuffix('_quick')}.py"
     if not path.is_file():
         return (
             f'!!! note "Not measured yet"\n    Run `python {script}`; its results file '
