@@ -41,9 +41,15 @@ def test_wrong_kind_and_missing(tmp_path):
         load_artifact(tmp_path / "nope.safetensors", kind="Thing")
 
 
-def test_atomic_write_leaves_no_temp_files(tmp_path):
+def test_atomic_write_leaves_no_temp_files_and_a_normal_mode(tmp_path):
+    import os
+    import stat
+
     atomic_write_text(tmp_path / "a.txt", "hello")
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o666 & ~mask
 
 
 def test_jsonl_log_survives_a_torn_write(tmp_path):
