@@ -266,6 +266,7 @@ class ValueAxis:
         """Atomically write one safetensors file with the metadata as JSON in its header."""
         meta = {k: getattr(self, k) for k in _META_FIELDS}
         meta["layers"] = list(self.layers)
+        assert self.resid_norm is not None and self.proj_std is not None  # set in __post_init__
         tensors = {
             "directions": self.directions,
             "resid_norm": self.resid_norm,

@@ -84,20 +84,16 @@ class _Accumulator:
     ) -> None:
         self.layers, self.G, self.C, self.dtype, self.dev = layers, G, C, dtype, device
         L = len(layers)
-        z64 = {"dtype": torch.float64, "device": device}
+
+        def z64(*shape: int) -> torch.Tensor:
+            return torch.zeros(shape, dtype=torch.float64, device=device)
+
         self.count = torch.zeros(G * C, dtype=torch.long)
         self.total = torch.zeros(L, G * C, D, dtype=dtype, device=device)
-        self.norm_sum = torch.zeros(L, **z64)
+        self.norm_sum = z64(L)
         self.mom = None
         if moments:
-            self.mom = Moments(
-                torch.zeros((), **z64),
-                torch.zeros(L, D, **z64),
-                torch.zeros((), **z64),
-                torch.zeros((), **z64),
-                torch.zeros(L, D, **z64),
-                torch.zeros(L, D, D, **z64),
-            )
+            self.mom = Moments(z64(), z64(L, D), z64(), z64(), z64(L, D), z64(L, D, D))
         self.res = None
         if k > 0:
             self.res = Reservoir(

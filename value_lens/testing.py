@@ -89,7 +89,7 @@ def tiny_qwen3_hf(
         num_attention_heads=4,
         num_key_value_heads=2,
         head_dim=max(d_model // 2, 8),
-        rope_theta=1_000_000.0,
+        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
         max_position_embeddings=n_ctx,
         tie_word_embeddings=tied,
         eos_token_id=tok.eos_token_id,
