@@ -90,6 +90,7 @@ def main() -> None:
     from value_lens.model import d_model, model_id, n_layers
     from value_lens.steer import steer
     from value_lens.strength import calibrate
+    from value_lens.text_metrics import METRICS
 
     model = load(args.model)
     if args.axis:
@@ -197,17 +198,8 @@ def main() -> None:
             log=args.trend_log,
             progress=False,
         )
-        cols = [
-            "n_tokens",
-            "backtrack",
-            "yes",
-            "code_lines",
-            "comment_lines",
-            "type_hints",
-            "rep4",
-            "compression",
-            "hit_limit",
-        ]
+        # the library's metric columns, n_tokens first, without the backtrack count
+        cols = ["n_tokens", *(m for m in METRICS if m not in ("n_tokens", "n_backtrack"))]
         summ = trend.frame.groupby("alpha")[cols].mean()
         degen = trend.frame.groupby("alpha")["degenerate"].mean()
         print(summ.assign(degenerate=degen).round(3).to_string())
