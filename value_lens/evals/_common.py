@@ -23,10 +23,12 @@ from value_lens.readout import ValueTrace, trace
 __all__ = [
     "EvalResult",
     "Prefilled",
+    "check_metric",
     "load_jsonl",
     "mean_ci",
     "open_log",
     "prefill",
+    "prefill_trace",
     "run_id",
     "score_text",
     "span_tokens",
@@ -73,6 +75,21 @@ def score_text(
 ) -> ValueTrace:
     """Per-token readout of ``text`` at one layer (clear error when it exceeds the context)."""
     return trace(model, text, axis, [layer], truncate=truncate)
+
+
+def prefill_trace(
+    model: Any, messages: Sequence[Mapping[str, str]], axis: ValueAxis, layer: int, *,
+    truncate: bool = False,
+) -> tuple[Prefilled, ValueTrace]:  # fmt: skip
+    """:func:`prefill` ``messages`` with the model's tokenizer and :func:`score_text` the result."""
+    pf = prefill(model.tokenizer, messages)
+    return pf, score_text(model, pf.text, axis, layer, truncate=truncate)
+
+
+def check_metric(metric: str) -> None:
+    """Raise :class:`InputError` unless ``metric`` is a per-token readout of a ValueTrace."""
+    if metric not in {"projection", "cosine"}:
+        raise InputError("metric must be 'projection' or 'cosine'")
 
 
 def span_tokens(tr: ValueTrace, start: int, end: int) -> torch.Tensor:

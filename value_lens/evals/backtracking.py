@@ -28,11 +28,11 @@ from value_lens.axis import ValueAxis
 from value_lens.errors import InputError
 from value_lens.evals._common import (
     EvalResult,
+    check_metric,
     mean_ci,
     open_log,
-    prefill,
+    prefill_trace,
     run_id,
-    score_text,
     span_tokens,
 )
 
@@ -163,8 +163,7 @@ def _score_rollout(
     """Per-token values over the assistant reply (last message) and its event token indices."""
     if not msgs[-1]["content"].strip():
         raise InputError("a rollout is empty; drop empty replies before scoring")
-    pf = prefill(model.tokenizer, msgs)
-    tr = score_text(model, pf.text, axis, layer, truncate=truncate)
+    pf, tr = prefill_trace(model, msgs, axis, layer, truncate=truncate)
     idx = span_tokens(tr, pf.start, pf.end)
     vals = getattr(tr, metric)[0, idx].double().tolist()
     evs = token_positions(tr.offsets[idx].numpy(), find_backtracking(msgs[-1]["content"], phrases),
@@ -213,8 +212,7 @@ def run_backtracking_suite(
         response); ``summary``: mean value by backtracking flag; ``extras["bands"]``
         (:func:`band_curves`) and ``extras["event_locked"]`` (:func:`event_locked`).
     """
-    if metric not in {"projection", "cosine"}:
-        raise InputError("metric must be 'projection' or 'cosine'")
+    check_metric(metric)
     if (problems is None) == (texts is None):
         raise InputError("pass either problems (to generate rollouts) or texts (to score)")
     run = run_id("backtracking", model, axis, layer, metric=metric, phrases=list(phrases),

@@ -32,11 +32,11 @@ from value_lens.axis import ValueAxis
 from value_lens.errors import InputError
 from value_lens.evals._common import (
     EvalResult,
+    check_metric,
     load_jsonl,
     open_log,
-    prefill,
+    prefill_trace,
     run_id,
-    score_text,
     span_tokens,
 )
 from value_lens.evals.corrupt import CORRUPTIONS, corrupt_code
@@ -153,9 +153,8 @@ def _score(model: Any, axis: ValueAxis, layer: int, problem: str, code: str, fir
     msgs = [{"role": "system", "content": CODE_SYSTEM},
             {"role": "user", "content": CODE_USER.format(problem=problem)},
             {"role": "assistant", "content": reply}]  # fmt: skip
-    pf = prefill(model.tokenizer, msgs)
+    pf, tr = prefill_trace(model, msgs, axis, layer, truncate=truncate)
     start = pf.start + len("```python\n")
-    tr = score_text(model, pf.text, axis, layer, truncate=truncate)
     idx = span_tokens(tr, start, start + len(code))
     if idx.numel() == 0:
         raise InputError("the code has no tokens in the context; raise n_ctx or truncate less")
@@ -216,8 +215,7 @@ def run_code_suite(
         ``table``: one row per pair (``correct_whole``, ``corrupted_whole``,
         ``correct_window``, ``corrupted_window``); ``summary``: :func:`code_summary`.
     """
-    if metric not in {"projection", "cosine"}:
-        raise InputError("metric must be 'projection' or 'cosine'")
+    check_metric(metric)
     if pairs is None:
         pairs = build_code_pairs(stdlib_functions(n_problems, seed=seed, kinds=kinds), kinds,
                                  seed=seed)  # fmt: skip

@@ -33,9 +33,10 @@ from value_lens.axis import ValueAxis
 from value_lens.errors import InputError
 from value_lens.evals._common import (
     EvalResult,
+    check_metric,
     load_jsonl,
     open_log,
-    prefill,
+    prefill_trace,
     run_id,
     score_text,
     span_tokens,
@@ -235,8 +236,7 @@ def run_confidence_suite(
         :func:`confidence_summary`; ``extras["answers"]`` (reply, parsed answer, ``parsed_ok``,
         ``correct``) and ``extras["pre_response"]`` (``yes_rate``, ``value``).
     """
-    if metric not in {"projection", "cosine"}:
-        raise InputError("metric must be 'projection' or 'cosine'")
+    check_metric(metric)
     probs = list(problems) if problems is not None else arithmetic_problems(n_problems, seed=seed)
     if not probs:
         raise InputError("no problems given")
@@ -300,9 +300,9 @@ def _answer_record(
     prefills = []
     for framing, follow in FRAMINGS.items():
         for word in ("Yes", "No"):
-            pf = prefill(model.tokenizer, base + [{"role": "user", "content": follow},
-                                                  {"role": "assistant", "content": word}])  # fmt: skip
-            tr = score_text(model, pf.text, axis, layer, truncate=truncate)
+            pf, tr = prefill_trace(model, base + [{"role": "user", "content": follow},
+                                                  {"role": "assistant", "content": word}],
+                                   axis, layer, truncate=truncate)  # fmt: skip
             idx = span_tokens(tr, pf.start, pf.end)
             if idx.numel() == 0:
                 raise InputError("the prefilled word fell outside the context; truncate less")
