@@ -60,6 +60,67 @@ def require_columns(df: Any, columns: Sequence[str | None], what: str) -> pd.Dat
     return df
 
 
+def _ci_band(
+    fig: go.Figure, x: Any, lo: Any, hi: Any, color: str, *, name: str | None = None, **where: Any
+) -> None:
+    """A shaded band between ``lo`` and ``hi`` (no line, no legend entry, no hover)."""
+    xs = list(x)
+    fig.add_trace(
+        go.Scatter(
+            x=xs + xs[::-1],
+            y=list(hi) + list(lo)[::-1],
+            fill="toself",
+            fillcolor=color,
+            opacity=0.18,
+            line={"width": 0},
+            hoverinfo="skip",
+            showlegend=False,
+            name=name,
+        ),
+        **where,
+    )
+
+
+def _titled(fig: go.Figure, title: str, x_title: str, y_title: str, **layout: Any) -> go.Figure:
+    """Set the figure title, the two axis titles and the white template (plus ``layout``)."""
+    fig.update_layout(
+        title={"text": title},
+        xaxis={"title": {"text": x_title}},
+        yaxis={"title": {"text": y_title}},
+        template="plotly_white",
+        **layout,
+    )
+    return fig
+
+
+def _unit_heatmap(
+    z: Any, x: Sequence[Any], y: Sequence[Any], *, colorbar: str, hovertemplate: str,
+    title: str, x_title: str, y_title: str, yaxis: Mapping[str, Any] | None = None, **kw: Any,
+) -> go.Figure:  # fmt: skip
+    """A heatmap on the diverging scale over [-1, 1] with categorical axes labelled by ``x``, ``y``."""
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=[str(v) for v in x],
+            y=[str(v) for v in y],
+            colorscale=DIVERGING,
+            zmin=-1,
+            zmax=1,
+            zmid=0,
+            colorbar={"title": {"text": colorbar}},
+            hovertemplate=hovertemplate,
+            **kw,
+        )
+    )
+    fig.update_layout(
+        title={"text": title},
+        xaxis={"title": {"text": x_title}, "type": "category"},
+        yaxis={"title": {"text": y_title}, "type": "category", **(yaxis or {})},
+        template="plotly_white",
+    )
+    return fig
+
+
 def _band(fig: go.Figure, x: Any, mean: Any, sd: Any, name: str, color: str, **kw: Any) -> None:
     """A line with a shaded ±sd band (the band is skipped when ``sd`` is None)."""
     row = kw.pop("row", None)
@@ -67,21 +128,7 @@ def _band(fig: go.Figure, x: Any, mean: Any, sd: Any, name: str, color: str, **k
     where = {"row": row, "col": col} if row is not None else {}
     if sd is not None:
         m, s = np.asarray(mean, dtype=float), np.asarray(sd, dtype=float)
-        xs = list(x)
-        fig.add_trace(
-            go.Scatter(
-                x=xs + xs[::-1],
-                y=list(m + s) + list((m - s)[::-1]),
-                fill="toself",
-                fillcolor=color,
-                opacity=0.18,
-                line={"width": 0},
-                hoverinfo="skip",
-                showlegend=False,
-                name=f"{name} ± sd",
-            ),
-            **where,
-        )
+        _ci_band(fig, x, m - s, m + s, color, name=f"{name} ± sd", **where)
     fig.add_trace(
         go.Scatter(
             x=list(x),
@@ -142,14 +189,9 @@ def sweep_figure(
         )
     _band(fig, df[layer], df[mean], None if sd is None else df[sd], name, _PALETTE[0])
     fig.add_hline(y=0.5, line={"color": "#bbbbbb", "width": 1})
-    fig.update_layout(
-        title={"text": title},
-        xaxis={"title": {"text": "layer (block output)"}},
-        yaxis={"title": {"text": yaxis}},
-        template="plotly_white",
-        legend={"orientation": "h", "y": -0.2},
+    return _titled(
+        fig, title, "layer (block output)", yaxis, legend={"orientation": "h", "y": -0.2}
     )
-    return fig
 
 
 def layer_cosine_figure(
@@ -179,31 +221,17 @@ def layer_cosine_figure(
     layers = list(range(m.shape[0])) if layers is None else list(layers)
     if len(layers) != m.shape[0]:
         raise InputError(f"{len(layers)} layer labels for a {m.shape[0]}x{m.shape[0]} matrix")
-    fig = go.Figure(
-        go.Heatmap(
-            z=m,
-            x=[str(x) for x in layers],
-            y=[str(x) for x in layers],
-            colorscale=DIVERGING,
-            zmin=-1,
-            zmax=1,
-            zmid=0,
-            colorbar={"title": {"text": "cosine"}},
-            hovertemplate="layers %{y} and %{x}<br>cosine %{z:.3f}<extra></extra>",
-        )
+    return _unit_heatmap(
+        m,
+        layers,
+        layers,
+        colorbar="cosine",
+        hovertemplate="layers %{y} and %{x}<br>cosine %{z:.3f}<extra></extra>",
+        title=title,
+        x_title="layer",
+        y_title="layer",
+        yaxis={"autorange": "reversed", "scaleanchor": "x"},
     )
-    fig.update_layout(
-        title={"text": title},
-        xaxis={"title": {"text": "layer"}, "type": "category"},
-        yaxis={
-            "title": {"text": "layer"},
-            "type": "category",
-            "autorange": "reversed",
-            "scaleanchor": "x",
-        },
-        template="plotly_white",
-    )
-    return fig
 
 
 def code_scatter_figure(

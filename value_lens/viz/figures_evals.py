@@ -19,8 +19,14 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from value_lens.errors import InputError
-from value_lens.viz._style import DIVERGING
-from value_lens.viz.figures import _PALETTE, _band, require_columns
+from value_lens.viz.figures import (
+    _PALETTE,
+    _band,
+    _ci_band,
+    _titled,
+    _unit_heatmap,
+    require_columns,
+)
 
 __all__ = [
     "backtracking_band_figure",
@@ -29,22 +35,6 @@ __all__ = [
     "event_locked_figure",
     "slope_heatmap_figure",
 ]
-
-
-def _ci_band(fig: go.Figure, x: Sequence, lo: Sequence, hi: Sequence, color: str) -> None:
-    xs = list(x)
-    fig.add_trace(
-        go.Scatter(
-            x=xs + xs[::-1],
-            y=list(hi) + list(lo)[::-1],
-            fill="toself",
-            fillcolor=color,
-            opacity=0.18,
-            line={"width": 0},
-            hoverinfo="skip",
-            showlegend=False,
-        )
-    )
 
 
 def backtracking_band_figure(
@@ -85,13 +75,7 @@ def backtracking_band_figure(
                 + "<extra></extra>",
             )
         )
-    fig.update_layout(
-        title={"text": title},
-        xaxis={"title": {"text": "token band (end)"}},
-        yaxis={"title": {"text": "mean value"}},
-        template="plotly_white",
-    )
-    return fig
+    return _titled(fig, title, "token band (end)", "mean value")
 
 
 def event_locked_figure(
@@ -125,13 +109,7 @@ def event_locked_figure(
             )
         )
     fig.add_vline(x=0, line={"color": "#999", "dash": "dot"})
-    fig.update_layout(
-        title={"text": title},
-        xaxis={"title": {"text": "tokens from event"}},
-        yaxis={"title": {"text": "mean value"}},
-        template="plotly_white",
-    )
-    return fig
+    return _titled(fig, title, "tokens from event", "mean value")
 
 
 def dose_response_figure(
@@ -217,28 +195,18 @@ def slope_heatmap_figure(
     scale[~(scale > 0)] = 1.0
     z = raw / scale
     text = np.where(np.isfinite(raw), np.vectorize(lambda v: f"{v:+.3g}")(np.nan_to_num(raw)), "")
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=[str(c) for c in wide.columns],
-            y=[str(i) for i in wide.index],
-            text=text,
-            texttemplate="%{text}",
-            colorscale=DIVERGING,
-            zmin=-1,
-            zmax=1,
-            zmid=0,
-            colorbar={"title": {"text": "slope / max |slope| of metric"}},
-            hovertemplate="layer %{y}, %{x}<br>slope %{text}<extra></extra>",
-        )
+    return _unit_heatmap(
+        z,
+        wide.columns,
+        wide.index,
+        colorbar="slope / max |slope| of metric",
+        hovertemplate="layer %{y}, %{x}<br>slope %{text}<extra></extra>",
+        title=title,
+        x_title="metric",
+        y_title="layer",
+        text=text,
+        texttemplate="%{text}",
     )
-    fig.update_layout(
-        title={"text": title},
-        xaxis={"title": {"text": "metric"}, "type": "category"},
-        yaxis={"title": {"text": "layer"}, "type": "category"},
-        template="plotly_white",
-    )
-    return fig
 
 
 def confidence_prefill_figure(
@@ -263,7 +231,4 @@ def confidence_prefill_figure(
             x=[str(f) for f in sub[framing]], y=list(sub[value]), name=str(answer),
             boxpoints="all", jitter=0.4, pointpos=0, marker={"color": _PALETTE[2 * i % 7]},
         ))  # fmt: skip
-    fig.update_layout(title={"text": title}, boxmode="group", template="plotly_white",
-                      xaxis={"title": {"text": "framing"}},
-                      yaxis={"title": {"text": "value at the prefilled token"}})  # fmt: skip
-    return fig
+    return _titled(fig, title, "framing", "value at the prefilled token", boxmode="group")
