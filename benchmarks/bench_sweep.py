@@ -3,10 +3,12 @@ of each evaluation suite on SmolLM2-135M-Instruct.
 
 Run:  OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python benchmarks/bench_sweep.py [--quick]
 
-The sweep runs two forward passes in total (collect_stats, then one projection pass) whatever
-``n_splits`` is; the figure of merit is the refit time (all splits, all layers) as a fraction
-of the collection pass (target < 5%), in CPU seconds (the wall clock is noisy on a shared
-machine; both are recorded). Results go to ``benchmarks/results/bench_sweep.json``.
+Whatever ``n_splits`` is, the sweep runs one forward pass when the labelled residuals fit in
+memory (``single_pass``) and two otherwise (``two_pass``: collect_stats, then a projection
+pass; forced here with ``max_memory_gb=0``). Figures of merit, in CPU seconds against one plain
+``collect_stats`` pass over the same data (the wall clock is noisy on a shared machine): the
+whole sweep, and the refits of all splits and layers (target < 5%). ``--no-suites`` re-times the
+sweep only and keeps the suites' figures from the last full run. Results go to ``benchmarks/results/bench_sweep.json``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 import torch
 
 from value_lens import ValueAxis, load_model
+from value_lens.collect import collect_stats
 from value_lens.evals import run_backtracking_suite, run_code_suite, run_confidence_suite
 from value_lens.model import d_model, model_id, n_layers
 from value_lens.sweep import layer_sweep
@@ -44,6 +47,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
     ap.add_argument("--splits", type=int, default=10)
+    ap.add_argument("--no-suites", action="store_true", help="time the sweep only")
     args = ap.parse_args()
     torch.set_num_threads(1)
     model = load_model()
@@ -51,28 +55,38 @@ def main() -> None:
     data = synthetic_icrl(40, 1, 64 if q else 128, model.cfg.d_vocab)
     out: dict[str, object] = {"model": model_id(model), "n_layers": n_layers(model)}
 
-    t = time.perf_counter()
-    df = layer_sweep(model, data, n_splits=args.splits, n_train=35, progress=False)
-    total = time.perf_counter() - t
-    tm = df.attrs["timings"]
-    sweep = {
+    # the reference: one plain collection pass over the same data
+    c = time.process_time()
+    collect_stats(model, data, progress=False)
+    collect_ref = time.process_time() - c
+    sweep: dict[str, object] = {
         "n_sequences": len(data),
         "n_tokens": data.n_tokens,
-        "n_labelled": df.attrs["n_tokens"],
         "n_splits": args.splits,
-        "collect_s": tm["collect_s"],
-        "project_s": tm["project_s"],
-        "refit_s": tm["refit_s"],
-        "total_s": total,
-        "collect_cpu_s": tm["collect_cpu_s"],
-        "project_cpu_s": tm["project_cpu_s"],
-        "refit_cpu_s": tm["refit_cpu_s"],
-        "refit_over_collect_cpu": tm["refit_cpu_s"] / tm["collect_cpu_s"],
-        "project_over_collect_cpu": tm["project_cpu_s"] / tm["collect_cpu_s"],
-        "refit_over_collect_wall": tm["refit_s"] / tm["collect_s"],
-        "total_over_collect_wall": total / tm["collect_s"],
+        "collect_pass_cpu_s": collect_ref,
     }
+    for name, mem in (("single_pass", 1.0), ("two_pass", 0.0)):
+        c = time.process_time()
+        df = layer_sweep(model, data, n_splits=args.splits, n_train=35, progress=False,
+                         max_memory_gb=mem)  # fmt: skip
+        total = time.process_time() - c
+        tm = df.attrs["timings"]
+        sweep[name] = {
+            "n_labelled": df.attrs["n_tokens"],
+            "total_cpu_s": total,
+            "refit_cpu_s": tm["refit_cpu_s"],
+            "total_over_collect_pass": total / collect_ref,
+            "refit_over_collect_pass": tm["refit_cpu_s"] / collect_ref,
+        }
+        print(name, json.dumps(sweep[name]), flush=True)
     out["sweep"] = sweep
+    path = Path(__file__).parent / "results" / "bench_sweep.json"
+    if args.no_suites:  # keep the suites measured by an earlier full run
+        old = json.loads(path.read_text()) if path.exists() else {}
+        out["suites"] = old.get("suites", {})
+        path.write_text(json.dumps(out, indent=2) + "\n")
+        print(f"wrote {path}")
+        return
 
     gen = torch.Generator().manual_seed(0)
     axis = ValueAxis(torch.randn(n_layers(model), d_model(model), generator=gen),
@@ -102,15 +116,9 @@ def main() -> None:
                             "n_unparseable": int(res.summary["n_unparseable"].iloc[0])}  # fmt: skip
     out["suites"] = suites
 
-    print(f"sweep ({sweep['n_tokens']} tokens, {args.splits} splits, {n_layers(model)} layers):")
-    for k in ("collect", "project", "refit"):
-        print(f"  {k:8s} wall {sweep[k + '_s']:8.2f} s   cpu {sweep[k + '_cpu_s']:8.2f} s")
-    print(f"  refit / collect (cpu) = {sweep['refit_over_collect_cpu']:.2%}   "
-          f"projection pass / collect (cpu) = {sweep['project_over_collect_cpu']:.2f}x")  # fmt: skip
     for name, rec in suites.items():
         print(f"{name:20s} " + "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                                           for k, v in rec.items()))  # fmt: skip
-    path = Path(__file__).parent / "results" / "bench_sweep.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {path}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -211,3 +212,15 @@ def test_split_algebra_on_unstructured_data(tiny, tiny_hf):
         assert rec["function_score"] == pytest.approx(fn)
         fns.append(fn)
     assert 0 < np.mean(fns) < 1
+
+
+def test_single_pass_equals_two_pass(tiny):
+    """Keeping the residuals (one forward pass) gives the same table as stats + projections."""
+    data = planted_data()
+    one = layer_sweep(tiny, data, n_splits=3, n_train=4, n_random=4, progress=False)
+    two = layer_sweep(
+        tiny, data, n_splits=3, n_train=4, n_random=4, progress=False, max_memory_gb=0
+    )
+    assert one.attrs["groups"] == two.attrs["groups"]
+    pd.testing.assert_frame_equal(one, two, check_exact=False, atol=1e-5, rtol=1e-5)
+    assert one.attrs["timings"]["project_s"] == 0.0 and two.attrs["timings"]["project_s"] > 0

@@ -1,13 +1,15 @@
 """Held-out layer sweeps: per-layer generalisation of the value direction, with baselines.
 
-:func:`layer_sweep` runs the model over the data **once per pass, never once per split**:
+:func:`layer_sweep` runs the model over the data **once** (twice for data too large to keep),
+**never once per split**:
 
-1. :func:`~value_lens.collect.collect_stats` gives per-criterion (group) sums, hence every
-   group's difference vector ``d_g = mean(AFTER_g) - mean(BEFORE_g)`` (skipped if ``stats=``
-   is passed).
-2. One more forward pass stores, for every BEFORE/AFTER token and layer, its projections
-   ``h . d_g`` onto every group's difference vector, onto ``n_random`` random unit directions,
-   and its norm ``|h|``.
+* When the BEFORE/AFTER tokens' residuals fit ``max_memory_gb``, one forward pass keeps them;
+  every group's difference vector ``d_g = mean(AFTER_g) - mean(BEFORE_g)`` and every token's
+  projections come from those residuals.
+* Otherwise :func:`~value_lens.collect.collect_stats` first gives the per-criterion sums, hence
+  the ``d_g`` (skipped if ``stats=`` is passed), and a second pass stores, for every
+  BEFORE/AFTER token and layer, its projections ``h . d_g`` onto every group's difference
+  vector, onto ``n_random`` random unit directions, and its norm ``|h|``.
 
 Every split's ``mean_diff`` (and ``pca_diff``) direction is a linear combination
 ``v = sum_g w_g d_g`` of the training groups' vectors, so a token's cosine with it is exactly
@@ -73,7 +75,7 @@ def project_tokens(
     model: Any,
     data: LabelledTokens,
     layers: list[int],
-    basis: Float[torch.Tensor, "L K D"],
+    basis: Float[torch.Tensor, "L K D"] | None,
     groups: list[str],
     *,
     batch_size: int = 8,
@@ -84,7 +86,8 @@ def project_tokens(
     """One forward pass storing each BEFORE/AFTER token's projections onto ``basis[layer]``.
 
     Tokens of groups not in ``groups`` are skipped. Memory is ``4 * N * L * (K + 1)`` bytes
-    (e.g. 76k labelled tokens x 36 layers x 65 directions: 0.7 GB).
+    (e.g. 76k labelled tokens x 36 layers x 65 directions: 0.7 GB). With ``basis=None`` the
+    residuals themselves are kept (``proj`` is then ``[L, N, D]``: ``4 * N * L * D`` bytes).
     """
     limit, dev = n_ctx(model), model_device(model)
     gidx = {g: i for i, g in enumerate(groups)}
@@ -101,7 +104,9 @@ def project_tokens(
     per_layer: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
     norms: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
     meta: list[np.ndarray] = []
-    bases = {layer: basis[li].to(dev, torch.float32).T for li, layer in enumerate(layers)}
+    bases = {} if basis is None else {
+        layer: basis[li].to(dev, torch.float32).T for li, layer in enumerate(layers)
+    }  # fmt: skip
     bar = tqdm(total=sum(lengths), unit="tok", desc="project", disable=not progress)
     for idx in iter_batches(lengths, batch_size, max_batch_tokens):
         idx = [i for i in idx if data.groups[i] in gidx]
@@ -134,7 +139,7 @@ def project_tokens(
                 raise NonFiniteActivationError(
                     f"NaN/Inf activations at layer {layer}; try another dtype or check the inputs"
                 )
-            per_layer[layer].append((x @ bases[layer]).cpu())
+            per_layer[layer].append((x @ bases[layer] if bases else x).cpu())
             norms[layer].append(x.norm(dim=-1).cpu())
 
         run_resid_hooks(model, tokens.to(dev), {layer: read for layer in layers})
@@ -180,6 +185,66 @@ def cosine_matrix(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(np.array(df.attrs["cosine_matrix"]), index=layers, columns=layers)
 
 
+def _group_diffs(
+    model: Any,
+    data: LabelledTokens,
+    L: list[int],
+    stats: ActivationStats | None,
+    min_count: int,
+    opts: dict[str, Any],
+) -> tuple[torch.Tensor, list[str]]:
+    """Per-group AFTER - BEFORE mean differences ``[L, G, D]`` (fp64) from sufficient statistics."""
+    if stats is None:
+        stats = collect_stats(model, data, layers=L, **opts)
+    elif stats.meta.get("dataset_hash") not in (None, "", data.fingerprint()):
+        raise InputError(
+            "the given stats were collected on different data (dataset hash mismatch); "
+            "pass the same LabelledTokens or let layer_sweep collect (stats=None)"
+        )
+    missing = [layer for layer in L if layer not in stats.layers]
+    if missing:
+        raise InputError(f"the given stats lack layers {missing}; collect them with layers={L}")
+    diffs, groups = stats.group_diffs(AFTER, BEFORE, min_count=min_count)
+    return diffs[[stats.layers.index(layer) for layer in L]].double(), groups
+
+
+def _single_pass(
+    model: Any,
+    data: LabelledTokens,
+    L: list[int],
+    rand: torch.Tensor,
+    min_count: int,
+    opts: dict[str, Any],
+) -> tuple[torch.Tensor, list[str], TokenProjections]:
+    """One forward pass keeping the BEFORE/AFTER residuals; differences and projections from them."""
+    raw = project_tokens(model, data, L, None, data.group_names, **opts)
+    x = torch.from_numpy(raw.proj)  # [L, N, D] fp32 residuals
+    names = data.group_names
+    cell = torch.from_numpy(raw.group * 2 + (raw.label == AFTER))
+    n = torch.bincount(cell, minlength=2 * len(names)).reshape(-1, 2)
+    ok = (n >= min_count).all(dim=1) & (n > 0).all(dim=1)
+    if not bool(ok.any()):
+        raise InputError(
+            f"no group has at least {min_count} BEFORE and AFTER tokens; check the labelling"
+        )
+    sums = torch.zeros(len(L), 2 * len(names), x.shape[-1], dtype=torch.float64)
+    sums.index_add_(1, cell, x.double())
+    means = sums.reshape(len(L), len(names), 2, -1) / n.clamp_min(1)[None, :, :, None]
+    diffs = (means[:, :, 1] - means[:, :, 0])[:, ok]
+    keep_g = ok.nonzero().squeeze(1)
+    remap = torch.full((len(names),), -1, dtype=torch.long)
+    remap[keep_g] = torch.arange(keep_g.numel())
+    tok = remap[torch.from_numpy(raw.group)] >= 0
+    basis = torch.cat([diffs, rand], dim=1).float()  # [L, G + R, D]
+    proj = torch.einsum("lnd,lkd->lnk", x[:, tok], basis)
+    tp = TokenProjections(
+        proj=proj.numpy(), norm=raw.norm[:, tok.numpy()], label=raw.label[tok.numpy()],
+        group=remap[torch.from_numpy(raw.group)][tok].numpy(),
+        position=raw.position[tok.numpy()], to_end=raw.to_end[tok.numpy()],
+    )  # fmt: skip
+    return diffs, [names[i] for i in keep_g.tolist()], tp
+
+
 def _mean_sd(x: list[float]) -> tuple[float, float]:
     a = np.asarray(x, dtype=np.float64)
     return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else float("nan")
@@ -200,6 +265,7 @@ def layer_sweep(
     batch_size: int = 8,
     truncate: bool = False,
     progress: bool = True,
+    max_memory_gb: float = 1.0,
 ) -> pd.DataFrame:
     """Held-out generalisation of the value direction at every layer, with baselines.
 
@@ -216,6 +282,10 @@ def layer_sweep(
         n_random: random unit directions per layer for the chance baseline.
         stats: precomputed :func:`collect_stats` output for ``data`` (skips the first pass).
         min_count: a group needs this many BEFORE and AFTER tokens to be used.
+        max_memory_gb: when ``stats`` is not given and the BEFORE/AFTER residuals of all
+            layers fit in this many GB (``4 * N * L * d_model`` bytes), the model runs **once**:
+            the residuals are kept and both the group differences and every projection come
+            from them. Otherwise it runs twice (statistics, then projections). Results agree.
 
     Returns:
         One row per layer with columns ``layer``, ``token_auroc_mean/sd`` (pooled held-out
@@ -250,35 +320,25 @@ def layer_sweep(
         )
     L = resolve_layers(layers, n_layers(model))
     t0, c0 = time.perf_counter(), time.process_time()
-    if stats is None:
-        stats = collect_stats(model, data, layers=L, batch_size=batch_size, truncate=truncate,
-                              progress=progress)  # fmt: skip
-    elif stats.meta.get("dataset_hash") not in (None, "", data.fingerprint()):
-        raise InputError(
-            "the given stats were collected on different data (dataset hash mismatch); "
-            "pass the same LabelledTokens or let layer_sweep collect (stats=None)"
-        )
-    missing = [layer for layer in L if layer not in stats.layers]
-    if missing:
-        raise InputError(f"the given stats lack layers {missing}; collect them with layers={L}")
-    li = [stats.layers.index(layer) for layer in L]
-    diffs, groups = stats.group_diffs(AFTER, BEFORE, min_count=min_count)
-    diffs = diffs[li].double()  # [L, G, D]
+    n_lab = counts[BEFORE] + counts[AFTER]
+    gen = torch.Generator().manual_seed(seed)
+    rand = torch.randn(len(L), n_random, d_model(model), generator=gen, dtype=torch.float64)
+    rand = rand / rand.norm(dim=-1, keepdim=True)
+    opts: dict[str, Any] = {"batch_size": batch_size, "truncate": truncate, "progress": progress}
+    if stats is None and 4 * n_lab * len(L) * d_model(model) <= max_memory_gb * 2**30:
+        diffs, groups, tp = _single_pass(model, data, L, rand, min_count, opts)
+        t1, c1 = t2, c2 = time.perf_counter(), time.process_time()
+    else:
+        diffs, groups = _group_diffs(model, data, L, stats, min_count, opts)
+        t1, c1 = time.perf_counter(), time.process_time()
+        tp = project_tokens(model, data, L, torch.cat([diffs, rand], dim=1), groups, **opts)
+        t2, c2 = time.perf_counter(), time.process_time()
     G = len(groups)
     if G <= n_train:
         raise InputError(
             f"too few criteria for the split: {G} groups have both BEFORE and AFTER tokens but "
             f"n_train={n_train} leaves none held out; use n_train <= {G - 1} or add criteria"
         )
-    t1, c1 = time.perf_counter(), time.process_time()
-    gen = torch.Generator().manual_seed(seed)
-    rand = torch.randn(len(L), n_random, d_model(model), generator=gen, dtype=torch.float64)
-    rand = rand / rand.norm(dim=-1, keepdim=True)
-    tp = project_tokens(
-        model, data, L, torch.cat([diffs, rand], dim=1), groups,
-        batch_size=batch_size, truncate=truncate, progress=progress,
-    )  # fmt: skip
-    t2, c2 = time.perf_counter(), time.process_time()
     gram = (diffs @ diffs.transpose(1, 2)).numpy()  # [L, G, G]
     is_after = tp.label == AFTER
     safe_norm = np.maximum(tp.norm, 1e-12)
