@@ -100,6 +100,12 @@ def test_performance_tables_come_from_results(site):
         assert f"benchmarks/results/{res.name}" in html
     for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
         assert f"benchmarks/{script.name}" in html, f"{script.name} has no section"
+    # result keys the prose names must exist in the results files
+    results = "".join(_text(p) for p in (ROOT / "benchmarks" / "results").glob("*.json"))
+    for key in re.findall(
+        r"`(\w+_(?:over|ratio)_\w+|\w*ratio\w*)`", _text(DOCS / "performance.md")
+    ):
+        assert f'"{key}"' in results, f"performance.md names {key!r}, which no results file has"
 
 
 def _modules() -> list[str]:
