@@ -156,3 +156,16 @@ def test_qwen3_8b_real_config_on_meta_device():
     assert cache[hook_name(20)].shape == (1, 3, 4096)
     n_params = sum(p.numel() for p in hf.parameters())
     assert n_params == 8_190_735_360
+
+
+@pytest.mark.slow
+def test_loading_is_quiet_by_default_and_restores_progress_settings(capfd):
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    from value_lens.model import load_hf
+
+    bar, enabled = gguf_utils.tqdm, hf_logging.is_progress_bar_enabled()
+    load_hf(None)
+    assert "de-quantizing" not in capfd.readouterr().err
+    assert gguf_utils.tqdm is bar and hf_logging.is_progress_bar_enabled() == enabled

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
+import importlib
 import importlib.metadata as md
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,10 +100,37 @@ def _resolve_source(name: str) -> tuple[str, list[str]]:
     return "", looked
 
 
+@contextlib.contextmanager
+def _hf_progress(enabled: bool) -> Iterator[None]:
+    """Turn transformers' own loading progress bars on or off, restoring the previous setting."""
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.is_progress_bar_enabled()
+    (hf_logging.enable_progress_bar if enabled else hf_logging.disable_progress_bar)()
+    # the GGUF de-quantisation bar is a bare tqdm that ignores the switch above
+    gguf_utils = importlib.import_module("transformers.modeling_gguf_pytorch_utils")
+    bar = gguf_utils.__dict__["tqdm"]
+    if not enabled:
+        setattr(gguf_utils, "tqdm", functools.partial(bar, disable=True))  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(gguf_utils, "tqdm", bar)  # noqa: B010
+        (hf_logging.enable_progress_bar if before else hf_logging.disable_progress_bar)()
+
+
 def load_hf(
-    name_or_path: str | None = None, *, dtype: torch.dtype | None = None
+    name_or_path: str | None = None, *, dtype: torch.dtype | None = None, progress: bool = False
 ) -> tuple[Any, Any]:
-    """Load an HF causal LM and tokenizer offline (``None`` = embedded SmolLM2 GGUF)."""
+    """Load an HF causal LM and tokenizer offline (``None`` = embedded SmolLM2 GGUF).
+
+    ``progress`` shows transformers' loading bars (GGUF de-quantisation, weight loading).
+    """
+    with _hf_progress(progress):
+        return _load_hf(name_or_path, dtype)
+
+
+def _load_hf(name_or_path: str | None, dtype: torch.dtype | None) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if name_or_path is None:
@@ -134,6 +164,7 @@ def load_model(
     device: str | torch.device = "cpu",
     dtype: str | torch.dtype | None = None,
     n_ctx: int | None = None,
+    progress: bool = False,
 ) -> Any:
     """Load a model as a TransformerLens ``TransformerBridge``, offline.
 
@@ -146,6 +177,7 @@ def load_model(
         device: where the model runs.
         dtype: e.g. ``"bf16"``; ``None`` keeps the checkpoint's dtype (fp32 for the GGUF default).
         n_ctx: override the context length used for the too-long-input checks.
+        progress: show transformers' loading progress bars.
 
     Example:
         >>> from value_lens.testing import tiny_qwen3_hf
@@ -158,7 +190,11 @@ def load_model(
 
     torch_dtype = parse_dtype(dtype)
     if name_or_path is None or isinstance(name_or_path, (str, os.PathLike)):
-        hf, tok = load_hf(None if name_or_path is None else str(name_or_path), dtype=torch_dtype)
+        hf, tok = load_hf(
+            None if name_or_path is None else str(name_or_path),
+            dtype=torch_dtype,
+            progress=progress,
+        )
         label = DEFAULT_MODEL_ID if name_or_path is None else str(name_or_path)
     else:
         if tokenizer is None:
