@@ -1,0 +1,193 @@
+"""The forward passes of a layer sweep: per-token projections onto a fixed basis.
+
+:func:`project_tokens` stores, for every BEFORE/AFTER token and layer, its projections onto a
+basis (every group's difference vector plus random directions) and its norm. The two
+strategies :func:`group_diffs_from_stats` (statistics pass, then a projection pass) and
+:func:`single_pass` (keep the residuals, derive everything from them) feed
+:func:`value_lens.sweep.layer_sweep`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from tqdm.auto import tqdm
+
+from value_lens.collect import collect_stats, iter_batches
+from value_lens.errors import InputError, NonFiniteActivationError
+from value_lens.hooks import run_resid_hooks
+from value_lens.model import model_device, n_ctx
+from value_lens.stats import ActivationStats
+from value_lens.tokens import AFTER, BEFORE, IGNORE, LabelledTokens
+
+__all__ = ["TokenProjections", "project_tokens", "group_diffs_from_stats", "single_pass"]
+
+
+@dataclass
+class TokenProjections:
+    """Per-token projections of every BEFORE/AFTER token onto a fixed basis, per layer.
+
+    Attributes:
+        proj: ``[L, N, K]`` float32 ``h_t . basis_k`` (computed in fp32 like the residual).
+        norm: ``[L, N]`` float32 ``|h_t|``.
+        label: ``[N]`` BEFORE or AFTER.
+        group: ``[N]`` index into the sweep's group list.
+        position: ``[N]`` token index within its sequence.
+        to_end: ``[N]`` tokens from the token to the end of its turn (``turn_end - position``).
+    """
+
+    proj: np.ndarray
+    norm: np.ndarray
+    label: np.ndarray
+    group: np.ndarray
+    position: np.ndarray
+    to_end: np.ndarray
+
+
+def project_tokens(
+    model: Any,
+    data: LabelledTokens,
+    layers: list[int],
+    basis: Float[torch.Tensor, "L K D"] | None,
+    groups: list[str],
+    *,
+    batch_size: int = 8,
+    max_batch_tokens: int | None = 16384,
+    truncate: bool = False,
+    progress: bool = True,
+) -> TokenProjections:
+    """One forward pass storing each BEFORE/AFTER token's projections onto ``basis[layer]``.
+
+    Tokens of groups not in ``groups`` are skipped. Memory is ``4 * N * L * (K + 1)`` bytes
+    (e.g. 76k labelled tokens x 36 layers x 65 directions: 0.7 GB). With ``basis=None`` the
+    residuals themselves are kept (``proj`` is then ``[L, N, D]``: ``4 * N * L * D`` bytes).
+    """
+    limit, dev = n_ctx(model), model_device(model)
+    gidx = {g: i for i, g in enumerate(groups)}
+    seqs = []
+    for i, ids in enumerate(data.input_ids):
+        if ids.numel() > limit and not truncate:
+            raise InputError(
+                f"sequence {i} has {ids.numel()} tokens but the model's context is {limit}; "
+                "pass truncate=True or drop it"
+            )
+        seqs.append(ids[:limit])
+    lengths = [int(s.numel()) for s in seqs]
+    pad_id = getattr(model.tokenizer, "pad_token_id", None) or 0
+    per_layer: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
+    norms: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
+    meta: list[np.ndarray] = []
+    bases = {} if basis is None else {
+        layer: basis[li].to(dev, torch.float32).T for li, layer in enumerate(layers)
+    }  # fmt: skip
+    bar = tqdm(total=sum(lengths), unit="tok", desc="project", disable=not progress)
+    for idx in iter_batches(lengths, batch_size, max_batch_tokens):
+        idx = [i for i in idx if data.groups[i] in gidx]
+        if not idx:
+            continue
+        T = max(lengths[i] for i in idx)
+        tokens = torch.full((len(idx), T), pad_id, dtype=torch.long)
+        lab = torch.full((len(idx), T), IGNORE, dtype=torch.long)
+        for r, i in enumerate(idx):
+            tokens[r, : lengths[i]] = seqs[i]
+            lab[r, : lengths[i]] = data.labels[i][: lengths[i]]
+        sel = (lab == BEFORE) | (lab == AFTER)
+        rows, cols = sel.nonzero(as_tuple=True)
+        to_end = torch.tensor([data.turn_end(idx[r]) for r in rows.tolist()]) - cols
+        meta.append(
+            np.stack(
+                [
+                    lab[rows, cols].numpy(),
+                    np.array([gidx[data.groups[idx[r]]] for r in rows.tolist()], dtype=np.int64),
+                    cols.numpy(),
+                    to_end.numpy(),
+                ]
+            ).reshape(4, -1)
+        )
+        flat_sel = sel.reshape(-1).to(dev)
+
+        def read(layer: int, resid: torch.Tensor, flat_sel: torch.Tensor = flat_sel) -> None:
+            x = resid.reshape(-1, resid.shape[-1])[flat_sel].float()
+            if not bool(torch.isfinite(x).all()):
+                raise NonFiniteActivationError(
+                    f"NaN/Inf activations at layer {layer}; try another dtype or check the inputs"
+                )
+            per_layer[layer].append((x @ bases[layer] if bases else x).cpu())
+            norms[layer].append(x.norm(dim=-1).cpu())
+
+        run_resid_hooks(model, tokens.to(dev), {layer: read for layer in layers})
+        bar.update(sum(lengths[i] for i in idx))
+    bar.close()
+    m = np.concatenate(meta, axis=1)
+    return TokenProjections(
+        proj=torch.stack([torch.cat(per_layer[layer]) for layer in layers]).numpy(),
+        norm=torch.stack([torch.cat(norms[layer]) for layer in layers]).numpy(),
+        label=m[0],
+        group=m[1],
+        position=m[2],
+        to_end=m[3],
+    )
+
+
+def group_diffs_from_stats(
+    model: Any,
+    data: LabelledTokens,
+    L: list[int],
+    stats: ActivationStats | None,
+    min_count: int,
+    opts: dict[str, Any],
+) -> tuple[torch.Tensor, list[str]]:
+    """Per-group AFTER - BEFORE mean differences ``[L, G, D]`` (fp64) from sufficient statistics."""
+    if stats is None:
+        stats = collect_stats(model, data, layers=L, **opts)
+    elif stats.meta.get("dataset_hash") not in (None, "", data.fingerprint()):
+        raise InputError(
+            "the given stats were collected on different data (dataset hash mismatch); "
+            "pass the same LabelledTokens or let layer_sweep collect (stats=None)"
+        )
+    missing = [layer for layer in L if layer not in stats.layers]
+    if missing:
+        raise InputError(f"the given stats lack layers {missing}; collect them with layers={L}")
+    diffs, groups = stats.group_diffs(AFTER, BEFORE, min_count=min_count)
+    return diffs[[stats.layers.index(layer) for layer in L]].double(), groups
+
+
+def single_pass(
+    model: Any,
+    data: LabelledTokens,
+    L: list[int],
+    rand: torch.Tensor,
+    min_count: int,
+    opts: dict[str, Any],
+) -> tuple[torch.Tensor, list[str], TokenProjections]:
+    """One forward pass keeping the BEFORE/AFTER residuals; differences and projections from them."""
+    raw = project_tokens(model, data, L, None, data.group_names, **opts)
+    x = torch.from_numpy(raw.proj)  # [L, N, D] fp32 residuals
+    names = data.group_names
+    cell = torch.from_numpy(raw.group * 2 + (raw.label == AFTER))
+    n = torch.bincount(cell, minlength=2 * len(names)).reshape(-1, 2)
+    ok = (n >= min_count).all(dim=1) & (n > 0).all(dim=1)
+    if not bool(ok.any()):
+        raise InputError(
+            f"no group has at least {min_count} BEFORE and AFTER tokens; check the labelling"
+        )
+    sums = torch.zeros(len(L), 2 * len(names), x.shape[-1], dtype=torch.float64)
+    sums.index_add_(1, cell, x.double())
+    means = sums.reshape(len(L), len(names), 2, -1) / n.clamp_min(1)[None, :, :, None]
+    diffs = (means[:, :, 1] - means[:, :, 0])[:, ok]
+    keep_g = ok.nonzero().squeeze(1)
+    remap = torch.full((len(names),), -1, dtype=torch.long)
+    remap[keep_g] = torch.arange(keep_g.numel())
+    tok = remap[torch.from_numpy(raw.group)] >= 0
+    basis = torch.cat([diffs, rand], dim=1).float()  # [L, G + R, D]
+    proj = torch.einsum("lnd,lkd->lnk", x[:, tok], basis)
+    tp = TokenProjections(
+        proj=proj.numpy(), norm=raw.norm[:, tok.numpy()], label=raw.label[tok.numpy()],
+        group=remap[torch.from_numpy(raw.group)][tok].numpy(),
+        position=raw.position[tok.numpy()], to_end=raw.to_end[tok.numpy()],
+    )  # fmt: skip
+    return diffs, [names[i] for i in keep_g.tolist()], tp
