@@ -332,7 +332,10 @@ class Steering:
         try:
             for name, fn in pairs:
                 hp = hook_dict[name]
-                installed.append((hp, hp.add_hook(fn, dir="fwd")))
+                handle = hp.add_hook(fn, dir="fwd")
+                if handle is None:  # TransformerLens < 4 returns nothing: take the newest handle
+                    handle = hp.fwd_hooks[-1]
+                installed.append((hp, handle))
         except BaseException:
             _remove(installed)
             raise
