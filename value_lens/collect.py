@@ -23,7 +23,7 @@ from value_lens.model import d_model, model_device, model_id, n_ctx, n_layers
 from value_lens.stats import ActivationStats, Moments, Reservoir
 from value_lens.tokens import IGNORE, LabelledTokens
 
-__all__ = ["collect_stats", "iter_batches"]
+__all__ = ["collect_stats", "iter_batches", "checked_sequences", "padded_batch"]
 
 
 def iter_batches(
@@ -45,6 +45,34 @@ def iter_batches(
         batch.append(i)
     if batch:
         yield batch
+
+
+def checked_sequences(data: LabelledTokens, limit: int, *, truncate: bool) -> list[torch.Tensor]:
+    """The token sequences, checked against the context ``limit`` (cut to it if ``truncate``)."""
+    for i, ids in enumerate(data.input_ids):
+        if ids.numel() > limit and not truncate:
+            raise InputError(
+                f"sequence {i} has {ids.numel()} tokens but the model's context is {limit}; "
+                "pass truncate=True or drop it"
+            )
+    return [ids[:limit] for ids in data.input_ids]
+
+
+def padded_batch(
+    seqs: list[torch.Tensor], labels: list[torch.Tensor], rows: list[int], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ``[B, T]`` tokens and labels of ``rows`` (padding labelled ``IGNORE``)."""
+    tokens = _pad_rows([seqs[i] for i in rows], pad_id, torch.long)
+    lab = _pad_rows([labels[i][: seqs[i].numel()] for i in rows], IGNORE, torch.long)
+    return tokens, lab
+
+
+def _pad_rows(values: list[torch.Tensor], fill: float, dtype: torch.dtype) -> torch.Tensor:
+    """Stack 1-D tensors into ``[B, max_len]``, right-padded with ``fill``."""
+    out = torch.full((len(values), max(int(v.numel()) for v in values)), fill, dtype=dtype)
+    for r, v in enumerate(values):
+        out[r, : v.numel()] = v
+    return out
 
 
 def _token_keys(ids: torch.Tensor, group: str, seed: int) -> torch.Tensor:
@@ -222,13 +250,7 @@ def collect_stats(
     groups = data.group_names
     class_lut = torch.full((max(classes) + 2,), -1, dtype=torch.long)
     class_lut[torch.tensor(classes)] = torch.arange(len(classes))
-    for i, ids in enumerate(data.input_ids):
-        if ids.numel() > limit and not truncate:
-            raise InputError(
-                f"sequence {i} has {ids.numel()} tokens but the model's context is {limit}; "
-                "pass truncate=True or drop it"
-            )
-    seqs = [ids[:limit] for ids in data.input_ids]
+    seqs = checked_sequences(data, limit, truncate=truncate)
     lengths = [int(s.numel()) for s in seqs]
     pad_id = getattr(model.tokenizer, "pad_token_id", None) or 0
     acc = _Accumulator(
@@ -243,26 +265,15 @@ def collect_stats(
     )
     bar = tqdm(total=sum(lengths), unit="tok", desc="collect", disable=not progress)
     for number, rows in enumerate(iter_batches(lengths, batch_size, max_batch_tokens)):
-        T = max(lengths[i] for i in rows)
-        tokens = torch.full((len(rows), T), pad_id, dtype=torch.long)
-        lab = torch.full((len(rows), T), IGNORE, dtype=torch.long)
-        tgt = (
-            None
-            if data.targets is None
-            else torch.full((len(rows), T), float("nan"), dtype=torch.float64)
-        )
-        keys = (
-            None
-            if sample_per_class <= 0
-            else torch.full((len(rows), T), float("inf"), dtype=torch.float64)
-        )
-        for r, i in enumerate(rows):
-            n = lengths[i]
-            tokens[r, :n], lab[r, :n] = seqs[i], data.labels[i][:n]
-            if tgt is not None and data.targets is not None:
-                tgt[r, :n] = data.targets[i][:n].double()
-            if keys is not None:
-                keys[r, :n] = _token_keys(seqs[i], data.groups[i], seed)
+        tokens, lab = padded_batch(seqs, data.labels, rows, pad_id)
+        tgt = keys = None
+        if data.targets is not None:
+            tgt = _pad_rows(
+                [data.targets[i][: lengths[i]] for i in rows], float("nan"), torch.float64
+            )
+        if sample_per_class > 0:
+            row_keys = [_token_keys(seqs[i], data.groups[i], seed) for i in rows]
+            keys = _pad_rows(row_keys, float("inf"), torch.float64)
         g_rows = torch.tensor([groups.index(data.groups[i]) for i in rows])
         batch = acc.plan(number, rows, lab, g_rows, class_lut, tgt, keys)
 

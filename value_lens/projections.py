@@ -17,12 +17,12 @@ import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
-from value_lens.collect import collect_stats, iter_batches
+from value_lens.collect import checked_sequences, collect_stats, iter_batches, padded_batch
 from value_lens.errors import InputError, NonFiniteActivationError
 from value_lens.hooks import run_resid_hooks
 from value_lens.model import model_device, n_ctx
 from value_lens.stats import ActivationStats
-from value_lens.tokens import AFTER, BEFORE, IGNORE, LabelledTokens
+from value_lens.tokens import AFTER, BEFORE, LabelledTokens
 
 __all__ = ["TokenProjections", "project_tokens", "group_diffs_from_stats", "single_pass"]
 
@@ -68,14 +68,7 @@ def project_tokens(
     """
     limit, dev = n_ctx(model), model_device(model)
     gidx = {g: i for i, g in enumerate(groups)}
-    seqs = []
-    for i, ids in enumerate(data.input_ids):
-        if ids.numel() > limit and not truncate:
-            raise InputError(
-                f"sequence {i} has {ids.numel()} tokens but the model's context is {limit}; "
-                "pass truncate=True or drop it"
-            )
-        seqs.append(ids[:limit])
+    seqs = checked_sequences(data, limit, truncate=truncate)
     lengths = [int(s.numel()) for s in seqs]
     pad_id = getattr(model.tokenizer, "pad_token_id", None) or 0
     per_layer: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
@@ -89,12 +82,7 @@ def project_tokens(
         idx = [i for i in idx if data.groups[i] in gidx]
         if not idx:
             continue
-        T = max(lengths[i] for i in idx)
-        tokens = torch.full((len(idx), T), pad_id, dtype=torch.long)
-        lab = torch.full((len(idx), T), IGNORE, dtype=torch.long)
-        for r, i in enumerate(idx):
-            tokens[r, : lengths[i]] = seqs[i]
-            lab[r, : lengths[i]] = data.labels[i][: lengths[i]]
+        tokens, lab = padded_batch(seqs, data.labels, idx, pad_id)
         sel = (lab == BEFORE) | (lab == AFTER)
         rows, cols = sel.nonzero(as_tuple=True)
         to_end = torch.tensor([data.turn_end(idx[r]) for r in rows.tolist()]) - cols
