@@ -33,6 +33,7 @@ __all__ = [
     "n_layers",
     "parse_dtype",
     "to_token_ids",
+    "encode",
 ]
 
 DEFAULT_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -244,6 +245,36 @@ def model_device(model: Any) -> torch.device:
     return torch.device(getattr(model.cfg, "device", "cpu") or "cpu")
 
 
+def encode(
+    model: Any, text: str, *, prepend_bos: bool | None = None, truncate: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids ``[T]`` and character offsets ``[T, 2]`` of ``text``, checked against ``n_ctx``.
+
+    Offsets are -1 where unknown (a prepended BOS, or a tokenizer without offset mapping).
+    Text that already starts with the tokenizer's BOS string (e.g. chat-templated text) gets no
+    second BOS. Otherwise ``prepend_bos=None`` follows ``model.cfg.default_prepend_bos``.
+    """
+    if not text:
+        raise InputError("the text is empty; pass at least one character")
+    tok = model.tokenizer
+    bos = getattr(tok, "bos_token", None)
+    if prepend_bos is None:
+        prepend_bos = bool(getattr(model.cfg, "default_prepend_bos", False))
+        if bos and text.startswith(bos):
+            prepend_bos = False
+    try:
+        enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = [tuple(o) for o in enc["offset_mapping"]]
+    except (NotImplementedError, TypeError, ValueError, KeyError):  # no fast tokenizer
+        enc = tok(text, add_special_tokens=False)
+        offsets = [(-1, -1)] * len(enc["input_ids"])
+    ids = list(enc["input_ids"])
+    if prepend_bos and getattr(tok, "bos_token_id", None) is not None:
+        ids, offsets = [tok.bos_token_id, *ids], [(-1, -1), *offsets]
+    ids_t = _within_context(model, torch.tensor(ids, dtype=torch.long), truncate)
+    return ids_t, torch.tensor(offsets, dtype=torch.long).reshape(-1, 2)[: ids_t.numel()]
+
+
 def to_token_ids(
     model: Any,
     text_or_tokens: Any,
@@ -251,30 +282,19 @@ def to_token_ids(
     prepend_bos: bool | None = None,
     truncate: bool = False,
 ) -> torch.Tensor:
-    """Token ids ``[T]`` (int64) of one text or token sequence, checked against ``n_ctx``.
-
-    Text that already starts with the tokenizer's BOS string (e.g. chat-templated text) gets no
-    second BOS. Otherwise ``prepend_bos=None`` follows ``model.cfg.default_prepend_bos``.
-    """
+    """Token ids ``[T]`` (int64) of one text (see :func:`encode`) or token sequence, checked
+    against ``n_ctx``."""
     if isinstance(text_or_tokens, str):
-        if not text_or_tokens:
-            raise InputError("the text is empty; pass at least one character")
-        tok = model.tokenizer
-        bos = getattr(tok, "bos_token", None)
-        if prepend_bos is None:
-            prepend_bos = bool(getattr(model.cfg, "default_prepend_bos", False))
-            if bos and text_or_tokens.startswith(bos):
-                prepend_bos = False
-        ids = tok(text_or_tokens, add_special_tokens=False)["input_ids"]
-        if prepend_bos and getattr(tok, "bos_token_id", None) is not None:
-            ids = [tok.bos_token_id, *ids]
-        ids_t = torch.tensor(ids, dtype=torch.long)
-    else:
-        ids_t = torch.as_tensor(text_or_tokens, dtype=torch.long)
-        if ids_t.ndim == 2 and ids_t.shape[0] == 1:
-            ids_t = ids_t[0]
-        if ids_t.ndim != 1:
-            raise InputError(f"expected one token sequence [T], got shape {tuple(ids_t.shape)}")
+        return encode(model, text_or_tokens, prepend_bos=prepend_bos, truncate=truncate)[0]
+    ids_t = torch.as_tensor(text_or_tokens, dtype=torch.long)
+    if ids_t.ndim == 2 and ids_t.shape[0] == 1:
+        ids_t = ids_t[0]
+    if ids_t.ndim != 1:
+        raise InputError(f"expected one token sequence [T], got shape {tuple(ids_t.shape)}")
+    return _within_context(model, ids_t, truncate)
+
+
+def _within_context(model: Any, ids_t: torch.Tensor, truncate: bool) -> torch.Tensor:
     if ids_t.numel() == 0:
         raise InputError("the input has no tokens; pass non-empty text or token ids")
     limit = n_ctx(model)

@@ -27,7 +27,7 @@ from value_lens.chat import ChatText, format_chat
 from value_lens.conventions import resolve_layers
 from value_lens.errors import InputError, LayerError, NonFiniteActivationError
 from value_lens.hooks import run_resid_hooks
-from value_lens.model import model_device, to_token_ids
+from value_lens.model import encode, model_device, to_token_ids
 
 __all__ = ["ValueTrace", "project", "trace", "value"]
 
@@ -123,18 +123,7 @@ def _prepare(
     if isinstance(text_or_tokens, ChatText):
         text_or_tokens = text_or_tokens.text
     if isinstance(text_or_tokens, str):
-        ids = to_token_ids(model, text_or_tokens, truncate=truncate)
-        offsets = torch.full((ids.numel(), 2), -1, dtype=torch.long)
-        try:
-            enc = model.tokenizer(
-                text_or_tokens, add_special_tokens=False, return_offsets_mapping=True
-            )
-            off = torch.tensor(enc["offset_mapping"], dtype=torch.long)
-            shift = ids.numel() - off.shape[0]  # a prepended BOS has no offsets
-            if 0 <= shift and off.shape[0] == ids.numel() - shift:
-                offsets[shift:] = off
-        except (NotImplementedError, TypeError, ValueError, KeyError):
-            pass
+        ids, offsets = encode(model, text_or_tokens, truncate=truncate)
         return text_or_tokens, ids, offsets
     ids = to_token_ids(model, text_or_tokens, truncate=truncate)
     return "", ids, torch.full((ids.numel(), 2), -1, dtype=torch.long)
