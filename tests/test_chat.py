@@ -31,9 +31,47 @@ def test_repeated_content_is_located_in_its_own_turn(tok):
         tok, [{"role": "user", "content": para}, {"role": "assistant", "content": para}]
     )
     assert chat.spans[1].start > chat.spans[0].end
+    header = chat.text.rfind("<|im_start|>assistant\n", 0, chat.spans[1].start)
+    assert header > chat.spans[0].end
+    assert chat.content(1) == para
+
+
+# What Qwen3's real template renders (hand-written from its documented behaviour), the oracle
+# for the tiny template that stands in for it in tests.
+_CONV = [
+    {"role": "system", "content": "sys"},
+    {"role": "user", "content": "u1"},
+    {"role": "assistant", "content": "<think>\nr1\n</think>\n\na1"},
+    {"role": "user", "content": "u2"},
+    {"role": "assistant", "content": "a2"},
+]
+_HEAD = "<|im_start|>system\nsys<|im_end|>\n<|im_start|>user\nu1<|im_end|>\n"
+
+
+@pytest.mark.parametrize("thinking", [None, True, False])
+def test_tiny_template_renders_like_qwen3(tok, thinking):
+    kw = {} if thinking is None else {"enable_thinking": thinking}
+    render = lambda msgs, **k: tok.apply_chat_template(msgs, tokenize=False, **kw, **k)  # noqa: E731
+    # the final assistant turn after the last user message: reasoning shown, even when empty
     assert (
-        chat.text[chat.spans[1].start - len("assistant\n") : chat.spans[1].start] == "assistant\n"
+        render(_CONV[:3])
+        == _HEAD + "<|im_start|>assistant\n<think>\nr1\n</think>\n\na1<|im_end|>\n"
     )
+    # an earlier assistant turn: reasoning stripped
+    earlier = _HEAD + "<|im_start|>assistant\na1<|im_end|>\n<|im_start|>user\nu2<|im_end|>\n"
+    assert render(_CONV[:4]) == earlier
+    # the final assistant turn gets the empty think block whether thinking is on or off
+    assert render(_CONV) == earlier + "<|im_start|>assistant\n<think>\n\n</think>\n\na2<|im_end|>\n"
+    prompt = render(_CONV[:4], add_generation_prompt=True)
+    empty = "<think>\n\n</think>\n\n" if thinking is False else ""
+    assert prompt == earlier + "<|im_start|>assistant\n" + empty
+
+
+def test_spans_follow_a_template_that_strips_reasoning(tok):
+    chat = format_chat(tok, _CONV)
+    assert [chat.content(i) for i in range(5)] == ["sys", "u1", "a1", "u2", "a2"]
+    # the final turn's span excludes the template's empty think block
+    assert chat.text[: chat.spans[4].start].endswith("assistant\n<think>\n\n</think>\n\n")
 
 
 def test_enable_thinking_switch(tok):

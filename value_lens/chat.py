@@ -70,7 +70,9 @@ def format_chat(
 
     Messages are located in order: each content is searched for only after the end of the
     previous one, so a paragraph quoted in a user turn can never be mistaken for the
-    assistant's copy. A template that rewrites a message's content raises an error.
+    assistant's copy. Where a Qwen3-style template strips an earlier assistant turn's reasoning
+    (the text up to ``</think>``), that message's span covers the reply the template shows. Any
+    other rewrite of a message's content raises an error.
     """
     if not messages:
         raise InputError("no messages to format; pass at least one {'role', 'content'} dict")
@@ -92,13 +94,18 @@ def format_chat(
     spans = []
     cursor = 0
     for i, m in enumerate(msgs):
-        start = text.find(m["content"], cursor)
+        shown = m["content"]
+        start = text.find(shown, cursor)
+        if start < 0 and m["role"] == "assistant" and "</think>" in shown:
+            # Qwen3-style templates drop the reasoning of earlier turns and show only the reply
+            shown = shown.split("</think>")[-1].lstrip("\n")
+            start = text.find(shown, cursor)
         if start < 0:
             raise InputError(
                 f"message {i} ({m['role']}) does not appear verbatim in the chat template's "
                 "output (the template rewrites it); labels cannot be aligned to this template"
             )
-        end = start + len(m["content"])
+        end = start + len(shown)
         spans.append(MessageSpan(m["role"], start, end))
         cursor = end
     return ChatText(text, tuple(spans))

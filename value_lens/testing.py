@@ -1,8 +1,10 @@
 """Offline test models: a tiny random-weight Qwen3 with a byte-level BPE trained in memory.
 
-Nothing here touches the network. The tokenizer carries the Qwen chat specials and a ChatML
-template that honours Qwen3's ``enable_thinking`` switch, so chat formatting, labelling and
-generation run end to end in milliseconds.
+Nothing here touches the network. The tokenizer carries the Qwen chat specials and a chat
+template that behaves like Qwen3's where it matters for the paper's protocol (see
+:data:`QWEN_CHAT_TEMPLATE`): the empty think block on the final assistant turn, reasoning stripped
+from earlier turns, and the ``enable_thinking`` switch after the generation prompt. So chat
+formatting, labelling and generation run end to end in milliseconds, in Qwen3's contexts.
 
 Example:
     >>> model = tiny_qwen3(n_layers=3, d_model=32)
@@ -22,14 +24,39 @@ __all__ = ["QWEN_CHAT_TEMPLATE", "hook_count", "tiny_qwen3", "tiny_qwen3_hf", "t
 
 QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
 
-# ChatML as Qwen3 renders it; enable_thinking=False opens the reply with an empty think block.
+# The tiny tokenizer's chat template, written for value_lens from this behavioural description of
+# Qwen3's template (it is not a copy of it):
+#   * messages render as ChatML: ``<|im_start|>{role}\n{content}<|im_end|>\n``;
+#   * an assistant message whose content holds ``</think>`` is split into reasoning (before it) and
+#     visible content (after it, leading newlines dropped);
+#   * assistant turns before the last user message show the visible content only (reasoning is
+#     stripped);
+#   * assistant turns after the last user message show ``<think>\n{reasoning}\n</think>\n\n``
+#     before the content when they are the final message or carry reasoning, so the final
+#     assistant turn gets the empty block ``<think>\n\n</think>\n\n`` whether thinking is on or off;
+#   * ``add_generation_prompt`` appends ``<|im_start|>assistant\n``, plus the empty think block when
+#     ``enable_thinking`` is false.
 QWEN_CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
-    "{% if enable_thinking is defined and enable_thinking is false %}"
-    "{{ '<think>\n\n</think>\n\n' }}{% endif %}{% endif %}"
+    "{%- set ns = namespace(last_user=-1) -%}"
+    "{%- for m in messages -%}{%- if m['role'] == 'user' -%}{%- set ns.last_user = loop.index0 -%}"
+    "{%- endif -%}{%- endfor -%}"
+    "{%- for m in messages -%}"
+    "{%- set body = m['content'] -%}"
+    "{%- if m['role'] == 'assistant' -%}"
+    "{%- set reasoning = '' -%}"
+    "{%- if '</think>' in body -%}"
+    "{%- set reasoning = body.split('</think>')[0].split('<think>')[-1].strip('\n') -%}"
+    "{%- set body = body.split('</think>')[-1].lstrip('\n') -%}"
+    "{%- endif -%}"
+    "{%- if loop.index0 > ns.last_user and (loop.last or reasoning) -%}"
+    "{%- set body = '<think>\n' + reasoning + '\n</think>\n\n' + body -%}"
+    "{%- endif -%}"
+    "{%- endif -%}"
+    "{{- '<|im_start|>' + m['role'] + '\n' + body + '<|im_end|>\n' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\n' -}}"
+    "{%- if enable_thinking is defined and enable_thinking is false -%}"
+    "{{- '<think>\n\n</think>\n\n' -}}{%- endif -%}{%- endif -%}"
 )
 
 _CORPUS = [
