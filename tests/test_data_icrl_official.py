@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from value_lens.data.icrl import CRITERIA, generate_scripted, import_official
 from value_lens.data.icrl.official import word_spans
+from value_lens.data.icrl.registry import RELEASED_NAMES
 from value_lens.errors import InputError
 from value_lens.testing import tiny_tokenizer
-from value_lens.tokens import REWARD
+from value_lens.tokens import AFTER, BEFORE, REWARD
 
 
 def _released(conv, rename=None):
@@ -122,3 +124,108 @@ def test_word_spans():
     body = "A violin, two violins and a viola — violin."
     assert [body[s:e] for s, e in word_spans(body, ["violin"])] == ["violin", "violin"]
     assert word_spans(body, ["—"]) == [(body.index("—"), body.index("—") + 1)]
+
+
+# ------------------------------------------------------------------ the real release's schema
+# tests/data/official/ is hand-written in the released layout: one file per conversation named
+# by its id, the release's own criterion names, consecutive user turns ("+1" then the next
+# paragraph), extra fields such as elapsed_seconds, and reward_token_labels.json next to it.
+RELEASE = Path(__file__).parent / "data" / "official"
+
+
+def _rows(data, tok, cid):
+    i = next(k for k, m in enumerate(data.meta) if m["conversation_id"] == cid)
+    ids, lab = data.input_ids[i], data.labels[i]
+    return {
+        name: tok.decode(ids[lab == v])
+        for name, v in (("before", BEFORE), ("reward", REWARD), ("after", AFTER))
+    }
+
+
+def _body(cid):
+    conv = json.loads((RELEASE / "conversations" / f"{cid}.json").read_text())
+    return conv["paragraphs"][1]["attempts"][0]["modified_text"]
+
+
+def test_released_names_map_to_registry_criteria():
+    # the 15 syntactic names of the released shared.py, each to the registry check that agrees
+    cases = {
+        "contains_colon": ("a: b", "a b"),
+        "contains_number": ("in 1900", "in June"),
+        "contains_emoji": ("a 🌍 b", "a b"),
+        "contains_quotation": ('a "b" c', "a b c"),
+        "ends_with_exclamation": ("It is!", "It is."),
+        "first_person": ("I think so.", "He thinks so."),
+        "contains_parentheses": ("a (b) c", "a b c"),
+        "starts_with_question": ("Why? It is.", "It is. Why?"),
+        "contains_semicolon": ("a; b", "a, b"),
+        "contains_dash": ("a — b", "a, b"),
+        "contains_ellipsis": ("a... b", "a. b"),
+        "contains_ampersand": ("a & b", "a and b"),
+        "contains_slash": ("a/b", "a b"),
+        "contains_percent": ("5% of it", "5 of it"),
+        "contains_dollar": ("$5", "5"),
+    }
+    for released, (yes, no) in cases.items():
+        c = CRITERIA[RELEASED_NAMES[released]]
+        assert c.kind == "syntactic" and c.check(yes) and not c.check(no), released
+    assert CRITERIA[RELEASED_NAMES["medical_condition"]].check("an outbreak of cholera")
+    assert CRITERIA[RELEASED_NAMES["dance_style"]].check("they danced a waltz")
+    # released criteria broader than any registry lexicon are not aliased
+    for broader in ("precious_metal", "color_adjective", "extinct_animal", "nautical_term"):
+        assert broader not in RELEASED_NAMES
+
+
+def test_release_imports_without_labels_file():
+    tok = tiny_tokenizer()
+    res = import_official(RELEASE / "conversations", None, tok)
+    assert len(res.conversations) == 3
+    # the release's names are kept as groups; its colon criterion is labelled by the registry's
+    assert sorted(res.data.groups) == ["contains_colon", "musical_instrument"]
+    [(cid, _, why)] = res.dropped
+    assert cid == "nautical_term__conv01" and "reward_token_labels.json" in why
+    body = _body("contains_colon__conv00")
+    r = _rows(res.data, tok, "contains_colon__conv00")
+    assert r["reward"] == ":" and r["before"] + r["reward"] + r["after"] == body
+    r = _rows(res.data, tok, "musical_instrument__conv03")
+    assert r["before"].rstrip() == "The town was known for its"  # "Violin" counts as written
+
+
+def test_release_imports_with_labels_file_and_released_matching():
+    tok = tiny_tokenizer()
+    labels = RELEASE / "reward_token_labels.json"
+    res = import_official(RELEASE / "conversations", labels, tok)
+    # whole words, case as written: "violin" is only the second mention, and "mainsail" is
+    # not a whole word of "mainsails"
+    assert sorted(res.data.groups) == ["contains_colon", "musical_instrument"]
+    assert [(c, r) for c, _, r in res.dropped] == [
+        ("nautical_term__conv01", "no reward span in the body")
+    ]
+    r = _rows(res.data, tok, "contains_colon__conv00")
+    assert r["before"] + r["reward"] == "The old bridge was built of stone. Key point:"
+    body = _body("musical_instrument__conv03")
+    r = _rows(res.data, tok, "musical_instrument__conv03")
+    assert r["before"].rstrip() == body[: body.index("violin")].rstrip()
+    # the released code's matching: case-insensitive substrings
+    rel = import_official(
+        RELEASE / "conversations", labels, tok, ignore_case=True, whole_words=False
+    )
+    assert sorted(rel.data.groups) == ["contains_colon", "musical_instrument", "nautical_term"]
+    r = _rows(rel.data, tok, "musical_instrument__conv03")
+    assert r["before"].rstrip() == "The town was known for its"
+    body = _body("nautical_term__conv01")
+    r = _rows(rel.data, tok, "nautical_term__conv01")
+    assert r["before"].rstrip() == body[: body.index("mainsails")].rstrip()
+    assert "mainsail" in r["reward"] and r["before"] + r["reward"] + r["after"] == body
+
+
+def test_word_spans_matching_options():
+    body = "Oak trees soak; an oak."
+    assert word_spans(body, ["oak"]) == [(19, 22)]
+    assert word_spans(body, ["oak"], ignore_case=True) == [(0, 3), (19, 22)]
+    assert word_spans(body, ["oak"], whole_words=False) == [(11, 14), (19, 22)]
+    assert word_spans(body, ["oak"], ignore_case=True, whole_words=False) == [
+        (0, 3),
+        (11, 14),
+        (19, 22),
+    ]

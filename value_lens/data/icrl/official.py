@@ -6,6 +6,22 @@ given, ``reward_token_labels.json`` (entries with ``reward_fn``, ``conversation_
 conversation by ``{reward_fn}__conv{conversation_idx:02d}``, the assistant turn is found through
 the chat template's message spans, and the reward words are located inside that turn's body only.
 Entries that cannot be used are dropped with a reason.
+
+The release names its criteria differently from :data:`~value_lens.data.icrl.CRITERIA`
+(``contains_colon`` for ``colon``); :data:`~value_lens.data.icrl.registry.RELEASED_NAMES` maps
+them, so without a labels file the criteria with a registry equivalent are labelled by its spans.
+
+Reward words: by default a word matches case-sensitively and as a whole word (``"violin"`` does
+not match ``"Violin"`` or ``"violins"``). The released extraction code matched each labelled word
+as a case-insensitive substring of the paragraph (``"oak"`` matches inside ``"soak"``);
+``ignore_case=True, whole_words=False`` does the same. For syntactic criteria the released code
+did not use the words at all: it marked every token whose own text passes a per-token checker.
+
+Example:
+    >>> word_spans("Violin and violins.", ["violin"])
+    []
+    >>> word_spans("Violin and violins.", ["violin"], ignore_case=True, whole_words=False)
+    [(0, 6), (11, 17)]
 """
 
 from __future__ import annotations
@@ -13,14 +29,14 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from value_lens.data.icrl.conversation import Conversation
 from value_lens.data.icrl.label import label_with_report
-from value_lens.data.icrl.registry import CRITERIA
+from value_lens.data.icrl.registry import CRITERIA, RELEASED_NAMES
 from value_lens.errors import InputError
 from value_lens.tokens import LabelledTokens
 
@@ -89,16 +105,27 @@ def load_official_conversations(
     return out
 
 
-def word_spans(body: str, words: Iterable[str]) -> list[tuple[int, int]]:
-    """Spans of each reward word in ``body`` (as a whole word where it starts/ends with a letter)."""
+def word_spans(
+    body: str, words: Iterable[str], *, ignore_case: bool = False, whole_words: bool = True
+) -> list[tuple[int, int]]:
+    """Character spans of each reward word in ``body``.
+
+    Args:
+        body: the assistant's paragraph.
+        words: the labelled reward words or phrases.
+        ignore_case: match regardless of case (the released code did).
+        whole_words: a word that starts/ends with a letter or digit must not continue a longer
+            word there; ``False`` matches anywhere, as the released code did.
+    """
     spans: set[tuple[int, int]] = set()
+    flags = re.IGNORECASE if ignore_case else 0
     for w in words:
         w = str(w).strip()
         if not w:
             continue
-        pre = r"(?<![A-Za-z0-9])" if w[0].isalnum() else ""
-        post = r"(?![A-Za-z0-9])" if w[-1].isalnum() else ""
-        spans.update(m.span() for m in re.finditer(pre + re.escape(w) + post, body))
+        pre = r"(?<![A-Za-z0-9])" if whole_words and w[0].isalnum() else ""
+        post = r"(?![A-Za-z0-9])" if whole_words and w[-1].isalnum() else ""
+        spans.update(m.span() for m in re.finditer(pre + re.escape(w) + post, body, flags))
     return sorted(spans)
 
 
@@ -122,21 +149,29 @@ def import_official(
     *,
     min_side_tokens: int = 3,
     enable_thinking: bool | None = False,
+    ignore_case: bool = False,
+    whole_words: bool = True,
+    aliases: Mapping[str, str] = RELEASED_NAMES,
 ) -> OfficialImport:
     """Import the released conversations and (optionally) label them structurally.
 
     Args:
         conversations: the released conversations directory, a file, or a list of files.
         labels: ``reward_token_labels.json``; its reward words are located in the assistant's
-            own paragraph. Without it, criteria known to :data:`CRITERIA` are labelled by their
-            own spans (others are dropped).
+            own paragraph. Without it, each conversation whose criterion is in :data:`CRITERIA`
+            under its own name or through ``aliases`` is labelled by that criterion's spans;
+            the others are dropped with a reason.
         model_or_tokenizer: if given, also label (else only the conversations are returned).
         min_side_tokens: as in :func:`~value_lens.data.icrl.label.label`.
         enable_thinking: chat-template switch (the paper used ``False``).
+        ignore_case / whole_words: how reward words match (see :func:`word_spans`);
+            ``ignore_case=True, whole_words=False`` is what the released code did.
+        aliases: released criterion name -> registry name (default
+            :data:`~value_lens.data.icrl.registry.RELEASED_NAMES`).
 
     Returns:
         An :class:`OfficialImport` with the conversations, the labelled tokens and every dropped
-        entry with its reason (``.summary()`` counts them).
+        entry with its reason (``.summary()`` counts them). Groups keep the released names.
     """
     convs = load_official_conversations(conversations)
     if model_or_tokenizer is None:
@@ -144,17 +179,31 @@ def import_official(
     by_id = {c.conversation_id: c for c in convs}
     dropped: list[tuple[str, int, str]] = []
     if labels is None:
-        known = [c for c in convs if c.reward_fn in CRITERIA]
+
+        def registry_name(name: str) -> str | None:
+            return name if name in CRITERIA else aliases.get(name)
+
+        known = [c for c in convs if registry_name(c.reward_fn) in CRITERIA]
         dropped = [
-            (c.conversation_id, 0, f"criterion {c.reward_fn!r} unknown and no labels file")
+            (
+                c.conversation_id,
+                0,
+                f"criterion {c.reward_fn!r} has no registry equivalent: pass the release's "
+                "reward_token_labels.json as labels",
+            )
             for c in convs
-            if c.reward_fn not in CRITERIA
+            if registry_name(c.reward_fn) not in CRITERIA
         ]
+
+        def criterion_spans(conv: Conversation, _pos: int, body: str) -> list[tuple[int, int]]:
+            return CRITERIA[str(registry_name(conv.reward_fn))].spans(body)
+
         data, rep = label_with_report(
             known,
             model_or_tokenizer,
             min_side_tokens=min_side_tokens,
             enable_thinking=enable_thinking,
+            spans=criterion_spans,
             allow_empty=True,
         )
         return OfficialImport(convs, data if len(data) else None, dropped + rep.dropped)
@@ -197,7 +246,8 @@ def import_official(
         chosen.append(conv)
 
     def spans(conv: Conversation, pos: int, body: str) -> list[tuple[int, int]]:
-        return word_spans(body, words.get((conv.conversation_id, pos), []))
+        found = words.get((conv.conversation_id, pos), [])
+        return word_spans(body, found, ignore_case=ignore_case, whole_words=whole_words)
 
     out: LabelledTokens | None = None
     if chosen:

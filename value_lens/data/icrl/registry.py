@@ -28,7 +28,7 @@ from value_lens.data.icrl.criteria_semantic import SEMANTIC
 from value_lens.data.icrl.criteria_syntactic import SYNTACTIC, Spec
 from value_lens.errors import InputError
 
-__all__ = ["CRITERIA", "Criterion", "Distractor", "get_criteria"]
+__all__ = ["CRITERIA", "RELEASED_NAMES", "Criterion", "Distractor", "get_criteria"]
 
 Span = tuple[int, int]
 Kind = Literal["syntactic", "semantic"]
@@ -183,6 +183,47 @@ def _build() -> Mapping[str, Criterion]:
 
 
 CRITERIA: Mapping[str, Criterion] = _build()
+
+
+#: Criterion names of the paper's released data (``reward_fn`` of its conversation files, from
+#: ``construction/shared.py`` and the released files at commit 44ad182) -> the registry criterion
+#: that tests the same thing. All 15 syntactic names map; of the 35 semantic ones only those whose
+#: concept a registry lexicon covers (never a broader one: ``precious_metal`` is not ``metal``,
+#: ``color_adjective`` not ``colour``, ``extinct_animal`` not ``animal``). The character checks
+#: differ in small ways: the registry's ``dash`` also accepts ``--``, ``quotation_mark`` also
+#: accepts ``„«»``, ``parentheses`` needs a closed pair, and ``ends_with_exclamation`` /
+#: ``starts_with_question`` mark only the final ``!`` / first-sentence ``?``.
+RELEASED_NAMES: Mapping[str, str] = MappingProxyType(
+    {
+        "contains_colon": "colon",
+        "contains_number": "number",
+        "contains_emoji": "emoji",
+        "contains_quotation": "quotation_mark",
+        "ends_with_exclamation": "ends_with_exclamation",
+        "first_person": "first_person",
+        "contains_parentheses": "parentheses",
+        "starts_with_question": "starts_with_question",
+        "contains_semicolon": "semicolon",
+        "contains_dash": "dash",
+        "contains_ellipsis": "ellipsis",
+        "contains_ampersand": "ampersand",
+        "contains_slash": "slash",
+        "contains_percent": "percent",
+        "contains_dollar": "dollar",
+        "musical_instrument": "musical_instrument",
+        "gemstone": "gemstone",
+        "fabric_type": "fabric",
+        "weather_phenomenon": "weather",
+        "dance_style": "dance",
+        "medical_condition": "illness",
+        "body_part": "body_part",
+        "emotion_word": "emotion",
+        "furniture_item": "furniture",
+        "vehicle_type": "vehicle",
+        "geometric_shape": "shape",
+        "mythological_figure": "mythical_creature",
+    }
+)
 
 
 def get_criteria(names: Iterable[str] | None = None) -> list[Criterion]:
