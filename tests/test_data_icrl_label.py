@@ -33,12 +33,17 @@ def convs():
 
 
 def _check_structure(conv, ids, lab, tok, meta):
-    """Labelled tokens lie only in the labelled assistant body; spans map to REWARD exactly."""
-    msgs = conv.full_messages[: meta["message_index"] + 1]
-    chat = format_chat(tok, msgs, enable_thinking=False)
+    """Labelled tokens lie only in the labelled assistant body; spans map to REWARD exactly.
+
+    The oracle is the paper's rendering: the WHOLE conversation through the chat template. Each
+    labelled sequence must be a prefix of its tokens, so the labelled turn sits in exactly the
+    context the paper's single pass gave it (no think block the full conversation lacks).
+    """
+    chat = format_chat(tok, conv.full_messages, enable_thinking=False)
     text = chat.text
     ids2, offs = tokenize_with_offsets(tok, text, prepend_bos=False)
-    assert ids2 == ids.tolist()
+    assert ids2[: ids.numel()] == ids.tolist()
+    ids2, offs = ids2[: ids.numel()], offs[: ids.numel()]
     span = chat.spans[meta["message_index"]]
     assert span.role == "assistant"
     body_start = text.index("</thinking>", span.start) + len("</thinking>")
@@ -310,3 +315,21 @@ def test_smollm_tokenizer(convs, smollm):
         dec = smollm.tokenizer.decode(data.input_ids[i][r])
         crit = CRITERIA[conv.reward_fn]
         assert crit.check(dec) or conv.reward_fn in ("first_person",)
+
+
+def test_labelled_turn_reads_as_in_the_whole_conversation(convs, tok):
+    """Qwen3's template adds an empty think block to a FINAL assistant turn; the labelled turn is
+    not final in the paper's whole-conversation pass, so no labelled sequence may hold one."""
+    think = tok.convert_tokens_to_ids("<think>")
+    for every in (False, True):
+        data = label(convs, tok, every_success=every)
+        by_id = {c.conversation_id: c for c in convs}
+        for ids, meta in zip(data.input_ids, data.meta, strict=True):
+            conv = by_id[meta["conversation_id"]]
+            full = tokenize_with_offsets(
+                tok, format_chat(tok, conv.full_messages).text, prepend_bos=False
+            )[0]
+            assert ids.tolist() == full[: ids.numel()]
+            if meta["message_index"] < len(conv.full_messages) - 1:
+                assert think not in ids.tolist()
+            assert meta["turn_end"] <= ids.numel()

@@ -59,8 +59,13 @@ def test_demo_on_tiny_resumes_after_a_kill(tmp_path, corpus):
     assert path == tmp_path / "report.html" and _steps(tmp_path) == STEPS
     html = path.read_text()
     assert external_urls(html) == []
-    for head in ("Held-out layer sweep", "a rewarded (+1) turn", "a failed (-1) turn",
-                 "Steering dose-response", "About this run"):  # fmt: skip
+    for head in (
+        "Held-out layer sweep",
+        "a rewarded (+1) turn",
+        "a failed (-1) turn",
+        "Steering dose-response",
+        "About this run",
+    ):
         assert head in html
     success, title = load_trace(tmp_path / "trace-1-success.json")
     assert "Held-out criterion" in title and success.layers == [0, 1]
@@ -109,9 +114,39 @@ def test_turn_traces_from_one_pass_equal_separate_passes(tiny):
         {"role": "user", "content": "-1"},
         {"role": "assistant", "content": "<thinking>A colon?</thinking>\n\nThe river: long."},
     ]
-    axis = ValueAxis(torch.randn(2, 64, generator=torch.Generator().manual_seed(0)),
-                     model_id=tiny.cfg.model_name)  # fmt: skip
+    axis = ValueAxis(
+        torch.randn(2, 64, generator=torch.Generator().manual_seed(0)), model_id=tiny.cfg.model_name
+    )
     first, last = _turn_traces(tiny, axis, msgs, [2, 4])
     (alone,) = _turn_traces(tiny, axis, msgs, [2])
     assert first.tokens == alone.tokens and "".join(last.tokens).endswith("The river: long.")
     torch.testing.assert_close(first.cosine, alone.cosine, rtol=1e-4, atol=1e-5)
+
+
+def test_turn_traces_read_each_turn_as_in_the_whole_conversation(tiny):
+    """Success and failure turns sit in the same context as in the full conversation: the
+    success turn is not rendered as a final turn (no empty think block on one side only)."""
+    from value_lens.axis import ValueAxis
+    from value_lens.chat import format_chat
+    from value_lens.demo import _turn_traces
+    from value_lens.readout import trace
+
+    msgs = [
+        {"role": "user", "content": "Paragraph 1:\n\nThe river is long."},
+        {"role": "assistant", "content": "<thinking>Try a dash.</thinking>\n\nThe river - long."},
+        {"role": "user", "content": "-1"},
+        {"role": "assistant", "content": "<thinking>A colon?</thinking>\n\nThe river: long."},
+        {"role": "user", "content": "+1"},
+        {"role": "user", "content": "Paragraph 2:\n\nThe hill is high."},
+    ]
+    axis = ValueAxis(
+        torch.randn(2, 64, generator=torch.Generator().manual_seed(1)),
+        model_id=tiny.cfg.model_name,
+    )
+    fail, success = _turn_traces(tiny, axis, msgs, [1, 3])
+    chat = format_chat(tiny.tokenizer, msgs)
+    whole = trace(tiny, chat.text, axis)
+    for tr, index in ((fail, 1), (success, 3)):
+        mask = whole.char_span_mask(chat.spans[index].start, chat.spans[index].end)
+        assert tr.token_ids.tolist() == whole.token_ids[mask].tolist()
+        torch.testing.assert_close(tr.cosine, whole.cosine[:, mask], rtol=1e-4, atol=1e-5)

@@ -24,7 +24,7 @@ from typing import Any
 
 from value_lens.errors import InputError
 
-__all__ = ["ChatText", "MessageSpan", "format_chat"]
+__all__ = ["ChatText", "MessageSpan", "context_through", "format_chat"]
 
 
 @dataclass(frozen=True)
@@ -109,3 +109,26 @@ def format_chat(
         spans.append(MessageSpan(m["role"], start, end))
         cursor = end
     return ChatText(text, tuple(spans))
+
+
+def context_through(messages: Sequence[Mapping[str, str]], index: int) -> list[Mapping[str, str]]:
+    """The messages to render so that message ``index`` reads as it does in the whole conversation.
+
+    Chat templates can render a message differently when it is the last one: Qwen3's inserts an
+    empty ``<think></think>`` block into a final assistant turn. Rendering through the next user
+    message (or the whole conversation, when none follows) puts message ``index`` in the same
+    context as the full conversation; causal attention keeps its activations identical to it.
+
+    >>> msgs = [{"role": r, "content": c} for r, c in
+    ...         [("user", "a"), ("assistant", "b"), ("user", "c"), ("assistant", "d")]]
+    >>> [m["content"] for m in context_through(msgs, 1)]
+    ['a', 'b', 'c']
+    >>> [m["content"] for m in context_through(msgs, 3)]
+    ['a', 'b', 'c', 'd']
+    """
+    if not 0 <= index < len(messages):
+        raise InputError(f"message index {index} is out of range for {len(messages)} messages")
+    for j in range(index + 1, len(messages)):
+        if messages[j].get("role") == "user":
+            return list(messages[: j + 1])
+    return list(messages)

@@ -107,11 +107,14 @@ def _turn_traces(
     model: Any, axis: Any, messages: list[dict[str, str]], indices: list[int]
 ) -> list[Any]:
     """Traces of messages ``indices``, cut to each message's tokens, from ONE forward pass over
-    the conversation up to the last of them (causal attention: earlier turns read the same)."""
-    from value_lens.chat import format_chat
+    the conversation through the user turn after the last of them: every message then reads as
+    in the whole conversation (none is a final turn that a template renders specially), and
+    causal attention keeps later text out of it."""
+    from value_lens.chat import context_through, format_chat
     from value_lens.readout import trace
 
-    chat = format_chat(model.tokenizer, messages[: max(indices) + 1], enable_thinking=False)
+    context = context_through(messages, max(indices))
+    chat = format_chat(model.tokenizer, context, enable_thinking=False)
     tr = trace(model, chat.text, axis)
     out = []
     for index in indices:

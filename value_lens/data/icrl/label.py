@@ -26,7 +26,7 @@ from typing import Any, Literal, overload
 
 import torch
 
-from value_lens.chat import format_chat
+from value_lens.chat import context_through, format_chat
 from value_lens.data.icrl.conversation import Conversation, split_thinking
 from value_lens.data.icrl.registry import CRITERIA
 from value_lens.errors import InputError
@@ -145,8 +145,10 @@ def label_with_report(
             raising.
 
     Returns:
-        One sequence per kept turn: the whole conversation up to and including the labelled
-        turn, group = criterion, ``meta`` with ``conversation_id``, ``paragraph_position``,
+        One sequence per kept turn: the tokens of the whole conversation up to the end of the
+        labelled turn, rendered as in the full conversation (through the next user message, so
+        a template that treats a final assistant turn specially, as Qwen3's does, renders the
+        labelled turn as the paper's whole-conversation pass did), group = criterion, ``meta`` with ``conversation_id``, ``paragraph_position``,
         ``attempt``, ``turn_start`` and ``turn_end`` (token index one past the body).
 
     Raises:
@@ -168,8 +170,11 @@ def label_with_report(
             if mi is None:
                 report.dropped.append((conv.conversation_id, pos, "assistant message not found"))
                 continue
-            msgs = conv.full_messages[: mi + 1]
-            chat = format_chat(tok, msgs, enable_thinking=enable_thinking)
+            # render through the next user turn, as in the whole conversation: a template may
+            # render a final assistant turn differently (Qwen3 adds an empty think block)
+            chat = format_chat(
+                tok, context_through(conv.full_messages, mi), enable_thinking=enable_thinking
+            )
             span = chat.spans[mi]
             content = chat.content(mi)
             _, off = split_thinking(content)
@@ -182,6 +187,10 @@ def label_with_report(
             text = chat.text
             use_bos = bos and not (tok.bos_token and text.startswith(tok.bos_token))
             ids, offs = tokenize_with_offsets(tok, text, prepend_bos=use_bos)
+            # keep the tokens up to the end of the labelled message: causal attention makes
+            # them read exactly as in the rendered context, and nothing after them is labelled
+            keep = 1 + max(j for j, (s, e) in enumerate(offs) if e > s and s < span.end)
+            ids, offs = ids[:keep], offs[:keep]
             if limit is not None and len(ids) > limit:
                 if drop_too_long:
                     report.dropped.append(
