@@ -75,6 +75,9 @@ def test_play_tiny_end_to_end(tiny, tmp_path):
             assert a.reward == (bool(a.modified_text) and crit.check(a.modified_text))
         assert c.discovery_paragraph == discovery_point(c.paragraphs)
     assert load_conversations(out) == convs
+    assert all(c.meta["enable_thinking"] is False for c in convs)  # the paper's setting
+    with pytest.raises(InputError, match="enable_thinking"):
+        play(tiny, 2, out=out, enable_thinking=True, **kw)
     again = play(tiny, 2, **kw)  # same seed, same games
     assert [c.to_dict() for c in again] == [c.to_dict() for c in convs]
     resumed = play(tiny, 2, out=out, **kw)  # everything already done: nothing regenerated
@@ -90,7 +93,9 @@ def test_play_context_limit(tiny):
     from value_lens.data.icrl.registry import CRITERIA as C
 
     g = _new(C["colon"], 0, load_corpus(SHORT), 0, 3, 2)
-    first = format_chat(tiny.tokenizer, g.messages, add_generation_prompt=True).text
+    first = format_chat(
+        tiny.tokenizer, g.messages, add_generation_prompt=True, enable_thinking=False
+    ).text
     n_first = len(tiny.tokenizer(first, add_special_tokens=False)["input_ids"])
     old = tiny.cfg.n_ctx
     tiny.cfg.n_ctx = n_first + 4 + 3

@@ -167,3 +167,72 @@ def test_smollm_dose_grid_end_to_end(smollm):
     # steering at +-10% of the norm changes at least one greedy output
     texts = f.pivot(index="prompt_id", columns="alpha", values="text")
     assert (texts[-10.0] != texts[0.0]).any() or (texts[10.0] != texts[0.0]).any()
+
+
+def test_thinking_off_by_default_and_recorded(tiny, monkeypatch):
+    seen = []
+    real = dose_mod.generate
+
+    def spy(model, texts, **k):
+        seen.extend(texts)
+        return real(model, texts, **k)
+
+    monkeypatch.setattr(dose_mod, "generate", spy)
+    msgs = [[{"role": "user", "content": "Is 7 prime? Respond only Yes or No."}]]
+    res = dose_response(
+        tiny,
+        _axis(tiny),
+        msgs,
+        layers=0,
+        alphas=[0.0, 2.0],
+        unit="raw",
+        max_new_tokens=2,
+        progress=False,
+    )
+    assert seen and all(t.endswith("assistant\n<think>\n\n</think>\n\n") for t in seen)
+    assert res.settings["enable_thinking"] is False and res.settings["unit"] == "raw"
+    seen.clear()
+    on = dose_response(
+        tiny,
+        _axis(tiny),
+        msgs,
+        layers=0,
+        alphas=[0.0, 2.0],
+        unit="raw",
+        max_new_tokens=2,
+        progress=False,
+        enable_thinking=True,
+    )
+    assert seen and all(t.endswith("assistant\n") for t in seen)
+    assert on.settings["enable_thinking"] is True
+
+
+def test_paper_fig11_recipe_same_raw_alpha_at_every_layer_slopes_per_25(tiny):
+    """Fig. 11: one raw alpha grid for every layer; slopes per 25 raw units (numpy oracle)."""
+    res = dose_response(
+        tiny,
+        _axis(tiny),
+        PROMPTS,
+        layers=[0, 1],
+        alphas=dose_mod.PAPER_RAW_ALPHAS,
+        unit="raw",
+        max_new_tokens=4,
+        temperature=0.0,
+        progress=False,
+    )
+    f = res.frame
+    assert (f["raw_alpha"] == f["alpha"]).all()
+    assert sorted(set(f["alpha"])) == [-50.0, -25.0, 0.0, 25.0, 50.0]
+    row = res.slopes.query("layer == 1 and metric == 'n_tokens'").iloc[0]
+    ok = f[(f["layer"] == 1) & ~f["degenerate"]]
+    frac_bad = f[f["layer"] == 1].groupby("alpha")["degenerate"].mean()
+    means = (
+        ok[ok["alpha"].isin(frac_bad[frac_bad <= 0.5].index)].groupby("alpha")["n_tokens"].mean()
+    )
+    if len(means) >= 3:
+        import numpy as np
+
+        expected = 25 * np.polyfit(means.index.to_numpy(float), means.to_numpy(float), 1)[0]
+        assert row["slope"] == pytest.approx(expected) and row["per"] == 25.0
+    else:
+        assert math.isnan(row["slope"])

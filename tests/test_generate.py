@@ -43,9 +43,15 @@ def test_chat_messages_and_system_prompt(tiny):
     one = generate(tiny, msgs, max_new_tokens=2, system="be brief")
     many = generate(tiny, [msgs, msgs], max_new_tokens=2)
     assert one[0].prompt.startswith("<|im_start|>system\nbe brief<|im_end|>")
-    assert one[0].prompt.endswith("<|im_start|>assistant\n")
+    # the paper's protocol: thinking off, so the reply opens after Qwen3's empty think block
+    assert one[0].prompt.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+    assert one[0].enable_thinking is False
     assert len(many) == 2 and many[0].prompt == many[1].prompt
     assert "system" not in many[0].prompt
+    on = generate(tiny, msgs, max_new_tokens=2, enable_thinking=True)[0]
+    assert on.prompt.endswith("<|im_start|>assistant\n") and on.enable_thinking is True
+    raw = generate(tiny, ["raw text", msgs], max_new_tokens=2)
+    assert [g.enable_thinking for g in raw] == [None, False]
 
 
 def test_stops_at_eos_and_strips_it(tiny):

@@ -23,7 +23,7 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,19 +37,25 @@ from value_lens.steer import raw_alpha, steer
 from value_lens.strength import UNITS, Calibration
 from value_lens.text_metrics import METRICS, text_metrics
 
-__all__ = ["DEFAULT_ALPHAS", "DoseResult", "dose_response", "dose_slopes"]
+__all__ = ["DEFAULT_ALPHAS", "PAPER_RAW_ALPHAS", "DoseResult", "dose_response", "dose_slopes"]
 
 DEFAULT_ALPHAS: tuple[float, ...] = (-16.8, -8.4, 0.0, 8.4, 16.8)
 """Percent of the residual norm: the paper's alpha in {-50, -25, 0, 25, 50} at Qwen3-8B L21."""
 
+PAPER_RAW_ALPHAS: tuple[float, ...] = (-50.0, -25.0, 0.0, 25.0, 50.0)
+"""The paper's Fig. 11 grid: the same raw alpha at every layer (``unit="raw"``; slopes per 25)."""
+
 
 @dataclass(frozen=True)
 class DoseResult:
-    """``frame``: one row per prompt x cell; ``slopes``: :func:`dose_slopes` of it."""
+    """``frame``: one row per prompt x cell; ``slopes``: :func:`dose_slopes` of it;
+    ``settings``: what the grid ran with (model, unit, positions, generation settings,
+    ``enable_thinking``, the log's configuration fingerprint)."""
 
     frame: pd.DataFrame
     slopes: pd.DataFrame
     calibration: Calibration | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
     def summary(self, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
         """Mean of each metric per layer and alpha (degenerate outputs excluded)."""
@@ -94,7 +100,7 @@ def dose_response(
     temperature: float = 0.7,
     top_p: float = 0.9,
     batch_size: int = 8,
-    enable_thinking: bool | None = None,
+    enable_thinking: bool | None = False,
     system: str | None = None,
     log: Any = None,
     keep_text: bool = True,
@@ -114,7 +120,8 @@ def dose_response(
         calibration: scales for percent/sd (default: the axis's stored ones).
         positions: steering positions (the paper steers ``"all"``).
         max_new_tokens / temperature / top_p / batch_size / enable_thinking / system:
-            passed to :func:`value_lens.generate.generate` (paper: T=0.7, top_p=0.9).
+            passed to :func:`value_lens.generate.generate` (paper: T=0.7, top_p=0.9, thinking
+            off).
         log: a JSONL path; finished cells are appended and skipped on rerun.
         keep_text: keep the generated text in the frame and the log.
         progress: show a progress bar over cells.
@@ -162,6 +169,7 @@ def dose_response(
         "unit": unit,
         "positions": positions,
         "gen": [max_new_tokens, temperature, top_p, batch_size],
+        "enable_thinking": enable_thinking,
         "cal": calibration.to_dict() if calibration is not None else None,
     }
     fp = _fingerprint(cfg)
@@ -238,7 +246,8 @@ def dose_response(
             jl.append(rec)
     frame = _frame(done, layer_list, alpha_list, seed_list, unit, raw)
     per = 25.0 if unit == "raw" else 1.0
-    return DoseResult(frame, dose_slopes(frame, per=per), calibration)
+    settings = {**cfg, "fingerprint": fp, "slopes_per": per}
+    return DoseResult(frame, dose_slopes(frame, per=per), calibration, settings)
 
 
 def _frame(

@@ -48,6 +48,8 @@ class Generation:
         prompt_ids: prompt token ids ``[P]`` (no padding).
         output_ids: new token ids ``[N]``, up to and excluding the stop token.
         hit_limit: True when ``max_new_tokens`` ran out before a stop token.
+        enable_thinking: the chat-template switch the prompt was rendered with (``None`` for a
+            raw-text prompt, which no template touched).
     """
 
     prompt: str
@@ -55,6 +57,7 @@ class Generation:
     prompt_ids: Int[torch.Tensor, " P"]
     output_ids: Int[torch.Tensor, " N"]
     hit_limit: bool
+    enable_thinking: bool | None = None
 
     @property
     def n_tokens(self) -> int:
@@ -74,10 +77,13 @@ def format_prompts(
     model: Any,
     prompts: Any,
     *,
-    enable_thinking: bool | None = None,
+    enable_thinking: bool | None = False,
     system: str | None = None,
 ) -> list[str]:
     """Normalise ``prompts`` to a list of prompt texts (chat template applied to message lists).
+
+    ``enable_thinking`` defaults to ``False``, the paper's setting: on Qwen3 the reply then opens
+    after an empty think block instead of with reasoning. ``None`` leaves the template's default.
 
     >>> from value_lens.testing import tiny_qwen3
     >>> format_prompts(tiny_qwen3(), ["a", "b"])
@@ -118,6 +124,15 @@ def format_prompts(
     return out
 
 
+def _chat_flags(prompts: Any) -> list[bool]:
+    """For each prompt (as :func:`format_prompts` orders them): was it a message list?"""
+    if isinstance(prompts, str):
+        return [False]
+    if _is_message_list(prompts):
+        return [True]
+    return [not isinstance(p, str) for p in prompts]
+
+
 def _stop_ids(model: Any) -> list[int]:
     eos = getattr(model.cfg, "eos_token_id", None)
     if eos is None:
@@ -142,7 +157,7 @@ def generate(
     top_p: float = 1.0,
     max_new_tokens: int = 64,
     batch_size: int = 8,
-    enable_thinking: bool | None = None,
+    enable_thinking: bool | None = False,
     system: str | None = None,
     progress: bool = False,
     use_cache: bool = True,
@@ -160,7 +175,9 @@ def generate(
         top_p: nucleus sampling mass (1.0 = off).
         max_new_tokens: new-token budget per prompt.
         batch_size: prompts per forward batch (left-padded).
-        enable_thinking: Qwen3's chat-template switch (message prompts only).
+        enable_thinking: Qwen3's chat-template switch (message prompts only). ``False``, the
+            paper's setting, by default; ``None`` leaves the template's default. Recorded on
+            every :class:`Generation`.
         system: a system message prepended to message prompts that lack one.
         progress: show a tqdm bar over batches.
         use_cache: KV-cache decoding (False recomputes the whole sequence every step).
@@ -195,6 +212,7 @@ def generate(
                 "value_lens.steer(model, ...) for the model you generate with"
             )
     texts = format_prompts(model, prompts, enable_thinking=enable_thinking, system=system)
+    is_chat = _chat_flags(prompts)
     ids = [to_token_ids(model, t) for t in texts]
     limit = n_ctx(model)
     too_long = [i for i, x in enumerate(ids) if x.numel() + max_new_tokens > limit]
@@ -256,6 +274,7 @@ def generate(
                     prompt_ids=ids[i],
                     output_ids=out_ids,
                     hit_limit=not hits,
+                    enable_thinking=enable_thinking if is_chat[i] else None,
                 )
             )
     return out

@@ -136,7 +136,7 @@ def trace(
     layers: int | Iterable[int] | None = None,
     *,
     truncate: bool = False,
-    enable_thinking: bool | None = None,
+    enable_thinking: bool | None = False,
     check_model_id: bool = True,
 ) -> ValueTrace:
     """Per-token cosine and projection on ``axis`` at ``layers`` (default: every fitted layer).

@@ -151,7 +151,7 @@ def play(
     criteria: Iterable[str] | None = None,
     corpus: CorpusSource = None,
     max_new_tokens: int = 256,
-    enable_thinking: bool | None = None,
+    enable_thinking: bool | None = False,
     batch_size: int = 8,
     temperature: float = 0.7,
     max_attempts: int = 5,
@@ -168,7 +168,8 @@ def play(
         criteria: criterion names (default: all 50).
         corpus: paragraphs (default: the packaged corpus).
         max_new_tokens: token budget per reply.
-        enable_thinking: Qwen3's template switch (``None`` = template default).
+        enable_thinking: Qwen3's template switch; ``False`` (the paper's) by default,
+            ``None`` = template default. Recorded in every conversation's ``meta``.
         batch_size: replies per forward batch.
         temperature: sampling temperature (0 = greedy; the paper's role-play used 0.7).
         max_attempts: attempts per paragraph.
@@ -200,6 +201,11 @@ def play(
         for n, rec in enumerate(log, 1):
             if rec.get("meta", {}).get("seed") != seed:
                 raise InputError(f"{out} holds games played with another seed; use a new out= path")
+            if rec.get("meta", {}).get("enable_thinking", enable_thinking) != enable_thinking:
+                raise InputError(
+                    f"{out} holds games played with enable_thinking="
+                    f"{rec['meta']['enable_thinking']}; use a new out= path"
+                )
             c = from_record(rec, where=f"{out} line {n}")
             done[c.conversation_id] = c
     games: list[_Game] = []
