@@ -71,6 +71,8 @@ def test_demo_on_tiny_resumes_after_a_kill(tmp_path, corpus):
     assert "Held-out criterion" in title and success.layers == [0, 1]
     sweep = pd.read_csv(tmp_path / "sweep.csv")
     assert sweep["layer"].tolist() == [0, 1]
+    meta = json.loads((tmp_path / "run.json").read_text())
+    assert meta["demo"]["config"]["enable_thinking"] is False  # the paper's setting, recorded
 
     # simulate a kill after the sweep: later steps are missing from the log
     lines = (tmp_path / "steps.jsonl").read_text().splitlines()

@@ -65,6 +65,7 @@ class DemoConfig:
     max_new_tokens: int = 40
     temperature: float = 0.0
     batch_size: int = 4
+    enable_thinking: bool = False  # the paper's chat-template setting (recorded in run.json)
 
 
 #: about 1-2 minutes on a 2-core CPU with SmolLM2 (CI).
@@ -283,7 +284,8 @@ def run_demo(
         res = dose_response(m, axis, prompts, layers=dl, alphas=cfg.dose_alphas, unit="percent",
                             seeds=range(seed, seed + cfg.dose_seeds),
                             max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                            batch_size=cfg.batch_size, log=out / "dose.jsonl")  # fmt: skip
+                            batch_size=cfg.batch_size, enable_thinking=cfg.enable_thinking,
+                            log=out / "dose.jsonl")  # fmt: skip
         res.frame.to_csv(out / RESULT_FILES["dose"], index=False)
         res.slopes.to_csv(out / RESULT_FILES["slopes"], index=False)
         update_meta(out, dose={"layers": dl, "alphas_percent": list(cfg.dose_alphas),
