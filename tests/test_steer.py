@@ -74,33 +74,78 @@ def test_generated_mode_is_a_no_op_on_a_plain_forward(tiny, axis):
 def test_matches_hf_oracle_forward_hook(tiny, tiny_hf, axis):
     hf, tok = tiny_hf
     ids = torch.tensor([tok(PROMPTS[1], add_special_tokens=False)["input_ids"]])
-    v = 2.5 * axis.direction(1)
-
-    def add(module, args, out):  # noqa: ARG001
-        if isinstance(out, tuple):
-            return (out[0] + v, *out[1:])
-        return out + v
-
-    h = hf.model.layers[1].register_forward_hook(add)
-    try:
-        with torch.no_grad():
-            want = hf(ids).logits
-    finally:
-        h.remove()
+    want = _hf_logits_adding(tiny_hf, ids, 1, 2.5 * axis.direction(1))
     with torch.no_grad(), steer(tiny, axis, layers=1, alpha=2.5):
         got = tiny(ids)
     torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
 
 
-def test_resid_post_of_previous_layer_equals_resid_pre(tiny, axis):
-    tokens = _tokens(tiny, PROMPTS[1])
-    vec = axis.directions[0]  # any vector: both points get the same one
-    with steer(tiny, vec, layers=0, alpha=4.0, point="resid_post"):
-        post = tiny(tokens)
-    with steer(tiny, vec, layers=1, alpha=4.0, point="resid_pre"):
-        pre = tiny(tokens)
-    assert not torch.allclose(post, tiny(tokens))
-    torch.testing.assert_close(post, pre, atol=ATOL, rtol=0)
+def _hf_logits_adding(tiny_hf, ids, layer, vec):
+    """HF oracle: ``vec`` added to the output of decoder layer ``layer`` (hidden_states[layer+1])."""
+    hf, _ = tiny_hf
+
+    def add(module, args, out):  # noqa: ARG001
+        return (out[0] + vec, *out[1:]) if isinstance(out, tuple) else out + vec
+
+    h = hf.model.layers[layer].register_forward_hook(add)
+    try:
+        with torch.no_grad():
+            return hf(ids).logits
+    finally:
+        h.remove()
+
+
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_resid_pre_steers_the_same_stream_as_resid_post_and_hf(tiny, tiny_hf, axis, as_tensor):
+    """Layer L means hidden_states[L+1] at either point, for a ValueAxis and a bare vector."""
+    _, tok = tiny_hf
+    ids = torch.tensor([tok(PROMPTS[1], add_special_tokens=False)["input_ids"]])
+    src = axis.direction(0) if as_tensor else axis
+    want = _hf_logits_adding(tiny_hf, ids, 0, 4.0 * axis.direction(0))
+    with torch.no_grad(), steer(tiny, src, layers=0, alpha=4.0, point="resid_pre"):
+        pre = tiny(ids)
+    with torch.no_grad(), steer(tiny, src, layers=0, alpha=4.0, point="resid_post"):
+        post = tiny(ids)
+    assert not torch.allclose(post, tiny(ids), atol=1e-2)
+    torch.testing.assert_close(pre, post, atol=ATOL, rtol=0)
+    torch.testing.assert_close(pre, want, atol=ATOL, rtol=0)
+    # the resid_pre hook leaves block 0's own output (a hook_resid_post cache) unsteered
+    base = _resid(tiny, ids, 0)
+    with steer(tiny, src, layers=0, alpha=4.0, point="resid_pre"):
+        assert torch.equal(_resid(tiny, ids, 0), base)
+
+
+def test_resid_pre_names_the_next_blocks_input_and_refuses_the_last_layer(tiny, axis):
+    assert steering_hook(axis, 0, 1.0, point="resid_pre")[0] == "blocks.1.hook_resid_pre"
+    assert steering_hook(torch.ones(64), 5, 1.0, point="resid_pre")[0] == (
+        "blocks.6.hook_resid_pre"
+    )
+    for bad in (axis, axis.directions, axis.directions[1]):
+        with pytest.raises(LayerError, match="point='resid_post'"):
+            steer(tiny, bad, layers=-1, alpha=1.0, point="resid_pre")
+    with pytest.raises(LayerError, match="point='resid_post'"):
+        steering_hook(axis, 1, 1.0, point="resid_pre")
+
+
+@pytest.mark.parametrize("mode", ["ablate", "clamp"])
+def test_ablate_and_clamp_in_bf16_are_exact_up_to_rounding_the_output(axis, mode):
+    """The projection after the hook is off only by bf16 rounding of the output entries."""
+    u32 = axis.direction(0)
+    g = torch.Generator().manual_seed(3)
+    big = torch.tensor([300.0, -170.0, 90.0, 41.0, -23.0])[None, :, None]
+    resid = (torch.randn(2, 5, 64, generator=g) + big * u32).to(torch.bfloat16)
+    _, fn = steering_hook(axis, 0, 2.5, mode=mode, positions="from:1")
+    out = fn(resid)
+    assert out.dtype == torch.bfloat16
+    u = u32.double()
+    before, after = resid.double() @ u, out.double() @ u
+    target = 0.0 if mode == "ablate" else 2.5
+    # each output entry is the exact fp32 result rounded to bf16 (relative error <= 2**-8)
+    bound = 2.0**-8 * 1.01 * (out.double().abs() @ u.abs()) + 1e-6 * before.abs()
+    err = (after[:, 1:] - target).abs()
+    assert (err <= bound[:, 1:]).all(), (err / before[:, 1:].abs()).max()
+    assert (err < 1e-3 * before[:, 1:].abs()).all()
+    assert torch.equal(out[:, 0], resid[:, 0])
 
 
 def _steered_ids(model, vec, alpha, **kw):

@@ -29,13 +29,12 @@ per forward pass, so per-hook records need no coordination.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
-from jaxtyping import Float
 
+from value_lens._steer_resolve import POINTS, check_alpha, direction, hook_name, per_layer
 from value_lens.conventions import resolve_layer, resolve_layers
 from value_lens.errors import AxisMismatchError, InputError
 from value_lens.model import d_model as model_d_model
@@ -46,10 +45,6 @@ from value_lens.strength import Calibration, axis_calibration, to_raw
 __all__ = ["MODES", "POINTS", "Steering", "raw_alpha", "steer", "steering_hook"]
 
 MODES: tuple[str, ...] = ("add", "ablate", "clamp")
-POINTS: dict[str, str] = {
-    "resid_post": "blocks.{layer}.hook_resid_post",
-    "resid_pre": "blocks.{layer}.hook_resid_pre",
-}
 HookFn = Callable[..., torch.Tensor]
 
 
@@ -86,45 +81,9 @@ class _Stream:
         return offset, self.prompt_lens, self.pads
 
 
-def _check_alpha(alpha: float, what: str = "alpha") -> float:
-    try:
-        a = float(alpha)
-    except (TypeError, ValueError):
-        raise InputError(f"{what} must be a number, got {alpha!r}") from None
-    if not math.isfinite(a):
-        raise InputError(f"{what} is {a}; steering strengths must be finite numbers")
-    return a
-
-
-def _direction(axis: Any, layer: int, normalize: bool) -> Float[torch.Tensor, " d"]:
-    """The steering direction at ``layer`` from a ValueAxis or a tensor ``[d]``/``[L, d]``."""
-    if isinstance(axis, torch.Tensor):
-        v = axis.detach().to("cpu", torch.float32)
-        if v.ndim == 2:
-            v = v[resolve_layer(layer, v.shape[0])]
-        elif v.ndim != 1:
-            raise InputError(
-                f"a direction tensor must be [d_model] or [n_layers, d_model], got {tuple(v.shape)}"
-            )
-        if not bool(torch.isfinite(v).all()):
-            raise InputError("the direction contains NaN or Inf")
-        if normalize:
-            n = float(v.norm())
-            if n == 0:
-                raise InputError("the direction is zero; it cannot be normalised")
-            v = v / n
-        return v
-    if not hasattr(axis, "direction"):
-        raise InputError(
-            f"axis must be a ValueAxis or a direction tensor, got {type(axis).__name__}"
-        )
-    resolve_layer(layer, axis.n_layers)
-    return axis.direction(layer, unit=normalize).to(torch.float32)
-
-
 def _make_hook(v: torch.Tensor, alpha: float, mode: str, pos: Positions, stream: _Stream) -> HookFn:
     d = v.shape[0]
-    cache: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+    cache: dict[torch.device, torch.Tensor] = {}
 
     def hook_fn(resid: torch.Tensor, hook: Any = None) -> torch.Tensor:  # noqa: ARG001 - TL contract
         if resid.ndim != 3 or resid.shape[-1] != d:
@@ -134,24 +93,24 @@ def _make_hook(v: torch.Tensor, alpha: float, mode: str, pos: Positions, stream:
             )
         batch, seq_len, _ = resid.shape
         offset, lens, pads = stream.locate(batch, seq_len)
-        key = (resid.device, resid.dtype)
-        u = cache.get(key)
+        u = cache.get(resid.device)
         if u is None:
-            u = cache[key] = v.to(resid.device, resid.dtype)
+            u = cache[resid.device] = v.to(resid.device, torch.float32)
         m: torch.Tensor | None = None
         if not (pos.kind == "all" and not bool(pads.any())):
             mask = position_mask(pos, seq_len, prompt_lens=lens, offset=offset, pads=pads)
             if not bool(mask.any()):
                 return resid
-            m = mask.to(resid.device, resid.dtype)
+            m = mask.to(resid.device, torch.float32)[..., None]
+        # fp32 throughout, one rounding back to the model dtype: a bf16 projection would leave
+        # about 0.4% of it behind after an ablation
+        h = resid.float()
         if mode == "add":
             delta = alpha * u
-            return resid + (delta if m is None else m[..., None] * delta)
-        proj = resid @ u  # [B, T]
-        coef = -proj if mode == "ablate" else alpha - proj
-        if m is not None:
-            coef = coef * m
-        return resid + coef[..., None] * u
+        else:
+            proj = (h @ u)[..., None]  # [B, T, 1]
+            delta = (-proj if mode == "ablate" else alpha - proj) * u
+        return (h + (delta if m is None else m * delta)).to(resid.dtype)
 
     return hook_fn
 
@@ -170,14 +129,14 @@ def raw_alpha(
     >>> raw_alpha(torch.ones(4), 0, 2.5)
     2.5
     """
-    a = _check_alpha(alpha)
+    a = check_alpha(alpha)
     if mode == "ablate" or unit == "raw":
         return a
     cal = calibration
     if hasattr(axis, "resid_norm"):
         stored = axis_calibration(axis)
         cal = stored if cal is None else cal.merged(stored)
-    return _check_alpha(to_raw(a, layer, unit, cal), "the converted alpha")
+    return check_alpha(to_raw(a, layer, unit, cal), "the converted alpha")
 
 
 def steering_hook(
@@ -204,7 +163,10 @@ def steering_hook(
         mode: ``"add"``, ``"ablate"`` or ``"clamp"``.
         unit: ``"raw"``, ``"percent"`` (of the mean residual norm) or ``"sd"``.
         calibration: scales for percent/sd; defaults to the axis's stored ones.
-        point: ``"resid_post"`` (block output, default) or ``"resid_pre"`` (block input).
+        point: where value_lens ``layer`` (HF ``hidden_states[layer + 1]``, for a bare tensor
+            too) is hooked: ``"resid_post"`` = ``blocks.{layer}.hook_resid_post`` (default) or
+            ``"resid_pre"`` = ``blocks.{layer + 1}.hook_resid_pre``. Same stream, same result,
+            but a ``hook_resid_post`` cache then stays unsteered; the last layer has no next block.
         normalize: use the unit direction (True) or the stored vector as is.
         prompt_lens / pads: per-row prompt length and left padding, when known.
 
@@ -219,36 +181,24 @@ def steering_hook(
         raise InputError(f"unknown hook point {point!r}; use one of {sorted(POINTS)}")
     if isinstance(layer, bool) or not isinstance(layer, int):
         raise InputError(f"layer must be an int, got {layer!r}")
-    if not isinstance(axis, torch.Tensor) and hasattr(axis, "n_layers"):
-        layer = resolve_layer(layer, axis.n_layers)
-    elif isinstance(axis, torch.Tensor) and axis.ndim == 2:
-        layer = resolve_layer(layer, axis.shape[0])
+    if isinstance(axis, torch.Tensor):
+        n: int | None = axis.shape[0] if axis.ndim == 2 else None
+    else:
+        n = getattr(axis, "n_layers", None)
+    if n is not None:
+        layer = resolve_layer(layer, n)
     elif layer < 0:
         raise InputError(
             "a negative layer needs a ValueAxis (or [n_layers, d] tensor) to resolve it"
         )
     a = raw_alpha(axis, layer, alpha, mode=mode, unit=unit, calibration=calibration)
     pos = parse_positions(positions)
-    v = _direction(axis, layer, normalize)
+    v = direction(axis, layer, normalize)
     stream = _Stream(
         None if prompt_lens is None else torch.as_tensor(prompt_lens),
         None if pads is None else torch.as_tensor(pads),
     )
-    return POINTS[point].format(layer=layer), _make_hook(v, a, mode, pos, stream)
-
-
-def _per_layer(alpha: Any, layers: list[int]) -> list[float]:
-    if isinstance(alpha, Mapping):
-        missing = [layer for layer in layers if layer not in alpha]
-        if missing:
-            raise InputError(f"alpha has no value for layers {missing}; give one per layer")
-        return [_check_alpha(alpha[layer]) for layer in layers]
-    if isinstance(alpha, Sequence | torch.Tensor) and not isinstance(alpha, str):
-        vals = list(alpha.tolist() if isinstance(alpha, torch.Tensor) else alpha)
-        if len(vals) != len(layers):
-            raise InputError(f"got {len(vals)} alphas for {len(layers)} layers {layers}")
-        return [_check_alpha(x) for x in vals]
-    return [_check_alpha(alpha)] * len(layers)
+    return hook_name(point, layer, n), _make_hook(v, a, mode, pos, stream)
 
 
 class Steering:
@@ -289,7 +239,7 @@ class Steering:
         self.layers = resolve_layers(layers, model_n_layers(model))
         if isinstance(alpha, Mapping):
             alpha = {resolve_layer(k, model_n_layers(model)): v for k, v in alpha.items()}
-        self.alphas = _per_layer(alpha, self.layers)
+        self.alphas = per_layer(alpha, self.layers)
         self.positions = parse_positions(positions)
         self.mode, self.unit, self.point = mode, unit, point
         self._kw = dict(
@@ -307,6 +257,8 @@ class Steering:
             for layer, a in zip(self.layers, self.alphas, strict=True)
         ]
         self.hooks()
+        for layer in self.layers:  # a bare [d] vector does not know the number of layers
+            hook_name(point, layer, model_n_layers(model))
         self._stack: list[list[tuple[Any, Any]]] = []
 
     def _pair(
