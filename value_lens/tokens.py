@@ -1,8 +1,9 @@
 """Labelled token sequences: the input format of collection, fitting and sweeps.
 
 Each sequence has token ids, one integer label per token and one group id (for ICRL data, the
-hidden criterion). Labels: ``IGNORE=-1``, ``BEFORE=0``, ``AFTER=1``, ``REWARD=2``; any other
-non-negative integer is a further class. An optional float ``target`` per token (NaN = none)
+hidden criterion). Labels: ``IGNORE=-1``, ``BEFORE=0``, ``AFTER=1``, ``REWARD=2``, and for
+placebo turns (failed attempts cut at a pseudo-reward position) ``PLACEBO_BEFORE=3`` and
+``PLACEBO_AFTER=4``; any other non-negative integer is a further class. An optional float ``target`` per token (NaN = none)
 feeds ridge regression onto a continuous value.
 
 Example:
@@ -29,10 +30,27 @@ from jaxtyping import Float, Int
 
 from value_lens.errors import InputError
 
-__all__ = ["AFTER", "BEFORE", "IGNORE", "LABEL_NAMES", "REWARD", "LabelledTokens"]
+__all__ = [
+    "AFTER",
+    "BEFORE",
+    "IGNORE",
+    "LABEL_NAMES",
+    "PLACEBO_AFTER",
+    "PLACEBO_BEFORE",
+    "REWARD",
+    "LabelledTokens",
+]
 
 IGNORE, BEFORE, AFTER, REWARD = -1, 0, 1, 2
-LABEL_NAMES = {IGNORE: "ignore", BEFORE: "before", AFTER: "after", REWARD: "reward"}
+PLACEBO_BEFORE, PLACEBO_AFTER = 3, 4
+LABEL_NAMES = {
+    IGNORE: "ignore",
+    BEFORE: "before",
+    AFTER: "after",
+    REWARD: "reward",
+    PLACEBO_BEFORE: "placebo_before",
+    PLACEBO_AFTER: "placebo_after",
+}
 
 
 @dataclass
@@ -170,6 +188,35 @@ class LabelledTokens:
             return int(self.meta[i]["turn_end"])
         nz = (self.labels[i] != IGNORE).nonzero()
         return int(nz[-1]) + 1 if nz.numel() else int(self.labels[i].numel())
+
+    def turn_bounds(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(start, end)`` per token of sequence i: the token span of the turn each labelled
+        token belongs to (``-1`` for tokens in no labelled turn).
+
+        Turns come from ``meta[i]``: ``turn_start``/``turn_end`` for the labelled turn and
+        ``placebo_turns`` (a list of ``{"turn_start", "turn_end"}``) for placebo turns. Without
+        them, the labelled tokens form one turn from the first to one past the last. Within-turn
+        position is ``t - start``; relative position ``(t - start) / (end - start)``.
+
+        >>> d = LabelledTokens.from_lists([[1, 2, 3, 4, 5]], [[-1, 0, 2, 1, 1]], ["g"],
+        ...                               meta=[{"turn_start": 1, "turn_end": 5}])
+        >>> [x.tolist() for x in d.turn_bounds(0)]
+        [[-1, 1, 1, 1, 1], [-1, 5, 5, 5, 5]]
+        """
+        n = int(self.labels[i].numel())
+        start = torch.full((n,), -1, dtype=torch.long)
+        end = torch.full((n,), -1, dtype=torch.long)
+        meta = self.meta[i]
+        turns = [(meta["turn_start"], meta["turn_end"])] if "turn_start" in meta else []
+        turns += [(t["turn_start"], t["turn_end"]) for t in meta.get("placebo_turns", ())]
+        if not turns:
+            nz = (self.labels[i] != IGNORE).nonzero().flatten()
+            if nz.numel():
+                turns = [(int(nz[0]), int(nz[-1]) + 1)]
+        for s, e in turns:
+            start[int(s) : int(e)] = int(s)
+            end[int(s) : int(e)] = int(e)
+        return start, end
 
     def fingerprint(self) -> str:
         """SHA-256 of ids, labels and groups: the dataset hash stored in fitted axes."""

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from random import Random
 from typing import Any, Literal, overload
 
 import torch
 
 from value_lens.chat import context_through, format_chat
 from value_lens.data.icrl.conversation import Conversation, split_thinking
+from value_lens.data.icrl.placebo import apply_placebo, criterion_cuts
 from value_lens.data.icrl.registry import CRITERIA
 from value_lens.errors import InputError
 from value_lens.tokens import AFTER, BEFORE, IGNORE, REWARD, LabelledTokens
@@ -127,6 +129,8 @@ def label_with_report(
     spans: SpanFn | None = None,
     allow_empty: bool = False,
     drop_too_long: bool = False,
+    placebo: bool = False,
+    placebo_seed: int = 0,
 ) -> tuple[LabelledTokens, LabelReport]:
     """Label reward tokens of ICRL conversations for :func:`value_lens.collect.collect_stats`.
 
@@ -143,6 +147,12 @@ def label_with_report(
         allow_empty: return empty data instead of raising when nothing could be labelled.
         drop_too_long: drop (and report) turns longer than the model's context instead of
             raising.
+        placebo: also label the failed attempts (pre-discovery failures included) that precede
+            each labelled turn, around a pseudo-reward cut whose relative position is drawn from
+            the real turns of the same criterion: ``PLACEBO_BEFORE`` / ``PLACEBO_AFTER`` (see
+            :mod:`value_lens.data.icrl.placebo`). They sit in the same sequences, so they cost
+            no extra forward pass; ``meta["placebo_turns"]`` records each one.
+        placebo_seed: seed of the cut draws (each draw is seeded by conversation and message).
 
     Returns:
         One sequence per kept turn: the tokens of the whole conversation up to the end of the
@@ -158,13 +168,18 @@ def label_with_report(
     tok, limit, bos = _resolve(model_or_tokenizer, prepend_bos)
     span_fn = spans or _criterion_spans
     report = LabelReport()
-    ids_out, labels_out, groups, metas = [], [], [], []
+    ids_out: list[torch.Tensor] = []
+    labels_out: list[torch.Tensor] = []
+    groups: list[str] = []
+    metas: list[dict[str, Any]] = []
+    pending: list[tuple[int, str, list[tuple[int, int, int]]]] = []
     for conv in conversations:
         where = _targets(conv, every_success)
         if not where:
             report.dropped.append((conv.conversation_id, 0, "no successful post-discovery turn"))
             continue
         index = conv.assistant_index()
+        failed = sorted(index[k] for k in _failed(conv) if k in index)
         for pos, att in where:
             mi = index.get((pos, att))
             if mi is None:
@@ -210,6 +225,11 @@ def label_with_report(
                 )
                 continue
             body_idx = [j for j, (s, e) in enumerate(offs) if s < b1 and e > b0]
+            if placebo:
+                earlier = [j for j in failed if j < mi]
+                failed = [j for j in failed if j > mi]
+                turns = [(j, *_body_tokens(chat, j, offs)) for j in earlier]
+                pending.append((len(ids_out), conv.conversation_id, turns))
             ids_out.append(torch.tensor(ids, dtype=torch.long))
             labels_out.append(lab)
             groups.append(conv.reward_fn)
@@ -226,6 +246,8 @@ def label_with_report(
                 }
             )
             report.kept += 1
+    if placebo:
+        _add_placebo(labels_out, metas, groups, pending, report, min_side_tokens, placebo_seed)
     if not ids_out and not allow_empty:
         raise InputError(
             f"no turn could be labelled ({report.reasons() or 'no conversations'}); generate more "
@@ -292,3 +314,45 @@ def _labels(
             lab[j] = AFTER
     lab[reward] = REWARD
     return lab
+
+
+def _failed(conv: Conversation) -> list[tuple[int, int]]:
+    """``(paragraph_position, attempt)`` of every attempt that missed the criterion."""
+    return [
+        (p.paragraph_position, a.attempt)
+        for p in conv.paragraphs
+        for a in p.attempts
+        if not a.reward
+    ]
+
+
+def _body_tokens(chat: Any, mi: int, offs: Sequence[Span]) -> tuple[int, int]:
+    """Token span ``[start, end)`` of message ``mi``'s body (the text after ``</thinking>``)."""
+    span = chat.spans[mi]
+    content = chat.content(mi)
+    _, off = split_thinking(content)
+    b0 = span.start + off
+    b1 = b0 + len(content[off:].rstrip())
+    idx = [j for j, (s, e) in enumerate(offs) if e > s and s < b1 and e > b0]
+    return (idx[0], idx[-1] + 1) if idx else (0, 0)
+
+
+def _add_placebo(
+    labels: list[torch.Tensor],
+    metas: list[dict[str, Any]],
+    groups: list[str],
+    pending: list[tuple[int, str, list[tuple[int, int, int]]]],
+    report: LabelReport,
+    min_side_tokens: int,
+    seed: int,
+) -> None:
+    cuts = criterion_cuts(labels, metas, groups)
+    for k, cid, turns in pending:
+        live = [t for t in turns if t[2] > t[1]]
+        rng = Random(f"{seed}|{cid}|{metas[k]['message_index']}")
+        placed, dropped = apply_placebo(
+            labels[k], live, cuts[groups[k]], rng=rng, min_side_tokens=min_side_tokens
+        )
+        metas[k]["placebo_turns"] = placed
+        pos = int(metas[k]["paragraph_position"])
+        report.dropped.extend((cid, pos, reason) for reason in dropped)
