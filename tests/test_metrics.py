@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from value_lens.errors import InputError
-from value_lens.metrics import auroc, bootstrap_ci, cohens_d, rankdata, spearman
+from value_lens.metrics import ClusterAUROC, auroc, bootstrap_ci, cohens_d, rankdata, spearman
 
 
 def _pairwise_auroc(pos, neg):
@@ -85,3 +85,123 @@ def test_bootstrap_ci_covers_and_is_deterministic():
     assert lo2 < hi2
     with pytest.raises(InputError, match="one length"):
         bootstrap_ci(auroc, [1, 2, 3], [1, 2], paired=True)
+
+
+# --- cluster bootstrap ------------------------------------------------------------------------
+
+
+def _clustered(rng, n_clusters, per_cluster, *, between, within=1.0, effect=0.5):
+    """Pos/neg scores where each cluster shifts all its tokens (u_c) and its own effect (e_c)."""
+    pos, neg, cp, cn = [], [], [], []
+    for c in range(n_clusters):
+        u, e = rng.normal(0, between), rng.normal(effect, between)
+        pos.append(u + e + rng.normal(0, within, per_cluster))
+        neg.append(u + rng.normal(0, within, per_cluster))
+        cp += [f"conv{c}"] * per_cluster
+        cn += [f"conv{c}"] * per_cluster
+    return np.concatenate(pos), np.concatenate(neg), cp, cn
+
+
+def test_cluster_auroc_parts_equal_brute_force_on_repeated_clusters():
+    rng = np.random.default_rng(0)
+    pos = rng.integers(0, 6, 40).astype(float)  # many ties
+    neg = rng.integers(0, 5, 30).astype(float)
+    cp, cn = rng.integers(0, 7, 40), rng.integers(2, 9, 30)  # clusters 0, 1 lack negatives
+    parts = ClusterAUROC.of(pos, neg, pos_cluster=cp, neg_cluster=cn)
+    assert parts.auroc() == pytest.approx(_pairwise_auroc(pos, neg), abs=1e-12)
+    for _ in range(20):
+        w = rng.integers(0, 3, 9)
+        p, n = np.repeat(pos, w[cp]), np.repeat(neg, w[cn])
+        got = parts.resample(w)
+        if p.size and n.size:
+            assert got == pytest.approx(_pairwise_auroc(p, n), abs=1e-12)
+        else:
+            assert np.isnan(got)
+    many = rng.integers(0, 3, (5, 9))
+    np.testing.assert_allclose(parts.resample(many), [parts.resample(w) for w in many])
+
+
+def test_cluster_bootstrap_with_one_value_per_cluster_is_the_iid_bootstrap():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=60)
+    ids = np.arange(60)  # one value per cluster, clusters in the order of the values
+    for seed in range(3):
+        # the same generator draws the same indices: identical resamples, identical interval
+        got = bootstrap_ci(np.mean, x, groups=ids, n_boot=300, seed=seed)
+        assert got == pytest.approx(bootstrap_ci(np.mean, x, n_boot=300, seed=seed), abs=1e-12)
+    # two-sample AUROC: the pooled cluster bootstrap matches the two-sample one in width
+    pos, neg = rng.normal(0.8, 1, 150), rng.normal(0, 1, 150)
+    lo, hi = bootstrap_ci(auroc, pos, neg, n_boot=2000)
+    clo, chi = bootstrap_ci(auroc, pos, neg, groups=[np.arange(150), 150 + np.arange(150)],
+                            n_boot=2000)  # fmt: skip
+    assert (chi - clo) == pytest.approx(hi - lo, rel=0.15)
+    assert (clo + chi) / 2 == pytest.approx((lo + hi) / 2, abs=0.01)
+
+
+def test_cluster_bootstrap_is_wider_than_iid_with_planted_cluster_effects():
+    rng = np.random.default_rng(2)
+    pos, neg, cp, cn = _clustered(rng, 30, 20, between=1.0)
+    lo, hi = bootstrap_ci(auroc, pos, neg, n_boot=500, seed=0)
+    clo, chi = bootstrap_ci(auroc, pos, neg, groups=[cp, cn], n_boot=500, seed=0)
+    assert clo <= auroc(pos, neg) <= chi
+    assert chi - clo > 1.5 * (hi - lo)
+    # without cluster effects the two agree (the cluster one is not just always wider)
+    pos, neg, cp, cn = _clustered(rng, 30, 20, between=0.0)
+    lo, hi = bootstrap_ci(auroc, pos, neg, n_boot=500, seed=0)
+    clo, chi = bootstrap_ci(auroc, pos, neg, groups=[cp, cn], n_boot=500, seed=0)
+    assert 0.6 < (chi - clo) / (hi - lo) < 1.4
+
+
+def test_cluster_bootstrap_width_matches_the_analytic_sd_of_cluster_means():
+    # strong cluster effects, equal sizes: the mean is the mean of the cluster means, whose
+    # bootstrap sd is sd(cluster means) / sqrt(C) (population sd of the C observed means)
+    rng = np.random.default_rng(3)
+    n_clusters, m = 50, 30
+    u = rng.normal(0, 1, n_clusters)
+    x = np.repeat(u, m) + rng.normal(0, 0.01, n_clusters * m)
+    ids = np.repeat(np.arange(n_clusters), m)
+    sd = x.reshape(n_clusters, m).mean(1).std() / np.sqrt(n_clusters)
+    lo, hi = bootstrap_ci(np.mean, x, groups=ids, n_boot=4000, seed=0)
+    assert (hi - lo) == pytest.approx(2 * 1.959964 * sd, rel=0.1)
+    ilo, ihi = bootstrap_ci(np.mean, x, n_boot=4000, seed=0)
+    assert (ihi - ilo) < 0.3 * (hi - lo)  # i.i.d. tokens: about sqrt(m) times too narrow
+
+
+def test_cluster_bootstrap_covers_the_true_mean_where_iid_does_not():
+    rng = np.random.default_rng(4)
+    hits = {"cluster": 0, "iid": 0}
+    n_sim = 120
+    for sim in range(n_sim):
+        x = np.repeat(rng.normal(0, 1, 30), 10) + rng.normal(0, 1, 300)  # true mean 0
+        ids = np.repeat(np.arange(30), 10)
+        lo, hi = bootstrap_ci(np.mean, x, groups=ids, n_boot=300, seed=sim)
+        hits["cluster"] += lo <= 0 <= hi
+        lo, hi = bootstrap_ci(np.mean, x, n_boot=300, seed=sim)
+        hits["iid"] += lo <= 0 <= hi
+    assert hits["cluster"] / n_sim > 0.85
+    assert hits["iid"] / n_sim < 0.7
+
+
+def test_cluster_bootstrap_errors():
+    with pytest.raises(InputError, match="one label array per array"):
+        bootstrap_ci(auroc, [1, 2], [0, 1], groups=["a", "b"])
+    with pytest.raises(InputError, match="one\\s+cluster label"):
+        bootstrap_ci(auroc, [1, 2], [0, 1], groups=[["a"], ["a", "b"]])
+    with pytest.raises(InputError, match="2 label arrays for 1"):
+        bootstrap_ci(np.mean, [1, 2], groups=[["a", "b"], ["a", "b"]])
+    # paired: one shared label array
+    lo, hi = bootstrap_ci(lambda a, b: np.mean(a - b), [1, 2, 3, 4], [0, 0, 0, 0],
+                          groups=[0, 0, 1, 1], paired=True, n_boot=200)  # fmt: skip
+    assert 1.5 <= lo <= hi <= 3.5
+
+
+def test_cluster_bootstrap_rebuilds_both_classes_from_the_same_clusters():
+    # conversation 0: pos {3, 4} vs neg {1, 2}; conversation 1: pos {5, 6} vs neg {3, 4}.
+    # Any resample of whole conversations has AUROC 1 (one conversation twice) or 0.875 (both);
+    # drawing the positives' and negatives' clusters separately would also give 0.5 (pos of
+    # conversation 0 against neg of conversation 1).
+    conv = ["c0", "c0", "c1", "c1"]
+    seen = []
+    lo, hi = bootstrap_ci(lambda p, n: seen.append(auroc(p, n)) or seen[-1], [3, 4, 5, 6],
+                          [1, 2, 3, 4], groups=[conv, conv], n_boot=200)  # fmt: skip
+    assert set(seen) == {0.875, 1.0} and (lo, hi) == (0.875, 1.0)

@@ -15,14 +15,26 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from value_lens.errors import InputError
 
-__all__ = ["CohensD", "auroc", "bootstrap_ci", "cohens_d", "rankdata", "spearman"]
+__all__ = [
+    "ClusterAUROC",
+    "CohensD",
+    "auroc",
+    "bootstrap_ci",
+    "cluster_codes",
+    "cluster_counts",
+    "cohens_d",
+    "percentile_ci",
+    "rankdata",
+    "spearman",
+]
 
 
 def _vec(x: Any, name: str, *, min_len: int = 1) -> np.ndarray:
@@ -141,6 +153,124 @@ def spearman(x: Any, y: Any) -> float:
     return float((ra * rb).sum() / den) if den > 0 else float("nan")
 
 
+def cluster_codes(*labels: Any) -> tuple[list[np.ndarray], int]:
+    """Integer cluster codes ``0..C-1`` for one or more aligned label arrays, and ``C``.
+
+    Codes follow the sorted order of the distinct labels over all arrays together, so a
+    label means the same cluster in every array.
+
+    >>> codes, n = cluster_codes(["b", "a"], ["a", "c", "c"])
+    >>> [c.tolist() for c in codes], n
+    ([[1, 0], [0, 2, 2]], 3)
+    """
+    arrs = [np.asarray(g).reshape(-1) for g in labels]
+    try:
+        uniq, inv = np.unique(np.concatenate(arrs), return_inverse=True)
+    except TypeError:
+        raise InputError(
+            "cluster labels must be comparable (all strings or all numbers); convert them "
+            "with str() first"
+        ) from None
+    cuts = np.cumsum([a.size for a in arrs])[:-1]
+    return [c.astype(np.int64) for c in np.split(inv.reshape(-1), cuts)], int(uniq.size)
+
+
+def cluster_counts(n_clusters: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """For each of ``n_boot`` cluster resamples, how often each cluster is drawn.
+
+    Each resample draws ``n_clusters`` clusters with replacement; the counts sum to
+    ``n_clusters``. The stream is a function of ``(n_clusters, seed)`` only, so
+    :func:`bootstrap_ci` and :func:`value_lens.sweep.layer_sweep` draw the same resamples.
+
+    >>> [c.tolist() for c in cluster_counts(3, 2, seed=0)]
+    [[0, 2, 1], [3, 0, 0]]
+    """
+    rng = np.random.default_rng(seed)
+    for _ in range(n_boot):
+        yield np.bincount(rng.integers(0, n_clusters, n_clusters), minlength=n_clusters)
+
+
+@dataclass(frozen=True)
+class ClusterAUROC:
+    """AUROC of positives vs negatives, split into pair counts between clusters.
+
+    ``pairs[a, b]`` is the Mann-Whitney count (wins + half ties) of the positives of cluster
+    ``clusters[a]`` against the negatives of cluster ``clusters[b]``, so a cluster resample with
+    counts ``w`` has AUROC ``w' pairs w / ((w . n_pos) (w . n_neg))``: no re-sorting per resample.
+    Build it with :meth:`of`.
+
+    >>> parts = ClusterAUROC.of([3, 1], [2, 0], pos_cluster=[0, 1], neg_cluster=[0, 1])
+    >>> parts.auroc(), parts.resample([[2, 0], [0, 2]]).tolist()
+    (0.75, [1.0, 1.0])
+    """
+
+    clusters: np.ndarray
+    pairs: np.ndarray
+    n_pos: np.ndarray
+    n_neg: np.ndarray
+
+    @classmethod
+    def of(cls, pos: Any, neg: Any, *, pos_cluster: Any, neg_cluster: Any) -> ClusterAUROC:
+        """Pair counts of ``auroc(pos, neg)`` by cluster (non-negative integer cluster codes)."""
+        p, n = _vec(pos, "the positive class"), _vec(neg, "the negative class")
+        cp, cn = np.asarray(pos_cluster).reshape(-1), np.asarray(neg_cluster).reshape(-1)
+        if cp.size != p.size or cn.size != n.size:
+            raise InputError("pos_cluster and neg_cluster need one cluster code per score")
+        ids, inv = np.unique(np.concatenate([cp, cn]), return_inverse=True)
+        ip, ineg = inv[: p.size], inv[p.size :]
+        k = ids.size
+        order = np.lexsort((n, ineg))  # by cluster, then by score
+        ns, nc = n[order], ineg[order]
+        bounds = np.searchsorted(nc, np.arange(k + 1))
+        pairs = np.zeros((k, k))
+        for b in range(k):
+            seg = ns[bounds[b] : bounds[b + 1]]
+            if seg.size:
+                below = np.searchsorted(seg, p, "left") + np.searchsorted(seg, p, "right")
+                pairs[:, b] = np.bincount(ip, weights=0.5 * below, minlength=k)
+        return cls(
+            ids,
+            pairs,
+            np.bincount(ip, minlength=k).astype(np.float64),
+            np.bincount(ineg, minlength=k).astype(np.float64),
+        )
+
+    def auroc(self) -> float:
+        """The AUROC of all the data (every cluster drawn once)."""
+        return float(self.pairs.sum() / (self.n_pos.sum() * self.n_neg.sum()))
+
+    def resample(self, counts: Any) -> np.ndarray:
+        """AUROC under cluster counts ``[..., C]`` indexed by cluster code (NaN: a class is empty)."""
+        w = np.asarray(counts, dtype=np.float64)[..., self.clusters]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            num = ((w @ self.pairs) * w).sum(-1)
+            return np.asarray(num / ((w @ self.n_pos) * (w @ self.n_neg)))
+
+
+def _cluster_groups(groups: Any, arrs: list[np.ndarray], paired: bool) -> list[Any]:
+    """One label array per data array (a single flat array is shared when that is unambiguous)."""
+    flat = isinstance(groups, np.ndarray) and groups.ndim == 1
+    flat = flat or (len(groups) > 0 and np.ndim(groups[0]) == 0)
+    if flat:
+        if not (paired or len(arrs) == 1):
+            raise InputError(
+                "groups= needs one label array per array (e.g. groups=[pos_ids, neg_ids]); a "
+                "single label array is only accepted with paired=True or one array"
+            )
+        out = [groups] * len(arrs)
+    else:
+        out = list(groups)
+    if len(out) != len(arrs):
+        raise InputError(f"groups= has {len(out)} label arrays for {len(arrs)} arrays")
+    for i, (g, a) in enumerate(zip(out, arrs, strict=True)):
+        if np.asarray(g).reshape(-1).size != a.size:
+            raise InputError(
+                f"groups[{i}] has {np.asarray(g).size} labels for {a.size} values; give one "
+                "cluster label (e.g. a conversation id) per value"
+            )
+    return out
+
+
 def bootstrap_ci(
     metric_fn: Callable[..., Any],
     *arrays: Any,
@@ -148,24 +278,41 @@ def bootstrap_ci(
     seed: int = 0,
     ci: float = 0.95,
     paired: bool = False,
+    groups: Sequence[Any] | None = None,
 ) -> tuple[float, float]:
     """Percentile bootstrap confidence interval of ``metric_fn(*arrays)``.
 
+    Tokens of one conversation (or one criterion) are not independent: resampling them one by
+    one (``groups=None``) treats every token as a separate observation and gives intervals far
+    too narrow for token-level AUROCs. Pass ``groups=`` to resample whole clusters instead.
+
     Args:
         metric_fn: called with one resampled copy of each array, e.g. :func:`auroc`.
-        arrays: the samples. With ``paired=False`` each array is resampled independently
-            (right for ``auroc(pos, neg)``); with ``paired=True`` all arrays must have one
-            length and are resampled with the same indices (right for paired statistics).
+        arrays: the samples. With ``paired=False`` each array is resampled independently;
+            with ``paired=True`` all arrays must have one length and are resampled with the
+            same indices (right for paired statistics).
         n_boot: number of bootstrap resamples.
         seed: seed of the resampling generator (deterministic).
         ci: coverage, e.g. 0.95 for the 2.5% and 97.5% percentiles.
+        paired: see ``arrays``.
+        groups: cluster bootstrap. One label array per array (aligned with it, e.g.
+            ``[conversation_of_pos, conversation_of_neg]`` for ``auroc(pos, neg)``), or one
+            label array shared by all arrays when ``paired=True`` or there is one array. Each
+            resample draws as many clusters as there are, with replacement, from the clusters
+            of all arrays together; every drawn cluster contributes all its values to every
+            array, so the positives and negatives are rebuilt from the drawn clusters. With
+            one value per cluster this is the ordinary bootstrap of the pooled values.
 
     Returns:
-        ``(lo, hi)``. Resamples where the metric is not finite are dropped.
+        ``(lo, hi)``. Resamples where the metric is not finite (or raises
+        :class:`~value_lens.errors.InputError`, e.g. a class left empty) are dropped.
 
     >>> lo, hi = bootstrap_ci(auroc, [3, 4, 5, 6], [1, 2, 3, 4], n_boot=200)
     >>> 0.5 < lo <= hi <= 1.0
     True
+    >>> conv = [0, 0, 1, 1]  # two conversations, each with two positives and two negatives
+    >>> bootstrap_ci(auroc, [3, 4, 5, 6], [1, 2, 3, 4], groups=[conv, conv], n_boot=200)
+    (0.875, 1.0)
     """
     if not arrays:
         raise InputError("bootstrap_ci needs at least one array to resample")
@@ -176,18 +323,42 @@ def bootstrap_ci(
     arrs = [_vec(a, f"bootstrap_ci: array {i}") for i, a in enumerate(arrays)]
     if paired and len({a.size for a in arrs}) != 1:
         raise InputError("paired=True needs arrays of one length; use paired=False")
-    rng = np.random.default_rng(seed)
     vals = np.empty(n_boot)
-    for k in range(n_boot):
-        if paired:
-            idx = rng.integers(0, arrs[0].size, arrs[0].size)
-            sample = [a[idx] for a in arrs]
-        else:
-            sample = [a[rng.integers(0, a.size, a.size)] for a in arrs]
+    if groups is not None:
+        codes, n_clusters = cluster_codes(*_cluster_groups(groups, arrs, paired))
+        draws = cluster_counts(n_clusters, n_boot, seed)
+        samples: Iterator[list[np.ndarray]] = (
+            [np.repeat(a, w[c]) for a, c in zip(arrs, codes, strict=True)] for w in draws
+        )
+    else:
+        samples = _iid_samples(arrs, n_boot, seed, paired)
+    for k, sample in enumerate(samples):
         try:
             vals[k] = float(metric_fn(*sample))
         except InputError:
             vals[k] = np.nan
+    return percentile_ci(vals, ci)
+
+
+def _iid_samples(
+    arrs: list[np.ndarray], n_boot: int, seed: int, paired: bool
+) -> Iterator[list[np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    for _ in range(n_boot):
+        if paired:
+            idx = rng.integers(0, arrs[0].size, arrs[0].size)
+            yield [a[idx] for a in arrs]
+        else:
+            yield [a[rng.integers(0, a.size, a.size)] for a in arrs]
+
+
+def percentile_ci(values: Any, ci: float = 0.95) -> tuple[float, float]:
+    """The central ``ci`` percentile interval of bootstrap ``values`` (non-finite ones dropped).
+
+    >>> percentile_ci([0.0, 1.0, 2.0, 3.0, 4.0], 0.5)
+    (1.0, 3.0)
+    """
+    vals = np.asarray(values, dtype=np.float64).reshape(-1)
     vals = vals[np.isfinite(vals)]
     if vals.size == 0:
         raise InputError("the metric was undefined on every bootstrap resample")
