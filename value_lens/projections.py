@@ -1,14 +1,16 @@
-"""The forward passes of a layer sweep: per-token projections onto a fixed basis.
+"""The forward passes of a layer sweep (per-token projections onto a fixed basis) and its splits.
 
 :func:`project_tokens` stores, for every BEFORE/AFTER token and layer, its projections onto a
 basis (every group's difference vector plus random directions) and its norm. The two
 strategies :func:`group_diffs_from_stats` (statistics pass, then a projection pass) and
 :func:`single_pass` (keep the residuals, derive everything from them) feed
-:func:`value_lens.sweep.layer_sweep`.
+:func:`value_lens.sweep.layer_sweep`, which takes its training sets from :func:`train_splits`
+and its bootstrap clusters from :func:`token_clusters`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,11 +22,19 @@ from tqdm.auto import tqdm
 from value_lens.collect import checked_sequences, collect_stats, iter_batches, padded_batch
 from value_lens.errors import InputError, NonFiniteActivationError
 from value_lens.hooks import run_resid_hooks
+from value_lens.metrics import cluster_codes
 from value_lens.model import model_device, n_ctx
 from value_lens.stats import ActivationStats
 from value_lens.tokens import AFTER, BEFORE, LabelledTokens
 
-__all__ = ["TokenProjections", "project_tokens", "group_diffs_from_stats", "single_pass"]
+__all__ = [
+    "TokenProjections",
+    "group_diffs_from_stats",
+    "project_tokens",
+    "single_pass",
+    "token_clusters",
+    "train_splits",
+]
 
 
 @dataclass
@@ -38,6 +48,7 @@ class TokenProjections:
         group: ``[N]`` index into the sweep's group list.
         position: ``[N]`` token index within its sequence.
         to_end: ``[N]`` tokens from the token to the end of its turn (``turn_end - position``).
+        seq: ``[N]`` index of the token's sequence in the data.
     """
 
     proj: np.ndarray
@@ -46,6 +57,7 @@ class TokenProjections:
     group: np.ndarray
     position: np.ndarray
     to_end: np.ndarray
+    seq: np.ndarray
 
 
 def project_tokens(
@@ -93,8 +105,9 @@ def project_tokens(
                     np.array([gidx[data.groups[idx[r]]] for r in rows.tolist()], dtype=np.int64),
                     cols.numpy(),
                     to_end.numpy(),
+                    np.array([idx[r] for r in rows.tolist()], dtype=np.int64),
                 ]
-            ).reshape(4, -1)
+            ).reshape(5, -1)
         )
         flat_sel = sel.reshape(-1).to(dev)
 
@@ -118,6 +131,7 @@ def project_tokens(
         group=m[1],
         position=m[2],
         to_end=m[3],
+        seq=m[4],
     )
 
 
@@ -177,5 +191,96 @@ def single_pass(
         proj=proj.numpy(), norm=raw.norm[:, tok.numpy()], label=raw.label[tok.numpy()],
         group=remap[torch.from_numpy(raw.group)][tok].numpy(),
         position=raw.position[tok.numpy()], to_end=raw.to_end[tok.numpy()],
+        seq=raw.seq[tok.numpy()],
     )  # fmt: skip
     return diffs, [names[i] for i in keep_g.tolist()], tp
+
+
+def train_splits(
+    groups: list[str],
+    all_groups: list[str],
+    *,
+    n_splits: int,
+    n_train: int,
+    seed: int,
+    train_sets: Sequence[Sequence[str]] | None = None,
+) -> list[np.ndarray]:
+    """The training-group indices (into ``groups``, sorted) of every split.
+
+    Without ``train_sets``, split ``s`` permutes the groups with
+    ``numpy.random.default_rng([seed, s])`` and trains on the first ``n_train``. With
+    ``train_sets`` (criterion names), those are the splits; every name must be a usable group
+    and every set must leave at least one group held out.
+
+    >>> [t.tolist() for t in train_splits(["a", "b", "c"], ["a", "b", "c"], n_splits=1,
+    ...                                    n_train=1, seed=0, train_sets=[["c", "a"]])]
+    [[0, 2]]
+    """
+    G = len(groups)
+    if train_sets is None:
+        if n_splits < 1 or n_train < 1:
+            raise InputError("n_splits and n_train must be positive")
+        if G <= n_train:
+            raise InputError(
+                f"too few criteria for the split: {G} groups have both BEFORE and AFTER tokens "
+                f"but n_train={n_train} leaves none held out; use n_train <= {G - 1} or add "
+                "criteria"
+            )
+        perms = [np.random.default_rng([seed, s]).permutation(G) for s in range(n_splits)]
+        return [np.sort(p[:n_train]) for p in perms]
+    if isinstance(train_sets, str) or len(train_sets) == 0:
+        raise InputError("train_sets needs a non-empty list of lists of criterion names")
+    index = {g: i for i, g in enumerate(groups)}
+    out = []
+    for s, names in enumerate(train_sets):
+        if isinstance(names, str) or len(names) == 0:
+            raise InputError(
+                f"train_sets[{s}] must be a non-empty list of criterion names, got {names!r}"
+            )
+        unknown = [n for n in names if n not in all_groups]
+        if unknown:
+            raise InputError(
+                f"train_sets[{s}]: unknown criteria {unknown}; the data has {all_groups}"
+            )
+        unusable = [n for n in names if n not in index]
+        if unusable:
+            raise InputError(
+                f"train_sets[{s}]: criteria {unusable} lack BEFORE or AFTER tokens (min_count) "
+                "and are not used; drop them from train_sets or lower min_count"
+            )
+        if len(set(names)) != len(names):
+            raise InputError(f"train_sets[{s}] names a criterion twice: {list(names)}")
+        if len(names) >= G:
+            raise InputError(
+                f"train_sets[{s}] trains on every usable criterion and holds none out; leave "
+                "at least one out"
+            )
+        out.append(np.sort([index[n] for n in names]))
+    return out
+
+
+def token_clusters(
+    data: LabelledTokens, tp: TokenProjections, cluster: str
+) -> tuple[np.ndarray, int, str]:
+    """Cluster code of every token of ``tp`` for a cluster bootstrap, the count, and what it is.
+
+    ``cluster`` is ``"sequence"``, ``"group"`` (criterion) or a ``meta`` key whose value is
+    shared by the sequences of one cluster (e.g. ``"conversation_id"``). When no sequence has
+    that key, each sequence is its own cluster (reported as ``"sequence"``). Codes follow
+    :func:`value_lens.metrics.cluster_codes` over the tokens' labels (as strings for ``meta``).
+    """
+    if cluster == "group":
+        labels: np.ndarray = tp.group
+    elif cluster == "sequence" or all(cluster not in m for m in data.meta):
+        labels, cluster = tp.seq, "sequence"
+    else:
+        missing = [i for i, m in enumerate(data.meta) if cluster not in m]
+        if missing:
+            raise InputError(
+                f"{len(missing)} sequences (e.g. {missing[:3]}) have no meta[{cluster!r}] while "
+                f"others do; set it on every sequence or pick another cluster (e.g. 'sequence')"
+            )
+        per_seq = np.array([str(m[cluster]) for m in data.meta])
+        labels = per_seq[tp.seq]
+    (codes,), n = cluster_codes(labels)
+    return codes, n, cluster

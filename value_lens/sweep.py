@@ -16,17 +16,25 @@ Every split's ``mean_diff`` (and ``pca_diff``) direction is a linear combination
 ``(P[t] @ w) / (|h_t| sqrt(w' G w))`` with ``G = d d'`` the groups' Gram matrix: each of the k
 refits is a few small matrix products, not a forward pass.
 
+Uncertainty: the splits share most of their training criteria (35 of 48 in the paper), so the
+sd over splits (``*_sd``) measures how much the score moves between overlapping refits, not a
+standard error. The confidence interval ``token_auroc_ci_lo/hi`` resamples whole
+conversations (:class:`ClusterCI`), because tokens of one conversation are not independent.
+
 The result is a :class:`pandas.DataFrame` with one row per layer. Metadata rides in
 ``df.attrs`` (plain lists and dicts, so pandas can copy and compare them):
 ``df.attrs["cosine_matrix"]`` (layer x layer cosines of the all-groups directions, see
 :func:`cosine_matrix`), ``df.attrs["splits"]`` (per split and layer scores and training
-groups), ``df.attrs["groups"]``, ``df.attrs["n_tokens"]`` and ``df.attrs["timings"]`` (wall and CPU
-seconds spent collecting, projecting and refitting).
+groups), ``df.attrs["groups"]``, ``df.attrs["ci"]`` (the bootstrap's clusters and settings),
+``df.attrs["n_tokens"]`` and ``df.attrs["timings"]`` (wall and CPU seconds spent collecting,
+projecting and refitting).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -35,19 +43,50 @@ import torch
 
 from value_lens.conventions import resolve_layers
 from value_lens.errors import InputError
-from value_lens.metrics import auroc
+from value_lens.metrics import ClusterAUROC, auroc, cluster_counts, percentile_ci
 from value_lens.model import d_model, n_layers
 from value_lens.projections import (
     group_diffs_from_stats,
     project_tokens,
     single_pass,
+    token_clusters,
+    train_splits,
 )
 from value_lens.stats import ActivationStats
 from value_lens.tokens import AFTER, BEFORE, LabelledTokens
 
-__all__ = ["cosine_matrix", "layer_sweep", "split_weights"]
+__all__ = ["ClusterCI", "cosine_matrix", "layer_sweep", "split_weights"]
 
 SWEEP_METHODS = ("mean_diff", "pca_diff")
+
+
+@dataclass(frozen=True)
+class ClusterCI:
+    """The cluster bootstrap behind ``token_auroc_ci_lo`` / ``token_auroc_ci_hi``.
+
+    Each resample draws as many clusters as the data has, with replacement (seeded by the
+    sweep's ``seed``); every drawn cluster brings all its tokens, every split's held-out
+    AUROC is recomputed on them and averaged over splits, as ``token_auroc_mean`` is.
+
+    Attributes:
+        cluster: the resampled unit: a ``meta`` key shared by the sequences of one unit
+            (default ``"conversation_id"``, as :func:`value_lens.data.icrl.label` records;
+            data where no sequence has the key fall back to one cluster per sequence),
+            ``"sequence"``, or ``"group"`` (whole criteria).
+        n_boot: resamples.
+        level: coverage of the percentile interval.
+    """
+
+    cluster: str = "conversation_id"
+    n_boot: int = 1000
+    level: float = 0.95
+
+    def __post_init__(self) -> None:
+        if self.n_boot < 1 or not 0 < self.level < 1:
+            raise InputError(f"ClusterCI needs n_boot >= 1 and 0 < level < 1, got {self}")
+
+
+DEFAULT_CI = ClusterCI()
 
 
 def split_weights(gram: np.ndarray, train: np.ndarray, method: str) -> np.ndarray:
@@ -79,9 +118,14 @@ def cosine_matrix(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(np.array(df.attrs["cosine_matrix"]), index=layers, columns=layers)
 
 
-def _mean_sd(x: list[float]) -> tuple[float, float]:
+def _sd(x: Any, ddof: int = 1) -> float:
     a = np.asarray(x, dtype=np.float64)
-    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else float("nan")
+    return float(a.std(ddof=ddof)) if a.size > ddof else float("nan")
+
+
+def _mean(x: Any) -> float:
+    a = np.asarray(x, dtype=np.float64)
+    return float(a.mean()) if a.size else float("nan")
 
 
 def layer_sweep(
@@ -100,6 +144,8 @@ def layer_sweep(
     truncate: bool = False,
     progress: bool = True,
     max_memory_gb: float = 1.0,
+    train_sets: Sequence[Sequence[str]] | None = None,
+    ci: ClusterCI | None = DEFAULT_CI,
 ) -> pd.DataFrame:
     """Held-out generalisation of the value direction at every layer, with baselines.
 
@@ -120,12 +166,23 @@ def layer_sweep(
             layers fit in this many GB (``4 * N * L * d_model`` bytes), the model runs **once**:
             the residuals are kept and both the group differences and every projection come
             from them. Otherwise it runs twice (statistics, then projections). Results agree.
+        train_sets: explicit splits, one list of training criterion names per split (the
+            other usable criteria are held out); replaces ``n_splits``/``n_train``.
+        ci: the cluster bootstrap of ``token_auroc_mean`` (:class:`ClusterCI`; default:
+            resample conversations); ``None`` skips it (the CI columns are then NaN).
 
     Returns:
-        One row per layer with columns ``layer``, ``token_auroc_mean/sd`` (pooled held-out
-        BEFORE vs AFTER tokens), ``function_score_mean/sd`` (the paper's released metric: the
-        fraction of held-out criteria whose AFTER-mean vector projects above their
-        BEFORE-mean vector, i.e. ``d_h . v > 0``), ``random_auroc_mean/sd`` (``n_random`` random directions on all tokens),
+        One row per layer with columns ``layer``;
+        ``token_auroc_mean`` (pooled held-out BEFORE vs AFTER tokens, averaged over splits),
+        ``token_auroc_sd`` (sd over the splits, which overlap: not a standard error),
+        ``token_auroc_ci_lo/hi`` (cluster-bootstrap CI of the mean, see ``ci``);
+        ``function_score_mean`` (the paper's released 0/1 metric: per held-out criterion, does
+        its AFTER-mean vector project onto the split's direction above its BEFORE-mean vector,
+        ``(mean_AFTER - mean_BEFORE) . v > 0``; the fraction of wins, averaged over splits),
+        ``function_score_sd_splits`` (sd, ddof=1, of the per-split fractions),
+        ``function_score_sd_all_scores`` (``np.std`` over all split x held-out criterion 0/1
+        scores, as the released code reports);
+        ``random_auroc_mean/sd`` (mean and sd over ``n_random`` random directions, all tokens);
         ``position_auroc`` (score = token index) and ``end_proximity_auroc`` (score = minus
         the tokens left to the end of the turn), both on the held-out tokens and averaged over
         splits; AUROC > 0.5 means the score is higher on AFTER tokens. ``df.attrs`` holds the
@@ -135,16 +192,17 @@ def layer_sweep(
         >>> from value_lens.testing import tiny_qwen3
         >>> data = LabelledTokens.from_lists(
         ...     [[1, 5, 6, 7, 40, 41, 42]] * 4, [[-1, 0, 0, 0, 1, 1, 1]] * 4, "abcd")
-        >>> df = layer_sweep(tiny_qwen3(), data, n_splits=2, n_train=2, progress=False)
-        >>> df[["layer", "token_auroc_mean"]].shape
-        (2, 2)
+        >>> df = layer_sweep(tiny_qwen3(), data, train_sets=[["a", "b"], ["c", "d"]],
+        ...                  progress=False)
+        >>> df[["layer", "token_auroc_mean", "token_auroc_ci_lo"]].shape
+        (2, 3)
     """
     if method not in SWEEP_METHODS:
         raise InputError(
             f"layer_sweep supports methods {SWEEP_METHODS} (directions in the span of the "
             f"groups' differences); got {method!r}. Fit other methods with ValueAxis.fit"
         )
-    if n_splits < 1 or n_train < 1:
+    if train_sets is None and (n_splits < 1 or n_train < 1):
         raise InputError("n_splits and n_train must be positive")
     counts = data.label_counts()
     if counts.get(BEFORE, 0) == 0 or counts.get(AFTER, 0) == 0:
@@ -168,11 +226,8 @@ def layer_sweep(
         tp = project_tokens(model, data, L, torch.cat([diffs, rand], dim=1), groups, **opts)
         t2, c2 = time.perf_counter(), time.process_time()
     G = len(groups)
-    if G <= n_train:
-        raise InputError(
-            f"too few criteria for the split: {G} groups have both BEFORE and AFTER tokens but "
-            f"n_train={n_train} leaves none held out; use n_train <= {G - 1} or add criteria"
-        )
+    splits = train_splits(groups, data.group_names, n_splits=n_splits, n_train=n_train,
+                          seed=seed, train_sets=train_sets)  # fmt: skip
     gram = (diffs @ diffs.transpose(1, 2)).numpy()  # [L, G, G]
     is_after = tp.label == AFTER
     safe_norm = np.maximum(tp.norm, 1e-12)
@@ -181,15 +236,19 @@ def layer_sweep(
     if (cell_n == 0).any():
         empty = [groups[g] for g in np.flatnonzero((cell_n == 0).any(axis=1))]
         raise InputError(f"groups {empty} have no BEFORE or AFTER tokens in data; check stats=")
+    ci_meta: dict[str, Any] | None = None
+    if ci is not None:
+        tok_cluster, n_clusters, unit = token_clusters(data, tp, ci.cluster)
+        draws = np.stack(list(cluster_counts(n_clusters, ci.n_boot, seed)))
+        boot = np.full((len(L), len(splits), ci.n_boot), np.nan)
+        ci_meta = {**asdict(ci), "cluster": unit, "n_clusters": n_clusters, "seed": seed}
 
-    rows: list[dict[str, Any]] = []
     split_recs: list[dict[str, Any]] = []
-    per_layer: dict[str, list[list[float]]] = {k: [[] for _ in L] for k in ("tok", "fn")}
+    per_layer: dict[str, list[list[Any]]] = {k: [[] for _ in L] for k in ("tok", "fn", "fn01")}
     pos_scores: list[float] = []
     end_scores: list[float] = []
-    for s in range(n_splits):
-        perm = np.random.default_rng([seed, s]).permutation(G)
-        train, test = np.sort(perm[:n_train]), np.sort(perm[n_train:])
+    for s, train in enumerate(splits):
+        test = np.setdiff1d(np.arange(G), train)
         held = np.isin(tp.group, test)
         yes, no = held & is_after, held & ~is_after
         if not yes.any() or not no.any():
@@ -200,12 +259,17 @@ def layer_sweep(
             w = split_weights(gram[k], train, method)
             cos = (tp.proj[k, :, :G] @ w) / (safe_norm[k] * np.sqrt(max(w @ gram[k] @ w, 1e-300)))
             tok = auroc(cos[yes], cos[no])
+            if ci is not None:
+                parts = ClusterAUROC.of(cos[yes], cos[no], pos_cluster=tok_cluster[yes],
+                                        neg_cluster=tok_cluster[no])  # fmt: skip
+                boot[k, s] = parts.resample(draws)
             # (mean AFTER - mean BEFORE) of group h projects on v as d_h . v = (G w)_h
-            fn = float(np.mean((gram[k] @ w)[test] > 0))
+            wins = (gram[k] @ w)[test] > 0
             per_layer["tok"][k].append(tok)
-            per_layer["fn"][k].append(fn)
+            per_layer["fn"][k].append(float(wins.mean()))
+            per_layer["fn01"][k].extend(wins.tolist())
             split_recs.append(
-                {"split": s, "layer": L[k], "token_auroc": tok, "function_score": fn,
+                {"split": s, "layer": L[k], "token_auroc": tok, "function_score": float(wins.mean()),
                  "train_groups": [groups[i] for i in train]}
             )  # fmt: skip
 
@@ -215,41 +279,44 @@ def layer_sweep(
             [torch.from_numpy(split_weights(gram[k], np.arange(G), method)) @ diffs[k]
              for k in range(len(L))]
         )  # fmt: skip
-    unit = full / full.norm(dim=-1, keepdim=True).clamp_min(1e-30)
-    cmat = (unit @ unit.T).tolist()
+    unit_dirs = full / full.norm(dim=-1, keepdim=True).clamp_min(1e-30)
+    n_tr = [len(t) for t in splits]
+    rows: list[dict[str, Any]] = []
     for k, layer in enumerate(L):
         rnd = [
             auroc(c[is_after], c[~is_after]) for c in (tp.proj[k, :, G:] / safe_norm[k][:, None]).T
         ]
-        tm, tsd = _mean_sd(per_layer["tok"][k])
-        fm, fsd = _mean_sd(per_layer["fn"][k])
-        rm, rsd = _mean_sd(rnd) if rnd else (float("nan"), float("nan"))
+        lo, hi = (float("nan"),) * 2 if ci is None else percentile_ci(boot[k].mean(0), ci.level)
         rows.append(
             {
                 "layer": layer,
-                "token_auroc_mean": tm,
-                "token_auroc_sd": tsd,
-                "function_score_mean": fm,
-                "function_score_sd": fsd,
-                "random_auroc_mean": rm,
-                "random_auroc_sd": rsd,
+                "token_auroc_mean": _mean(per_layer["tok"][k]),
+                "token_auroc_sd": _sd(per_layer["tok"][k]),
+                "token_auroc_ci_lo": lo,
+                "token_auroc_ci_hi": hi,
+                "function_score_mean": _mean(per_layer["fn"][k]),
+                "function_score_sd_splits": _sd(per_layer["fn"][k]),
+                "function_score_sd_all_scores": _sd(per_layer["fn01"][k], ddof=0),
+                "random_auroc_mean": _mean(rnd),
+                "random_auroc_sd": _sd(rnd),
                 "position_auroc": float(np.mean(pos_scores)),
                 "end_proximity_auroc": float(np.mean(end_scores)),
-                "n_splits": n_splits,
-                "n_train_groups": n_train,
-                "n_test_groups": G - n_train,
+                "n_splits": len(splits),
+                "n_train_groups": n_tr[0] if len(set(n_tr)) == 1 else float(np.mean(n_tr)),
+                "n_test_groups": G - n_tr[0] if len(set(n_tr)) == 1 else G - float(np.mean(n_tr)),
             }
         )
     df = pd.DataFrame(rows)
     df.attrs.update(
         {
             "layers": list(L),
-            "cosine_matrix": cmat,
+            "cosine_matrix": (unit_dirs @ unit_dirs.T).tolist(),
             "splits": split_recs,
             "groups": groups,
             "method": method,
             "n_tokens": int(tp.label.size),
             "seed": seed,
+            "ci": ci_meta,
             "timings": {
                 "collect_s": t1 - t0,
                 "project_s": t2 - t1,
