@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import importlib
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
-from tests._evals_helpers import has_generate, random_axis
+from tests._evals_helpers import (
+    THINK_OFF,
+    has_generate,
+    hf_cosines,
+    hf_span_mean,
+    random_axis,
+    turn,
+)
 from value_lens.errors import InputError
 from value_lens.evals.backtracking import (
     DEFAULT_PHRASES,
+    MATH_SYSTEM,
     band_curves,
     event_locked,
     find_backtracking,
@@ -68,12 +79,126 @@ def test_band_curves_constructed():
     assert bt.loc[0, "ci_lo"] < bt.loc[0, "mean"] < bt.loc[0, "ci_hi"]
 
 
-def test_event_locked_constructed():
+def test_event_locked_partial_windows_by_hand():
     traces = [np.arange(10, dtype=float), np.arange(10, dtype=float) * 2]
-    df = event_locked(traces, [[2, 8], [5]], window=3).set_index("offset")
-    assert df.loc[0, "mean"] == pytest.approx((2 + 8 + 10) / 3) and df.loc[0, "n"] == 3
-    assert df.loc[3, "n"] == 2  # 8 + 3 is past the first trace's end
-    assert df.loc[-3, "n"] == 1 + 0 + 1 - 0  # 2 - 3 < 0 is skipped
+    df = event_locked(traces, [[2, 8], [5]], window=3, complete=False).set_index("offset")
+    # rollout 0 averages its two events first: ((2 + 8) / 2 + 10) / 2 at offset 0
+    assert df.loc[0, "mean"] == pytest.approx(((2 + 8) / 2 + 10) / 2)
+    assert (df.loc[0, "n"], df.loc[0, "n_events"]) == (2, 3)
+    assert df.loc[3, "n_events"] == 2 and df.loc[3, "mean"] == pytest.approx((5 + 16) / 2)
+    assert df.loc[-3, "n_events"] == 2 and df.loc[-3, "mean"] == pytest.approx((5 + 4) / 2)
+    assert (df["n_events_skipped"] == 0).all()
+
+
+def test_event_locked_complete_windows_avoid_a_spurious_dip():
+    # the value rises with position; every event's own window rises too (value = position)
+    ramp = np.arange(20, dtype=float)
+    kept, cut = [10, 3, 16], [0, 19, 2, 17]  # 3 and 16 fit a +-3 window exactly; 2 and 17 do not
+    events = [[e] for e in kept + cut]
+    traces = [ramp] * len(events)
+    full = event_locked(traces, events, window=3).set_index("offset")
+    assert (full["n_events_skipped"] == 4).all() and (full["n"] == 3).all()
+    assert (full["n_events"] == 3).all()
+    half = 1.959964 * np.std(kept, ddof=1) / np.sqrt(3)
+    for off in range(-3, 4):
+        assert full.loc[off, "mean"] == pytest.approx(np.mean(kept) + off)
+        assert full.loc[off, "ci_lo"] == pytest.approx(np.mean(kept) + off - half)
+        assert full.loc[off, "ci_hi"] == pytest.approx(np.mean(kept) + off + half)
+    part = event_locked(traces, events, window=3, complete=False).set_index("offset")
+    for off in range(-3, 4):  # each offset averages the events that reach it
+        reach = [e + off for e in kept + cut if 0 <= e + off < 20]
+        assert part.loc[off, "mean"] == pytest.approx(np.mean(reach))
+        assert part.loc[off, "n_events"] == len(reach)
+    # edge events enter on one side only: the mean falls across the event, no event's values do
+    assert part.loc[1, "mean"] < part.loc[-1, "mean"]
+    assert (part["n_events_skipped"] == 0).all()
+
+
+def test_event_locked_confidence_interval_is_over_rollouts():
+    # one rollout with 20 events and a dip to -1 after each, five flat rollouts with one event
+    w = 2
+    big = np.zeros(200)
+    evs = [5 + 9 * k for k in range(20)]
+    for e in evs:
+        big[e : e + w + 1] = -1.0
+    traces = [big] + [np.zeros(20)] * 5
+    events = [evs] + [[10]] * 5
+    df = event_locked(traces, events, window=w).set_index("offset")
+    per_rollout = np.array([-1.0, 0, 0, 0, 0, 0])
+    half = 1.959964 * per_rollout.std(ddof=1) / np.sqrt(6)
+    for off in (0, 1, 2):
+        assert df.loc[off, "mean"] == pytest.approx(-1 / 6)  # events pooled would give -0.8
+        assert (df.loc[off, "n"], df.loc[off, "n_events"]) == (6, 25)
+        assert df.loc[off, "ci_lo"] == pytest.approx(-1 / 6 - half)
+        assert df.loc[off, "ci_hi"] == pytest.approx(-1 / 6 + half)
+    assert df.loc[-1, "mean"] == 0.0
+    # clusters pool rollouts: the big rollout and one flat one form one problem
+    by_problem = event_locked(traces, events, window=w, clusters=[0, 0, 1, 2, 3, 4])
+    row = by_problem.set_index("offset").loc[0]
+    assert row["n"] == 5 and row["mean"] == pytest.approx((-20 / 21) / 5)
+    with pytest.raises(InputError, match="outside"):
+        event_locked([np.zeros(3)], [[3]], window=1)
+
+
+def _reply_text(text: str, *, thinking: bool = False) -> str:
+    """The Qwen3 rendering of a scored rollout, written by hand (the suite's default chat)."""
+    return (turn("system", MATH_SYSTEM) + turn("user", "Solve the problem.")
+            + "<|im_start|>assistant\n" + ("" if thinking else THINK_OFF) + text)  # fmt: skip
+
+
+def test_suite_values_are_hf_cosines_of_the_reply(tiny, tiny_hf):
+    axis = random_axis(tiny, seed=3)
+    texts = ["Actually 9 is wrong. Wait, it is 8, so the total is 8.", "Just 5, done."]
+    res = run_backtracking_suite(tiny, axis, 0, texts=texts, window=1, progress=False)
+    assert res.meta["enable_thinking"] is False and res.meta["metric"] == "cosine"
+    assert res.table["n_events"].tolist() == [2, 0]
+    # "Actually" is the reply's first token: its window does not fit, "Wait"'s does
+    assert (res.meta["n_events"], res.meta["n_events_used"], res.meta["n_events_skipped"]) == (
+        2,
+        1,
+        1,
+    )
+    for text, row in zip(texts, res.table.itertuples(), strict=True):
+        full = _reply_text(text)
+        start = len(full) - len(text)
+        assert row.mean_value == pytest.approx(
+            hf_span_mean(tiny_hf, full, start, len(full), axis, 0), abs=1e-4
+        )
+    full = _reply_text(texts[0])
+    cos, offs = hf_cosines(tiny_hf, full, axis, 0)
+    wait = int(np.flatnonzero(offs[:, 1] > len(full) - len(texts[0]) + texts[0].index("Wait"))[0])
+    ev = res.extras["event_locked"].set_index("offset")
+    for off in (-1, 0, 1):
+        assert ev.loc[off, "mean"] == pytest.approx(float(cos[wait + off]), abs=1e-4)
+        assert ev.loc[off, "n"] == 1
+
+
+def test_suite_thinking_replies(tiny, tiny_hf):
+    axis = random_axis(tiny, seed=4)
+    texts = ["<think>\nHmm, 3 + 4 is 7.\n</think>\n\nIt is 7."]
+    with pytest.raises(InputError, match="enable_thinking"):
+        run_backtracking_suite(tiny, axis, 0, texts=texts, progress=False)
+    res = run_backtracking_suite(tiny, axis, 0, texts=texts, enable_thinking=True, window=1,
+                                 progress=False)  # fmt: skip
+    assert res.meta["enable_thinking"] is True and res.table["n_events"].tolist() == [1]
+    full = _reply_text(texts[0], thinking=True)
+    want = hf_span_mean(tiny_hf, full, len(full) - len(texts[0]), len(full), axis, 0)
+    assert res.table["mean_value"].iloc[0] == pytest.approx(want, abs=1e-4)
+
+
+def test_suite_generates_with_the_thinking_flag(tiny, monkeypatch):
+    gen_mod = importlib.import_module("value_lens.generate")  # the module, not vl.generate
+    calls = []
+
+    def fake_generate(_model, prompts, **kw):
+        calls.append(kw)
+        return [SimpleNamespace(text="Wait, it is 4.") for _ in prompts]
+
+    monkeypatch.setattr(gen_mod, "generate", fake_generate)
+    res = run_backtracking_suite(tiny, random_axis(tiny), 0, problems=["What is 2 + 2?"],
+                                 n_rollouts=2, progress=False)  # fmt: skip
+    assert [c["enable_thinking"] for c in calls] == [False]
+    assert res.table["n_events"].tolist() == [1, 1] and res.meta["enable_thinking"] is False
 
 
 def test_suite_on_supplied_texts_tiny(tiny):
@@ -83,9 +208,14 @@ def test_suite_on_supplied_texts_tiny(tiny):
     t = res.table
     assert t["n_events"].tolist() == [2, 0, 1]  # "no:" is not the phrase "No, "
     assert t["backtracking"].tolist() == [True, False, True]
-    assert (t["n_tokens"] > 0).all() and t["mean_value"].notna().all()
     assert set(res.extras) == {"bands", "event_locked"}
-    assert res.extras["event_locked"].set_index("offset").loc[0, "n"] == 3
+    # "Hmm" is the first text's last word and "Actually" the third's first: both windows cut
+    assert res.meta["n_events_skipped"] == 2
+    assert res.extras["event_locked"].set_index("offset").loc[0, "n"] == 1
+    part = run_backtracking_suite(tiny, random_axis(tiny), 1, texts=texts, band=5, window=4,
+                                  complete_windows=False, progress=False)  # fmt: skip
+    assert part.meta["n_events_skipped"] == 0
+    assert part.extras["event_locked"].set_index("offset").loc[0, "n_events"] == 3
     with pytest.raises(InputError, match="either"):
         run_backtracking_suite(tiny, random_axis(tiny), 1, progress=False)
     with pytest.raises(InputError, match="context"):

@@ -6,12 +6,17 @@ import ast
 import json
 import random
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from tests._evals_helpers import random_axis
+from tests._evals_helpers import THINK_OFF, hf_cosines, hf_span_mean, random_axis, turn
 from value_lens.errors import InputError
 from value_lens.evals.code import (
+    CODE_SYSTEM,
+    CODE_USER,
     build_code_pairs,
+    code_summary,
     load_code_problems,
     run_code_suite,
     stdlib_functions,
@@ -97,10 +102,57 @@ def test_user_jsonl_and_suite_on_tiny(tiny, tmp_path):
     assert t[["correct_whole", "corrupted_whole", "correct_window"]].notna().all().all()
     s = res.summary.set_index("kind")
     assert set(s.index) == {k for k in kinds}
-    assert ((s["pct_correct_higher_whole"] >= 0) & (s["pct_correct_higher_whole"] <= 100)).all()
+    assert s["n_pairs"].to_dict() == {k: kinds.count(k) for k in kinds}
     (tmp_path / "bad.jsonl").write_text('{"problem": "x"}\n')
     with pytest.raises(InputError, match="solution"):
         load_code_problems(tmp_path / "bad.jsonl")
+
+
+def test_code_summary_planted():
+    table = pd.DataFrame({
+        "kind": ["logic"] * 4 + ["rename"] * 2,
+        "correct_whole": [1.0, 2.0, 3.0, 4.0, 0.5, 0.5],
+        "corrupted_whole": [0.0, 3.0, 1.0, 2.0, 0.25, 0.75],
+        "correct_window": [1.0, 1.0, np.nan, 1.0, 0.0, 0.0],
+        "corrupted_window": [0.0, 2.0, 5.0, 0.5, 1.0, 1.0],
+    })  # fmt: skip
+    s = code_summary(table).set_index("kind")
+    # logic, whole: correct higher in 3 of 4 pairs; means 2.5 vs 1.5, both sd sqrt(5/3);
+    # differences [1, -1, 2, 2]: mean 1, sd sqrt(2)
+    assert s.loc["logic", "pct_correct_higher_whole"] == pytest.approx(75.0)
+    assert s.loc["logic", "d_unpaired_whole"] == pytest.approx(1.0 / np.sqrt(5 / 3))
+    assert s.loc["logic", "d_paired_whole"] == pytest.approx(1.0 / np.sqrt(2))
+    # logic, window: the NaN pair is dropped, correct higher in 2 of 3
+    assert s.loc["logic", "pct_correct_higher_window"] == pytest.approx(200 / 3)
+    assert s.loc["rename", "pct_correct_higher_whole"] == pytest.approx(50.0)
+    assert s.loc["rename", "pct_correct_higher_window"] == 0.0
+    assert s.loc["logic", "n_pairs"] == 4
+
+
+def test_code_suite_reads_hf_cosine_after_the_empty_think_block(tiny, tiny_hf):
+    src = "def larger(first, second):\n    if first > second:\n        return first\n    return second\n"
+    pairs = build_code_pairs([{"name": "larger", "problem": "Max.", "code": src}], ["logic"])
+    axis = random_axis(tiny, seed=5)
+    res = run_code_suite(tiny, axis, 0, pairs, window=3, progress=False)
+    assert res.meta["enable_thinking"] is False and res.meta["metric"] == "cosine"
+    row = res.table.iloc[0]
+    for code, whole, win in ((src, row["correct_whole"], row["correct_window"]),
+                             (pairs[0]["corrupted"], row["corrupted_whole"], row["corrupted_window"])):  # fmt: skip
+        head = (turn("system", CODE_SYSTEM) + turn("user", CODE_USER.format(problem="Max."))
+                + "<|im_start|>assistant\n" + THINK_OFF + "```python\n")  # fmt: skip
+        full = head + code + "\n```"
+        start, end = len(head), len(head) + len(code)
+        assert whole == pytest.approx(hf_span_mean(tiny_hf, full, start, end, axis, 0), abs=1e-4)
+        cos, offs = hf_cosines(tiny_hf, full, axis, 0)
+        after = np.flatnonzero((offs[:, 1] > start + row["first_change_char"]) & (offs[:, 0] < end))
+        assert win == pytest.approx(float(cos[after[:3]].mean()), abs=1e-4)
+    thinking = run_code_suite(tiny, axis, 0, pairs, window=3, enable_thinking=True, progress=False)
+    assert thinking.meta["enable_thinking"] is True
+    full = (turn("system", CODE_SYSTEM) + turn("user", CODE_USER.format(problem="Max."))
+            + "<|im_start|>assistant\n```python\n" + src + "\n```")  # fmt: skip
+    start = full.index(src)
+    want = hf_span_mean(tiny_hf, full, start, start + len(src), axis, 0)
+    assert thinking.table["correct_whole"].iloc[0] == pytest.approx(want, abs=1e-4)
 
 
 @pytest.mark.slow

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
+from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
+import torch
 
-from tests._evals_helpers import has_generate, random_axis
+from tests._evals_helpers import THINK_OFF, has_generate, hf_cosines, random_axis, turn
+from value_lens.chat import format_chat
 from value_lens.errors import InputError
-from value_lens.evals._common import prefill
 from value_lens.evals.backtracking import MATH_SYSTEM
 from value_lens.evals.confidence import (
     FRAMINGS,
     arithmetic_problems,
+    confidence_summary,
     load_math_problems,
     parse_answer,
     run_confidence_suite,
 )
-from value_lens.readout import trace
 
 
 def test_parse_answer():
@@ -54,35 +58,135 @@ def test_load_math_problems(tmp_path):
         load_math_problems(path)
 
 
-def test_suite_with_supplied_replies_tiny(tiny):
+PROBS = [{"question": "What is 2 + 3?", "answer": 5}, {"question": "What is 4 * 4?", "answer": 16},
+         {"question": "What is 9 - 1?", "answer": 8}]  # fmt: skip
+
+
+# layer 0 = HF hidden_states[1]; the tiny model's hidden_states[2] is after the final norm
+def _prefill_text(question: str, shown: str, framing: str, word: str, *, thinking: bool) -> str:
+    """The Qwen3 rendering of a Yes/No prefill, written by hand."""
+    return (turn("system", MATH_SYSTEM) + turn("user", question) + turn("assistant", shown)
+            + turn("user", FRAMINGS[framing]) + "<|im_start|>assistant\n"
+            + ("" if thinking else THINK_OFF) + word)  # fmt: skip
+
+
+def test_prefill_is_hf_cosine_right_after_the_empty_think_block(tiny, tiny_hf):
     axis = random_axis(tiny)
-    probs = [{"question": "What is 2 + 3?", "answer": 5}, {"question": "What is 4 * 4?", "answer": 16},
-             {"question": "What is 9 - 1?", "answer": 8}]  # fmt: skip
-    replies = ["2 + 3 = \\boxed{5}", "4 * 4 = \\boxed{15}", "I do not know."]
-    res = run_confidence_suite(tiny, axis, 1, probs, replies=replies, n_samples=0, progress=False)
+    replies = [
+        "2 + 3 = \\boxed{5}",
+        "<think>\nMaybe \\boxed{17}. Wait, 4 * 4 = 16.\n</think>\n\nSo 4 * 4 = 16.",  # Qwen3 reasoning
+        "I do not know.",
+    ]
+    res = run_confidence_suite(tiny, axis, 0, PROBS, replies=replies, n_samples=0, progress=False)
+    assert res.meta["enable_thinking"] is False and res.meta["metric"] == "cosine"
     ans = res.extras["answers"]
+    assert ans["parsed"].tolist()[:2] == [5.0, 16.0]  # the visible reply, not the reasoning's 17
     assert ans["parsed_ok"].tolist() == [True, True, False]
-    assert ans["correct"].tolist() == [True, False, False]
+    assert ans["correct"].tolist() == [True, True, False]
     assert len(res.table) == 2 * 2 * 2  # parseable problems x framings x prefills
-    s = res.summary.set_index("framing")
-    assert s.loc["correct", "n_unparseable"] == 1 and s.loc["correct", "accuracy"] == 0.5
-    assert 0 <= s.loc["incorrect", "auroc_yes_vs_no"] <= 1
-    a_c, a_i = s.loc["correct", "auroc_yes_vs_no"], s.loc["incorrect", "auroc_yes_vs_no"]
-    assert s.loc["correct", "flips_with_framing"] == ((a_c - 0.5) * (a_i - 0.5) < 0)
-    # the value is read at the prefilled token: recompute one by hand
-    row = res.table.iloc[0]
-    msgs = [{"role": "system", "content": MATH_SYSTEM},
-            {"role": "user", "content": probs[0]["question"]},
-            {"role": "assistant", "content": replies[0]},
-            {"role": "user", "content": FRAMINGS[row["framing"]]},
-            {"role": "assistant", "content": row["prefill"]}]  # fmt: skip
-    pf = prefill(tiny.tokenizer, msgs)
-    tr = trace(tiny, pf.text, axis, [1])
-    assert pf.text.endswith(row["prefill"])
-    assert row["value"] == pytest.approx(float(tr.projection[0, -1]), abs=1e-5)
+    shown = ["2 + 3 = \\boxed{5}", "So 4 * 4 = 16."]  # Qwen3 drops earlier turns' reasoning
+    for row in res.table.itertuples():
+        text = _prefill_text(PROBS[row.problem_id]["question"], shown[row.problem_id],
+                             row.framing, row.prefill, thinking=False)  # fmt: skip
+        cos, _ = hf_cosines(tiny_hf, text, axis, 0)
+        assert row.value == pytest.approx(float(cos[-1]), abs=1e-4)
     with pytest.raises(InputError, match="one per problem"):
-        run_confidence_suite(tiny, axis, 1, probs, replies=replies[:2], n_samples=0,
+        run_confidence_suite(tiny, axis, 0, PROBS, replies=replies[:2], n_samples=0,
                              progress=False)  # fmt: skip
+
+
+def test_thinking_option_and_projection_option(tiny, tiny_hf):
+    axis = random_axis(tiny, seed=1)
+    replies = [
+        "\\boxed{5}",
+        "<think>\n16 or \\boxed{15}",
+        "8",
+    ]  # reply 1 never closes its reasoning
+    res = run_confidence_suite(tiny, axis, 0, PROBS, replies=replies, n_samples=0,
+                               enable_thinking=True, progress=False)  # fmt: skip
+    assert res.meta["enable_thinking"] is True
+    assert res.extras["answers"]["parsed_ok"].tolist() == [True, False, True]
+    row = res.table.iloc[0]
+    text = _prefill_text(PROBS[0]["question"], replies[0], row["framing"], row["prefill"],
+                         thinking=True)  # fmt: skip
+    cos, _ = hf_cosines(tiny_hf, text, axis, 0)
+    assert row["value"] == pytest.approx(float(cos[-1]), abs=1e-4)
+    proj = run_confidence_suite(tiny, axis, 0, PROBS[:1], replies=replies[:1], n_samples=0,
+                                metric="projection", progress=False)  # fmt: skip
+    hf, tok = tiny_hf
+    text = _prefill_text(PROBS[0]["question"], replies[0], "correct", "Yes", thinking=False)
+    with torch.no_grad():
+        h = hf(tok(text, return_tensors="pt")["input_ids"], output_hidden_states=True)
+    want = float(h.hidden_states[1][0, -1] @ axis.direction(0))
+    got = proj.table.set_index(["framing", "prefill"]).loc[("correct", "Yes"), "value"]
+    assert proj.meta["metric"] == "projection" and got == pytest.approx(want, rel=1e-4)
+
+
+@pytest.mark.parametrize("thinking", [False, True])
+def test_generation_gets_the_thinking_flag_and_pre_response_window(
+    tiny, tiny_hf, monkeypatch, thinking
+):
+    gen_mod = importlib.import_module("value_lens.generate")  # the module, not vl.generate
+
+    calls = []
+
+    def fake_generate(model, prompts, **kw):
+        calls.append(kw)
+        follow = prompts[0][-1]["content"] == FRAMINGS["correct"]
+        outs = ["Yes", " no.", "yes!", "<think>\nhmm"] if follow else ["2 + 3 = \\boxed{5}"]
+        texts = [outs[i % len(outs)] for i in range(len(prompts))]
+        prompt = format_chat(model.tokenizer, prompts[0], add_generation_prompt=True,
+                             enable_thinking=kw.get("enable_thinking")).text  # fmt: skip
+        return [SimpleNamespace(text=t, prompt=prompt) for t in texts]
+
+    monkeypatch.setattr(gen_mod, "generate", fake_generate)
+    axis = random_axis(tiny, seed=2)
+    kw = {} if not thinking else {"enable_thinking": True}
+    res = run_confidence_suite(tiny, axis, 0, PROBS[:1], n_samples=4, n_last=6, progress=False,
+                               **kw)  # fmt: skip
+    assert len(calls) == 2 and all(c["enable_thinking"] is thinking for c in calls)
+    pre = res.extras["pre_response"].iloc[0]
+    assert (pre["n_yes"], pre["n_no"]) == (2, 1) and pre["yes_rate"] == pytest.approx(2 / 3)
+    prompt = (turn("system", MATH_SYSTEM) + turn("user", PROBS[0]["question"])
+              + turn("assistant", "2 + 3 = \\boxed{5}") + turn("user", FRAMINGS["correct"])
+              + "<|im_start|>assistant\n" + ("" if thinking else THINK_OFF))  # fmt: skip
+    cos, _ = hf_cosines(tiny_hf, prompt, axis, 0)
+    assert pre["value"] == pytest.approx(float(cos[-6:].mean()), abs=1e-4)
+    assert res.meta["enable_thinking"] is thinking
+
+
+def test_confidence_summary_planted():
+    rows = []
+    vals = {"correct": ([0.9, 0.8, 0.7], [0.1, 0.85, 0.2]),
+            "incorrect": ([0.125, 0.25, 0.375], [0.5, 0.625, 0.25])}  # fmt: skip
+    for framing, (yes, no) in vals.items():
+        for pid in range(3):
+            rows += [{"problem_id": pid, "framing": framing, "prefill": "Yes", "value": yes[pid]},
+                     {"problem_id": pid, "framing": framing, "prefill": "No", "value": no[pid]}]  # fmt: skip
+    prefills = pd.DataFrame(rows)
+    answers = pd.DataFrame({"problem_id": [0, 1, 2, 3], "parsed_ok": [True, True, True, False],
+                            "correct": [True, False, True, False]})  # fmt: skip
+    pre = pd.DataFrame({"problem_id": [0, 1, 2, 3], "yes_rate": [0.9, 0.2, 0.6, np.nan],
+                        "value": [0.3, 0.1, 0.2, 5.0]})  # fmt: skip
+    s = confidence_summary(prefills, answers, pre).set_index("framing")
+    # P(yes > no) + P(tie) / 2 over the 9 pairs, by hand: 7 of 9, and 1.5 of 9
+    assert s.loc["correct", "auroc_yes_vs_no"] == pytest.approx(7 / 9)
+    assert s.loc["incorrect", "auroc_yes_vs_no"] == pytest.approx(1.5 / 9)
+    assert bool(s.loc["correct", "flips_with_framing"]) is True
+    assert s.loc["correct", "mean_no"] == pytest.approx((0.1 + 0.85 + 0.2) / 3)
+    # Yes-minus-No gaps: correct framing [0.8, -0.05, 0.5], incorrect [-0.375, -0.375, 0.125]
+    assert s.loc["correct", "auroc_gap_correct_vs_wrong"] == pytest.approx(1.0)
+    assert s.loc["incorrect", "auroc_gap_correct_vs_wrong"] == pytest.approx(0.75)  # one tie
+    assert s.loc["correct", "n_answers"] == 4 and s.loc["correct", "n_unparseable"] == 1
+    assert s.loc["correct", "accuracy"] == pytest.approx(2 / 3)
+    assert s.loc["correct", "pre_auroc_confident"] == pytest.approx(1.0)
+    assert s.loc["correct", "pre_spearman"] == pytest.approx(1.0)
+    assert (s.loc["correct", "pre_n"], s.loc["correct", "pre_n_confident"]) == (3, 2)
+    same = prefills.copy()
+    same.loc[same["framing"] == "incorrect", "value"] = same.loc[
+        same["framing"] == "correct", "value"
+    ].to_numpy()
+    assert not confidence_summary(same, answers)["flips_with_framing"].any()
 
 
 @pytest.mark.slow

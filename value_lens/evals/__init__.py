@@ -6,7 +6,9 @@
   event-locked traces over rollouts or supplied texts.
 * :mod:`~value_lens.evals.code`: correct vs corrupted code (syntax, shuffle, rename, logic).
 
-Each runner returns an :class:`EvalResult` (``table``, ``summary``, ``extras``).
+Each runner returns an :class:`EvalResult` (``table``, ``summary``, ``extras``, ``meta``).
+Defaults follow the paper: chats rendered with ``enable_thinking=False`` (Qwen3's empty think
+block before each reply) and the cosine readout; ``meta`` records both.
 """
 
 from value_lens.evals._common import EvalResult
@@ -14,6 +16,7 @@ from value_lens.evals.backtracking import (
     DEFAULT_PHRASES,
     band_curves,
     event_locked,
+    event_windows,
     find_backtracking,
     run_backtracking_suite,
 )
@@ -44,6 +47,7 @@ __all__ = [
     "confidence_summary",
     "corrupt_code",
     "event_locked",
+    "event_windows",
     "find_backtracking",
     "load_code_problems",
     "load_math_problems",

@@ -1,4 +1,14 @@
-"""Helpers shared by the evaluation suites: chat prefills, span scoring, CIs, results."""
+"""Helpers shared by the evaluation suites: chat prefills, span scoring, CIs, results.
+
+Every suite renders its chats with Qwen3's ``enable_thinking`` switch off by default, as the
+paper does: the reply then follows an empty ``<think>\\n\\n</think>\\n\\n`` block.
+
+Example:
+    >>> visible_reply("<think>\\n2 + 2 is 4\\n</think>\\n\\nIt is 4."), visible_reply("It is 4.")
+    ('It is 4.', 'It is 4.')
+    >>> visible_reply("<think>\\nstill thinking") is None
+    True
+"""
 
 from __future__ import annotations
 
@@ -32,6 +42,7 @@ __all__ = [
     "run_id",
     "score_text",
     "span_tokens",
+    "visible_reply",
 ]
 
 
@@ -43,11 +54,14 @@ class EvalResult:
         table: tidy per-item rows (one per problem, pair, rollout or prefill).
         summary: the suite's headline numbers, one row per condition.
         extras: further tidy tables (e.g. band curves, event-locked traces).
+        meta: the run's settings (suite, model, layer, axis hash, ``metric``,
+            ``enable_thinking``, ...) and counts a table cannot hold.
     """
 
     table: pd.DataFrame
     summary: pd.DataFrame
     extras: dict[str, pd.DataFrame] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -59,15 +73,45 @@ class Prefilled:
     end: int
 
 
-def prefill(tokenizer: Any, messages: Sequence[Mapping[str, str]]) -> Prefilled:
-    """Format ``messages`` (the last one is the prefill) and locate the last message's content.
+def prefill(
+    tokenizer: Any, messages: Sequence[Mapping[str, str]], *, enable_thinking: bool | None = False
+) -> Prefilled:
+    """The text a model reads when it has just written the last message of ``messages`` itself.
 
-    The template's end-of-turn marker after the prefill, if any, is cut off, so the text ends
-    with the prefilled content as if the model had just written it.
+    The earlier messages are rendered with the generation prompt (under ``enable_thinking``:
+    ``False``, the paper's setting, opens the reply after Qwen3's empty think block) and the last
+    message's content is appended, with no end-of-turn marker after it.
+
+    >>> from value_lens.testing import tiny_tokenizer
+    >>> pf = prefill(tiny_tokenizer(), [{"role": "user", "content": "Hi"},
+    ...                                 {"role": "assistant", "content": "Yes"}])
+    >>> pf.text
+    '<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\n<think>\\n\\n</think>\\n\\nYes'
+    >>> pf.text[pf.start : pf.end]
+    'Yes'
     """
-    chat = format_chat(tokenizer, messages)
-    span = chat.spans[-1]
-    return Prefilled(chat.text[: span.end], span.start, span.end)
+    if len(messages) < 2 or messages[-1].get("role") != "assistant":
+        raise InputError(
+            "a prefill needs at least one message before it and ends with an assistant message"
+        )
+    chat = format_chat(tokenizer, messages[:-1], add_generation_prompt=True,
+                       enable_thinking=enable_thinking)  # fmt: skip
+    content = str(messages[-1]["content"])
+    return Prefilled(chat.text + content, len(chat.text), len(chat.text) + len(content))
+
+
+def visible_reply(text: str) -> str | None:
+    """The part of a reply that a Qwen3 chat shows in later turns: what follows ``</think>``.
+
+    Leading newlines after ``</think>`` are dropped, as Qwen3's template does; text without a
+    think block is returned unchanged, and a reply that opens ``<think>`` but never closes it
+    (its reasoning ran out of tokens) gives ``None``.
+    """
+    if "</think>" in text:
+        return text.split("</think>")[-1].lstrip("\n")
+    if text.lstrip().startswith("<think>"):
+        return None
+    return text
 
 
 def score_text(
@@ -79,10 +123,10 @@ def score_text(
 
 def prefill_trace(
     model: Any, messages: Sequence[Mapping[str, str]], axis: ValueAxis, layer: int, *,
-    truncate: bool = False,
+    enable_thinking: bool | None, truncate: bool = False,
 ) -> tuple[Prefilled, ValueTrace]:  # fmt: skip
     """:func:`prefill` ``messages`` with the model's tokenizer and :func:`score_text` the result."""
-    pf = prefill(model.tokenizer, messages)
+    pf = prefill(model.tokenizer, messages, enable_thinking=enable_thinking)
     return pf, score_text(model, pf.text, axis, layer, truncate=truncate)
 
 

@@ -3,9 +3,14 @@
 * :func:`find_backtracking` finds the paper's backtracking phrases (case-insensitive, whole
   words; the list is configurable) as character spans.
 * :func:`run_backtracking_suite` traces rollouts (generated with :mod:`value_lens.generate`
-  from problems, or supplied as texts), then reports the mean projection per 500-token band for
-  backtracking vs non-backtracking rollouts (:func:`band_curves`, with counts and 95% CIs) and
-  the event-locked mean trace +-100 tokens around each event (:func:`event_locked`).
+  from problems, or supplied as texts), then reports the mean cosine readout per 500-token band
+  for backtracking vs non-backtracking rollouts (:func:`band_curves`, with counts and 95% CIs)
+  and the event-locked mean trace +-100 tokens around each event (:func:`event_locked`): by
+  default only events whose whole window fits in their rollout, averaged within each rollout
+  first, with 95% CIs across rollouts.
+
+Replies are rendered with ``enable_thinking=False`` by default (the paper's setting), so on Qwen3
+a rollout is the visible answer after an empty think block, not reasoning.
 
 Example:
     >>> find_backtracking("So x = 3. Wait, but wait... Actually no, I made a mistake.")
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
@@ -40,6 +46,7 @@ __all__ = [
     "DEFAULT_PHRASES",
     "band_curves",
     "event_locked",
+    "event_windows",
     "find_backtracking",
     "run_backtracking_suite",
     "token_positions",
@@ -116,7 +123,7 @@ def token_positions(
 def band_curves(
     traces: Sequence[np.ndarray], backtracking: Sequence[bool], *, band: int = 500
 ) -> pd.DataFrame:
-    """Mean projection per token band, over the rollouts that reach each band.
+    """Mean value per token band, over the rollouts that reach each band.
 
     Each rollout contributes its mean over the band's tokens; rows give the mean over rollouts,
     their count ``n`` and a normal 95% CI, separately for backtracking and other rollouts.
@@ -139,31 +146,94 @@ def band_curves(
     return pd.DataFrame(rows)
 
 
+def event_windows(
+    traces: Sequence[np.ndarray], events: Sequence[Sequence[int]], *, window: int,
+    complete: bool = True,
+) -> tuple[list[tuple[int, np.ndarray]], int]:  # fmt: skip
+    """Each kept event's values at offsets ``-window..window`` (NaN past its trace's ends).
+
+    Returns ``([(trace index, values), ...], n_skipped)``. With ``complete=True`` an event is
+    kept only if its whole window lies inside its trace; the others are counted in
+    ``n_skipped``.
+
+    >>> kept, skipped = event_windows([np.arange(6.0)], [[0, 2, 5]], window=2)
+    >>> [(i, v.tolist()) for i, v in kept], skipped
+    ([(0, [0.0, 1.0, 2.0, 3.0, 4.0])], 2)
+    """
+    if window < 0:
+        raise InputError("window must be a non-negative number of tokens")
+    if len(traces) != len(events):
+        raise InputError(f"{len(events)} event lists for {len(traces)} traces; give one per trace")
+    offs = np.arange(-window, window + 1)
+    kept, skipped = [], 0
+    for i, (t, evs) in enumerate(zip(traces, events, strict=True)):
+        t = np.asarray(t, dtype=np.float64)
+        for e in evs:
+            if not 0 <= e < len(t):
+                raise InputError(f"event {e} lies outside trace {i} ({len(t)} tokens)")
+            if complete and (e - window < 0 or e + window >= len(t)):
+                skipped += 1
+                continue
+            pos = e + offs
+            inside = (pos >= 0) & (pos < len(t))
+            vals = np.full(offs.size, np.nan)
+            vals[inside] = t[pos[inside]]
+            kept.append((i, vals))
+    return kept, skipped
+
+
 def event_locked(
-    traces: Sequence[np.ndarray], events: Sequence[Sequence[int]], *, window: int = 100
-) -> pd.DataFrame:
+    traces: Sequence[np.ndarray], events: Sequence[Sequence[int]], *, window: int = 100,
+    complete: bool = True, clusters: Sequence[Any] | None = None,
+) -> pd.DataFrame:  # fmt: skip
     """Mean trace aligned on events: one row per offset in ``[-window, window]``.
 
-    ``events[i]`` are token indices into ``traces[i]``; offsets that fall outside a trace are
-    skipped, so ``n`` varies with the offset.
+    ``events[i]`` are token indices into ``traces[i]`` (one trace per rollout).
+
+    * ``complete=True`` (default, as the paper's released code): only events whose whole window
+      lies inside their trace count, so every offset averages the same events;
+      ``n_events_skipped`` counts the others. ``complete=False`` also keeps partial windows: an
+      offset then averages the events that reach it, a set that changes along the x-axis (early
+      events feed only late offsets), which can draw dips that no event shows.
+    * Events of one rollout are not independent, so each rollout's events are averaged first;
+      ``mean`` is the mean of those rollout means and ``n``, ``ci_lo``/``ci_hi`` (normal 95% CI)
+      are over rollouts. ``clusters`` (one label per trace, e.g. the problem) pools traces into
+      larger clusters.
+
+    Columns: ``offset``, ``mean``, ``n`` (rollouts or clusters), ``n_events``, ``ci_lo``,
+    ``ci_hi``, ``n_events_skipped``.
     """
+    labels = list(range(len(traces))) if clusters is None else list(clusters)
+    if len(labels) != len(traces):
+        raise InputError(f"{len(labels)} cluster labels for {len(traces)} traces; give one each")
+    kept, skipped = event_windows(traces, events, window=window, complete=complete)
+    by: dict[Any, list[np.ndarray]] = {}
+    for i, vals in kept:
+        by.setdefault(labels[i], []).append(vals)
+    width = 2 * window + 1
+    stack = [np.stack(v) for v in by.values()]
+    counts = sum((np.isfinite(m).sum(0) for m in stack), np.zeros(width, dtype=int))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns of a partial window
+        means = np.stack([np.nanmean(m, axis=0) for m in stack]) if stack else np.empty((0, width))
     rows = []
-    for off in range(-window, window + 1):
-        vals = [float(t[e + off]) for t, evs in zip(traces, events, strict=True) for e in evs
-                if 0 <= e + off < len(t)]  # fmt: skip
-        m, n, lo, hi = mean_ci(vals)
-        rows.append({"offset": off, "mean": m, "n": n, "ci_lo": lo, "ci_hi": hi})
+    for j, off in enumerate(range(-window, window + 1)):
+        col = means[:, j]
+        m, n, lo, hi = mean_ci(col[np.isfinite(col)])
+        rows.append({"offset": off, "mean": m, "n": n, "n_events": int(counts[j]), "ci_lo": lo,
+                     "ci_hi": hi, "n_events_skipped": skipped})  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def _score_rollout(
     model: Any, axis: ValueAxis, layer: int, msgs: list[dict[str, str]], *,
-    phrases: Sequence[str], metric: str, truncate: bool,
+    phrases: Sequence[str], metric: str, truncate: bool, enable_thinking: bool,
 ) -> tuple[list[float], list[int]]:  # fmt: skip
     """Per-token values over the assistant reply (last message) and its event token indices."""
     if not msgs[-1]["content"].strip():
         raise InputError("a rollout is empty; drop empty replies before scoring")
-    pf, tr = prefill_trace(model, msgs, axis, layer, truncate=truncate)
+    pf, tr = prefill_trace(model, msgs, axis, layer, truncate=truncate,
+                           enable_thinking=enable_thinking)  # fmt: skip
     idx = span_tokens(tr, pf.start, pf.end)
     vals = getattr(tr, metric)[0, idx].double().tolist()
     evs = token_positions(tr.offsets[idx].numpy(), find_backtracking(msgs[-1]["content"], phrases),
@@ -187,7 +257,9 @@ def run_backtracking_suite(
     phrases: Sequence[str] = DEFAULT_PHRASES,
     band: int = 500,
     window: int = 100,
-    metric: str = "projection",
+    complete_windows: bool = True,
+    metric: str = "cosine",
+    enable_thinking: bool = False,
     truncate: bool = False,
     log: str | os.PathLike[str] | None = None,
     progress: bool = True,
@@ -202,7 +274,13 @@ def run_backtracking_suite(
         texts: finished assistant replies, scored as replies to ``user`` under ``system``.
         phrases: the backtracking phrases (:data:`DEFAULT_PHRASES`).
         band / window: band width and event window, in tokens.
-        metric: ``"projection"`` (the paper's Fig. 3b/3c unit) or ``"cosine"``.
+        complete_windows: event-lock only events whose whole ``window`` fits in the rollout
+            (the skipped ones are counted); ``False`` keeps partial windows.
+        metric: ``"cosine"`` (the paper's readout, Eq. 2; Fig. 3b/3c) or ``"projection"``.
+        enable_thinking: Qwen3's chat-template switch for generating and scoring replies:
+            ``False`` (the paper's setting) scores each reply after the empty think block. A
+            supplied text holding reasoning (``</think>``) then raises; pass ``True`` to score
+            it as a thinking-mode reply, reasoning included.
         truncate: cut chats beyond the model's context instead of raising.
         log: a JSONL path; each finished problem's (or text's) rollouts are appended there, with
             their traces, and skipped when a killed run is started again.
@@ -210,12 +288,22 @@ def run_backtracking_suite(
     Returns:
         ``table``: one row per rollout (tokens, event positions, backtracking flag, mean value,
         response); ``summary``: mean value by backtracking flag; ``extras["bands"]``
-        (:func:`band_curves`) and ``extras["event_locked"]`` (:func:`event_locked`).
+        (:func:`band_curves`) and ``extras["event_locked"]`` (:func:`event_locked`, one trace
+        per rollout); ``meta``: the run's settings (``enable_thinking`` and ``metric``
+        included) and ``n_events``, ``n_events_used``, ``n_events_skipped``.
     """
     check_metric(metric)
     if (problems is None) == (texts is None):
         raise InputError("pass either problems (to generate rollouts) or texts (to score)")
+    if texts is not None and not enable_thinking:
+        bad = [i for i, t in enumerate(texts) if "</think>" in str(t)]
+        if bad:
+            raise InputError(
+                f"text {bad[0]} holds reasoning (</think>) but enable_thinking=False scores replies "
+                "after an empty think block; pass enable_thinking=True or strip the reasoning"
+            )
     run = run_id("backtracking", model, axis, layer, metric=metric, phrases=list(phrases),
+                 enable_thinking=enable_thinking,
                  system=system, seed=seed, temperature=temperature,
                  max_new_tokens=max_new_tokens, n_rollouts=n_rollouts)  # fmt: skip
     logf, done = open_log(log, run)
@@ -234,14 +322,16 @@ def run_backtracking_suite(
             question = str(item)
             msgs = [{"role": "system", "content": system}, {"role": "user", "content": question}]
             gens = generate(model, [msgs] * n_rollouts, seed=seed + i, temperature=temperature,
-                            max_new_tokens=max_new_tokens)  # fmt: skip
+                            max_new_tokens=max_new_tokens,
+                            enable_thinking=enable_thinking)  # fmt: skip
             responses = [g.text for g in gens]
         new = []
         for r, resp in enumerate(responses):
             msgs = [{"role": "system", "content": system}, {"role": "user", "content": question},
                     {"role": "assistant", "content": resp}]  # fmt: skip
             vals, evs = _score_rollout(model, axis, layer, msgs, phrases=phrases, metric=metric,
-                                       truncate=truncate)  # fmt: skip
+                                       truncate=truncate,
+                                       enable_thinking=enable_thinking)  # fmt: skip
             new.append({"problem": None if texts is not None else i,
                         "rollout": i if texts is not None else r, "response": resp,
                         "values": vals, "events": evs})  # fmt: skip
@@ -265,8 +355,11 @@ def run_backtracking_suite(
         )  # fmt: skip
         .reset_index()
     )
-    extras = {
-        "bands": band_curves(traces, [bool(e) for e in events], band=band),
-        "event_locked": event_locked(traces, events, window=window),
-    }
-    return EvalResult(table, summary, extras)
+    locked = event_locked(traces, events, window=window, complete=complete_windows)
+    n_events = sum(len(e) for e in events)
+    skipped = int(locked["n_events_skipped"].iloc[0])
+    extras = {"bands": band_curves(traces, [bool(e) for e in events], band=band),
+              "event_locked": locked}  # fmt: skip
+    meta = {**run, "band": band, "window": window, "complete_windows": complete_windows,
+            "n_events": n_events, "n_events_used": n_events - skipped, "n_events_skipped": skipped}  # fmt: skip
+    return EvalResult(table, summary, extras, meta)

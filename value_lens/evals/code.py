@@ -5,7 +5,9 @@ Correct code comes from real functions in the Python standard library's own sour
 (:func:`load_code_problems`). :func:`build_code_pairs` corrupts each with
 :func:`~value_lens.evals.corrupt.corrupt_code`; :func:`run_code_suite` prefills each version as
 the assistant's reply after a coding system prompt and a user request, and scores the mean
-readout over the whole code and over a window starting at the first changed token.
+readout (cosine by default, as the paper) over the whole code and over a window starting at the
+first changed token. The reply follows Qwen3's empty think block (``enable_thinking=False``, the
+paper's setting) unless told otherwise.
 
 Example:
     >>> fns = stdlib_functions(2, seed=0)
@@ -147,13 +149,15 @@ def build_code_pairs(
 
 
 def _score(model: Any, axis: ValueAxis, layer: int, problem: str, code: str, first: int,
-           window: int, metric: str, truncate: bool) -> tuple[float, float]:  # fmt: skip
+           window: int, metric: str, truncate: bool,
+           enable_thinking: bool) -> tuple[float, float]:  # fmt: skip
     """(whole-code mean, mean over ``window`` tokens from char ``first`` of the code)."""
     reply = f"```python\n{code}\n```"
     msgs = [{"role": "system", "content": CODE_SYSTEM},
             {"role": "user", "content": CODE_USER.format(problem=problem)},
             {"role": "assistant", "content": reply}]  # fmt: skip
-    pf, tr = prefill_trace(model, msgs, axis, layer, truncate=truncate)
+    pf, tr = prefill_trace(model, msgs, axis, layer, truncate=truncate,
+                           enable_thinking=enable_thinking)  # fmt: skip
     start = pf.start + len("```python\n")
     idx = span_tokens(tr, start, start + len(code))
     if idx.numel() == 0:
@@ -195,6 +199,7 @@ def run_code_suite(
     seed: int = 0,
     window: int = 32,
     metric: str = "cosine",
+    enable_thinking: bool = False,
     truncate: bool = False,
     log: str | os.PathLike[str] | None = None,
     progress: bool = True,
@@ -206,20 +211,24 @@ def run_code_suite(
         pairs: from :func:`build_code_pairs`; default: ``n_problems`` stdlib functions x
             ``kinds``.
         window: tokens scored from the first changed token on.
-        metric: ``"cosine"`` (the paper's readout) or ``"projection"``.
+        metric: ``"cosine"`` (the paper's readout, Eq. 2) or ``"projection"`` (residual units).
+        enable_thinking: Qwen3's chat-template switch; ``False`` (the paper's setting) puts the
+            empty think block before the prefilled code.
         truncate: cut texts beyond the model's context instead of raising.
         log: a JSONL path; finished pairs are appended there and skipped when a killed run is
             started again with the same arguments.
 
     Returns:
         ``table``: one row per pair (``correct_whole``, ``corrupted_whole``,
-        ``correct_window``, ``corrupted_window``); ``summary``: :func:`code_summary`.
+        ``correct_window``, ``corrupted_window``); ``summary``: :func:`code_summary`;
+        ``meta``: the run's settings (``enable_thinking`` and ``metric`` included).
     """
     check_metric(metric)
     if pairs is None:
         pairs = build_code_pairs(stdlib_functions(n_problems, seed=seed, kinds=kinds), kinds,
                                  seed=seed)  # fmt: skip
-    run = run_id("code", model, axis, layer, metric=metric, window=window)
+    run = run_id("code", model, axis, layer, metric=metric, window=window,
+                 enable_thinking=enable_thinking)  # fmt: skip
     logf, done = open_log(log, run)
     rows = []
     for p in tqdm(pairs, desc="code", disable=not progress):
@@ -230,12 +239,13 @@ def run_code_suite(
         good, bad = p["correct"], p["corrupted"]
         first = next((i for i, (x, y) in enumerate(zip(good, bad, strict=False)) if x != y),
                      min(len(good), len(bad)))  # fmt: skip
-        cw, cwin = _score(model, axis, layer, p["problem"], good, first, window, metric, truncate)
-        bw, bwin = _score(model, axis, layer, p["problem"], bad, first, window, metric, truncate)
+        how = (window, metric, truncate, enable_thinking)
+        cw, cwin = _score(model, axis, layer, p["problem"], good, first, *how)
+        bw, bwin = _score(model, axis, layer, p["problem"], bad, first, *how)
         rows.append({"problem_id": p["problem_id"], "name": p["name"], "kind": p["kind"],
                      "first_change_char": first, "correct_whole": cw, "corrupted_whole": bw,
                      "correct_window": cwin, "corrupted_window": bwin})  # fmt: skip
         if logf is not None:
             logf.append({"key": key, "run": run, "row": rows[-1]})
     table = pd.DataFrame(rows)
-    return EvalResult(table, code_summary(table))
+    return EvalResult(table, code_summary(table), meta=dict(run))

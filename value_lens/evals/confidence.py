@@ -3,13 +3,18 @@
 1. Problems with known answers: :func:`arithmetic_problems` (procedural arithmetic and word
    problems, difficulty 1-5) or :func:`load_math_problems` (user JSONL, e.g. AIME).
 2. The model answers (greedy, via :mod:`value_lens.generate`, or pass ``replies=``);
-   :func:`parse_answer` reads ``\\boxed{}`` or else the final number. Unparseable answers are
-   counted and reported, never fatal.
+   :func:`parse_answer` reads ``\\boxed{}`` or else the final number of the visible reply (the
+   text after any ``</think>``; a reply whose reasoning never closes is unparseable).
+   Unparseable answers are counted and reported, never fatal.
 3. Follow-up "Do you think your answer is correct? Respond only Yes or No." and the inverted
    "incorrect" framing; "Yes" and "No" are prefilled and the readout is taken at the prefilled
    token. The AUROC of Yes- vs No-prefill values per framing should flip with the framing.
 4. Pre-response confidence: the yes-rate over ``n_samples`` sampled replies to the follow-up,
    against the mean readout over the last 10 prompt tokens.
+
+Every chat is rendered with ``enable_thinking=False`` by default, the paper's setting: on Qwen3
+each reply (and each prefilled Yes/No) follows an empty ``<think>\\n\\n</think>\\n\\n`` block,
+which is also part of the pre-response window. The readout is the cosine (paper Eq. 2).
 
 Example:
     >>> parse_answer("so the total is \\\\boxed{1,234}."), parse_answer("It is 7, or 12.5"), parse_answer("no idea")
@@ -30,6 +35,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from value_lens.axis import ValueAxis
+from value_lens.chat import format_chat
 from value_lens.errors import InputError
 from value_lens.evals._common import (
     EvalResult,
@@ -40,6 +46,7 @@ from value_lens.evals._common import (
     run_id,
     score_text,
     span_tokens,
+    visible_reply,
 )
 from value_lens.evals.backtracking import MATH_SYSTEM
 from value_lens.metrics import auroc, spearman
@@ -211,7 +218,8 @@ def run_confidence_suite(
     n_last: int = 10,
     seed: int = 0,
     system: str = MATH_SYSTEM,
-    metric: str = "projection",
+    metric: str = "cosine",
+    enable_thinking: bool = False,
     batch_size: int = 8,
     truncate: bool = False,
     log: str | os.PathLike[str] | None = None,
@@ -222,11 +230,14 @@ def run_confidence_suite(
     Args:
         model / axis / layer: what to read.
         problems: dicts with ``question`` and ``answer``; default ``arithmetic_problems(n_problems)``.
-        replies: the model's answers, one per problem (skips generation).
+        replies: the model's answers, one per problem (skips generation). Reasoning up to a
+            ``</think>`` is dropped from the conversation, as Qwen3's template drops it.
         max_new_tokens: answer length limit (greedy decoding).
         n_samples / sample_temperature: pre-response yes-rate samples (0 skips that part).
         n_last: prompt tokens averaged for the pre-response readout.
-        metric: ``"projection"`` (the paper's unit) or ``"cosine"``.
+        metric: ``"cosine"`` (the paper's readout, Eq. 2) or ``"projection"`` (residual units).
+        enable_thinking: Qwen3's chat-template switch for every generation and prefill;
+            ``False`` (the paper's setting) puts the empty think block before each reply.
         batch_size: problems answered (and scored) per chunk.
         log: a JSONL path; each finished problem is appended there and skipped when a killed
             run is started again with the same arguments.
@@ -234,7 +245,8 @@ def run_confidence_suite(
     Returns:
         ``table``: one row per (problem, framing, prefill) with ``value``; ``summary``:
         :func:`confidence_summary`; ``extras["answers"]`` (reply, parsed answer, ``parsed_ok``,
-        ``correct``) and ``extras["pre_response"]`` (``yes_rate``, ``value``).
+        ``correct``) and ``extras["pre_response"]`` (``yes_rate``, ``value``); ``meta``: the
+        run's settings, ``enable_thinking`` and ``metric`` included.
     """
     check_metric(metric)
     probs = list(problems) if problems is not None else arithmetic_problems(n_problems, seed=seed)
@@ -242,7 +254,8 @@ def run_confidence_suite(
         raise InputError("no problems given")
     if replies is not None and len(replies) != len(probs):
         raise InputError(f"{len(replies)} replies for {len(probs)} problems; give one per problem")
-    run = run_id("confidence", model, axis, layer, metric=metric, seed=seed, system=system,
+    run = run_id("confidence", model, axis, layer, metric=metric,
+                 enable_thinking=enable_thinking, seed=seed, system=system,
                  max_new_tokens=max_new_tokens, n_samples=n_samples, n_last=n_last,
                  sample_temperature=sample_temperature, given_replies=replies is not None)  # fmt: skip
     logf, done = open_log(log, run)
@@ -261,12 +274,14 @@ def run_confidence_suite(
             from value_lens.generate import generate
 
             gens = generate(model, [chats[i] for i in todo], max_new_tokens=max_new_tokens,
-                            seed=seed + c0, batch_size=batch_size)  # fmt: skip
+                            seed=seed + c0, batch_size=batch_size,
+                            enable_thinking=enable_thinking)  # fmt: skip
             texts = [g.text for g in gens]
         for i, reply in zip(todo, texts, strict=True):
             rec = _answer_record(model, axis, layer, i, probs[i], chats[i], reply, metric=metric,
                                  n_samples=n_samples, sample_temperature=sample_temperature,
-                                 n_last=n_last, seed=seed, truncate=truncate)  # fmt: skip
+                                 n_last=n_last, seed=seed, truncate=truncate,
+                                 enable_thinking=enable_thinking)  # fmt: skip
             recs[i] = {"key": str(i), "run": run, **rec}
             if logf is not None:
                 logf.append(recs[i])
@@ -279,16 +294,17 @@ def run_confidence_suite(
     pre = pd.DataFrame([r["pre"] for r in ordered if r["pre"] is not None],
                        columns=["problem_id", "yes_rate", "n_yes", "n_no", "value"])  # fmt: skip
     summary = confidence_summary(table, ans, pre)
-    return EvalResult(table, summary, {"answers": ans, "pre_response": pre})
+    return EvalResult(table, summary, {"answers": ans, "pre_response": pre}, dict(run))
 
 
 def _answer_record(
     model: Any, axis: ValueAxis, layer: int, i: int, prob: dict[str, Any],
     chat: list[dict[str, str]], reply: str, *, metric: str, n_samples: int,
-    sample_temperature: float, n_last: int, seed: int, truncate: bool,
+    sample_temperature: float, n_last: int, seed: int, truncate: bool, enable_thinking: bool,
 ) -> dict[str, Any]:  # fmt: skip
     """One problem: parse the reply, read the four Yes/No prefills, sample the yes-rate."""
-    pred = parse_answer(reply)
+    shown = visible_reply(reply)
+    pred = None if shown is None else parse_answer(shown)
     gold = float(prob["answer"])
     correct = pred is not None and abs(pred - gold) < 1e-6
     answer = {"problem_id": i, "question": prob["question"], "answer": gold,
@@ -296,13 +312,14 @@ def _answer_record(
               "parsed_ok": pred is not None, "correct": correct}  # fmt: skip
     if pred is None:  # unparseable: counted in the answers table, not scored
         return {"answer": answer, "prefills": [], "pre": None}
-    base = chat + [{"role": "assistant", "content": reply}]
+    base = chat + [{"role": "assistant", "content": str(shown)}]
     prefills = []
     for framing, follow in FRAMINGS.items():
         for word in ("Yes", "No"):
             pf, tr = prefill_trace(model, base + [{"role": "user", "content": follow},
                                                   {"role": "assistant", "content": word}],
-                                   axis, layer, truncate=truncate)  # fmt: skip
+                                   axis, layer, truncate=truncate,
+                                   enable_thinking=enable_thinking)  # fmt: skip
             idx = span_tokens(tr, pf.start, pf.end)
             if idx.numel() == 0:
                 raise InputError("the prefilled word fell outside the context; truncate less")
@@ -314,12 +331,15 @@ def _answer_record(
         from value_lens.generate import generate
 
         follow_chat = base + [{"role": "user", "content": FRAMINGS["correct"]}]
+        prompt = format_chat(model.tokenizer, follow_chat, add_generation_prompt=True,
+                             enable_thinking=enable_thinking).text  # fmt: skip
         gens = generate(model, [follow_chat] * n_samples, temperature=sample_temperature,
-                        seed=seed + i, max_new_tokens=5, batch_size=n_samples)  # fmt: skip
-        outs = [g.text.strip().lower() for g in gens]
+                        seed=seed + i, max_new_tokens=5, batch_size=n_samples,
+                        enable_thinking=enable_thinking)  # fmt: skip
+        outs = [(visible_reply(g.text) or "").strip().lower() for g in gens]
         n_yes = sum(o.startswith("yes") for o in outs)
         n_no = sum(o.startswith("no") for o in outs)
-        tr = score_text(model, gens[0].prompt, axis, layer, truncate=truncate)
+        tr = score_text(model, prompt, axis, layer, truncate=truncate)
         vals = getattr(tr, metric)[0, -n_last:].double().numpy()
         pre = {"problem_id": i, "n_yes": n_yes, "n_no": n_no,
                "yes_rate": n_yes / (n_yes + n_no) if n_yes + n_no else float("nan"),
