@@ -9,6 +9,7 @@ per layer.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,9 +22,15 @@ from value_lens.errors import InputError, NonFiniteActivationError
 from value_lens.hooks import run_resid_hooks
 from value_lens.model import d_model, model_device, model_id, n_ctx, n_layers
 from value_lens.stats import ActivationStats, Moments, Reservoir
-from value_lens.tokens import IGNORE, LabelledTokens
+from value_lens.tokens import AFTER, BEFORE, IGNORE, LabelledTokens
 
-__all__ = ["collect_stats", "iter_batches", "checked_sequences", "padded_batch"]
+__all__ = [
+    "checked_sequences",
+    "collect_stats",
+    "iter_batches",
+    "padded_batch",
+    "regression_target",
+]
 
 
 def iter_batches(
@@ -82,6 +89,19 @@ def _token_keys(ids: torch.Tensor, group: str, seed: int) -> torch.Tensor:
     return torch.rand(ids.numel(), generator=gen, dtype=torch.float64)
 
 
+def regression_target(lab: torch.Tensor) -> torch.Tensor:
+    """Ridge target without explicit targets: 1 for ``AFTER``, 0 for ``BEFORE``, else NaN.
+
+    Example:
+        >>> regression_target(torch.tensor([-1, 0, 2, 1])).tolist()
+        [nan, 0.0, nan, 1.0]
+    """
+    y = torch.full(lab.shape, float("nan"), dtype=torch.float64)
+    y[lab == BEFORE] = 0.0
+    y[lab == AFTER] = 1.0
+    return y
+
+
 @dataclass
 class _Batch:
     """Everything the per-layer reader needs about one batch (on the model's device)."""
@@ -118,7 +138,7 @@ class _Accumulator:
 
         self.count = torch.zeros(G * C, dtype=torch.long)
         self.total = torch.zeros(L, G * C, D, dtype=dtype, device=device)
-        self.norm_sum = z64(L)
+        self.norm_sum = z64(L, G * C)
         self.mom = None
         if moments:
             self.mom = Moments(z64(), z64(L, D), z64(), z64(), z64(L, D), z64(L, D, D))
@@ -144,7 +164,7 @@ class _Accumulator:
         self.count.index_add_(0, flat, torch.ones_like(flat))
         y = w = None
         if self.mom is not None:
-            y_all = (tgt if tgt is not None else lab.to(torch.float64)).reshape(-1)[sel]
+            y_all = (tgt if tgt is not None else regression_target(lab)).reshape(-1)[sel]
             fin = torch.isfinite(y_all)
             y, w = torch.where(fin, y_all, 0.0), fin.to(torch.float64)
             self.mom.n += w.sum().to(self.dev)
@@ -174,7 +194,7 @@ class _Accumulator:
         # fp32 sums within the batch, accumulated across batches in ``dtype`` (fp64 default)
         buf = torch.zeros(self.G * self.C, x.shape[-1], dtype=torch.float32, device=x.device)
         self.total[li] += buf.index_add_(0, b.flat, x).to(self.dtype)
-        self.norm_sum[li] += x.norm(dim=-1).sum().double()
+        self.norm_sum[li].index_add_(0, b.flat, x.norm(dim=-1).double())
         if self.mom is not None and b.y is not None and b.w is not None:
             x64 = x.double() * b.w[:, None]  # tokens without a finite target count as zero
             self.mom.x[li] += x64.sum(0)
@@ -196,7 +216,7 @@ class _Accumulator:
             classes=classes,
             count=self.count.reshape(self.G, self.C),
             sum=self.total.cpu().reshape(L, self.G, self.C, D),
-            norm_sum=self.norm_sum.cpu(),
+            norm_sum=self.norm_sum.cpu().reshape(L, self.G, self.C),
             moments=mom,
             sample=self.res,
             meta=meta,
@@ -226,7 +246,9 @@ def collect_stats(
         batch_size / max_batch_tokens: batching (sequences are sorted by length, right-padded;
             with causal attention, right padding cannot change the real tokens' activations).
         dtype: accumulation dtype across batches (fp64 default; fp32 halves memory).
-        moments: also accumulate second moments (needed by ``method="ridge"``).
+        moments: also accumulate second moments (needed by ``method="ridge"``) of the tokens
+            with a regression target: ``data.targets`` where given, else AFTER=1 vs BEFORE=0
+            (REWARD and other labels left out).
         sample_per_class: keep a seeded uniform sample of this many token vectors per label
             (needed by ``method="logistic"``).
         truncate: cut sequences longer than the model's context instead of raising.
@@ -283,11 +305,14 @@ def collect_stats(
         run_resid_hooks(model, tokens.to(dev), dict.fromkeys(L, read))
         bar.update(sum(lengths[i] for i in rows))
     bar.close()
-    meta = {
+    meta: dict[str, Any] = {
         "model_id": model_id(model),
         "n_layers_model": n_layers(model),
         "dataset_hash": data.fingerprint(),
         "dataset": data.describe(),
         "n_sequences": len(data),
+        "group_sequences": dict(Counter(data.groups)),
     }
+    if moments:
+        meta["moments_target"] = "targets" if data.targets is not None else "after_vs_before"
     return acc.finish(groups, classes, meta)
