@@ -23,12 +23,15 @@ def planted_stats(
     d = direction.numel()
     count = torch.zeros(n_groups, 2, dtype=torch.long)
     sums = torch.zeros(1, n_groups, 2, d, dtype=torch.float64)
+    norm_sum = torch.zeros(1, n_groups, 2, dtype=torch.float64)
     xs, ys = [], []
     for g in range(n_groups):
         offset = offset_sd * torch.randn(d, generator=gen)  # each group has its own baseline
         before = offset + noise * torch.randn(n_per, d, generator=gen)
         after = offset + direction + noise * torch.randn(n_per, d, generator=gen)
         sums[0, g, 0], sums[0, g, 1] = before.double().sum(0), after.double().sum(0)
+        norm_sum[0, g, 0] = before.double().norm(dim=-1).sum()
+        norm_sum[0, g, 1] = after.double().norm(dim=-1).sum()
         count[g] = n_per
         xs += [before, after]
         ys += [torch.zeros(n_per), torch.ones(n_per)]
@@ -50,7 +53,6 @@ def planted_stats(
             torch.rand(2, k, generator=gen).double(),
             torch.stack([torch.cat(xs[0::2])[:k], torch.cat(xs[1::2])[:k]])[None].float(),
         )
-    norm_sum = x.norm(dim=-1).sum()[None]
     return ActivationStats(
         [0],
         [f"g{i}" for i in range(n_groups)],
@@ -61,7 +63,7 @@ def planted_stats(
         mom,
         res,
         {"model_id": "synthetic", "n_layers_model": 1},
-    )
+    ), x
 
 
 @pytest.mark.parametrize("method", ["mean_diff", "pca_diff", "ridge", "logistic"])
@@ -72,17 +74,31 @@ def test_every_method_recovers_a_planted_direction(method):
     # group offsets make the pooled covariance anisotropic: the discriminative methods (ridge,
     # logistic) then rightly tilt away from the mean difference, so they get isotropic data
     offset_sd = 3.0 if method in {"mean_diff", "pca_diff"} else 0.0
-    stats = planted_stats(v, moments=True, k=300, offset_sd=offset_sd)
+    stats, _ = planted_stats(v, moments=True, k=300, offset_sd=offset_sd)
     axis = ValueAxis.fit(stats, method)
     cos = torch.nn.functional.cosine_similarity(axis.directions[0], v, dim=0)
     assert cos > 0.95, f"{method}: cos={cos:.3f}"
     if method == "mean_diff":
         torch.testing.assert_close(axis.directions[0], v, atol=0.15, rtol=0)
-        assert axis.resid_norm[0] > 0 and torch.isnan(axis.proj_std[0]) is not None
+
+
+@pytest.mark.parametrize("moments", [True, False])
+def test_fit_records_the_datas_mean_norm_and_projection_sd(moments):
+    v = torch.tensor([3.0, 0.0, 4.0, 0.0, 1.0])
+    stats, x = planted_stats(v, n_groups=3, n_per=50, moments=moments, offset_sd=2.0)
+    axis = ValueAxis.fit(stats)
+    # oracles straight from the planted token vectors, not from the stats
+    assert axis.resid_norm[0].item() == pytest.approx(x.norm(dim=-1).mean().item(), rel=1e-6)
+    if moments:
+        u = axis.directions[0].double() / axis.directions[0].double().norm()
+        sd = (x @ u).std(unbiased=False).item()
+        assert axis.proj_std[0].item() == pytest.approx(sd, rel=1e-5)
+    else:  # no moments: the sd is unknown, not made up
+        assert torch.isnan(axis.proj_std[0])
 
 
 def test_fit_errors():
-    stats = planted_stats(torch.ones(4))
+    stats, _ = planted_stats(torch.ones(4))
     with pytest.raises(InputError, match="unknown fit method"):
         ValueAxis.fit(stats, "magic")
     with pytest.raises(InputError, match="moments=True"):
@@ -90,7 +106,7 @@ def test_fit_errors():
     with pytest.raises(InputError, match="sample_per_class"):
         ValueAxis.fit(stats, "logistic")
     one_class = ActivationStats(
-        [0], ["g"], [0], torch.tensor([[5]]), torch.zeros(1, 1, 1, 4), torch.zeros(1)
+        [0], ["g"], [0], torch.tensor([[5]]), torch.zeros(1, 1, 1, 4), torch.zeros(1, 1, 1)
     )
     with pytest.raises(InputError, match="label 1"):
         ValueAxis.fit(one_class)
@@ -98,7 +114,7 @@ def test_fit_errors():
 
 def test_proj_std_from_moments():
     v = torch.tensor([1.0, 0, 0, 0])
-    stats = planted_stats(v * 4, noise=0.5, moments=True)
+    stats, _ = planted_stats(v * 4, noise=0.5, moments=True)
     axis = ValueAxis.fit(stats)
     # projection on the unit direction: group offsets (sd 3) + label shift (4 * Bernoulli) + noise
     assert 2.0 < axis.proj_std[0] < 5.0
@@ -196,3 +212,49 @@ def test_from_official_qwen3_8b_shape(tmp_path):
     axis = ValueAxis.from_official(tmp_path / "value_axis.npy", n_layers=36, d_model=4096)
     np.testing.assert_allclose(axis.directions[20].numpy(), arr[21].astype(np.float32))  # paper L21
     assert axis.model_id == "Qwen/Qwen3-8B" and 35 not in axis.layers
+
+
+def _closed_form_ridge(x: torch.Tensor, y: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Ridge on centred data: (Xc'Xc/n + lam I)^-1 Xc'yc/n, lam = alpha * mean variance."""
+    xc, yc = x - x.mean(0), y - y.mean()
+    cov = xc.T @ xc / len(y)
+    lam = alpha * torch.trace(cov) / x.shape[1]
+    return torch.linalg.solve(cov + lam * torch.eye(x.shape[1], dtype=x.dtype), xc.T @ yc / len(y))
+
+
+@pytest.mark.parametrize("with_targets", [False, True])
+def test_ridge_equals_closed_form_on_hf_hidden_states(tiny, tiny_hf, with_targets):
+    from tests._oracle import hidden_states, random_data
+
+    hf, _ = tiny_hf
+    data = random_data(12, 300, seed=4)
+    if with_targets:  # explicit targets win: a float per token, NaN (left out) on a third of them
+        gen = torch.Generator().manual_seed(1)
+        data.targets = []
+        for lab in data.labels:
+            t = torch.randn(lab.numel(), generator=gen)
+            t[torch.rand(lab.numel(), generator=gen) < 1 / 3] = float("nan")
+            data.targets.append(t)
+    stats = collect_stats(tiny, data, layers=[0], batch_size=4, moments=True, progress=False)
+    axis = ValueAxis.fit(stats, "ridge", alpha=0.05)
+    xs, ys = [], []
+    for i, (ids, lab) in enumerate(zip(data.input_ids, data.labels, strict=True)):
+        h = hidden_states(hf, ids)[1][0].double()  # block 0 output
+        if with_targets:
+            t = data.targets[i].double()
+            keep = (lab >= 0) & torch.isfinite(t)
+            y = t[keep]
+        else:  # AFTER = 1 vs BEFORE = 0; REWARD (2) and IGNORE tokens left out
+            keep = (lab == 0) | (lab == 1)
+            y = (lab[keep] == 1).double()
+        xs.append(h[keep])
+        ys.append(y)
+    x, y = torch.cat(xs), torch.cat(ys)
+    ref = _closed_form_ridge(x, y, 0.05)
+    got = axis.directions[0].double()
+    torch.testing.assert_close(got, ref, rtol=1e-3, atol=1e-3 * ref.abs().max().item())
+    assert axis.fit_info["n_tokens"] == len(y)
+    assert axis.fit_info["target"] == ("targets" if with_targets else "after_vs_before")
+    # the projection sd comes from the same tokens as the regression
+    u = got / got.norm()
+    assert axis.proj_std[0].item() == pytest.approx((x @ u).std(unbiased=False).item(), rel=1e-4)

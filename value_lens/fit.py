@@ -6,7 +6,8 @@ Each returns ``(directions [L, D] float32, info)`` for the stats' layers. Regist
 * ``mean_diff``: the paper's Eq. 1, the mean over groups of (mean AFTER - mean BEFORE).
 * ``pca_diff``: the top principal axis of the per-group differences (uncentred), sign-aligned
   with their mean and scaled to the mean's projection on it.
-* ``ridge``: ridge regression of the per-token target on the residual (needs ``moments=True``).
+* ``ridge``: ridge regression of the per-token target on the residual (needs ``moments=True``);
+  without explicit targets the target is AFTER=1 vs BEFORE=0 (REWARD and other labels left out).
 * ``logistic``: an L2 logistic probe AFTER vs BEFORE on the reservoir sample
   (needs ``sample_per_class > 0``).
 """
@@ -50,10 +51,20 @@ def pca_diff(
 
 
 def ridge(stats: ActivationStats, *, alpha: float = 1e-2) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Ridge weights of target ~ residual, from second moments; ``alpha`` is relative to the mean variance."""
+    """Ridge weights of target ~ residual (centred), from second moments.
+
+    The penalty is ``alpha`` times the mean per-dimension variance. The target is what
+    :func:`~value_lens.collect_stats` accumulated: the data's targets, else AFTER=1 / BEFORE=0.
+    """
     m = stats.moments
     if m is None:
         raise InputError("method='ridge' needs second moments: collect_stats(..., moments=True)")
+    target = stats.meta.get("moments_target")
+    if target == "legacy_label_value":
+        raise InputError(
+            "these moments were collected by an older value_lens that regressed on the raw "
+            "label value (REWARD tokens as 2); re-collect with collect_stats(..., moments=True)"
+        )
     n = float(m.n)
     if n < 2:
         raise InputError("ridge needs at least 2 tokens with a finite target")
@@ -64,7 +75,7 @@ def ridge(stats: ActivationStats, *, alpha: float = 1e-2) -> tuple[torch.Tensor,
     lam = alpha * torch.diagonal(cov, dim1=-2, dim2=-1).sum(-1) / d
     eye = torch.eye(d, dtype=cov.dtype)
     w = torch.linalg.solve(cov + lam[:, None, None] * eye, cxy.unsqueeze(-1)).squeeze(-1)
-    return w.float(), {"alpha": alpha, "n_tokens": n}
+    return w.float(), {"alpha": alpha, "n_tokens": n, "target": target}
 
 
 def logistic(
