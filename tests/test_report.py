@@ -127,6 +127,24 @@ def test_report_from_results_dir(tmp_path):
         report_from_dir(empty)
 
 
+def test_report_labels_the_sweep_ci_and_the_sds(tmp_path):
+    update_meta(tmp_path, sweep={"n_splits": 10, "ci": {"cluster": "conversation_id",
+                                                        "level": 0.9, "n_boot": 1000}})  # fmt: skip
+    pd.DataFrame(
+        {
+            "layer": [0, 1],
+            "token_auroc_mean": [0.6, 0.9],
+            "token_auroc_sd": [0.1, 0.1],
+            "token_auroc_ci_lo": [0.5, 0.8],
+            "token_auroc_ci_hi": [0.7, 0.95],
+        }
+    ).to_csv(tmp_path / RESULT_FILES["sweep"], index=False)
+    html = report_from_dir(tmp_path).read_text()
+    # the CSV lost the DataFrame's attrs; run.json's sweep.ci names the bootstrap's clusters
+    assert "90% CI, cluster bootstrap over conversation_id" in html
+    assert "not standard errors" in html and "function_score_sd_all_scores" in html
+
+
 def test_missing_chromium_fails_in_ci_and_skips_locally(monkeypatch):
     import tests._offline as off
 

@@ -59,6 +59,42 @@ def test_sweep_figure_draws_table(sweep_df):
     (pos,) = _by_name(fig, "token position")
     assert list(pos.y) == s["position_auroc"].tolist()
     assert not _by_name(fig, "closeness to turn end")  # absent column: not drawn
+    # no CI columns: the band is +-sd, and every label says what that sd is
+    assert "overlapping splits" in fig.layout.title.text
+    assert "overlapping splits" in band.name and "overlapping splits" in main.hovertemplate
+    np.testing.assert_allclose(np.asarray(main.customdata)[:, 0], s["token_auroc_sd"])
+
+
+def test_sweep_figure_band_is_the_cluster_ci_when_present(sweep_df):
+    df = sweep_df.assign(
+        token_auroc_ci_lo=sweep_df["token_auroc_mean"] - 0.1,
+        token_auroc_ci_hi=sweep_df["token_auroc_mean"] + 0.03,  # asymmetric, unlike +-sd
+    )
+    df.attrs["ci"] = {"cluster": "conversation_id", "level": 0.9}
+    s = df.sort_values("layer")
+    fig = sweep_figure(df)
+    main, band = fig.data[-1], fig.data[-2]
+    n = len(s)
+    np.testing.assert_allclose(band.y[:n], s["token_auroc_ci_hi"])
+    np.testing.assert_allclose(band.y[n:], s["token_auroc_ci_lo"][::-1])
+    assert "90% CI, cluster bootstrap over conversation_id" in band.name
+    assert "90% CI" in fig.layout.title.text and "90% CI" in main.hovertemplate
+    custom = np.asarray(main.customdata)
+    np.testing.assert_allclose(custom, s[["token_auroc_sd", "token_auroc_ci_lo",
+                                          "token_auroc_ci_hi"]].to_numpy())  # fmt: skip
+    # the sd is still in the hover, labelled as an sd over overlapping splits
+    assert "sd over overlapping splits" in main.hovertemplate
+    # ci=None (or all-NaN CI columns, as from layer_sweep(ci=None)) falls back to +-sd
+    for f in (sweep_figure(df, ci=None), sweep_figure(df.assign(token_auroc_ci_lo=np.nan))):
+        np.testing.assert_allclose(f.data[-2].y[:n], s["token_auroc_mean"] + s["token_auroc_sd"])
+    # the function-level score's band is its sd over splits, and its label says so
+    fn = df.assign(function_score_mean=0.7, function_score_sd_splits=0.2,
+                   function_score_sd_all_scores=0.45)  # fmt: skip
+    fig = sweep_figure(fn)
+    (line,) = [t for t in fig.data if t.name.startswith("function") and t.mode]
+    assert "sd over splits" in line.name
+    fband = [t for t in fig.data if t.name == line.name + " ± sd"]
+    np.testing.assert_allclose(fband[0].y[:n], np.full(n, 0.9))
 
 
 def test_sweep_figure_custom_columns_and_errors(sweep_df):
@@ -197,7 +233,10 @@ def test_sweep_and_cosine_figures_on_a_real_layer_sweep(tiny):
     )
     df = layer_sweep(tiny, data, n_splits=2, n_train=4, n_random=4, progress=False)
     fig = sweep_figure(df)
-    assert list(fig.data[-1].y) == df.sort_values("layer")["token_auroc_mean"].tolist()
+    s = df.sort_values("layer")
+    assert list(fig.data[-1].y) == s["token_auroc_mean"].tolist()
+    np.testing.assert_allclose(fig.data[-2].y[: len(s)], s["token_auroc_ci_hi"])
+    assert "95% CI, cluster bootstrap over sequence" in fig.layout.title.text
     names = {t.name for t in fig.data}
     assert {"random direction", "token position", "closeness to turn end"} <= names
     cm = cosine_matrix(df)

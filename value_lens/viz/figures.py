@@ -7,10 +7,11 @@ What is drawn is exactly what the table holds: no smoothing, no hidden aggregati
 Example:
     >>> import pandas as pd
     >>> df = pd.DataFrame({"layer": [0, 1], "token_auroc_mean": [0.6, 0.8],
-    ...                    "token_auroc_sd": [0.05, 0.02]})
+    ...                    "token_auroc_sd": [0.05, 0.02], "token_auroc_ci_lo": [0.5, 0.7],
+    ...                    "token_auroc_ci_hi": [0.7, 0.9]})
     >>> fig = sweep_figure(df, baselines={})
-    >>> list(fig.data[-1].y)
-    [0.6, 0.8]
+    >>> list(fig.data[-1].y), list(fig.data[-2].y)  # the curve; its band is the CI
+    ([0.6, 0.8], [0.7, 0.9, 0.7, 0.5])
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from value_lens.viz._style import DIVERGING
 
 __all__ = [
     "DEFAULT_SWEEP_BASELINES",
+    "SWEEP_CI_COLUMNS",
     "code_scatter_figure",
     "layer_cosine_figure",
     "require_columns",
@@ -36,11 +38,20 @@ __all__ = [
 
 #: label -> (mean column, sd column or None); drawn when present in the sweep table.
 DEFAULT_SWEEP_BASELINES: dict[str, tuple[str, str | None]] = {
-    "function-level score (paper's released metric)": ("function_score_mean", "function_score_sd"),
+    "function-level score (paper's released metric), ± sd over splits": (
+        "function_score_mean",
+        "function_score_sd_splits",
+    ),
     "random direction": ("random_auroc_mean", "random_auroc_sd"),
     "token position": ("position_auroc", None),
     "closeness to turn end": ("end_proximity_auroc", None),
 }
+
+#: the (lo, hi) columns of layer_sweep's cluster-bootstrap CI of the held-out token AUROC.
+SWEEP_CI_COLUMNS = ("token_auroc_ci_lo", "token_auroc_ci_hi")
+
+#: what ``token_auroc_sd`` is, in every label that shows it.
+SD_OVER_SPLITS = "sd over overlapping splits (not a standard error)"
 
 _PALETTE = ["#1f4e9c", "#888888", "#d95f02", "#7570b3", "#1b9e77", "#e7298a", "#66a61e"]
 
@@ -123,12 +134,20 @@ def _unit_heatmap(
 
 def _band(fig: go.Figure, x: Any, mean: Any, sd: Any, name: str, color: str, **kw: Any) -> None:
     """A line with a shaded ±sd band (the band is skipped when ``sd`` is None)."""
+    band = None if sd is None else _sd_band(mean, sd)
+    _line_with_band(fig, x, mean, band, name, color, band_name="± sd", **kw)
+
+
+def _line_with_band(
+    fig: go.Figure, x: Any, mean: Any, band: tuple[Any, Any] | None, name: str, color: str,
+    *, band_name: str, **kw: Any,
+) -> None:  # fmt: skip
+    """A line with a shaded band between ``band = (lo, hi)`` (skipped when ``band`` is None)."""
     row = kw.pop("row", None)
     col = kw.pop("col", None)
     where = {"row": row, "col": col} if row is not None else {}
-    if sd is not None:
-        m, s = np.asarray(mean, dtype=float), np.asarray(sd, dtype=float)
-        _ci_band(fig, x, m - s, m + s, color, name=f"{name} ± sd", **where)
+    if band is not None:
+        _ci_band(fig, x, band[0], band[1], color, name=f"{name} {band_name}", **where)
     fig.add_trace(
         go.Scatter(
             x=list(x),
@@ -142,30 +161,52 @@ def _band(fig: go.Figure, x: Any, mean: Any, sd: Any, name: str, color: str, **k
     )
 
 
+def _sd_band(mean: Any, sd: Any) -> tuple[np.ndarray, np.ndarray]:
+    m, s = np.asarray(mean, dtype=float), np.asarray(sd, dtype=float)
+    return m - s, m + s
+
+
+def _ci_label(df: pd.DataFrame) -> str:
+    """E.g. "95% CI, cluster bootstrap over conversation_id", from ``df.attrs`` when there."""
+    meta = df.attrs.get("ci") or {}
+    if "level" in meta and "cluster" in meta:
+        return f"{meta['level']:.0%} CI, cluster bootstrap over {meta['cluster']}"
+    return "CI, cluster bootstrap (token_auroc_ci_lo/hi)"
+
+
 def sweep_figure(
     df: pd.DataFrame,
     *,
     layer: str = "layer",
     mean: str = "token_auroc_mean",
     sd: str | None = "token_auroc_sd",
+    ci: tuple[str, str] | None = SWEEP_CI_COLUMNS,
     baselines: Mapping[str, str | tuple[str, str | None]] | None = None,
     name: str = "value axis (held-out token AUROC)",
     title: str = "Held-out AUROC by layer",
     yaxis: str = "AUROC",
 ) -> go.Figure:
-    """Per-layer metric as mean ± sd band, with baseline curves.
+    """Per-layer metric with an uncertainty band, and baseline curves.
+
+    The main band is the cluster-bootstrap CI (``ci`` columns, see
+    :class:`value_lens.sweep.ClusterCI`) when ``df`` has them, else ± the ``sd`` column. The
+    sd of :func:`~value_lens.sweep.layer_sweep` is over splits that share most training
+    criteria, so it is not a standard error; the subtitle and the hover say which band is drawn.
 
     Args:
         df: one row per layer.
-        layer, mean, sd: column names (``sd=None``: no band).
+        layer, mean, sd: column names (``sd=None``: no sd band or sd in the hover).
+        ci: the ``(lo, hi)`` columns of a confidence interval, used when present (``None``:
+            never).
         baselines: label -> mean column, or (mean column, sd column); default
             :data:`DEFAULT_SWEEP_BASELINES`, keeping those present in ``df``. Columns named
             explicitly must exist.
         name, title, yaxis: labels.
 
     Returns:
-        A figure whose last trace is the main curve (``x`` = layers, ``y`` = ``df[mean]``);
-        baselines come before it, each band just before its line.
+        A figure whose last trace is the main curve (``x`` = layers, ``y`` = ``df[mean]``,
+        ``customdata`` = sd, CI low, CI high per layer, NaN where absent); baselines come
+        before it, each band just before its line.
     """
     require_columns(df, [], "sweep_figure")
     if baselines is None:
@@ -175,6 +216,7 @@ def sweep_figure(
         base = {k: (v, None) if isinstance(v, str) else (v[0], v[1]) for k, v in baselines.items()}
     cols = [layer, mean, sd] + [c for pair in base.values() for c in pair]
     df = require_columns(df, cols, "sweep_figure").sort_values(layer)
+    use_ci = ci is not None and set(ci) <= set(df.columns) and df[list(ci)].notna().any().all()
     fig = go.Figure()
     dashes = ["dot", "dash", "dashdot", "longdash"]
     for i, (label, (m, s)) in enumerate(base.items()):
@@ -187,10 +229,34 @@ def sweep_figure(
             _PALETTE[1 + i % (len(_PALETTE) - 1)],
             line={"dash": dashes[i % len(dashes)]},
         )
-    _band(fig, df[layer], df[mean], None if sd is None else df[sd], name, _PALETTE[0])
+    nan = np.full(len(df), np.nan)
+    custom = np.stack(
+        [
+            nan if sd is None else df[sd].to_numpy(float),
+            df[ci[0]].to_numpy(float) if use_ci and ci else nan,
+            df[ci[1]].to_numpy(float) if use_ci and ci else nan,
+        ],
+        axis=1,
+    )
+    hover = f"layer %{{x}}<br>{name}: %{{y:.3f}}"
+    if sd is not None:
+        hover += f"<br>{SD_OVER_SPLITS}: %{{customdata[0]:.3f}}"
+    if use_ci and ci:
+        band: tuple[Any, Any] | None = (df[ci[0]], df[ci[1]])
+        band_name = _ci_label(df)
+        hover += f"<br>{band_name}: [%{{customdata[1]:.3f}}, %{{customdata[2]:.3f}}]"
+        note = f"band: {band_name} (of the mean over splits)"
+    elif sd is not None:
+        band, band_name = _sd_band(df[mean], df[sd]), f"± {SD_OVER_SPLITS}"
+        note = f"band: ± {SD_OVER_SPLITS}: the splits share most training criteria"
+    else:
+        band, band_name, note = None, "", ""
+    _line_with_band(fig, df[layer], df[mean], band, name, _PALETTE[0], band_name=band_name,
+          customdata=custom, hovertemplate=hover + "<extra></extra>")  # fmt: skip
     fig.add_hline(y=0.5, line={"color": "#bbbbbb", "width": 1})
+    full_title = f"{title}<br><sup>{note}</sup>" if note else title
     return _titled(
-        fig, title, "layer (block output)", yaxis, legend={"orientation": "h", "y": -0.2}
+        fig, full_title, "layer (block output)", yaxis, legend={"orientation": "h", "y": -0.2}
     )
 
 

@@ -142,24 +142,42 @@ def _dose_metrics(df: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
     return [c for c in num if c not in _DOSE_KEYS][:6]
 
 
+#: what the sweep table's uncertainty columns are, shown under the sweep figure.
+SWEEP_NOTE = (
+    "token_auroc_ci_lo/hi: confidence interval of token_auroc_mean from a cluster bootstrap "
+    "(whole conversations resampled, all their tokens kept; see run.json sweep.ci). "
+    "token_auroc_sd and function_score_sd_splits: sd over splits, which share most of their "
+    "training criteria, so they are not standard errors. function_score_sd_all_scores: np.std "
+    "over every (split x held-out criterion) 0/1 score, as the paper's released code reports."
+)
+
+
+def _sweep_body(df: pd.DataFrame, meta: dict[str, Any]) -> list[Any]:
+    """The sweep figure (its CI band labelled from ``run.json``'s ``sweep.ci``), note, table."""
+    ci = (meta.get("sweep") or {}).get("ci")
+    if isinstance(ci, dict):
+        df.attrs["ci"] = ci
+    return [F.sweep_figure(df), SWEEP_NOTE, df]
+
+
 def report_sections(out: str | os.PathLike[str]) -> list[tuple[str, Any]]:
     """The report sections for whatever results ``out`` holds, in pipeline order."""
     out = Path(out)
     meta = read_meta(out)
     layer = meta.get("heatmap_layer")
     sections: list[tuple[str, Any]] = []
-    builders: list[tuple[str, str, Callable[[pd.DataFrame], Any]]] = [
-        ("sweep", "Held-out layer sweep", lambda d: F.sweep_figure(d)),
+    builders: list[tuple[str, str, Callable[[pd.DataFrame], list[Any]]]] = [
+        ("sweep", "Held-out layer sweep", lambda d: _sweep_body(d, meta)),
         (
             "cosine",
             "Cosine between layer directions",
-            lambda d: F.layer_cosine_figure(d.set_index(d.columns[0])),
+            lambda d: [F.layer_cosine_figure(d.set_index(d.columns[0]))],
         ),
     ]
     for name, head, build in builders:
         df = _csv(out, name)
         if df is not None:
-            sections.append((head, [build(df), df] if name == "sweep" else [build(df)]))
+            sections.append((head, build(df)))
     for p in sorted(out.glob(TRACE_GLOB)):
         tr, title = load_trace(p)
         show = layer if layer in tr.layers else tr.layers[len(tr.layers) // 2]
