@@ -1,6 +1,7 @@
 import pytest
 
 from value_lens.conventions import (
+    default_layer,
     from_hidden_states_index,
     hook_name,
     resolve_layer,
@@ -36,3 +37,18 @@ def test_out_of_range_layer_names_the_valid_range(bad):
 def test_non_integer_layer():
     with pytest.raises(LayerError, match="integer"):
         resolve_layer("x", 5)
+
+
+def test_default_layer_is_the_papers_for_its_depth_else_the_middle():
+    # the paper's "layer 21" = hidden_states[21] = output of block 20, on 36-block Qwen3-8B
+    assert default_layer(36) == from_hidden_states_index(21) == 20
+    assert [default_layer(n) for n in (1, 2, 5, 24, 30, 35, 37)] == [0, 1, 2, 12, 15, 17, 18]
+
+
+def test_default_layer_among_available_layers():
+    assert default_layer(36, available=range(36)) == 20
+    assert default_layer(36, available=[10, 18, 25]) == 18  # nearest to 20
+    assert default_layer(36, available=[19, 21]) == 19  # tie: the lower
+    assert default_layer(30, available=[-1]) == 29
+    with pytest.raises(LayerError, match="0..29"):
+        default_layer(30, available=[40])

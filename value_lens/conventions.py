@@ -33,6 +33,9 @@ from value_lens.errors import LayerError
 __all__ = [
     "CONVENTION",
     "HOOK_TEMPLATE",
+    "PAPER_LAYER",
+    "PAPER_N_LAYERS",
+    "default_layer",
     "from_hidden_states_index",
     "hook_name",
     "resolve_layer",
@@ -42,6 +45,11 @@ __all__ = [
 
 HOOK_TEMPLATE = "blocks.{layer}.hook_resid_post"
 CONVENTION = "block_output"  # stored in every artifact's metadata
+
+#: the paper's main layer, its "layer 21" (HF ``hidden_states[21]``), as a value_lens layer
+PAPER_LAYER = 20
+#: blocks of the paper's model (Qwen3-8B); only a model this deep gets :data:`PAPER_LAYER`
+PAPER_N_LAYERS = 36
 
 
 def hook_name(layer: int) -> str:
@@ -94,3 +102,25 @@ def resolve_layers(layers: int | Iterable[int] | None, n_layers: int) -> list[in
     if not out:
         raise LayerError("no layers were given; pass None for all layers")
     return out
+
+
+def default_layer(n_layers: int, available: Iterable[int] | None = None) -> int:
+    """The layer to read or steer when none is given.
+
+    The paper's layer (value_lens 20, its "layer 21") for a model of the paper's depth (36
+    blocks), else the middle block ``n_layers // 2``. With ``available`` (e.g. the layers an
+    axis was fitted on), the available layer closest to that (the lower one on a tie).
+
+    >>> default_layer(36), default_layer(30), default_layer(2)
+    (20, 15, 1)
+    >>> default_layer(36, available=[4, 8, 24])
+    24
+    """
+    n = int(n_layers)
+    if n < 1:
+        raise LayerError(f"a model needs at least one block, got n_layers={n_layers!r}")
+    target = PAPER_LAYER if n == PAPER_N_LAYERS else n // 2
+    if available is None:
+        return target
+    pool = resolve_layers(list(available), n)
+    return min(pool, key=lambda layer: (abs(layer - target), layer))
