@@ -163,6 +163,133 @@ def test_demo_subcommand_quick_on_tiny(capsys, tmp_path, corpus):
     assert steps == ["data", "stats", "axis", "sweep", "heatmaps", "dose", "report"]
 
 
+# ------------------------------------------------------------------ methods, units, default layer
+BUILD_ARGS = ("--model", "tiny", "--criteria", "first:3", "--n-per-criterion", "1", "--seed", "1")
+
+
+def _labelled(out: Path):
+    """The tiny model and the conversations `build` wrote, labelled the way it labels them."""
+    from value_lens.data.icrl import label, load_conversations
+    from value_lens.testing import tiny_qwen3
+
+    m = tiny_qwen3()
+    m.cfg.n_ctx = 8192
+    return m, label(load_conversations(out / "conversations.jsonl"), m)
+
+
+@pytest.mark.parametrize("method", ["mean_diff", "pca_diff", "ridge", "logistic"])
+def test_build_each_method_equals_the_python_fit(method, corpus, tmp_path, capsys):
+    from value_lens.collect import collect_stats
+
+    code, _, err = run(capsys, "build", *BUILD_ARGS, "--corpus", corpus, "--out", tmp_path,
+                       "--method", method)  # fmt: skip
+    assert code == 0, err
+    built = ValueAxis.load(tmp_path / "axis.safetensors")
+    m, data = _labelled(tmp_path)
+    # what each method needs, spelled out here (not taken from the CLI's own helper); a sample
+    # larger than any class keeps every token, whatever size the CLI chose
+    need = {"ridge": {"moments": True}, "logistic": {"sample_per_class": 5000}}.get(method, {})
+    if method == "logistic":
+        assert max(data.label_counts().values()) < 2000
+    ref = ValueAxis.fit(collect_stats(m, data, batch_size=4, progress=False, **need), method)
+    assert built.method == method and built.layers == ref.layers == (0, 1)
+    torch.testing.assert_close(built.directions, ref.directions, rtol=1e-4, atol=1e-6)
+    assert json.loads((tmp_path / "run.json").read_text())["method"] == method
+
+
+@pytest.fixture(scope="module")
+def built_sd(tmp_path_factory, corpus) -> Path:
+    """`value-lens build --unit sd`: the axis stores each layer's projection sd."""
+    out = tmp_path_factory.mktemp("built_sd")
+    assert main(["build", *BUILD_ARGS, "--corpus", str(corpus), "--out", str(out),
+                 "--unit", "sd"]) == 0  # fmt: skip
+    return out
+
+
+def _oracle_scales(out: Path, axis: ValueAxis) -> tuple[float, float]:
+    """Mean residual norm and projection sd at layer 0, from HF hidden_states[1] (block 0)."""
+    from value_lens.testing import tiny_qwen3_hf
+    from value_lens.tokens import AFTER, BEFORE, IGNORE
+
+    hf, _ = tiny_qwen3_hf(n_ctx=8192)
+    _, data = _labelled(out)
+    u = axis.direction(0).double()
+    norms, proj = [], []
+    with torch.no_grad():
+        for ids, lab in zip(data.input_ids, data.labels, strict=True):
+            h = hf(ids[None], output_hidden_states=True).hidden_states[1][0].double()
+            norms.append(h[lab != IGNORE].norm(dim=-1))
+            proj.append(h[(lab == BEFORE) | (lab == AFTER)] @ u)
+    p = torch.cat(proj)
+    return float(torch.cat(norms).mean()), float(((p - p.mean()) ** 2).mean().sqrt())
+
+
+@pytest.mark.parametrize("unit", ["raw", "percent", "sd"])
+def test_steer_each_unit_converts_alpha(built_sd, unit, capsys):
+    axis = ValueAxis.load(built_sd / "axis.safetensors")
+    norm, sd = _oracle_scales(built_sd, axis)
+    expect = {"raw": 2.0, "percent": 2.0 / 100 * norm, "sd": 2.0 * sd}[unit]
+    code, out, err = run(capsys, "steer", "--model", "tiny", "--out", built_sd, "--prompt", "hi",
+                         "--layers", "0", "--alpha", "2", "--unit", unit,
+                         "--max-new-tokens", "2")  # fmt: skip
+    assert code == 0, err
+    line = json.loads(out.splitlines()[0])
+    assert line["layer"] == 0 and line["raw_alpha"] == pytest.approx(expect, rel=1e-4)
+    if unit == "sd":  # the dose-response grid converts the same way
+        code, _, err = run(capsys, "steer", "--model", "tiny", "--out", built_sd, "--prompt",
+                           "hi", "--layers", "0", "--alpha", "-2", "--alpha", "2", "--unit",
+                           "sd", "--max-new-tokens", "2")  # fmt: skip
+        assert code == 0, err
+        dose = pd.read_csv(built_sd / "dose.csv")
+        got = dose.groupby("alpha")["raw_alpha"].first()
+        np.testing.assert_allclose(got.loc[[-2.0, 2.0]], [-expect, expect], rtol=1e-4)
+
+
+def test_steer_sd_on_an_axis_without_sd_names_the_fix(built, capsys):
+    code, _, err = run(capsys, "steer", "--model", "tiny", "--out", built, "--prompt", "hi",
+                       "--layers", "0", "--alpha", "1", "--unit", "sd")  # fmt: skip
+    assert_user_error(code, err, 1, "value-lens build --unit sd")
+
+
+def test_default_layer_is_the_papers_on_a_36_block_model(tmp_path, capsys):
+    from value_lens.model import load_model, model_id
+    from value_lens.testing import tiny_qwen3
+
+    tiny_qwen3(n_layers=36, path=tmp_path / "deep")
+    mid = model_id(load_model(tmp_path / "deep"))
+    dirs = torch.randn(36, 64, generator=torch.Generator().manual_seed(0))
+    ValueAxis(dirs, model_id=mid, resid_norm=torch.full((36,), 5.0)).save(
+        tmp_path / "ax.safetensors"
+    )
+    common = (
+        "--model",
+        tmp_path / "deep",
+        "--axis",
+        tmp_path / "ax.safetensors",
+        "--out",
+        tmp_path,
+    )
+    code, out, err = run(capsys, "trace", "Wait, is it?", *common)
+    assert code == 0, err
+    assert "mean value at layer 20:" in out  # the paper's layer 21 = block 20, not the middle 18
+    code, out, err = run(capsys, "steer", *common, "--prompt", "hi", "--alpha", "1",
+                         "--unit", "raw", "--max-new-tokens", "2")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out.splitlines()[0])["layer"] == 20
+    code, out, err = run(capsys, "eval", "--suite", "code", *common, "--n", "1")
+    assert code == 0, err
+    assert json.loads((tmp_path / "run.json").read_text())["eval_code"]["layer"] == 20
+
+
+def test_help_states_the_layer_convention(capsys):
+    for cmd in ("build", "trace", "steer", "eval"):
+        code, out, _ = run(capsys, cmd, "--help")
+        assert code == 0
+        flat = " ".join(out.replace("│", " ").split())  # help text boxed and wrapped
+        assert "output of block i" in flat and "hidden_states index i+1" in flat, cmd
+        assert "layer 21 is 20" in flat, cmd
+
+
 # ------------------------------------------------------------------ user errors
 
 

@@ -35,7 +35,14 @@ Model = Annotated[
     str | None,
     typer.Option(help="Model dir or hub id; default the embedded SmolLM2-135M-Instruct."),
 ]
-Layers = Annotated[str | None, typer.Option(help="Layers: 20, -1, 10-20, 3,5,7 or all.")]
+#: how every layer option counts layers (value_lens.conventions)
+LAYER_CONVENTION = (
+    "Layer i is the output of block i (blocks.i.hook_resid_post, HF hidden_states index "
+    "i+1); the paper's layer 21 is 20."
+)
+Layers = Annotated[
+    str | None, typer.Option(help=f"Layers: 20, -1, 10-20, 3,5,7 or all. {LAYER_CONVENTION}")
+]
 Device = Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")]
 Dtype = Annotated[str | None, typer.Option(help="e.g. bf16, fp16, fp32 (default: checkpoint).")]
 Out = Annotated[Path, typer.Option(help="Results folder (created if needed).")]
@@ -101,28 +108,41 @@ def build(
     criteria: Criteria = None,
     n_per_criterion: Annotated[int, typer.Option(help="Conversations per criterion.")] = 4,
     corpus: Corpus = None,
-    method: Annotated[str, typer.Option(help="mean_diff, pca_diff, ridge or logistic.")] = (
-        "mean_diff"
-    ),
+    method: Annotated[
+        str,
+        typer.Option(
+            help="mean_diff (the paper's), pca_diff, ridge (collects second moments) or "
+            "logistic (collects a token sample)."
+        ),
+    ] = "mean_diff",
+    unit: Annotated[
+        str,
+        typer.Option(
+            help="Strength unit you will steer this axis in: percent and raw need nothing "
+            "more; sd also collects second moments so the axis stores each layer's "
+            "projection sd."
+        ),
+    ] = "percent",
     batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 4,
 ) -> None:
     """Generate scripted ICRL conversations, label them and fit the value axis."""
     from value_lens.model import model_id
     from value_lens.viz.rundir import update_meta
-    from value_lens.workflow import build_icrl_data, fit_axis, parse_criteria
+    from value_lens.workflow import build_icrl_data, collect_requirements, fit_axis, parse_criteria
 
+    collect_requirements(method, unit)  # a bad --method or --unit fails before any work
     m = _model(model, device, dtype)
     crit = parse_criteria(criteria)
     convs, data, report = build_icrl_data(
         m, n_per_criterion=n_per_criterion, criteria=crit, seed=seed, out=out, corpus=corpus
     )
     _say(f"{len(convs)} conversations, {len(data)} labelled turns, {data.n_tokens} tokens")
-    axis, stats = fit_axis(m, data, layers=_layer_list(layers, m), method=method,
+    axis, stats = fit_axis(m, data, layers=_layer_list(layers, m), method=method, unit=unit,
                            batch_size=batch_size)  # fmt: skip
     path = axis.save(out / "axis.safetensors")
     stats.save(out / "stats.safetensors")
     update_meta(out, model=model_id(m), layers=list(axis.layers), seed=seed, method=method,
-                criteria=sorted(set(data.groups)), n_conversations=len(convs),
+                unit=unit, criteria=sorted(set(data.groups)), n_conversations=len(convs),
                 n_labelled_turns=len(data), dropped=report.reasons())  # fmt: skip
     typer.echo(str(path))
 
@@ -191,7 +211,13 @@ def trace(
     ] = None,
     model: Model = None,
     layers: Layers = None,
-    layer: Annotated[int | None, typer.Option(help="Layer of the token heatmap.")] = None,
+    layer: Annotated[
+        int | None,
+        typer.Option(
+            help="Layer of the token heatmap (default: 20 on a 36-block model like the paper's, "
+            f"else the middle one). {LAYER_CONVENTION}"
+        ),
+    ] = None,
     device: Device = "cpu",
     dtype: Dtype = None,
     out: Out = Path("value_lens_out"),
@@ -203,6 +229,8 @@ def trace(
     """Per-token value heatmaps (one layer, and tokens x layers) of a text or file."""
     import json
 
+    from value_lens.conventions import default_layer
+    from value_lens.model import n_layers
     from value_lens.readout import trace as read_trace
     from value_lens.viz import layer_token_heatmap, token_heatmap, write_report
     from value_lens.viz.rundir import save_trace, update_meta
@@ -219,7 +247,7 @@ def trace(
     m = _model(model, device, dtype)
     ax = _axis(axis, m, out)
     tr = read_trace(m, src, ax, _layer_list(layers, m))
-    show = layer if layer is not None else tr.layers[len(tr.layers) // 2]
+    show = layer if layer is not None else default_layer(n_layers(m), tr.layers)
     hm = token_heatmap(tr, show)
     fig = layer_token_heatmap(tr)
     save_trace(tr, out / f"trace-{name}.json", title=f"trace: {name}")

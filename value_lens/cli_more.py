@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from value_lens.cli import (
+    LAYER_CONVENTION,
     Axis,
     Corpus,
     Criteria,
@@ -30,6 +31,29 @@ __all__ = ["demo", "eval_", "steer"]
 SUITES = ("code", "backtracking", "confidence")
 
 
+def _default_layer(model: Any, axis: Any) -> int:
+    """The paper's layer on a model of its depth, else the middle one (among the axis's)."""
+    from value_lens.conventions import default_layer
+    from value_lens.model import n_layers
+
+    return default_layer(n_layers(model), axis.layers)
+
+
+def _check_unit(axis: Any, layers: list[int], unit: str) -> None:
+    """An ``sd`` strength needs the projection sd that ``build --unit sd`` stores."""
+    import math
+
+    if unit != "sd":
+        return
+    missing = [i for i in layers if not math.isfinite(float(axis.proj_std[i]))]
+    if missing:
+        raise InputError(
+            f"--unit sd needs the projection sd of layer(s) {missing}, which this axis does not "
+            "store; rebuild it with `value-lens build --unit sd` (an imported axis has none), "
+            "or use --unit percent or raw"
+        )
+
+
 def _prompts(prompt: list[str] | None, prompts_file: Path | None) -> list[str]:
     from value_lens.workflow import STEER_PROMPTS
 
@@ -47,7 +71,13 @@ def steer(
         Path | None, typer.Option(exists=True, dir_okay=False, help="One prompt per line.")
     ] = None,
     model: Model = None,
-    layers: Layers = None,
+    layers: Annotated[
+        str | None,
+        typer.Option(
+            help="Layers to steer (default: 20 on a 36-block model like the paper's, else the "
+            f"middle one): 20, -1, 10-20, 3,5,7 or all. {LAYER_CONVENTION}"
+        ),
+    ] = None,
     device: Device = "cpu",
     dtype: Dtype = None,
     out: Out = Path("value_lens_out"),
@@ -56,7 +86,13 @@ def steer(
     alpha: Annotated[
         list[float] | None, typer.Option(help="Strength (repeatable: several = a grid).")
     ] = None,
-    unit: Annotated[str, typer.Option(help="percent (of residual norm), sd or raw.")] = ("percent"),
+    unit: Annotated[
+        str,
+        typer.Option(
+            help="percent (of the layer's mean residual norm on the fitting data), raw, or sd "
+            "(of the projection on the axis; needs an axis built with --unit sd)."
+        ),
+    ] = "percent",
     grid: Annotated[bool, typer.Option(help="Run a dose-response grid even for one alpha.")] = (
         False
     ),
@@ -69,6 +105,7 @@ def steer(
 
     from value_lens.dose import dose_response
     from value_lens.generate import generate
+    from value_lens.steer import raw_alpha
     from value_lens.steer import steer as make_steer
     from value_lens.text_metrics import METRICS
     from value_lens.viz.rundir import RESULT_FILES, update_meta
@@ -77,7 +114,8 @@ def steer(
     ax = _axis(axis, m, out)
     texts = _prompts(prompt, prompts_file)
     msgs = [[{"role": "user", "content": t}] for t in texts]
-    lay = _layer_list(layers, m) or [ax.layers[len(ax.layers) // 2]]
+    lay = _layer_list(layers, m) or [_default_layer(m, ax)]
+    _check_unit(ax, lay, unit)
     alphas = list(alpha) if alpha else [-10.0, 0.0, 10.0]
     if len(alphas) == 1 and not grid:
         if len(lay) != 1:
@@ -87,8 +125,10 @@ def steer(
                         max_new_tokens=max_new_tokens)  # fmt: skip
         gens = generate(m, msgs, steer=st, seed=seed, temperature=temperature,
                         max_new_tokens=max_new_tokens)  # fmt: skip
+        raw = raw_alpha(ax, lay[0], alphas[0], unit=unit)
         for t, b, g in zip(texts, base, gens, strict=True):
-            typer.echo(json.dumps({"prompt": t, "baseline": b.text,
+            typer.echo(json.dumps({"prompt": t, "baseline": b.text, "layer": lay[0],
+                                   "raw_alpha": raw,
                                    f"alpha={alphas[0]:g} {unit} @ layer {lay[0]}": g.text}))  # fmt: skip
         return
     res = dose_response(m, ax, msgs, layers=lay, alphas=alphas, unit=unit,
@@ -108,7 +148,13 @@ def steer(
 def eval_(
     suite: Annotated[str, typer.Option(help="code, backtracking or confidence.")] = "code",
     model: Model = None,
-    layer: Annotated[int | None, typer.Option(help="Layer to read (default: middle).")] = None,
+    layer: Annotated[
+        int | None,
+        typer.Option(
+            help="Layer to read (default: 20 on a 36-block model like the paper's, else the "
+            f"middle one). {LAYER_CONVENTION}"
+        ),
+    ] = None,
     device: Device = "cpu",
     dtype: Dtype = None,
     out: Out = Path("value_lens_out"),
@@ -126,7 +172,7 @@ def eval_(
                                  param_hint="--suite")  # fmt: skip
     m = _model(model, device, dtype)
     ax = _axis(axis, m, out)
-    lay = layer if layer is not None else ax.layers[len(ax.layers) // 2]
+    lay = layer if layer is not None else _default_layer(m, ax)
     out.mkdir(parents=True, exist_ok=True)
     if suite == "code":
         res = evals.run_code_suite(m, ax, lay, n_problems=n, seed=seed,

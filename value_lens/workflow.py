@@ -6,6 +6,8 @@ Example:
     ([0, 1, 2, 5], [0, 1, 2, 3, 4, 5, 6, 7], [7])
     >>> parse_criteria("semicolon,colon")
     ['semicolon', 'colon']
+    >>> collect_requirements("ridge", "percent"), collect_requirements("mean_diff", "sd")
+    ({'moments': True, 'sample_per_class': 0}, {'moments': True, 'sample_per_class': 0})
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from value_lens.stats import ActivationStats
 from value_lens.tokens import LabelledTokens
 
 __all__ = [
+    "LOGISTIC_SAMPLE",
     "STEER_PROMPTS",
     "TINY",
     "build_icrl_data",
+    "collect_requirements",
     "fit_axis",
     "load_axis_option",
     "load_model_option",
@@ -42,6 +46,9 @@ STEER_PROMPTS: tuple[str, ...] = (
     "Do you think you can solve a hard logic puzzle correctly? Respond only Yes or No.",
     "Sort the list [5, 3, 9, 1] in Python without using sorted().",
 )
+
+#: token vectors sampled per label for ``method="logistic"`` (the probe's training set)
+LOGISTIC_SAMPLE = 2000
 
 #: the ``--model`` value that selects :func:`value_lens.testing.tiny_qwen3` (for tests).
 TINY = "tiny"
@@ -155,19 +162,48 @@ def build_icrl_data(
     return convs, data, report
 
 
+def collect_requirements(method: str = "mean_diff", unit: str = "percent") -> dict[str, Any]:
+    """What :func:`~value_lens.collect.collect_stats` must keep so that the axis can be fitted
+    with ``method`` and later steered in ``unit``: keyword arguments ``moments`` and
+    ``sample_per_class``.
+
+    ``ridge`` needs second moments, ``logistic`` a token sample (:data:`LOGISTIC_SAMPLE` per
+    label), and the ``sd`` unit the second moments that give each layer's projection sd;
+    ``percent`` (the mean residual norm) and ``raw`` need nothing extra.
+
+    Raises:
+        InputError: for an unknown method or unit.
+    """
+    from value_lens.fit import FITTERS
+    from value_lens.strength import UNITS
+
+    if method not in FITTERS:
+        raise InputError(f"unknown fit method {method!r}; use one of {sorted(FITTERS)}")
+    if unit not in UNITS:
+        raise InputError(f"unknown strength unit {unit!r}; use one of {list(UNITS)}")
+    return {
+        "moments": method == "ridge" or unit == "sd",
+        "sample_per_class": LOGISTIC_SAMPLE if method == "logistic" else 0,
+    }
+
+
 def fit_axis(
     model: Any,
     data: LabelledTokens,
     *,
     layers: list[int] | None = None,
     method: str = "mean_diff",
+    unit: str = "percent",
     batch_size: int = 4,
     progress: bool = True,
 ) -> tuple[ValueAxis, ActivationStats]:
-    """Collect statistics over ``data`` and fit a :class:`ValueAxis` (moments kept for sd units)."""
+    """Collect what ``method`` and ``unit`` need (:func:`collect_requirements`) over ``data``
+    and fit a :class:`ValueAxis`; with ``unit="sd"`` the axis stores each layer's projection sd.
+    """
     from value_lens.collect import collect_stats
 
+    need = collect_requirements(method, unit)
     stats = collect_stats(
-        model, data, layers=layers, batch_size=batch_size, moments=False, progress=progress
+        model, data, layers=layers, batch_size=batch_size, progress=progress, **need
     )
     return ValueAxis.fit(stats, method=method), stats
