@@ -209,15 +209,25 @@ stats = vl.collect_stats(model, data, layers=LAYERS, progress=False)
 n_groups = len(data.group_names)
 df = vl.layer_sweep(model, data, stats=stats, layers=LAYERS, n_splits=N_SPLITS,
                     n_train=min(N_TRAIN, n_groups - 1), progress=False)
-cols = ["layer", "token_auroc_mean", "token_auroc_sd", "function_score_mean",
+cols = ["layer", "token_auroc_mean", "token_auroc_ci_lo", "token_auroc_ci_hi",
+        "token_auroc_sd", "function_score_mean", "function_score_sd_all_scores",
         "random_auroc_mean", "position_auroc", "end_proximity_auroc"]
+print("CI:", df.attrs["ci"])
 df[cols].round(3)"""
         ),
         new_markdown_cell(
-            "* `token_auroc_*`: held-out BEFORE vs AFTER tokens scored by their cosine with the "
-            "direction fitted on the training criteria (0.5 = chance).\n"
-            "* `function_score_*`: the metric of the paper's released code: the fraction of "
-            "held-out criteria whose AFTER mean beats their BEFORE mean. Not an AUROC.\n"
+            "* `token_auroc_mean`: held-out BEFORE vs AFTER tokens scored by their cosine with "
+            "the direction fitted on the training criteria (0.5 = chance), averaged over splits.\n"
+            "* `token_auroc_ci_lo/hi`: its 95% confidence interval from a *cluster* bootstrap "
+            "that resamples whole conversations (`df.attrs['ci']`). Tokens of one conversation "
+            "are not independent, so resampling tokens would give a far narrower, wrong interval.\n"
+            "* `token_auroc_sd`: the sd over splits. The splits share most of their training "
+            "criteria, so this is *not* a standard error.\n"
+            "* `function_score_*`: the metric of the paper's released code: per held-out "
+            "criterion, does its AFTER-mean vector project onto the direction above its "
+            "BEFORE-mean vector (0 or 1)? The mean is the fraction of wins; "
+            "`function_score_sd_all_scores` is the released code's `np.std` over all those 0/1 "
+            "scores, `function_score_sd_splits` the sd of the per-split fractions. Not an AUROC.\n"
             "* `random_auroc_*`: random unit directions: chance level for this data.\n"
             "* `position_auroc`: the token's *index* as the score.\n"
             "* `end_proximity_auroc`: minus the number of tokens left in the turn as the score."
