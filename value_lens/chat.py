@@ -119,12 +119,13 @@ def context_through(messages: Sequence[Mapping[str, str]], index: int) -> list[M
     message (or the whole conversation, when none follows) puts message ``index`` in the same
     context as the full conversation; causal attention keeps its activations identical to it.
 
-    >>> msgs = [{"role": r, "content": c} for r, c in
-    ...         [("user", "a"), ("assistant", "b"), ("user", "c"), ("assistant", "d")]]
-    >>> [m["content"] for m in context_through(msgs, 1)]
-    ['a', 'b', 'c']
-    >>> [m["content"] for m in context_through(msgs, 3)]
-    ['a', 'b', 'c', 'd']
+    Example:
+        >>> msgs = [{"role": r, "content": c} for r, c in
+        ...         [("user", "a"), ("assistant", "b"), ("user", "c"), ("assistant", "d")]]
+        >>> [m["content"] for m in context_through(msgs, 1)]
+        ['a', 'b', 'c']
+        >>> [m["content"] for m in context_through(msgs, 3)]
+        ['a', 'b', 'c', 'd']
     """
     if not 0 <= index < len(messages):
         raise InputError(f"message index {index} is out of range for {len(messages)} messages")

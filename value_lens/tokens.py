@@ -198,10 +198,11 @@ class LabelledTokens:
         them, the labelled tokens form one turn from the first to one past the last. Within-turn
         position is ``t - start``; relative position ``(t - start) / (end - start)``.
 
-        >>> d = LabelledTokens.from_lists([[1, 2, 3, 4, 5]], [[-1, 0, 2, 1, 1]], ["g"],
-        ...                               meta=[{"turn_start": 1, "turn_end": 5}])
-        >>> [x.tolist() for x in d.turn_bounds(0)]
-        [[-1, 1, 1, 1, 1], [-1, 5, 5, 5, 5]]
+        Example:
+            >>> d = LabelledTokens.from_lists([[1, 2, 3, 4, 5]], [[-1, 0, 2, 1, 1]], ["g"],
+            ...                               meta=[{"turn_start": 1, "turn_end": 5}])
+            >>> [x.tolist() for x in d.turn_bounds(0)]
+            [[-1, 1, 1, 1, 1], [-1, 5, 5, 5, 5]]
         """
         n = int(self.labels[i].numel())
         start = torch.full((n,), -1, dtype=torch.long)
