@@ -121,6 +121,19 @@ def test_cluster_auroc_parts_equal_brute_force_on_repeated_clusters():
     np.testing.assert_allclose(parts.resample(many), [parts.resample(w) for w in many])
 
 
+def test_cluster_auroc_parts_with_many_negatives_and_clusters():
+    # > 4e6 / n_neg clusters: the pair counts are built in blocks of clusters
+    rng = np.random.default_rng(5)
+    pos, neg = np.round(rng.normal(0.3, 1, 3000), 1), np.round(rng.normal(0, 1, 50_001), 1)
+    cp, cn = rng.integers(0, 120, 3000), rng.integers(0, 120, 50_001)
+    parts = ClusterAUROC.of(pos, neg, pos_cluster=cp, neg_cluster=cn)
+    assert parts.auroc() == pytest.approx(auroc(pos, neg), abs=1e-12)
+    for _ in range(3):
+        w = rng.integers(0, 3, 120)
+        got = parts.resample(w)
+        assert got == pytest.approx(auroc(np.repeat(pos, w[cp]), np.repeat(neg, w[cn])), abs=1e-12)
+
+
 def test_cluster_bootstrap_with_one_value_per_cluster_is_the_iid_bootstrap():
     rng = np.random.default_rng(1)
     x = rng.normal(size=60)

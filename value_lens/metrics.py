@@ -219,15 +219,21 @@ class ClusterAUROC:
         ids, inv = np.unique(np.concatenate([cp, cn]), return_inverse=True)
         ip, ineg = inv[: p.size], inv[p.size :]
         k = ids.size
-        order = np.lexsort((n, ineg))  # by cluster, then by score
+        order = np.argsort(n, kind="mergesort")
         ns, nc = n[order], ineg[order]
-        bounds = np.searchsorted(nc, np.arange(k + 1))
+        # negatives below each positive (ties count half): 0.5 * (cum[lo] + cum[hi]) per cluster,
+        # with cum[j, b] the number of cluster-b negatives among the j lowest
+        lo, hi = np.searchsorted(ns, p, "left"), np.searchsorted(ns, p, "right")
+        porder = np.argsort(ip, kind="mergesort")
+        rows, starts = np.unique(ip[porder], return_index=True)
+        lo, hi = lo[porder], hi[porder]
         pairs = np.zeros((k, k))
-        for b in range(k):
-            seg = ns[bounds[b] : bounds[b + 1]]
-            if seg.size:
-                below = np.searchsorted(seg, p, "left") + np.searchsorted(seg, p, "right")
-                pairs[:, b] = np.bincount(ip, weights=0.5 * below, minlength=k)
+        step = max(1, 4_000_000 // (n.size + 1))  # bounds the [n_neg, step] cumulative counts
+        for b0 in range(0, k, step):
+            cols = np.arange(b0, min(k, b0 + step))
+            cum = np.zeros((n.size + 1, cols.size))
+            np.cumsum(nc[:, None] == cols[None, :], axis=0, out=cum[1:])
+            pairs[np.ix_(rows, cols)] = 0.5 * np.add.reduceat(cum[lo] + cum[hi], starts, axis=0)
         return cls(
             ids,
             pairs,
