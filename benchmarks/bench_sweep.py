@@ -5,10 +5,15 @@ Run:  OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python benchmarks/bench_sweep.py [--qui
 
 Whatever ``n_splits`` is, the sweep runs one forward pass when the labelled residuals fit in
 memory (``single_pass``) and two otherwise (``two_pass``: collect_stats, then a projection
-pass; forced here with ``max_memory_gb=0``). Figures of merit, in CPU seconds against one plain
-``collect_stats`` pass over the same data (the wall clock is noisy on a shared machine): the
-whole sweep, and the refits of all splits and layers (target < 5%). ``--no-suites`` re-times the
-sweep only and keeps the suites' figures from the last full run. Results go to ``benchmarks/results/bench_sweep.json``.
+pass; forced here with ``max_memory_gb=0``); with precomputed ``stats=`` (``with_stats``) it
+skips the collection and runs one projection pass (``forward_passes`` counts the sequences
+through the embedding, divided by the number of sequences). Figures of merit, in CPU seconds
+against one plain ``collect_stats`` pass over the same data (the wall clock is noisy on a shared
+machine): the whole sweep, the refits of all splits and layers including the cluster-bootstrap
+CI (target < 5%), the collection time with ``stats=`` (about 0), and the CI's share
+(``ci_cpu_s``: refit with the default 1000 resamples minus refit with ``ci=None``).
+``--no-suites`` re-times the sweep only and keeps the suites' figures from the last full run.
+Results go to ``benchmarks/results/bench_sweep.json`` (or ``--out``).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from value_lens import ValueAxis, load_model
 from value_lens.collect import collect_stats
 from value_lens.evals import run_backtracking_suite, run_code_suite, run_confidence_suite
 from value_lens.model import d_model, model_id, n_layers
-from value_lens.sweep import layer_sweep
+from value_lens.sweep import DEFAULT_CI, layer_sweep
 from value_lens.tokens import LabelledTokens
 
 
@@ -48,6 +53,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
     ap.add_argument("--splits", type=int, default=10)
     ap.add_argument("--no-suites", action="store_true", help="time the sweep only")
+    ap.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "bench_sweep.json"
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     model = load_model()
@@ -57,7 +65,7 @@ def main() -> None:
 
     # the reference: one plain collection pass over the same data
     c = time.process_time()
-    collect_stats(model, data, progress=False)
+    stats = collect_stats(model, data, progress=False)
     collect_ref = time.process_time() - c
     sweep: dict[str, object] = {
         "n_sequences": len(data),
@@ -65,22 +73,36 @@ def main() -> None:
         "n_splits": args.splits,
         "collect_pass_cpu_s": collect_ref,
     }
-    for name, mem in (("single_pass", 1.0), ("two_pass", 0.0)):
+    seen = [0]
+    hook = model.embed.register_forward_hook(
+        lambda _m, _a, o: seen.__setitem__(0, seen[0] + o.shape[0])
+    )
+    runs = (("single_pass", 1.0, None, DEFAULT_CI), ("two_pass", 0.0, None, DEFAULT_CI),
+            ("with_stats", 1.0, stats, DEFAULT_CI), ("single_pass_no_ci", 1.0, None, None))  # fmt: skip
+    for name, mem, st, ci in runs:
+        seen[0] = 0
         c = time.process_time()
         df = layer_sweep(model, data, n_splits=args.splits, n_train=35, progress=False,
-                         max_memory_gb=mem)  # fmt: skip
+                         max_memory_gb=mem, stats=st, ci=ci)  # fmt: skip
         total = time.process_time() - c
         tm = df.attrs["timings"]
         sweep[name] = {
             "n_labelled": df.attrs["n_tokens"],
+            "forward_passes": seen[0] / len(data),
             "total_cpu_s": total,
+            "collect_s": tm["collect_s"],
             "refit_cpu_s": tm["refit_cpu_s"],
             "total_over_collect_pass": total / collect_ref,
             "refit_over_collect_pass": tm["refit_cpu_s"] / collect_ref,
         }
         print(name, json.dumps(sweep[name]), flush=True)
+    hook.remove()
+    runs_ = {k: v for k, v in sweep.items() if isinstance(v, dict)}
+    sweep["ci_cpu_s"] = (
+        runs_["single_pass"]["refit_cpu_s"] - runs_["single_pass_no_ci"]["refit_cpu_s"]
+    )
     out["sweep"] = sweep
-    path = Path(__file__).parent / "results" / "bench_sweep.json"
+    path = args.out
     if args.no_suites:  # keep the suites measured by an earlier full run
         old = json.loads(path.read_text()) if path.exists() else {}
         out["suites"] = old.get("suites", {})
