@@ -12,12 +12,13 @@ PY=${PYTHON:-python3}
 VPY=.venv/bin/python
 
 fail() {  # fail WHAT STATUS COMMAND...
-  local what=$1 status=$2
+  local what=$1 status=$2 cmd
   shift 2
+  printf -v cmd '%q ' "$@"
   {
     echo
     echo "error: install.sh could not $what (exit status $status)."
-    echo "  command: $*"
+    echo "  command: ${cmd% }"
     echo "  Fix the cause shown above, then run 'bash scripts/install.sh' again (it resumes: steps"
     echo "  already done are quick). To see the full output, run the command above without -q."
   } >&2
