@@ -155,3 +155,65 @@ def test_missing_chromium_fails_in_ci_and_skips_locally(monkeypatch):
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception):
         off.require_chromium()
+
+
+def _controls_sweep(matched, lo, hi, placebo=0.55):
+    """A sweep table whose best layer (1) has the given matched AUROC and CI."""
+    return pd.DataFrame(
+        {
+            "layer": [0, 1, 2],
+            "token_auroc_mean": [0.6, 0.9, 0.7],
+            "token_auroc_ci_lo": [0.5, 0.85, 0.6],
+            "token_auroc_ci_hi": [0.7, 0.95, 0.8],
+            "matched_auroc": [0.5, matched, 0.55],
+            "matched_auroc_ci_lo": [0.4, lo, 0.45],
+            "matched_auroc_ci_hi": [0.6, hi, 0.65],
+            "placebo_auroc": [0.6, placebo, 0.6],
+            "placebo_auroc_ci_lo": [0.5, placebo - 0.05, 0.5],
+            "placebo_auroc_ci_hi": [0.7, placebo + 0.05, 0.7],
+            "end_proximity_auroc": [0.8, 0.8, 0.8],
+            "random_auroc_mean": [0.5, 0.51, 0.5],
+            "random_auroc_p95": [0.56, 0.57, 0.56],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("matched", "lo", "hi", "verdict"),
+    [
+        (0.73, 0.64, 0.81, "carries value information beyond position"),
+        (0.52, 0.47, 0.58, "shows no value information beyond position"),
+    ],
+)
+def test_report_first_section_answers_from_the_numbers(tmp_path, matched, lo, hi, verdict):
+    update_meta(tmp_path, sweep={"ci": {"cluster": "conversation_id", "level": 0.95}},
+                code_suite={"layer": 1, "d": 0.42, "d_ci_lo": 0.11, "d_ci_hi": 0.77,
+                            "level": 0.95, "n_problems": 12, "n_pairs": 48,
+                            "pct_correct_higher": 68.75})  # fmt: skip
+    _controls_sweep(matched, lo, hi).to_csv(tmp_path / RESULT_FILES["sweep"], index=False)
+    html = report_from_dir(tmp_path, intro="Intro text.").read_text()
+    first = html.index("<h2>About this run</h2>")
+    end = html.index("<h2>", first + 5)
+    section = html[first:end]
+    assert html.index("<h2>") == first and "Intro text." in section  # the first section
+    # the sentence quotes the best layer's numbers (hand-written above), with its verdict
+    assert f"At layer 1 the axis {verdict}" in section
+    assert f"{matched:.2f} [{lo:.2f}, {hi:.2f}]" in section and "0.90" in section
+    assert "placebo turns score 0.55" in section
+    # the control panel: the forest plot at layer 1 and its table, with the CI's name
+    assert "Value axis and controls at layer 1" in section
+    assert "95% CI, cluster bootstrap over conversation_id" in section
+    assert "axis, matched on distance to turn end" in section and "axis on placebo turns" in section
+    # the code suite's sentence, from run.json's numbers
+    assert "Cohen&#x27;s d = 0.42 (95% CI [0.11, 0.77], bootstrap over 12 problems" in section
+    assert "the interval excludes 0" in section and "69% of pairs" in section
+
+
+def test_report_without_the_matched_control_has_no_sentence(tmp_path):
+    """Older sweep tables (no matched control) keep the sweep section and no sentence."""
+    pd.DataFrame({"layer": [0, 1], "token_auroc_mean": [0.6, 0.9]}).to_csv(
+        tmp_path / RESULT_FILES["sweep"], index=False
+    )
+    html = report_from_dir(tmp_path).read_text()
+    assert "the axis carries" not in html and "Held-out layer sweep" in html
+    assert "Value axis and controls at layer 1" in html  # the panel still shows the axis

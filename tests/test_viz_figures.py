@@ -22,6 +22,7 @@ from value_lens.viz import (
     slope_heatmap_figure,
     sweep_figure,
 )
+from value_lens.viz.controls import ci_columns, control_panel_figure, control_table
 
 
 @pytest.fixture
@@ -54,9 +55,11 @@ def test_sweep_figure_draws_table(sweep_df):
     n = len(s)
     np.testing.assert_allclose(band.y[:n], s["token_auroc_mean"] + s["token_auroc_sd"])
     np.testing.assert_allclose(band.y[n:], (s["token_auroc_mean"] - s["token_auroc_sd"])[::-1])
-    (rand,) = _by_name(fig, "random direction")
+    (rand,) = [t for t in _by_name(fig, "sign-aligned random direction") if t.mode]
     assert list(rand.y) == s["random_auroc_mean"].tolist()
-    (pos,) = _by_name(fig, "token position")
+    (rband,) = _by_name(fig, "sign-aligned random direction ± sd")  # older tables: ± its sd
+    np.testing.assert_allclose(rband.y[:n], s["random_auroc_mean"] + s["random_auroc_sd"])
+    (pos,) = _by_name(fig, "token index")
     assert list(pos.y) == s["position_auroc"].tolist()
     assert not _by_name(fig, "closeness to turn end")  # absent column: not drawn
     # no CI columns: the band is +-sd, and every label says what that sd is
@@ -95,6 +98,99 @@ def test_sweep_figure_band_is_the_cluster_ci_when_present(sweep_df):
     assert "sd over splits" in line.name
     fband = [t for t in fig.data if t.name == line.name + " ± sd"]
     np.testing.assert_allclose(fband[0].y[:n], np.full(n, 0.9))
+
+
+#: every control column of the new layer_sweep, with its CI columns (random: p95 instead)
+CONTROL_COLUMNS = {
+    "did_auroc_mean": "DiD axis (criterion minus placebo contrast)",
+    "matched_auroc": "axis, matched on distance to turn end",
+    "did_matched_auroc": "DiD axis, matched on distance to turn end",
+    "placebo_auroc": "axis on placebo turns",
+    "did_placebo_auroc": "DiD axis on placebo turns",
+    "end_proximity_auroc": "closeness to turn end",
+    "turn_position_auroc": "position within the turn",
+    "relative_position_auroc": "relative position in the turn",
+}
+
+
+@pytest.fixture
+def controls_df():
+    """A sweep table with every control and asymmetric CIs; layer 3 is the best."""
+    rng = np.random.default_rng(1)
+    layers = np.array([2, 0, 3, 1])  # unsorted on purpose
+    df = pd.DataFrame({"layer": layers, "token_auroc_mean": [0.7, 0.6, 0.9, 0.8]})
+    df["token_auroc_ci_lo"], df["token_auroc_ci_hi"] = (
+        df.token_auroc_mean - 0.1,
+        df.token_auroc_mean + 0.02,
+    )
+    for col in CONTROL_COLUMNS:
+        base = col.removesuffix("_mean")
+        df[col] = rng.uniform(0.4, 0.9, len(df))
+        df[f"{base}_ci_lo"] = df[col] - rng.uniform(0.01, 0.1, len(df))
+        df[f"{base}_ci_hi"] = df[col] + rng.uniform(0.01, 0.1, len(df))
+    df["random_auroc_mean"] = rng.uniform(0.45, 0.55, len(df))
+    df["random_auroc_p95"] = df["random_auroc_mean"] + 0.05
+    df["shuffled_auroc_mean"] = rng.uniform(0.48, 0.52, len(df))
+    df.attrs["ci"] = {"cluster": "conversation_id", "level": 0.95}
+    return df
+
+
+def test_sweep_figure_draws_every_control_with_its_ci(controls_df):
+    fig = sweep_figure(controls_df)
+    s = controls_df.sort_values("layer")
+    n = len(s)
+    for col, label in CONTROL_COLUMNS.items():
+        lines = [t for t in _by_name(fig, label) if t.mode]
+        assert len(lines) == 1, label
+        assert list(lines[0].x) == s["layer"].tolist()
+        assert list(lines[0].y) == s[col].tolist()
+        lo, hi = (s[c].to_numpy() for c in ci_columns(col))
+        (band,) = [t for t in fig.data if t.name == f"{label} 95% CI, cluster bootstrap over "
+                   "conversation_id"]  # fmt: skip
+        np.testing.assert_allclose(band.y[:n], hi)
+        np.testing.assert_allclose(band.y[n:], lo[::-1])
+        hidden = col in {"did_matched_auroc", "did_placebo_auroc", "relative_position_auroc"}
+        assert (lines[0].visible == "legendonly") == hidden and band.visible == lines[0].visible
+    (rand,) = _by_name(fig, "sign-aligned random direction")
+    (p95,) = _by_name(fig, "sign-aligned random direction, 95th percentile")
+    (null,) = _by_name(fig, "shuffled-label null")
+    assert list(rand.y) == s["random_auroc_mean"].tolist()
+    assert list(p95.y) == s["random_auroc_p95"].tolist()
+    assert list(null.y) == s["shuffled_auroc_mean"].tolist()
+    assert list(fig.data[-1].y) == s["token_auroc_mean"].tolist()
+    # data labelled without placebo turns: the DiD and placebo columns are NaN and not drawn
+    nan = {c: np.nan for c in controls_df if c.startswith(("did_", "placebo_"))}
+    names = {t.name for t in sweep_figure(controls_df.assign(**nan)).data}
+    assert not any(n.startswith(("DiD", "axis on placebo")) for n in names)
+    assert "axis, matched on distance to turn end" in names
+
+
+def test_control_table_and_panel_at_the_best_layer(controls_df):
+    t = control_table(controls_df)
+    row = controls_df[controls_df["layer"] == 3].iloc[0]
+    assert (t["layer"] == 3).all() and t["control"].iloc[0] == "value axis"
+    assert len(t) == 3 + len(CONTROL_COLUMNS)  # axis, 8 controls, random, shuffled
+    for _, r in t.iterrows():
+        assert r["auroc"] == row[r["column"]]
+        if r["column"] == "random_auroc_mean":
+            assert np.isnan(r["lo"]) and r["hi"] == row["random_auroc_p95"]
+        elif r["column"] == "shuffled_auroc_mean":
+            assert np.isnan(r["lo"]) and np.isnan(r["hi"])
+        else:
+            lo, hi = ci_columns(r["column"])
+            assert (r["lo"], r["hi"]) == (row[lo], row[hi])
+    fig = control_panel_figure(controls_df, ci_label="95% CI")
+    (pts,) = fig.data
+    assert list(pts.y) == t["control"].tolist() and list(pts.x) == t["auroc"].tolist()
+    np.testing.assert_allclose(pts.error_x.array, np.nan_to_num(t["hi"] - t["auroc"]))
+    np.testing.assert_allclose(pts.error_x.arrayminus, np.nan_to_num(t["auroc"] - t["lo"]))
+    assert "layer 3" in fig.layout.title.text and "95% CI" in fig.layout.title.text
+    # an explicit layer reads that row
+    t0 = control_table(controls_df, layer=0)
+    r0 = controls_df[controls_df["layer"] == 0].iloc[0]
+    assert t0.set_index("column")["auroc"].to_dict() == {c: r0[c] for c in t0["column"]}
+    with pytest.raises(InputError, match="not in the sweep table"):
+        control_table(controls_df, layer=9)
 
 
 def test_sweep_figure_custom_columns_and_errors(sweep_df):
@@ -238,7 +334,7 @@ def test_sweep_and_cosine_figures_on_a_real_layer_sweep(tiny):
     np.testing.assert_allclose(fig.data[-2].y[: len(s)], s["token_auroc_ci_hi"])
     assert "95% CI, cluster bootstrap over sequence" in fig.layout.title.text
     names = {t.name for t in fig.data}
-    assert {"random direction", "token position", "closeness to turn end"} <= names
+    assert {"sign-aligned random direction", "closeness to turn end"} <= names
     cm = cosine_matrix(df)
     np.testing.assert_array_equal(np.asarray(layer_cosine_figure(cm).data[0].z), cm.to_numpy())
 

@@ -26,25 +26,25 @@ from plotly.subplots import make_subplots
 
 from value_lens.errors import InputError
 from value_lens.viz._style import DIVERGING
+from value_lens.viz.controls import CONTROLS, ci_columns, present
 
 __all__ = [
     "DEFAULT_SWEEP_BASELINES",
     "SWEEP_CI_COLUMNS",
     "code_scatter_figure",
+    "default_baselines",
     "layer_cosine_figure",
     "require_columns",
     "sweep_figure",
 ]
 
-#: label -> (mean column, sd column or None); drawn when present in the sweep table.
+#: label -> (mean column, sd column or None) of the baselines that carry an sd, drawn when present
+#: in the sweep table; the controls of :data:`value_lens.viz.controls.CONTROLS` follow them.
 DEFAULT_SWEEP_BASELINES: dict[str, tuple[str, str | None]] = {
     "function-level score (paper's released metric), ± sd over splits": (
         "function_score_mean",
         "function_score_sd_splits",
     ),
-    "random direction": ("random_auroc_mean", "random_auroc_sd"),
-    "token position": ("position_auroc", None),
-    "closeness to turn end": ("end_proximity_auroc", None),
 }
 
 #: the (lo, hi) columns of layer_sweep's cluster-bootstrap CI of the held-out token AUROC.
@@ -72,8 +72,9 @@ def require_columns(df: Any, columns: Sequence[str | None], what: str) -> pd.Dat
 
 
 def _ci_band(
-    fig: go.Figure, x: Any, lo: Any, hi: Any, color: str, *, name: str | None = None, **where: Any
-) -> None:
+    fig: go.Figure, x: Any, lo: Any, hi: Any, color: str, *, name: str | None = None,
+    visible: Any = None, **where: Any,
+) -> None:  # fmt: skip
     """A shaded band between ``lo`` and ``hi`` (no line, no legend entry, no hover)."""
     xs = list(x)
     fig.add_trace(
@@ -87,6 +88,7 @@ def _ci_band(
             hoverinfo="skip",
             showlegend=False,
             name=name,
+            visible=visible,
         ),
         **where,
     )
@@ -147,7 +149,8 @@ def _line_with_band(
     col = kw.pop("col", None)
     where = {"row": row, "col": col} if row is not None else {}
     if band is not None:
-        _ci_band(fig, x, band[0], band[1], color, name=f"{name} {band_name}", **where)
+        _ci_band(fig, x, band[0], band[1], color, name=f"{name} {band_name}",
+                 visible=kw.get("visible"), **where)  # fmt: skip
     fig.add_trace(
         go.Scatter(
             x=list(x),
@@ -166,12 +169,42 @@ def _sd_band(mean: Any, sd: Any) -> tuple[np.ndarray, np.ndarray]:
     return m - s, m + s
 
 
-def _ci_label(df: pd.DataFrame) -> str:
+def ci_label(df: pd.DataFrame) -> str:
     """E.g. "95% CI, cluster bootstrap over conversation_id", from ``df.attrs`` when there."""
     meta = df.attrs.get("ci") or {}
     if "level" in meta and "cluster" in meta:
         return f"{meta['level']:.0%} CI, cluster bootstrap over {meta['cluster']}"
-    return "CI, cluster bootstrap (token_auroc_ci_lo/hi)"
+    return "CI, cluster bootstrap"
+
+
+Baseline = tuple[str, str | None] | tuple[str, str, str]
+
+
+def default_baselines(df: pd.DataFrame) -> dict[str, Baseline]:
+    """The baselines :func:`sweep_figure` draws by default: the function-level score (± its sd
+    over splits) and every control of :data:`~value_lens.viz.controls.CONTROLS` with a finite
+    value in ``df``, each with its CI columns when ``df`` has them (the sign-aligned random
+    directions: ± their sd when present, and their 95th percentile as a line of its own)."""
+    out: dict[str, Baseline] = {}
+    for label, (m, s) in DEFAULT_SWEEP_BASELINES.items():
+        if present(df, m):
+            out[label] = (m, s if s in df.columns else None)
+    for c in CONTROLS[1:]:
+        if not present(df, c.column):
+            continue
+        lo, hi = ci_columns(c.column)
+        if c.upper is not None:
+            out[c.label] = (c.column, "random_auroc_sd" if "random_auroc_sd" in df else None)
+            if present(df, c.upper):
+                out[f"{c.label}, 95th percentile"] = (c.upper, None)
+        elif present(df, lo) and present(df, hi):
+            out[c.label] = (c.column, lo, hi)
+        else:
+            out[c.label] = (c.column, None)
+    return out
+
+
+_SECONDARY = {c.column for c in CONTROLS if c.secondary}
 
 
 def sweep_figure(
@@ -181,7 +214,7 @@ def sweep_figure(
     mean: str = "token_auroc_mean",
     sd: str | None = "token_auroc_sd",
     ci: tuple[str, str] | None = SWEEP_CI_COLUMNS,
-    baselines: Mapping[str, str | tuple[str, str | None]] | None = None,
+    baselines: Mapping[str, str | Baseline] | None = None,
     name: str = "value axis (held-out token AUROC)",
     title: str = "Held-out AUROC by layer",
     yaxis: str = "AUROC",
@@ -195,12 +228,16 @@ def sweep_figure(
 
     Args:
         df: one row per layer.
-        layer, mean, sd: column names (``sd=None``: no sd band or sd in the hover).
+        layer, mean, sd: column names (``sd=None``, or the default ``token_auroc_sd`` absent
+            from ``df``: no sd band or sd in the hover).
         ci: the ``(lo, hi)`` columns of a confidence interval, used when present (``None``:
             never).
-        baselines: label -> mean column, or (mean column, sd column); default
-            :data:`DEFAULT_SWEEP_BASELINES`, keeping those present in ``df``. Columns named
-            explicitly must exist.
+        baselines: label -> mean column, (mean column, sd column or None) or (mean column,
+            CI low column, CI high column); default :func:`default_baselines` (the
+            function-level score and the controls present in ``df``: DiD axis, matched and
+            placebo AUROCs, position scores, random directions, shuffled null). Columns named
+            explicitly must exist. Secondary controls (DiD matched/placebo, relative position,
+            token index, shuffled null) start hidden; a click on the legend shows them.
         name, title, yaxis: labels.
 
     Returns:
@@ -209,26 +246,29 @@ def sweep_figure(
         before it, each band just before its line.
     """
     require_columns(df, [], "sweep_figure")
+    if sd == "token_auroc_sd" and sd not in df.columns:
+        sd = None  # the default sd column is optional (the CI is the band)
     if baselines is None:
-        base = {k: v for k, v in DEFAULT_SWEEP_BASELINES.items() if v[0] in df.columns}
-        base = {k: (m, s if s in df.columns else None) for k, (m, s) in base.items()}
+        base: dict[str, Baseline] = default_baselines(df)
     else:
-        base = {k: (v, None) if isinstance(v, str) else (v[0], v[1]) for k, v in baselines.items()}
-    cols = [layer, mean, sd] + [c for pair in base.values() for c in pair]
+        base = {k: (v, None) if isinstance(v, str) else v for k, v in baselines.items()}
+    cols = [layer, mean, sd] + [c for spec in base.values() for c in spec]
     df = require_columns(df, cols, "sweep_figure").sort_values(layer)
     use_ci = ci is not None and set(ci) <= set(df.columns) and df[list(ci)].notna().any().all()
+    ci_name = ci_label(df)
     fig = go.Figure()
     dashes = ["dot", "dash", "dashdot", "longdash"]
-    for i, (label, (m, s)) in enumerate(base.items()):
-        _band(
-            fig,
-            df[layer],
-            df[m],
-            None if s is None else df[s],
-            label,
-            _PALETTE[1 + i % (len(_PALETTE) - 1)],
-            line={"dash": dashes[i % len(dashes)]},
-        )
+    for i, (label, spec) in enumerate(base.items()):
+        colour = _PALETTE[1 + i % (len(_PALETTE) - 1)]
+        kw: dict[str, Any] = {"line": {"dash": dashes[i % len(dashes)]}}
+        if spec[0] in _SECONDARY:
+            kw["visible"] = "legendonly"
+        if len(spec) == 3:
+            _line_with_band(fig, df[layer], df[spec[0]], (df[spec[1]], df[spec[2]]), label,
+                            colour, band_name=ci_name, **kw)  # fmt: skip
+        else:
+            _band(fig, df[layer], df[spec[0]], None if spec[1] is None else df[spec[1]], label,
+                  colour, **kw)  # fmt: skip
     nan = np.full(len(df), np.nan)
     custom = np.stack(
         [
@@ -243,7 +283,7 @@ def sweep_figure(
         hover += f"<br>{SD_OVER_SPLITS}: %{{customdata[0]:.3f}}"
     if use_ci and ci:
         band: tuple[Any, Any] | None = (df[ci[0]], df[ci[1]])
-        band_name = _ci_label(df)
+        band_name = ci_name
         hover += f"<br>{band_name}: [%{{customdata[1]:.3f}}, %{{customdata[2]:.3f}}]"
         note = f"band: {band_name} (of the mean over splits)"
     elif sd is not None:

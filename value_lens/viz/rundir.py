@@ -28,6 +28,7 @@ import torch
 from value_lens.errors import ArtifactError, InputError
 from value_lens.io import atomic_write_text
 from value_lens.readout import ValueTrace
+from value_lens.viz import controls as C
 from value_lens.viz import figures as F
 from value_lens.viz import figures_evals as E
 from value_lens.viz.heatmap import token_heatmap
@@ -50,6 +51,7 @@ RESULT_FILES = {
     "dose": "dose.csv",
     "slopes": "dose_slopes.csv",
     "code": "code.csv",
+    "code_summary": "code_summary.csv",
     "bands": "backtracking_bands.csv",
     "events": "event_locked.csv",
     "confidence": "confidence.csv",
@@ -154,10 +156,71 @@ SWEEP_NOTE = (
 
 def _sweep_body(df: pd.DataFrame, meta: dict[str, Any]) -> list[Any]:
     """The sweep figure (its CI band labelled from ``run.json``'s ``sweep.ci``), note, table."""
+    _label_ci(df, meta)
+    return [F.sweep_figure(df), SWEEP_NOTE, df]
+
+
+def _label_ci(df: pd.DataFrame, meta: dict[str, Any]) -> None:
+    """Put ``run.json``'s ``sweep.ci`` (the bootstrap's settings) back on a CSV-read table."""
     ci = (meta.get("sweep") or {}).get("ci")
     if isinstance(ci, dict):
         df.attrs["ci"] = ci
-    return [F.sweep_figure(df), SWEEP_NOTE, df]
+
+
+#: the heading of the report's first section when the run has a sweep.
+ANSWER_HEAD = "Does the value axis read more than position?"
+
+
+def value_sentence(df: pd.DataFrame) -> str | None:
+    """:func:`value_lens.confounds.value_beyond_position` of the sweep table at its best layer
+    (None for tables without the matched control, from older sweeps)."""
+    if "matched_auroc" not in df.columns:
+        return None
+    from value_lens.confounds import value_beyond_position
+
+    return str(value_beyond_position(df))
+
+
+def code_sentence(code: dict[str, Any]) -> str:
+    """One sentence from the code suite's headline numbers (``run.json``'s ``code_suite``)."""
+    d, lo, hi = float(code["d"]), float(code["d_ci_lo"]), float(code["d_ci_hi"])
+    side = "higher" if d > 0 else "lower"
+    zero = "excludes" if lo > 0 or hi < 0 else "includes"
+    return (
+        f"On code, where position is the same for both versions, correct code reads {side} "
+        f"than its corrupted copy at layer {code['layer']}: Cohen's d = {d:.2f} "
+        f"({code['level']:.0%} CI [{lo:.2f}, {hi:.2f}], bootstrap over {code['n_problems']} "
+        f"problems, {code['n_pairs']} pairs; the interval {zero} 0); correct > corrupted in "
+        f"{code['pct_correct_higher']:.0f}% of pairs."
+    )
+
+
+def _answer(out: Path, meta: dict[str, Any]) -> list[Any]:
+    """The first section's items: the value-beyond-position sentence, the controls at the best
+    layer (forest plot and table) and the code suite's sentence, for what ``out`` holds."""
+    items: list[Any] = []
+    sweep = _csv(out, "sweep")
+    if sweep is not None and C.present(sweep, "token_auroc_mean"):
+        _label_ci(sweep, meta)
+        sentence = value_sentence(sweep)
+        if sentence:
+            items.append(sentence)
+        items += [
+            C.control_panel_figure(sweep, ci_label=F.ci_label(sweep)),
+            C.control_table(sweep),
+        ]
+    code = meta.get("code_suite")
+    if isinstance(code, dict) and {"d", "d_ci_lo", "d_ci_hi"} <= set(code):
+        items.append(code_sentence(code))
+    return items
+
+
+def _code_body(df: pd.DataFrame, out: Path, meta: dict[str, Any]) -> list[Any]:
+    """The code suite: its headline sentence, the per-kind summary and the per-item scatter."""
+    code = meta.get("code_suite")
+    items: list[Any] = [code_sentence(code)] if isinstance(code, dict) and "d" in code else []
+    summary = _csv(out, "code_summary")
+    return items + ([] if summary is None else [summary]) + [F.code_scatter_figure(df)]
 
 
 def report_sections(out: str | os.PathLike[str]) -> list[tuple[str, Any]]:
@@ -166,6 +229,9 @@ def report_sections(out: str | os.PathLike[str]) -> list[tuple[str, Any]]:
     meta = read_meta(out)
     layer = meta.get("heatmap_layer")
     sections: list[tuple[str, Any]] = []
+    answer = _answer(out, meta)
+    if answer:
+        sections.append((ANSWER_HEAD, answer))
     builders: list[tuple[str, str, Callable[[pd.DataFrame], list[Any]]]] = [
         ("sweep", "Held-out layer sweep", lambda d: _sweep_body(d, meta)),
         (
@@ -196,7 +262,7 @@ def report_sections(out: str | os.PathLike[str]) -> list[tuple[str, Any]]:
         sections.append(("Dose-response slopes", body))
     code = _csv(out, "code")
     if code is not None:
-        sections.append(("Correct vs corrupted code", F.code_scatter_figure(code)))
+        sections.append(("Correct vs corrupted code", _code_body(code, out, meta)))
     bands = _csv(out, "bands")
     if bands is not None:
         sections.append(("Backtracking: value per token band", E.backtracking_band_figure(bands)))
@@ -233,7 +299,9 @@ def report_from_dir(
             "run build/sweep/trace/steer/eval with --out there first"
         )
     meta = {k: v for k, v in read_meta(out).items() if k not in {"dose_metrics"}}
-    if intro:
+    if intro and sections[0][0] == ANSWER_HEAD:
+        sections[0] = ("About this run", [intro, *sections[0][1]])
+    elif intro:
         sections.insert(0, ("About this run", intro))
     return write_report(
         path or out / "report.html", sections, title=title, metadata=meta, plotlyjs=plotlyjs
