@@ -179,30 +179,12 @@ def test_thinking_off_by_default_and_recorded(tiny, monkeypatch):
 
     monkeypatch.setattr(dose_mod, "generate", spy)
     msgs = [[{"role": "user", "content": "Is 7 prime? Respond only Yes or No."}]]
-    res = dose_response(
-        tiny,
-        _axis(tiny),
-        msgs,
-        layers=0,
-        alphas=[0.0, 2.0],
-        unit="raw",
-        max_new_tokens=2,
-        progress=False,
-    )
+    kw = dict(layers=0, alphas=[0.0, 2.0], unit="raw", max_new_tokens=2, progress=False)
+    res = dose_response(tiny, _axis(tiny), msgs, **kw)
     assert seen and all(t.endswith("assistant\n<think>\n\n</think>\n\n") for t in seen)
     assert res.settings["enable_thinking"] is False and res.settings["unit"] == "raw"
     seen.clear()
-    on = dose_response(
-        tiny,
-        _axis(tiny),
-        msgs,
-        layers=0,
-        alphas=[0.0, 2.0],
-        unit="raw",
-        max_new_tokens=2,
-        progress=False,
-        enable_thinking=True,
-    )
+    on = dose_response(tiny, _axis(tiny), msgs, enable_thinking=True, **kw)
     assert seen and all(t.endswith("assistant\n") for t in seen)
     assert on.settings["enable_thinking"] is True
 
