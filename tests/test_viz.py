@@ -202,3 +202,13 @@ def test_steered_minus_baseline_view(tiny):
     assert [r.label for r in hm.rows] == ["baseline", "steered", "difference"]
     fig = layer_token_heatmap(diff, metric="projection")
     np.testing.assert_allclose(np.asarray(fig.data[0].z), diff.projection.numpy())
+
+
+def test_viz_exports_the_circuits_view_and_the_control_panel():
+    import value_lens.viz as viz
+    from value_lens.viz.circuits import circuits_token_view
+    from value_lens.viz.controls import control_panel_figure, control_table
+
+    assert viz.circuits_token_view is circuits_token_view
+    assert viz.control_table is control_table and viz.control_panel_figure is control_panel_figure
+    assert {"circuits_token_view", "control_table", "control_panel_figure"} <= set(viz.__all__)

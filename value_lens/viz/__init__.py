@@ -4,6 +4,8 @@ Nothing here touches the network: HTML views are plain HTML/CSS, plotly figures 
 plotly.js (never the CDN), and static images are written only when kaleido is installed.
 """
 
+from value_lens.viz.circuits import circuits_token_view
+from value_lens.viz.controls import control_panel_figure, control_table
 from value_lens.viz.export import png_available, save_figure
 from value_lens.viz.figures import code_scatter_figure, layer_cosine_figure, sweep_figure
 from value_lens.viz.figures_evals import (
@@ -21,8 +23,11 @@ from value_lens.viz.rundir import report_from_dir
 __all__ = [
     "TokenHeatmap",
     "backtracking_band_figure",
+    "circuits_token_view",
     "code_scatter_figure",
     "confidence_prefill_figure",
+    "control_panel_figure",
+    "control_table",
     "dose_response_figure",
     "event_locked_figure",
     "layer_cosine_figure",
