@@ -199,19 +199,40 @@ class ClusterAUROC:
     counts ``w`` has AUROC ``w' pairs w / ((w . n_pos) (w . n_neg))``: no re-sorting per resample.
     Build it with :meth:`of`.
 
-    >>> parts = ClusterAUROC.of([3, 1], [2, 0], pos_cluster=[0, 1], neg_cluster=[0, 1])
-    >>> parts.auroc(), parts.resample([[2, 0], [0, 2]]).tolist()
-    (0.75, [1.0, 1.0])
+    **Stratified** (``pos_stratum``/``neg_stratum`` given to :meth:`of`): only pairs within one
+    stratum count, so the AUROC is the fraction of *within-stratum* pairs ranked right
+    (each stratum weighted by its ``n_pos * n_neg`` pairs); ``strata_pos``/``strata_neg``
+    (``[S, C]`` counts) give the resampled denominator ``sum_s (w . n_pos_s) (w . n_neg_s)``.
+
+    Example:
+        >>> parts = ClusterAUROC.of([3, 1], [2, 0], pos_cluster=[0, 1], neg_cluster=[0, 1])
+        >>> parts.auroc(), parts.resample([[2, 0], [0, 2]]).tolist()
+        (0.75, [1.0, 1.0])
+        >>> ClusterAUROC.of([3, 1], [2, 0], pos_cluster=[0, 0], neg_cluster=[0, 0],
+        ...                 pos_stratum=[0, 1], neg_stratum=[1, 0]).auroc()  # pairs (3,0), (1,2)
+        0.5
     """
 
     clusters: np.ndarray
     pairs: np.ndarray
     n_pos: np.ndarray
     n_neg: np.ndarray
+    strata_pos: np.ndarray | None = None
+    strata_neg: np.ndarray | None = None
 
     @classmethod
-    def of(cls, pos: Any, neg: Any, *, pos_cluster: Any, neg_cluster: Any) -> ClusterAUROC:
-        """Pair counts of ``auroc(pos, neg)`` by cluster (non-negative integer cluster codes)."""
+    def of(
+        cls,
+        pos: Any,
+        neg: Any,
+        *,
+        pos_cluster: Any,
+        neg_cluster: Any,
+        pos_stratum: Any = None,
+        neg_stratum: Any = None,
+    ) -> ClusterAUROC:
+        """Pair counts of ``auroc(pos, neg)`` by cluster (non-negative integer cluster codes),
+        optionally within strata only (one stratum label per score on both sides)."""
         p, n = _vec(pos, "the positive class"), _vec(neg, "the negative class")
         cp, cn = np.asarray(pos_cluster).reshape(-1), np.asarray(neg_cluster).reshape(-1)
         if cp.size != p.size or cn.size != n.size:
@@ -219,38 +240,61 @@ class ClusterAUROC:
         ids, inv = np.unique(np.concatenate([cp, cn]), return_inverse=True)
         ip, ineg = inv[: p.size], inv[p.size :]
         k = ids.size
-        order = np.argsort(n, kind="mergesort")
-        ns, nc = n[order], ineg[order]
+        stratified = pos_stratum is not None or neg_stratum is not None
+        if stratified:
+            sp, sn = np.asarray(pos_stratum).reshape(-1), np.asarray(neg_stratum).reshape(-1)
+            if sp.size != p.size or sn.size != n.size:
+                raise InputError("pos_stratum and neg_stratum need one stratum label per score")
+            n_str, sinv = np.unique(np.concatenate([sp, sn]), return_inverse=True)
+            # exact integer keys: stratum-major, then the dense rank of the score
+            _, rank = np.unique(np.concatenate([p, n]), return_inverse=True)
+            span = int(rank.max()) + 2
+            key = sinv.astype(np.float64) * span + rank
+            p_key, n_key, p_floor = key[: p.size], key[p.size :], sinv[: p.size] * float(span)
+        else:
+            p_key, n_key, p_floor = p, n, np.full(p.size, -np.inf)
+        order = np.argsort(n_key, kind="mergesort")
+        ns, nc = n_key[order], ineg[order]
         # negatives below each positive (ties count half): 0.5 * (cum[lo] + cum[hi]) per cluster,
-        # with cum[j, b] the number of cluster-b negatives among the j lowest
-        lo, hi = np.searchsorted(ns, p, "left"), np.searchsorted(ns, p, "right")
+        # with cum[j, b] the number of cluster-b negatives among the j lowest; minus those of
+        # lower strata (cum[st]) when stratified
+        lo, hi = np.searchsorted(ns, p_key, "left"), np.searchsorted(ns, p_key, "right")
+        st = np.searchsorted(ns, p_floor, "left")
         porder = np.argsort(ip, kind="mergesort")
         rows, starts = np.unique(ip[porder], return_index=True)
-        lo, hi = lo[porder], hi[porder]
+        lo, hi, st = lo[porder], hi[porder], st[porder]
         pairs = np.zeros((k, k))
         step = max(1, 4_000_000 // (n.size + 1))  # bounds the [n_neg, step] cumulative counts
         for b0 in range(0, k, step):
             cols = np.arange(b0, min(k, b0 + step))
             cum = np.zeros((n.size + 1, cols.size))
             np.cumsum(nc[:, None] == cols[None, :], axis=0, out=cum[1:])
-            pairs[np.ix_(rows, cols)] = 0.5 * np.add.reduceat(cum[lo] + cum[hi], starts, axis=0)
-        return cls(
-            ids,
-            pairs,
-            np.bincount(ip, minlength=k).astype(np.float64),
-            np.bincount(ineg, minlength=k).astype(np.float64),
-        )
+            below = cum[lo] + cum[hi] - 2 * cum[st]
+            pairs[np.ix_(rows, cols)] = 0.5 * np.add.reduceat(below, starts, axis=0)
+        n_pos = np.bincount(ip, minlength=k).astype(np.float64)
+        n_neg = np.bincount(ineg, minlength=k).astype(np.float64)
+        if not stratified:
+            return cls(ids, pairs, n_pos, n_neg)
+        S = n_str.size
+        s_pos = np.zeros((S, k))
+        s_neg = np.zeros((S, k))
+        np.add.at(s_pos, (sinv[: p.size], ip), 1.0)
+        np.add.at(s_neg, (sinv[p.size :], ineg), 1.0)
+        return cls(ids, pairs, n_pos, n_neg, s_pos, s_neg)
 
     def auroc(self) -> float:
-        """The AUROC of all the data (every cluster drawn once)."""
-        return float(self.pairs.sum() / (self.n_pos.sum() * self.n_neg.sum()))
+        """The AUROC of all the data (every cluster drawn once); NaN if no pair is comparable."""
+        return float(self.resample(np.ones(int(self.clusters.max()) + 1)))
 
     def resample(self, counts: Any) -> np.ndarray:
         """AUROC under cluster counts ``[..., C]`` indexed by cluster code (NaN: a class is empty)."""
         w = np.asarray(counts, dtype=np.float64)[..., self.clusters]
         with np.errstate(divide="ignore", invalid="ignore"):
             num = ((w @ self.pairs) * w).sum(-1)
-            return np.asarray(num / ((w @ self.n_pos) * (w @ self.n_neg)))
+            if self.strata_pos is None or self.strata_neg is None:
+                return np.asarray(num / ((w @ self.n_pos) * (w @ self.n_neg)))
+            den = ((w @ self.strata_pos.T) * (w @ self.strata_neg.T)).sum(-1)
+            return np.asarray(num / den)
 
 
 def _cluster_groups(groups: Any, arrs: list[np.ndarray], paired: bool) -> list[Any]:

@@ -6,6 +6,11 @@ strategies :func:`group_diffs_from_stats` (statistics pass, then a projection pa
 :func:`single_pass` (keep the residuals, derive everything from them) feed
 :func:`value_lens.sweep.layer_sweep`, which takes its training sets from :func:`train_splits`
 and its bootstrap clusters from :func:`token_clusters`.
+
+Besides BEFORE/AFTER tokens, the passes keep placebo tokens (``PLACEBO_BEFORE``/``PLACEBO_AFTER``,
+from ``icrl.label(..., placebo=True)``) and every token's turn span, for the position controls of
+:mod:`value_lens.confounds`. The single pass also builds the shuffled-label null's directions
+(:func:`shuffled_diffs`); the two-pass path has no residuals to build them from.
 """
 
 from __future__ import annotations
@@ -25,12 +30,16 @@ from value_lens.hooks import run_resid_hooks
 from value_lens.metrics import cluster_codes
 from value_lens.model import model_device, n_ctx
 from value_lens.stats import ActivationStats
-from value_lens.tokens import AFTER, BEFORE, LabelledTokens
+from value_lens.tokens import AFTER, BEFORE, PLACEBO_AFTER, PLACEBO_BEFORE, LabelledTokens
+
+KEPT = (BEFORE, AFTER, PLACEBO_BEFORE, PLACEBO_AFTER)
 
 __all__ = [
+    "SweepBasis",
     "TokenProjections",
     "group_diffs_from_stats",
     "project_tokens",
+    "shuffled_diffs",
     "single_pass",
     "token_clusters",
     "train_splits",
@@ -39,16 +48,18 @@ __all__ = [
 
 @dataclass
 class TokenProjections:
-    """Per-token projections of every BEFORE/AFTER token onto a fixed basis, per layer.
+    """Per-token projections of every BEFORE/AFTER (and placebo) token onto a basis, per layer.
 
     Attributes:
         proj: ``[L, N, K]`` float32 ``h_t . basis_k`` (computed in fp32 like the residual).
         norm: ``[L, N]`` float32 ``|h_t|``.
-        label: ``[N]`` BEFORE or AFTER.
+        label: ``[N]`` BEFORE, AFTER, PLACEBO_BEFORE or PLACEBO_AFTER.
         group: ``[N]`` index into the sweep's group list.
         position: ``[N]`` token index within its sequence.
         to_end: ``[N]`` tokens from the token to the end of its turn (``turn_end - position``).
         seq: ``[N]`` index of the token's sequence in the data.
+        start: ``[N]`` index of the first token of the token's turn
+            (:meth:`~value_lens.tokens.LabelledTokens.turn_bounds`).
     """
 
     proj: np.ndarray
@@ -58,6 +69,41 @@ class TokenProjections:
     position: np.ndarray
     to_end: np.ndarray
     seq: np.ndarray
+    start: np.ndarray
+
+    def take(self, keep: np.ndarray, proj: np.ndarray | None = None) -> TokenProjections:
+        """The tokens where ``keep`` is true (with ``proj`` replacing the projections)."""
+        return TokenProjections(
+            proj=self.proj[:, keep] if proj is None else proj, norm=self.norm[:, keep],
+            label=self.label[keep], group=self.group[keep], position=self.position[keep],
+            to_end=self.to_end[keep], seq=self.seq[keep], start=self.start[keep],
+        )  # fmt: skip
+
+
+@dataclass
+class SweepBasis:
+    """The directions a sweep's axes are built from, per layer (fp64).
+
+    Attributes:
+        diffs: ``[L, G, D]`` per group, mean AFTER - mean BEFORE.
+        placebo: ``[L, G, D]`` per group, mean PLACEBO_AFTER - mean PLACEBO_BEFORE (zero
+            where ``has_placebo`` is false).
+        has_placebo: ``[G]`` the group has ``min_count`` tokens of both placebo labels.
+        shuffled: ``[L, S, G, D]`` the axis's per-group vectors after permuting the labels
+            within each sequence, one block per draw (``S = 0`` without residuals).
+        groups: the usable groups' names.
+    """
+
+    diffs: torch.Tensor
+    placebo: torch.Tensor
+    has_placebo: np.ndarray
+    shuffled: torch.Tensor
+    groups: list[str]
+
+    def stacked(self) -> torch.Tensor:
+        """``[L, 2G + S*G, D]``: diffs, placebo diffs, then every draw's shuffled vectors."""
+        n_l, _, d = self.diffs.shape
+        return torch.cat([self.diffs, self.placebo, self.shuffled.reshape(n_l, -1, d)], dim=1)
 
 
 def project_tokens(
@@ -95,19 +141,20 @@ def project_tokens(
         if not idx:
             continue
         tokens, lab = padded_batch(seqs, data.labels, idx, pad_id)
-        sel = (lab == BEFORE) | (lab == AFTER)
+        sel = torch.isin(lab, torch.tensor(KEPT))
         rows, cols = sel.nonzero(as_tuple=True)
-        to_end = torch.tensor([data.turn_end(idx[r]) for r in rows.tolist()]) - cols
+        start, end = _turn_spans(data, idx, lab)
         meta.append(
             np.stack(
                 [
                     lab[rows, cols].numpy(),
                     np.array([gidx[data.groups[idx[r]]] for r in rows.tolist()], dtype=np.int64),
                     cols.numpy(),
-                    to_end.numpy(),
+                    (end[rows, cols] - cols).numpy(),
                     np.array([idx[r] for r in rows.tolist()], dtype=np.int64),
+                    start[rows, cols].numpy(),
                 ]
-            ).reshape(5, -1)
+            ).reshape(6, -1)
         )
         flat_sel = sel.reshape(-1).to(dev)
 
@@ -132,7 +179,23 @@ def project_tokens(
         position=m[2],
         to_end=m[3],
         seq=m[4],
+        start=m[5],
     )
+
+
+def _turn_spans(
+    data: LabelledTokens, idx: list[int], lab: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[B, T]`` turn start and end of every token of a batch: :meth:`turn_bounds`, with the
+    labelled turn's end from :meth:`turn_end` (``meta["turn_end"]`` may come without a start)."""
+    start = torch.zeros(lab.shape, dtype=torch.long)
+    end = torch.zeros(lab.shape, dtype=torch.long)
+    for r, i in enumerate(idx):
+        s, e = data.turn_bounds(i)
+        real = (data.labels[i] == BEFORE) | (data.labels[i] == AFTER)
+        e = torch.where(real, torch.tensor(data.turn_end(i)), e)
+        start[r, : s.numel()], end[r, : e.numel()] = s, e
+    return start, end
 
 
 def group_diffs_from_stats(
@@ -142,8 +205,11 @@ def group_diffs_from_stats(
     stats: ActivationStats | None,
     min_count: int,
     opts: dict[str, Any],
-) -> tuple[torch.Tensor, list[str]]:
-    """Per-group AFTER - BEFORE mean differences ``[L, G, D]`` (fp64) from sufficient statistics."""
+) -> SweepBasis:
+    """Per-group AFTER - BEFORE (and placebo) mean differences (fp64) from sufficient statistics.
+
+    No residuals, so no shuffled-label vectors (``S = 0``).
+    """
     if stats is None:
         stats = collect_stats(model, data, layers=L, **opts)
     elif stats.meta.get("dataset_hash") not in (None, "", data.fingerprint()):
@@ -154,8 +220,63 @@ def group_diffs_from_stats(
     missing = [layer for layer in L if layer not in stats.layers]
     if missing:
         raise InputError(f"the given stats lack layers {missing}; collect them with layers={L}")
+    rows = [stats.layers.index(layer) for layer in L]
     diffs, groups = stats.group_diffs(AFTER, BEFORE, min_count=min_count)
-    return diffs[[stats.layers.index(layer) for layer in L]].double(), groups
+    diffs = diffs[rows].double()
+    placebo = torch.zeros_like(diffs)
+    has = np.zeros(len(groups), dtype=bool)
+    if PLACEBO_BEFORE in stats.classes and PLACEBO_AFTER in stats.classes:
+        ip, ineg = stats.class_index(PLACEBO_AFTER), stats.class_index(PLACEBO_BEFORE)
+        means = stats.means()[rows].double()
+        for g, name in enumerate(groups):
+            j = stats.groups.index(name)
+            if min(int(stats.count[j, ip]), int(stats.count[j, ineg])) >= max(min_count, 1):
+                placebo[:, g], has[g] = means[:, j, ip] - means[:, j, ineg], True
+    shuffled = torch.zeros(len(L), 0, len(groups), diffs.shape[-1], dtype=torch.float64)
+    return SweepBasis(diffs, placebo, has, shuffled, groups)
+
+
+def _class_means(
+    x: torch.Tensor, group: torch.Tensor, is_pos: torch.Tensor, sel: torch.Tensor, n_groups: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-group mean(pos) - mean(neg) over tokens ``sel`` (``[L, G, D]`` fp64) and the counts."""
+    cell = group[sel] * 2 + is_pos[sel].long()
+    n = torch.bincount(cell, minlength=2 * n_groups).reshape(-1, 2)
+    sums = torch.zeros(x.shape[0], 2 * n_groups, x.shape[-1], dtype=torch.float64)
+    sums.index_add_(1, cell, x[:, sel].double())
+    means = sums.reshape(x.shape[0], n_groups, 2, -1) / n.clamp_min(1)[None, :, :, None]
+    return means[:, :, 1] - means[:, :, 0], n
+
+
+def shuffled_diffs(
+    x: torch.Tensor,
+    tp: TokenProjections,
+    n_groups: int,
+    *,
+    pos: int,
+    neg: int,
+    n_draws: int,
+    seed: int,
+) -> torch.Tensor:
+    """``[L, n_draws, G, D]`` per-group mean(pos) - mean(neg) after permuting the ``pos``/``neg``
+    labels within each sequence (among that sequence's ``pos`` + ``neg`` tokens).
+
+    The permutation keeps every sequence's (hence every group's) class counts, so each draw's
+    vector is ``sum_t c_t h_t`` with ``c_t = 1/n_pos`` or ``-1/n_neg``: one weighted sum over the
+    kept residuals ``x`` (``[L, N, D]``). Draw ``r`` uses ``numpy.random.default_rng([seed, r])``.
+    """
+    idx = np.flatnonzero((tp.label == pos) | (tp.label == neg))
+    by_seq = idx[np.argsort(tp.seq[idx], kind="stable")]
+    group = torch.from_numpy(tp.group)
+    sel = torch.from_numpy(np.isin(tp.label, (pos, neg)))
+    out = torch.zeros(x.shape[0], n_draws, n_groups, x.shape[-1], dtype=torch.float64)
+    for r in range(n_draws):
+        rng = np.random.default_rng([seed, r])
+        shuffled = idx[np.lexsort((rng.random(idx.size), tp.seq[idx]))]
+        lab = tp.label.copy()
+        lab[by_seq] = tp.label[shuffled]
+        out[:, r] = _class_means(x, group, torch.from_numpy(lab == pos), sel, n_groups)[0]
+    return out
 
 
 def single_pass(
@@ -165,35 +286,50 @@ def single_pass(
     rand: torch.Tensor,
     min_count: int,
     opts: dict[str, Any],
-) -> tuple[torch.Tensor, list[str], TokenProjections]:
-    """One forward pass keeping the BEFORE/AFTER residuals; differences and projections from them."""
+    *,
+    did: bool = False,
+    n_shuffle: int = 0,
+    seed: int = 0,
+) -> tuple[SweepBasis, TokenProjections]:
+    """One forward pass keeping the labelled residuals; every direction and projection from them.
+
+    The projections are onto :meth:`SweepBasis.stacked` then ``rand``. The shuffled vectors
+    permute BEFORE/AFTER (and, for ``did``, PLACEBO_BEFORE/PLACEBO_AFTER, subtracted) within
+    each sequence, ``n_shuffle`` draws seeded by ``seed``.
+    """
     raw = project_tokens(model, data, L, None, data.group_names, **opts)
     x = torch.from_numpy(raw.proj)  # [L, N, D] fp32 residuals
     names = data.group_names
-    cell = torch.from_numpy(raw.group * 2 + (raw.label == AFTER))
-    n = torch.bincount(cell, minlength=2 * len(names)).reshape(-1, 2)
+    g_all = torch.from_numpy(raw.group)
+    real = torch.from_numpy(np.isin(raw.label, (BEFORE, AFTER)))
+    fake = torch.from_numpy(np.isin(raw.label, (PLACEBO_BEFORE, PLACEBO_AFTER)))
+    after = torch.from_numpy(raw.label == AFTER)
+    diffs, n = _class_means(x, g_all, after, real, len(names))
     ok = (n >= min_count).all(dim=1) & (n > 0).all(dim=1)
     if not bool(ok.any()):
         raise InputError(
             f"no group has at least {min_count} BEFORE and AFTER tokens; check the labelling"
         )
-    sums = torch.zeros(len(L), 2 * len(names), x.shape[-1], dtype=torch.float64)
-    sums.index_add_(1, cell, x.double())
-    means = sums.reshape(len(L), len(names), 2, -1) / n.clamp_min(1)[None, :, :, None]
-    diffs = (means[:, :, 1] - means[:, :, 0])[:, ok]
+    fdiffs, fn = _class_means(x, g_all, torch.from_numpy(raw.label == PLACEBO_AFTER), fake,
+                              len(names))  # fmt: skip
+    has = ((fn >= max(min_count, 1)).all(dim=1) & ok)[ok].numpy()
     keep_g = ok.nonzero().squeeze(1)
     remap = torch.full((len(names),), -1, dtype=torch.long)
     remap[keep_g] = torch.arange(keep_g.numel())
-    tok = remap[torch.from_numpy(raw.group)] >= 0
-    basis = torch.cat([diffs, rand], dim=1).float()  # [L, G + R, D]
-    proj = torch.einsum("lnd,lkd->lnk", x[:, tok], basis)
-    tp = TokenProjections(
-        proj=proj.numpy(), norm=raw.norm[:, tok.numpy()], label=raw.label[tok.numpy()],
-        group=remap[torch.from_numpy(raw.group)][tok].numpy(),
-        position=raw.position[tok.numpy()], to_end=raw.to_end[tok.numpy()],
-        seq=raw.seq[tok.numpy()],
-    )  # fmt: skip
-    return diffs, [names[i] for i in keep_g.tolist()], tp
+    tok = (remap[g_all] >= 0).numpy()
+    tp = raw.take(tok, proj=np.zeros((len(L), int(tok.sum()), 0), dtype=np.float32))
+    tp.group = remap[g_all][tok].numpy()
+    xt, G = x[:, tok], keep_g.numel()
+    shuffled = shuffled_diffs(xt, tp, G, pos=AFTER, neg=BEFORE, n_draws=n_shuffle, seed=seed)
+    if did:
+        fake_shuf = shuffled_diffs(xt, tp, G, pos=PLACEBO_AFTER, neg=PLACEBO_BEFORE,
+                                   n_draws=n_shuffle, seed=seed)  # fmt: skip
+        shuffled = shuffled - fake_shuf * torch.from_numpy(has)[None, None, :, None]
+    placebo = fdiffs[:, ok] * torch.from_numpy(has)[None, :, None]
+    basis = SweepBasis(diffs[:, ok], placebo, has, shuffled, [names[i] for i in keep_g.tolist()])
+    full = torch.cat([basis.stacked(), rand], dim=1).float()  # [L, K, D]
+    tp.proj = torch.einsum("lnd,lkd->lnk", xt, full).numpy()
+    return basis, tp
 
 
 def train_splits(

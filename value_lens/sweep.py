@@ -41,9 +41,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from value_lens.confounds import SplitPool, position_scores
 from value_lens.conventions import resolve_layers
 from value_lens.errors import InputError
-from value_lens.metrics import ClusterAUROC, auroc, cluster_counts, percentile_ci
+from value_lens.metrics import ClusterAUROC, auroc, cluster_counts
 from value_lens.model import d_model, n_layers
 from value_lens.projections import (
     group_diffs_from_stats,
@@ -53,11 +54,16 @@ from value_lens.projections import (
     train_splits,
 )
 from value_lens.stats import ActivationStats
-from value_lens.tokens import AFTER, BEFORE, LabelledTokens
+from value_lens.tokens import AFTER, BEFORE, PLACEBO_AFTER, PLACEBO_BEFORE, LabelledTokens
 
-__all__ = ["ClusterCI", "cosine_matrix", "layer_sweep", "split_weights"]
+__all__ = ["ClusterCI", "cosine_matrix", "did_weights", "layer_sweep", "split_weights"]
 
-SWEEP_METHODS = ("mean_diff", "pca_diff")
+SWEEP_METHODS = ("mean_diff", "pca_diff", "did")
+# pooled per-split AUROCs of the axis ("") and of the DiD axis ("did_"), and their columns
+POOLED = {"token": "token_auroc_mean", "matched": "matched_auroc", "placebo": "placebo_auroc",
+          "did_token": "did_auroc_mean", "did_matched": "did_matched_auroc",
+          "did_placebo": "did_placebo_auroc"}  # fmt: skip
+BASELINES = ("turn_position", "relative_position", "end_proximity", "position")
 
 
 @dataclass(frozen=True)
@@ -89,15 +95,18 @@ class ClusterCI:
 DEFAULT_CI = ClusterCI()
 
 
-def split_weights(gram: np.ndarray, train: np.ndarray, method: str) -> np.ndarray:
-    """Coefficients ``w`` (over all groups, zero off ``train``) of a split's direction.
+def split_weights(
+    gram: np.ndarray, train: np.ndarray, method: str, size: int | None = None
+) -> np.ndarray:
+    """Coefficients ``w`` (over all groups, zero off ``train``; padded with zeros to ``size``)
+    of a split's direction.
 
     ``gram`` is ``[G, G]`` = ``d d'`` for one layer. ``mean_diff``: ``w = 1/n`` on the training
     groups. ``pca_diff``: the top right singular vector of the training diffs, written as
     ``d_train' u / s`` with ``u`` the top eigenvector of their Gram matrix, sign-aligned with
     the mean (as :func:`value_lens.fit.pca_diff`; the scale does not affect cosines).
     """
-    w = np.zeros(gram.shape[0])
+    w = np.zeros(size or gram.shape[0])
     if method == "mean_diff":
         w[train] = 1.0 / len(train)
         return w
@@ -108,6 +117,25 @@ def split_weights(gram: np.ndarray, train: np.ndarray, method: str) -> np.ndarra
         u = -u
     w[train] = u
     return w
+
+
+def did_weights(size: int, n_groups: int, train: np.ndarray) -> np.ndarray | None:
+    """Coefficients of the DiD direction ``mean_g (d_g - p_g)`` over ``train`` on the basis
+    ``[d_1..d_G, p_1..p_G, ...]`` (``None`` when ``train`` is empty).
+
+    Example:
+        >>> did_weights(5, 2, np.array([1])).tolist()
+        [0.0, 1.0, 0.0, -1.0, 0.0]
+    """
+    if len(train) == 0:
+        return None
+    w = np.zeros(size)
+    w[train], w[n_groups + train] = 1.0 / len(train), -1.0 / len(train)
+    return w
+
+
+def _norm(w: np.ndarray, gram: np.ndarray) -> float:
+    return float(np.sqrt(max(w @ gram @ w, 1e-300)))
 
 
 def cosine_matrix(df: pd.DataFrame) -> pd.DataFrame:
@@ -138,6 +166,7 @@ def layer_sweep(
     layers: int | list[int] | None = None,
     method: str = "mean_diff",
     n_random: int = 16,
+    n_shuffle: int = 4,
     stats: ActivationStats | None = None,
     min_count: int = 1,
     batch_size: int = 8,
@@ -210,102 +239,154 @@ def layer_sweep(
             f"the dataset has one class only (label counts {counts}); the sweep needs both "
             "BEFORE (0) and AFTER (1) tokens"
         )
+    if method == "did" and not (counts.get(PLACEBO_BEFORE) and counts.get(PLACEBO_AFTER)):
+        raise InputError(
+            "method='did' needs placebo turns (PLACEBO_BEFORE/PLACEBO_AFTER labels): label the "
+            "conversations with icrl.label(..., placebo=True)"
+        )
     L = resolve_layers(layers, n_layers(model))
     t0, c0 = time.perf_counter(), time.process_time()
-    n_lab = counts[BEFORE] + counts[AFTER]
+    n_lab = sum(counts.get(c, 0) for c in (BEFORE, AFTER, PLACEBO_BEFORE, PLACEBO_AFTER))
     gen = torch.Generator().manual_seed(seed)
     rand = torch.randn(len(L), n_random, d_model(model), generator=gen, dtype=torch.float64)
     rand = rand / rand.norm(dim=-1, keepdim=True)
     opts: dict[str, Any] = {"batch_size": batch_size, "truncate": truncate, "progress": progress}
     if stats is None and 4 * n_lab * len(L) * d_model(model) <= max_memory_gb * 2**30:
-        diffs, groups, tp = single_pass(model, data, L, rand, min_count, opts)
+        basis, tp = single_pass(model, data, L, rand, min_count, opts, did=method == "did",
+                                n_shuffle=n_shuffle, seed=seed)  # fmt: skip
         t1, c1 = t2, c2 = time.perf_counter(), time.process_time()
     else:
-        diffs, groups = group_diffs_from_stats(model, data, L, stats, min_count, opts)
+        basis = group_diffs_from_stats(model, data, L, stats, min_count, opts)
         t1, c1 = time.perf_counter(), time.process_time()
-        tp = project_tokens(model, data, L, torch.cat([diffs, rand], dim=1), groups, **opts)
+        full = torch.cat([basis.stacked(), rand], dim=1)
+        tp = project_tokens(model, data, L, full, basis.groups, **opts)
         t2, c2 = time.perf_counter(), time.process_time()
-    G = len(groups)
+    groups, has = basis.groups, basis.has_placebo
+    G, S = len(groups), basis.shuffled.shape[1]
+    M = (2 + S) * G  # projections [:M] are onto basis.stacked(), then the random directions
     splits = train_splits(groups, data.group_names, n_splits=n_splits, n_train=n_train,
                           seed=seed, train_sets=train_sets)  # fmt: skip
-    gram = (diffs @ diffs.transpose(1, 2)).numpy()  # [L, G, G]
+    stacked = basis.stacked()
+    gram = (stacked @ stacked.transpose(1, 2)).numpy()  # [L, M, M]
+    rand_dot = (basis.diffs @ rand.transpose(1, 2)).numpy()  # [L, G, R]: d_g . r
+    real = np.isin(tp.label, (BEFORE, AFTER))
     is_after = tp.label == AFTER
     safe_norm = np.maximum(tp.norm, 1e-12)
-    cell = tp.group * 2 + is_after  # (group, BEFORE/AFTER) cell of each token
-    cell_n = np.bincount(cell, minlength=2 * G).reshape(G, 2)
+    cell_n = np.bincount((tp.group * 2 + is_after)[real], minlength=2 * G).reshape(G, 2)
     if (cell_n == 0).any():
         empty = [groups[g] for g in np.flatnonzero((cell_n == 0).any(axis=1))]
         raise InputError(f"groups {empty} have no BEFORE or AFTER tokens in data; check stats=")
     ci_meta: dict[str, Any] | None = None
+    draws, level = None, 0.95
+    tok_cluster = np.zeros(tp.label.size, dtype=np.int64)
     if ci is not None:
         tok_cluster, n_clusters, unit = token_clusters(data, tp, ci.cluster)
-        draws = np.stack(list(cluster_counts(n_clusters, ci.n_boot, seed)))
-        boot = np.full((len(L), len(splits), ci.n_boot), np.nan)
+        draws, level = np.stack(list(cluster_counts(n_clusters, ci.n_boot, seed))), ci.level
         ci_meta = {**asdict(ci), "cluster": unit, "n_clusters": n_clusters, "seed": seed}
+    pool = {k: SplitPool(len(L), len(splits), draws) for k in POOLED}
+    base_pool = {k: SplitPool(1, len(splits), draws) for k in BASELINES}
+    base_scores = position_scores(tp.position, tp.start, tp.to_end)
+
+    def parts(score: np.ndarray, yes: np.ndarray, no: np.ndarray, strata: bool = False) -> Any:
+        if not yes.any() or not no.any():
+            return None
+        st = {"pos_stratum": tp.to_end[yes], "neg_stratum": tp.to_end[no]} if strata else {}
+        return ClusterAUROC.of(score[yes], score[no], pos_cluster=tok_cluster[yes],
+                               neg_cluster=tok_cluster[no], **st)  # fmt: skip
 
     split_recs: list[dict[str, Any]] = []
-    per_layer: dict[str, list[list[Any]]] = {k: [[] for _ in L] for k in ("tok", "fn", "fn01")}
-    pos_scores: list[float] = []
-    end_scores: list[float] = []
+    per_layer: dict[str, list[list[Any]]] = {k: [[] for _ in L] for k in ("fn", "fn01")}
+    rnd = np.full((len(L), len(splits), n_random), np.nan)
+    shuf = np.full((len(L), len(splits), S), np.nan)
     for s, train in enumerate(splits):
         test = np.setdiff1d(np.arange(G), train)
         held = np.isin(tp.group, test)
-        yes, no = held & is_after, held & ~is_after
+        yes, no = held & is_after, held & real & ~is_after
+        pyes, pno = held & (tp.label == PLACEBO_AFTER), held & (tp.label == PLACEBO_BEFORE)
         if not yes.any() or not no.any():
             raise InputError(f"split {s}: the held-out criteria lack BEFORE or AFTER tokens")
-        pos_scores.append(auroc(tp.position[yes], tp.position[no]))
-        end_scores.append(auroc(-tp.to_end[yes], -tp.to_end[no]))
+        for name in BASELINES:
+            base_pool[name].add(0, s, parts(base_scores[name], yes, no))
+        did_train = train[has[train]]
+        w_did = did_weights(M, G, did_train)
+        if method == "did" and w_did is None:
+            raise InputError(f"split {s}: no training criterion has placebo turns for the DiD fit")
         for k in range(len(L)):
-            w = split_weights(gram[k], train, method)
-            cos = (tp.proj[k, :, :G] @ w) / (safe_norm[k] * np.sqrt(max(w @ gram[k] @ w, 1e-300)))
-            tok = auroc(cos[yes], cos[no])
-            if ci is not None:
-                parts = ClusterAUROC.of(cos[yes], cos[no], pos_cluster=tok_cluster[yes],
-                                        neg_cluster=tok_cluster[no])  # fmt: skip
-                boot[k, s] = parts.resample(draws)
+            w = w_did if method == "did" else split_weights(gram[k, :G, :G], train, method, M)
+            assert w is not None
+            score = {"": w, "did_": w_did}
+            for prefix, wk in score.items():
+                if wk is None:
+                    continue
+                cos = (tp.proj[k, :, :M] @ wk) / (safe_norm[k] * _norm(wk, gram[k]))
+                tok = pool[f"{prefix}token"].add(k, s, parts(cos, yes, no))
+                pool[f"{prefix}matched"].add(k, s, parts(cos, yes, no, strata=True))
+                pool[f"{prefix}placebo"].add(k, s, parts(cos, pyes, pno))
+                if prefix == "":
+                    main_tok = tok
+            for r in range(S):  # the shuffled-label null: the same fit on draw r's vectors
+                blk = slice((2 + r) * G, (3 + r) * G)
+                ws = np.zeros(M)
+                if method == "did":
+                    ws[blk.start + did_train] = 1.0 / len(did_train)
+                else:
+                    ws[blk] = split_weights(gram[k, blk, blk], train, method)
+                if ws @ gram[k] @ ws <= 1e-12 * (ws**2 @ np.diag(gram[k])):
+                    continue  # the permuted vectors cancel: no direction (NaN)
+                cos = (tp.proj[k, :, :M] @ ws) / (safe_norm[k] * _norm(ws, gram[k]))
+                shuf[k, s, r] = auroc(cos[yes], cos[no])
+            # sign-aligned random directions: oriented by mean_g(d_g . r) over training groups
+            sign = np.where(rand_dot[k, train].mean(0) < 0, -1.0, 1.0)
+            rc = tp.proj[k, :, M:] / safe_norm[k][:, None]
+            for r in range(n_random):
+                a = auroc(rc[yes, r], rc[no, r])
+                rnd[k, s, r] = a if sign[r] > 0 else 1.0 - a
             # (mean AFTER - mean BEFORE) of group h projects on v as d_h . v = (G w)_h
-            wins = (gram[k] @ w)[test] > 0
-            per_layer["tok"][k].append(tok)
+            wins = (gram[k, :G] @ w)[test] > 0
             per_layer["fn"][k].append(float(wins.mean()))
             per_layer["fn01"][k].extend(wins.tolist())
             split_recs.append(
-                {"split": s, "layer": L[k], "token_auroc": tok, "function_score": float(wins.mean()),
-                 "train_groups": [groups[i] for i in train]}
+                {"split": s, "layer": L[k], "token_auroc": main_tok,
+                 "function_score": float(wins.mean()), "train_groups": [groups[i] for i in train]}
             )  # fmt: skip
 
-    full = diffs.mean(dim=1) if method == "mean_diff" else None
-    if full is None:
-        full = torch.stack(
-            [torch.from_numpy(split_weights(gram[k], np.arange(G), method)) @ diffs[k]
-             for k in range(len(L))]
-        )  # fmt: skip
-    unit_dirs = full / full.norm(dim=-1, keepdim=True).clamp_min(1e-30)
-    n_tr = [len(t) for t in splits]
     rows: list[dict[str, Any]] = []
+    n_tr = [len(t) for t in splits]
+    base = {n: base_pool[n].summary(0, level) for n in BASELINES}
     for k, layer in enumerate(L):
-        rnd = [
-            auroc(c[is_after], c[~is_after]) for c in (tp.proj[k, :, G:] / safe_norm[k][:, None]).T
-        ]
-        lo, hi = (float("nan"),) * 2 if ci is None else percentile_ci(boot[k].mean(0), ci.level)
-        rows.append(
+        row: dict[str, Any] = {"layer": layer}
+        for name in POOLED:
+            mean, lo, hi = pool[name].summary(k, level)
+            col = POOLED[name]
+            row[col], row[f"{col.removesuffix('_mean')}_ci_lo"] = mean, lo
+            row[f"{col.removesuffix('_mean')}_ci_hi"] = hi
+            if name == "token":
+                row["token_auroc_sd"] = _sd(pool[name].point[k])
+        per_dir = rnd[k].mean(0)  # [n_random]: each direction's mean over splits
+        row.update(
             {
-                "layer": layer,
-                "token_auroc_mean": _mean(per_layer["tok"][k]),
-                "token_auroc_sd": _sd(per_layer["tok"][k]),
-                "token_auroc_ci_lo": lo,
-                "token_auroc_ci_hi": hi,
                 "function_score_mean": _mean(per_layer["fn"][k]),
                 "function_score_sd_splits": _sd(per_layer["fn"][k]),
                 "function_score_sd_all_scores": _sd(per_layer["fn01"][k], ddof=0),
-                "random_auroc_mean": _mean(rnd),
-                "random_auroc_sd": _sd(rnd),
-                "position_auroc": float(np.mean(pos_scores)),
-                "end_proximity_auroc": float(np.mean(end_scores)),
-                "n_splits": len(splits),
-                "n_train_groups": n_tr[0] if len(set(n_tr)) == 1 else float(np.mean(n_tr)),
-                "n_test_groups": G - n_tr[0] if len(set(n_tr)) == 1 else G - float(np.mean(n_tr)),
+                "random_auroc_mean": _mean(per_dir),
+                "random_auroc_sd": _sd(per_dir),
+                "random_auroc_p95": float(np.quantile(per_dir, 0.95)) if n_random else np.nan,
+                "shuffled_auroc_mean": _mean(shuf[k][np.isfinite(shuf[k])]),
+                "position_auroc": base["position"][0],
             }
         )
+        for name in BASELINES[:3]:
+            row.update(dict(zip([f"{name}_auroc", f"{name}_auroc_ci_lo",
+                                 f"{name}_auroc_ci_hi"], base[name], strict=True)))  # fmt: skip
+        row.update({"n_splits": len(splits),
+                    "n_train_groups": n_tr[0] if len(set(n_tr)) == 1 else float(np.mean(n_tr)),
+                    "n_test_groups": G - n_tr[0] if len(set(n_tr)) == 1 else G - float(np.mean(n_tr))})  # fmt: skip
+        rows.append(row)
+    all_g = np.arange(G)
+    w_all = [did_weights(M, G, all_g[has]) if method == "did"
+             else split_weights(gram[k, :G, :G], all_g, method, M) for k in range(len(L))]  # fmt: skip
+    full_dirs = torch.stack([torch.from_numpy(w) @ stacked[k] for k, w in enumerate(w_all)])
+    unit_dirs = full_dirs / full_dirs.norm(dim=-1, keepdim=True).clamp_min(1e-30)
     df = pd.DataFrame(rows)
     df.attrs.update(
         {
@@ -314,7 +395,8 @@ def layer_sweep(
             "splits": split_recs,
             "groups": groups,
             "method": method,
-            "n_tokens": int(tp.label.size),
+            "n_tokens": int(real.sum()),
+            "n_placebo_tokens": int((~real).sum()),
             "seed": seed,
             "ci": ci_meta,
             "timings": {
