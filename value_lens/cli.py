@@ -162,10 +162,11 @@ def sweep(
     n_train: Annotated[int | None, typer.Option(help="Training criteria per split.")] = None,
     batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 4,
 ) -> None:
-    """Held-out layer sweep (token AUROC, function score, random and position baselines)."""
+    """Held-out layer sweep with its controls (matched, placebo and DiD AUROCs, position scores,
+    sign-aligned random directions), on data labelled with placebo turns."""
     from value_lens.model import model_id
     from value_lens.sweep import cosine_matrix, layer_sweep
-    from value_lens.viz.rundir import RESULT_FILES, update_meta
+    from value_lens.viz.rundir import RESULT_FILES, update_meta, value_sentence
     from value_lens.workflow import build_icrl_data, parse_criteria
 
     m = _model(model, device, dtype)
@@ -193,13 +194,16 @@ def sweep(
     df.to_csv(out / RESULT_FILES["sweep"], index=False)
     cosine_matrix(df).to_csv(out / RESULT_FILES["cosine"])
     update_meta(out, model=model_id(m), layers=list(df["layer"]), seed=seed,
-                sweep={"n_splits": splits, "n_train": n_tr, "n_criteria": n_groups})  # fmt: skip
+                sweep={"n_splits": splits, "n_train": n_tr, "n_criteria": n_groups,
+                       "ci": df.attrs.get("ci")})  # fmt: skip
     best = df.loc[df["token_auroc_mean"].idxmax()]
     typer.echo(
-        f"best layer {int(best['layer'])}: token AUROC {best['token_auroc_mean']:.3f} "
-        f"(random {best['random_auroc_mean']:.3f}, position {best['position_auroc']:.3f}); "
+        f"best layer {int(best['layer'])}: token AUROC {best['token_auroc_mean']:.3f}; "
         f"wrote {out / RESULT_FILES['sweep']}"
     )
+    sentence = value_sentence(df)
+    if sentence:
+        typer.echo(sentence)
 
 
 @app.command()

@@ -3,30 +3,38 @@
 Steps, each saved under ``out`` as it finishes so that a rerun resumes where a killed run
 stopped (``steps.jsonl`` lists the finished ones):
 
-1. ``data``: scripted ICRL conversations (``conversations.jsonl``), labelled structurally.
+1. ``data``: scripted ICRL conversations (``conversations.jsonl``), labelled structurally, with
+   placebo turns (failed attempts cut at a pseudo-reward) for the sweep's controls.
 2. ``stats``: one streaming pass collects per-criterion statistics at every layer.
 3. ``axis``: fit the value axis on all criteria (``axis.safetensors``).
-4. ``sweep``: held-out layer sweep by criterion, with random-direction and position baselines
-   (``sweep.csv``, ``layer_cosine.csv``).
-5. ``heatmaps``: token heatmaps of a successful turn and a failed turn of a conversation whose
+4. ``sweep``: held-out layer sweep by criterion with its controls: the difference-in-differences
+   axis, the AUROC matched on distance to the turn end, the AUROC on placebo turns, position
+   scores, sign-aligned random directions (``sweep.csv``, ``layer_cosine.csv``).
+5. ``code``: the correct-vs-corrupted code suite at the best held-out layer, data without the
+   within-turn position confound: Cohen's d with a bootstrap CI over problems (``code.csv``,
+   ``code_summary.csv``, ``run.json`` ``code_suite``).
+6. ``heatmaps``: token heatmaps of a successful turn and a failed turn of a conversation whose
    criterion the heatmap axis never saw (``trace-*.json``).
-6. ``dose``: a small steering dose-response at the best held-out layer (``dose.csv``,
+7. ``dose``: a small steering dose-response at the best held-out layer (``dose.csv``,
    ``dose_slopes.csv``).
-7. ``report``: ``report.html``, one offline file.
+8. ``report``: ``report.html``, one offline file; its first section answers whether the axis
+   reads more than position (:func:`value_lens.confounds.value_beyond_position`).
 
 Settings (:class:`DemoConfig`):
 
 * default (:data:`FULL`): 12 criteria (6 syntactic, 6 semantic), the shortest labelled turn of 3
   conversations each (about 13k SmolLM2 tokens), 5 held-out splits of 8 training criteria, a
-  5-strength dose-response (-16.8 to +16.8% of the residual norm) on 4 prompts x 40 tokens.
+  5-strength dose-response (-16.8 to +16.8% of the residual norm) on 4 prompts x 40 tokens,
+  12 stdlib functions x 4 corruptions for the code suite.
   Meant to finish within 10 minutes on a 2-core CPU with the embedded SmolLM2-135M
   (``benchmarks/bench_demo.py`` measures it).
-* ``quick=True`` (:data:`QUICK`): 5 criteria, 2 splits, 3 strengths on 2 prompts x 12 tokens;
-  the reduced setting CI runs.
+* ``quick=True`` (:data:`QUICK`): 5 criteria, 2 splits, 3 strengths on 2 prompts x 12 tokens,
+  4 code problems; the reduced setting CI runs.
 * ``paper=True`` (:data:`PAPER`, the default on CUDA devices): all 50 criteria, 8
   conversations each (about the paper's 380), every labelled turn, 10 splits of 35 training
   criteria, heatmaps at layer 20 (the paper's 21), steering at layers 20, 22 and 24 with the
-  paper's strengths, 16 prompts x 256 sampled tokens (T=0.7) and 2 seeds. For example
+  paper's strengths, 16 prompts x 256 sampled tokens (T=0.7) and 2 seeds, 225 code problems
+  (the paper's DebugBench count, here stdlib functions). For example
   ``value-lens demo --model Qwen/Qwen3-8B --device cuda``.
 """
 
@@ -45,7 +53,7 @@ import torch
 from value_lens.errors import InputError
 from value_lens.io import JsonlLog
 
-__all__ = ["FULL", "PAPER", "QUICK", "DemoConfig", "demo_config", "run_demo"]
+__all__ = ["FULL", "PAPER", "QUICK", "DemoConfig", "code_headline", "demo_config", "run_demo"]
 
 
 @dataclass(frozen=True)
@@ -66,11 +74,14 @@ class DemoConfig:
     temperature: float = 0.0
     batch_size: int = 4
     enable_thinking: bool = False  # the paper's chat-template setting (recorded in run.json)
+    code_problems: int = 12  # stdlib functions of the code suite (each x every corruption)
+    code_boot: int = 2000  # bootstrap resamples (over problems) of the code suite's Cohen's d
 
 
 #: about 1-2 minutes on a 2-core CPU with SmolLM2 (CI).
 QUICK = DemoConfig(criteria="first:5", n_per_criterion=2, n_splits=2, train_fraction=0.6,
-                   dose_alphas=(-16.8, 0.0, 16.8), dose_prompts=2, max_new_tokens=12)  # fmt: skip
+                   dose_alphas=(-16.8, 0.0, 16.8), dose_prompts=2, max_new_tokens=12,
+                   code_problems=4)  # fmt: skip
 #: the default: within 10 minutes on a 2-core CPU with SmolLM2.
 FULL = DemoConfig()
 #: paper scale (GPU): all 50 criteria, ~400 conversations, 35 training criteria per split,
@@ -78,9 +89,10 @@ FULL = DemoConfig()
 PAPER = DemoConfig(criteria="all", n_per_criterion=8, keep_per_criterion=None, n_splits=10,
                    train_fraction=0.7,
                    heatmap_layer=20, dose_layers=(20, 22, 24), dose_prompts=16, dose_seeds=2,
-                   max_new_tokens=256, temperature=0.7, batch_size=8)  # fmt: skip
+                   max_new_tokens=256, temperature=0.7, batch_size=8,
+                   code_problems=225)  # fmt: skip
 
-STEPS = ("data", "stats", "axis", "sweep", "heatmaps", "dose", "report")
+STEPS = ("data", "stats", "axis", "sweep", "code", "heatmaps", "dose", "report")
 
 
 def demo_config(
@@ -164,6 +176,53 @@ def _heatmaps(model: Any, stats: Any, data: Any, convs: list[Any], layer: int, o
     return {"held_out_criterion": held, "conversation": conv.conversation_id, "layer": layer}
 
 
+def code_headline(
+    table: Any, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> dict[str, Any]:
+    """Cohen's d (unpaired, pooled sd) of the whole-code readout, correct minus corrupted, over
+    every pair of ``table`` (:func:`~value_lens.evals.run_code_suite`'s rows), with a percentile
+    bootstrap CI that resamples whole problems (all corruptions of a drawn problem together).
+
+    Example:
+        >>> import pandas as pd
+        >>> t = pd.DataFrame({"problem_id": [0, 0, 1, 1, 2, 2], "kind": ["a", "b"] * 3,
+        ...                   "correct_whole": [1.0, 1.0, 2.0, 2.0, 3.0, 3.0],
+        ...                   "corrupted_whole": [0.5, 0.0, 1.0, 1.5, 2.0, 2.5]})
+        >>> h = code_headline(t, n_boot=200)
+        >>> round(h["d"], 3), h["n_problems"], h["n_pairs"], h["pct_correct_higher"]
+        (0.82, 3, 6, 100.0)
+    """
+    from value_lens.metrics import bootstrap_ci, cohens_d
+
+    t = table.dropna(subset=["correct_whole", "corrupted_whole"])
+    a, b = t["correct_whole"].to_numpy(float), t["corrupted_whole"].to_numpy(float)
+    d = cohens_d(a, b)
+    lo, hi = bootstrap_ci(lambda x, y: float(cohens_d(x, y)), a, b, paired=True,
+                          groups=t["problem_id"].to_numpy(), n_boot=n_boot, seed=seed,
+                          ci=level)  # fmt: skip
+    return {"d": float(d), "d_kind": d.kind, "d_ci_lo": float(lo), "d_ci_hi": float(hi),
+            "level": level, "n_boot": n_boot, "ci_cluster": "problem",
+            "n_problems": int(t["problem_id"].nunique()), "n_pairs": len(t),
+            "pct_correct_higher": 100.0 * float((a > b).mean()),
+            "readout": "mean cosine over the whole code"}  # fmt: skip
+
+
+def _code_suite(model: Any, axis: Any, layer: int, cfg: DemoConfig, seed: int, out: Path) -> dict:
+    """Run the code suite at ``layer`` (resumable pair by pair through ``code.jsonl``) and save
+    its table, per-kind summary and headline (``run.json`` ``code_suite``)."""
+    from value_lens.evals.code import run_code_suite
+    from value_lens.viz.rundir import RESULT_FILES, update_meta
+
+    res = run_code_suite(model, axis, layer, n_problems=cfg.code_problems, seed=seed,
+                         enable_thinking=cfg.enable_thinking, log=out / "code.jsonl",
+                         progress=False)  # fmt: skip
+    res.table.to_csv(out / RESULT_FILES["code"], index=False)
+    res.summary.to_csv(out / RESULT_FILES["code_summary"], index=False)
+    head = {"layer": layer, **code_headline(res.table, n_boot=cfg.code_boot, seed=seed)}
+    update_meta(out, code_suite=head)
+    return {k: head[k] for k in ("layer", "d", "d_ci_lo", "d_ci_hi", "n_pairs")}
+
+
 def run_demo(
     model: Any = None,
     out: str | os.PathLike[str] = "value_lens_out/demo",
@@ -195,6 +254,7 @@ def run_demo(
     from value_lens.axis import ValueAxis
     from value_lens.model import model_id, n_layers
     from value_lens.stats import ActivationStats
+    from value_lens.viz.controls import best_layer
     from value_lens.viz.rundir import RESULT_FILES, read_meta, report_from_dir, update_meta
     from value_lens.workflow import (
         build_icrl_data,
@@ -232,7 +292,7 @@ def run_demo(
     lay = parse_layers(layers, n_layers(m))
     convs, data, report = build_icrl_data(m, n_per_criterion=cfg.n_per_criterion,
                                           criteria=parse_criteria(cfg.criteria), seed=seed,
-                                          out=out, corpus=corpus)  # fmt: skip
+                                          out=out, corpus=corpus, placebo=True)  # fmt: skip
     data = shortest_per_group(data, cfg.keep_per_criterion)
     if "data" not in done:
         finish("data", conversations=len(convs), turns=len(data), tokens=data.n_tokens,
@@ -264,10 +324,15 @@ def run_demo(
                          layers=list(stats.layers), stats=stats, batch_size=cfg.batch_size)  # fmt: skip
         sw.to_csv(out / RESULT_FILES["sweep"], index=False)
         cosine_matrix(sw).to_csv(out / RESULT_FILES["cosine"])
-        best = int(sw.loc[sw["token_auroc_mean"].idxmax(), "layer"])
+        update_meta(out, sweep={"n_splits": cfg.n_splits, "n_train": n_train,
+                                "n_criteria": n_groups, "ci": sw.attrs.get("ci")})  # fmt: skip
+        best = best_layer(sw)
         finish("sweep", best_layer=best, best_auroc=float(sw["token_auroc_mean"].max()))
         done["sweep"] = {"best_layer": best}
     best = int(done["sweep"]["best_layer"])
+    if "code" not in done:
+        log(f"[demo] code suite at layer {best}: {cfg.code_problems} problems")
+        finish("code", **_code_suite(m, axis, best, cfg, seed, out))
     layer = cfg.heatmap_layer if cfg.heatmap_layer is not None else best
     if layer not in axis.layers:
         layer = best
@@ -302,10 +367,15 @@ def run_demo(
 _INTRO = (
     "The value axis is the mean difference, per criterion, between residual-stream activations "
     "after and before the token where the model's reply first satisfies a hidden rewarded "
-    "criterion (Jiang, Kauvar and Lindsey 2026). The sweep scores held-out criteria only; the "
-    "random-direction and position curves are the baselines it must beat (closeness to the turn "
-    "end is a known confound). The heatmaps use an axis fitted without the shown criterion. "
-    "Steering strengths are in percent of the layer's mean residual norm."
+    "criterion (Jiang, Kauvar and Lindsey 2026). AFTER tokens are also later in the turn, so "
+    "closeness to the turn end separates them too: the controls below say how much of the "
+    "held-out AUROC survives it (the axis matched on distance to the turn end, the axis on "
+    "placebo turns, i.e. failed attempts cut at a pseudo-reward, and the difference-in-"
+    "differences axis that subtracts the placebo contrast), next to position scores and "
+    "sign-aligned random directions, each at the best held-out layer with its interval. The "
+    "code suite tests the axis where both versions sit at the same position. The heatmaps use "
+    "an axis fitted without the shown criterion. Steering strengths are in percent of the "
+    "layer's mean residual norm."
 )
 
 

@@ -147,18 +147,22 @@ def build_icrl_data(
     seed: int,
     out: str | os.PathLike[str] | None = None,
     corpus: str | os.PathLike[str] | None = None,
+    placebo: bool = True,
 ) -> tuple[list[Any], LabelledTokens, Any]:
     """Scripted ICRL conversations (resumable through ``out/conversations.jsonl``), labelled.
 
     ``corpus`` is a paragraph file (``.txt``, blank-line separated, or ``.jsonl``); default the
-    packaged corpus. Returns ``(conversations, labelled tokens, label report)``.
+    packaged corpus. ``placebo`` also labels placebo turns (failed attempts cut at a
+    pseudo-reward, labels 3/4; no extra forward pass), which the sweep's DiD and placebo
+    controls and ``ValueAxis.fit(method="did")`` need; the mean-difference axis ignores them.
+    Returns ``(conversations, labelled tokens, label report)``.
     """
     from value_lens.data.icrl import generate_scripted
     from value_lens.data.icrl.label import label
 
     log = None if out is None else Path(out) / "conversations.jsonl"
     convs = generate_scripted(n_per_criterion, seed=seed, criteria=criteria, out=log, corpus=corpus)
-    data, report = label(convs, model, return_report=True)
+    data, report = label(convs, model, return_report=True, placebo=placebo)
     return convs, data, report
 
 
