@@ -174,14 +174,21 @@ print(path, path.stat().st_size // 1024, "KiB")"""
     ]
 
 
+# nb02's data: the same game, labelled with placebo turns for the sweep's controls.
+ICRL_DATA_PLACEBO = ICRL_DATA.replace(
+    "data = icrl.label(convs, model)",
+    "data = icrl.label(convs, model, placebo=True)  # + placebo turns (labels 3 and 4)",
+)
+
+
 def nb02() -> list:
     return [
         new_markdown_cell(
-            "# 02 Layer sweeps, baselines and the end-of-turn confound\n\n"
+            "# 02 Layer sweeps, controls and the end-of-turn confound\n\n"
             "Which layer carries the value signal, and is it really *value*? `layer_sweep` fits "
             "the direction on some criteria and scores it on held-out criteria at every layer, "
-            "next to baselines that a direction with no value information would also pass.\n\n"
-            + PARAMS_DOC
+            "next to controls that a direction with no value information, one that only tracks "
+            "where a token sits in its turn, would also pass.\n\n" + PARAMS_DOC
         ),
         new_code_cell(
             params(
@@ -196,7 +203,15 @@ def nb02() -> list:
             )
         ),
         new_code_cell(load()),
-        new_code_cell(ICRL_DATA),
+        new_markdown_cell(
+            "## Data with placebo turns\n\n"
+            "`icrl.label(..., placebo=True)` also labels the *failed* attempts before each "
+            "labelled turn, cut at a pseudo-reward position drawn like the real one "
+            "(`PLACEBO_BEFORE = 3`, `PLACEBO_AFTER = 4`). Nothing was rewarded there, but the "
+            "cut splits the turn into an earlier and a later part just as the real reward does. "
+            "They sit in the same sequences, so they cost no extra forward pass."
+        ),
+        new_code_cell(ICRL_DATA_PLACEBO),
         new_markdown_cell(
             "## The held-out sweep\n\n"
             "One collection pass gives every criterion's difference vector; one more pass "
@@ -210,29 +225,74 @@ n_groups = len(data.group_names)
 df = vl.layer_sweep(model, data, stats=stats, layers=LAYERS, n_splits=N_SPLITS,
                     n_train=min(N_TRAIN, n_groups - 1), progress=False)
 cols = ["layer", "token_auroc_mean", "token_auroc_ci_lo", "token_auroc_ci_hi",
-        "token_auroc_sd", "function_score_mean", "function_score_sd_all_scores",
-        "random_auroc_mean", "position_auroc", "end_proximity_auroc"]
+        "did_auroc_mean", "matched_auroc", "placebo_auroc", "end_proximity_auroc",
+        "turn_position_auroc", "random_auroc_mean", "random_auroc_p95", "shuffled_auroc_mean",
+        "function_score_mean"]
 print("CI:", df.attrs["ci"])
 df[cols].round(3)"""
         ),
         new_markdown_cell(
             "* `token_auroc_mean`: held-out BEFORE vs AFTER tokens scored by their cosine with "
             "the direction fitted on the training criteria (0.5 = chance), averaged over splits.\n"
-            "* `token_auroc_ci_lo/hi`: its 95% confidence interval from a *cluster* bootstrap "
-            "that resamples whole conversations (`df.attrs['ci']`). Tokens of one conversation "
-            "are not independent, so resampling tokens would give a far narrower, wrong interval.\n"
-            "* `token_auroc_sd`: the sd over splits. The splits share most of their training "
-            "criteria, so this is *not* a standard error.\n"
+            "* `*_ci_lo/hi`: 95% confidence intervals from a *cluster* bootstrap that resamples "
+            "whole conversations (`df.attrs['ci']`). Tokens of one conversation are not "
+            "independent, so resampling tokens would give a far narrower, wrong interval. Any sd "
+            "over splits is *not* a standard error: the splits share most training criteria.\n"
             "* `function_score_*`: the metric of the paper's released code: per held-out "
             "criterion, does its AFTER-mean vector project onto the direction above its "
-            "BEFORE-mean vector (0 or 1)? The mean is the fraction of wins; "
-            "`function_score_sd_all_scores` is the released code's `np.std` over all those 0/1 "
-            "scores, `function_score_sd_splits` the sd of the per-split fractions. Not an AUROC.\n"
-            "* `random_auroc_*`: random unit directions: chance level for this data.\n"
-            "* `position_auroc`: the token's *index* as the score.\n"
-            "* `end_proximity_auroc`: minus the number of tokens left in the turn as the score."
+            "BEFORE-mean vector (0 or 1)? The fraction of wins; not an AUROC.\n"
+            "* `end_proximity_auroc`, `turn_position_auroc`, `relative_position_auroc`: "
+            "position alone as the score (minus the tokens left in the turn; the index from the "
+            "turn start; that index over the turn length). What a pure position detector gets.\n"
+            "* `matched_auroc`: the axis, but only over AFTER/BEFORE pairs at the *same* "
+            "distance to the turn end. Position cannot separate those pairs: 0.5 = position "
+            "only.\n"
+            "* `placebo_auroc`: the axis on the placebo turns. Position separates them as well "
+            "as it separates real turns; value does not (about 0.5).\n"
+            "* `did_*`: the difference-in-differences axis, fitted on each criterion's "
+            "(AFTER - BEFORE) minus its placebo (AFTER - BEFORE), which cancels what real and "
+            "placebo turns share; `did_matched_auroc` and `did_placebo_auroc` are its controls.\n"
+            "* `random_auroc_mean/p95`: random directions, each oriented by the sign of its "
+            "training-criteria difference (an unoriented one scores 0.5 by symmetry and could "
+            "not fail); mean and 95th percentile. `shuffled_auroc_mean`: labels permuted within "
+            "sequences and refitted."
         ),
         new_code_cell("vl.viz.sweep_figure(df)"),
+        new_markdown_cell(
+            "The figure draws every column with its CI band; the secondary controls start "
+            "hidden (click their legend entries)."
+        ),
+        new_markdown_cell(
+            "## Is it value or position? Reading the controls\n\n"
+            "At the best held-out layer, side by side with their intervals:"
+        ),
+        new_code_cell(
+            """\
+from value_lens.confounds import value_beyond_position
+
+print(value_beyond_position(df))
+vl.viz.control_table(df).round(3)"""
+        ),
+        new_code_cell("vl.viz.control_panel_figure(df)"),
+        new_markdown_cell(
+            "How to read it, always with the intervals:\n\n"
+            "1. **End proximity is the bar to clear.** If `end_proximity_auroc` is as high as "
+            "the axis, the held-out AUROC alone says nothing about value.\n"
+            "2. **Matched AUROC.** Its CI above 0.5 means the axis ranks AFTER above BEFORE "
+            "even between tokens equally far from the turn end: information beyond position. "
+            "A CI covering 0.5 means no such evidence (not evidence of absence). The share of the "
+            "axis's margin over 0.5 that survives matching says how much of it is position.\n"
+            "3. **Placebo AUROC.** Near the axis's AUROC, the axis reads the cut's position, not "
+            "the reward. Near 0.5 (CI covering it), the real turns carry something the placebo "
+            "turns do not.\n"
+            "4. **DiD axis.** Built to cancel what real and placebo turns share; if its matched "
+            "AUROC stays above 0.5, the signal survives both controls.\n"
+            "5. **Random directions and the shuffled null** give chance on *these* tokens; the "
+            "axis's CI should clear their 95th percentile.\n\n"
+            "The sentence above is computed from these numbers, never a fixed text. On a small "
+            "CPU model and a few conversations the intervals are wide; on the GPU setting "
+            "(paper sizes) they narrow."
+        ),
         new_markdown_cell(
             "## How the direction changes with depth\n\n"
             "Cosine between the directions (fitted on all criteria) of every pair of layers:"
@@ -243,11 +303,7 @@ cm = vl.sweep.cosine_matrix(df)
 vl.viz.layer_cosine_figure(cm)"""
         ),
         new_markdown_cell(
-            "## The end-of-turn confound\n\n"
-            "In this data AFTER tokens are always later in the turn than BEFORE tokens, so "
-            "*position alone* separates them: look at `position_auroc` and "
-            "`end_proximity_auroc` above. A held-out AUROC is only evidence of a value signal "
-            "to the extent that it beats these baselines.\n\n"
+            "## The confound inside one class\n\n"
             "A direct check: within BEFORE tokens only (all the same class), does the readout "
             "still rise towards the end of the turn? A positive Spearman correlation with "
             "position means part of what the axis reads is *where in the turn* a token sits."
@@ -259,7 +315,7 @@ import pandas as pd
 from value_lens.metrics import spearman
 
 axis = vl.ValueAxis.fit(stats)
-layer = int(df.loc[df["token_auroc_mean"].idxmax(), "layer"])
+layer = vl.viz.controls.best_layer(df)
 rows = []
 for i in range(min(4, len(data))):
     tr = vl.trace(model, data.input_ids[i], axis, layers=[layer])
@@ -271,10 +327,11 @@ print("best layer", layer)
 pd.DataFrame(rows).round(3)"""
         ),
         new_markdown_cell(
-            "Ways to probe it further: cut turns at different points, label every successful "
-            "attempt (`icrl.label(..., every_success=True)`), or label your own contrasts "
-            "(tutorial 05). Whatever you build, rerun this sweep and keep the baselines in "
-            "every table you report."
+            "Data without the within-turn position confound is the other test: the "
+            "correct-vs-corrupted code suite (tutorial 04, and the demo's `code` step) compares "
+            "two versions of the same code at the same positions. Fit the DiD axis yourself with "
+            '`vl.ValueAxis.fit(stats, method="did")`, label your own contrasts (tutorial 05), '
+            "and keep the controls in every table you report."
         ),
     ]
 
