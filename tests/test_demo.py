@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -12,10 +13,11 @@ from tests._demo_data import SMALL_CORPUS
 from tests._offline import external_urls
 from value_lens.demo import FULL, PAPER, QUICK, demo_config, run_demo, shortest_per_group
 from value_lens.errors import InputError
+from value_lens.metrics import cohens_d
 from value_lens.tokens import LabelledTokens
 from value_lens.viz.rundir import load_trace
 
-STEPS = ["data", "stats", "axis", "sweep", "heatmaps", "dose", "report"]
+STEPS = ["data", "stats", "axis", "sweep", "code", "heatmaps", "dose", "report"]
 
 
 def _steps(out) -> list[str]:
@@ -35,6 +37,7 @@ def test_settings():
     assert PAPER.heatmap_layer == 20 and PAPER.criteria == "all" and PAPER.n_splits == 10
     assert round(PAPER.train_fraction * 50) == 35  # the paper's 35 training criteria
     assert QUICK.criteria == "first:5" and FULL.criteria == "first:12"
+    assert PAPER.code_problems == 225 and FULL.code_problems > QUICK.code_problems > 1
     with pytest.raises(InputError, match="not both"):
         demo_config(quick=True, paper=True)
 
@@ -51,6 +54,30 @@ def test_shortest_per_group_keeps_the_shortest_in_order():
     assert [x.numel() for x in shortest_per_group(data, 2).input_ids] == [3, 4, 9, 2]
 
 
+def _expected_sentence(sweep: pd.DataFrame) -> list[str]:
+    """What the report's sentence must say, worked out from sweep.csv alone: the best held-out
+    layer, the verdict from the matched AUROC's CI against 0.5 (none without matched pairs, as
+    in the tiny data, where no AFTER and BEFORE tokens are equally far from a turn end), its
+    numbers, and the placebo and DiD AUROCs."""
+    row = sweep.loc[sweep["token_auroc_mean"].idxmax()]
+    m, lo, hi = row["matched_auroc"], row["matched_auroc_ci_lo"], row["matched_auroc_ci_hi"]
+    if np.isnan(m):
+        verdict, matched = "cannot be checked for value information beyond position", "n/a"
+    else:
+        matched = f"{m:.2f} [{lo:.2f}, {hi:.2f}]"
+        if lo > 0.5:
+            verdict = "carries value information beyond position"
+        elif hi < 0.5:
+            verdict = "ranks BEFORE above AFTER once position is matched"
+        else:
+            verdict = "shows no value information beyond position"
+    tok = row["token_auroc_mean"]
+    return [f"At layer {int(row['layer'])} the axis {verdict}",
+            f"held-out AUROC of {tok:.2f} is {matched} over AFTER/BEFORE pairs",
+            f"placebo turns score {row['placebo_auroc']:.2f} against {tok:.2f} on real turns",
+            f"difference-in-differences axis scores {row['did_auroc_mean']:.2f}"]  # fmt: skip
+
+
 def test_demo_on_tiny_resumes_after_a_kill(tmp_path, corpus):
     logs: list[str] = []
     path = run_demo(
@@ -65,6 +92,7 @@ def test_demo_on_tiny_resumes_after_a_kill(tmp_path, corpus):
         "a failed (-1) turn",
         "Steering dose-response",
         "About this run",
+        "Correct vs corrupted code",
     ):
         assert head in html
     success, title = load_trace(tmp_path / "trace-1-success.json")
@@ -73,6 +101,29 @@ def test_demo_on_tiny_resumes_after_a_kill(tmp_path, corpus):
     assert sweep["layer"].tolist() == [0, 1]
     meta = json.loads((tmp_path / "run.json").read_text())
     assert meta["demo"]["config"]["enable_thinking"] is False  # the paper's setting, recorded
+    # the sweep ran on placebo-labelled data, and run.json names its CI for the report
+    assert sweep["placebo_auroc"].notna().all() and sweep["did_auroc_mean"].notna().all()
+    assert meta["sweep"]["ci"]["cluster"] == "conversation_id" and meta["sweep"]["ci"]["level"]
+    # the first section: the sentence from sweep.csv's numbers and the control panel
+    first = html[html.index("<h2>About this run</h2>") : html.index("<h2>", html.index("<h2>") + 4)]
+    best = int(sweep.loc[sweep["token_auroc_mean"].idxmax(), "layer"])
+    for part in _expected_sentence(sweep):
+        assert part in first
+    assert f"Value axis and controls at layer {best}" in first
+    matched = "axis, matched on distance to turn end"  # in the panel where it has a value
+    assert (matched in first) == bool(sweep["matched_auroc"].notna().any())
+    for label in ("axis on placebo turns",
+                  "DiD axis (criterion minus placebo contrast)", "closeness to turn end",
+                  "position within the turn", "sign-aligned random direction"):  # fmt: skip
+        assert label in first
+    # the code suite ran at the best held-out layer; its d is Cohen's d of the saved table
+    code = pd.read_csv(tmp_path / "code.csv")
+    head = meta["code_suite"]
+    assert head["layer"] == best and head["n_pairs"] == len(code)
+    d = float(cohens_d(code["correct_whole"], code["corrupted_whole"]))
+    assert head["d"] == pytest.approx(d, rel=1e-12)
+    assert head["d_ci_lo"] < head["d"] < head["d_ci_hi"] and head["n_problems"] == 4
+    assert f"Cohen&#x27;s d = {d:.2f}" in first
 
     # simulate a kill after the sweep: later steps are missing from the log
     lines = (tmp_path / "steps.jsonl").read_text().splitlines()
@@ -83,10 +134,42 @@ def test_demo_on_tiny_resumes_after_a_kill(tmp_path, corpus):
     assert _steps(tmp_path) == STEPS
     assert (tmp_path / "stats.safetensors").stat().st_mtime_ns == stats_mtime
     assert not any("collecting" in x or "held-out sweep" in x for x in logs)
-    assert any("heatmaps done" in x for x in logs) and any("dose done" in x for x in logs)
+    assert any("code done" in x for x in logs) and any("dose done" in x for x in logs)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "code.csv"), code, check_like=True)
+
+    # a kill after the code suite: a rerun does not score the code again
+    lines = (tmp_path / "steps.jsonl").read_text().splitlines()
+    (tmp_path / "steps.jsonl").write_text("\n".join(lines[:5]) + "\n")
+    code_mtime = (tmp_path / "code.csv").stat().st_mtime_ns
+    logs.clear()
+    run_demo("tiny", tmp_path, quick=True, corpus=corpus, criteria="first:3", log=logs.append)
+    assert _steps(tmp_path) == STEPS
+    assert not any("code suite" in x or "code done" in x for x in logs)
+    assert (tmp_path / "code.csv").stat().st_mtime_ns == code_mtime
+    assert any("heatmaps done" in x for x in logs)
 
     with pytest.raises(InputError, match="other settings"):
         run_demo("tiny", tmp_path, quick=False, corpus=corpus, criteria="first:3", log=logs.append)
+
+
+def test_code_headline_is_cohens_d_with_a_problem_bootstrap():
+    """Planted: correct code reads 1 higher in every pair; a problem's pairs move together."""
+    from value_lens.demo import code_headline
+    from value_lens.metrics import bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    base = np.repeat(rng.normal(0, 1, 10), 4)  # 10 problems x 4 corruptions
+    t = pd.DataFrame({"problem_id": np.repeat(np.arange(10), 4), "kind": list("abcd") * 10,
+                      "correct_whole": base + 1.0,
+                      "corrupted_whole": base + rng.normal(0, 0.1, 40)})  # fmt: skip
+    h = code_headline(t, n_boot=300, seed=1)
+    a, b = t["correct_whole"].to_numpy(), t["corrupted_whole"].to_numpy()
+    pooled = np.sqrt(((a.var(ddof=1) + b.var(ddof=1)) * 39) / 78)  # hand formula, equal n
+    assert h["d"] == pytest.approx((a.mean() - b.mean()) / pooled)
+    assert (h["n_problems"], h["n_pairs"], h["pct_correct_higher"]) == (10, 40, 100.0)
+    # the interval resamples problems, not pairs: wider than the pair bootstrap
+    iid = bootstrap_ci(lambda x, y: float(cohens_d(x, y)), a, b, paired=True, n_boot=300, seed=1)
+    assert h["d_ci_hi"] - h["d_ci_lo"] > iid[1] - iid[0]
 
 
 @pytest.mark.slow
