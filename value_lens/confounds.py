@@ -33,7 +33,13 @@ import pandas as pd
 from value_lens.errors import InputError
 from value_lens.metrics import ClusterAUROC, percentile_ci
 
-__all__ = ["SplitPool", "matched_auroc", "position_scores", "value_beyond_position"]
+__all__ = [
+    "SplitPool",
+    "did_weights",
+    "matched_auroc",
+    "position_scores",
+    "value_beyond_position",
+]
 
 
 def matched_auroc(pos: Any, neg: Any, pos_stratum: Any, neg_stratum: Any) -> float:
@@ -72,6 +78,21 @@ def position_scores(position: Any, start: Any, to_end: Any) -> dict[str, np.ndar
         "end_proximity": -e,
         "position": t,
     }
+
+
+def did_weights(size: int, n_groups: int, train: np.ndarray) -> np.ndarray | None:
+    """Coefficients of the DiD direction ``mean_g (d_g - p_g)`` over ``train`` on the basis
+    ``[d_1..d_G, p_1..p_G, ...]`` (``None`` when ``train`` is empty).
+
+    Example:
+        >>> did_weights(5, 2, np.array([1])).tolist()
+        [0.0, 1.0, 0.0, -1.0, 0.0]
+    """
+    if len(train) == 0:
+        return None
+    w = np.zeros(size)
+    w[train], w[n_groups + train] = 1.0 / len(train), -1.0 / len(train)
+    return w
 
 
 class SplitPool:

@@ -182,8 +182,9 @@ def cluster_counts(n_clusters: int, n_boot: int, seed: int) -> Iterator[np.ndarr
     ``n_clusters``. The stream is a function of ``(n_clusters, seed)`` only, so
     :func:`bootstrap_ci` and :func:`value_lens.sweep.layer_sweep` draw the same resamples.
 
-    >>> [c.tolist() for c in cluster_counts(3, 2, seed=0)]
-    [[0, 2, 1], [3, 0, 0]]
+    Example:
+        >>> [c.tolist() for c in cluster_counts(3, 2, seed=0)]
+        [[0, 2, 1], [3, 0, 0]]
     """
     rng = np.random.default_rng(seed)
     for _ in range(n_boot):

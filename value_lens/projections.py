@@ -348,9 +348,10 @@ def train_splits(
     ``train_sets`` (criterion names), those are the splits; every name must be a usable group
     and every set must leave at least one group held out.
 
-    >>> [t.tolist() for t in train_splits(["a", "b", "c"], ["a", "b", "c"], n_splits=1,
-    ...                                    n_train=1, seed=0, train_sets=[["c", "a"]])]
-    [[0, 2]]
+    Example:
+        >>> [t.tolist() for t in train_splits(["a", "b", "c"], ["a", "b", "c"], n_splits=1,
+        ...                                    n_train=1, seed=0, train_sets=[["c", "a"]])]
+        [[0, 2]]
     """
     G = len(groups)
     if train_sets is None:

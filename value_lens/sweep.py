@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from value_lens.confounds import SplitPool, position_scores
+from value_lens.confounds import SplitPool, did_weights, position_scores
 from value_lens.conventions import resolve_layers
 from value_lens.errors import InputError
 from value_lens.metrics import ClusterAUROC, auroc, cluster_counts
@@ -56,7 +56,7 @@ from value_lens.projections import (
 from value_lens.stats import ActivationStats
 from value_lens.tokens import AFTER, BEFORE, PLACEBO_AFTER, PLACEBO_BEFORE, LabelledTokens
 
-__all__ = ["ClusterCI", "cosine_matrix", "did_weights", "layer_sweep", "split_weights"]
+__all__ = ["ClusterCI", "cosine_matrix", "layer_sweep", "split_weights"]
 
 SWEEP_METHODS = ("mean_diff", "pca_diff", "did")
 # pooled per-split AUROCs of the axis ("") and of the DiD axis ("did_"), and their columns
@@ -119,21 +119,6 @@ def split_weights(
     return w
 
 
-def did_weights(size: int, n_groups: int, train: np.ndarray) -> np.ndarray | None:
-    """Coefficients of the DiD direction ``mean_g (d_g - p_g)`` over ``train`` on the basis
-    ``[d_1..d_G, p_1..p_G, ...]`` (``None`` when ``train`` is empty).
-
-    Example:
-        >>> did_weights(5, 2, np.array([1])).tolist()
-        [0.0, 1.0, 0.0, -1.0, 0.0]
-    """
-    if len(train) == 0:
-        return None
-    w = np.zeros(size)
-    w[train], w[n_groups + train] = 1.0 / len(train), -1.0 / len(train)
-    return w
-
-
 def _norm(w: np.ndarray, gram: np.ndarray) -> float:
     return float(np.sqrt(max(w @ gram @ w, 1e-300)))
 
@@ -187,8 +172,10 @@ def layer_sweep(
         n_splits / n_train / seed: the splits (split ``s`` permutes the usable groups with
             ``numpy.random.default_rng([seed, s])`` and trains on the first ``n_train``).
         layers: layers to sweep (default all).
-        method: ``"mean_diff"`` (paper Eq. 1) or ``"pca_diff"``.
+        method: ``"mean_diff"`` (paper Eq. 1), ``"pca_diff"`` or ``"did"`` (the
+            difference-in-differences axis; needs ``icrl.label(..., placebo=True)`` data).
         n_random: random unit directions per layer for the chance baseline.
+        n_shuffle: draws of the shuffled-label null (one-pass path only, else NaN).
         stats: precomputed :func:`collect_stats` output for ``data`` (skips the first pass).
         min_count: a group needs this many BEFORE and AFTER tokens to be used.
         max_memory_gb: when ``stats`` is not given and the BEFORE/AFTER residuals of all
@@ -211,11 +198,15 @@ def layer_sweep(
         ``function_score_sd_splits`` (sd, ddof=1, of the per-split fractions),
         ``function_score_sd_all_scores`` (``np.std`` over all split x held-out criterion 0/1
         scores, as the released code reports);
-        ``random_auroc_mean/sd`` (mean and sd over ``n_random`` random directions, all tokens);
-        ``position_auroc`` (score = token index) and ``end_proximity_auroc`` (score = minus
-        the tokens left to the end of the turn), both on the held-out tokens and averaged over
-        splits; AUROC > 0.5 means the score is higher on AFTER tokens. ``df.attrs`` holds the
-        cosine matrix and per-split details (see the module docs).
+        ``random_auroc_mean/sd/p95`` (random directions sign-aligned on the training criteria,
+        held-out tokens; over directions of their split means); ``shuffled_auroc_mean``
+        (labels permuted within sequences before the fit); the position baselines
+        ``turn_position_auroc``, ``relative_position_auroc``, ``end_proximity_auroc`` and the
+        absolute ``position_auroc``; ``matched_auroc`` and ``placebo_auroc`` and the DiD axis's
+        ``did_auroc_mean``, ``did_matched_auroc``, ``did_placebo_auroc`` (NaN without placebo
+        labels), all explained in :mod:`value_lens.confounds`; ``*_ci_lo/hi`` for every
+        token-level AUROC. AUROC > 0.5: the score is higher on AFTER tokens. ``df.attrs``
+        holds the cosine matrix and per-split details (see the module docs).
 
     Example:
         >>> from value_lens.testing import tiny_qwen3
