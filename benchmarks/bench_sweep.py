@@ -14,6 +14,12 @@ CI (target < 5%), the collection time with ``stats=`` (about 0), and the CI's sh
 (``ci_cpu_s``: refit with the default 1000 resamples minus refit with ``ci=None``).
 ``--no-suites`` re-times the sweep only and keeps the suites' figures from the last full run.
 Results go to ``benchmarks/results/bench_sweep.json`` (or ``--out``).
+
+``--controls`` instead times the position controls (issue 11): the sweep over data with placebo
+turns (every control: matched, placebo and DiD columns, shuffled-label null, sign-aligned random
+directions) against the same data with the placebo labels removed (the controls that need them
+are NaN), in CPU seconds; target ratio <= 1.3. Results go to
+``benchmarks/results/bench_sweep_controls.json``.
 """
 
 from __future__ import annotations
@@ -33,19 +39,58 @@ from value_lens.sweep import DEFAULT_CI, layer_sweep
 from value_lens.tokens import LabelledTokens
 
 
-def synthetic_icrl(n_groups: int, per_group: int, length: int, vocab: int) -> LabelledTokens:
-    """ICRL-shaped data: a long ignored context, then a paragraph of BEFORE then AFTER tokens."""
+def synthetic_icrl(
+    n_groups: int, per_group: int, length: int, vocab: int, placebo: bool = False
+) -> LabelledTokens:
+    """ICRL-shaped data: a long ignored context, then a paragraph of BEFORE then AFTER tokens.
+
+    With ``placebo``, a paragraph of the context (a failed attempt) is labelled PLACEBO_BEFORE
+    / PLACEBO_AFTER around a pseudo-cut, as ``icrl.label(..., placebo=True)`` does.
+    """
     gen = torch.Generator().manual_seed(0)
-    ids, labs, groups = [], [], []
+    ids, labs, groups, meta = [], [], [], []
     para = length // 3
     for g in range(n_groups):
         for _ in range(per_group):
             cut = int(torch.randint(para // 4, 3 * para // 4, (1,), generator=gen))
             lab = [-1] * (length - para) + [0] * cut + [2] + [1] * (para - cut - 1)
+            m: dict[str, object] = {"turn_start": length - para, "turn_end": length}
+            if placebo:
+                s0 = para // 2
+                lab[s0 : s0 + para] = [3] * cut + [-1] + [4] * (para - cut - 1)
+                m["placebo_turns"] = [{"turn_start": s0, "turn_end": s0 + para,
+                                       "cut": [s0 + cut] * 2}]  # fmt: skip
             ids.append(torch.randint(100, vocab, (length,), generator=gen))
             labs.append(torch.tensor(lab))
             groups.append(f"crit{g}")
-    return LabelledTokens(ids, labs, groups)
+            meta.append(m)
+    return LabelledTokens(ids, labs, groups, meta=meta)
+
+
+def bench_controls(model: object, quick: bool, splits: int, path: Path) -> None:
+    """CPU seconds of the sweep with every control vs without the placebo ones."""
+    n_layers_ = n_layers(model)
+    out: dict[str, object] = {"model": model_id(model), "n_layers": n_layers_, "n_splits": splits}
+    for name, placebo in (("without_placebo", False), ("with_controls", True)):
+        data = synthetic_icrl(40, 1, 64 if quick else 128, model.cfg.d_vocab, placebo)  # type: ignore[attr-defined]
+        layer_sweep(model, data, n_splits=2, n_train=35, layers=[0], progress=False)  # warm-up
+        c = time.process_time()
+        df = layer_sweep(model, data, n_splits=splits, n_train=35, progress=False)
+        total = time.process_time() - c
+        tm = df.attrs["timings"]
+        out[name] = {"n_sequences": len(data), "n_tokens": data.n_tokens,
+                     "n_labelled": df.attrs["n_tokens"],
+                     "n_placebo": df.attrs["n_placebo_tokens"], "total_cpu_s": total,
+                     "collect_cpu_s": tm["collect_cpu_s"], "refit_cpu_s": tm["refit_cpu_s"],
+                     "did_auroc_mean_nan": bool(df["did_auroc_mean"].isna().all())}  # fmt: skip
+        print(name, json.dumps(out[name]), flush=True)
+    w, wo = out["with_controls"], out["without_placebo"]
+    out["ratio_total_cpu"] = w["total_cpu_s"] / wo["total_cpu_s"]  # type: ignore[index]
+    out["ratio_refit_cpu"] = w["refit_cpu_s"] / wo["refit_cpu_s"]  # type: ignore[index]
+    print("ratio (with controls / without):", out["ratio_total_cpu"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {path}")
 
 
 def main() -> None:
@@ -53,6 +98,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
     ap.add_argument("--splits", type=int, default=10)
     ap.add_argument("--no-suites", action="store_true", help="time the sweep only")
+    ap.add_argument("--controls", action="store_true", help="time the position controls only")
     ap.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "results" / "bench_sweep.json"
     )
@@ -60,6 +106,10 @@ def main() -> None:
     torch.set_num_threads(1)
     model = load_model()
     q = args.quick
+    if args.controls:
+        res = Path(__file__).parent / "results" / "bench_sweep_controls.json"
+        bench_controls(model, q, args.splits, res)
+        return
     data = synthetic_icrl(40, 1, 64 if q else 128, model.cfg.d_vocab)
     out: dict[str, object] = {"model": model_id(model), "n_layers": n_layers(model)}
 
