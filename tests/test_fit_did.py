@@ -64,3 +64,16 @@ def test_did_needs_placebo_turns(planted):
     data.labels = [torch.where(x >= PLACEBO_BEFORE, -1, x) for x in data.labels]
     with pytest.raises(InputError, match="placebo=True"):
         ValueAxis.fit(collect_stats(model, data, progress=False), method="did")
+
+
+def test_placebo_labels_do_not_change_the_percent_scale(planted):
+    """The %-of-norm unit is the mean norm over the real turns' tokens, with or without placebo."""
+    _, model, _ = planted
+    data = planted_data(n_groups=2, per_group=3)
+    plain = planted_data(n_groups=2, per_group=3)
+    plain.labels = [torch.where(x >= PLACEBO_BEFORE, -1, x) for x in plain.labels]
+    a = ValueAxis.fit(collect_stats(model, data, progress=False), method="did")
+    b = ValueAxis.fit(collect_stats(model, plain, progress=False))
+    torch.testing.assert_close(a.resid_norm, b.resid_norm)
+    with_placebo = collect_stats(model, data, progress=False).mean_norm()
+    assert not torch.allclose(with_placebo.float(), b.resid_norm)  # placebo tokens do differ

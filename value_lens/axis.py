@@ -164,7 +164,7 @@ class ValueAxis:
         std = torch.full((n,), float("nan"))
         idx = torch.tensor(stats.layers)
         full[idx] = dirs
-        norms[idx] = stats.mean_norm().float()
+        norms[idx] = stats.turn_mean_norm().float()
         if stats.moments is not None and float(stats.moments.n) > 1:
             m = stats.moments
             mu = m.x / m.n

@@ -34,6 +34,7 @@ from jaxtyping import Float, Int
 
 from value_lens.errors import InputError
 from value_lens.io import load_artifact, save_artifact
+from value_lens.tokens import PLACEBO_AFTER, PLACEBO_BEFORE
 
 __all__ = ["MOMENTS_TARGETS", "ActivationStats", "Moments", "Reservoir"]
 
@@ -163,6 +164,16 @@ class ActivationStats:
         )
         n = int(self.count[:, ci].sum())
         return self.norm_sum[:, :, ci].sum(dim=(1, 2)) / max(n, 1)
+
+    def turn_mean_norm(self) -> Float[torch.Tensor, " L"]:
+        """Mean residual norm of the labelled turns' tokens: placebo turns left out.
+
+        The ``unit="percent"`` scale, so labelling placebo turns never changes a strength.
+        """
+        placebo = {PLACEBO_BEFORE, PLACEBO_AFTER}
+        if not placebo & set(self.classes):
+            return self.mean_norm()
+        return self.mean_norm([c for c in self.classes if c not in placebo])
 
     def group_diffs(
         self, pos: int = 1, neg: int = 0, *, min_count: int = 1

@@ -162,7 +162,8 @@ def calibrate(
     Args:
         model: needed for ``texts``.
         axis: a ValueAxis (its stored scales, and the direction for the projection sd).
-        stats: an ``ActivationStats``; its ``mean_norm()`` per collected layer.
+        stats: an ``ActivationStats``; its ``turn_mean_norm()`` per collected layer (placebo
+            turns left out).
         texts: texts for a quick forward pass (first token of each skipped).
         layers: layers to measure from texts (default: the axis's fitted layers, else all).
         max_tokens: per-text token cap for the quick pass.
@@ -183,7 +184,7 @@ def calibrate(
             raise InputError("calibrate(texts=...) needs the model to run them through")
         out = _from_texts(model, axis, list(texts), layers, max_tokens)
     if stats is not None:
-        norms = stats.mean_norm()
+        norms = stats.turn_mean_norm()
         mid = str(stats.meta.get("model_id", "")) if hasattr(stats, "meta") else ""
         s = Calibration(
             mid,
