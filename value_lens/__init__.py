@@ -5,7 +5,7 @@ Data flows one way: conversations -> :class:`LabelledTokens` -> :func:`collect_s
 """
 
 import value_lens.data.icrl  # noqa: F401  (value_lens.data.icrl.CRITERIA etc.)
-from value_lens import data, evals, metrics, viz
+from value_lens import confounds, data, evals, metrics, viz
 from value_lens._version import __version__
 from value_lens.axis import ValueAxis
 from value_lens.chat import ChatText, MessageSpan, format_chat
@@ -29,7 +29,15 @@ from value_lens.stats import ActivationStats
 from value_lens.steer import Steering, steer, steering_hook
 from value_lens.strength import Calibration, calibrate
 from value_lens.sweep import layer_sweep
-from value_lens.tokens import AFTER, BEFORE, IGNORE, REWARD, LabelledTokens
+from value_lens.tokens import (
+    AFTER,
+    BEFORE,
+    IGNORE,
+    PLACEBO_AFTER,
+    PLACEBO_BEFORE,
+    REWARD,
+    LabelledTokens,
+)
 from value_lens.viz import layer_token_heatmap, token_heatmap, write_report
 
 __all__ = [
@@ -37,6 +45,8 @@ __all__ = [
     "BEFORE",
     "DEFAULT_MODEL_ID",
     "IGNORE",
+    "PLACEBO_AFTER",
+    "PLACEBO_BEFORE",
     "REWARD",
     "ActivationStats",
     "ArtifactError",
@@ -65,6 +75,7 @@ __all__ = [
     "token_heatmap",
     "layer_token_heatmap",
     "write_report",
+    "confounds",
     "data",
     "evals",
     "metrics",
