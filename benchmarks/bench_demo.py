@@ -25,6 +25,26 @@ RESULTS = Path(__file__).parent / "results"
 TARGET_S = 600.0
 
 
+def _headline(out: Path) -> dict:
+    """The answer's numbers: the controls at the best held-out layer (AUROC with CI) and the
+    code suite's Cohen's d with its CI, plus the report's sentence."""
+    import pandas as pd
+
+    from value_lens.viz.controls import control_table
+    from value_lens.viz.rundir import read_meta, value_sentence
+
+    sweep = pd.read_csv(out / "sweep.csv")
+    table = control_table(sweep)
+    rows = {r.column: [round(r.auroc, 4), round(r.lo, 4), round(r.hi, 4)]
+            for r in table.itertuples()}  # fmt: skip
+    return {
+        "best_layer": int(table["layer"].iloc[0]),
+        "auroc_lo_hi": rows,
+        "sentence": value_sentence(sweep),
+        "code_suite": read_meta(out).get("code_suite"),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="time the reduced CI setting")
@@ -45,6 +65,7 @@ def main() -> None:
         per_step[s["step"]] = round(s["seconds"] - prev, 1)
         prev = s["seconds"]
     cfg = demo_config(quick=args.quick)
+    headline = _headline(out)
     res = {
         "setting": "quick" if args.quick else "default",
         "model": args.model or "embedded SmolLM2-135M-Instruct",
@@ -58,11 +79,13 @@ def main() -> None:
         "config": dataclasses.asdict(cfg),
         "report_bytes": report.stat().st_size,
         "tokens": next((s.get("tokens") for s in steps if s["step"] == "data"), None),
+        "headline": headline,
     }
     print(f"demo ({res['setting']}, {res['model']}): {wall:.0f} s wall "
           f"= {res['ratio_to_10_minute_target']:.2f} x the 10-minute target")  # fmt: skip
     for k, v in per_step.items():
         print(f"  {k:9s} {v:7.1f} s")
+    print(json.dumps(headline, indent=1))
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "bench_demo_quick.json" if args.quick else "bench_demo.json"
     (RESULTS / name).write_text(json.dumps(res, indent=1, default=str) + "\n")
