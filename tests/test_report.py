@@ -120,7 +120,7 @@ def test_report_from_results_dir(tmp_path):
     assert external_urls(html) == []
     for head in ("Held-out layer sweep", "a successful conversation", "Steering dose-response"):
         assert head in html
-    assert html.count("Plotly.newPlot") == 3  # sweep, layer heatmap, dose-response
+    assert html.count("Plotly.newPlot") == 4  # control panel, sweep, layer heatmap, dose-response
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(InputError, match="holds no results"):
