@@ -109,6 +109,9 @@ def test_sweep(built, capsys, corpus):
     np.testing.assert_allclose(np.diag(cos.to_numpy()), 1.0, atol=1e-5)
     assert f"best layer {int(df.loc[df.token_auroc_mean.idxmax(), 'layer'])}" in out
     assert "reusing" in err  # the same data as `build`: its statistics pass is reused
+    meta = json.loads((built / "run.json").read_text())
+    assert meta["sweep"]["ci"]["level"] == 0.95 and meta["sweep"]["ci"]["n_boot"] > 0
+    assert "position" in out  # the computed value-beyond-position sentence is printed
 
 
 def test_steer_single_and_grid(built, capsys):
@@ -160,7 +163,7 @@ def test_demo_subcommand_quick_on_tiny(capsys, tmp_path, corpus):
     assert code == 0, err
     assert Path(out.strip()) == tmp_path / "report.html"
     steps = [json.loads(x)["step"] for x in (tmp_path / "steps.jsonl").read_text().splitlines()]
-    assert steps == ["data", "stats", "axis", "sweep", "heatmaps", "dose", "report"]
+    assert steps == ["data", "stats", "axis", "sweep", "code", "heatmaps", "dose", "report"]
 
 
 # ------------------------------------------------------------------ methods, units, default layer
