@@ -305,12 +305,10 @@ def test_smollm_tokenizer(convs, smollm):
 
     for i in range(len(data)):
         conv = next(c for c in convs if c.conversation_id == data.meta[i]["conversation_id"])
-        chat = format_chat(
-            smollm.tokenizer,
-            conv.full_messages[: data.meta[i]["message_index"] + 1],
-            enable_thinking=False,
-        )
-        assert torch.equal(to_token_ids(smollm, chat.text), data.input_ids[i])
+        # the paper's rendering: the whole conversation; each labelled sequence is its prefix
+        chat = format_chat(smollm.tokenizer, conv.full_messages, enable_thinking=False)
+        full = to_token_ids(smollm, chat.text)
+        assert torch.equal(full[: data.input_ids[i].numel()], data.input_ids[i])
         r = data.labels[i] == REWARD
         dec = smollm.tokenizer.decode(data.input_ids[i][r])
         crit = CRITERIA[conv.reward_fn]

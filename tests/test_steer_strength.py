@@ -58,13 +58,16 @@ def test_json_round_trip_and_precedence(tmp_path, axis):
         Calibration.from_dict({"resid_norm": 3})
 
 
-def test_stats_calibration_uses_mean_norm():
+def test_stats_calibration_uses_the_real_turns_mean_norm():
     class FakeStats:
         layers = [3, 5]
         meta = {"model_id": "m"}
         n_tokens = 10
 
-        def mean_norm(self):
+        def mean_norm(self):  # every labelled token, placebo turns included: not the scale
+            return torch.tensor([1.0, 1.0])
+
+        def turn_mean_norm(self):
             return torch.tensor([4.0, 8.0])
 
     cal = calibrate(stats=FakeStats())
