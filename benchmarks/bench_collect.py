@@ -28,7 +28,7 @@ CHECKPOINTS = (20_000, 60_000)
 def make_data(n_tokens: int, vocab: int, seed: int = 0):
     import torch
 
-    from value_lens.tokens import LabelledTokens
+    from value_lens.data.tokens import LabelledTokens
 
     gen = torch.Generator().manual_seed(seed)
     n_seq = max(1, n_tokens // SEQ_LEN)
@@ -44,7 +44,7 @@ def make_data(n_tokens: int, vocab: int, seed: int = 0):
 
 
 def load(model_name: str):
-    from value_lens.model import load_model
+    from value_lens.core.model import load_model
     from value_lens.testing import tiny_qwen3
 
     return tiny_qwen3(n_layers=4, d_model=128) if model_name == "tiny" else load_model()
@@ -54,10 +54,10 @@ def worker(mode: str, n_tokens: int, model_name: str) -> dict:
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    from value_lens.collect import collect_stats, iter_batches
+    from value_lens.fitting.collect import collect_stats, iter_batches
 
     if mode == "ref":
-        from value_lens.model import load_hf
+        from value_lens.core.model import load_hf
         from value_lens.testing import tiny_qwen3_hf
 
         hf, tok = tiny_qwen3_hf(n_layers=4, d_model=128) if model_name == "tiny" else load_hf(None)

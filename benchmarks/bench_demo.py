@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from value_lens.demo import demo_config, run_demo
+from value_lens.pipeline.demo import demo_config, run_demo
 
 RESULTS = Path(__file__).parent / "results"
 TARGET_S = 600.0
@@ -30,8 +30,8 @@ def _headline(out: Path) -> dict:
     code suite's Cohen's d with its CI, plus the report's sentence."""
     import pandas as pd
 
+    from value_lens.pipeline.rundir import read_meta, value_sentence
     from value_lens.viz.controls import control_table
-    from value_lens.viz.rundir import read_meta, value_sentence
 
     sweep = pd.read_csv(out / "sweep.csv")
     table = control_table(sweep)

@@ -25,7 +25,7 @@ def _time(fn):
 
 
 def bench_scripted(n_per_criterion: int, tokenizers: dict) -> list[dict]:
-    from value_lens.chat import format_chat
+    from value_lens.core.chat import format_chat
     from value_lens.data.icrl import generate_scripted, label
 
     convs, t_gen = _time(lambda: generate_scripted(n_per_criterion, seed=0))
@@ -76,10 +76,10 @@ def bench_scripted(n_per_criterion: int, tokenizers: dict) -> list[dict]:
 
 
 def bench_play(model, games: int, max_new_tokens: int) -> list[dict]:
+    from value_lens.core.generate import generate
     from value_lens.data.icrl import load_corpus, play
     from value_lens.data.icrl.play import _new
     from value_lens.data.icrl.registry import CRITERIA
-    from value_lens.generate import generate
 
     crits = ["colon", "animal"]
     kw = dict(
@@ -125,7 +125,7 @@ def main() -> None:
 
     import torch
 
-    from value_lens.model import load_model
+    from value_lens.core.model import load_model
     from value_lens.testing import tiny_tokenizer
 
     torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""Steering benchmark (issue 5): steered vs unsteered ``value_lens.generate`` with the KV cache,
+"""Steering benchmark (issue 5): steered vs unsteered ``value_lens.core.generate`` with the KV cache,
 and the cost of a dose-response grid per generated token.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_steer.py              # SmolLM2, a few minutes
@@ -62,7 +62,7 @@ TREND_PROMPTS = [
 
 
 def load(name: str):
-    from value_lens.model import load_model
+    from value_lens.core.model import load_model
     from value_lens.testing import tiny_qwen3
 
     return tiny_qwen3(n_layers=4, d_model=128) if name == "tiny" else load_model()
@@ -84,13 +84,13 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    from value_lens.axis import ValueAxis
-    from value_lens.dose import dose_response
-    from value_lens.generate import generate
-    from value_lens.model import d_model, model_id, n_layers
-    from value_lens.steer import steer
-    from value_lens.strength import calibrate
-    from value_lens.text_metrics import METRICS
+    from value_lens.analysis.text_metrics import METRICS
+    from value_lens.core.generate import generate
+    from value_lens.core.model import d_model, model_id, n_layers
+    from value_lens.fitting.axis import ValueAxis
+    from value_lens.steering.dose import dose_response
+    from value_lens.steering.steer import steer
+    from value_lens.steering.strength import calibrate
 
     model = load(args.model)
     if args.axis:

@@ -32,11 +32,11 @@ from pathlib import Path
 import torch
 
 from value_lens import ValueAxis, load_model
-from value_lens.collect import collect_stats
+from value_lens.analysis.sweep import DEFAULT_CI, layer_sweep
+from value_lens.core.model import d_model, model_id, n_layers
+from value_lens.data.tokens import LabelledTokens
 from value_lens.evals import run_backtracking_suite, run_code_suite, run_confidence_suite
-from value_lens.model import d_model, model_id, n_layers
-from value_lens.sweep import DEFAULT_CI, layer_sweep
-from value_lens.tokens import LabelledTokens
+from value_lens.fitting.collect import collect_stats
 
 
 def synthetic_icrl(

@@ -26,7 +26,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from value_lens.readout import ValueTrace
+from value_lens.analysis.readout import ValueTrace
 from value_lens.viz import layer_token_heatmap, token_heatmap, write_report
 
 RESULTS = Path(__file__).parent / "results"

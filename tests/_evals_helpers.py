@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from value_lens import ValueAxis
-from value_lens.model import d_model, model_id, n_layers
+from value_lens.core.model import d_model, model_id, n_layers
 
 THINK_OFF = "<think>\n\n</think>\n\n"
 """The empty think block Qwen3 puts before a reply when thinking is off."""
@@ -51,7 +51,7 @@ def hf_span_mean(tiny_hf, text: str, start: int, end: int, axis: ValueAxis, laye
 
 def has_generate() -> bool:
     try:
-        import value_lens.generate  # noqa: F401
+        import value_lens.core.generate  # noqa: F401
     except ImportError:
         return False
     return True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from value_lens.tokens import LabelledTokens
+from value_lens.data.tokens import LabelledTokens
 
 
 def hidden_states(hf, ids: torch.Tensor) -> tuple[torch.Tensor, ...]:

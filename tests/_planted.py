@@ -16,7 +16,7 @@ from random import Random
 
 import torch
 
-from value_lens.tokens import (
+from value_lens.data.tokens import (
     AFTER,
     BEFORE,
     IGNORE,

@@ -41,6 +41,6 @@ def smollm():
 @pytest.fixture(scope="session")
 def smollm_hf():
     """The plain HF SmolLM2 model (a separate copy): the oracle for the bridge."""
-    from value_lens.model import load_hf
+    from value_lens.core.model import load_hf
 
     return load_hf(None)

@@ -4,7 +4,7 @@ import torch
 
 from value_lens import ValueAxis, collect_stats
 from value_lens.errors import ArtifactError, AxisMismatchError, InputError, LayerError
-from value_lens.stats import ActivationStats, Moments, Reservoir
+from value_lens.fitting.stats import ActivationStats, Moments, Reservoir
 
 
 def planted_stats(

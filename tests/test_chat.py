@@ -1,6 +1,6 @@
 import pytest
 
-from value_lens.chat import format_chat
+from value_lens.core.chat import format_chat
 from value_lens.errors import InputError
 from value_lens.testing import tiny_tokenizer
 

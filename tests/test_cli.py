@@ -14,8 +14,8 @@ import torch
 
 from tests._demo_data import SMALL_CORPUS
 from tests._offline import external_urls
-from value_lens.axis import ValueAxis
-from value_lens.cli import main
+from value_lens.cli.main import main
+from value_lens.fitting.axis import ValueAxis
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -182,7 +182,7 @@ def _labelled(out: Path):
 
 @pytest.mark.parametrize("method", ["mean_diff", "pca_diff", "ridge", "logistic"])
 def test_build_each_method_equals_the_python_fit(method, corpus, tmp_path, capsys):
-    from value_lens.collect import collect_stats
+    from value_lens.fitting.collect import collect_stats
 
     code, _, err = run(capsys, "build", *BUILD_ARGS, "--corpus", corpus, "--out", tmp_path,
                        "--method", method)  # fmt: skip
@@ -211,8 +211,8 @@ def built_sd(tmp_path_factory, corpus) -> Path:
 
 def _oracle_scales(out: Path, axis: ValueAxis) -> tuple[float, float]:
     """Mean residual norm and projection sd at layer 0, from HF hidden_states[1] (block 0)."""
+    from value_lens.data.tokens import AFTER, BEFORE, IGNORE
     from value_lens.testing import tiny_qwen3_hf
-    from value_lens.tokens import AFTER, BEFORE, IGNORE
 
     hf, _ = tiny_qwen3_hf(n_ctx=8192)
     _, data = _labelled(out)
@@ -255,7 +255,7 @@ def test_steer_sd_on_an_axis_without_sd_names_the_fix(built, capsys):
 
 
 def test_default_layer_is_the_papers_on_a_36_block_model(tmp_path, capsys):
-    from value_lens.model import load_model, model_id
+    from value_lens.core.model import load_model, model_id
     from value_lens.testing import tiny_qwen3
 
     tiny_qwen3(n_layers=36, path=tmp_path / "deep")
@@ -332,7 +332,7 @@ def test_library_errors_are_one_line_exit_1(built, capsys, tmp_path):
 
 def test_installed_entry_point_runs_without_traceback(tmp_path):
     exe = Path(sys.executable).with_name("value-lens")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "value_lens.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "value_lens.cli.main"]
     ok = subprocess.run([*cmd, "--help"], capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0 and "demo" in ok.stdout and "steer" in ok.stdout
     bad = subprocess.run([*cmd, "report", "--out", str(tmp_path)], capture_output=True,

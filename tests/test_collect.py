@@ -1,13 +1,13 @@
 import pytest
 import torch
 
-import value_lens.collect as collect
+import value_lens.fitting.collect as collect
 from tests._oracle import hidden_states, oracle_mean_diff, random_data
 from value_lens import ValueAxis, collect_stats, load_model
+from value_lens.data.tokens import LabelledTokens
 from value_lens.errors import InputError, NonFiniteActivationError
-from value_lens.stats import ActivationStats
+from value_lens.fitting.stats import ActivationStats
 from value_lens.testing import hook_count, tiny_qwen3_hf
-from value_lens.tokens import LabelledTokens
 
 
 @pytest.mark.parametrize("tied", [True, False])

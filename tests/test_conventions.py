@@ -1,6 +1,6 @@
 import pytest
 
-from value_lens.conventions import (
+from value_lens.core.conventions import (
     default_layer,
     from_hidden_states_index,
     hook_name,

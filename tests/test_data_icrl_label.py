@@ -10,14 +10,14 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from value_lens.chat import format_chat
-from value_lens.collect import collect_stats
+from value_lens.core.chat import format_chat
 from value_lens.data.icrl import CRITERIA, Conversation, generate_scripted, label, load_corpus
 from value_lens.data.icrl.conversation import assistant_message
 from value_lens.data.icrl.label import tokenize_with_offsets
+from value_lens.data.tokens import AFTER, BEFORE, IGNORE, REWARD
 from value_lens.errors import InputError
+from value_lens.fitting.collect import collect_stats
 from value_lens.testing import tiny_tokenizer
-from value_lens.tokens import AFTER, BEFORE, IGNORE, REWARD
 
 NAMES = ["colon", "dash", "first_person", "animal", "colour", "month", "fabric", "number"]
 
@@ -301,7 +301,7 @@ def test_property_corpus_edits(idx, name, seed, tok):
 @pytest.mark.slow
 def test_smollm_tokenizer(convs, smollm):
     data = label(convs[:6], smollm)
-    from value_lens.model import to_token_ids
+    from value_lens.core.model import to_token_ids
 
     for i in range(len(data)):
         conv = next(c for c in convs if c.conversation_id == data.meta[i]["conversation_id"])

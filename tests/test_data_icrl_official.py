@@ -10,9 +10,9 @@ import pytest
 from value_lens.data.icrl import CRITERIA, generate_scripted, import_official
 from value_lens.data.icrl.official import word_spans
 from value_lens.data.icrl.registry import RELEASED_NAMES
+from value_lens.data.tokens import AFTER, BEFORE, REWARD
 from value_lens.errors import InputError
 from value_lens.testing import tiny_tokenizer
-from value_lens.tokens import AFTER, BEFORE, REWARD
 
 
 def _released(conv, rename=None):

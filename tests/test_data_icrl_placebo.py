@@ -7,8 +7,8 @@ import torch
 
 from value_lens.data.icrl import generate_scripted, label
 from value_lens.data.icrl.placebo import place_cut, relative_cut
+from value_lens.data.tokens import AFTER, BEFORE, IGNORE, PLACEBO_AFTER, PLACEBO_BEFORE, REWARD
 from value_lens.testing import tiny_tokenizer
-from value_lens.tokens import AFTER, BEFORE, IGNORE, PLACEBO_AFTER, PLACEBO_BEFORE, REWARD
 
 
 @pytest.fixture(scope="module")

@@ -88,7 +88,7 @@ def test_play_context_limit(tiny):
     with pytest.raises(InputError, match="max_new_tokens"):
         play(tiny, 1, seed=0, criteria=["colon"], corpus=SHORT, max_new_tokens=5000)
     # a context that fits the first reply only: the game stops and keeps what it finished
-    from value_lens.chat import format_chat
+    from value_lens.core.chat import format_chat
     from value_lens.data.icrl.play import _new
     from value_lens.data.icrl.registry import CRITERIA as C
 

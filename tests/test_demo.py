@@ -11,11 +11,11 @@ import torch
 
 from tests._demo_data import SMALL_CORPUS
 from tests._offline import external_urls
-from value_lens.demo import FULL, PAPER, QUICK, demo_config, run_demo, shortest_per_group
+from value_lens.analysis.metrics import cohens_d
+from value_lens.data.tokens import LabelledTokens
 from value_lens.errors import InputError
-from value_lens.metrics import cohens_d
-from value_lens.tokens import LabelledTokens
-from value_lens.viz.rundir import load_trace
+from value_lens.pipeline.demo import FULL, PAPER, QUICK, demo_config, run_demo, shortest_per_group
+from value_lens.pipeline.rundir import load_trace
 
 STEPS = ["data", "stats", "axis", "sweep", "code", "heatmaps", "dose", "report"]
 
@@ -154,8 +154,8 @@ def test_demo_on_tiny_resumes_after_a_kill(tmp_path, corpus):
 
 def test_code_headline_is_cohens_d_with_a_problem_bootstrap():
     """Planted: correct code reads 1 higher in every pair; a problem's pairs move together."""
-    from value_lens.demo import code_headline
-    from value_lens.metrics import bootstrap_ci
+    from value_lens.analysis.metrics import bootstrap_ci
+    from value_lens.pipeline.demo import code_headline
 
     rng = np.random.default_rng(0)
     base = np.repeat(rng.normal(0, 1, 10), 4)  # 10 problems x 4 corruptions
@@ -189,8 +189,8 @@ def test_quick_demo_on_the_embedded_model(smollm, tmp_path):
 
 
 def test_turn_traces_from_one_pass_equal_separate_passes(tiny):
-    from value_lens.axis import ValueAxis
-    from value_lens.demo import _turn_traces
+    from value_lens.fitting.axis import ValueAxis
+    from value_lens.pipeline.demo import _turn_traces
 
     msgs = [
         {"role": "system", "content": "Play the paragraph game."},
@@ -211,10 +211,10 @@ def test_turn_traces_from_one_pass_equal_separate_passes(tiny):
 def test_turn_traces_read_each_turn_as_in_the_whole_conversation(tiny):
     """Success and failure turns sit in the same context as in the full conversation: the
     success turn is not rendered as a final turn (no empty think block on one side only)."""
-    from value_lens.axis import ValueAxis
-    from value_lens.chat import format_chat
-    from value_lens.demo import _turn_traces
-    from value_lens.readout import trace
+    from value_lens.analysis.readout import trace
+    from value_lens.core.chat import format_chat
+    from value_lens.fitting.axis import ValueAxis
+    from value_lens.pipeline.demo import _turn_traces
 
     msgs = [
         {"role": "user", "content": "Paragraph 1:\n\nThe river is long."},

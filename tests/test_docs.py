@@ -79,7 +79,7 @@ def test_api_reference_has_the_public_api(site):
 
 def test_cli_reference_lists_every_command(site):
     typer = pytest.importorskip("typer")
-    from value_lens.cli import app
+    from value_lens.cli.main import app
 
     group = typer.main.get_command(app)
     ctx = group.make_context("value-lens", [], resilient_parsing=True)
@@ -129,7 +129,13 @@ _NAME = re.compile(r"(?<![\w./])(vl|icrl|value_lens|viz|evals|metrics|sweep)((?:
 
 
 def _resolve(root: str, dotted: str) -> bool:
-    aliases = {"vl": "value_lens", "icrl": "value_lens.data.icrl", "value_lens": "value_lens"}
+    aliases = {
+        "vl": "value_lens",
+        "icrl": "value_lens.data.icrl",
+        "value_lens": "value_lens",
+        "sweep": "value_lens.analysis.sweep",
+        "metrics": "value_lens.analysis.metrics",
+    }
     base = aliases.get(root, f"value_lens.{root}")
     parts = dotted.strip(".").split(".")
     obj = importlib.import_module(base)
@@ -248,7 +254,7 @@ def test_cli_examples_in_the_docs_parse(page):
     import shlex
 
     typer = pytest.importorskip("typer")
-    from value_lens.cli import app
+    from value_lens.cli.main import app
 
     group = typer.main.get_command(app)
     blocks = re.findall(r"```(?:bash|text|console)?\n(.*?)```", _text(page), re.DOTALL)

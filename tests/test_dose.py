@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 import torch
 
-import value_lens.dose as dose_mod
-from value_lens.axis import ValueAxis
-from value_lens.dose import dose_response, dose_slopes
+import value_lens.steering.dose as dose_mod
+from value_lens.analysis.text_metrics import code_metrics, repetition_rate, text_metrics, yes_no
+from value_lens.core.model import d_model, model_id, n_layers
 from value_lens.errors import CalibrationError, InputError
-from value_lens.model import d_model, model_id, n_layers
-from value_lens.strength import calibrate
-from value_lens.text_metrics import code_metrics, repetition_rate, text_metrics, yes_no
+from value_lens.fitting.axis import ValueAxis
+from value_lens.steering.dose import dose_response, dose_slopes
+from value_lens.steering.strength import calibrate
 
 PROMPTS = ["the value of a", "a much longer prompt about code", "x"]
 

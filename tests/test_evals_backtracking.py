@@ -187,7 +187,7 @@ def test_suite_thinking_replies(tiny, tiny_hf):
 
 
 def test_suite_generates_with_the_thinking_flag(tiny, monkeypatch):
-    gen_mod = importlib.import_module("value_lens.generate")  # the module, not vl.generate
+    gen_mod = importlib.import_module("value_lens.core.generate")  # the module, not vl.generate
     calls = []
 
     def fake_generate(_model, prompts, **kw):
@@ -229,7 +229,7 @@ def test_suite_end_to_end_smollm(smollm):
     res = run_backtracking_suite(smollm, axis, 20, texts=texts, progress=False)
     assert res.table["backtracking"].tolist() == [True, False]
     if not has_generate():
-        pytest.skip("value_lens.generate has not landed yet")
+        pytest.skip("value_lens.core.generate has not landed yet")
     res = run_backtracking_suite(smollm, axis, 20, problems=["What is 17 + 25?"], n_rollouts=2,
                                  max_new_tokens=40, progress=False)  # fmt: skip
     assert len(res.table) == 2 and len(res.extras["bands"]) >= 1

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tests._evals_helpers import THINK_OFF, has_generate, hf_cosines, random_axis, turn
-from value_lens.chat import format_chat
+from value_lens.core.chat import format_chat
 from value_lens.errors import InputError
 from value_lens.evals.backtracking import MATH_SYSTEM
 from value_lens.evals.confidence import (
@@ -126,7 +126,7 @@ def test_thinking_option_and_projection_option(tiny, tiny_hf):
 def test_generation_gets_the_thinking_flag_and_pre_response_window(
     tiny, tiny_hf, monkeypatch, thinking
 ):
-    gen_mod = importlib.import_module("value_lens.generate")  # the module, not vl.generate
+    gen_mod = importlib.import_module("value_lens.core.generate")  # the module, not vl.generate
 
     calls = []
 
@@ -192,7 +192,7 @@ def test_confidence_summary_planted():
 @pytest.mark.slow
 def test_confidence_end_to_end_smollm(smollm):
     if not has_generate():
-        pytest.skip("value_lens.generate has not landed yet")
+        pytest.skip("value_lens.core.generate has not landed yet")
     res = run_confidence_suite(smollm, random_axis(smollm), 20, n_problems=3, max_new_tokens=40,
                                n_samples=3, progress=False)  # fmt: skip
     assert len(res.extras["answers"]) == 3

@@ -7,10 +7,10 @@ import torch
 from _planted import plant_vector, planted_data
 
 from value_lens import ValueAxis, collect_stats
+from value_lens.core.model import load_model
+from value_lens.data.tokens import AFTER, BEFORE, PLACEBO_AFTER, PLACEBO_BEFORE
 from value_lens.errors import InputError
-from value_lens.model import load_model
 from value_lens.testing import tiny_qwen3_hf
-from value_lens.tokens import AFTER, BEFORE, PLACEBO_AFTER, PLACEBO_BEFORE
 
 
 @pytest.fixture(scope="module")

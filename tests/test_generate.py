@@ -1,12 +1,12 @@
-"""value_lens.generate on the tiny Qwen3: prompt forms, batching, seeds, stopping, errors."""
+"""value_lens.core.generate on the tiny Qwen3: prompt forms, batching, seeds, stopping, errors."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from value_lens.core.generate import Generation, generate
 from value_lens.errors import InputError
-from value_lens.generate import Generation, generate
 
 PROMPTS = ["the value of a", "a much longer prompt about code and tests here", "x"]
 

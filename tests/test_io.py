@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
+from value_lens.core.io import JsonlLog, atomic_write_text, load_artifact, save_artifact
 from value_lens.errors import ArtifactError
-from value_lens.io import JsonlLog, atomic_write_text, load_artifact, save_artifact
 
 
 def test_artifact_round_trip_is_bit_exact(tmp_path):

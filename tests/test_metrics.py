@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from value_lens.analysis.metrics import (
+    ClusterAUROC,
+    auroc,
+    bootstrap_ci,
+    cohens_d,
+    rankdata,
+    spearman,
+)
 from value_lens.errors import InputError
-from value_lens.metrics import ClusterAUROC, auroc, bootstrap_ci, cohens_d, rankdata, spearman
 
 
 def _pairwise_auroc(pos, neg):

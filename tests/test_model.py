@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import value_lens as vl
+from value_lens.core.model import load_model, model_id, parse_dtype, to_token_ids
 from value_lens.errors import InputError, ModelNotFoundError
-from value_lens.model import load_model, model_id, parse_dtype, to_token_ids
 from value_lens.testing import tiny_qwen3, tiny_qwen3_hf
 
 
@@ -126,7 +126,7 @@ def test_qwen3_8b_real_config_on_meta_device():
     from transformer_lens.model_bridge import TransformerBridge
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    from value_lens.conventions import hook_name
+    from value_lens.core.conventions import hook_name
     from value_lens.testing import tiny_tokenizer
 
     cfg = Qwen3Config(
@@ -163,7 +163,7 @@ def test_loading_is_quiet_by_default_and_restores_progress_settings(capfd):
     import transformers.modeling_gguf_pytorch_utils as gguf_utils
     from transformers.utils import logging as hf_logging
 
-    from value_lens.model import load_hf
+    from value_lens.core.model import load_hf
 
     bar, enabled = gguf_utils.tqdm, hf_logging.is_progress_bar_enabled()
     load_hf(None)

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from value_lens.errors import InputError
-from value_lens.positions import parse_positions, position_mask
+from value_lens.steering.positions import parse_positions, position_mask
 
 LENS = torch.tensor([3, 5])
 PADS = torch.tensor([2, 0])  # row 0 is left-padded by 2 so both rows span 5 slots

@@ -3,8 +3,8 @@ import torch
 
 from tests._oracle import hidden_states
 from value_lens import ValueAxis, trace, value
+from value_lens.analysis.readout import project
 from value_lens.errors import InputError, LayerError
-from value_lens.readout import project
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_trace_matches_hf_oracle_smollm(smollm, smollm_hf):
 
 
 def vl_format(model, messages):
-    from value_lens.chat import format_chat
+    from value_lens.core.chat import format_chat
 
     return format_chat(model.tokenizer, messages).text
 

@@ -9,16 +9,16 @@ import torch
 
 from tests._offline import external_urls, png_pixels, screenshot
 from value_lens._version import __version__
+from value_lens.analysis.readout import ValueTrace
 from value_lens.errors import InputError
-from value_lens.readout import ValueTrace
-from value_lens.viz import layer_token_heatmap, token_heatmap, write_report
-from value_lens.viz.rundir import (
+from value_lens.pipeline.rundir import (
     RESULT_FILES,
     load_trace,
     report_from_dir,
     save_trace,
     update_meta,
 )
+from value_lens.viz import layer_token_heatmap, token_heatmap, write_report
 
 
 def _trace(n=40, layers=(0, 1, 2)) -> ValueTrace:

@@ -5,9 +5,9 @@ import torch
 
 from tests._oracle import hidden_states, random_data
 from value_lens import ValueAxis, collect_stats
+from value_lens.core.io import save_artifact
 from value_lens.errors import InputError
-from value_lens.io import save_artifact
-from value_lens.stats import ActivationStats, Moments
+from value_lens.fitting.stats import ActivationStats, Moments
 
 
 def two_groups(norm_a: float = 1.0, norm_b: float = 100.0) -> ActivationStats:

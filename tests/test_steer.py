@@ -7,11 +7,11 @@ import contextlib
 import pytest
 import torch
 
-from value_lens.axis import ValueAxis
+from value_lens.core.generate import generate
+from value_lens.core.model import model_id
 from value_lens.errors import AxisMismatchError, CalibrationError, InputError, LayerError
-from value_lens.generate import generate
-from value_lens.model import model_id
-from value_lens.steer import steer, steering_hook
+from value_lens.fitting.axis import ValueAxis
+from value_lens.steering.steer import steer, steering_hook
 from value_lens.testing import hook_count
 
 PROMPTS = ["the value of a", "a much longer prompt about code and tests here", "x"]
@@ -339,7 +339,7 @@ def test_bad_inputs_raise_clear_errors(tiny, axis):
 
 
 def test_plain_bridge_generate_inside_the_context_infers_the_prompt(tiny, axis):
-    """Without value_lens.generate the first pass is taken as the prompt (single, unpadded)."""
+    """Without value_lens.core.generate the first pass is taken as the prompt (single, unpadded)."""
     ids = _tokens(tiny, PROMPTS[1])
     with _record_logits(tiny) as ours:
         generate(

@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from value_lens.axis import ValueAxis
+from value_lens.core.model import model_id
 from value_lens.errors import CalibrationError, InputError
-from value_lens.model import model_id
-from value_lens.steer import steer
-from value_lens.strength import Calibration, calibrate, to_raw
+from value_lens.fitting.axis import ValueAxis
+from value_lens.steering.steer import steer
+from value_lens.steering.strength import Calibration, calibrate, to_raw
 
 TEXTS = ["the value of a small thing", "another text about code and tests"]
 

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
+from value_lens.analysis.metrics import auroc, bootstrap_ci
+from value_lens.analysis.sweep import ClusterCI, cosine_matrix, layer_sweep, split_weights
+from value_lens.data.tokens import LabelledTokens
 from value_lens.errors import InputError
-from value_lens.metrics import auroc, bootstrap_ci
-from value_lens.sweep import ClusterCI, cosine_matrix, layer_sweep, split_weights
-from value_lens.tokens import LabelledTokens
 
 N_GROUPS = 8
 
@@ -390,7 +390,7 @@ class _CountSequences:
 
 def test_forward_passes_one_or_two_whatever_the_splits(tiny, monkeypatch):
     """One pass over the data when the residuals fit, two when not, one with stats given."""
-    import value_lens.projections as P
+    import value_lens.analysis.projections as P
     from value_lens import collect_stats
 
     data = planted_data()

@@ -8,13 +8,13 @@ import pytest
 import torch
 from _planted import BASE, PER_BAND, plant_vector, planted_data
 
-from value_lens.confounds import matched_auroc, value_beyond_position
+from value_lens.analysis.confounds import matched_auroc, value_beyond_position
+from value_lens.analysis.metrics import auroc
+from value_lens.analysis.sweep import ClusterCI, layer_sweep
+from value_lens.core.model import load_model
+from value_lens.data.tokens import AFTER, BEFORE, PLACEBO_AFTER, PLACEBO_BEFORE
 from value_lens.errors import InputError
-from value_lens.metrics import auroc
-from value_lens.model import load_model
-from value_lens.sweep import ClusterCI, layer_sweep
 from value_lens.testing import tiny_qwen3_hf
-from value_lens.tokens import AFTER, BEFORE, PLACEBO_AFTER, PLACEBO_BEFORE
 
 CI = ClusterCI(n_boot=200)
 

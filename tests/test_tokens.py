@@ -1,8 +1,8 @@
 import pytest
 import torch
 
+from value_lens.data.tokens import AFTER, BEFORE, IGNORE, LabelledTokens
 from value_lens.errors import InputError
-from value_lens.tokens import AFTER, BEFORE, IGNORE, LabelledTokens
 
 
 def make():

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from tests._offline import external_urls
-from value_lens.axis import ValueAxis
+from value_lens.analysis.readout import ValueTrace, trace
 from value_lens.errors import InputError, LayerError
-from value_lens.readout import ValueTrace, trace
+from value_lens.fitting.axis import ValueAxis
 from value_lens.viz import layer_token_heatmap, token_heatmap, trace_difference
 from value_lens.viz._style import rgb_for
 from value_lens.viz.layer_heatmap import downsample
@@ -187,7 +187,7 @@ def test_layer_heatmap_html_size_is_bounded_for_long_traces():
 
 
 def test_steered_minus_baseline_view(tiny):
-    from value_lens.steer import steer
+    from value_lens.steering.steer import steer
 
     axis = ValueAxis(torch.randn(2, 64, generator=torch.Generator().manual_seed(0)),
                      model_id=tiny.cfg.model_name)  # fmt: skip

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from tests._offline import external_urls, require_chromium
-from value_lens.axis import ValueAxis
+from value_lens.analysis.readout import ValueTrace, trace
 from value_lens.errors import InputError, LayerError
-from value_lens.readout import ValueTrace, trace
+from value_lens.fitting.axis import ValueAxis
 from value_lens.viz.circuits import FALLBACK, circuits_token_view
 
 _RENDER = re.compile(r"CircuitsVis\.render\(\"([\w-]+)\", CircuitsVis\.ColoredTokensMulti, (.*)\);")

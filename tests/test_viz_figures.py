@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from tests._offline import external_urls
-from value_lens.axis import ValueAxis
 from value_lens.errors import InputError
+from value_lens.fitting.axis import ValueAxis
 from value_lens.viz import (
     backtracking_band_figure,
     code_scatter_figure,
@@ -319,8 +319,8 @@ def test_save_figure_html_offline_and_png_needs_kaleido(tmp_path, sweep_df):
 
 
 def test_sweep_and_cosine_figures_on_a_real_layer_sweep(tiny):
-    from value_lens.sweep import cosine_matrix, layer_sweep
-    from value_lens.tokens import LabelledTokens
+    from value_lens.analysis.sweep import cosine_matrix, layer_sweep
+    from value_lens.data.tokens import LabelledTokens
 
     data = LabelledTokens.from_lists(
         [[1, 5, 6, 7, 40, 41, 42], [2, 9, 8, 7, 30, 31, 32]] * 3,

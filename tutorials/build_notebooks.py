@@ -57,7 +57,7 @@ def load() -> str:
 import value_lens as vl
 
 model = vl.load_model(MODEL, device=DEVICE, dtype=DTYPE)
-print(vl.model.model_id(model), vl.model.n_layers(model), "layers, d_model", vl.model.d_model(model))"""
+print(vl.core.model.model_id(model), vl.core.model.n_layers(model), "layers, d_model", vl.core.model.d_model(model))"""
 
 
 def nb01() -> list:
@@ -168,7 +168,7 @@ vl.token_heatmap(tr2)"""
 path = vl.write_report("quickstart_report.html", {
     "Token heatmap": vl.token_heatmap(tr, LAYER, start=turn.start, stop=turn.stop),
     "Layers x tokens": vl.layer_token_heatmap(tr, start=turn.start, stop=turn.stop),
-}, metadata={"model": vl.model.model_id(model), "layer": LAYER})
+}, metadata={"model": vl.core.model.model_id(model), "layer": LAYER})
 print(path, path.stat().st_size // 1024, "KiB")"""
         ),
     ]
@@ -268,7 +268,7 @@ df[cols].round(3)"""
         ),
         new_code_cell(
             """\
-from value_lens.confounds import value_beyond_position
+from value_lens.analysis.confounds import value_beyond_position
 
 print(value_beyond_position(df))
 vl.viz.control_table(df).round(3)"""
@@ -299,7 +299,7 @@ vl.viz.control_table(df).round(3)"""
         ),
         new_code_cell(
             """\
-cm = vl.sweep.cosine_matrix(df)
+cm = vl.analysis.sweep.cosine_matrix(df)
 vl.viz.layer_cosine_figure(cm)"""
         ),
         new_markdown_cell(
@@ -312,7 +312,7 @@ vl.viz.layer_cosine_figure(cm)"""
             """\
 import pandas as pd
 
-from value_lens.metrics import spearman
+from value_lens.analysis.metrics import spearman
 
 axis = vl.ValueAxis.fit(stats)
 layer = vl.viz.controls.best_layer(df)
@@ -371,7 +371,7 @@ print(axis)"""
         ),
         new_code_cell(
             """\
-tokens = vl.model.to_token_ids(model, "The weather today is")[None]
+tokens = vl.core.model.to_token_ids(model, "The weather today is")[None]
 name, fn = vl.steering_hook(axis, LAYER, alpha=10.0)
 print(name)
 with model.hooks(fwd_hooks=[(name, fn)]):
@@ -404,7 +404,7 @@ print("baseline:", base)"""
         ),
         new_code_cell(
             """\
-from value_lens.positions import position_mask
+from value_lens.steering.positions import position_mask
 
 lens, pads = torch.tensor([3, 2]), torch.tensor([0, 1])  # row 1 is left-padded by one slot
 print("prefill   :", position_mask("generated", 3, prompt_lens=lens, pads=pads).int().tolist())
@@ -427,7 +427,7 @@ for g in vl.generate(model, prompts, steer=only_new, max_new_tokens=MAX_NEW):
         ),
         new_code_cell(
             """\
-from value_lens.steer import raw_alpha
+from value_lens.steering.steer import raw_alpha
 
 print(f"mean residual norm at layer {LAYER}: {float(axis.resid_norm[LAYER]):.2f}")
 print("8.4% ->", round(raw_alpha(axis, LAYER, 8.4, unit="percent"), 3), "raw units")

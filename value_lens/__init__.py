@@ -5,13 +5,24 @@ Data flows one way: conversations -> :class:`LabelledTokens` -> :func:`collect_s
 """
 
 import value_lens.data.icrl  # noqa: F401  (value_lens.data.icrl.CRITERIA etc.)
-from value_lens import confounds, data, evals, metrics, viz
+from value_lens import data, evals, pipeline, viz
 from value_lens._version import __version__
-from value_lens.axis import ValueAxis
-from value_lens.chat import ChatText, MessageSpan, format_chat
-from value_lens.collect import collect_stats
-from value_lens.conventions import from_hidden_states_index, hook_name, to_hidden_states_index
-from value_lens.dose import dose_response, dose_slopes
+from value_lens.analysis import confounds, metrics
+from value_lens.analysis.readout import ValueTrace, project, trace, value
+from value_lens.analysis.sweep import layer_sweep
+from value_lens.core.chat import ChatText, MessageSpan, format_chat
+from value_lens.core.conventions import from_hidden_states_index, hook_name, to_hidden_states_index
+from value_lens.core.generate import Generation, generate
+from value_lens.core.model import DEFAULT_MODEL_ID, load_model
+from value_lens.data.tokens import (
+    AFTER,
+    BEFORE,
+    IGNORE,
+    PLACEBO_AFTER,
+    PLACEBO_BEFORE,
+    REWARD,
+    LabelledTokens,
+)
 from value_lens.errors import (
     ArtifactError,
     AxisMismatchError,
@@ -22,22 +33,12 @@ from value_lens.errors import (
     NonFiniteActivationError,
     ValueLensError,
 )
-from value_lens.generate import Generation, generate
-from value_lens.model import DEFAULT_MODEL_ID, load_model
-from value_lens.readout import ValueTrace, project, trace, value
-from value_lens.stats import ActivationStats
-from value_lens.steer import Steering, steer, steering_hook
-from value_lens.strength import Calibration, calibrate
-from value_lens.sweep import layer_sweep
-from value_lens.tokens import (
-    AFTER,
-    BEFORE,
-    IGNORE,
-    PLACEBO_AFTER,
-    PLACEBO_BEFORE,
-    REWARD,
-    LabelledTokens,
-)
+from value_lens.fitting.axis import ValueAxis
+from value_lens.fitting.collect import collect_stats
+from value_lens.fitting.stats import ActivationStats
+from value_lens.steering.dose import dose_response, dose_slopes
+from value_lens.steering.steer import Steering, steer, steering_hook
+from value_lens.steering.strength import Calibration, calibrate
 from value_lens.viz import layer_token_heatmap, token_heatmap, write_report
 
 __all__ = [
@@ -77,6 +78,7 @@ __all__ = [
     "write_report",
     "confounds",
     "data",
+    "pipeline",
     "evals",
     "metrics",
     "viz",

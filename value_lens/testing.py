@@ -151,7 +151,7 @@ def tiny_qwen3(
     With ``path``, the model and tokenizer are first saved there with ``save_pretrained`` and
     loaded back through :func:`value_lens.load_model`'s directory path.
     """
-    from value_lens.model import load_model
+    from value_lens.core.model import load_model
 
     hf, tok = tiny_qwen3_hf(n_layers=n_layers, d_model=d_model, tied=tied, seed=seed)
     if path is None:

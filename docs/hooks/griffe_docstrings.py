@@ -4,7 +4,7 @@ value_lens docstrings are Google style and written to read well in ``help()``:
 
 * a singular ``Example:`` heading, which griffe would render as an admonition with the doctest
   lines as Markdown text; it becomes ``Examples:`` (doctest lines rendered as code);
-* Sphinx roles such as ``:func:`steer``` or ``:class:`~value_lens.axis.ValueAxis```, which
+* Sphinx roles such as ``:func:`steer``` or ``:class:`~value_lens.fitting.axis.ValueAxis```, which
   Markdown would print literally; they become inline code (``~`` keeps the last component).
 """
 
@@ -27,7 +27,7 @@ def _role(m: re.Match[str]) -> str:
 def clean(text: str) -> str:
     """The docstring text with both rewrites applied.
 
-    >>> clean("Use :func:`steer` or :class:`~value_lens.axis.ValueAxis`.")
+    >>> clean("Use :func:`steer` or :class:`~value_lens.fitting.axis.ValueAxis`.")
     'Use `steer` or `ValueAxis`.'
     """
     return _ROLE.sub(_role, _HEADING.sub(r"\1Examples:", text))

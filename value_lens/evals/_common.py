@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from value_lens.axis import ValueAxis
-from value_lens.chat import format_chat
+from value_lens.analysis.readout import ValueTrace, trace
+from value_lens.core.chat import format_chat
+from value_lens.core.io import JsonlLog
 from value_lens.errors import InputError
-from value_lens.io import JsonlLog
-from value_lens.readout import ValueTrace, trace
+from value_lens.fitting.axis import ValueAxis
 
 __all__ = [
     "EvalResult",
@@ -180,7 +180,7 @@ def load_jsonl(path: str | os.PathLike[str], required: Sequence[str]) -> list[di
 
 def run_id(suite: str, model: Any, axis: ValueAxis, layer: int, **settings: Any) -> dict[str, Any]:
     """What identifies a suite run in its resume log (model, axis direction, layer, settings)."""
-    from value_lens.model import model_id
+    from value_lens.core.model import model_id
 
     v = axis.direction(layer).numpy().tobytes()
     return {"suite": suite, "model": model_id(model), "layer": int(layer),

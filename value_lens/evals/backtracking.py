@@ -2,7 +2,7 @@
 
 * :func:`find_backtracking` finds the paper's backtracking phrases (case-insensitive, whole
   words; the list is configurable) as character spans.
-* :func:`run_backtracking_suite` traces rollouts (generated with :mod:`value_lens.generate`
+* :func:`run_backtracking_suite` traces rollouts (generated with :mod:`value_lens.core.generate`
   from problems, or supplied as texts), then reports the mean cosine readout per 500-token band
   for backtracking vs non-backtracking rollouts (:func:`band_curves`, with counts and 95% CIs)
   and the event-locked mean trace +-100 tokens around each event (:func:`event_locked`): by
@@ -30,7 +30,6 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from value_lens.axis import ValueAxis
 from value_lens.errors import InputError
 from value_lens.evals._common import (
     EvalResult,
@@ -41,6 +40,7 @@ from value_lens.evals._common import (
     run_id,
     span_tokens,
 )
+from value_lens.fitting.axis import ValueAxis
 
 __all__ = [
     "DEFAULT_PHRASES",
@@ -269,7 +269,7 @@ def run_backtracking_suite(
     Args:
         model / axis / layer: what to read.
         problems: questions to roll out ``n_rollouts`` times each (sampled with
-            ``temperature``, ``seed``, ``max_new_tokens`` by :func:`value_lens.generate.generate`)
+            ``temperature``, ``seed``, ``max_new_tokens`` by :func:`value_lens.core.generate.generate`)
             under the ``system`` prompt; or
         texts: finished assistant replies, scored as replies to ``user`` under ``system``.
         phrases: the backtracking phrases (:data:`DEFAULT_PHRASES`).
@@ -317,7 +317,7 @@ def run_backtracking_suite(
         if texts is not None:
             question, responses = user, [str(item)]
         else:
-            from value_lens.generate import generate
+            from value_lens.core.generate import generate
 
             question = str(item)
             msgs = [{"role": "system", "content": system}, {"role": "user", "content": question}]

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from value_lens.axis import ValueAxis
+from value_lens.analysis.metrics import cohens_d
 from value_lens.errors import InputError
 from value_lens.evals._common import (
     EvalResult,
@@ -42,7 +42,7 @@ from value_lens.evals._common import (
     span_tokens,
 )
 from value_lens.evals.corrupt import CORRUPTIONS, corrupt_code
-from value_lens.metrics import cohens_d
+from value_lens.fitting.axis import ValueAxis
 
 __all__ = [
     "CODE_SYSTEM",

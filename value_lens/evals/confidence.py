@@ -2,7 +2,7 @@
 
 1. Problems with known answers: :func:`arithmetic_problems` (procedural arithmetic and word
    problems, difficulty 1-5) or :func:`load_math_problems` (user JSONL, e.g. AIME).
-2. The model answers (greedy, via :mod:`value_lens.generate`, or pass ``replies=``);
+2. The model answers (greedy, via :mod:`value_lens.core.generate`, or pass ``replies=``);
    :func:`parse_answer` reads ``\\boxed{}`` or else the final number of the visible reply (the
    text after any ``</think>``; a reply whose reasoning never closes is unparseable).
    Unparseable answers are counted and reported, never fatal.
@@ -34,8 +34,8 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from value_lens.axis import ValueAxis
-from value_lens.chat import format_chat
+from value_lens.analysis.metrics import auroc, spearman
+from value_lens.core.chat import format_chat
 from value_lens.errors import InputError
 from value_lens.evals._common import (
     EvalResult,
@@ -49,7 +49,7 @@ from value_lens.evals._common import (
     visible_reply,
 )
 from value_lens.evals.backtracking import MATH_SYSTEM
-from value_lens.metrics import auroc, spearman
+from value_lens.fitting.axis import ValueAxis
 
 __all__ = [
     "FRAMINGS",
@@ -271,7 +271,7 @@ def run_confidence_suite(
         if replies is not None:
             texts = [str(replies[i]) for i in todo]
         else:
-            from value_lens.generate import generate
+            from value_lens.core.generate import generate
 
             gens = generate(model, [chats[i] for i in todo], max_new_tokens=max_new_tokens,
                             seed=seed + c0, batch_size=batch_size,
@@ -328,7 +328,7 @@ def _answer_record(
                              "value": float(getattr(tr, metric)[0, idx[-1]])})  # fmt: skip
     pre = None
     if n_samples > 0:
-        from value_lens.generate import generate
+        from value_lens.core.generate import generate
 
         follow_chat = base + [{"role": "user", "content": FRAMINGS["correct"]}]
         prompt = format_chat(model.tokenizer, follow_chat, add_generation_prompt=True,

@@ -18,7 +18,6 @@ from value_lens.viz.figures_evals import (
 from value_lens.viz.heatmap import TokenHeatmap, token_heatmap, trace_difference
 from value_lens.viz.layer_heatmap import layer_token_heatmap
 from value_lens.viz.report import write_report
-from value_lens.viz.rundir import report_from_dir
 
 __all__ = [
     "TokenHeatmap",
@@ -33,7 +32,6 @@ __all__ = [
     "layer_cosine_figure",
     "layer_token_heatmap",
     "png_available",
-    "report_from_dir",
     "save_figure",
     "slope_heatmap_figure",
     "sweep_figure",

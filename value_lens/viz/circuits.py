@@ -1,6 +1,6 @@
 """Interactive tokens x layers view of a trace, drawn by CircuitsVis and fully offline.
 
-:func:`circuits_token_view` shows the tokens of a :class:`~value_lens.readout.ValueTrace` with
+:func:`circuits_token_view` shows the tokens of a :class:`~value_lens.analysis.readout.ValueTrace` with
 CircuitsVis' ``ColoredTokensMulti`` component: one button per layer recolours the text by the value
 at that layer, and hovering a token lists its value at every layer shown.
 
@@ -21,7 +21,7 @@ else the layer's largest ``|value|`` shown; the view's "Positive/Negative Bound"
 
 Example:
     >>> import torch
-    >>> from value_lens.readout import ValueTrace
+    >>> from value_lens.analysis.readout import ValueTrace
     >>> tr = ValueTrace(["Hi", " there"], torch.tensor([1, 2]), [3, 5],
     ...                 torch.tensor([[-0.5, 0.25], [0.125, 1.0]]), torch.zeros(2, 2),
     ...                 torch.full((2, 2), -1))
@@ -45,9 +45,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from value_lens.analysis.readout import ValueTrace
+from value_lens.core.io import atomic_write_text
 from value_lens.errors import InputError
-from value_lens.io import atomic_write_text
-from value_lens.readout import ValueTrace
 from value_lens.viz._style import symmetric_limit
 from value_lens.viz.heatmap import METRICS, _window
 
@@ -145,7 +145,7 @@ def circuits_token_view(
     """Interactive CircuitsVis view of ``trace``: tokens coloured by value, one button per layer.
 
     Args:
-        trace: a :class:`~value_lens.readout.ValueTrace` (``value_lens.trace(...)``).
+        trace: a :class:`~value_lens.analysis.readout.ValueTrace` (``value_lens.trace(...)``).
         layers: the layers to offer, in this order; default every layer of the trace.
         metric: ``"cosine"`` (the paper's Eq. 2) or ``"projection"`` (residual units).
         vmax: one colour bound for every layer; default each layer's largest ``|value|`` shown.

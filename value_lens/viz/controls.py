@@ -2,7 +2,7 @@
 
 A held-out AUROC of the axis says little alone: in ICRL data AFTER tokens are also later in the
 turn, so closeness to the turn end separates them too. :data:`CONTROLS` lists what
-:func:`value_lens.sweep.layer_sweep` reports beside the axis (the difference-in-differences
+:func:`value_lens.analysis.sweep.layer_sweep` reports beside the axis (the difference-in-differences
 axis, the AUROC matched on distance to the turn end, the AUROC on placebo turns, the position
 scores, sign-aligned random directions and the shuffled-label null). :func:`control_table`
 reads them at one layer (by default the best held-out one) with their intervals, and

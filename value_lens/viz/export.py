@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from value_lens.core.io import atomic_write_bytes, atomic_write_text
 from value_lens.errors import InputError, ValueLensError
-from value_lens.io import atomic_write_bytes, atomic_write_text
 
 __all__ = ["png_available", "save_figure"]
 

@@ -1,7 +1,7 @@
 """Figures of the layer sweep, the layer-cosine matrix and the code-correctness evaluation.
 
 Every figure takes a tidy pandas table (one row per layer, pair, ...) and the names of the columns
-to read, with defaults matching :func:`value_lens.sweep.layer_sweep` and the evaluation suites.
+to read, with defaults matching :func:`value_lens.analysis.sweep.layer_sweep` and the evaluation suites.
 What is drawn is exactly what the table holds: no smoothing, no hidden aggregation.
 
 Example:
@@ -222,8 +222,8 @@ def sweep_figure(
     """Per-layer metric with an uncertainty band, and baseline curves.
 
     The main band is the cluster-bootstrap CI (``ci`` columns, see
-    :class:`value_lens.sweep.ClusterCI`) when ``df`` has them, else ± the ``sd`` column. The
-    sd of :func:`~value_lens.sweep.layer_sweep` is over splits that share most training
+    :class:`value_lens.analysis.sweep.ClusterCI`) when ``df`` has them, else ± the ``sd`` column. The
+    sd of :func:`~value_lens.analysis.sweep.layer_sweep` is over splits that share most training
     criteria, so it is not a standard error; the subtitle and the hover say which band is drawn.
 
     Args:
@@ -310,10 +310,10 @@ def layer_cosine_figure(
 
     Args:
         matrix: ``[k, k]`` tensor/array, a square DataFrame (index = columns = layers), or a
-            :class:`~value_lens.axis.ValueAxis` (its :meth:`layer_cosine_matrix`).
+            :class:`~value_lens.fitting.axis.ValueAxis` (its :meth:`layer_cosine_matrix`).
         layers: the ``k`` layer labels (default: the DataFrame index, the axis' layers, or 0..k-1).
     """
-    from value_lens.axis import ValueAxis
+    from value_lens.fitting.axis import ValueAxis
 
     if isinstance(matrix, ValueAxis):
         layers = list(matrix.layers) if layers is None else layers

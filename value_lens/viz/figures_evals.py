@@ -126,7 +126,7 @@ def dose_response_figure(
     """Mean ± standard error of each metric against steering strength, one panel per metric.
 
     Rows of ``df`` are single observations (one generation each, as in
-    :func:`value_lens.dose.dose_response`'s ``frame``) or already one row per strength; they are
+    :func:`value_lens.steering.dose.dose_response`'s ``frame``) or already one row per strength; they are
     averaged per (layer, strength), one line per layer. Rows flagged in the boolean column
     ``exclude`` (degenerate outputs) are left out, as the slopes leave them out. The x axis is
     the strength; its title says "% of residual norm" when ``df["unit"]`` is ``"percent"``.

@@ -9,7 +9,7 @@ position, the token and its value.
 
 Example:
     >>> import torch
-    >>> from value_lens.readout import ValueTrace
+    >>> from value_lens.analysis.readout import ValueTrace
     >>> tr = ValueTrace(["Hi", " there"], torch.tensor([1, 2]), [0],
     ...                 torch.tensor([[-0.5, 0.25]]), torch.tensor([[-1.0, 0.5]]),
     ...                 torch.full((2, 2), -1))
@@ -28,9 +28,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from value_lens.analysis.readout import ValueTrace
+from value_lens.core.io import atomic_write_text
 from value_lens.errors import InputError, LayerError
-from value_lens.io import atomic_write_text
-from value_lens.readout import ValueTrace
 from value_lens.viz._style import rgb_for, symmetric_limit
 
 __all__ = ["TokenHeatmap", "TokenRow", "token_heatmap", "trace_difference"]
@@ -102,7 +102,7 @@ def token_heatmap(
     """Colour the tokens of one or more traces by their value at ``layer``.
 
     Args:
-        trace: a :class:`~value_lens.readout.ValueTrace`, or several (a mapping label -> trace, or
+        trace: a :class:`~value_lens.analysis.readout.ValueTrace`, or several (a mapping label -> trace, or
             a list) drawn as rows on one shared colour scale, e.g. baseline vs steered.
         layer: the layer to show; may be omitted when the traces hold a single layer.
         metric: ``"cosine"`` (the paper's Eq. 2) or ``"projection"`` (residual units).
@@ -142,7 +142,7 @@ def trace_difference(steered: ValueTrace, baseline: ValueTrace) -> ValueTrace:
     The traces must start with the same tokens (e.g. the same text read with and without a
     steering hook, or two generations from one prompt); the difference covers the common prefix
     of token ids and the layers both hold. A steered trace is read inside the steering context,
-    ``with value_lens.steer(model, axis, layers=L, alpha=a): tr = value_lens.trace(...)``; at
+    ``with value_lens.steering.steer(model, axis, layers=L, alpha=a): tr = value_lens.trace(...)``; at
     layer ``L`` itself the projection then moves by exactly ``a`` (raw units).
     Draw the result with :func:`token_heatmap` (several rows on one scale:
     ``{"baseline": b, "steered": s, "difference": d}``) or with ``layer_token_heatmap(d)``.

@@ -1,4 +1,4 @@
-"""Tokens x layers heatmap of a :class:`~value_lens.readout.ValueTrace` (plotly).
+"""Tokens x layers heatmap of a :class:`~value_lens.analysis.readout.ValueTrace` (plotly).
 
 Long traces are handled in two ways, both keeping the figure's size bounded whatever the trace
 length: a window (``start``/``stop``) selects positions, and when more than ``max_columns``
@@ -8,7 +8,7 @@ bin's position range and its first tokens. The figure holds at most
 
 Example:
     >>> import torch
-    >>> from value_lens.readout import ValueTrace
+    >>> from value_lens.analysis.readout import ValueTrace
     >>> tr = ValueTrace(list("abcd"), torch.arange(4), [0, 1], torch.arange(8.).view(2, 4),
     ...                 torch.zeros(2, 4), torch.full((4, 2), -1))
     >>> fig = layer_token_heatmap(tr, max_columns=2)
@@ -23,8 +23,8 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 
+from value_lens.analysis.readout import ValueTrace
 from value_lens.errors import InputError
-from value_lens.readout import ValueTrace
 from value_lens.viz._style import DIVERGING, symmetric_limit
 from value_lens.viz.heatmap import METRICS, _window
 

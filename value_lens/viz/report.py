@@ -26,8 +26,8 @@ from typing import Any
 import pandas as pd
 
 from value_lens._version import __version__
+from value_lens.core.io import atomic_write_text
 from value_lens.errors import InputError
-from value_lens.io import atomic_write_text
 from value_lens.viz.heatmap import TokenHeatmap
 
 __all__ = ["render_report", "run_metadata", "write_report"]

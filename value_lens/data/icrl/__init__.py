@@ -2,7 +2,7 @@
 
 Public API: :data:`CRITERIA` (the 50 hidden criteria), :func:`generate_scripted` (seeded
 scripted conversations), :func:`play` (the model plays on-policy), :func:`label` (structural
-reward-token labels for :func:`value_lens.collect.collect_stats`), :class:`Conversation` with
+reward-token labels for :func:`value_lens.fitting.collect.collect_stats`), :class:`Conversation` with
 :func:`load_conversations` / :func:`save_conversations`, :func:`criterion_splits` and
 :func:`import_official` (the paper's released data).
 

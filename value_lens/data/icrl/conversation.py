@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from value_lens.core.io import atomic_write_text
 from value_lens.errors import InputError
-from value_lens.io import atomic_write_text
 
 __all__ = [
     "FORMAT",

@@ -27,12 +27,12 @@ from typing import Any, Literal, overload
 
 import torch
 
-from value_lens.chat import context_through, format_chat
+from value_lens.core.chat import context_through, format_chat
 from value_lens.data.icrl.conversation import Conversation, split_thinking
 from value_lens.data.icrl.placebo import apply_placebo, criterion_cuts
 from value_lens.data.icrl.registry import CRITERIA
+from value_lens.data.tokens import AFTER, BEFORE, IGNORE, REWARD, LabelledTokens
 from value_lens.errors import InputError
-from value_lens.tokens import AFTER, BEFORE, IGNORE, REWARD, LabelledTokens
 
 __all__ = ["LabelReport", "SpanFn", "label", "label_with_report", "tokenize_with_offsets"]
 
@@ -132,7 +132,7 @@ def label_with_report(
     placebo: bool = False,
     placebo_seed: int = 0,
 ) -> tuple[LabelledTokens, LabelReport]:
-    """Label reward tokens of ICRL conversations for :func:`value_lens.collect.collect_stats`.
+    """Label reward tokens of ICRL conversations for :func:`value_lens.fitting.collect.collect_stats`.
 
     Args:
         conversations: scripted, on-policy or imported conversations.
@@ -285,7 +285,7 @@ def label(
 ) -> LabelledTokens | tuple[LabelledTokens, LabelReport]:
     """Label reward tokens; see :func:`label_with_report` for every option.
 
-    Returns the :class:`~value_lens.tokens.LabelledTokens`, or ``(data, report)`` when
+    Returns the :class:`~value_lens.data.tokens.LabelledTokens`, or ``(data, report)`` when
     ``return_report=True``.
     """
     data, report = label_with_report(conversations, model_or_tokenizer, **kwargs)

@@ -37,8 +37,8 @@ from typing import Any
 from value_lens.data.icrl.conversation import Conversation
 from value_lens.data.icrl.label import label_with_report
 from value_lens.data.icrl.registry import CRITERIA, RELEASED_NAMES
+from value_lens.data.tokens import LabelledTokens
 from value_lens.errors import InputError
-from value_lens.tokens import LabelledTokens
 
 __all__ = ["OfficialImport", "import_official", "load_official_conversations", "word_spans"]
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from value_lens.tokens import IGNORE, PLACEBO_AFTER, PLACEBO_BEFORE, REWARD
+from value_lens.data.tokens import IGNORE, PLACEBO_AFTER, PLACEBO_BEFORE, REWARD
 
 __all__ = ["apply_placebo", "criterion_cuts", "place_cut", "relative_cut"]
 

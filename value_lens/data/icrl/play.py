@@ -1,7 +1,7 @@
 """On-policy play: the loaded model plays the game itself, the checker gives the feedback.
 
 All conversations advance together: every step asks the model for the next attempt of each
-unfinished conversation in one batched :func:`value_lens.generate.generate` call. The outcome of
+unfinished conversation in one batched :func:`value_lens.core.generate.generate` call. The outcome of
 each attempt is whatever the checker says about the model's paragraph (the text after
 ``</thinking>``, or the whole reply if the model wrote no tags), so per-paragraph outcomes and
 the discovery point describe what actually happened.
@@ -25,7 +25,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from value_lens.chat import format_chat
+from value_lens.core.chat import format_chat
+from value_lens.core.io import JsonlLog
+from value_lens.core.model import n_ctx
 from value_lens.data.icrl.conversation import (
     Attempt,
     Conversation,
@@ -39,8 +41,6 @@ from value_lens.data.icrl.prompts import game_system_prompt
 from value_lens.data.icrl.registry import Criterion, get_criteria
 from value_lens.data.icrl.script import MAX_PARAGRAPHS, MIN_PARAGRAPHS, MOVE_ON, _rng, eligible
 from value_lens.errors import InputError
-from value_lens.io import JsonlLog
-from value_lens.model import n_ctx
 
 __all__ = ["discovery_point", "play"]
 
@@ -183,7 +183,7 @@ def play(
         stops early (``meta["stopped"] == "context"``) with the paragraphs completed so far
         (the unfinished paragraph is left out).
     """
-    from value_lens.generate import generate
+    from value_lens.core.generate import generate
 
     if n_per_criterion < 1 or max_attempts < 1 or max_new_tokens < 1:
         raise InputError("n_per_criterion, max_attempts and max_new_tokens must all be >= 1")

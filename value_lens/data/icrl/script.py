@@ -23,6 +23,7 @@ import os
 from collections.abc import Iterable, Sequence
 from random import Random
 
+from value_lens.core.io import JsonlLog
 from value_lens.data.icrl.conversation import (
     Attempt,
     Conversation,
@@ -35,7 +36,6 @@ from value_lens.data.icrl.corpus import MIN_CORPUS, CorpusSource, Paragraph, loa
 from value_lens.data.icrl.prompts import game_system_prompt, thinking
 from value_lens.data.icrl.registry import Criterion, Distractor, get_criteria
 from value_lens.errors import InputError
-from value_lens.io import JsonlLog
 
 __all__ = ["MAX_ATTEMPTS", "generate_scripted", "plan_outcomes"]
 

@@ -17,12 +17,12 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from value_lens.conventions import resolve_layers
+from value_lens.core.conventions import resolve_layers
+from value_lens.core.hooks import run_resid_hooks
+from value_lens.core.model import d_model, model_device, model_id, n_ctx, n_layers
+from value_lens.data.tokens import AFTER, BEFORE, IGNORE, LabelledTokens
 from value_lens.errors import InputError, NonFiniteActivationError
-from value_lens.hooks import run_resid_hooks
-from value_lens.model import d_model, model_device, model_id, n_ctx, n_layers
-from value_lens.stats import ActivationStats, Moments, Reservoir
-from value_lens.tokens import AFTER, BEFORE, IGNORE, LabelledTokens
+from value_lens.fitting.stats import ActivationStats, Moments, Reservoir
 
 __all__ = [
     "checked_sequences",
@@ -255,7 +255,7 @@ def collect_stats(
 
     Example:
         >>> from value_lens.testing import tiny_qwen3
-        >>> from value_lens.tokens import LabelledTokens
+        >>> from value_lens.data.tokens import LabelledTokens
         >>> model = tiny_qwen3()
         >>> data = LabelledTokens.from_lists([[10, 11, 12, 13]], [[-1, 0, 1, 1]], ["g"])
         >>> stats = collect_stats(model, data, progress=False)

@@ -1,4 +1,4 @@
-"""``value-lens steer``, ``eval`` and ``demo`` (registered on :data:`value_lens.cli.app`)."""
+"""``value-lens steer``, ``eval`` and ``demo`` (registered on :data:`value_lens.cli.main.app`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from value_lens.cli import (
+from value_lens.cli.main import (
     LAYER_CONVENTION,
     Axis,
     Corpus,
@@ -33,8 +33,8 @@ SUITES = ("code", "backtracking", "confidence")
 
 def _default_layer(model: Any, axis: Any) -> int:
     """The paper's layer on a model of its depth, else the middle one (among the axis's)."""
-    from value_lens.conventions import default_layer
-    from value_lens.model import n_layers
+    from value_lens.core.conventions import default_layer
+    from value_lens.core.model import n_layers
 
     return default_layer(n_layers(model), axis.layers)
 
@@ -55,7 +55,7 @@ def _check_unit(axis: Any, layers: list[int], unit: str) -> None:
 
 
 def _prompts(prompt: list[str] | None, prompts_file: Path | None) -> list[str]:
-    from value_lens.workflow import STEER_PROMPTS
+    from value_lens.pipeline.workflow import STEER_PROMPTS
 
     out = list(prompt or [])
     if prompts_file is not None:
@@ -103,12 +103,12 @@ def steer(
     """Steered generation along the axis, or a dose-response grid (several --alpha or --grid)."""
     import json
 
-    from value_lens.dose import dose_response
-    from value_lens.generate import generate
-    from value_lens.steer import raw_alpha
-    from value_lens.steer import steer as make_steer
-    from value_lens.text_metrics import METRICS
-    from value_lens.viz.rundir import RESULT_FILES, update_meta
+    from value_lens.analysis.text_metrics import METRICS
+    from value_lens.core.generate import generate
+    from value_lens.pipeline.rundir import RESULT_FILES, update_meta
+    from value_lens.steering.dose import dose_response
+    from value_lens.steering.steer import raw_alpha
+    from value_lens.steering.steer import steer as make_steer
 
     m = _model(model, device, dtype)
     ax = _axis(axis, m, out)
@@ -165,7 +165,7 @@ def eval_(
 ) -> None:
     """Run an evaluation suite: correct vs corrupted code, backtracking, or confidence."""
     from value_lens import evals
-    from value_lens.viz.rundir import RESULT_FILES, update_meta
+    from value_lens.pipeline.rundir import RESULT_FILES, update_meta
 
     if suite not in SUITES:
         raise typer.BadParameter(f"unknown suite {suite!r}; use one of {SUITES}",
@@ -211,7 +211,7 @@ def demo(
     ] = None,
 ) -> None:
     """The whole story: ICRL data -> axis -> held-out sweep -> heatmaps -> steering -> report."""
-    from value_lens.demo import run_demo
+    from value_lens.pipeline.demo import run_demo
 
     path = run_demo(model=model, out=out, device=device, dtype=dtype, seed=seed, quick=quick,
                     paper=paper, layers=layers, criteria=criteria, corpus=corpus,

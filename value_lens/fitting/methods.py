@@ -22,9 +22,9 @@ from typing import Any
 
 import torch
 
+from value_lens.data.tokens import AFTER, BEFORE, PLACEBO_AFTER, PLACEBO_BEFORE
 from value_lens.errors import InputError
-from value_lens.stats import ActivationStats
-from value_lens.tokens import AFTER, BEFORE, PLACEBO_AFTER, PLACEBO_BEFORE
+from value_lens.fitting.stats import ActivationStats
 
 __all__ = ["FITTERS", "did", "logistic", "mean_diff", "pca_diff", "ridge"]
 
@@ -47,7 +47,7 @@ def did(stats: ActivationStats, *, min_count: int = 1) -> tuple[torch.Tensor, di
 
     Example:
         >>> import torch
-        >>> from value_lens.stats import ActivationStats
+        >>> from value_lens.fitting.stats import ActivationStats
         >>> # one group; classes BEFORE, AFTER, PLACEBO_BEFORE, PLACEBO_AFTER; d = 2
         >>> sums = torch.tensor([[[[0.0, 0.0], [3.0, 1.0], [0.0, 0.0], [1.0, 1.0]]]])
         >>> s = ActivationStats([0], ["g"], [0, 1, 3, 4], torch.ones(1, 4, dtype=torch.long),

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from value_lens.conventions import hook_name
+from value_lens.core.conventions import hook_name
 
 __all__ = ["ResidReader", "run_resid_hooks"]
 

@@ -1,7 +1,7 @@
 """Is the value axis more than a position detector? Position-matched and placebo controls.
 
 In an ICRL turn every AFTER token comes after every BEFORE token, so any direction that tracks
-position within the turn separates them on held-out criteria. :func:`value_lens.sweep.layer_sweep`
+position within the turn separates them on held-out criteria. :func:`value_lens.analysis.sweep.layer_sweep`
 therefore scores, on each split's held-out tokens:
 
 * **position baselines**: the score is the token's position in its turn (``t - turn_start``,
@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from value_lens.analysis.metrics import ClusterAUROC, percentile_ci
 from value_lens.errors import InputError
-from value_lens.metrics import ClusterAUROC, percentile_ci
 
 __all__ = [
     "SplitPool",
@@ -139,7 +139,7 @@ def _fmt(x: float) -> str:
 def value_beyond_position(df: pd.DataFrame, layer: int | None = None) -> str:
     """One sentence: does the axis carry value information beyond position, and how much?
 
-    Reads a :func:`~value_lens.sweep.layer_sweep` table at ``layer`` (default: the layer with
+    Reads a :func:`~value_lens.analysis.sweep.layer_sweep` table at ``layer`` (default: the layer with
     the best held-out ``token_auroc_mean``). The verdict rests on ``matched_auroc`` (AUROC over
     pairs at equal distance to the turn's end): value beyond position if its CI lies above 0.5
     (or, without a CI, it exceeds 0.55), none if it covers 0.5; the share of the held-out

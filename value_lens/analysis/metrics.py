@@ -180,7 +180,7 @@ def cluster_counts(n_clusters: int, n_boot: int, seed: int) -> Iterator[np.ndarr
 
     Each resample draws ``n_clusters`` clusters with replacement; the counts sum to
     ``n_clusters``. The stream is a function of ``(n_clusters, seed)`` only, so
-    :func:`bootstrap_ci` and :func:`value_lens.sweep.layer_sweep` draw the same resamples.
+    :func:`bootstrap_ci` and :func:`value_lens.analysis.sweep.layer_sweep` draw the same resamples.
 
     Example:
         >>> [c.tolist() for c in cluster_counts(3, 2, seed=0)]

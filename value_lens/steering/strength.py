@@ -27,11 +27,11 @@ from typing import Any, Literal
 
 import torch
 
-from value_lens.conventions import resolve_layers
+from value_lens.core.conventions import resolve_layers
+from value_lens.core.hooks import run_resid_hooks
+from value_lens.core.io import atomic_write_text
+from value_lens.core.model import model_device, model_id, n_layers, to_token_ids
 from value_lens.errors import CalibrationError, InputError
-from value_lens.hooks import run_resid_hooks
-from value_lens.io import atomic_write_text
-from value_lens.model import model_device, model_id, n_layers, to_token_ids
 
 __all__ = ["UNITS", "Calibration", "Unit", "axis_calibration", "calibrate", "to_raw"]
 

@@ -14,13 +14,13 @@ Modes, with ``u`` the direction (unit length unless ``normalize=False``), ``p = 
 ``m`` the position mask: ``add``: ``h + m * alpha * u`` (the paper's intervention);
 ``ablate``: ``h - m * p * u`` (alpha unused); ``clamp``: ``h + m * (alpha - p) * u``, i.e. the
 projection is set to ``alpha``. ``alpha`` is converted to raw units first (see
-:mod:`value_lens.strength`; a clamp target in ``"sd"`` is ``alpha`` projection sds from 0).
+:mod:`value_lens.steering.strength`; a clamp target in ``"sd"`` is ``alpha`` projection sds from 0).
 
 How a hook knows the KV-cache step: each hook keeps a small stream record. A forward pass with
 ``T > 1`` positions, or the first pass, starts at stream position 0 (a prompt, or a full
 recompute when generating without a cache). A single-position pass after earlier passes
 continues the stream at the number of positions already seen (one cached decoding step).
-Prompt lengths and padding come from :func:`value_lens.generate.generate`; without them the
+Prompt lengths and padding come from :func:`value_lens.core.generate.generate`; without them the
 hook assumes no padding and takes the first pass of each sequence to be the prompt, which is
 right for single-prompt ``model.generate`` with its default KV cache. Each hook is called once
 per forward pass, so per-hook records need no coordination.
@@ -34,13 +34,13 @@ from typing import Any
 
 import torch
 
-from value_lens._steer_resolve import POINTS, check_alpha, direction, hook_name, per_layer
-from value_lens.conventions import resolve_layer, resolve_layers
+from value_lens.core.conventions import resolve_layer, resolve_layers
+from value_lens.core.model import d_model as model_d_model
+from value_lens.core.model import n_layers as model_n_layers
 from value_lens.errors import AxisMismatchError, InputError
-from value_lens.model import d_model as model_d_model
-from value_lens.model import n_layers as model_n_layers
-from value_lens.positions import Positions, PositionSpec, parse_positions, position_mask
-from value_lens.strength import Calibration, axis_calibration, to_raw
+from value_lens.steering._resolve import POINTS, check_alpha, direction, hook_name, per_layer
+from value_lens.steering.positions import Positions, PositionSpec, parse_positions, position_mask
+from value_lens.steering.strength import Calibration, axis_calibration, to_raw
 
 __all__ = ["MODES", "POINTS", "Steering", "raw_alpha", "steer", "steering_hook"]
 
@@ -70,7 +70,7 @@ class _Stream:
             if self.prompt_lens.numel() != batch:
                 raise InputError(
                     f"the steering was activated for {self.prompt_lens.numel()} rows but the "
-                    f"forward pass has {batch}; use value_lens.generate(..., steer=...) or "
+                    f"forward pass has {batch}; use value_lens.core.generate(..., steer=...) or "
                     "`with steering:` for plain forward passes"
                 )
         elif fresh:
@@ -205,7 +205,7 @@ class Steering:
     """A validated steering intervention on one model (build it with :func:`steer`).
 
     Use it as a context manager (``with steering: ...``) or pass it to
-    ``value_lens.generate(..., steer=steering)``. Each ``with`` owns its own hook handles.
+    ``value_lens.core.generate(..., steer=steering)``. Each ``with`` owns its own hook handles.
     """
 
     def __init__(

@@ -35,7 +35,7 @@ Model = Annotated[
     str | None,
     typer.Option(help="Model dir or hub id; default the embedded SmolLM2-135M-Instruct."),
 ]
-#: how every layer option counts layers (value_lens.conventions)
+#: how every layer option counts layers (value_lens.core.conventions)
 LAYER_CONVENTION = (
     "Layer i is the output of block i (blocks.i.hook_resid_post, HF hidden_states index "
     "i+1); the paper's layer 21 is 20."
@@ -70,14 +70,14 @@ def _say(msg: str) -> None:
 
 
 def _model(model: str | None, device: str, dtype: str | None) -> Any:
-    from value_lens.workflow import load_model_option
+    from value_lens.pipeline.workflow import load_model_option
 
     _say(f"loading model {model or 'SmolLM2-135M-Instruct (embedded)'} ...")
     return load_model_option(model, device=device, dtype=dtype)
 
 
 def _axis(axis: Path | None, model: Any, out: Path) -> Any:
-    from value_lens.workflow import load_axis_option
+    from value_lens.pipeline.workflow import load_axis_option
 
     if axis is None:
         axis = out / "axis.safetensors"
@@ -90,8 +90,8 @@ def _axis(axis: Path | None, model: Any, out: Path) -> Any:
 
 
 def _layer_list(spec: str | None, model: Any) -> list[int] | None:
-    from value_lens.model import n_layers
-    from value_lens.workflow import parse_layers
+    from value_lens.core.model import n_layers
+    from value_lens.pipeline.workflow import parse_layers
 
     return parse_layers(spec, n_layers(model))
 
@@ -126,9 +126,14 @@ def build(
     batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 4,
 ) -> None:
     """Generate scripted ICRL conversations, label them and fit the value axis."""
-    from value_lens.model import model_id
-    from value_lens.viz.rundir import update_meta
-    from value_lens.workflow import build_icrl_data, collect_requirements, fit_axis, parse_criteria
+    from value_lens.core.model import model_id
+    from value_lens.pipeline.rundir import update_meta
+    from value_lens.pipeline.workflow import (
+        build_icrl_data,
+        collect_requirements,
+        fit_axis,
+        parse_criteria,
+    )
 
     collect_requirements(method, unit)  # a bad --method or --unit fails before any work
     m = _model(model, device, dtype)
@@ -164,10 +169,10 @@ def sweep(
 ) -> None:
     """Held-out layer sweep with its controls (matched, placebo and DiD AUROCs, position scores,
     sign-aligned random directions), on data labelled with placebo turns."""
-    from value_lens.model import model_id
-    from value_lens.sweep import cosine_matrix, layer_sweep
-    from value_lens.viz.rundir import RESULT_FILES, update_meta, value_sentence
-    from value_lens.workflow import build_icrl_data, parse_criteria
+    from value_lens.analysis.sweep import cosine_matrix, layer_sweep
+    from value_lens.core.model import model_id
+    from value_lens.pipeline.rundir import RESULT_FILES, update_meta, value_sentence
+    from value_lens.pipeline.workflow import build_icrl_data, parse_criteria
 
     m = _model(model, device, dtype)
     _, data, _ = build_icrl_data(m, n_per_criterion=n_per_criterion,
@@ -179,7 +184,7 @@ def sweep(
     stats = None
     saved = out / "stats.safetensors"  # reuse `build`'s pass when it saw exactly this data
     if saved.exists():
-        from value_lens.stats import ActivationStats
+        from value_lens.fitting.stats import ActivationStats
 
         cand = ActivationStats.load(saved)
         if cand.meta.get("dataset_hash") == data.fingerprint() and set(lay or []) <= set(
@@ -233,11 +238,11 @@ def trace(
     """Per-token value heatmaps (one layer, and tokens x layers) of a text or file."""
     import json
 
-    from value_lens.conventions import default_layer
-    from value_lens.model import n_layers
-    from value_lens.readout import trace as read_trace
+    from value_lens.analysis.readout import trace as read_trace
+    from value_lens.core.conventions import default_layer
+    from value_lens.core.model import n_layers
+    from value_lens.pipeline.rundir import save_trace, update_meta
     from value_lens.viz import layer_token_heatmap, token_heatmap, write_report
-    from value_lens.viz.rundir import save_trace, update_meta
 
     if (text is None) == (file is None):
         raise typer.BadParameter("give either a TEXT argument or --file", param_hint="TEXT")
@@ -272,7 +277,7 @@ def report(
     ] = "inline",
 ) -> None:
     """Write OUT/report.html from every result found in the results folder."""
-    from value_lens.viz.rundir import report_from_dir
+    from value_lens.pipeline.rundir import report_from_dir
 
     typer.echo(str(report_from_dir(out, title=title, plotlyjs=plotlyjs)))
 
@@ -311,9 +316,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # steer, eval and demo live in their own module; importing it registers them on ``app``.
-from value_lens import cli_more  # noqa: E402, F401
-
-if __name__ == "__main__":  # pragma: no cover
-    from value_lens.cli import main as _main  # the module that cli_more registered on
-
-    sys.exit(_main())
+from value_lens.cli import more as _more  # noqa: E402, F401

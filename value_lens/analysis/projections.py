@@ -4,12 +4,12 @@
 basis (every group's difference vector plus random directions) and its norm. The two
 strategies :func:`group_diffs_from_stats` (statistics pass, then a projection pass) and
 :func:`single_pass` (keep the residuals, derive everything from them) feed
-:func:`value_lens.sweep.layer_sweep`, which takes its training sets from :func:`train_splits`
+:func:`value_lens.analysis.sweep.layer_sweep`, which takes its training sets from :func:`train_splits`
 and its bootstrap clusters from :func:`token_clusters`.
 
 Besides BEFORE/AFTER tokens, the passes keep placebo tokens (``PLACEBO_BEFORE``/``PLACEBO_AFTER``,
 from ``icrl.label(..., placebo=True)``) and every token's turn span, for the position controls of
-:mod:`value_lens.confounds`. The single pass also builds the shuffled-label null's directions
+:mod:`value_lens.analysis.confounds`. The single pass also builds the shuffled-label null's directions
 (:func:`shuffled_diffs`); the two-pass path has no residuals to build them from.
 """
 
@@ -24,13 +24,13 @@ import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
-from value_lens.collect import checked_sequences, collect_stats, iter_batches, padded_batch
+from value_lens.analysis.metrics import cluster_codes
+from value_lens.core.hooks import run_resid_hooks
+from value_lens.core.model import model_device, n_ctx
+from value_lens.data.tokens import AFTER, BEFORE, PLACEBO_AFTER, PLACEBO_BEFORE, LabelledTokens
 from value_lens.errors import InputError, NonFiniteActivationError
-from value_lens.hooks import run_resid_hooks
-from value_lens.metrics import cluster_codes
-from value_lens.model import model_device, n_ctx
-from value_lens.stats import ActivationStats
-from value_lens.tokens import AFTER, BEFORE, PLACEBO_AFTER, PLACEBO_BEFORE, LabelledTokens
+from value_lens.fitting.collect import checked_sequences, collect_stats, iter_batches, padded_batch
+from value_lens.fitting.stats import ActivationStats
 
 KEPT = (BEFORE, AFTER, PLACEBO_BEFORE, PLACEBO_AFTER)
 
@@ -59,7 +59,7 @@ class TokenProjections:
         to_end: ``[N]`` tokens from the token to the end of its turn (``turn_end - position``).
         seq: ``[N]`` index of the token's sequence in the data.
         start: ``[N]`` index of the first token of the token's turn
-            (:meth:`~value_lens.tokens.LabelledTokens.turn_bounds`).
+            (:meth:`~value_lens.data.tokens.LabelledTokens.turn_bounds`).
     """
 
     proj: np.ndarray
@@ -404,7 +404,7 @@ def token_clusters(
     ``cluster`` is ``"sequence"``, ``"group"`` (criterion) or a ``meta`` key whose value is
     shared by the sequences of one cluster (e.g. ``"conversation_id"``). When no sequence has
     that key, each sequence is its own cluster (reported as ``"sequence"``). Codes follow
-    :func:`value_lens.metrics.cluster_codes` over the tokens' labels (as strings for ``meta``).
+    :func:`value_lens.analysis.metrics.cluster_codes` over the tokens' labels (as strings for ``meta``).
     """
     if cluster == "group":
         labels: np.ndarray = tp.group

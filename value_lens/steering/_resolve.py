@@ -1,4 +1,4 @@
-"""Argument resolution for :mod:`value_lens.steer`: strengths, directions and hook names."""
+"""Argument resolution for :mod:`value_lens.steering.steer`: strengths, directions and hook names."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from jaxtyping import Float
 
-from value_lens.conventions import resolve_layer
+from value_lens.core.conventions import resolve_layer
 from value_lens.errors import InputError, LayerError
 
 __all__ = ["POINTS", "check_alpha", "direction", "hook_name", "per_layer"]

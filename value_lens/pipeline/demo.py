@@ -18,7 +18,7 @@ stopped (``steps.jsonl`` lists the finished ones):
 7. ``dose``: a small steering dose-response at the best held-out layer (``dose.csv``,
    ``dose_slopes.csv``).
 8. ``report``: ``report.html``, one offline file; its first section answers whether the axis
-   reads more than position (:func:`value_lens.confounds.value_beyond_position`).
+   reads more than position (:func:`value_lens.analysis.confounds.value_beyond_position`).
 
 Settings (:class:`DemoConfig`):
 
@@ -50,8 +50,8 @@ from typing import Any
 
 import torch
 
+from value_lens.core.io import JsonlLog
 from value_lens.errors import InputError
-from value_lens.io import JsonlLog
 
 __all__ = ["FULL", "PAPER", "QUICK", "DemoConfig", "code_headline", "demo_config", "run_demo"]
 
@@ -123,8 +123,8 @@ def _turn_traces(
     the conversation through the user turn after the last of them: every message then reads as
     in the whole conversation (none is a final turn that a template renders specially), and
     causal attention keeps later text out of it."""
-    from value_lens.chat import context_through, format_chat
-    from value_lens.readout import trace
+    from value_lens.analysis.readout import trace
+    from value_lens.core.chat import context_through, format_chat
 
     context = context_through(messages, max(indices))
     chat = format_chat(model.tokenizer, context, enable_thinking=False)
@@ -152,8 +152,8 @@ def shortest_per_group(data: Any, keep: int | None) -> Any:
 
 def _heatmaps(model: Any, stats: Any, data: Any, convs: list[Any], layer: int, out: Path) -> dict:
     """Fit an axis without one criterion, then trace a success and a failure of that criterion."""
-    from value_lens.axis import ValueAxis
-    from value_lens.viz.rundir import save_trace
+    from value_lens.fitting.axis import ValueAxis
+    from value_lens.pipeline.rundir import save_trace
 
     groups = sorted(set(data.groups))
     held = groups[-1]
@@ -192,7 +192,7 @@ def code_headline(
         >>> round(h["d"], 3), h["n_problems"], h["n_pairs"], h["pct_correct_higher"]
         (0.82, 3, 6, 100.0)
     """
-    from value_lens.metrics import bootstrap_ci, cohens_d
+    from value_lens.analysis.metrics import bootstrap_ci, cohens_d
 
     t = table.dropna(subset=["correct_whole", "corrupted_whole"])
     a, b = t["correct_whole"].to_numpy(float), t["corrupted_whole"].to_numpy(float)
@@ -211,7 +211,7 @@ def _code_suite(model: Any, axis: Any, layer: int, cfg: DemoConfig, seed: int, o
     """Run the code suite at ``layer`` (resumable pair by pair through ``code.jsonl``) and save
     its table, per-kind summary and headline (``run.json`` ``code_suite``)."""
     from value_lens.evals.code import run_code_suite
-    from value_lens.viz.rundir import RESULT_FILES, update_meta
+    from value_lens.pipeline.rundir import RESULT_FILES, update_meta
 
     res = run_code_suite(model, axis, layer, n_problems=cfg.code_problems, seed=seed,
                          enable_thinking=cfg.enable_thinking, log=out / "code.jsonl",
@@ -251,17 +251,17 @@ def run_demo(
         corpus: your own paragraph file (default: the packaged corpus).
         log: where progress lines go.
     """
-    from value_lens.axis import ValueAxis
-    from value_lens.model import model_id, n_layers
-    from value_lens.stats import ActivationStats
-    from value_lens.viz.controls import best_layer
-    from value_lens.viz.rundir import RESULT_FILES, read_meta, report_from_dir, update_meta
-    from value_lens.workflow import (
+    from value_lens.core.model import model_id, n_layers
+    from value_lens.fitting.axis import ValueAxis
+    from value_lens.fitting.stats import ActivationStats
+    from value_lens.pipeline.rundir import RESULT_FILES, read_meta, report_from_dir, update_meta
+    from value_lens.pipeline.workflow import (
         build_icrl_data,
         load_model_option,
         parse_criteria,
         parse_layers,
     )
+    from value_lens.viz.controls import best_layer
 
     cfg = config or demo_config(quick=quick, paper=paper, device=device)
     if criteria is not None:
@@ -301,7 +301,7 @@ def run_demo(
     if "stats" in done and stats_path.exists():
         stats = ActivationStats.load(stats_path)
     else:
-        from value_lens.collect import collect_stats
+        from value_lens.fitting.collect import collect_stats
 
         log(f"[demo] collecting statistics over {data.n_tokens} tokens")
         stats = collect_stats(m, data, layers=lay, batch_size=cfg.batch_size, progress=True)
@@ -315,7 +315,7 @@ def run_demo(
         axis.save(axis_path)
         finish("axis", layers=len(axis.layers))
     if "sweep" not in done:
-        from value_lens.sweep import cosine_matrix, layer_sweep
+        from value_lens.analysis.sweep import cosine_matrix, layer_sweep
 
         n_groups = len(set(data.groups))
         n_train = min(n_groups - 1, max(1, round(cfg.train_fraction * n_groups)))
@@ -341,8 +341,8 @@ def run_demo(
         update_meta(out, heatmap_layer=layer)
         finish("heatmaps", **info)
     if "dose" not in done:
-        from value_lens.dose import dose_response
-        from value_lens.workflow import STEER_PROMPTS
+        from value_lens.pipeline.workflow import STEER_PROMPTS
+        from value_lens.steering.dose import dose_response
 
         dl = [x for x in cfg.dose_layers if x in axis.layers] or [layer]
         prompts = [[{"role": "user", "content": p}] for p in STEER_PROMPTS[: cfg.dose_prompts]]

@@ -2,7 +2,7 @@
 strong the residual stream is there.
 
 Directions are stored unnormalised in the value_lens layer convention (block outputs, see
-:mod:`value_lens.conventions`). Rows of layers that were not fitted are zero and listed as
+:mod:`value_lens.core.conventions`). Rows of layers that were not fitted are zero and listed as
 missing in ``layers``; asking for them raises a :class:`~value_lens.errors.LayerError`.
 
 Example:
@@ -27,14 +27,14 @@ import torch
 from jaxtyping import Float
 
 from value_lens._version import __version__
-from value_lens.conventions import CONVENTION, HOOK_TEMPLATE, resolve_layer
+from value_lens.core.conventions import CONVENTION, HOOK_TEMPLATE, resolve_layer
+from value_lens.core.io import load_artifact, save_artifact
+from value_lens.core.model import d_model as model_d_model
+from value_lens.core.model import model_id as model_model_id
+from value_lens.core.model import n_layers as model_n_layers
 from value_lens.errors import ArtifactError, AxisMismatchError, InputError, LayerError
-from value_lens.fit import FITTERS
-from value_lens.io import load_artifact, save_artifact
-from value_lens.model import d_model as model_d_model
-from value_lens.model import model_id as model_model_id
-from value_lens.model import n_layers as model_n_layers
-from value_lens.stats import ActivationStats
+from value_lens.fitting.methods import FITTERS
+from value_lens.fitting.stats import ActivationStats
 
 __all__ = ["ValueAxis"]
 
@@ -151,7 +151,7 @@ class ValueAxis:
         n_layers: int | None = None,
         **kwargs: Any,
     ) -> ValueAxis:
-        """Fit a direction for every layer in ``stats`` with one of :data:`value_lens.fit.FITTERS`.
+        """Fit a direction for every layer in ``stats`` with one of :data:`value_lens.fitting.methods.FITTERS`.
 
         ``n_layers`` defaults to the model's layer count recorded by :func:`collect_stats`.
         """

@@ -1,12 +1,12 @@
 """Dose-response sweeps: generate under a grid of alpha x layer x seed and measure the outputs.
 
 :func:`dose_response` runs every cell ``(layer, alpha, seed)`` over a prompt set with
-:func:`value_lens.generate.generate` and :func:`value_lens.steer.steer` (``alpha = 0`` is run
+:func:`value_lens.core.generate.generate` and :func:`value_lens.steering.steer.steer` (``alpha = 0`` is run
 once per seed and shared by all layers), scores each output with :func:`text_metrics`, and
 returns a tidy DataFrame (one row per prompt x cell) plus :func:`dose_slopes`, the OLS slope of
 each metric against alpha per layer (the paper's Fig. 11).
 
-With ``log=path`` every finished cell is appended to a :class:`value_lens.io.JsonlLog` (one
+With ``log=path`` every finished cell is appended to a :class:`value_lens.core.io.JsonlLog` (one
 fsynced record per cell); rerunning with the same path skips the cells already there, so a
 killed sweep resumes losing at most the cell in flight. Records carry a fingerprint of the
 configuration, and a log written by a different configuration is refused.
@@ -29,13 +29,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from value_lens.analysis.text_metrics import METRICS, text_metrics
+from value_lens.core.generate import format_prompts, generate
+from value_lens.core.io import JsonlLog
+from value_lens.core.model import model_id, n_layers
 from value_lens.errors import InputError
-from value_lens.generate import format_prompts, generate
-from value_lens.io import JsonlLog
-from value_lens.model import model_id, n_layers
-from value_lens.steer import raw_alpha, steer
-from value_lens.strength import UNITS, Calibration
-from value_lens.text_metrics import METRICS, text_metrics
+from value_lens.steering.steer import raw_alpha, steer
+from value_lens.steering.strength import UNITS, Calibration
 
 __all__ = ["DEFAULT_ALPHAS", "PAPER_RAW_ALPHAS", "DoseResult", "dose_response", "dose_slopes"]
 
@@ -115,12 +115,12 @@ def dose_response(
             a prompt with a kind other than ``"yesno"`` gets no yes-rate (NaN).
         layers: layers to steer (one at a time).
         alphas: strengths in ``unit`` (default: the paper's grid in percent of the norm).
-        unit: ``"percent"`` (default), ``"raw"`` or ``"sd"``; see :mod:`value_lens.strength`.
+        unit: ``"percent"`` (default), ``"raw"`` or ``"sd"``; see :mod:`value_lens.steering.strength`.
         seeds: sampling seeds; each is one full pass over the prompts.
         calibration: scales for percent/sd (default: the axis's stored ones).
         positions: steering positions (the paper steers ``"all"``).
         max_new_tokens / temperature / top_p / batch_size / enable_thinking / system:
-            passed to :func:`value_lens.generate.generate` (paper: T=0.7, top_p=0.9, thinking
+            passed to :func:`value_lens.core.generate.generate` (paper: T=0.7, top_p=0.9, thinking
             off).
         log: a JSONL path; finished cells are appended and skipped on rerun.
         keep_text: keep the generated text in the frame and the log.
@@ -128,11 +128,11 @@ def dose_response(
 
     Returns:
         A :class:`DoseResult`; ``frame`` columns: layer, alpha, unit, raw_alpha, seed,
-        prompt_id, kind, the :data:`value_lens.text_metrics.METRICS` columns, degenerate,
+        prompt_id, kind, the :data:`value_lens.analysis.text_metrics.METRICS` columns, degenerate,
         hit_limit, (text).
 
     >>> import torch
-    >>> from value_lens.axis import ValueAxis
+    >>> from value_lens.fitting.axis import ValueAxis
     >>> from value_lens.testing import tiny_qwen3
     >>> m = tiny_qwen3()
     >>> ax = ValueAxis(torch.randn(2, 64), model_id=m.cfg.model_name)

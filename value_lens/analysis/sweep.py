@@ -6,7 +6,7 @@
 * When the BEFORE/AFTER tokens' residuals fit ``max_memory_gb``, one forward pass keeps them;
   every group's difference vector ``d_g = mean(AFTER_g) - mean(BEFORE_g)`` and every token's
   projections come from those residuals.
-* Otherwise :func:`~value_lens.collect.collect_stats` first gives the per-criterion sums, hence
+* Otherwise :func:`~value_lens.fitting.collect.collect_stats` first gives the per-criterion sums, hence
   the ``d_g`` (skipped if ``stats=`` is passed), and a second pass stores, for every
   BEFORE/AFTER token and layer, its projections ``h . d_g`` onto every group's difference
   vector, onto ``n_random`` random unit directions, and its norm ``|h|``.
@@ -41,20 +41,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from value_lens.confounds import SplitPool, did_weights, position_scores
-from value_lens.conventions import resolve_layers
-from value_lens.errors import InputError
-from value_lens.metrics import ClusterAUROC, auroc, cluster_counts
-from value_lens.model import d_model, n_layers
-from value_lens.projections import (
+from value_lens.analysis.confounds import SplitPool, did_weights, position_scores
+from value_lens.analysis.metrics import ClusterAUROC, auroc, cluster_counts
+from value_lens.analysis.projections import (
     group_diffs_from_stats,
     project_tokens,
     single_pass,
     token_clusters,
     train_splits,
 )
-from value_lens.stats import ActivationStats
-from value_lens.tokens import AFTER, BEFORE, PLACEBO_AFTER, PLACEBO_BEFORE, LabelledTokens
+from value_lens.core.conventions import resolve_layers
+from value_lens.core.model import d_model, n_layers
+from value_lens.data.tokens import AFTER, BEFORE, PLACEBO_AFTER, PLACEBO_BEFORE, LabelledTokens
+from value_lens.errors import InputError
+from value_lens.fitting.stats import ActivationStats
 
 __all__ = ["ClusterCI", "cosine_matrix", "layer_sweep", "split_weights"]
 
@@ -104,7 +104,7 @@ def split_weights(
     ``gram`` is ``[G, G]`` = ``d d'`` for one layer. ``mean_diff``: ``w = 1/n`` on the training
     groups. ``pca_diff``: the top right singular vector of the training diffs, written as
     ``d_train' u / s`` with ``u`` the top eigenvector of their Gram matrix, sign-aligned with
-    the mean (as :func:`value_lens.fit.pca_diff`; the scale does not affect cosines).
+    the mean (as :func:`value_lens.fitting.methods.pca_diff`; the scale does not affect cosines).
     """
     w = np.zeros(size or gram.shape[0])
     if method == "mean_diff":
@@ -204,7 +204,7 @@ def layer_sweep(
         ``turn_position_auroc``, ``relative_position_auroc``, ``end_proximity_auroc`` and the
         absolute ``position_auroc``; ``matched_auroc`` and ``placebo_auroc`` and the DiD axis's
         ``did_auroc_mean``, ``did_matched_auroc``, ``did_placebo_auroc`` (NaN without placebo
-        labels), all explained in :mod:`value_lens.confounds`; ``*_ci_lo/hi`` for every
+        labels), all explained in :mod:`value_lens.analysis.confounds`; ``*_ci_lo/hi`` for every
         token-level AUROC. AUROC > 0.5: the score is higher on AFTER tokens. ``df.attrs``
         holds the cosine matrix and per-split details (see the module docs).
 

@@ -22,12 +22,12 @@ from typing import Any
 import torch
 from jaxtyping import Float, Int
 
-from value_lens.axis import ValueAxis
-from value_lens.chat import ChatText, format_chat
-from value_lens.conventions import resolve_layers
+from value_lens.core.chat import ChatText, format_chat
+from value_lens.core.conventions import resolve_layers
+from value_lens.core.hooks import run_resid_hooks
+from value_lens.core.model import encode, model_device, to_token_ids
 from value_lens.errors import InputError, LayerError, NonFiniteActivationError
-from value_lens.hooks import run_resid_hooks
-from value_lens.model import encode, model_device, to_token_ids
+from value_lens.fitting.axis import ValueAxis
 
 __all__ = ["ValueTrace", "project", "trace", "value"]
 

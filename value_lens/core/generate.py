@@ -3,7 +3,7 @@
 :func:`generate` left-pads each batch itself, so it knows every row's padding and real prompt
 length, and hands both to the steering spec (``steer=``) for the duration of that batch. That
 is what lets position specs such as ``"generated"`` or ``"from:-1"`` be exact under a KV cache
-and with left padding (see :mod:`value_lens.positions` and :mod:`value_lens.steer`). Decoding is
+and with left padding (see :mod:`value_lens.steering.positions` and :mod:`value_lens.steering.steer`). Decoding is
 the bridge's own hooked loop (``TransformerBridge.generate`` with an explicit attention mask),
 so every forward pass runs the installed hooks.
 
@@ -23,9 +23,9 @@ from typing import Any, Protocol
 import torch
 from jaxtyping import Int
 
-from value_lens.chat import format_chat
+from value_lens.core.chat import format_chat
+from value_lens.core.model import model_device, n_ctx, to_token_ids
 from value_lens.errors import InputError
-from value_lens.model import model_device, n_ctx, to_token_ids
 
 __all__ = ["Generation", "SteerActivation", "format_prompts", "generate"]
 
@@ -168,7 +168,7 @@ def generate(
         model: a TransformerBridge.
         prompts: a str, a list of str (raw text, used as-is), one message list, or a list of
             message lists (chat template + generation prompt applied).
-        steer: a :class:`value_lens.steer.Steering` (or several); its hooks are installed for
+        steer: a :class:`value_lens.steering.steer.Steering` (or several); its hooks are installed for
             each batch with that batch's prompt lengths and padding.
         seed: sampling seed (batch ``b`` uses ``seed + b``).
         temperature: 0 for greedy decoding.
@@ -204,12 +204,12 @@ def generate(
     for s in steers:
         if not hasattr(s, "activate"):
             raise InputError(
-                f"steer= takes a value_lens.steer.Steering (from value_lens.steer(...)), got {type(s)}"
+                f"steer= takes a value_lens.steering.steer.Steering (from value_lens.steering.steer(...)), got {type(s)}"
             )
         if getattr(s, "model", model) is not model:
             raise InputError(
                 "this Steering was built for another model object; build it with "
-                "value_lens.steer(model, ...) for the model you generate with"
+                "value_lens.steering.steer(model, ...) for the model you generate with"
             )
     texts = format_prompts(model, prompts, enable_thinking=enable_thinking, system=system)
     is_chat = _chat_flags(prompts)

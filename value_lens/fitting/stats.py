@@ -32,9 +32,9 @@ from typing import Any
 import torch
 from jaxtyping import Float, Int
 
+from value_lens.core.io import load_artifact, save_artifact
+from value_lens.data.tokens import PLACEBO_AFTER, PLACEBO_BEFORE
 from value_lens.errors import InputError
-from value_lens.io import load_artifact, save_artifact
-from value_lens.tokens import PLACEBO_AFTER, PLACEBO_BEFORE
 
 __all__ = ["MOMENTS_TARGETS", "ActivationStats", "Moments", "Reservoir"]
 

@@ -25,9 +25,9 @@ from typing import Any
 import pandas as pd
 import torch
 
+from value_lens.analysis.readout import ValueTrace
+from value_lens.core.io import atomic_write_text
 from value_lens.errors import ArtifactError, InputError
-from value_lens.io import atomic_write_text
-from value_lens.readout import ValueTrace
 from value_lens.viz import controls as C
 from value_lens.viz import figures as F
 from value_lens.viz import figures_evals as E
@@ -172,11 +172,11 @@ ANSWER_HEAD = "Does the value axis read more than position?"
 
 
 def value_sentence(df: pd.DataFrame) -> str | None:
-    """:func:`value_lens.confounds.value_beyond_position` of the sweep table at its best layer
+    """:func:`value_lens.analysis.confounds.value_beyond_position` of the sweep table at its best layer
     (None for tables without the matched control, from older sweeps)."""
     if "matched_auroc" not in df.columns:
         return None
-    from value_lens.confounds import value_beyond_position
+    from value_lens.analysis.confounds import value_beyond_position
 
     return str(value_beyond_position(df))
 

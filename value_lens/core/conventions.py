@@ -17,7 +17,7 @@ the paper's "layer 21" (= hidden_states)   block 20
 Every conversion in the library goes through the functions below.
 
 Example:
-    >>> from value_lens.conventions import hook_name, from_hidden_states_index
+    >>> from value_lens.core.conventions import hook_name, from_hidden_states_index
     >>> hook_name(20)
     'blocks.20.hook_resid_post'
     >>> from_hidden_states_index(21)  # the paper's layer 21

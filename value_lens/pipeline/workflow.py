@@ -16,11 +16,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from value_lens.axis import ValueAxis
-from value_lens.conventions import resolve_layers
+from value_lens.core.conventions import resolve_layers
+from value_lens.data.tokens import LabelledTokens
 from value_lens.errors import InputError
-from value_lens.stats import ActivationStats
-from value_lens.tokens import LabelledTokens
+from value_lens.fitting.axis import ValueAxis
+from value_lens.fitting.stats import ActivationStats
 
 __all__ = [
     "LOGISTIC_SAMPLE",
@@ -69,7 +69,7 @@ def load_model_option(
         m = tiny_qwen3()
         m.cfg.n_ctx = int(n_ctx or 8192)
         return m
-    from value_lens.model import load_model
+    from value_lens.core.model import load_model
 
     return load_model(model, device=device, dtype=dtype, n_ctx=n_ctx)
 
@@ -167,7 +167,7 @@ def build_icrl_data(
 
 
 def collect_requirements(method: str = "mean_diff", unit: str = "percent") -> dict[str, Any]:
-    """What :func:`~value_lens.collect.collect_stats` must keep so that the axis can be fitted
+    """What :func:`~value_lens.fitting.collect.collect_stats` must keep so that the axis can be fitted
     with ``method`` and later steered in ``unit``: keyword arguments ``moments`` and
     ``sample_per_class``.
 
@@ -178,8 +178,8 @@ def collect_requirements(method: str = "mean_diff", unit: str = "percent") -> di
     Raises:
         InputError: for an unknown method or unit.
     """
-    from value_lens.fit import FITTERS
-    from value_lens.strength import UNITS
+    from value_lens.fitting.methods import FITTERS
+    from value_lens.steering.strength import UNITS
 
     if method not in FITTERS:
         raise InputError(f"unknown fit method {method!r}; use one of {sorted(FITTERS)}")
@@ -204,7 +204,7 @@ def fit_axis(
     """Collect what ``method`` and ``unit`` need (:func:`collect_requirements`) over ``data``
     and fit a :class:`ValueAxis`; with ``unit="sd"`` the axis stores each layer's projection sd.
     """
-    from value_lens.collect import collect_stats
+    from value_lens.fitting.collect import collect_stats
 
     need = collect_requirements(method, unit)
     stats = collect_stats(
