@@ -10,7 +10,7 @@ from value_lens._version import __version__
 from value_lens.analysis import confounds, metrics
 from value_lens.analysis.readout import ValueTrace, project, trace, value
 from value_lens.analysis.sweep import layer_sweep
-from value_lens.core.chat import ChatText, MessageSpan, format_chat
+from value_lens.core.chat import format_chat
 from value_lens.core.conventions import from_hidden_states_index, hook_name, to_hidden_states_index
 from value_lens.core.generate import Generation, generate
 from value_lens.core.model import DEFAULT_MODEL_ID, load_model
@@ -53,11 +53,9 @@ __all__ = [
     "ArtifactError",
     "AxisMismatchError",
     "CalibrationError",
-    "ChatText",
     "InputError",
     "LabelledTokens",
     "LayerError",
-    "MessageSpan",
     "ModelNotFoundError",
     "NonFiniteActivationError",
     "ValueAxis",
