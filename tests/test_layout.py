@@ -18,14 +18,16 @@ LAYERS = {
     "testing": 1,
     "data": 2,
     "fitting": 3,
+    "posttrain": 3,
     "analysis": 4,
     "steering": 5,
     "evals": 5,
     "viz": 5,
-    "pipeline": 6,
-    "cli": 7,
-    "__main__": 8,
-    "__init__": 8,
+    "compare": 6,
+    "pipeline": 7,
+    "cli": 8,
+    "__main__": 9,
+    "__init__": 9,
 }
 SIBLINGS = {"steering", "evals", "viz"}
 MAX_LINES = 400
