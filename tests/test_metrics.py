@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from value_lens.analysis.clusters import ClusterAUROC
 from value_lens.analysis.metrics import (
-    ClusterAUROC,
     auroc,
     bootstrap_ci,
     cohens_d,

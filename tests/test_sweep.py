@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from value_lens.analysis.metrics import auroc, bootstrap_ci
-from value_lens.analysis.sweep import ClusterCI, cosine_matrix, layer_sweep, split_weights
+from value_lens.analysis.splits import split_weights
+from value_lens.analysis.sweep import (
+    ClusterCI,
+    SweepConfig,
+    SweepResult,
+    cosine_matrix,
+    layer_sweep,
+)
 from value_lens.data.tokens import LabelledTokens
 from value_lens.errors import InputError
 
@@ -44,7 +51,8 @@ def sweep_result(tiny):
 
 
 def test_sweep_finds_planted_direction(sweep_result):
-    _, df = sweep_result
+    _, sw = sweep_result
+    df = sw.table
     assert list(df["layer"]) == [0, 1]
     assert (df["token_auroc_mean"] > 0.97).all()
     assert (df["function_score_mean"] == 1.0).all()
@@ -55,8 +63,10 @@ def test_sweep_finds_planted_direction(sweep_result):
 
 def _hidden(hf, data, layer):
     """HF hidden states (fp64) of every sequence at our ``layer`` (= hidden_states[layer + 1])."""
-    return [hf(ids[None], output_hidden_states=True).hidden_states[layer + 1][0].double()
-            for ids in data.input_ids]  # fmt: skip
+    return [
+        hf(ids[None], output_hidden_states=True).hidden_states[layer + 1][0].double()
+        for ids in data.input_ids
+    ]
 
 
 @torch.no_grad()
@@ -66,14 +76,15 @@ def test_random_baseline_equals_brute_force_with_the_same_seed(sweep_result, tin
     (mean AFTER - mean BEFORE) . r, then scored by cosine on the split's held-out tokens, from HF
     hidden states; each direction's mean over splits, then mean, sd and 95th percentile."""
     hf, _ = tiny_hf
-    data, df = sweep_result
-    gen = torch.Generator().manual_seed(df.attrs["seed"])
+    data, sw = sweep_result
+    df = sw.table
+    gen = torch.Generator().manual_seed(sw.config.seed)
     rand = torch.randn(2, 12, tiny.cfg.d_model, generator=gen, dtype=torch.float64)
     rand = rand / rand.norm(dim=-1, keepdim=True)[0]  # layer 0 is the first swept layer
     r0 = rand[0]
     hs = _hidden(hf, data, 0)
     per_split = []
-    for rec in (r for r in df.attrs["splits"] if r["layer"] == 0):
+    for rec in (r for r in sw.splits if r["layer"] == 0):
         train = rec["train_groups"]
         dots = []
         for g in train:
@@ -87,9 +98,11 @@ def test_random_baseline_equals_brute_force_with_the_same_seed(sweep_result, tin
         after = torch.cat([data.labels[i][data.labels[i] >= 0] == 1 for i in held])
         cos = (h @ r0.T) / h.norm(dim=-1, keepdim=True)
         per_split.append(
-            [auroc(c[after], c[~after]) if sg >= 0 else 1 - auroc(c[after], c[~after])
-             for c, sg in zip(cos.T, sign, strict=True)]
-        )  # fmt: skip
+            [
+                auroc(c[after], c[~after]) if sg >= 0 else 1 - auroc(c[after], c[~after])
+                for c, sg in zip(cos.T, sign, strict=True)
+            ]
+        )
     per_dir = np.mean(per_split, axis=0)
     row = df.set_index("layer").loc[0]
     assert row["random_auroc_mean"] == pytest.approx(np.mean(per_dir), abs=1e-6)
@@ -139,10 +152,10 @@ def _oracle_split(hf, data, layer, train, test):
 @torch.no_grad()
 def test_split_algebra_matches_direct_computation(sweep_result, tiny_hf):
     hf, _ = tiny_hf
-    data, df = sweep_result
-    groups = df.attrs["groups"]
+    data, sw = sweep_result
+    groups = sw.groups
     # layer 0 only: HF's last hidden state (layer 1 here) is taken after the final norm
-    for rec in [r for r in df.attrs["splits"] if r["layer"] == 0]:
+    for rec in [r for r in sw.splits if r["layer"] == 0]:
         train = rec["train_groups"]
         test = [g for g in groups if g not in train]
         tok, wins = _oracle_split(hf, data, rec["layer"], train, test)
@@ -154,9 +167,9 @@ def test_cosine_matrix_matches_fitted_axis(sweep_result, tiny):
     # HF's last hidden state is post-final-norm, so compare with the core's (oracle-tested) fit
     from value_lens import ValueAxis, collect_stats
 
-    data, df = sweep_result
+    data, sw = sweep_result
     axis = ValueAxis.fit(collect_stats(tiny, data, progress=False))
-    cm = cosine_matrix(df)
+    cm = cosine_matrix(sw)
     assert np.allclose(cm.to_numpy(), axis.layer_cosine_matrix().numpy(), atol=1e-5)
     assert cm.loc[0, 0] == pytest.approx(1.0)
 
@@ -174,8 +187,17 @@ def test_pca_weights_give_top_singular_direction():
 
 
 def test_pca_sweep_runs(tiny):
-    df = layer_sweep(tiny, planted_data(), n_splits=2, n_train=4, method="pca_diff",
-                     layers=[1], n_random=4, progress=False)  # fmt: skip
+    sw = layer_sweep(
+        tiny,
+        planted_data(),
+        n_splits=2,
+        n_train=4,
+        method="pca_diff",
+        layers=[1],
+        n_random=4,
+        progress=False,
+    )
+    df = sw.table
     assert df["token_auroc_mean"].iloc[0] > 0.9
 
 
@@ -188,14 +210,15 @@ def test_position_controls_on_constructed_data(tiny):
         ["a", "b", "c"],
         meta=[{"turn_end": 10}, {"turn_end": 4}, {}],
     )
-    df = layer_sweep(tiny, data, n_splits=3, n_train=1, layers=[0], n_random=0, progress=False)
+    sw = layer_sweep(tiny, data, n_splits=3, n_train=1, layers=[0], n_random=0, progress=False)
+    df = sw.table
     pos_expected, end_expected = [], []
     by_group = {  # (positions, to_end) of AFTER and BEFORE tokens per group
         "a": (([3], [7]), ([1, 2], [9, 8])),
         "b": (([1], [3]), ([2, 3], [2, 1])),
         "c": (([2], [1]), ([1], [2])),  # no turn_end meta: one past the last labelled token
     }
-    for rec in df.attrs["splits"]:
+    for rec in sw.splits:
         test = [g for g in "abc" if g not in rec["train_groups"]]
         ap = sum((by_group[g][0][0] for g in test), [])
         bp = sum((by_group[g][1][0] for g in test), [])
@@ -248,11 +271,12 @@ def unstructured_data(seed: int = 5, per_conversation: int = 1) -> LabelledToken
 @torch.no_grad()
 def test_split_algebra_on_unstructured_data(tiny, tiny_hf):
     data = unstructured_data()
-    df = layer_sweep(tiny, data, n_splits=4, n_train=4, layers=[0], n_random=2, progress=False)
+    sw = layer_sweep(tiny, data, n_splits=4, n_train=4, layers=[0], n_random=2, progress=False)
+    df = sw.table
     hf, _ = tiny_hf
     fns, all_wins = [], []
-    for rec in df.attrs["splits"]:
-        test = [g for g in df.attrs["groups"] if g not in rec["train_groups"]]
+    for rec in sw.splits:
+        test = [g for g in sw.groups if g not in rec["train_groups"]]
         tok, wins = _oracle_split(hf, data, 0, rec["train_groups"], test)
         assert rec["token_auroc"] == pytest.approx(tok, abs=1e-6)
         assert rec["function_score"] == pytest.approx(np.mean(wins))
@@ -273,13 +297,14 @@ def test_split_algebra_on_unstructured_data(tiny, tiny_hf):
 def test_explicit_train_sets_replace_the_random_splits(tiny, tiny_hf):
     data = unstructured_data()
     sets = [["g3", "g0"], ["g1", "g2", "g4", "g5", "g6"]]
-    df = layer_sweep(tiny, data, train_sets=sets, layers=[0], n_random=0, progress=False)
+    sw = layer_sweep(tiny, data, train_sets=sets, layers=[0], n_random=0, progress=False)
+    df = sw.table
     hf, _ = tiny_hf
-    recs = df.attrs["splits"]
+    recs = sw.splits
     assert [r["train_groups"] for r in recs] == [["g0", "g3"], ["g1", "g2", "g4", "g5", "g6"]]
     toks = []
     for rec in recs:
-        test = [g for g in df.attrs["groups"] if g not in rec["train_groups"]]
+        test = [g for g in sw.groups if g not in rec["train_groups"]]
         tok, _ = _oracle_split(hf, data, 0, rec["train_groups"], test)
         assert rec["token_auroc"] == pytest.approx(tok, abs=1e-6)
         toks.append(tok)
@@ -312,10 +337,12 @@ def test_token_auroc_ci_is_a_cluster_bootstrap_over_conversations(tiny, tiny_hf)
     each here) on tokens scored from HF hidden states, every split's AUROC averaged."""
     data = unstructured_data(per_conversation=2)
     ci = ClusterCI(n_boot=300, level=0.9)
-    df = layer_sweep(tiny, data, n_splits=3, n_train=5, layers=[0], n_random=0, seed=7, ci=ci,
-                     progress=False)  # fmt: skip
-    assert df.attrs["ci"]["cluster"] == "conversation_id"
-    assert df.attrs["ci"]["n_clusters"] == 2 * N_GROUPS < len(data)
+    sw = layer_sweep(
+        tiny, data, n_splits=3, n_train=5, layers=[0], n_random=0, seed=7, ci=ci, progress=False
+    )
+    df = sw.table
+    assert sw.ci["cluster"] == "conversation_id"
+    assert sw.ci["n_clusters"] == 2 * N_GROUPS < len(data)
     hf, _ = tiny_hf
     hs = _hidden(hf, data, 0)
     keep = [lab >= 0 for lab in data.labels]
@@ -326,7 +353,7 @@ def test_token_auroc_ci_is_a_cluster_bootstrap_over_conversations(tiny, tiny_hf)
         [[m["conversation_id"]] * int(k.sum()) for m, k in zip(data.meta, keep, strict=True)]
     )
     arrays = []
-    for rec in df.attrs["splits"]:
+    for rec in sw.splits:
         train = rec["train_groups"]
         hd = {g: [] for g in train}
         for x, lab, g in zip(hs, data.labels, data.groups, strict=True):
@@ -345,31 +372,53 @@ def test_token_auroc_ci_is_a_cluster_bootstrap_over_conversations(tiny, tiny_hf)
             out.append(auroc(cos[held & yes], cos[held & ~yes]))
         return np.mean(out)
 
-    lo, hi = bootstrap_ci(mean_held_out_auroc, *arrays, groups=conv, paired=True, n_boot=300,
-                          seed=7, ci=0.9)  # fmt: skip
+    lo, hi = bootstrap_ci(
+        mean_held_out_auroc, *arrays, groups=conv, paired=True, n_boot=300, seed=7, ci=0.9
+    )
     row = df.iloc[0]
     assert row["token_auroc_mean"] == pytest.approx(mean_held_out_auroc(*arrays), abs=1e-6)
     assert row["token_auroc_ci_lo"] == pytest.approx(lo, abs=1e-6)
     assert row["token_auroc_ci_hi"] == pytest.approx(hi, abs=1e-6)
     # resampling sequences instead (the i.i.d. unit one level up) gives another interval
-    seq = layer_sweep(tiny, data, n_splits=3, n_train=5, layers=[0], n_random=0, seed=7,
-                      ci=ClusterCI("sequence", n_boot=300, level=0.9), progress=False)  # fmt: skip
-    assert seq.attrs["ci"]["n_clusters"] == len(data)
+    seq_sw = layer_sweep(
+        tiny,
+        data,
+        n_splits=3,
+        n_train=5,
+        layers=[0],
+        n_random=0,
+        seed=7,
+        ci=ClusterCI("sequence", n_boot=300, level=0.9),
+        progress=False,
+    )
+    seq = seq_sw.table
+    assert seq_sw.ci["n_clusters"] == len(data)
     assert (seq["token_auroc_ci_lo"].iloc[0], seq["token_auroc_ci_hi"].iloc[0]) != (lo, hi)
 
 
 def test_ci_clusters_fall_back_to_sequences_and_can_be_off(tiny):
     data = planted_data()  # no conversation_id in meta
-    df = layer_sweep(tiny, data, n_splits=2, n_train=5, layers=[0], n_random=0, progress=False)
-    assert df.attrs["ci"]["cluster"] == "sequence" and df.attrs["ci"]["n_clusters"] == len(data)
+    sw = layer_sweep(tiny, data, n_splits=2, n_train=5, layers=[0], n_random=0, progress=False)
+    df = sw.table
+    assert sw.ci["cluster"] == "sequence" and sw.ci["n_clusters"] == len(data)
     lo, hi = df[["token_auroc_ci_lo", "token_auroc_ci_hi"]].iloc[0]
     assert lo <= df["token_auroc_mean"].iloc[0] <= hi
-    crit = layer_sweep(tiny, data, n_splits=2, n_train=5, layers=[0], n_random=0,
-                       ci=ClusterCI("group"), progress=False)  # fmt: skip
-    assert crit.attrs["ci"]["n_clusters"] == N_GROUPS
-    off = layer_sweep(tiny, data, n_splits=2, n_train=5, layers=[0], n_random=0, ci=None,
-                      progress=False)  # fmt: skip
-    assert off.attrs["ci"] is None and off["token_auroc_ci_lo"].isna().all()
+    crit_sw = layer_sweep(
+        tiny,
+        data,
+        n_splits=2,
+        n_train=5,
+        layers=[0],
+        n_random=0,
+        ci=ClusterCI("group"),
+        progress=False,
+    )
+    assert crit_sw.ci["n_clusters"] == N_GROUPS
+    off_sw = layer_sweep(
+        tiny, data, n_splits=2, n_train=5, layers=[0], n_random=0, ci=None, progress=False
+    )
+    off = off_sw.table
+    assert off_sw.ci is None and off["token_auroc_ci_lo"].isna().all()
     data.meta[0]["conversation_id"] = "x"
     with pytest.raises(InputError, match="conversation_id"):
         layer_sweep(tiny, data, n_splits=2, n_train=5, layers=[0], progress=False)
@@ -419,12 +468,70 @@ def test_forward_passes_one_or_two_whatever_the_splits(tiny, monkeypatch):
 def test_single_pass_equals_two_pass(tiny):
     """Keeping the residuals (one forward pass) gives the same table as stats + projections."""
     data = planted_data()
-    one = layer_sweep(tiny, data, n_splits=3, n_train=4, n_random=4, progress=False)
-    two = layer_sweep(
+    one_sw = layer_sweep(tiny, data, n_splits=3, n_train=4, n_random=4, progress=False)
+    one = one_sw.table
+    two_sw = layer_sweep(
         tiny, data, n_splits=3, n_train=4, n_random=4, progress=False, max_memory_gb=0
     )
-    assert one.attrs["groups"] == two.attrs["groups"]
+    two = two_sw.table
+    assert one_sw.groups == two_sw.groups
     # the shuffled-label null needs the residuals: the two-pass path leaves it NaN
     assert one["shuffled_auroc_mean"].notna().all() and two["shuffled_auroc_mean"].isna().all()
     cols = [c for c in one.columns if c != "shuffled_auroc_mean"]
     pd.testing.assert_frame_equal(one[cols], two[cols], check_exact=False, atol=1e-5, rtol=1e-5)
+
+
+def test_sweep_result_carries_the_settings(tiny):
+    """What df.attrs carried rides on the SweepResult: counts against a brute-force count of the
+    labels, the splits' training sets, the bootstrap's clusters, the config; settings are JSON."""
+    import json
+
+    data = unstructured_data(per_conversation=2)
+    cfg = SweepConfig(n_splits=2, n_train=3, seed=4, n_random=2, ci=ClusterCI(n_boot=50, level=0.8))
+    sw = layer_sweep(tiny, data, cfg, progress=False)
+    assert isinstance(sw, SweepResult) and sw.config == cfg
+    labels = torch.cat(data.labels)
+    assert sw.n_tokens == int(((labels == 0) | (labels == 1)).sum()) == len(data) * 12
+    assert sw.n_placebo_tokens == 0
+    assert list(sw.layers) == [0, 1] == sw.table["layer"].tolist()
+    assert list(sw.groups) == [f"g{g}" for g in range(N_GROUPS)]
+    perms = [np.random.default_rng([4, s]).permutation(N_GROUPS)[:3] for s in range(2)]
+    want = [[f"g{g}" for g in sorted(p)] for p in perms]
+    assert [r["train_groups"] for r in sw.splits if r["layer"] == 0] == want
+    assert dict(sw.ci) == {
+        "cluster": "conversation_id",
+        "n_boot": 50,
+        "level": 0.8,
+        "n_clusters": 2 * N_GROUPS,
+        "seed": 4,
+    }
+    assert set(sw.timings) == {
+        "collect_s",
+        "project_s",
+        "refit_s",
+        "collect_cpu_s",
+        "project_cpu_s",
+        "refit_cpu_s",
+    }
+    st = json.loads(json.dumps(sw.settings))
+    assert (st["n_splits"], st["n_train"], st["seed"], st["method"]) == (2, 3, 4, "mean_diff")
+    assert st["ci"] == dict(sw.ci) and st["n_tokens"] == sw.n_tokens
+    assert st["groups"] == list(sw.groups) and st["layers"] == [0, 1]
+    t = sw.table
+    assert sw.best_layer == int(t["layer"][t["token_auroc_mean"].to_numpy().argmax()])
+    # keyword overrides are the same sweep as the config
+    kw = layer_sweep(
+        tiny,
+        data,
+        n_splits=2,
+        n_train=3,
+        seed=4,
+        n_random=2,
+        ci=ClusterCI(n_boot=50, level=0.8),
+        progress=False,
+    )
+    pd.testing.assert_frame_equal(kw.table, sw.table)
+    with pytest.raises(InputError, match="n_split.*settings are"):
+        layer_sweep(tiny, data, n_split=2, progress=False)
+    with pytest.raises(InputError, match="not its table"):
+        cosine_matrix(sw.table)

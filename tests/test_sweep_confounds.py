@@ -51,7 +51,7 @@ def valued():
 
 
 def test_a_positional_signal_is_caught_by_every_control(positional):
-    _, df = positional
+    df = positional[1].table
     assert (df["token_auroc_mean"] > 0.85).all()  # the plain held-out score is fooled
     assert (abs(df["matched_auroc"] - 0.5) < 0.1).all()
     assert ((df["matched_auroc_ci_lo"] < 0.5) & (df["matched_auroc_ci_hi"] > 0.5)).all()
@@ -65,7 +65,7 @@ def test_a_positional_signal_is_caught_by_every_control(positional):
 
 
 def test_a_planted_value_signal_survives_every_control(valued):
-    *_, df = valued
+    df = valued[-1].table
     assert (df["matched_auroc"] > 0.95).all() and (df["matched_auroc_ci_lo"] > 0.9).all()
     assert (df["did_auroc_mean"] > 0.95).all() and (df["did_matched_auroc"] > 0.95).all()
     assert (abs(df["placebo_auroc"] - 0.5) < 0.1).all()
@@ -82,12 +82,15 @@ def test_a_planted_value_signal_survives_every_control(valued):
 def test_random_directions_are_sign_aligned_on_training_criteria(valued):
     """On data with a strong class-correlated drift the old baseline (random directions, both
     signs, all tokens) sits at chance while aligned directions rank AFTER above BEFORE."""
-    hf, _, data, df = valued
-    gen = torch.Generator().manual_seed(df.attrs["seed"])
+    hf, _, data, sw = valued
+    df = sw.table
+    gen = torch.Generator().manual_seed(sw.config.seed)
     rand = torch.randn(3, 32, 64, generator=gen, dtype=torch.float64)[0]
     rand = rand / rand.norm(dim=-1, keepdim=True)
-    hs = [hf(ids[None], output_hidden_states=True).hidden_states[1][0].double()
-          for ids in data.input_ids]  # fmt: skip
+    hs = [
+        hf(ids[None], output_hidden_states=True).hidden_states[1][0].double()
+        for ids in data.input_ids
+    ]
     real = [(lab == BEFORE) | (lab == AFTER) for lab in data.labels]
     h = torch.cat([x[k] for x, k in zip(hs, real, strict=True)])
     after = torch.cat([lab[k] == AFTER for lab, k in zip(data.labels, real, strict=True)])
@@ -99,9 +102,10 @@ def test_random_directions_are_sign_aligned_on_training_criteria(valued):
 
 
 def test_turn_and_relative_position_baselines_equal_brute_force(positional):
-    data, df = positional
+    data, sw = positional
+    df = sw.table
     by = {k: [] for k in ("turn_position", "relative_position", "end_proximity")}
-    for rec in (r for r in df.attrs["splits"] if r["layer"] == 0):
+    for rec in (r for r in sw.splits if r["layer"] == 0):
         pos = {k: [] for k in by}
         neg = {k: [] for k in by}
         for i, g in enumerate(data.groups):
@@ -146,9 +150,11 @@ def test_matched_auroc_equals_brute_force_pairs_within_strata(seed):
 
 
 def test_method_did_scores_the_did_axis_and_needs_placebo_turns(valued):
-    _, model, data, df = valued
-    did = layer_sweep(model, data, n_splits=3, n_train=4, n_random=4, method="did", ci=CI,
-                      progress=False)  # fmt: skip
+    _, model, data, sw = valued
+    df = sw.table
+    did = layer_sweep(
+        model, data, n_splits=3, n_train=4, n_random=4, method="did", ci=CI, progress=False
+    ).table
     same = {
         "token_auroc_mean": "did_auroc_mean",
         "token_auroc_ci_lo": "did_auroc_ci_lo",
@@ -162,7 +168,7 @@ def test_method_did_scores_the_did_axis_and_needs_placebo_turns(valued):
     plain.labels = [torch.where(x >= PLACEBO_BEFORE, -1, x) for x in plain.labels]
     with pytest.raises(InputError, match=r"icrl.label\(\.\.\., placebo=True\)"):
         layer_sweep(model, plain, n_splits=2, n_train=4, method="did", progress=False)
-    no_placebo = layer_sweep(model, plain, n_splits=2, n_train=4, n_random=2, progress=False)
+    no_placebo = layer_sweep(model, plain, n_splits=2, n_train=4, n_random=2, progress=False).table
     cols = ["did_auroc_mean", "did_matched_auroc", "placebo_auroc", "did_placebo_auroc_ci_lo"]
     assert no_placebo[cols].isna().all().all()
     assert no_placebo["matched_auroc"].notna().all()

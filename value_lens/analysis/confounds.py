@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from value_lens.analysis.metrics import ClusterAUROC, percentile_ci
+from value_lens.analysis.clusters import ClusterAUROC
+from value_lens.analysis.metrics import percentile_ci
 from value_lens.errors import InputError
 
 __all__ = [

@@ -1,11 +1,11 @@
-"""The forward passes of a layer sweep (per-token projections onto a fixed basis) and its splits.
+"""The forward passes of a layer sweep (per-token projections onto a fixed basis).
 
 :func:`project_tokens` stores, for every BEFORE/AFTER token and layer, its projections onto a
 basis (every group's difference vector plus random directions) and its norm. The two
 strategies :func:`group_diffs_from_stats` (statistics pass, then a projection pass) and
 :func:`single_pass` (keep the residuals, derive everything from them) feed
-:func:`value_lens.analysis.sweep.layer_sweep`, which takes its training sets from :func:`train_splits`
-and its bootstrap clusters from :func:`token_clusters`.
+:func:`value_lens.analysis.sweep.layer_sweep`, which takes its training sets and bootstrap clusters
+from :mod:`value_lens.analysis.splits`.
 
 Besides BEFORE/AFTER tokens, the passes keep placebo tokens (``PLACEBO_BEFORE``/``PLACEBO_AFTER``,
 from ``icrl.label(..., placebo=True)``) and every token's turn span, for the position controls of
@@ -15,7 +15,6 @@ from ``icrl.label(..., placebo=True)``) and every token's turn span, for the pos
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +23,6 @@ import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
-from value_lens.analysis.metrics import cluster_codes
 from value_lens.core.hooks import run_resid_hooks
 from value_lens.core.model import model_device, n_ctx
 from value_lens.data.tokens import AFTER, BEFORE, PLACEBO_AFTER, PLACEBO_BEFORE, LabelledTokens
@@ -41,8 +39,6 @@ __all__ = [
     "project_tokens",
     "shuffled_diffs",
     "single_pass",
-    "token_clusters",
-    "train_splits",
 ]
 
 
@@ -330,94 +326,3 @@ def single_pass(
     full = torch.cat([basis.stacked(), rand], dim=1).float()  # [L, K, D]
     tp.proj = torch.einsum("lnd,lkd->lnk", xt, full).numpy()
     return basis, tp
-
-
-def train_splits(
-    groups: list[str],
-    all_groups: list[str],
-    *,
-    n_splits: int,
-    n_train: int,
-    seed: int,
-    train_sets: Sequence[Sequence[str]] | None = None,
-) -> list[np.ndarray]:
-    """The training-group indices (into ``groups``, sorted) of every split.
-
-    Without ``train_sets``, split ``s`` permutes the groups with
-    ``numpy.random.default_rng([seed, s])`` and trains on the first ``n_train``. With
-    ``train_sets`` (criterion names), those are the splits; every name must be a usable group
-    and every set must leave at least one group held out.
-
-    Example:
-        >>> [t.tolist() for t in train_splits(["a", "b", "c"], ["a", "b", "c"], n_splits=1,
-        ...                                    n_train=1, seed=0, train_sets=[["c", "a"]])]
-        [[0, 2]]
-    """
-    G = len(groups)
-    if train_sets is None:
-        if n_splits < 1 or n_train < 1:
-            raise InputError("n_splits and n_train must be positive")
-        if G <= n_train:
-            raise InputError(
-                f"too few criteria for the split: {G} groups have both BEFORE and AFTER tokens "
-                f"but n_train={n_train} leaves none held out; use n_train <= {G - 1} or add "
-                "criteria"
-            )
-        perms = [np.random.default_rng([seed, s]).permutation(G) for s in range(n_splits)]
-        return [np.sort(p[:n_train]) for p in perms]
-    if isinstance(train_sets, str) or len(train_sets) == 0:
-        raise InputError("train_sets needs a non-empty list of lists of criterion names")
-    index = {g: i for i, g in enumerate(groups)}
-    out = []
-    for s, names in enumerate(train_sets):
-        if isinstance(names, str) or len(names) == 0:
-            raise InputError(
-                f"train_sets[{s}] must be a non-empty list of criterion names, got {names!r}"
-            )
-        unknown = [n for n in names if n not in all_groups]
-        if unknown:
-            raise InputError(
-                f"train_sets[{s}]: unknown criteria {unknown}; the data has {all_groups}"
-            )
-        unusable = [n for n in names if n not in index]
-        if unusable:
-            raise InputError(
-                f"train_sets[{s}]: criteria {unusable} lack BEFORE or AFTER tokens (min_count) "
-                "and are not used; drop them from train_sets or lower min_count"
-            )
-        if len(set(names)) != len(names):
-            raise InputError(f"train_sets[{s}] names a criterion twice: {list(names)}")
-        if len(names) >= G:
-            raise InputError(
-                f"train_sets[{s}] trains on every usable criterion and holds none out; leave "
-                "at least one out"
-            )
-        out.append(np.sort([index[n] for n in names]))
-    return out
-
-
-def token_clusters(
-    data: LabelledTokens, tp: TokenProjections, cluster: str
-) -> tuple[np.ndarray, int, str]:
-    """Cluster code of every token of ``tp`` for a cluster bootstrap, the count, and what it is.
-
-    ``cluster`` is ``"sequence"``, ``"group"`` (criterion) or a ``meta`` key whose value is
-    shared by the sequences of one cluster (e.g. ``"conversation_id"``). When no sequence has
-    that key, each sequence is its own cluster (reported as ``"sequence"``). Codes follow
-    :func:`value_lens.analysis.metrics.cluster_codes` over the tokens' labels (as strings for ``meta``).
-    """
-    if cluster == "group":
-        labels: np.ndarray = tp.group
-    elif cluster == "sequence" or all(cluster not in m for m in data.meta):
-        labels, cluster = tp.seq, "sequence"
-    else:
-        missing = [i for i, m in enumerate(data.meta) if cluster not in m]
-        if missing:
-            raise InputError(
-                f"{len(missing)} sequences (e.g. {missing[:3]}) have no meta[{cluster!r}] while "
-                f"others do; set it on every sequence or pick another cluster (e.g. 'sequence')"
-            )
-        per_seq = np.array([str(m[cluster]) for m in data.meta])
-        labels = per_seq[tp.seq]
-    (codes,), n = cluster_codes(labels)
-    return codes, n, cluster

@@ -21,114 +21,52 @@ sd over splits (``*_sd``) measures how much the score moves between overlapping 
 standard error. The confidence interval ``token_auroc_ci_lo/hi`` resamples whole
 conversations (:class:`ClusterCI`), because tokens of one conversation are not independent.
 
-The result is a :class:`pandas.DataFrame` with one row per layer. Metadata rides in
-``df.attrs`` (plain lists and dicts, so pandas can copy and compare them):
-``df.attrs["cosine_matrix"]`` (layer x layer cosines of the all-groups directions, see
-:func:`cosine_matrix`), ``df.attrs["splits"]`` (per split and layer scores and training
-groups), ``df.attrs["groups"]``, ``df.attrs["ci"]`` (the bootstrap's clusters and settings),
-``df.attrs["n_tokens"]`` and ``df.attrs["timings"]`` (wall and CPU seconds spent collecting,
-projecting and refitting).
+The result is a :class:`~value_lens.analysis.sweep_result.SweepResult`: ``.table`` holds one row
+per layer, and the result carries the rest: the layer x layer cosines of the all-groups directions
+(:meth:`~value_lens.analysis.sweep_result.SweepResult.cosine_matrix`), per split and layer scores
+and training groups (``.splits``), ``.groups``, the bootstrap's clusters and settings (``.ci``),
+``.n_tokens``, ``.timings`` (wall and CPU seconds spent collecting, projecting and refitting) and
+``.settings`` (all of them, JSON-ready).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from value_lens.analysis.clusters import ClusterAUROC, cluster_counts
 from value_lens.analysis.confounds import SplitPool, did_weights, position_scores
-from value_lens.analysis.metrics import ClusterAUROC, auroc, cluster_counts
-from value_lens.analysis.projections import (
-    group_diffs_from_stats,
-    project_tokens,
-    single_pass,
-    token_clusters,
-    train_splits,
-)
+from value_lens.analysis.metrics import auroc
+from value_lens.analysis.projections import group_diffs_from_stats, project_tokens, single_pass
+from value_lens.analysis.splits import split_weights, token_clusters, train_splits
+from value_lens.analysis.sweep_result import ClusterCI, SweepConfig, SweepResult, cosine_matrix
 from value_lens.core.conventions import resolve_layers
 from value_lens.core.model import d_model, n_layers
 from value_lens.data.tokens import AFTER, BEFORE, PLACEBO_AFTER, PLACEBO_BEFORE, LabelledTokens
 from value_lens.errors import InputError
 from value_lens.fitting.stats import ActivationStats
 
-__all__ = ["ClusterCI", "cosine_matrix", "layer_sweep", "split_weights"]
+__all__ = ["ClusterCI", "SweepConfig", "SweepResult", "cosine_matrix", "layer_sweep"]
 
-SWEEP_METHODS = ("mean_diff", "pca_diff", "did")
 # pooled per-split AUROCs of the axis ("") and of the DiD axis ("did_"), and their columns
-POOLED = {"token": "token_auroc_mean", "matched": "matched_auroc", "placebo": "placebo_auroc",
-          "did_token": "did_auroc_mean", "did_matched": "did_matched_auroc",
-          "did_placebo": "did_placebo_auroc"}  # fmt: skip
+POOLED = {
+    "token": "token_auroc_mean",
+    "matched": "matched_auroc",
+    "placebo": "placebo_auroc",
+    "did_token": "did_auroc_mean",
+    "did_matched": "did_matched_auroc",
+    "did_placebo": "did_placebo_auroc",
+}
 BASELINES = ("turn_position", "relative_position", "end_proximity", "position")
-
-
-@dataclass(frozen=True)
-class ClusterCI:
-    """The cluster bootstrap behind ``token_auroc_ci_lo`` / ``token_auroc_ci_hi``.
-
-    Each resample draws as many clusters as the data has, with replacement (seeded by the
-    sweep's ``seed``); every drawn cluster brings all its tokens, every split's held-out
-    AUROC is recomputed on them and averaged over splits, as ``token_auroc_mean`` is.
-
-    Attributes:
-        cluster: the resampled unit: a ``meta`` key shared by the sequences of one unit
-            (default ``"conversation_id"``, as :func:`value_lens.data.icrl.label` records;
-            data where no sequence has the key fall back to one cluster per sequence),
-            ``"sequence"``, or ``"group"`` (whole criteria).
-        n_boot: resamples.
-        level: coverage of the percentile interval.
-    """
-
-    cluster: str = "conversation_id"
-    n_boot: int = 1000
-    level: float = 0.95
-
-    def __post_init__(self) -> None:
-        if self.n_boot < 1 or not 0 < self.level < 1:
-            raise InputError(f"ClusterCI needs n_boot >= 1 and 0 < level < 1, got {self}")
-
-
-DEFAULT_CI = ClusterCI()
-
-
-def split_weights(
-    gram: np.ndarray, train: np.ndarray, method: str, size: int | None = None
-) -> np.ndarray:
-    """Coefficients ``w`` (over all groups, zero off ``train``; padded with zeros to ``size``)
-    of a split's direction.
-
-    ``gram`` is ``[G, G]`` = ``d d'`` for one layer. ``mean_diff``: ``w = 1/n`` on the training
-    groups. ``pca_diff``: the top right singular vector of the training diffs, written as
-    ``d_train' u / s`` with ``u`` the top eigenvector of their Gram matrix, sign-aligned with
-    the mean (as :func:`value_lens.fitting.methods.pca_diff`; the scale does not affect cosines).
-    """
-    w = np.zeros(size or gram.shape[0])
-    if method == "mean_diff":
-        w[train] = 1.0 / len(train)
-        return w
-    g = gram[np.ix_(train, train)]
-    evals, evecs = np.linalg.eigh(g)
-    u = evecs[:, -1] / np.sqrt(max(evals[-1], 1e-300))
-    if (g @ u).sum() < 0:
-        u = -u
-    w[train] = u
-    return w
 
 
 def _norm(w: np.ndarray, gram: np.ndarray) -> float:
     return float(np.sqrt(max(w @ gram @ w, 1e-300)))
-
-
-def cosine_matrix(df: pd.DataFrame) -> pd.DataFrame:
-    """The layer x layer cosine matrix stored by :func:`layer_sweep`, labelled by layer."""
-    if "cosine_matrix" not in df.attrs:
-        raise InputError("this DataFrame has no cosine matrix; it was not made by layer_sweep")
-    layers = df.attrs["layers"]
-    return pd.DataFrame(np.array(df.attrs["cosine_matrix"]), index=layers, columns=layers)
 
 
 def _sd(x: Any, ddof: int = 1) -> float:
@@ -144,23 +82,15 @@ def _mean(x: Any) -> float:
 def layer_sweep(
     model: Any,
     data: LabelledTokens,
+    config: SweepConfig | None = None,
     *,
-    n_splits: int = 10,
-    n_train: int = 35,
-    seed: int = 0,
     layers: int | list[int] | None = None,
-    method: str = "mean_diff",
-    n_random: int = 16,
-    n_shuffle: int = 4,
     stats: ActivationStats | None = None,
-    min_count: int = 1,
     batch_size: int = 8,
     truncate: bool = False,
     progress: bool = True,
-    max_memory_gb: float = 1.0,
-    train_sets: Sequence[Sequence[str]] | None = None,
-    ci: ClusterCI | None = DEFAULT_CI,
-) -> pd.DataFrame:
+    **overrides: Any,
+) -> SweepResult:
     """Held-out generalisation of the value direction at every layer, with baselines.
 
     For each of ``n_splits`` seeded splits, ``n_train`` criteria (groups) fit the direction and
@@ -169,29 +99,19 @@ def layer_sweep(
     Args:
         model: a TransformerLens-style model.
         data: BEFORE/AFTER-labelled sequences, one criterion per group.
-        n_splits / n_train / seed: the splits (split ``s`` permutes the usable groups with
-            ``numpy.random.default_rng([seed, s])`` and trains on the first ``n_train``).
+        config: the sweep's settings (:class:`~value_lens.analysis.sweep_result.SweepConfig`:
+            splits, seed, method, baselines, bootstrap, memory budget); default the paper's.
         layers: layers to sweep (default all).
-        method: ``"mean_diff"`` (paper Eq. 1), ``"pca_diff"`` or ``"did"`` (the
-            difference-in-differences axis; needs ``icrl.label(..., placebo=True)`` data).
-        n_random: random unit directions per layer for the chance baseline.
-        n_shuffle: draws of the shuffled-label null (one-pass path only, else NaN).
         stats: precomputed :func:`collect_stats` output for ``data`` (skips the first pass).
-        min_count: a group needs this many BEFORE and AFTER tokens to be used.
-        max_memory_gb: when ``stats`` is not given and the BEFORE/AFTER residuals of all
-            layers fit in this many GB (``4 * N * L * d_model`` bytes), the model runs **once**:
-            the residuals are kept and both the group differences and every projection come
-            from them. Otherwise it runs twice (statistics, then projections). Results agree.
-        train_sets: explicit splits, one list of training criterion names per split (the
-            other usable criteria are held out); replaces ``n_splits``/``n_train``.
-        ci: the cluster bootstrap of ``token_auroc_mean`` (:class:`ClusterCI`; default:
-            resample conversations); ``None`` skips it (the CI columns are then NaN).
+        batch_size / truncate / progress: how the model is run (results do not depend on them).
+        overrides: :class:`SweepConfig` fields set on top of ``config``, e.g. ``n_splits=3``.
 
     Returns:
-        One row per layer with columns ``layer``;
+        A :class:`~value_lens.analysis.sweep_result.SweepResult` whose ``table`` has one row per
+        layer with columns ``layer``;
         ``token_auroc_mean`` (pooled held-out BEFORE vs AFTER tokens, averaged over splits),
         ``token_auroc_sd`` (sd over the splits, which overlap: not a standard error),
-        ``token_auroc_ci_lo/hi`` (cluster-bootstrap CI of the mean, see ``ci``);
+        ``token_auroc_ci_lo/hi`` (cluster-bootstrap CI of the mean, see ``config.ci``);
         ``function_score_mean`` (the paper's released 0/1 metric: per held-out criterion, does
         its AFTER-mean vector project onto the split's direction above its BEFORE-mean vector,
         ``(mean_AFTER - mean_BEFORE) . v > 0``; the fraction of wins, averaged over splits),
@@ -205,25 +125,20 @@ def layer_sweep(
         absolute ``position_auroc``; ``matched_auroc`` and ``placebo_auroc`` and the DiD axis's
         ``did_auroc_mean``, ``did_matched_auroc``, ``did_placebo_auroc`` (NaN without placebo
         labels), all explained in :mod:`value_lens.analysis.confounds`; ``*_ci_lo/hi`` for every
-        token-level AUROC. AUROC > 0.5: the score is higher on AFTER tokens. ``df.attrs``
-        holds the cosine matrix and per-split details (see the module docs).
+        token-level AUROC. AUROC > 0.5: the score is higher on AFTER tokens. The result also
+        carries the cosine matrix, per-split details, timings and settings (see the module docs).
 
     Example:
         >>> from value_lens.testing import tiny_qwen3
         >>> data = LabelledTokens.from_lists(
         ...     [[1, 5, 6, 7, 40, 41, 42]] * 4, [[-1, 0, 0, 0, 1, 1, 1]] * 4, "abcd")
-        >>> df = layer_sweep(tiny_qwen3(), data, train_sets=[["a", "b"], ["c", "d"]],
+        >>> sw = layer_sweep(tiny_qwen3(), data, SweepConfig(train_sets=(("a", "b"), ("c", "d"))),
         ...                  progress=False)
-        >>> df[["layer", "token_auroc_mean", "token_auroc_ci_lo"]].shape
-        (2, 3)
+        >>> sw.table[["layer", "token_auroc_mean", "token_auroc_ci_lo"]].shape, sw.n_tokens
+        ((2, 3), 24)
     """
-    if method not in SWEEP_METHODS:
-        raise InputError(
-            f"layer_sweep supports methods {SWEEP_METHODS} (directions in the span of the "
-            f"groups' differences); got {method!r}. Fit other methods with ValueAxis.fit"
-        )
-    if train_sets is None and (n_splits < 1 or n_train < 1):
-        raise InputError("n_splits and n_train must be positive")
+    cfg = (config or SweepConfig()).with_overrides(**overrides)
+    method, seed, n_random, ci = cfg.method, cfg.seed, cfg.n_random, cfg.ci
     counts = data.label_counts()
     if counts.get(BEFORE, 0) == 0 or counts.get(AFTER, 0) == 0:
         raise InputError(
@@ -242,12 +157,21 @@ def layer_sweep(
     rand = torch.randn(len(L), n_random, d_model(model), generator=gen, dtype=torch.float64)
     rand = rand / rand.norm(dim=-1, keepdim=True)
     opts: dict[str, Any] = {"batch_size": batch_size, "truncate": truncate, "progress": progress}
-    if stats is None and 4 * n_lab * len(L) * d_model(model) <= max_memory_gb * 2**30:
-        basis, tp = single_pass(model, data, L, rand, min_count, opts, did=method == "did",
-                                n_shuffle=n_shuffle, seed=seed)  # fmt: skip
+    if stats is None and 4 * n_lab * len(L) * d_model(model) <= cfg.max_memory_gb * 2**30:
+        basis, tp = single_pass(
+            model,
+            data,
+            L,
+            rand,
+            cfg.min_count,
+            opts,
+            did=method == "did",
+            n_shuffle=cfg.n_shuffle,
+            seed=seed,
+        )
         t1, c1 = t2, c2 = time.perf_counter(), time.process_time()
     else:
-        basis = group_diffs_from_stats(model, data, L, stats, min_count, opts)
+        basis = group_diffs_from_stats(model, data, L, stats, cfg.min_count, opts)
         t1, c1 = time.perf_counter(), time.process_time()
         full = torch.cat([basis.stacked(), rand], dim=1)
         tp = project_tokens(model, data, L, full, basis.groups, **opts)
@@ -255,8 +179,14 @@ def layer_sweep(
     groups, has = basis.groups, basis.has_placebo
     G, S = len(groups), basis.shuffled.shape[1]
     M = (2 + S) * G  # projections [:M] are onto basis.stacked(), then the random directions
-    splits = train_splits(groups, data.group_names, n_splits=n_splits, n_train=n_train,
-                          seed=seed, train_sets=train_sets)  # fmt: skip
+    splits = train_splits(
+        groups,
+        data.group_names,
+        n_splits=cfg.n_splits,
+        n_train=cfg.n_train,
+        seed=seed,
+        train_sets=cfg.train_sets,
+    )
     stacked = basis.stacked()
     gram = (stacked @ stacked.transpose(1, 2)).numpy()  # [L, M, M]
     rand_dot = (basis.diffs @ rand.transpose(1, 2)).numpy()  # [L, G, R]: d_g . r
@@ -282,8 +212,9 @@ def layer_sweep(
         if not yes.any() or not no.any():
             return None
         st = {"pos_stratum": tp.to_end[yes], "neg_stratum": tp.to_end[no]} if strata else {}
-        return ClusterAUROC.of(score[yes], score[no], pos_cluster=tok_cluster[yes],
-                               neg_cluster=tok_cluster[no], **st)  # fmt: skip
+        return ClusterAUROC.of(
+            score[yes], score[no], pos_cluster=tok_cluster[yes], neg_cluster=tok_cluster[no], **st
+        )
 
     split_recs: list[dict[str, Any]] = []
     per_layer: dict[str, list[list[Any]]] = {k: [[] for _ in L] for k in ("fn", "fn01")}
@@ -337,9 +268,14 @@ def layer_sweep(
             per_layer["fn"][k].append(float(wins.mean()))
             per_layer["fn01"][k].extend(wins.tolist())
             split_recs.append(
-                {"split": s, "layer": L[k], "token_auroc": main_tok,
-                 "function_score": float(wins.mean()), "train_groups": [groups[i] for i in train]}
-            )  # fmt: skip
+                {
+                    "split": s,
+                    "layer": L[k],
+                    "token_auroc": main_tok,
+                    "function_score": float(wins.mean()),
+                    "train_groups": [groups[i] for i in train],
+                }
+            )
 
     rows: list[dict[str, Any]] = []
     n_tr = [len(t) for t in splits]
@@ -367,37 +303,48 @@ def layer_sweep(
             }
         )
         for name in BASELINES[:3]:
-            row.update(dict(zip([f"{name}_auroc", f"{name}_auroc_ci_lo",
-                                 f"{name}_auroc_ci_hi"], base[name], strict=True)))  # fmt: skip
-        row.update({"n_splits": len(splits),
-                    "n_train_groups": n_tr[0] if len(set(n_tr)) == 1 else float(np.mean(n_tr)),
-                    "n_test_groups": G - n_tr[0] if len(set(n_tr)) == 1 else G - float(np.mean(n_tr))})  # fmt: skip
+            row.update(
+                dict(
+                    zip(
+                        [f"{name}_auroc", f"{name}_auroc_ci_lo", f"{name}_auroc_ci_hi"],
+                        base[name],
+                        strict=True,
+                    )
+                )
+            )
+        row.update(
+            {
+                "n_splits": len(splits),
+                "n_train_groups": n_tr[0] if len(set(n_tr)) == 1 else float(np.mean(n_tr)),
+                "n_test_groups": G - n_tr[0] if len(set(n_tr)) == 1 else G - float(np.mean(n_tr)),
+            }
+        )
         rows.append(row)
     all_g = np.arange(G)
-    w_all = [did_weights(M, G, all_g[has]) if method == "did"
-             else split_weights(gram[k, :G, :G], all_g, method, M) for k in range(len(L))]  # fmt: skip
+    w_all = [
+        did_weights(M, G, all_g[has])
+        if method == "did"
+        else split_weights(gram[k, :G, :G], all_g, method, M)
+        for k in range(len(L))
+    ]
     full_dirs = torch.stack([torch.from_numpy(w) @ stacked[k] for k, w in enumerate(w_all)])
     unit_dirs = full_dirs / full_dirs.norm(dim=-1, keepdim=True).clamp_min(1e-30)
-    df = pd.DataFrame(rows)
-    df.attrs.update(
-        {
-            "layers": list(L),
-            "cosine_matrix": (unit_dirs @ unit_dirs.T).tolist(),
-            "splits": split_recs,
-            "groups": groups,
-            "method": method,
-            "n_tokens": int(real.sum()),
-            "n_placebo_tokens": int((~real).sum()),
-            "seed": seed,
-            "ci": ci_meta,
-            "timings": {
-                "collect_s": t1 - t0,
-                "project_s": t2 - t1,
-                "refit_s": time.perf_counter() - t2,
-                "collect_cpu_s": c1 - c0,
-                "project_cpu_s": c2 - c1,
-                "refit_cpu_s": time.process_time() - c2,
-            },
-        }
+    return SweepResult(
+        table=pd.DataFrame(rows),
+        config=cfg,
+        layers=list(L),
+        groups=list(groups),
+        cosine=(unit_dirs @ unit_dirs.T).numpy(),
+        splits=split_recs,
+        ci=ci_meta,
+        n_tokens=int(real.sum()),
+        n_placebo_tokens=int((~real).sum()),
+        timings={
+            "collect_s": t1 - t0,
+            "project_s": t2 - t1,
+            "refit_s": time.perf_counter() - t2,
+            "collect_cpu_s": c1 - c0,
+            "project_cpu_s": c2 - c1,
+            "refit_cpu_s": time.process_time() - c2,
+        },
     )
-    return df

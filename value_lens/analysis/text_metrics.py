@@ -1,7 +1,7 @@
 """Behavioural metrics of one generated text, for steering dose-response sweeps.
 
 * backtracking: presence and count of the paper's phrases
-  (:func:`value_lens.evals.backtracking.find_backtracking`);
+  (:func:`value_lens.analysis.phrases.find_backtracking`);
 * length in tokens;
 * yes-rate: 1 if the reply starts with "yes", 0 for "no", NaN otherwise;
 * code, on the first python fenced block (an unterminated block counts): non-empty lines,
@@ -21,7 +21,7 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
-from value_lens.evals.backtracking import find_backtracking
+from value_lens.analysis.phrases import find_backtracking
 
 __all__ = ["METRICS", "code_metrics", "repetition_rate", "text_metrics", "yes_no"]
 

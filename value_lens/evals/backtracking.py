@@ -1,7 +1,8 @@
 """Backtracking suite: does the value projection dip when a model second-guesses itself?
 
-* :func:`find_backtracking` finds the paper's backtracking phrases (case-insensitive, whole
-  words; the list is configurable) as character spans.
+* :func:`find_backtracking` (from :mod:`value_lens.analysis.phrases`) finds the paper's
+  backtracking phrases (case-insensitive, whole words; the list is configurable) as character
+  spans.
 * :func:`run_backtracking_suite` traces rollouts (generated with :mod:`value_lens.core.generate`
   from problems, or supplied as texts), then reports the mean cosine readout per 500-token band
   for backtracking vs non-backtracking rollouts (:func:`band_curves`, with counts and 95% CIs)
@@ -20,16 +21,15 @@ Example:
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from value_lens.analysis.phrases import DEFAULT_PHRASES, find_backtracking
 from value_lens.errors import InputError
 from value_lens.evals._common import (
     EvalResult,
@@ -52,53 +52,10 @@ __all__ = [
     "token_positions",
 ]
 
-DEFAULT_PHRASES: tuple[str, ...] = (
-    "Wait",
-    "Actually",
-    "Hmm",
-    "Hold on",
-    "But wait",
-    "Let me reconsider",
-    "Let me recheck",
-    "Let me rethink",
-    "Let me try again",
-    "I made a mistake",
-    "I think I was wrong",
-    "On second thought",
-    "No, ",
-)
-"""The paper's backtracking phrases (its ``count_backtracks`` list)."""
-
 MATH_SYSTEM = (
     "You are a helpful math assistant. Solve the problem step by step. "
     "Put your final integer answer in \\boxed{}."
 )
-
-
-@lru_cache(maxsize=32)
-def _pattern(phrases: tuple[str, ...]) -> tuple[re.Pattern[str], dict[str, str]]:
-    if not phrases or any(not p.strip() for p in phrases):
-        raise InputError("phrases must be a non-empty list of non-blank strings")
-    parts = []
-    for p in sorted(phrases, key=len, reverse=True):  # longest first: 'But wait' before 'Wait'
-        tail = r"\b" if p[-1].isalnum() else ""
-        head = r"\b" if p[0].isalnum() else ""
-        parts.append(head + re.escape(p) + tail)
-    canon = {p.lower(): p for p in phrases}
-    return re.compile("|".join(parts), re.IGNORECASE), canon
-
-
-def find_backtracking(
-    text: str, phrases: Sequence[str] = DEFAULT_PHRASES
-) -> list[tuple[int, int, str]]:
-    """Non-overlapping backtracking phrases in ``text`` as ``(start, end, phrase)``.
-
-    Matching is case-insensitive and on word boundaries (``'Wait'`` does not match
-    ``'awaited'``); where phrases overlap the longest wins. ``phrase`` is the canonical entry of
-    ``phrases`` and ``text[start:end].lower() == phrase.lower()``.
-    """
-    pat, canon = _pattern(tuple(phrases))
-    return [(m.start(), m.end(), canon[m.group(0).lower()]) for m in pat.finditer(text)]
 
 
 def token_positions(
