@@ -73,9 +73,8 @@ def test_sweep_figure_band_is_the_cluster_ci_when_present(sweep_df):
         token_auroc_ci_lo=sweep_df["token_auroc_mean"] - 0.1,
         token_auroc_ci_hi=sweep_df["token_auroc_mean"] + 0.03,  # asymmetric, unlike +-sd
     )
-    df.attrs["ci"] = {"cluster": "conversation_id", "level": 0.9}
     s = df.sort_values("layer")
-    fig = sweep_figure(df)
+    fig = sweep_figure(df, ci_settings={"cluster": "conversation_id", "level": 0.9})
     main, band = fig.data[-1], fig.data[-2]
     n = len(s)
     np.testing.assert_allclose(band.y[:n], s["token_auroc_ci_hi"])
@@ -83,16 +82,18 @@ def test_sweep_figure_band_is_the_cluster_ci_when_present(sweep_df):
     assert "90% CI, cluster bootstrap over conversation_id" in band.name
     assert "90% CI" in fig.layout.title.text and "90% CI" in main.hovertemplate
     custom = np.asarray(main.customdata)
-    np.testing.assert_allclose(custom, s[["token_auroc_sd", "token_auroc_ci_lo",
-                                          "token_auroc_ci_hi"]].to_numpy())  # fmt: skip
+    np.testing.assert_allclose(
+        custom, s[["token_auroc_sd", "token_auroc_ci_lo", "token_auroc_ci_hi"]].to_numpy()
+    )
     # the sd is still in the hover, labelled as an sd over overlapping splits
     assert "sd over overlapping splits" in main.hovertemplate
     # ci=None (or all-NaN CI columns, as from layer_sweep(ci=None)) falls back to +-sd
     for f in (sweep_figure(df, ci=None), sweep_figure(df.assign(token_auroc_ci_lo=np.nan))):
         np.testing.assert_allclose(f.data[-2].y[:n], s["token_auroc_mean"] + s["token_auroc_sd"])
     # the function-level score's band is its sd over splits, and its label says so
-    fn = df.assign(function_score_mean=0.7, function_score_sd_splits=0.2,
-                   function_score_sd_all_scores=0.45)  # fmt: skip
+    fn = df.assign(
+        function_score_mean=0.7, function_score_sd_splits=0.2, function_score_sd_all_scores=0.45
+    )
     fig = sweep_figure(fn)
     (line,) = [t for t in fig.data if t.name.startswith("function") and t.mode]
     assert "sd over splits" in line.name
@@ -131,12 +132,14 @@ def controls_df():
     df["random_auroc_mean"] = rng.uniform(0.45, 0.55, len(df))
     df["random_auroc_p95"] = df["random_auroc_mean"] + 0.05
     df["shuffled_auroc_mean"] = rng.uniform(0.48, 0.52, len(df))
-    df.attrs["ci"] = {"cluster": "conversation_id", "level": 0.95}
     return df
 
 
+CI95 = {"cluster": "conversation_id", "level": 0.95}
+
+
 def test_sweep_figure_draws_every_control_with_its_ci(controls_df):
-    fig = sweep_figure(controls_df)
+    fig = sweep_figure(controls_df, ci_settings=CI95)
     s = controls_df.sort_values("layer")
     n = len(s)
     for col, label in CONTROL_COLUMNS.items():
@@ -145,8 +148,11 @@ def test_sweep_figure_draws_every_control_with_its_ci(controls_df):
         assert list(lines[0].x) == s["layer"].tolist()
         assert list(lines[0].y) == s[col].tolist()
         lo, hi = (s[c].to_numpy() for c in ci_columns(col))
-        (band,) = [t for t in fig.data if t.name == f"{label} 95% CI, cluster bootstrap over "
-                   "conversation_id"]  # fmt: skip
+        (band,) = [
+            t
+            for t in fig.data
+            if t.name == f"{label} 95% CI, cluster bootstrap over conversation_id"
+        ]
         np.testing.assert_allclose(band.y[:n], hi)
         np.testing.assert_allclose(band.y[n:], lo[::-1])
         hidden = col in {"did_matched_auroc", "did_placebo_auroc", "relative_position_auroc"}
@@ -327,15 +333,19 @@ def test_sweep_and_cosine_figures_on_a_real_layer_sweep(tiny):
         [[-1, 0, 0, 0, 1, 1, 1]] * 6,
         list("abcdef"),
     )
-    df = layer_sweep(tiny, data, n_splits=2, n_train=4, n_random=4, progress=False)
-    fig = sweep_figure(df)
-    s = df.sort_values("layer")
+    sw = layer_sweep(tiny, data, n_splits=2, n_train=4, n_random=4, progress=False)
+    fig = sweep_figure(sw)
+    s = sw.table.sort_values("layer")
     assert list(fig.data[-1].y) == s["token_auroc_mean"].tolist()
     np.testing.assert_allclose(fig.data[-2].y[: len(s)], s["token_auroc_ci_hi"])
     assert "95% CI, cluster bootstrap over sequence" in fig.layout.title.text
     names = {t.name for t in fig.data}
     assert {"sign-aligned random direction", "closeness to turn end"} <= names
-    cm = cosine_matrix(df)
+    # a bare table knows nothing of the bootstrap: the label stays generic unless told
+    assert "over sequence" not in sweep_figure(sw.table).layout.title.text
+    told = sweep_figure(sw.table, ci_settings=sw.ci).layout.title.text
+    assert told == fig.layout.title.text
+    cm = cosine_matrix(sw)
     np.testing.assert_array_equal(np.asarray(layer_cosine_figure(cm).data[0].z), cm.to_numpy())
 
 

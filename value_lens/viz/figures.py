@@ -24,13 +24,24 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from value_lens.analysis.sweep_result import SweepResult
 from value_lens.errors import InputError
-from value_lens.viz._style import DIVERGING
+from value_lens.viz._traces import PALETTE as _PALETTE
+from value_lens.viz._traces import (
+    _band,
+    _ci_band,  # noqa: F401  (figures_evals imports it from here; move that import to _traces)
+    _line_with_band,
+    _sd_band,
+    _titled,
+    _unit_heatmap,
+    require_columns,
+)
 from value_lens.viz.controls import CONTROLS, ci_columns, present
 
 __all__ = [
     "DEFAULT_SWEEP_BASELINES",
     "SWEEP_CI_COLUMNS",
+    "ci_label",
     "code_scatter_figure",
     "default_baselines",
     "layer_cosine_figure",
@@ -53,125 +64,15 @@ SWEEP_CI_COLUMNS = ("token_auroc_ci_lo", "token_auroc_ci_hi")
 #: what ``token_auroc_sd`` is, in every label that shows it.
 SD_OVER_SPLITS = "sd over overlapping splits (not a standard error)"
 
-_PALETTE = ["#1f4e9c", "#888888", "#d95f02", "#7570b3", "#1b9e77", "#e7298a", "#66a61e"]
 
+def ci_label(ci: SweepResult | Mapping[str, Any] | None) -> str:
+    """E.g. "95% CI, cluster bootstrap over conversation_id", from a sweep's bootstrap settings
+    (a :class:`~value_lens.analysis.sweep_result.SweepResult` or its ``.ci``) when given.
 
-def require_columns(df: Any, columns: Sequence[str | None], what: str) -> pd.DataFrame:
-    """Check that ``df`` is a DataFrame holding ``columns`` (``None`` entries are skipped)."""
-    if not isinstance(df, pd.DataFrame):
-        raise InputError(f"{what} needs a pandas DataFrame, got {type(df).__name__}")
-    missing = [c for c in columns if c is not None and c not in df.columns]
-    if missing:
-        raise InputError(
-            f"{what}: the table lacks column(s) {missing}; it has {list(df.columns)}. "
-            "Pass the right column names as arguments."
-        )
-    if df.empty:
-        raise InputError(f"{what}: the table is empty")
-    return df
-
-
-def _ci_band(
-    fig: go.Figure, x: Any, lo: Any, hi: Any, color: str, *, name: str | None = None,
-    visible: Any = None, **where: Any,
-) -> None:  # fmt: skip
-    """A shaded band between ``lo`` and ``hi`` (no line, no legend entry, no hover)."""
-    xs = list(x)
-    fig.add_trace(
-        go.Scatter(
-            x=xs + xs[::-1],
-            y=list(hi) + list(lo)[::-1],
-            fill="toself",
-            fillcolor=color,
-            opacity=0.18,
-            line={"width": 0},
-            hoverinfo="skip",
-            showlegend=False,
-            name=name,
-            visible=visible,
-        ),
-        **where,
-    )
-
-
-def _titled(fig: go.Figure, title: str, x_title: str, y_title: str, **layout: Any) -> go.Figure:
-    """Set the figure title, the two axis titles and the white template (plus ``layout``)."""
-    fig.update_layout(
-        title={"text": title},
-        xaxis={"title": {"text": x_title}},
-        yaxis={"title": {"text": y_title}},
-        template="plotly_white",
-        **layout,
-    )
-    return fig
-
-
-def _unit_heatmap(
-    z: Any, x: Sequence[Any], y: Sequence[Any], *, colorbar: str, hovertemplate: str,
-    title: str, x_title: str, y_title: str, yaxis: Mapping[str, Any] | None = None, **kw: Any,
-) -> go.Figure:  # fmt: skip
-    """A heatmap on the diverging scale over [-1, 1] with categorical axes labelled by ``x``, ``y``."""
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=[str(v) for v in x],
-            y=[str(v) for v in y],
-            colorscale=DIVERGING,
-            zmin=-1,
-            zmax=1,
-            zmid=0,
-            colorbar={"title": {"text": colorbar}},
-            hovertemplate=hovertemplate,
-            **kw,
-        )
-    )
-    fig.update_layout(
-        title={"text": title},
-        xaxis={"title": {"text": x_title}, "type": "category"},
-        yaxis={"title": {"text": y_title}, "type": "category", **(yaxis or {})},
-        template="plotly_white",
-    )
-    return fig
-
-
-def _band(fig: go.Figure, x: Any, mean: Any, sd: Any, name: str, color: str, **kw: Any) -> None:
-    """A line with a shaded ±sd band (the band is skipped when ``sd`` is None)."""
-    band = None if sd is None else _sd_band(mean, sd)
-    _line_with_band(fig, x, mean, band, name, color, band_name="± sd", **kw)
-
-
-def _line_with_band(
-    fig: go.Figure, x: Any, mean: Any, band: tuple[Any, Any] | None, name: str, color: str,
-    *, band_name: str, **kw: Any,
-) -> None:  # fmt: skip
-    """A line with a shaded band between ``band = (lo, hi)`` (skipped when ``band`` is None)."""
-    row = kw.pop("row", None)
-    col = kw.pop("col", None)
-    where = {"row": row, "col": col} if row is not None else {}
-    if band is not None:
-        _ci_band(fig, x, band[0], band[1], color, name=f"{name} {band_name}",
-                 visible=kw.get("visible"), **where)  # fmt: skip
-    fig.add_trace(
-        go.Scatter(
-            x=list(x),
-            y=list(mean),
-            mode="lines+markers",
-            name=name,
-            line={"color": color, **kw.pop("line", {})},
-            **kw,
-        ),
-        **where,
-    )
-
-
-def _sd_band(mean: Any, sd: Any) -> tuple[np.ndarray, np.ndarray]:
-    m, s = np.asarray(mean, dtype=float), np.asarray(sd, dtype=float)
-    return m - s, m + s
-
-
-def ci_label(df: pd.DataFrame) -> str:
-    """E.g. "95% CI, cluster bootstrap over conversation_id", from ``df.attrs`` when there."""
-    meta = df.attrs.get("ci") or {}
+    >>> ci_label({"level": 0.9, "cluster": "sequence"}), ci_label(None)
+    ('90% CI, cluster bootstrap over sequence', 'CI, cluster bootstrap')
+    """
+    meta = (ci.ci if isinstance(ci, SweepResult) else ci) or {}
     if "level" in meta and "cluster" in meta:
         return f"{meta['level']:.0%} CI, cluster bootstrap over {meta['cluster']}"
     return "CI, cluster bootstrap"
@@ -208,8 +109,9 @@ _SECONDARY = {c.column for c in CONTROLS if c.secondary}
 
 
 def sweep_figure(
-    df: pd.DataFrame,
+    sweep: pd.DataFrame | SweepResult,
     *,
+    ci_settings: Mapping[str, Any] | None = None,
     layer: str = "layer",
     mean: str = "token_auroc_mean",
     sd: str | None = "token_auroc_sd",
@@ -227,7 +129,10 @@ def sweep_figure(
     criteria, so it is not a standard error; the subtitle and the hover say which band is drawn.
 
     Args:
-        df: one row per layer.
+        sweep: a :class:`~value_lens.analysis.sweep_result.SweepResult` or its table (one row
+            per layer).
+        ci_settings: the bootstrap's settings named in the band's label (default: the
+            result's ``.ci``; pass them with a bare table, e.g. one read back from disk).
         layer, mean, sd: column names (``sd=None``, or the default ``token_auroc_sd`` absent
             from ``df``: no sd band or sd in the hover).
         ci: the ``(lo, hi)`` columns of a confidence interval, used when present (``None``:
@@ -245,6 +150,10 @@ def sweep_figure(
         ``customdata`` = sd, CI low, CI high per layer, NaN where absent); baselines come
         before it, each band just before its line.
     """
+    if isinstance(sweep, SweepResult):
+        df, ci_settings = sweep.table, sweep.ci if ci_settings is None else ci_settings
+    else:
+        df = sweep
     require_columns(df, [], "sweep_figure")
     if sd == "token_auroc_sd" and sd not in df.columns:
         sd = None  # the default sd column is optional (the CI is the band)
@@ -255,7 +164,7 @@ def sweep_figure(
     cols = [layer, mean, sd] + [c for spec in base.values() for c in spec]
     df = require_columns(df, cols, "sweep_figure").sort_values(layer)
     use_ci = ci is not None and set(ci) <= set(df.columns) and df[list(ci)].notna().any().all()
-    ci_name = ci_label(df)
+    ci_name = ci_label(ci_settings)
     fig = go.Figure()
     dashes = ["dot", "dash", "dashdot", "longdash"]
     for i, (label, spec) in enumerate(base.items()):
@@ -264,11 +173,26 @@ def sweep_figure(
         if spec[0] in _SECONDARY:
             kw["visible"] = "legendonly"
         if len(spec) == 3:
-            _line_with_band(fig, df[layer], df[spec[0]], (df[spec[1]], df[spec[2]]), label,
-                            colour, band_name=ci_name, **kw)  # fmt: skip
+            _line_with_band(
+                fig,
+                df[layer],
+                df[spec[0]],
+                (df[spec[1]], df[spec[2]]),
+                label,
+                colour,
+                band_name=ci_name,
+                **kw,
+            )
         else:
-            _band(fig, df[layer], df[spec[0]], None if spec[1] is None else df[spec[1]], label,
-                  colour, **kw)  # fmt: skip
+            _band(
+                fig,
+                df[layer],
+                df[spec[0]],
+                None if spec[1] is None else df[spec[1]],
+                label,
+                colour,
+                **kw,
+            )
     nan = np.full(len(df), np.nan)
     custom = np.stack(
         [
@@ -291,8 +215,17 @@ def sweep_figure(
         note = f"band: ± {SD_OVER_SPLITS}: the splits share most training criteria"
     else:
         band, band_name, note = None, "", ""
-    _line_with_band(fig, df[layer], df[mean], band, name, _PALETTE[0], band_name=band_name,
-          customdata=custom, hovertemplate=hover + "<extra></extra>")  # fmt: skip
+    _line_with_band(
+        fig,
+        df[layer],
+        df[mean],
+        band,
+        name,
+        _PALETTE[0],
+        band_name=band_name,
+        customdata=custom,
+        hovertemplate=hover + "<extra></extra>",
+    )
     fig.add_hline(y=0.5, line={"color": "#bbbbbb", "width": 1})
     full_title = f"{title}<br><sup>{note}</sup>" if note else title
     return _titled(
