@@ -1,0 +1,113 @@
+"""In-process data parallelism over ``torch.distributed`` (NCCL on GPUs, gloo on CPUs).
+
+Under ``torchrun`` (or any initialised process group), every rank collects the shard of the
+data that :class:`~value_lens.fitting.shards.ShardPlan` gives it, lays its sums out in the full
+data's groups and labels, and all-reduces them (fp64 sums, int64 counts); reservoir samples are
+gathered and merged in rank order. Every rank returns the same statistics, equal to a
+single-process collection up to fp64 round-off (counts and samples exactly).
+
+Example (two processes; see ``tests/test_distributed.py``)::
+
+    torchrun --nproc-per-node 2 -m value_lens build --out run/
+    # or, in Python, inside an initialised process group:
+    stats = vl.collect_stats(model, data, distributed=True)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from value_lens.data.tokens import LabelledTokens
+from value_lens.errors import InputError
+from value_lens.fitting.shards import ShardPlan
+from value_lens.fitting.stats import ActivationStats, Moments
+
+__all__ = ["collect_distributed", "is_distributed", "rank_and_world"]
+
+
+def is_distributed() -> bool:
+    """True inside an initialised ``torch.distributed`` process group."""
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def rank_and_world() -> tuple[int, int]:
+    """``(rank, world size)`` of this process (``(0, 1)`` outside a process group)."""
+    if not is_distributed():
+        return 0, 1
+    return torch.distributed.get_rank(), torch.distributed.get_world_size()
+
+
+def collect_distributed(model: Any, data: LabelledTokens, **collect_kwargs: Any) -> ActivationStats:
+    """Collect this rank's shard and all-reduce: every rank gets the whole data's statistics."""
+    from value_lens.fitting.collect import collect_stats
+
+    if not is_distributed():
+        raise InputError(
+            "distributed=True needs an initialised torch.distributed process group; launch with "
+            "torchrun (or call torch.distributed.init_process_group) first"
+        )
+    dist = torch.distributed
+    rank, world = rank_and_world()
+    plan = ShardPlan.create(data, world)
+    part = collect_stats(model, data.subset(plan.indices(rank)), **collect_kwargs)
+    groups, classes = data.group_names, sorted(data.label_counts())
+    full = _layout(part, groups, classes)
+    device = _device()
+    for t in (full.count, full.sum, full.norm_sum):
+        moved = t.to(device)
+        dist.all_reduce(moved, op=dist.ReduceOp.SUM)
+        t.copy_(moved.to(t.device))
+    moments = None
+    if full.moments is not None:
+        tensors = [t.to(device) for t in full.moments.tensors()]
+        for t in tensors:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        moments = Moments(*(t.cpu() for t in tensors))
+    sample = None
+    if full.sample is not None:
+        gathered: list[Any] = [None] * world
+        dist.all_gather_object(gathered, full.sample)
+        sample = gathered[0]
+        for other in gathered[1:]:
+            sample = sample + other
+    meta = dict(part.meta)
+    meta.update(
+        dataset_hash=data.fingerprint(),
+        n_sequences=len(data),
+        distributed={"world": world, "plan": plan.digest()},
+    )
+    meta.pop("group_sequences", None)
+    return ActivationStats(
+        full.layers, groups, classes, full.count, full.sum, full.norm_sum, moments, sample, meta
+    )
+
+
+def _device() -> torch.device:
+    """Where collectives run: the current CUDA device under NCCL, else the CPU."""
+    if torch.distributed.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _layout(part: ActivationStats, groups: list[str], classes: list[int]) -> ActivationStats:
+    """``part`` zero-filled into the full data's groups and labels (a rank may lack some)."""
+    L, G, C, D = len(part.layers), len(groups), len(classes), part.d_model
+    count = torch.zeros(G, C, dtype=torch.long)
+    total = torch.zeros(L, G, C, D, dtype=part.sum.dtype)
+    norm_sum = torch.zeros(L, G, C, dtype=torch.float64)
+    gi = torch.tensor([groups.index(g) for g in part.groups], dtype=torch.long)
+    ci = torch.tensor([classes.index(c) for c in part.classes], dtype=torch.long)
+    count[gi[:, None], ci[None, :]] = part.count
+    total[:, gi[:, None], ci[None, :]] = part.sum
+    norm_sum[:, gi[:, None], ci[None, :]] = part.norm_sum.to(torch.float64)
+    sample = part.sample
+    if sample is not None and part.classes != classes:
+        raise InputError(
+            "a rank's shard lacks some labels, so its token sample cannot be merged; give every "
+            "shard every label (more sequences per rank) or collect without sample_per_class"
+        )
+    return ActivationStats(
+        part.layers, groups, classes, count, total, norm_sum, part.moments, sample, part.meta
+    )
