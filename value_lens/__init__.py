@@ -8,6 +8,7 @@ import value_lens.data.icrl  # noqa: F401  (value_lens.data.icrl.CRITERIA etc.)
 from value_lens import data, evals, pipeline, viz
 from value_lens._version import __version__
 from value_lens.analysis import confounds, metrics
+from value_lens.analysis.lens import logit_lens
 from value_lens.analysis.readout import ValueTrace, project, trace, value
 from value_lens.analysis.sweep import layer_sweep
 from value_lens.core.chat import format_chat
@@ -86,6 +87,7 @@ __all__ = [
     "from_hidden_states_index",
     "hook_name",
     "load_model",
+    "logit_lens",
     "project",
     "to_hidden_states_index",
     "trace",
