@@ -236,3 +236,37 @@ def test_prompt_steering_touches_only_the_target_tokens(model, hf, axis):
     # the steering changed something, so the oracle's mask placement is what was tested
     moved = res.table.groupby(["prompt", "option"])["loglik"].agg(np.ptp)
     assert moved.max() > 1e-2
+
+
+def test_domain_matrix_delta_is_the_hf_answer_mean_difference(model, hf, axis):
+    domains = {
+        "math": [("What is 2 + 3?", "2 + 3 = 5, so 5."), ("Add 4 and 4.", "The sum is 8.")],
+        "music": [{"question": "Name an instrument.", "answer": "A violin."},
+                  {"messages": [{"role": "user", "content": "And another?"},
+                                {"role": "assistant", "content": "The piano, then a drum."}]}],
+    }  # fmt: skip
+    other = tiny_qwen3(seed=1)
+    hf1, tok = tiny_qwen3_hf(seed=1)
+    res = compare.domain_matrix(
+        {"base": model, "sft": other}, domains, axis, LAYER, trained={"sft": "math"}, n_boot=50
+    )
+    unit = axis.direction(LAYER)
+    for d, items in domains.items():
+        diffs = []
+        for it in items:
+            if isinstance(it, tuple):
+                q, a = it
+            elif "messages" in it:
+                q, a = (m["content"] for m in it["messages"])
+            else:
+                q, a = it["question"], it["answer"]
+            msgs = [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+            text = _chat(tok, msgs)
+            s = text.rindex(a)
+            diffs.append(
+                _cos_over(hf1, tok, text, s, s + len(a), unit)
+                - _cos_over(hf[0], tok, text, s, s + len(a), unit)
+            )
+        row = res.summary.set_index("domain").loc[d]
+        assert row["delta"] == pytest.approx(np.mean(diffs), abs=1e-4)
+        assert row["trained"] == (d == "math")

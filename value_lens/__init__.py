@@ -5,7 +5,7 @@ Data flows one way: conversations -> :class:`LabelledTokens` -> :func:`collect_s
 """
 
 import value_lens.data.icrl  # noqa: F401  (value_lens.data.icrl.CRITERIA etc.)
-from value_lens import data, evals, pipeline, viz
+from value_lens import compare, data, evals, pipeline, viz
 from value_lens._version import __version__
 from value_lens.analysis import confounds, metrics
 from value_lens.analysis.lens import logit_lens
@@ -75,6 +75,7 @@ __all__ = [
     "token_heatmap",
     "layer_token_heatmap",
     "write_report",
+    "compare",
     "confounds",
     "data",
     "pipeline",
