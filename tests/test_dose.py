@@ -10,10 +10,11 @@ import torch
 
 import value_lens.steering.dose as dose_mod
 from value_lens.analysis.text_metrics import code_metrics, repetition_rate, text_metrics, yes_no
+from value_lens.core.generate import GenerationConfig
 from value_lens.core.model import d_model, model_id, n_layers
 from value_lens.errors import CalibrationError, InputError
 from value_lens.fitting.axis import ValueAxis
-from value_lens.steering.dose import dose_response, dose_slopes
+from value_lens.steering.dose import DoseGrid, dose_response, dose_slopes
 from value_lens.steering.strength import calibrate
 
 PROMPTS = ["the value of a", "a much longer prompt about code", "x"]
@@ -65,15 +66,9 @@ def test_slopes_drop_degenerate_strengths_and_need_three():
 
 def test_resumes_from_the_log_without_redoing_cells(tiny, tmp_path, monkeypatch):
     axis = _axis(tiny)
-    kw = dict(
-        layers=[0, 1],
-        alphas=[-3.0, 0.0, 3.0],
-        unit="raw",
-        seeds=[0, 1],
-        max_new_tokens=3,
-        temperature=0.0,
-        progress=False,
-    )
+    gen = GenerationConfig(max_new_tokens=3)
+    grid = DoseGrid(layers=[0, 1], alphas=[-3.0, 0.0, 3.0], unit="raw", seeds=[0, 1])
+    kw = dict(grid=grid, gen=gen, progress=False)
     full = dose_response(tiny, axis, PROMPTS, **kw)
     # 2 shared baseline cells + 2 layers x 2 nonzero alphas x 2 seeds
     assert len(full.frame) == 2 * 3 * 2 * len(PROMPTS)
@@ -109,18 +104,24 @@ def test_resumes_from_the_log_without_redoing_cells(tiny, tmp_path, monkeypatch)
     assert calls == []
     pd.testing.assert_frame_equal(again.slopes, full.slopes)
     with pytest.raises(InputError, match="different sweep configuration"):
-        dose_response(tiny, axis, PROMPTS, log=log, **{**kw, "max_new_tokens": 4})
+        dose_response(
+            tiny, axis, PROMPTS, log=log, **{**kw, "gen": gen.with_overrides(max_new_tokens=4)}
+        )
 
 
 def test_bad_grids_fail_before_generating(tiny, monkeypatch):
     monkeypatch.setattr(dose_mod, "generate", lambda *_, **__: pytest.fail("generated"))
     axis = _axis(tiny)
     with pytest.raises(CalibrationError):
-        dose_response(tiny, axis, PROMPTS, layers=0, progress=False)
+        dose_response(tiny, axis, PROMPTS, grid=DoseGrid(layers=0), progress=False)
     with pytest.raises(InputError, match="finite"):
-        dose_response(tiny, axis, PROMPTS, layers=0, alphas=[float("nan")], unit="raw")
+        dose_response(
+            tiny, axis, PROMPTS, grid=DoseGrid(layers=0, alphas=[float("nan")], unit="raw")
+        )
     with pytest.raises(InputError, match="prompts"):
-        dose_response(tiny, axis, "just one string", layers=0, unit="raw")
+        dose_response(tiny, axis, "just one string", grid=DoseGrid(layers=0, unit="raw"))
+    with pytest.raises(InputError, match="strength unit"):
+        DoseGrid(unit="percnet")
 
 
 def test_smollm_dose_grid_end_to_end(smollm):
@@ -149,12 +150,8 @@ def test_smollm_dose_grid_end_to_end(smollm):
         smollm,
         axis,
         prompts,
-        layers=layer,
-        alphas=[-10.0, 0.0, 10.0],
-        unit="percent",
-        calibration=cal,
-        max_new_tokens=12,
-        temperature=0.0,
+        grid=DoseGrid(layers=layer, alphas=[-10.0, 0.0, 10.0], unit="percent", calibration=cal),
+        gen=GenerationConfig(max_new_tokens=12),
         progress=False,
     )
     f = res.frame
@@ -173,18 +170,19 @@ def test_thinking_off_by_default_and_recorded(tiny, monkeypatch):
     seen = []
     real = dose_mod.generate
 
-    def spy(model, texts, **k):
+    def spy(model, texts, *a, **k):
         seen.extend(texts)
-        return real(model, texts, **k)
+        return real(model, texts, *a, **k)
 
     monkeypatch.setattr(dose_mod, "generate", spy)
     msgs = [[{"role": "user", "content": "Is 7 prime? Respond only Yes or No."}]]
-    kw = dict(layers=0, alphas=[0.0, 2.0], unit="raw", max_new_tokens=2, progress=False)
-    res = dose_response(tiny, _axis(tiny), msgs, **kw)
+    gen = GenerationConfig(max_new_tokens=2, temperature=0.7, top_p=0.9)
+    kw = dict(grid=DoseGrid(layers=0, alphas=[0.0, 2.0], unit="raw"), progress=False)
+    res = dose_response(tiny, _axis(tiny), msgs, gen=gen, **kw)
     assert seen and all(t.endswith("assistant\n<think>\n\n</think>\n\n") for t in seen)
     assert res.settings["enable_thinking"] is False and res.settings["unit"] == "raw"
     seen.clear()
-    on = dose_response(tiny, _axis(tiny), msgs, enable_thinking=True, **kw)
+    on = dose_response(tiny, _axis(tiny), msgs, gen=gen.with_overrides(enable_thinking=True), **kw)
     assert seen and all(t.endswith("assistant\n") for t in seen)
     assert on.settings["enable_thinking"] is True
 
@@ -195,11 +193,8 @@ def test_paper_fig11_recipe_same_raw_alpha_at_every_layer_slopes_per_25(tiny):
         tiny,
         _axis(tiny),
         PROMPTS,
-        layers=[0, 1],
-        alphas=dose_mod.PAPER_RAW_ALPHAS,
-        unit="raw",
-        max_new_tokens=4,
-        temperature=0.0,
+        grid=DoseGrid(layers=[0, 1], alphas=dose_mod.PAPER_RAW_ALPHAS, unit="raw"),
+        gen=GenerationConfig(max_new_tokens=4),
         progress=False,
     )
     f = res.frame

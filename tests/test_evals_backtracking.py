@@ -18,6 +18,7 @@ from tests._evals_helpers import (
 )
 from value_lens.errors import InputError
 from value_lens.evals.backtracking import (
+    BACKTRACKING_GENERATION,
     DEFAULT_PHRASES,
     MATH_SYSTEM,
     band_curves,
@@ -38,9 +39,21 @@ TEXT = (
 def test_detector_spans_decode_back_to_phrases():
     hits = find_backtracking(TEXT)
     found = [p for _, _, p in hits]
-    assert found == ["Wait", "Hmm", "Let me recheck", "But wait", "Hold on", "Actually",
-                     "I made a mistake", "I think I was wrong", "On second thought",
-                     "Let me try again", "No, ", "Let me reconsider", "Let me rethink"]  # fmt: skip
+    assert found == [
+        "Wait",
+        "Hmm",
+        "Let me recheck",
+        "But wait",
+        "Hold on",
+        "Actually",
+        "I made a mistake",
+        "I think I was wrong",
+        "On second thought",
+        "Let me try again",
+        "No, ",
+        "Let me reconsider",
+        "Let me rethink",
+    ]
     for s, e, p in hits:
         assert TEXT[s:e].lower() == p.lower()
     assert set(found) == set(DEFAULT_PHRASES)
@@ -142,8 +155,13 @@ def test_event_locked_confidence_interval_is_over_rollouts():
 
 def _reply_text(text: str, *, thinking: bool = False) -> str:
     """The Qwen3 rendering of a scored rollout, written by hand (the suite's default chat)."""
-    return (turn("system", MATH_SYSTEM) + turn("user", "Solve the problem.")
-            + "<|im_start|>assistant\n" + ("" if thinking else THINK_OFF) + text)  # fmt: skip
+    return (
+        turn("system", MATH_SYSTEM)
+        + turn("user", "Solve the problem.")
+        + "<|im_start|>assistant\n"
+        + ("" if thinking else THINK_OFF)
+        + text
+    )
 
 
 def test_suite_values_are_hf_cosines_of_the_reply(tiny, tiny_hf):
@@ -178,8 +196,8 @@ def test_suite_thinking_replies(tiny, tiny_hf):
     texts = ["<think>\nHmm, 3 + 4 is 7.\n</think>\n\nIt is 7."]
     with pytest.raises(InputError, match="enable_thinking"):
         run_backtracking_suite(tiny, axis, 0, texts=texts, progress=False)
-    res = run_backtracking_suite(tiny, axis, 0, texts=texts, enable_thinking=True, window=1,
-                                 progress=False)  # fmt: skip
+    on = BACKTRACKING_GENERATION.with_overrides(enable_thinking=True)
+    res = run_backtracking_suite(tiny, axis, 0, texts=texts, gen=on, window=1, progress=False)
     assert res.meta["enable_thinking"] is True and res.table["n_events"].tolist() == [1]
     full = _reply_text(texts[0], thinking=True)
     want = hf_span_mean(tiny_hf, full, len(full) - len(texts[0]), len(full), axis, 0)
@@ -187,24 +205,26 @@ def test_suite_thinking_replies(tiny, tiny_hf):
 
 
 def test_suite_generates_with_the_thinking_flag(tiny, monkeypatch):
-    gen_mod = importlib.import_module("value_lens.core.generate")  # the module, not vl.generate
+    bt_mod = importlib.import_module("value_lens.evals.backtracking")
     calls = []
 
-    def fake_generate(_model, prompts, **kw):
-        calls.append(kw)
+    def fake_generate(_model, prompts, config, **_kw):
+        calls.append(config)
         return [SimpleNamespace(text="Wait, it is 4.") for _ in prompts]
 
-    monkeypatch.setattr(gen_mod, "generate", fake_generate)
-    res = run_backtracking_suite(tiny, random_axis(tiny), 0, problems=["What is 2 + 2?"],
-                                 n_rollouts=2, progress=False)  # fmt: skip
-    assert [c["enable_thinking"] for c in calls] == [False]
+    monkeypatch.setattr(bt_mod, "generate", fake_generate)
+    res = run_backtracking_suite(
+        tiny, random_axis(tiny), 0, problems=["What is 2 + 2?"], n_rollouts=2, progress=False
+    )
+    assert [c.enable_thinking for c in calls] == [False]
     assert res.table["n_events"].tolist() == [1, 1] and res.meta["enable_thinking"] is False
 
 
 def test_suite_on_supplied_texts_tiny(tiny):
     texts = ["The sum is 7. Wait, no: it is 8. Hmm.", "Just 5, done.", "Actually 9."]
-    res = run_backtracking_suite(tiny, random_axis(tiny), 1, texts=texts, band=5, window=4,
-                                 progress=False)  # fmt: skip
+    res = run_backtracking_suite(
+        tiny, random_axis(tiny), 1, texts=texts, band=5, window=4, progress=False
+    )
     t = res.table
     assert t["n_events"].tolist() == [2, 0, 1]  # "no:" is not the phrase "No, "
     assert t["backtracking"].tolist() == [True, False, True]
@@ -212,8 +232,16 @@ def test_suite_on_supplied_texts_tiny(tiny):
     # "Hmm" is the first text's last word and "Actually" the third's first: both windows cut
     assert res.meta["n_events_skipped"] == 2
     assert res.extras["event_locked"].set_index("offset").loc[0, "n"] == 1
-    part = run_backtracking_suite(tiny, random_axis(tiny), 1, texts=texts, band=5, window=4,
-                                  complete_windows=False, progress=False)  # fmt: skip
+    part = run_backtracking_suite(
+        tiny,
+        random_axis(tiny),
+        1,
+        texts=texts,
+        band=5,
+        window=4,
+        complete_windows=False,
+        progress=False,
+    )
     assert part.meta["n_events_skipped"] == 0
     assert part.extras["event_locked"].set_index("offset").loc[0, "n_events"] == 3
     with pytest.raises(InputError, match="either"):
@@ -230,8 +258,15 @@ def test_suite_end_to_end_smollm(smollm):
     assert res.table["backtracking"].tolist() == [True, False]
     if not has_generate():
         pytest.skip("value_lens.core.generate has not landed yet")
-    res = run_backtracking_suite(smollm, axis, 20, problems=["What is 17 + 25?"], n_rollouts=2,
-                                 max_new_tokens=40, progress=False)  # fmt: skip
+    res = run_backtracking_suite(
+        smollm,
+        axis,
+        20,
+        problems=["What is 17 + 25?"],
+        n_rollouts=2,
+        gen=BACKTRACKING_GENERATION.with_overrides(max_new_tokens=40),
+        progress=False,
+    )
     assert len(res.table) == 2 and len(res.extras["bands"]) >= 1
 
 

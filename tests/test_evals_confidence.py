@@ -17,13 +17,12 @@ from value_lens.core.chat import format_chat
 from value_lens.errors import InputError
 from value_lens.evals.backtracking import MATH_SYSTEM
 from value_lens.evals.confidence import (
+    CONFIDENCE_GENERATION,
     FRAMINGS,
-    arithmetic_problems,
     confidence_summary,
-    load_math_problems,
-    parse_answer,
     run_confidence_suite,
 )
+from value_lens.evals.problems import arithmetic_problems, load_math_problems, parse_answer
 
 
 def test_parse_answer():
@@ -42,8 +41,10 @@ def test_arithmetic_problems_answers_and_difficulty():
         if p["kind"] == "arithmetic":  # check against Python's own arithmetic
             expr = re.fullmatch(r"What is (.*)\?", p["question"]).group(1)
             assert int(eval(expr)) == p["answer"]
-    mags = {lv: np.mean([abs(p["answer"]) for p in probs if p["difficulty"] == lv])
-            for lv in range(1, 6)}  # fmt: skip
+    mags = {
+        lv: np.mean([abs(p["answer"]) for p in probs if p["difficulty"] == lv])
+        for lv in range(1, 6)
+    }
     assert mags[1] < mags[2] < mags[4]
     with pytest.raises(InputError):
         arithmetic_problems(3, levels=[9])
@@ -58,16 +59,25 @@ def test_load_math_problems(tmp_path):
         load_math_problems(path)
 
 
-PROBS = [{"question": "What is 2 + 3?", "answer": 5}, {"question": "What is 4 * 4?", "answer": 16},
-         {"question": "What is 9 - 1?", "answer": 8}]  # fmt: skip
+PROBS = [
+    {"question": "What is 2 + 3?", "answer": 5},
+    {"question": "What is 4 * 4?", "answer": 16},
+    {"question": "What is 9 - 1?", "answer": 8},
+]
 
 
 # layer 0 = HF hidden_states[1]; the tiny model's hidden_states[2] is after the final norm
 def _prefill_text(question: str, shown: str, framing: str, word: str, *, thinking: bool) -> str:
     """The Qwen3 rendering of a Yes/No prefill, written by hand."""
-    return (turn("system", MATH_SYSTEM) + turn("user", question) + turn("assistant", shown)
-            + turn("user", FRAMINGS[framing]) + "<|im_start|>assistant\n"
-            + ("" if thinking else THINK_OFF) + word)  # fmt: skip
+    return (
+        turn("system", MATH_SYSTEM)
+        + turn("user", question)
+        + turn("assistant", shown)
+        + turn("user", FRAMINGS[framing])
+        + "<|im_start|>assistant\n"
+        + ("" if thinking else THINK_OFF)
+        + word
+    )
 
 
 def test_prefill_is_hf_cosine_right_after_the_empty_think_block(tiny, tiny_hf):
@@ -86,13 +96,17 @@ def test_prefill_is_hf_cosine_right_after_the_empty_think_block(tiny, tiny_hf):
     assert len(res.table) == 2 * 2 * 2  # parseable problems x framings x prefills
     shown = ["2 + 3 = \\boxed{5}", "So 4 * 4 = 16."]  # Qwen3 drops earlier turns' reasoning
     for row in res.table.itertuples():
-        text = _prefill_text(PROBS[row.problem_id]["question"], shown[row.problem_id],
-                             row.framing, row.prefill, thinking=False)  # fmt: skip
+        text = _prefill_text(
+            PROBS[row.problem_id]["question"],
+            shown[row.problem_id],
+            row.framing,
+            row.prefill,
+            thinking=False,
+        )
         cos, _ = hf_cosines(tiny_hf, text, axis, 0)
         assert row.value == pytest.approx(float(cos[-1]), abs=1e-4)
     with pytest.raises(InputError, match="one per problem"):
-        run_confidence_suite(tiny, axis, 0, PROBS, replies=replies[:2], n_samples=0,
-                             progress=False)  # fmt: skip
+        run_confidence_suite(tiny, axis, 0, PROBS, replies=replies[:2], n_samples=0, progress=False)
 
 
 def test_thinking_option_and_projection_option(tiny, tiny_hf):
@@ -102,17 +116,28 @@ def test_thinking_option_and_projection_option(tiny, tiny_hf):
         "<think>\n16 or \\boxed{15}",
         "8",
     ]  # reply 1 never closes its reasoning
-    res = run_confidence_suite(tiny, axis, 0, PROBS, replies=replies, n_samples=0,
-                               enable_thinking=True, progress=False)  # fmt: skip
+    on = CONFIDENCE_GENERATION.with_overrides(enable_thinking=True)
+    res = run_confidence_suite(
+        tiny, axis, 0, PROBS, replies=replies, n_samples=0, gen=on, progress=False
+    )
     assert res.meta["enable_thinking"] is True
     assert res.extras["answers"]["parsed_ok"].tolist() == [True, False, True]
     row = res.table.iloc[0]
-    text = _prefill_text(PROBS[0]["question"], replies[0], row["framing"], row["prefill"],
-                         thinking=True)  # fmt: skip
+    text = _prefill_text(
+        PROBS[0]["question"], replies[0], row["framing"], row["prefill"], thinking=True
+    )
     cos, _ = hf_cosines(tiny_hf, text, axis, 0)
     assert row["value"] == pytest.approx(float(cos[-1]), abs=1e-4)
-    proj = run_confidence_suite(tiny, axis, 0, PROBS[:1], replies=replies[:1], n_samples=0,
-                                metric="projection", progress=False)  # fmt: skip
+    proj = run_confidence_suite(
+        tiny,
+        axis,
+        0,
+        PROBS[:1],
+        replies=replies[:1],
+        n_samples=0,
+        metric="projection",
+        progress=False,
+    )
     hf, tok = tiny_hf
     text = _prefill_text(PROBS[0]["question"], replies[0], "correct", "Yes", thinking=False)
     with torch.no_grad():
@@ -126,30 +151,39 @@ def test_thinking_option_and_projection_option(tiny, tiny_hf):
 def test_generation_gets_the_thinking_flag_and_pre_response_window(
     tiny, tiny_hf, monkeypatch, thinking
 ):
-    gen_mod = importlib.import_module("value_lens.core.generate")  # the module, not vl.generate
-
+    conf_mod = importlib.import_module("value_lens.evals.confidence")
     calls = []
 
-    def fake_generate(model, prompts, **kw):
-        calls.append(kw)
+    def fake_generate(model, prompts, config, **_kw):
+        calls.append(config)
         follow = prompts[0][-1]["content"] == FRAMINGS["correct"]
         outs = ["Yes", " no.", "yes!", "<think>\nhmm"] if follow else ["2 + 3 = \\boxed{5}"]
         texts = [outs[i % len(outs)] for i in range(len(prompts))]
-        prompt = format_chat(model.tokenizer, prompts[0], add_generation_prompt=True,
-                             enable_thinking=kw.get("enable_thinking")).text  # fmt: skip
+        prompt = format_chat(
+            model.tokenizer,
+            prompts[0],
+            add_generation_prompt=True,
+            enable_thinking=config.enable_thinking,
+        ).text
         return [SimpleNamespace(text=t, prompt=prompt) for t in texts]
 
-    monkeypatch.setattr(gen_mod, "generate", fake_generate)
+    monkeypatch.setattr(conf_mod, "generate", fake_generate)
     axis = random_axis(tiny, seed=2)
-    kw = {} if not thinking else {"enable_thinking": True}
-    res = run_confidence_suite(tiny, axis, 0, PROBS[:1], n_samples=4, n_last=6, progress=False,
-                               **kw)  # fmt: skip
-    assert len(calls) == 2 and all(c["enable_thinking"] is thinking for c in calls)
+    kw = {} if not thinking else {"gen": CONFIDENCE_GENERATION.with_overrides(enable_thinking=True)}
+    res = run_confidence_suite(
+        tiny, axis, 0, PROBS[:1], n_samples=4, n_last=6, progress=False, **kw
+    )
+    assert len(calls) == 2 and all(c.enable_thinking is thinking for c in calls)
     pre = res.extras["pre_response"].iloc[0]
     assert (pre["n_yes"], pre["n_no"]) == (2, 1) and pre["yes_rate"] == pytest.approx(2 / 3)
-    prompt = (turn("system", MATH_SYSTEM) + turn("user", PROBS[0]["question"])
-              + turn("assistant", "2 + 3 = \\boxed{5}") + turn("user", FRAMINGS["correct"])
-              + "<|im_start|>assistant\n" + ("" if thinking else THINK_OFF))  # fmt: skip
+    prompt = (
+        turn("system", MATH_SYSTEM)
+        + turn("user", PROBS[0]["question"])
+        + turn("assistant", "2 + 3 = \\boxed{5}")
+        + turn("user", FRAMINGS["correct"])
+        + "<|im_start|>assistant\n"
+        + ("" if thinking else THINK_OFF)
+    )
     cos, _ = hf_cosines(tiny_hf, prompt, axis, 0)
     assert pre["value"] == pytest.approx(float(cos[-6:].mean()), abs=1e-4)
     assert res.meta["enable_thinking"] is thinking
@@ -157,17 +191,31 @@ def test_generation_gets_the_thinking_flag_and_pre_response_window(
 
 def test_confidence_summary_planted():
     rows = []
-    vals = {"correct": ([0.9, 0.8, 0.7], [0.1, 0.85, 0.2]),
-            "incorrect": ([0.125, 0.25, 0.375], [0.5, 0.625, 0.25])}  # fmt: skip
+    vals = {
+        "correct": ([0.9, 0.8, 0.7], [0.1, 0.85, 0.2]),
+        "incorrect": ([0.125, 0.25, 0.375], [0.5, 0.625, 0.25]),
+    }
     for framing, (yes, no) in vals.items():
         for pid in range(3):
-            rows += [{"problem_id": pid, "framing": framing, "prefill": "Yes", "value": yes[pid]},
-                     {"problem_id": pid, "framing": framing, "prefill": "No", "value": no[pid]}]  # fmt: skip
+            rows += [
+                {"problem_id": pid, "framing": framing, "prefill": "Yes", "value": yes[pid]},
+                {"problem_id": pid, "framing": framing, "prefill": "No", "value": no[pid]},
+            ]
     prefills = pd.DataFrame(rows)
-    answers = pd.DataFrame({"problem_id": [0, 1, 2, 3], "parsed_ok": [True, True, True, False],
-                            "correct": [True, False, True, False]})  # fmt: skip
-    pre = pd.DataFrame({"problem_id": [0, 1, 2, 3], "yes_rate": [0.9, 0.2, 0.6, np.nan],
-                        "value": [0.3, 0.1, 0.2, 5.0]})  # fmt: skip
+    answers = pd.DataFrame(
+        {
+            "problem_id": [0, 1, 2, 3],
+            "parsed_ok": [True, True, True, False],
+            "correct": [True, False, True, False],
+        }
+    )
+    pre = pd.DataFrame(
+        {
+            "problem_id": [0, 1, 2, 3],
+            "yes_rate": [0.9, 0.2, 0.6, np.nan],
+            "value": [0.3, 0.1, 0.2, 5.0],
+        }
+    )
     s = confidence_summary(prefills, answers, pre).set_index("framing")
     # P(yes > no) + P(tie) / 2 over the 9 pairs, by hand: 7 of 9, and 1.5 of 9
     assert s.loc["correct", "auroc_yes_vs_no"] == pytest.approx(7 / 9)
@@ -193,8 +241,15 @@ def test_confidence_summary_planted():
 def test_confidence_end_to_end_smollm(smollm):
     if not has_generate():
         pytest.skip("value_lens.core.generate has not landed yet")
-    res = run_confidence_suite(smollm, random_axis(smollm), 20, n_problems=3, max_new_tokens=40,
-                               n_samples=3, progress=False)  # fmt: skip
+    res = run_confidence_suite(
+        smollm,
+        random_axis(smollm),
+        20,
+        n_problems=3,
+        gen=CONFIDENCE_GENERATION.with_overrides(max_new_tokens=40),
+        n_samples=3,
+        progress=False,
+    )
     assert len(res.extras["answers"]) == 3
     n_ok = int(res.extras["answers"]["parsed_ok"].sum())
     assert len(res.table) == 4 * n_ok
@@ -210,7 +265,13 @@ def test_confidence_resumes_from_log(tiny, tmp_path):
     ]
     replies = ["\\boxed{5}", "\\boxed{3}"]
     log = tmp_path / "conf.jsonl"
-    kw = {"replies": replies, "n_samples": 0, "batch_size": 1, "log": log, "progress": False}
+    kw = {
+        "replies": replies,
+        "n_samples": 0,
+        "gen": CONFIDENCE_GENERATION.with_overrides(batch_size=1),
+        "log": log,
+        "progress": False,
+    }
     first = run_confidence_suite(tiny, axis, 1, probs, **kw)
     assert len(log.read_text().splitlines()) == 2
     again = run_confidence_suite(tiny, axis, 1, probs, **kw)

@@ -86,3 +86,45 @@ def test_bad_arguments(tiny):
         generate(tiny, [""])
     with pytest.raises(InputError, match="context"):
         generate(tiny, "a b c", max_new_tokens=10**6)
+
+
+def test_one_generation_config_gives_the_same_texts_everywhere(tiny):
+    """generate, dose_response's alpha=0 cell and the backtracking suite's rollouts all sample
+    with one GenerationConfig: the same config (sampling, batch size, seed, system) gives the
+    same texts through each, and keyword overrides equal the config."""
+    from value_lens.core.generate import GenerationConfig
+    from value_lens.evals.backtracking import run_backtracking_suite
+    from value_lens.fitting.axis import ValueAxis
+    from value_lens.steering.dose import DoseGrid, dose_response
+
+    gen = GenerationConfig(
+        max_new_tokens=6, temperature=1.0, top_p=0.95, batch_size=2, seed=11, system="Be brief."
+    )
+    msgs = [[{"role": "user", "content": "What is 2 + 2?"}]] * 3
+    direct = [g.text for g in generate(tiny, msgs, gen)]
+    assert len(set(direct)) > 1  # sampled: the rows differ, so equal lists are no accident
+    kw = generate(
+        tiny,
+        msgs,
+        max_new_tokens=6,
+        temperature=1.0,
+        top_p=0.95,
+        batch_size=2,
+        seed=11,
+        system="Be brief.",
+    )
+    assert [g.text for g in kw] == direct
+    assert [g.text for g in generate(tiny, msgs, gen, seed=12)] != direct
+    axis = ValueAxis(torch.randn(2, tiny.cfg.d_model), model_id=tiny.cfg.model_name)
+    grid = DoseGrid(layers=0, alphas=[0.0], unit="raw", seeds=[11])
+    dose = dose_response(tiny, axis, msgs, grid=grid, gen=gen, progress=False)
+    assert dose.frame.sort_values("prompt_id")["text"].tolist() == direct
+    suite = run_backtracking_suite(
+        tiny, axis, 0, problems=["What is 2 + 2?"], n_rollouts=3, gen=gen, progress=False
+    )
+    assert suite.table["response"].tolist() == direct
+    assert suite.meta["temperature"] == 1.0 and suite.meta["system"] == "Be brief."
+    with pytest.raises(InputError, match="max_tokens.*settings are"):
+        generate(tiny, msgs, max_tokens=3)
+    with pytest.raises(InputError, match="top_p"):
+        GenerationConfig(top_p=0.0)

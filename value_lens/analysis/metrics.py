@@ -170,7 +170,7 @@ def bootstrap_ci(
     seed: int = 0,
     ci: float = 0.95,
     paired: bool = False,
-    groups: Sequence[Any] | None = None,
+    groups: Sequence[Any] | np.ndarray | None = None,
 ) -> tuple[float, float]:
     """Percentile bootstrap confidence interval of ``metric_fn(*arrays)``.
 

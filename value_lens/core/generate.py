@@ -7,6 +7,10 @@ and with left padding (see :mod:`value_lens.steering.positions` and :mod:`value_
 the bridge's own hooked loop (``TransformerBridge.generate`` with an explicit attention mask),
 so every forward pass runs the installed hooks.
 
+Settings live in one :class:`GenerationConfig`, shared with
+:func:`value_lens.steering.dose.dose_response` and the evaluation suites; keyword overrides
+(``generate(model, prompts, max_new_tokens=16)``) set its fields for one call.
+
 Reproducibility: greedy decoding (``temperature=0``) is deterministic. Sampling draws from the
 global torch RNG inside ``torch.random.fork_rng``, seeded with ``seed + batch_index``, so the
 same call gives the same texts and leaves the caller's RNG state untouched. Sampled outputs
@@ -17,8 +21,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from jaxtyping import Int
@@ -27,15 +31,71 @@ from value_lens.core.chat import format_chat
 from value_lens.core.model import model_device, n_ctx, to_token_ids
 from value_lens.errors import InputError
 
-__all__ = ["Generation", "SteerActivation", "format_prompts", "generate"]
+__all__ = ["Generation", "GenerationConfig", "SteerActivation", "format_prompts", "generate"]
 
 
+@runtime_checkable
 class SteerActivation(Protocol):
     """What ``generate(steer=...)`` needs: hooks installed for one batch with known geometry."""
 
     def activate(
         self, *, prompt_lens: torch.Tensor, pads: torch.Tensor
     ) -> contextlib.AbstractContextManager[Any]: ...
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """How to generate: one set of settings shared by :func:`generate`,
+    :func:`value_lens.steering.dose.dose_response` and the evaluation suites.
+
+    Attributes:
+        max_new_tokens: new-token budget per prompt.
+        temperature: 0 for greedy decoding.
+        top_p: nucleus sampling mass (1.0 = off).
+        batch_size: prompts per forward batch (left-padded; sampled outputs depend on it).
+        seed: sampling seed (batch ``b`` uses ``seed + b``).
+        enable_thinking: Qwen3's chat-template switch (message prompts only). ``False``, the
+            paper's setting, by default; ``None`` leaves the template's default.
+        system: a system message prepended to message prompts that lack one.
+        use_cache: KV-cache decoding (False recomputes the whole sequence every step).
+
+    >>> GenerationConfig(temperature=0.7).with_overrides(seed=3).seed
+    3
+    """
+
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    top_p: float = 1.0
+    batch_size: int = 8
+    seed: int = 0
+    enable_thinking: bool | None = False
+    system: str | None = None
+    use_cache: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise InputError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {self.batch_size}")
+        t = self.temperature
+        if not (t >= 0 and t != float("inf")):
+            raise InputError(f"temperature must be a finite number >= 0, got {t}")
+        if not (0 < self.top_p <= 1):
+            raise InputError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    def with_overrides(self, **overrides: Any) -> GenerationConfig:
+        """A copy with ``overrides`` applied; an unknown name raises an error listing the fields."""
+        names = set(self.__dataclass_fields__)
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise InputError(
+                f"GenerationConfig has no setting(s) {unknown}; its settings are {sorted(names)}"
+            )
+        return replace(self, **overrides) if overrides else self
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a plain dict (for run metadata and log fingerprints)."""
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -150,17 +210,11 @@ def _batches(n: int, size: int) -> Iterator[tuple[int, range]]:
 def generate(
     model: Any,
     prompts: Any,
+    config: GenerationConfig | None = None,
     *,
     steer: SteerActivation | Sequence[SteerActivation] | None = None,
-    seed: int = 0,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    max_new_tokens: int = 64,
-    batch_size: int = 8,
-    enable_thinking: bool | None = False,
-    system: str | None = None,
     progress: bool = False,
-    use_cache: bool = True,
+    **overrides: Any,
 ) -> list[Generation]:
     """Generate continuations for one or many prompts, optionally steered.
 
@@ -168,19 +222,14 @@ def generate(
         model: a TransformerBridge.
         prompts: a str, a list of str (raw text, used as-is), one message list, or a list of
             message lists (chat template + generation prompt applied).
-        steer: a :class:`value_lens.steering.steer.Steering` (or several); its hooks are installed for
-            each batch with that batch's prompt lengths and padding.
-        seed: sampling seed (batch ``b`` uses ``seed + b``).
-        temperature: 0 for greedy decoding.
-        top_p: nucleus sampling mass (1.0 = off).
-        max_new_tokens: new-token budget per prompt.
-        batch_size: prompts per forward batch (left-padded).
-        enable_thinking: Qwen3's chat-template switch (message prompts only). ``False``, the
-            paper's setting, by default; ``None`` leaves the template's default. Recorded on
-            every :class:`Generation`.
-        system: a system message prepended to message prompts that lack one.
+        config: the generation settings (:class:`GenerationConfig`: length, sampling, batch
+            size, seed, ``enable_thinking``, ``system``); default greedy, 64 new tokens, thinking
+            off (the paper's setting), recorded on every :class:`Generation`.
+        steer: a :class:`value_lens.steering.steer.Steering` (or several); its hooks are installed
+            for each batch with that batch's prompt lengths and padding.
         progress: show a tqdm bar over batches.
-        use_cache: KV-cache decoding (False recomputes the whole sequence every step).
+        overrides: :class:`GenerationConfig` fields set on top of ``config``, e.g.
+            ``max_new_tokens=16``.
 
     Returns:
         One :class:`Generation` per prompt, in input order.
@@ -190,14 +239,8 @@ def generate(
     >>> g.n_tokens <= 3
     True
     """
-    if max_new_tokens < 1:
-        raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    if batch_size < 1:
-        raise InputError(f"batch_size must be >= 1, got {batch_size}")
-    if not (temperature >= 0 and temperature != float("inf")):
-        raise InputError(f"temperature must be a finite number >= 0, got {temperature}")
-    if not (0 < top_p <= 1):
-        raise InputError(f"top_p must be in (0, 1], got {top_p}")
+    cfg = (config or GenerationConfig()).with_overrides(**overrides)
+    max_new_tokens, enable_thinking = cfg.max_new_tokens, cfg.enable_thinking
     steers: list[SteerActivation] = (
         [] if steer is None else list(steer) if isinstance(steer, Sequence) else [steer]
     )
@@ -211,7 +254,7 @@ def generate(
                 "this Steering was built for another model object; build it with "
                 "value_lens.steering.steer(model, ...) for the model you generate with"
             )
-    texts = format_prompts(model, prompts, enable_thinking=enable_thinking, system=system)
+    texts = format_prompts(model, prompts, enable_thinking=enable_thinking, system=cfg.system)
     is_chat = _chat_flags(prompts)
     ids = [to_token_ids(model, t) for t in texts]
     limit = n_ctx(model)
@@ -228,7 +271,7 @@ def generate(
     pad_id = int(pad_id if pad_id is not None else (stop[0] if stop else 0))
     device = model_device(model)
     out: list[Generation] = []
-    batches = list(_batches(len(ids), batch_size))
+    batches = list(_batches(len(ids), cfg.batch_size))
     if progress:
         from tqdm.auto import tqdm
 
@@ -246,18 +289,18 @@ def generate(
             stack.enter_context(torch.no_grad())
             devices = [device] if device.type == "cuda" else []
             stack.enter_context(torch.random.fork_rng(devices=devices))
-            torch.manual_seed(seed + b)
+            torch.manual_seed(cfg.seed + b)
             for s in steers:
                 stack.enter_context(s.activate(prompt_lens=lens, pads=pads))
             seqs = model.generate(
                 tokens.to(device),
                 attention_mask=mask.to(device),
                 max_new_tokens=max_new_tokens,
-                do_sample=temperature > 0,
-                temperature=temperature if temperature > 0 else 1.0,
-                top_p=top_p if top_p < 1 else None,
+                do_sample=cfg.temperature > 0,
+                temperature=cfg.temperature if cfg.temperature > 0 else 1.0,
+                top_p=cfg.top_p if cfg.top_p < 1 else None,
                 stop_at_eos=bool(stop),
-                use_past_kv_cache=use_cache,
+                use_past_kv_cache=cfg.use_cache,
                 return_type="tokens",
                 verbose=False,
             )

@@ -27,14 +27,9 @@ from value_lens.evals.code import (
     run_code_suite,
     stdlib_functions,
 )
-from value_lens.evals.confidence import (
-    arithmetic_problems,
-    confidence_summary,
-    load_math_problems,
-    parse_answer,
-    run_confidence_suite,
-)
+from value_lens.evals.confidence import confidence_summary, run_confidence_suite
 from value_lens.evals.corrupt import CORRUPTIONS, corrupt_code
+from value_lens.evals.problems import arithmetic_problems, load_math_problems, parse_answer
 
 __all__ = [
     "CORRUPTIONS",

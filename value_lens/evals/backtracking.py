@@ -30,6 +30,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from value_lens.analysis.phrases import DEFAULT_PHRASES, find_backtracking
+from value_lens.core.generate import GenerationConfig, generate
 from value_lens.errors import InputError
 from value_lens.evals._common import (
     EvalResult,
@@ -43,6 +44,7 @@ from value_lens.evals._common import (
 from value_lens.fitting.axis import ValueAxis
 
 __all__ = [
+    "BACKTRACKING_GENERATION",
     "DEFAULT_PHRASES",
     "band_curves",
     "event_locked",
@@ -56,6 +58,9 @@ MATH_SYSTEM = (
     "You are a helpful math assistant. Solve the problem step by step. "
     "Put your final integer answer in \\boxed{}."
 )
+
+BACKTRACKING_GENERATION = GenerationConfig(max_new_tokens=512, temperature=0.7, system=MATH_SYSTEM)
+"""Rollouts: sampled at T=0.7, up to 512 tokens, thinking off, under :data:`MATH_SYSTEM`."""
 
 
 def token_positions(
@@ -91,22 +96,35 @@ def band_curves(
     longest = max((len(t) for t in traces), default=0)
     for flag in (True, False):
         for b0 in range(0, longest, band):
-            vals = [float(t[b0 : b0 + band].mean()) for t, f in zip(traces, backtracking, strict=True)
-                    if f == flag and len(t) > b0]  # fmt: skip
+            vals = [
+                float(t[b0 : b0 + band].mean())
+                for t, f in zip(traces, backtracking, strict=True)
+                if f == flag and len(t) > b0
+            ]
             if not vals:
                 continue
             m, n, lo, hi = mean_ci(vals)
             rows.append(
-                {"backtracking": flag, "band_start": b0, "band_end": b0 + band, "mean": m,
-                 "n": n, "ci_lo": lo, "ci_hi": hi}
-            )  # fmt: skip
+                {
+                    "backtracking": flag,
+                    "band_start": b0,
+                    "band_end": b0 + band,
+                    "mean": m,
+                    "n": n,
+                    "ci_lo": lo,
+                    "ci_hi": hi,
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def event_windows(
-    traces: Sequence[np.ndarray], events: Sequence[Sequence[int]], *, window: int,
+    traces: Sequence[np.ndarray],
+    events: Sequence[Sequence[int]],
+    *,
+    window: int,
     complete: bool = True,
-) -> tuple[list[tuple[int, np.ndarray]], int]:  # fmt: skip
+) -> tuple[list[tuple[int, np.ndarray]], int]:
     """Each kept event's values at offsets ``-window..window`` (NaN past its trace's ends).
 
     Returns ``([(trace index, values), ...], n_skipped)``. With ``complete=True`` an event is
@@ -140,9 +158,13 @@ def event_windows(
 
 
 def event_locked(
-    traces: Sequence[np.ndarray], events: Sequence[Sequence[int]], *, window: int = 100,
-    complete: bool = True, clusters: Sequence[Any] | None = None,
-) -> pd.DataFrame:  # fmt: skip
+    traces: Sequence[np.ndarray],
+    events: Sequence[Sequence[int]],
+    *,
+    window: int = 100,
+    complete: bool = True,
+    clusters: Sequence[Any] | None = None,
+) -> pd.DataFrame:
     """Mean trace aligned on events: one row per offset in ``[-window, window]``.
 
     ``events[i]`` are token indices into ``traces[i]`` (one trace per rollout).
@@ -177,24 +199,42 @@ def event_locked(
     for j, off in enumerate(range(-window, window + 1)):
         col = means[:, j]
         m, n, lo, hi = mean_ci(col[np.isfinite(col)])
-        rows.append({"offset": off, "mean": m, "n": n, "n_events": int(counts[j]), "ci_lo": lo,
-                     "ci_hi": hi, "n_events_skipped": skipped})  # fmt: skip
+        rows.append(
+            {
+                "offset": off,
+                "mean": m,
+                "n": n,
+                "n_events": int(counts[j]),
+                "ci_lo": lo,
+                "ci_hi": hi,
+                "n_events_skipped": skipped,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def _score_rollout(
-    model: Any, axis: ValueAxis, layer: int, msgs: list[dict[str, str]], *,
-    phrases: Sequence[str], metric: str, truncate: bool, enable_thinking: bool,
-) -> tuple[list[float], list[int]]:  # fmt: skip
+    model: Any,
+    axis: ValueAxis,
+    layer: int,
+    msgs: list[dict[str, str]],
+    *,
+    phrases: Sequence[str],
+    metric: str,
+    truncate: bool,
+    enable_thinking: bool | None,
+) -> tuple[list[float], list[int]]:
     """Per-token values over the assistant reply (last message) and its event token indices."""
     if not msgs[-1]["content"].strip():
         raise InputError("a rollout is empty; drop empty replies before scoring")
-    pf, tr = prefill_trace(model, msgs, axis, layer, truncate=truncate,
-                           enable_thinking=enable_thinking)  # fmt: skip
+    pf, tr = prefill_trace(
+        model, msgs, axis, layer, truncate=truncate, enable_thinking=enable_thinking
+    )
     idx = span_tokens(tr, pf.start, pf.end)
     vals = getattr(tr, metric)[0, idx].double().tolist()
-    evs = token_positions(tr.offsets[idx].numpy(), find_backtracking(msgs[-1]["content"], phrases),
-                          pf.start)  # fmt: skip
+    evs = token_positions(
+        tr.offsets[idx].numpy(), find_backtracking(msgs[-1]["content"], phrases), pf.start
+    )
     return vals, evs
 
 
@@ -206,17 +246,13 @@ def run_backtracking_suite(
     problems: Sequence[str] | None = None,
     texts: Sequence[str] | None = None,
     n_rollouts: int = 4,
-    max_new_tokens: int = 512,
-    temperature: float = 0.7,
-    seed: int = 0,
-    system: str = MATH_SYSTEM,
+    gen: GenerationConfig = BACKTRACKING_GENERATION,
     user: str = "Solve the problem.",
     phrases: Sequence[str] = DEFAULT_PHRASES,
     band: int = 500,
     window: int = 100,
     complete_windows: bool = True,
     metric: str = "cosine",
-    enable_thinking: bool = False,
     truncate: bool = False,
     log: str | os.PathLike[str] | None = None,
     progress: bool = True,
@@ -225,19 +261,20 @@ def run_backtracking_suite(
 
     Args:
         model / axis / layer: what to read.
-        problems: questions to roll out ``n_rollouts`` times each (sampled with
-            ``temperature``, ``seed``, ``max_new_tokens`` by :func:`value_lens.core.generate.generate`)
-            under the ``system`` prompt; or
-        texts: finished assistant replies, scored as replies to ``user`` under ``system``.
+        problems: questions to roll out ``n_rollouts`` times each (problem ``i`` generated by
+            :func:`value_lens.core.generate.generate` with ``gen`` and seed ``gen.seed + i``); or
+        texts: finished assistant replies, scored as replies to ``user``.
+        gen: the generation settings (:data:`BACKTRACKING_GENERATION`); its ``system`` prompt
+            (``None``: none) opens every chat, generated or scored, and its
+            ``enable_thinking`` is Qwen3's chat-template switch for generating and scoring
+            replies: ``False`` (the paper's setting) scores each reply after the empty think
+            block. A supplied text holding reasoning (``</think>``) then raises; set it to
+            ``True`` to score such text as a thinking-mode reply, reasoning included.
         phrases: the backtracking phrases (:data:`DEFAULT_PHRASES`).
         band / window: band width and event window, in tokens.
         complete_windows: event-lock only events whose whole ``window`` fits in the rollout
             (the skipped ones are counted); ``False`` keeps partial windows.
         metric: ``"cosine"`` (the paper's readout, Eq. 2; Fig. 3b/3c) or ``"projection"``.
-        enable_thinking: Qwen3's chat-template switch for generating and scoring replies:
-            ``False`` (the paper's setting) scores each reply after the empty think block. A
-            supplied text holding reasoning (``</think>``) then raises; pass ``True`` to score
-            it as a thinking-mode reply, reasoning included.
         truncate: cut chats beyond the model's context instead of raising.
         log: a JSONL path; each finished problem's (or text's) rollouts are appended there, with
             their traces, and skipped when a killed run is started again.
@@ -250,6 +287,8 @@ def run_backtracking_suite(
         included) and ``n_events``, ``n_events_used``, ``n_events_skipped``.
     """
     check_metric(metric)
+    enable_thinking = gen.enable_thinking
+    head = [] if gen.system is None else [{"role": "system", "content": gen.system}]
     if (problems is None) == (texts is None):
         raise InputError("pass either problems (to generate rollouts) or texts (to score)")
     if texts is not None and not enable_thinking:
@@ -257,12 +296,19 @@ def run_backtracking_suite(
         if bad:
             raise InputError(
                 f"text {bad[0]} holds reasoning (</think>) but enable_thinking=False scores replies "
-                "after an empty think block; pass enable_thinking=True or strip the reasoning"
+                "after an empty think block; pass gen=GenerationConfig(enable_thinking=True, ...) or strip the "
+                "reasoning"
             )
-    run = run_id("backtracking", model, axis, layer, metric=metric, phrases=list(phrases),
-                 enable_thinking=enable_thinking,
-                 system=system, seed=seed, temperature=temperature,
-                 max_new_tokens=max_new_tokens, n_rollouts=n_rollouts)  # fmt: skip
+    run = run_id(
+        "backtracking",
+        model,
+        axis,
+        layer,
+        metric=metric,
+        phrases=list(phrases),
+        n_rollouts=n_rollouts,
+        **gen.to_dict(),
+    )
     logf, done = open_log(log, run)
     items = list(texts) if texts is not None else list(problems or [])
     recs: list[dict[str, Any]] = []
@@ -274,49 +320,79 @@ def run_backtracking_suite(
         if texts is not None:
             question, responses = user, [str(item)]
         else:
-            from value_lens.core.generate import generate
-
             question = str(item)
-            msgs = [{"role": "system", "content": system}, {"role": "user", "content": question}]
-            gens = generate(model, [msgs] * n_rollouts, seed=seed + i, temperature=temperature,
-                            max_new_tokens=max_new_tokens,
-                            enable_thinking=enable_thinking)  # fmt: skip
+            msgs = [*head, {"role": "user", "content": question}]
+            gens = generate(model, [msgs] * n_rollouts, gen.with_overrides(seed=gen.seed + i))
             responses = [g.text for g in gens]
         new = []
         for r, resp in enumerate(responses):
-            msgs = [{"role": "system", "content": system}, {"role": "user", "content": question},
-                    {"role": "assistant", "content": resp}]  # fmt: skip
-            vals, evs = _score_rollout(model, axis, layer, msgs, phrases=phrases, metric=metric,
-                                       truncate=truncate,
-                                       enable_thinking=enable_thinking)  # fmt: skip
-            new.append({"problem": None if texts is not None else i,
-                        "rollout": i if texts is not None else r, "response": resp,
-                        "values": vals, "events": evs})  # fmt: skip
+            msgs = [
+                *head,
+                {"role": "user", "content": question},
+                {"role": "assistant", "content": resp},
+            ]
+            vals, evs = _score_rollout(
+                model,
+                axis,
+                layer,
+                msgs,
+                phrases=phrases,
+                metric=metric,
+                truncate=truncate,
+                enable_thinking=enable_thinking,
+            )
+            new.append(
+                {
+                    "problem": None if texts is not None else i,
+                    "rollout": i if texts is not None else r,
+                    "response": resp,
+                    "values": vals,
+                    "events": evs,
+                }
+            )
         if logf is not None:
             logf.append({"key": key, "run": run, "rollouts": new})
         recs += new
     traces = [np.asarray(r["values"], dtype=np.float64) for r in recs]
     events = [list(r["events"]) for r in recs]
     table = pd.DataFrame(
-        [{"problem": r["problem"], "rollout": r["rollout"], "n_tokens": len(t),
-          "n_events": len(e), "events": e, "backtracking": bool(e),
-          "mean_value": float(t.mean()) if len(t) else float("nan"), "response": r["response"]}
-         for r, t, e in zip(recs, traces, events, strict=True)]
-    )  # fmt: skip
+        [
+            {
+                "problem": r["problem"],
+                "rollout": r["rollout"],
+                "n_tokens": len(t),
+                "n_events": len(e),
+                "events": e,
+                "backtracking": bool(e),
+                "mean_value": float(t.mean()) if len(t) else float("nan"),
+                "response": r["response"],
+            }
+            for r, t, e in zip(recs, traces, events, strict=True)
+        ]
+    )
     summary = (
         table.groupby("backtracking")
         .agg(
             n=("mean_value", "size"),
             mean_value=("mean_value", "mean"),
             mean_tokens=("n_tokens", "mean"),
-        )  # fmt: skip
+        )
         .reset_index()
     )
     locked = event_locked(traces, events, window=window, complete=complete_windows)
     n_events = sum(len(e) for e in events)
     skipped = int(locked["n_events_skipped"].iloc[0])
-    extras = {"bands": band_curves(traces, [bool(e) for e in events], band=band),
-              "event_locked": locked}  # fmt: skip
-    meta = {**run, "band": band, "window": window, "complete_windows": complete_windows,
-            "n_events": n_events, "n_events_used": n_events - skipped, "n_events_skipped": skipped}  # fmt: skip
+    extras = {
+        "bands": band_curves(traces, [bool(e) for e in events], band=band),
+        "event_locked": locked,
+    }
+    meta = {
+        **run,
+        "band": band,
+        "window": window,
+        "complete_windows": complete_windows,
+        "n_events": n_events,
+        "n_events_used": n_events - skipped,
+        "n_events_skipped": skipped,
+    }
     return EvalResult(table, summary, extras, meta)

@@ -30,20 +30,61 @@ import numpy as np
 import pandas as pd
 
 from value_lens.analysis.text_metrics import METRICS, text_metrics
-from value_lens.core.generate import format_prompts, generate
+from value_lens.core.generate import GenerationConfig, format_prompts, generate
 from value_lens.core.io import JsonlLog
 from value_lens.core.model import model_id, n_layers
 from value_lens.errors import InputError
 from value_lens.steering.steer import raw_alpha, steer
 from value_lens.steering.strength import UNITS, Calibration
 
-__all__ = ["DEFAULT_ALPHAS", "PAPER_RAW_ALPHAS", "DoseResult", "dose_response", "dose_slopes"]
+__all__ = [
+    "DEFAULT_ALPHAS",
+    "DOSE_GENERATION",
+    "PAPER_RAW_ALPHAS",
+    "DoseGrid",
+    "DoseResult",
+    "dose_response",
+    "dose_slopes",
+]
 
 DEFAULT_ALPHAS: tuple[float, ...] = (-16.8, -8.4, 0.0, 8.4, 16.8)
 """Percent of the residual norm: the paper's alpha in {-50, -25, 0, 25, 50} at Qwen3-8B L21."""
 
 PAPER_RAW_ALPHAS: tuple[float, ...] = (-50.0, -25.0, 0.0, 25.0, 50.0)
 """The paper's Fig. 11 grid: the same raw alpha at every layer (``unit="raw"``; slopes per 25)."""
+
+
+DOSE_GENERATION = GenerationConfig(max_new_tokens=128, temperature=0.7, top_p=0.9)
+"""The paper's sampling for steered generations: T=0.7, top_p=0.9, thinking off (its ``seed`` is
+replaced by each of :attr:`DoseGrid.seeds`)."""
+
+
+@dataclass(frozen=True)
+class DoseGrid:
+    """The cells of a dose-response sweep: every ``layer x alpha x seed``.
+
+    Attributes:
+        layers: layers to steer, one at a time (default: the axis's layers).
+        alphas: strengths in ``unit`` (default: the paper's grid in percent of the norm).
+        unit: ``"percent"`` (default), ``"raw"`` or ``"sd"``; see
+            :mod:`value_lens.steering.strength`.
+        seeds: sampling seeds; each is one full pass over the prompts.
+        positions: steering positions (the paper steers ``"all"``).
+        calibration: scales for percent/sd (default: the axis's stored ones).
+    """
+
+    layers: int | Sequence[int] | None = None
+    alphas: Sequence[float] = DEFAULT_ALPHAS
+    unit: str = "percent"
+    seeds: Sequence[int] = (0,)
+    positions: str = "all"
+    calibration: Calibration | None = None
+
+    def __post_init__(self) -> None:
+        if self.unit not in UNITS:
+            raise InputError(f"unknown strength unit {self.unit!r}; use one of {UNITS}")
+        if not list(self.alphas) or not list(self.seeds):
+            raise InputError("alphas and seeds must each be non-empty")
 
 
 @dataclass(frozen=True)
@@ -90,18 +131,8 @@ def dose_response(
     axis: Any,
     prompts: Any,
     *,
-    layers: int | Sequence[int] | None = None,
-    alphas: Sequence[float] = DEFAULT_ALPHAS,
-    unit: str = "percent",
-    seeds: Sequence[int] = (0,),
-    calibration: Calibration | None = None,
-    positions: str = "all",
-    max_new_tokens: int = 128,
-    temperature: float = 0.7,
-    top_p: float = 0.9,
-    batch_size: int = 8,
-    enable_thinking: bool | None = False,
-    system: str | None = None,
+    grid: DoseGrid = DoseGrid(),
+    gen: GenerationConfig = DOSE_GENERATION,
     log: Any = None,
     keep_text: bool = True,
     progress: bool = True,
@@ -113,15 +144,12 @@ def dose_response(
         axis: the ValueAxis (its ``layers`` are the default layers).
         prompts: a list of str / message lists, or dicts ``{"prompt", "id"?, "kind"?}``;
             a prompt with a kind other than ``"yesno"`` gets no yes-rate (NaN).
-        layers: layers to steer (one at a time).
-        alphas: strengths in ``unit`` (default: the paper's grid in percent of the norm).
-        unit: ``"percent"`` (default), ``"raw"`` or ``"sd"``; see :mod:`value_lens.steering.strength`.
-        seeds: sampling seeds; each is one full pass over the prompts.
-        calibration: scales for percent/sd (default: the axis's stored ones).
-        positions: steering positions (the paper steers ``"all"``).
-        max_new_tokens / temperature / top_p / batch_size / enable_thinking / system:
-            passed to :func:`value_lens.core.generate.generate` (paper: T=0.7, top_p=0.9, thinking
-            off).
+        grid: the cells (:class:`DoseGrid`: layers, alphas, unit, seeds, positions,
+            calibration).
+        gen: the generation settings (:class:`~value_lens.core.generate.GenerationConfig`;
+            default :data:`DOSE_GENERATION`, the paper's T=0.7, top_p=0.9, thinking off); each
+            cell runs with its grid seed in place of ``gen.seed``. Every cell, ``alpha = 0``
+            included, generates exactly as :func:`value_lens.core.generate.generate` with ``gen``.
         log: a JSONL path; finished cells are appended and skipped on rerun.
         keep_text: keep the generated text in the frame and the log.
         progress: show a progress bar over cells.
@@ -136,13 +164,14 @@ def dose_response(
     >>> from value_lens.testing import tiny_qwen3
     >>> m = tiny_qwen3()
     >>> ax = ValueAxis(torch.randn(2, 64), model_id=m.cfg.model_name)
-    >>> r = dose_response(m, ax, ["hi", "yo"], layers=1, alphas=[-4, 0, 4], unit="raw",
-    ...                   max_new_tokens=4, progress=False)
+    >>> r = dose_response(m, ax, ["hi", "yo"], grid=DoseGrid(layers=1, alphas=[-4, 0, 4],
+    ...                   unit="raw"), gen=DOSE_GENERATION.with_overrides(max_new_tokens=4),
+    ...                   progress=False)
     >>> r.frame.shape[0], sorted(set(r.slopes["layer"].tolist()))
     (6, [1])
     """
-    if unit not in UNITS:
-        raise InputError(f"unknown strength unit {unit!r}; use one of {UNITS}")
+    unit, positions, calibration = grid.unit, grid.positions, grid.calibration
+    layers, alphas, seeds = grid.layers, grid.alphas, grid.seeds
     items = _prompt_items(prompts)
     if layers is None:
         layers = list(getattr(axis, "layers", ()) or range(n_layers(model)))
@@ -160,7 +189,10 @@ def dose_response(
     for layer in layer_list:
         steer(model, axis, layers=layer, alpha=1.0, positions=positions)
     texts = format_prompts(
-        model, [it["prompt"] for it in items], enable_thinking=enable_thinking, system=system
+        model,
+        [it["prompt"] for it in items],
+        enable_thinking=gen.enable_thinking,
+        system=gen.system,
     )
     cfg = {
         "model": model_id(model),
@@ -168,8 +200,8 @@ def dose_response(
         "prompts": _fingerprint(texts),
         "unit": unit,
         "positions": positions,
-        "gen": [max_new_tokens, temperature, top_p, batch_size],
-        "enable_thinking": enable_thinking,
+        "gen": {k: v for k, v in gen.to_dict().items() if k not in ("seed", "system")},
+        "enable_thinking": gen.enable_thinking,
         "cal": calibration.to_dict() if calibration is not None else None,
     }
     fp = _fingerprint(cfg)
@@ -212,16 +244,8 @@ def dose_response(
                 positions=positions,
             )
         )
-        gens = generate(
-            model,
-            texts,
-            steer=st,
-            seed=seed,
-            temperature=temperature,
-            top_p=top_p,
-            max_new_tokens=max_new_tokens,
-            batch_size=batch_size,
-        )
+        # texts are already rendered (template, system): generate them as raw prompts
+        gens = generate(model, texts, gen.with_overrides(seed=seed, system=None), steer=st)
         rows = []
         for item, g in zip(items, gens, strict=True):
             row = {"prompt_id": item["id"], "kind": item["kind"], "hit_limit": g.hit_limit}
