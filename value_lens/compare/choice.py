@@ -181,7 +181,7 @@ def prompt_steering(
     target: str | Sequence[str] | None = None,
     *,
     steer_options: Literal["target", "all"] = "target",
-    unit: str = "percent",
+    unit: Literal["raw", "percent", "sd"] = "percent",
     answer: str = DEFAULT_ANSWER,
     n_boot: int = 1000,
     seed: int = 0,

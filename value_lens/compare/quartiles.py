@@ -53,6 +53,8 @@ def as_label_frame(labels: Any, n: int) -> pd.DataFrame:
 
     >>> as_label_frame(["a", "b", "a"], 3).sum().to_dict()
     {'a': 2, 'b': 1}
+    >>> as_label_frame([{"json": True, "political": False}] * 2, 2).sum().to_dict()
+    {'json': 2, 'political': 0}
     """
     if isinstance(labels, pd.DataFrame):
         df = labels.reset_index(drop=True)
@@ -62,15 +64,16 @@ def as_label_frame(labels: Any, n: int) -> pd.DataFrame:
         seq = list(labels)
         if len(seq) != n:
             raise InputError(f"{len(seq)} labels for {n} prompts; pass one per prompt")
-        sets = []
+        sets: list[set[str]] = []
+        seen: dict[str, None] = {}  # every label name, also those never true
         for x in seq:
             if isinstance(x, str):
-                sets.append({x})
-            elif isinstance(x, Mapping):
-                sets.append({str(k) for k, v in x.items() if v})
-            else:
-                sets.append({str(v) for v in x})
-        names = sorted(set().union(*sets))
+                x = {x: True}
+            elif not isinstance(x, Mapping):
+                x = {str(v): True for v in x}
+            seen |= dict.fromkeys(str(k) for k in x)
+            sets.append({str(k) for k, v in x.items() if v})
+        names = list(seen)
         df = pd.DataFrame({k: [k in s for s in sets] for k in names})
     if len(df) != n:
         raise InputError(f"the labels have {len(df)} rows for {n} prompts")
