@@ -85,10 +85,10 @@ def main() -> None:
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     from value_lens.analysis.text_metrics import METRICS
-    from value_lens.core.generate import generate
+    from value_lens.core.generate import GenerationConfig, generate
     from value_lens.core.model import d_model, model_id, n_layers
     from value_lens.fitting.axis import ValueAxis
-    from value_lens.steering.dose import dose_response
+    from value_lens.steering.dose import DOSE_GENERATION, DoseGrid, dose_response
     from value_lens.steering.steer import steer
     from value_lens.steering.strength import calibrate
 
@@ -143,13 +143,8 @@ def main() -> None:
         model,
         axis,
         msgs,
-        layers=layer,
-        alphas=[-8.0, 0.0, 8.0],
-        unit="percent",
-        calibration=cal,
-        max_new_tokens=args.tokens,
-        temperature=0.0,
-        batch_size=len(msgs),
+        grid=DoseGrid(layers=layer, alphas=[-8.0, 0.0, 8.0], unit="percent", calibration=cal),
+        gen=GenerationConfig(max_new_tokens=args.tokens, batch_size=len(msgs)),
         progress=False,
     )
     grid_s = time.perf_counter() - t0
@@ -187,14 +182,10 @@ def main() -> None:
             model,
             axis,
             TREND_PROMPTS,
-            layers=layer,
-            unit="percent",
-            calibration=cal,
-            seeds=[0, 1],
-            max_new_tokens=args.trend_tokens,
-            temperature=0.7,
-            top_p=0.9,
-            batch_size=len(TREND_PROMPTS),
+            grid=DoseGrid(layers=layer, unit="percent", calibration=cal, seeds=[0, 1]),
+            gen=DOSE_GENERATION.with_overrides(
+                max_new_tokens=args.trend_tokens, batch_size=len(TREND_PROMPTS)
+            ),
             log=args.trend_log,
             progress=False,
         )

@@ -32,10 +32,11 @@ from pathlib import Path
 import torch
 
 from value_lens import ValueAxis, load_model
-from value_lens.analysis.sweep import DEFAULT_CI, layer_sweep
+from value_lens.analysis.sweep import ClusterCI, SweepConfig, layer_sweep
 from value_lens.core.model import d_model, model_id, n_layers
 from value_lens.data.tokens import LabelledTokens
 from value_lens.evals import run_backtracking_suite, run_code_suite, run_confidence_suite
+from value_lens.evals.confidence import CONFIDENCE_GENERATION
 from value_lens.fitting.collect import collect_stats
 
 
@@ -75,14 +76,14 @@ def bench_controls(model: object, quick: bool, splits: int, path: Path) -> None:
         data = synthetic_icrl(40, 1, 64 if quick else 128, model.cfg.d_vocab, placebo)  # type: ignore[attr-defined]
         layer_sweep(model, data, n_splits=2, n_train=35, layers=[0], progress=False)  # warm-up
         c = time.process_time()
-        df = layer_sweep(model, data, n_splits=splits, n_train=35, progress=False)
+        sw = layer_sweep(model, data, n_splits=splits, n_train=35, progress=False)
         total = time.process_time() - c
-        tm = df.attrs["timings"]
+        tm = sw.timings
         out[name] = {"n_sequences": len(data), "n_tokens": data.n_tokens,
-                     "n_labelled": df.attrs["n_tokens"],
-                     "n_placebo": df.attrs["n_placebo_tokens"], "total_cpu_s": total,
+                     "n_labelled": sw.n_tokens,
+                     "n_placebo": sw.n_placebo_tokens, "total_cpu_s": total,
                      "collect_cpu_s": tm["collect_cpu_s"], "refit_cpu_s": tm["refit_cpu_s"],
-                     "did_auroc_mean_nan": bool(df["did_auroc_mean"].isna().all())}  # fmt: skip
+                     "did_auroc_mean_nan": bool(sw.table["did_auroc_mean"].isna().all())}  # fmt: skip
         print(name, json.dumps(out[name]), flush=True)
     w, wo = out["with_controls"], out["without_placebo"]
     out["ratio_total_cpu"] = w["total_cpu_s"] / wo["total_cpu_s"]  # type: ignore[index]
@@ -127,17 +128,17 @@ def main() -> None:
     hook = model.embed.register_forward_hook(
         lambda _m, _a, o: seen.__setitem__(0, seen[0] + o.shape[0])
     )
-    runs = (("single_pass", 1.0, None, DEFAULT_CI), ("two_pass", 0.0, None, DEFAULT_CI),
-            ("with_stats", 1.0, stats, DEFAULT_CI), ("single_pass_no_ci", 1.0, None, None))  # fmt: skip
+    runs = (("single_pass", 1.0, None, ClusterCI()), ("two_pass", 0.0, None, ClusterCI()),
+            ("with_stats", 1.0, stats, ClusterCI()), ("single_pass_no_ci", 1.0, None, None))  # fmt: skip
     for name, mem, st, ci in runs:
         seen[0] = 0
         c = time.process_time()
-        df = layer_sweep(model, data, n_splits=args.splits, n_train=35, progress=False,
-                         max_memory_gb=mem, stats=st, ci=ci)  # fmt: skip
+        cfg = SweepConfig(n_splits=args.splits, n_train=35, max_memory_gb=mem, ci=ci)
+        sw = layer_sweep(model, data, cfg, stats=st, progress=False)
         total = time.process_time() - c
-        tm = df.attrs["timings"]
+        tm = sw.timings
         sweep[name] = {
-            "n_labelled": df.attrs["n_tokens"],
+            "n_labelled": sw.n_tokens,
             "forward_passes": seen[0] / len(data),
             "total_cpu_s": total,
             "collect_s": tm["collect_s"],
@@ -180,8 +181,9 @@ def main() -> None:
                                     "tokens_per_s": n_tok / dt}  # fmt: skip
     n_prob = 2 if q else 4
     t = time.perf_counter()
-    res = run_confidence_suite(model, axis, layer, n_problems=n_prob, max_new_tokens=48,
-                               n_samples=4, progress=False)  # fmt: skip
+    conf_gen = CONFIDENCE_GENERATION.with_overrides(max_new_tokens=48)
+    res = run_confidence_suite(model, axis, layer, n_problems=n_prob, gen=conf_gen, n_samples=4,
+                               progress=False)  # fmt: skip
     dt = time.perf_counter() - t
     suites["confidence"] = {"problems": n_prob, "max_new_tokens": 48, "n_samples": 4,
                             "seconds": dt, "problems_per_s": n_prob / dt,
