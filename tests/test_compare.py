@@ -114,6 +114,16 @@ def test_preference_rank_accepts_mappings_and_rejects_a_missing_target(model, ax
     assert list(res.table["n_options"]) == [4, 4, 4]
     with pytest.raises(InputError, match="banana"):
         compare.preference_rank(model, axis, LAYER, rows, "banana")
+    # the shape of value_lens.data.preference.eval_prompts rows: the target travels with the row
+    shaped = [
+        {"system": "Pick one.", "user": p.messages[-1]["content"], "format": "numbered",
+         "messages": [{"role": "system", "content": "Pick one."}, *p.messages],
+         "items": list(p.options), "target": p.options[-1]}
+        for p in _prompts()
+    ]  # fmt: skip
+    res = compare.selection_accuracy(model, shaped, n_boot=20)
+    targets = res.table[res.table["is_target"]].groupby("prompt")["option"].first().tolist()
+    assert targets == [o[-1] for o in OPTIONS]
 
 
 def test_word_delta_is_zero_for_one_model_and_matches_hf_for_two(model, hf, axis):
