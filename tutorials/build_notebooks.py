@@ -703,12 +703,171 @@ print("fingerprint:", both.fingerprint())"""
     ]
 
 
+def nb06() -> list:
+    return [
+        new_markdown_cell(
+            "# 06 Did post-training move the value axis?\n\n"
+            "The paper trains one LoRA per word with DPO so that the model prefers that word when "
+            "asked to pick an item, then asks whether the *value axis* moved with the preference: "
+            "does the preferred item now rank first in value among the options (Fig 7a), does the "
+            "word gain value in unrelated sentences (Fig 7b), and does the rise sit on the "
+            "assistant's answer rather than on the item in the prompt (Fig 13)? It also steers "
+            "the option's tokens inside the prompt (Fig 14).\n\n"
+            "Here the base is SmolLM2-135M-Instruct and the tuned model the same plus a small "
+            "LoRA DPO on one word, on the CPU. At this size expect wide intervals: the point is "
+            "the workflow and how to read it, not the paper's effect sizes.\n\n" + PARAMS_DOC
+        ),
+        new_code_cell(
+            params(
+                cpu="    CRITERIA = None\n"
+                "    N_PER_CRITERION, SENTENCES, MAX_TOKENS = 2, 2, 600\n"
+                '    WORD = "kite"\n'
+                "    N_PAIRS, EPOCHS, BATCH = 32, 1, 8  # the paper: 640 pairs, 6 epochs, batch 8\n"
+                "    N_EVAL = 40  # held-out prompts (the paper: 160)\n"
+                "    ALPHAS = (-8.4, 0.0, 8.4)  # % of the residual norm",
+                gpu="    CRITERIA = None\n"
+                "    N_PER_CRITERION, SENTENCES, MAX_TOKENS = 6, None, None\n"
+                '    WORD = "kite"\n'
+                "    N_PAIRS, EPOCHS, BATCH = 640, 6, 8\n"
+                "    N_EVAL = 160\n"
+                "    ALPHAS = (-16.8, -8.4, 0.0, 8.4, 16.8)",
+            )
+        ),
+        new_code_cell(load()),
+        new_markdown_cell(
+            "## The axis, fitted on the base model\n\n"
+            "The same steps as tutorial 01, at one layer. The axis stays fixed: both models are "
+            "read along the base model's direction."
+        ),
+        new_code_cell(ICRL_DATA),
+        new_code_cell(
+            """\
+stats = vl.collect_stats(model, data, layers=[LAYER], progress=False)
+axis = vl.ValueAxis.fit(stats)
+print(axis)"""
+        ),
+        new_markdown_cell(
+            "## DPO on one word\n\n"
+            "`word_pairs` writes the paper's preference pairs offline: a system prompt asking for "
+            "a pick, `Here are the items:` and 4-5 items in one of four layouts; the chosen reply "
+            "names the target, the rejected one a distractor. `posttrain.dpo` trains a LoRA "
+            "(r=16, alpha=32, beta=0.1, lr 5e-5 cosine: the paper's settings, with fewer pairs "
+            "and epochs here) on a copy of the HF model and returns it merged."
+        ),
+        new_code_cell(
+            """\
+from value_lens.data import preference
+
+pairs = preference.word_pairs(WORD, n=N_PAIRS, seed=42)
+print(pairs[0]["prompt"][1]["content"])
+print("chosen:  ", pairs[0]["chosen"][0]["content"])
+print("rejected:", pairs[0]["rejected"][0]["content"])"""
+        ),
+        new_code_cell(
+            """\
+import time
+
+from value_lens import posttrain
+from value_lens.core.model import load_hf, parse_dtype
+
+base_hf, tok = load_hf(MODEL, dtype=parse_dtype(DTYPE))
+base_hf = base_hf.to(DEVICE)
+log = []
+t0 = time.perf_counter()
+tuned_hf = posttrain.dpo(base_hf, tok, pairs, epochs=EPOCHS, batch_size=BATCH, log=log)
+print(f"DPO took {time.perf_counter() - t0:.0f} s; loss per step:",
+      [round(r["loss"], 3) for r in log if "loss" in r])
+tuned = vl.load_model(tuned_hf, tokenizer=tok, device=DEVICE)
+models = {"base": model, "DPO": tuned}"""
+        ),
+        new_markdown_cell(
+            "## Did the preference move? (Fig 12)\n\n"
+            "On held-out prompts (background items never seen in training), each option is "
+            "scored by the log-likelihood of the reply `I'd pick {item}.`, so no free text has to "
+            "be parsed. `summary` holds the accuracy with a 95% bootstrap CI over prompts and the "
+            "paired change from the base model."
+        ),
+        new_code_cell(
+            """\
+prompts = preference.eval_prompts(WORD, n=N_EVAL, seed=0)
+sel = vl.compare.selection_accuracy(models, prompts)
+print(sel.summary.round(3).to_string(index=False))
+sel.figure"""
+        ),
+        new_markdown_cell(
+            "## Did the value axis move? (Figs 7a and 13)\n\n"
+            "`preference_rank` prefills each option *alone* as the assistant's answer and scores "
+            "it by the mean cosine over the item's tokens; the target ranks first at a rate near "
+            'chance in the base model. With `position="user"` the same ranking is read at the '
+            "item's tokens inside the prompt, where the paper found almost no change."
+        ),
+        new_code_cell(
+            """\
+rank = vl.compare.preference_rank(models, axis, LAYER, prompts)
+user = vl.compare.preference_rank(models, axis, LAYER, prompts, position="user")
+cols = ["model", "chance", "rate_first", "rate_first_ci_lo", "rate_first_ci_hi",
+        "delta_rate_first", "delta_ci_lo", "delta_ci_hi"]
+print("assistant prefill\\n", rank.summary[cols].round(3).to_string(index=False))
+print("user prompt\\n", user.summary[cols].round(3).to_string(index=False))
+rank.figure"""
+        ),
+        new_markdown_cell(
+            "## Beyond the training prompts (Fig 7b)\n\n"
+            "Natural sentences that contain a word are prefilled as the assistant's reply; the "
+            "value is read on the word's tokens. The change (DPO - base) on the trained word is "
+            "compared with the same change on the other shipped words, the controls."
+        ),
+        new_code_cell(
+            """\
+from value_lens.data import sentences
+
+delta = vl.compare.word_delta(model, tuned, axis, LAYER, sentences.word_sentences(), WORD)
+print(delta.summary.to_string(index=False))
+delta.figure"""
+        ),
+        new_markdown_cell(
+            "## Steering the option inside the prompt (Fig 14)\n\n"
+            "On the base model, `prompt_steering` adds the axis only at the target's tokens in "
+            "the user message (an explicit position mask; the reply is never steered) and "
+            "measures how often the target is then the most likely pick. Thin lines: per word."
+        ),
+        new_code_cell(
+            """\
+steered = vl.compare.prompt_steering(model, axis, LAYER, prompts, ALPHAS)
+print(steered.summary.round(3).to_string(index=False))
+steered.figure"""
+        ),
+        new_markdown_cell(
+            "## Reading it\n\n"
+            "- Read every change with its paired CI: with a few dozen prompts an interval "
+            "several points wide around zero is the expected outcome of a one-epoch run.\n"
+            "- In the training pairs the preferred word always ends the assistant's reply, so a "
+            "rise of the value there is also what an end-of-turn signal would show (see the "
+            "position controls of tutorial 02).\n"
+            "- `domain_matrix` (SFT, Fig 9) and `category_quartiles` (prompt categories, Fig 17) "
+            "follow the same pattern: a `table`, a `summary` with CIs and a `figure`."
+        ),
+        new_code_cell(
+            """\
+path = vl.write_report("posttrain.html", {
+    "Selection accuracy (Fig 12)": sel.figure,
+    "Preference rank, assistant prefill (Fig 7a)": rank.figure,
+    "Preference rank, user prompt (Fig 13)": user.figure,
+    "Word delta (Fig 7b)": delta.figure,
+    "Steering the option in the prompt (Fig 14)": steered.figure,
+})
+print("wrote", path)"""
+        ),
+    ]
+
+
 NOTEBOOKS = {
     "01_quickstart.ipynb": nb01,
     "02_layer_sweeps.ipynb": nb02,
     "03_steering.ipynb": nb03,
     "04_evaluations.ipynb": nb04,
     "05_your_own_data.ipynb": nb05,
+    "06_posttraining.ipynb": nb06,
 }
 
 
