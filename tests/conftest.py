@@ -8,10 +8,44 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+from jaxtyping import install_import_hook
 
 torch.set_num_threads(1)
+
+# jaxtyping shapes and every other annotation in value_lens are checked at run time in the test
+# suite (as TransformerLens does): beartype under jaxtyping's import hook, with int accepted
+# where float is annotated (PEP 484's numeric tower, as mypy reads it). The hook must be in place
+# before value_lens is imported. VALUE_LENS_TYPECHECK=0 switches it off (e.g. for timing).
+TYPECHECKER = (
+    "beartype.beartype(conf=beartype.BeartypeConf("
+    "is_pep484_tower=True, strategy=beartype.BeartypeStrategy.On))"
+)
+# modules not instrumented yet, with the reason (each entry is a to-do)
+UNCHECKED: dict[str, str] = {
+    # its SteerActivation Protocol is not @runtime_checkable, so beartype cannot check `steer=`
+    "value_lens.core.generate": "SteerActivation needs @runtime_checkable",
+}
+
+
+def _checked_modules() -> list[str]:
+    root = Path(__file__).resolve().parents[1]
+    names = (
+        ".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+        for p in sorted((root / "value_lens").rglob("*.py"))
+    )
+    # the hook matches a name and everything below it, so an unchecked module's parents stay out
+    return [n for n in names if not any(u == n or u.startswith(n + ".") for u in UNCHECKED)]
+
+
+if os.environ.get("VALUE_LENS_TYPECHECK", "1") != "0":
+    if "value_lens" in sys.modules:  # pragma: no cover - a plugin imported it first
+        raise RuntimeError("value_lens was imported before tests/conftest.py could type-check it")
+    install_import_hook(_checked_modules(), TYPECHECKER)
 
 
 @pytest.fixture(scope="session")

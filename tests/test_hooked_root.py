@@ -38,9 +38,13 @@ class MiniHooked(HookedRootModule):
         self.tokenizer = tiny_tokenizer()
         vocab = len(self.tokenizer)
         self.cfg = SimpleNamespace(
-            n_layers=n_layers, d_model=d, n_ctx=256, model_name="mini-hooked",
-            default_prepend_bos=False, device="cpu",
-        )  # fmt: skip
+            n_layers=n_layers,
+            d_model=d,
+            n_ctx=256,
+            model_name="mini-hooked",
+            default_prepend_bos=False,
+            device="cpu",
+        )
         self.embed = nn.Embedding(vocab, d)
         self.blocks = nn.ModuleList([MiniBlock(d) for _ in range(n_layers)])
         self.unembed = nn.Linear(d, vocab)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jaxtyping import TypeCheckError
 
 from value_lens.errors import InputError
 from value_lens.steering.positions import parse_positions, position_mask
@@ -66,12 +69,22 @@ def test_stepwise_masks_concatenate_to_the_full_pass_mask(lens, n_gen, spec):
 
 
 def test_bad_specs_raise_input_error():
-    for bad in ["everything", "from:", "from:x", "", 3]:
+    for bad in ["everything", "from:", "from:x", ""]:
         with pytest.raises(InputError, match="unknown positions spec"):
             parse_positions(bad)
+    # not a PositionSpec at all: refused by the suite's runtime type checks, and by the function
+    # itself for untyped callers
+    with pytest.raises(TypeCheckError):
+        parse_positions(3)
+    with pytest.raises(InputError, match="unknown positions spec"):
+        inspect.unwrap(parse_positions)(3)
     with pytest.raises(InputError, match="bool tensor"):
         parse_positions(torch.ones(3))
     with pytest.raises(InputError, match="rows"):
         position_mask(torch.ones(3, 2, dtype=torch.bool), 2, prompt_lens=LENS)
-    with pytest.raises(InputError, match="rows"):
+    # prompt_lens and pads share the batch dimension B: the suite's jaxtyping checks catch a
+    # mismatch at the call, the function's own check for untyped callers
+    with pytest.raises(TypeCheckError, match="pads"):
         position_mask("all", 2, prompt_lens=LENS, pads=torch.tensor([0]))
+    with pytest.raises(InputError, match="rows"):
+        inspect.unwrap(position_mask)("all", 2, prompt_lens=LENS, pads=torch.tensor([0]))

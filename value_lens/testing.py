@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from value_lens.core.protocols import GenerativeModel, HookedModel
+
 __all__ = ["QWEN_CHAT_TEMPLATE", "hook_count", "tiny_qwen3", "tiny_qwen3_hf", "tiny_tokenizer"]
 
 QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
@@ -145,7 +147,7 @@ def tiny_qwen3(
     tied: bool = True,
     seed: int = 0,
     path: str | os.PathLike[str] | None = None,
-) -> Any:
+) -> GenerativeModel:
     """A tiny random Qwen3 as a loaded ``TransformerBridge``.
 
     With ``path``, the model and tokenizer are first saved there with ``save_pretrained`` and
@@ -162,6 +164,6 @@ def tiny_qwen3(
     return load_model(path)
 
 
-def hook_count(model: torch.nn.Module) -> int:
+def hook_count(model: HookedModel) -> int:
     """Number of forward (pre-)hooks registered anywhere in ``model`` (for leak tests)."""
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())

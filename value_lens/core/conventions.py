@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import SupportsIndex
 
 from value_lens.errors import LayerError
 
@@ -76,8 +77,12 @@ def from_hidden_states_index(index: int) -> int:
     return int(index) - 1
 
 
-def resolve_layer(layer: int, n_layers: int) -> int:
-    """Validate one layer index; negative indices count from the end like Python lists."""
+def resolve_layer(layer: SupportsIndex | str, n_layers: int) -> int:
+    """Validate one layer index; negative indices count from the end like Python lists.
+
+    numpy / torch integer scalars and integer strings (e.g. from a command line) are converted;
+    anything else raises :class:`LayerError`.
+    """
     if isinstance(layer, bool) or not isinstance(layer, int):
         try:
             layer = int(layer)  # numpy / torch integer scalars

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from value_lens.core.conventions import hook_name
+from value_lens.core.protocols import HookedModel
 
 __all__ = ["ResidReader", "run_resid_hooks"]
 
@@ -26,7 +27,11 @@ class _StopForward(Exception):
 
 
 def run_resid_hooks(
-    model: Any, tokens: torch.Tensor, readers: Mapping[int, ResidReader], *, stop_early: bool = True
+    model: HookedModel,
+    tokens: torch.Tensor,
+    readers: Mapping[int, ResidReader],
+    *,
+    stop_early: bool = True,
 ) -> None:
     """One forward pass over ``tokens`` ``[B, T]`` calling ``readers[layer](layer, resid)``."""
     deepest = max(readers)

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from value_lens.core.protocols import GenerativeModel, HookedModel
 from value_lens.errors import InputError, ModelNotFoundError
 
 __all__ = [
@@ -166,7 +167,7 @@ def load_model(
     dtype: str | torch.dtype | None = None,
     n_ctx: int | None = None,
     progress: bool = False,
-) -> Any:
+) -> GenerativeModel:
     """Load a model as a TransformerLens ``TransformerBridge``, offline.
 
     Args:
@@ -221,24 +222,24 @@ def load_model(
 # ---------------------------------------------------------------- facts about any TL-style model
 
 
-def model_id(model: Any) -> str:
+def model_id(model: HookedModel) -> str:
     """The model's name as recorded in artifacts (``cfg.model_name``)."""
     return str(getattr(model.cfg, "model_name", "") or "")
 
 
-def n_layers(model: Any) -> int:
+def n_layers(model: HookedModel) -> int:
     return int(model.cfg.n_layers)
 
 
-def d_model(model: Any) -> int:
+def d_model(model: HookedModel) -> int:
     return int(model.cfg.d_model)
 
 
-def n_ctx(model: Any) -> int:
+def n_ctx(model: HookedModel) -> int:
     return int(getattr(model.cfg, "n_ctx", 0) or 10**9)
 
 
-def model_device(model: Any) -> torch.device:
+def model_device(model: HookedModel) -> torch.device:
     """Device of the model's parameters (``cfg.device`` as a fallback)."""
     for p in model.parameters():
         return p.device
@@ -246,7 +247,7 @@ def model_device(model: Any) -> torch.device:
 
 
 def encode(
-    model: Any, text: str, *, prepend_bos: bool | None = None, truncate: bool = False
+    model: HookedModel, text: str, *, prepend_bos: bool | None = None, truncate: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids ``[T]`` and character offsets ``[T, 2]`` of ``text``, checked against ``n_ctx``.
 
@@ -276,7 +277,7 @@ def encode(
 
 
 def to_token_ids(
-    model: Any,
+    model: HookedModel,
     text_or_tokens: Any,
     *,
     prepend_bos: bool | None = None,
@@ -294,7 +295,7 @@ def to_token_ids(
     return _within_context(model, ids_t, truncate)
 
 
-def _within_context(model: Any, ids_t: torch.Tensor, truncate: bool) -> torch.Tensor:
+def _within_context(model: HookedModel, ids_t: torch.Tensor, truncate: bool) -> torch.Tensor:
     if ids_t.numel() == 0:
         raise InputError("the input has no tokens; pass non-empty text or token ids")
     limit = n_ctx(model)

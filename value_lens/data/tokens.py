@@ -65,10 +65,10 @@ class LabelledTokens:
         meta: optional JSON-able dict per sequence (e.g. conversation id, turn end token index).
     """
 
-    input_ids: list[Int[torch.Tensor, " T"]]
-    labels: list[Int[torch.Tensor, " T"]]
+    input_ids: list[Int[torch.Tensor, " _T"]]
+    labels: list[Int[torch.Tensor, " _T"]]
     groups: list[str]
-    targets: list[Float[torch.Tensor, " T"]] | None = None
+    targets: list[Float[torch.Tensor, " _T"]] | None = None
     meta: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:

@@ -32,6 +32,7 @@ from value_lens.core.io import load_artifact, save_artifact
 from value_lens.core.model import d_model as model_d_model
 from value_lens.core.model import model_id as model_model_id
 from value_lens.core.model import n_layers as model_n_layers
+from value_lens.core.protocols import HookedModel
 from value_lens.errors import ArtifactError, AxisMismatchError, InputError, LayerError
 from value_lens.fitting.methods import FITTERS
 from value_lens.fitting.stats import ActivationStats
@@ -243,7 +244,7 @@ class ValueAxis:
         return (u @ u.T).float()
 
     # ------------------------------------------------------------------ model checks
-    def check_compatible(self, model: Any, *, check_model_id: bool = True) -> None:
+    def check_compatible(self, model: HookedModel, *, check_model_id: bool = True) -> None:
         """Raise :class:`AxisMismatchError` unless this axis fits ``model``."""
         n, d, mid = model_n_layers(model), model_d_model(model), model_model_id(model)
         if d != self.d_model:
@@ -295,7 +296,7 @@ class ValueAxis:
     def from_official(
         cls,
         npy_path: str | os.PathLike[str],
-        model: Any = None,
+        model: HookedModel | None = None,
         *,
         n_layers: int | None = None,
         d_model: int | None = None,

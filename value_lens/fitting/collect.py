@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from value_lens.core.conventions import resolve_layers
 from value_lens.core.hooks import run_resid_hooks
 from value_lens.core.model import d_model, model_device, model_id, n_ctx, n_layers
+from value_lens.core.protocols import HookedModel
 from value_lens.data.tokens import AFTER, BEFORE, IGNORE, LabelledTokens
 from value_lens.errors import InputError, NonFiniteActivationError
 from value_lens.fitting.stats import ActivationStats, Moments, Reservoir
@@ -224,7 +225,7 @@ class _Accumulator:
 
 
 def collect_stats(
-    model: Any,
+    model: HookedModel,
     data: LabelledTokens,
     *,
     layers: int | Iterable[int] | None = None,

@@ -23,7 +23,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 
@@ -31,12 +31,13 @@ from value_lens.core.conventions import resolve_layers
 from value_lens.core.hooks import run_resid_hooks
 from value_lens.core.io import atomic_write_text
 from value_lens.core.model import model_device, model_id, n_layers, to_token_ids
+from value_lens.core.protocols import HookedModel
 from value_lens.errors import CalibrationError, InputError
 
 __all__ = ["UNITS", "Calibration", "Unit", "axis_calibration", "calibrate", "to_raw"]
 
 Unit = Literal["raw", "percent", "sd"]
-UNITS: tuple[str, ...] = ("raw", "percent", "sd")
+UNITS: tuple[Unit, ...] = get_args(Unit)
 
 
 def _finite_dict(values: Mapping[int, float]) -> dict[int, float]:
@@ -65,7 +66,7 @@ class Calibration:
         object.__setattr__(self, "resid_norm", _finite_dict(self.resid_norm))
         object.__setattr__(self, "proj_std", _finite_dict(self.proj_std))
 
-    def scale(self, layer: int, unit: str) -> float:
+    def scale(self, layer: int, unit: Unit) -> float:
         """Raw residual units per 1 unit of ``unit`` at ``layer``.
 
         >>> Calibration(resid_norm={3: 200.0}).scale(3, "percent")
@@ -146,7 +147,7 @@ def axis_calibration(axis: Any) -> Calibration:
 
 
 def calibrate(
-    model: Any = None,
+    model: HookedModel | None = None,
     axis: Any = None,
     *,
     stats: Any = None,
@@ -201,7 +202,7 @@ def calibrate(
 
 
 def _from_texts(
-    model: Any, axis: Any, texts: list[str], layers: Any, max_tokens: int
+    model: HookedModel, axis: Any, texts: list[str], layers: Any, max_tokens: int
 ) -> Calibration:
     if not texts:
         raise InputError("calibrate(texts=...) got no texts")
@@ -250,7 +251,7 @@ def _from_texts(
     )
 
 
-def to_raw(alpha: float, layer: int, unit: str, calibration: Calibration | None) -> float:
+def to_raw(alpha: float, layer: int, unit: Unit, calibration: Calibration | None) -> float:
     """``alpha`` in ``unit`` at ``layer`` converted to raw residual units.
 
     >>> to_raw(10.0, 20, "percent", Calibration(resid_norm={20: 250.0}))

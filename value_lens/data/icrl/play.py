@@ -28,6 +28,7 @@ from typing import Any
 from value_lens.core.chat import format_chat
 from value_lens.core.io import JsonlLog
 from value_lens.core.model import n_ctx
+from value_lens.core.protocols import GenerativeModel
 from value_lens.data.icrl.conversation import (
     Attempt,
     Conversation,
@@ -144,7 +145,7 @@ def _finish(g: _Game, seed: int, settings: dict[str, Any]) -> Conversation:
 
 
 def play(
-    model: Any,
+    model: GenerativeModel,
     n_per_criterion: int,
     *,
     seed: int,
