@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 
 import pytest
 import torch
+from jaxtyping import TypeCheckError
 
 from value_lens.core.generate import generate
 from value_lens.core.model import model_id
@@ -321,10 +323,20 @@ def test_bad_inputs_raise_clear_errors(tiny, axis):
         steer(tiny, foreign, layers=0, alpha=1.0)
     with pytest.raises(InputError, match="unknown positions spec"):
         steer(tiny, axis, layers=0, alpha=1.0, positions="generated_only")
-    with pytest.raises(InputError, match="unknown steering mode"):
-        steer(tiny, axis, layers=0, alpha=1.0, mode="multiply")
-    with pytest.raises(InputError, match="unknown strength unit"):
-        steer(tiny, axis, layers=0, alpha=1.0, unit="furlongs")
+    # mode, unit and point are Literal types: the suite's runtime checks refuse a bad one at the
+    # call; untyped callers (the CLI, notebooks) get the InputError that names the choices
+    unchecked = inspect.unwrap(steer)
+    for bad_option, msg in (
+        ({"mode": "multiply"}, "unknown steering mode"),
+        ({"unit": "furlongs"}, "unknown strength unit"),
+        ({"point": "resid_mid"}, "unknown hook point"),
+    ):
+        with pytest.raises(TypeCheckError):
+            steer(tiny, axis, layers=0, alpha=1.0, **bad_option)
+        with pytest.raises(InputError, match=msg):
+            unchecked(tiny, axis, layers=0, alpha=1.0, **bad_option)
+        with pytest.raises(InputError, match=msg):
+            inspect.unwrap(steering_hook)(axis, 0, 1.0, **bad_option)
     with pytest.raises(CalibrationError, match="calibrat"):
         steer(tiny, axis, layers=0, alpha=5.0, unit="percent")
     with pytest.raises(CalibrationError, match="calibrat"):
@@ -364,3 +376,25 @@ def test_a_steering_for_another_model_is_refused(tiny, axis):
     other = tiny_qwen3()
     with pytest.raises(InputError, match="another model"):
         generate(other, "a", steer=steer(tiny, axis, layers=0, alpha=1.0))
+
+
+def test_the_axis_is_converted_once_at_the_door(tiny, axis):
+    """A ValueAxis, its [L, d] tensor and its per-layer [d] rows give the same per-layer steers."""
+    want = {layer: axis.direction(layer) for layer in (0, 1)}
+    for src in (axis, axis.directions):
+        s = steer(
+            tiny,
+            src,
+            layers=[1, 0],
+            alpha={-1: 2.0, 0: -1.0},
+        )
+        assert [x.layer for x in s.steers] == [0, 1]
+        assert [x.hook for x in s.steers] == [f"blocks.{i}.hook_resid_post" for i in (0, 1)]
+        assert s.alphas == s.raw_alphas == [-1.0, 2.0]
+        for x in s.steers:
+            torch.testing.assert_close(x.direction, want[x.layer], atol=1e-6, rtol=0)
+    row = steer(tiny, axis.directions[1], layers=1, alpha=3.0).steers[0]
+    torch.testing.assert_close(row.direction, want[1], atol=1e-6, rtol=0)
+    # a [L, d] tensor from a model of another depth is refused, not silently indexed
+    with pytest.raises(AxisMismatchError, match="3 rows"):
+        steer(tiny, torch.randn(3, 64), layers=0, alpha=1.0)

@@ -1,29 +1,101 @@
-"""Argument resolution for :mod:`value_lens.steering.steer`: strengths, directions and hook names."""
+"""The door of :mod:`value_lens.steering.steer`: an axis and strengths become per-layer steers.
+
+:func:`at_layers` is the one place that tells a ValueAxis from a direction tensor ``[d_model]`` /
+``[n_layers, d_model]``: it checks the axis against the model, resolves the layers, and returns
+``{layer: direction}`` plus the calibration (the one given, with the axis's stored scales filling
+the gaps). :func:`layer_steers` then fixes, per layer, the hook name and the strength in raw
+residual units. Hook functions and the context manager only read these values.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 from jaxtyping import Float
 
-from value_lens.core.conventions import resolve_layer
-from value_lens.errors import InputError, LayerError
+from value_lens.core.conventions import resolve_layer, resolve_layers
+from value_lens.core.model import d_model as model_d_model
+from value_lens.core.model import n_layers as model_n_layers
+from value_lens.core.protocols import HookedModel
+from value_lens.errors import AxisMismatchError, InputError, LayerError
+from value_lens.fitting.axis import ValueAxis
+from value_lens.steering.strength import UNITS, Calibration, Unit, axis_calibration, to_raw
 
-__all__ = ["POINTS", "check_alpha", "direction", "hook_name", "per_layer"]
+__all__ = [
+    "MODES",
+    "POINTS",
+    "AxisAtLayers",
+    "AxisLike",
+    "LayerSteer",
+    "Mode",
+    "Point",
+    "at_layers",
+    "check_alpha",
+    "check_options",
+    "hook_name",
+    "layer_steers",
+    "per_layer",
+    "raw_strength",
+]
 
-POINTS: dict[str, str] = {
+Mode = Literal["add", "ablate", "clamp"]
+Point = Literal["resid_post", "resid_pre"]
+AxisLike = ValueAxis | torch.Tensor
+"""A fitted :class:`ValueAxis`, or a direction tensor ``[d_model]`` or ``[n_layers, d_model]``."""
+
+MODES: tuple[Mode, ...] = get_args(Mode)
+POINTS: dict[Point, str] = {
     "resid_post": "blocks.{layer}.hook_resid_post",
     "resid_pre": "blocks.{next}.hook_resid_pre",  # the same stream, at block layer+1's input
 }
 
 
-def check_alpha(alpha: float, what: str = "alpha") -> float:
+@dataclass(frozen=True)
+class AxisAtLayers:
+    """An axis converted at the door: one float32 direction per resolved layer.
+
+    Attributes:
+        directions: layer -> direction ``[d_model]`` (unit length when normalised).
+        calibration: scales for percent/sd strengths (given, then the axis's own), or None.
+        n_layers: the depth layers were resolved against (None for a bare ``[d]`` vector
+            without a model).
+    """
+
+    directions: dict[int, Float[torch.Tensor, " d"]]
+    calibration: Calibration | None
+    n_layers: int | None
+
+
+@dataclass(frozen=True)
+class LayerSteer:
+    """Everything one hook needs, resolved once: where, along what, and how strongly."""
+
+    layer: int
+    hook: str
+    direction: Float[torch.Tensor, " d"]
+    alpha: float  # as given, in the steering's unit
+    raw: float  # in residual-stream units (what the hook uses)
+
+
+def check_options(mode: object, unit: object, point: object) -> None:
+    """Friendly errors for untyped callers (the CLI, notebooks) before anything else runs."""
+    for value, allowed, what in (
+        (mode, MODES, "steering mode"),
+        (unit, UNITS, "strength unit"),
+        (point, tuple(POINTS), "hook point"),
+    ):
+        if value not in allowed:
+            raise InputError(f"unknown {what} {value!r}; use one of {allowed}")
+
+
+def check_alpha(alpha: object, what: str = "alpha") -> float:
     """``alpha`` as a finite float, or an :class:`InputError` naming ``what``."""
     try:
-        a = float(alpha)
+        a = float(alpha)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise InputError(f"{what} must be a number, got {alpha!r}") from None
     if not math.isfinite(a):
@@ -31,33 +103,7 @@ def check_alpha(alpha: float, what: str = "alpha") -> float:
     return a
 
 
-def direction(axis: Any, layer: int, normalize: bool) -> Float[torch.Tensor, " d"]:
-    """The steering direction at ``layer`` from a ValueAxis or a tensor ``[d]``/``[L, d]``."""
-    if isinstance(axis, torch.Tensor):
-        v = axis.detach().to("cpu", torch.float32)
-        if v.ndim == 2:
-            v = v[resolve_layer(layer, v.shape[0])]
-        elif v.ndim != 1:
-            raise InputError(
-                f"a direction tensor must be [d_model] or [n_layers, d_model], got {tuple(v.shape)}"
-            )
-        if not bool(torch.isfinite(v).all()):
-            raise InputError("the direction contains NaN or Inf")
-        if normalize:
-            n = float(v.norm())
-            if n == 0:
-                raise InputError("the direction is zero; it cannot be normalised")
-            v = v / n
-        return v
-    if not hasattr(axis, "direction"):
-        raise InputError(
-            f"axis must be a ValueAxis or a direction tensor, got {type(axis).__name__}"
-        )
-    resolve_layer(layer, axis.n_layers)
-    return axis.direction(layer, unit=normalize).to(torch.float32)
-
-
-def hook_name(point: str, layer: int, n_layers: int | None) -> str:
+def hook_name(point: Point, layer: int, n_layers: int | None) -> str:
     """The hook carrying value_lens ``layer`` (block ``layer``'s output) at ``point``.
 
     ``resid_pre`` is the next block's input, so the last layer has none (checked when
@@ -74,7 +120,9 @@ def hook_name(point: str, layer: int, n_layers: int | None) -> str:
     return POINTS[point].format(layer=layer, next=layer + 1)
 
 
-def per_layer(alpha: Any, layers: list[int]) -> list[float]:
+def per_layer(
+    alpha: float | Sequence[float] | Mapping[int, float] | torch.Tensor, layers: list[int]
+) -> list[float]:
     """One checked alpha per layer from a number, a sequence or a ``{layer: alpha}`` map."""
     if isinstance(alpha, Mapping):
         missing = [layer for layer in layers if layer not in alpha]
@@ -87,3 +135,117 @@ def per_layer(alpha: Any, layers: list[int]) -> list[float]:
             raise InputError(f"got {len(vals)} alphas for {len(layers)} layers {layers}")
         return [check_alpha(x) for x in vals]
     return [check_alpha(alpha)] * len(layers)
+
+
+def _layers(layers: int | Sequence[int], n: int | None) -> list[int]:
+    if isinstance(layers, Mapping):
+        raise InputError("layers must be an int or a list of ints; put per-layer values in alpha")
+    if n is not None:
+        return resolve_layers(layers, n)
+    chosen = [layers] if isinstance(layers, int) else list(layers)
+    for layer in chosen:
+        if isinstance(layer, bool) or not isinstance(layer, int):
+            raise InputError(f"layer must be an int, got {layer!r}")
+        if layer < 0:
+            raise InputError(
+                "a negative layer needs a ValueAxis, an [n_layers, d] tensor or a model to "
+                "resolve it"
+            )
+    return sorted(set(chosen))
+
+
+def at_layers(
+    axis: AxisLike,
+    layers: int | Sequence[int],
+    *,
+    model: HookedModel | None = None,
+    normalize: bool = True,
+    calibration: Calibration | None = None,
+    check_model_id: bool = True,
+) -> AxisAtLayers:
+    """Convert ``axis`` once: checked against ``model``, one direction per resolved layer.
+
+    >>> at = at_layers(torch.tensor([[3.0, 4.0], [0.0, 2.0]]), -1)
+    >>> at.directions, at.n_layers
+    ({1: tensor([0., 1.])}, 2)
+    """
+    n = None if model is None else model_n_layers(model)
+    if isinstance(axis, torch.Tensor):
+        v = axis.detach().to("cpu", torch.float32)
+        if v.ndim not in (1, 2):
+            raise InputError(
+                f"a direction tensor must be [d_model] or [n_layers, d_model], got {tuple(v.shape)}"
+            )
+        if model is not None and v.shape[-1] != model_d_model(model):
+            raise AxisMismatchError(
+                f"the direction has d_model {v.shape[-1]} but the model has "
+                f"{model_d_model(model)}; use a direction from this model"
+            )
+        if v.ndim == 2 and n is not None and v.shape[0] != n:
+            raise AxisMismatchError(
+                f"the direction tensor has {v.shape[0]} rows but the model has {n} blocks; "
+                "pass one row per layer, or a single [d_model] vector"
+            )
+        n = v.shape[0] if v.ndim == 2 else n
+        if not bool(torch.isfinite(v).all()):
+            raise InputError("the direction contains NaN or Inf")
+        chosen = _layers(layers, n)
+        rows = {layer: v[layer] if v.ndim == 2 else v for layer in chosen}
+        if normalize:
+            rows = {layer: _unit(r) for layer, r in rows.items()}
+        return AxisAtLayers(rows, calibration, n)
+    if not isinstance(axis, ValueAxis):
+        raise InputError(
+            f"axis must be a ValueAxis or a direction tensor, got {type(axis).__name__}"
+        )
+    if model is not None:
+        axis.check_compatible(model, check_model_id=check_model_id)
+    chosen = _layers(layers, axis.n_layers)
+    rows = {layer: axis.direction(layer, unit=normalize).to(torch.float32) for layer in chosen}
+    stored = axis_calibration(axis)
+    cal = stored if calibration is None else calibration.merged(stored)
+    return AxisAtLayers(rows, cal, axis.n_layers)
+
+
+def _unit(v: Float[torch.Tensor, " d"]) -> Float[torch.Tensor, " d"]:
+    norm = float(v.norm())
+    if norm == 0:
+        raise InputError("the direction is zero; it cannot be normalised")
+    return v / norm
+
+
+def raw_strength(
+    alpha: float, layer: int, *, mode: Mode, unit: Unit, calibration: Calibration | None
+) -> float:
+    """``alpha`` in raw residual units at ``layer`` (ablate ignores it; raw passes through)."""
+    a = check_alpha(alpha)
+    if mode == "ablate" or unit == "raw":
+        return a
+    return check_alpha(to_raw(a, layer, unit, calibration), "the converted alpha")
+
+
+def layer_steers(
+    at: AxisAtLayers, alphas: Sequence[float], *, mode: Mode, unit: Unit, point: Point
+) -> tuple[LayerSteer, ...]:
+    """One :class:`LayerSteer` per layer of ``at`` (``alphas`` in the same order)."""
+    if len(alphas) != len(at.directions):
+        raise InputError(f"got {len(alphas)} alphas for {len(at.directions)} layers")
+    return tuple(
+        LayerSteer(
+            layer,
+            hook_name(point, layer, at.n_layers),
+            v,
+            check_alpha(a),
+            raw_strength(a, layer, mode=mode, unit=unit, calibration=at.calibration),
+        )
+        for (layer, v), a in zip(at.directions.items(), alphas, strict=True)
+    )
+
+
+def resolve_alpha_keys(
+    alpha: float | Sequence[float] | Mapping[int, float], n_layers: int | None
+) -> float | Sequence[float] | Mapping[int, float]:
+    """A ``{layer: alpha}`` map with negative layers resolved (other forms unchanged)."""
+    if not isinstance(alpha, Mapping) or n_layers is None:
+        return alpha
+    return {resolve_layer(k, n_layers): v for k, v in alpha.items()}

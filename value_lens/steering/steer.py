@@ -16,6 +16,11 @@ Modes, with ``u`` the direction (unit length unless ``normalize=False``), ``p = 
 projection is set to ``alpha``. ``alpha`` is converted to raw units first (see
 :mod:`value_lens.steering.strength`; a clamp target in ``"sd"`` is ``alpha`` projection sds from 0).
 
+Each input is checked and converted once, at the door (:mod:`value_lens.steering._resolve`):
+the axis becomes ``{layer: direction}`` plus a calibration, and each layer a
+:class:`~value_lens.steering._resolve.LayerSteer` with its hook name and raw strength. A
+:class:`Steering` holds only those; its hooks read them.
+
 How a hook knows the KV-cache step: each hook keeps a small stream record. A forward pass with
 ``T > 1`` positions, or the first pass, starts at stream position 0 (a prompt, or a full
 recompute when generating without a cache). A single-position pass after earlier passes
@@ -30,22 +35,34 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from value_lens.core.conventions import resolve_layer, resolve_layers
-from value_lens.core.model import d_model as model_d_model
-from value_lens.core.model import n_layers as model_n_layers
+from value_lens.core.protocols import HookedModel
 from value_lens.errors import AxisMismatchError, InputError
-from value_lens.steering._resolve import POINTS, check_alpha, direction, hook_name, per_layer
+from value_lens.steering._resolve import (
+    MODES,
+    POINTS,
+    AxisLike,
+    LayerSteer,
+    Mode,
+    Point,
+    at_layers,
+    check_options,
+    layer_steers,
+    per_layer,
+    raw_strength,
+    resolve_alpha_keys,
+)
 from value_lens.steering.positions import Positions, PositionSpec, parse_positions, position_mask
-from value_lens.steering.strength import Calibration, axis_calibration, to_raw
+from value_lens.steering.strength import Calibration, Unit
 
-__all__ = ["MODES", "POINTS", "Steering", "raw_alpha", "steer", "steering_hook"]
+__all__ = ["MODES", "POINTS", "Mode", "Point", "Steering", "raw_alpha", "steer", "steering_hook"]
 
-MODES: tuple[str, ...] = ("add", "ablate", "clamp")
 HookFn = Callable[..., torch.Tensor]
+Alpha = float | Sequence[float] | Mapping[int, float]
 
 
 class _Stream:
@@ -81,8 +98,9 @@ class _Stream:
         return offset, self.prompt_lens, self.pads
 
 
-def _make_hook(v: torch.Tensor, alpha: float, mode: str, pos: Positions, stream: _Stream) -> HookFn:
-    d = v.shape[0]
+def _make_hook(s: LayerSteer, mode: Mode, pos: Positions, stream: _Stream) -> HookFn:
+    d = s.direction.shape[0]
+    alpha = s.raw
     cache: dict[torch.device, torch.Tensor] = {}
 
     def hook_fn(resid: torch.Tensor, hook: Any = None) -> torch.Tensor:  # noqa: ARG001 - TL contract
@@ -95,7 +113,7 @@ def _make_hook(v: torch.Tensor, alpha: float, mode: str, pos: Positions, stream:
         offset, lens, pads = stream.locate(batch, seq_len)
         u = cache.get(resid.device)
         if u is None:
-            u = cache[resid.device] = v.to(resid.device, torch.float32)
+            u = cache[resid.device] = s.direction.to(resid.device, torch.float32)
         m: torch.Tensor | None = None
         if not (pos.kind == "all" and not bool(pads.any())):
             mask = position_mask(pos, seq_len, prompt_lens=lens, offset=offset, pads=pads)
@@ -115,13 +133,20 @@ def _make_hook(v: torch.Tensor, alpha: float, mode: str, pos: Positions, stream:
     return hook_fn
 
 
+def _stream(prompt_lens: torch.Tensor | None, pads: torch.Tensor | None) -> _Stream:
+    return _Stream(
+        None if prompt_lens is None else torch.as_tensor(prompt_lens),
+        None if pads is None else torch.as_tensor(pads),
+    )
+
+
 def raw_alpha(
-    axis: Any,
+    axis: AxisLike,
     layer: int,
     alpha: float,
     *,
-    mode: str = "add",
-    unit: str = "raw",
+    mode: Mode = "add",
+    unit: Unit = "raw",
     calibration: Calibration | None = None,
 ) -> float:
     """``alpha`` in raw residual units at ``layer`` (calibration merged with the axis's own).
@@ -129,26 +154,21 @@ def raw_alpha(
     >>> raw_alpha(torch.ones(4), 0, 2.5)
     2.5
     """
-    a = check_alpha(alpha)
-    if mode == "ablate" or unit == "raw":
-        return a
-    cal = calibration
-    if hasattr(axis, "resid_norm"):
-        stored = axis_calibration(axis)
-        cal = stored if cal is None else cal.merged(stored)
-    return check_alpha(to_raw(a, layer, unit, cal), "the converted alpha")
+    check_options(mode, unit, "resid_post")
+    cal = at_layers(axis, layer, calibration=calibration).calibration
+    return raw_strength(alpha, layer, mode=mode, unit=unit, calibration=cal)
 
 
 def steering_hook(
-    axis: Any,
+    axis: AxisLike,
     layer: int,
     alpha: float = 0.0,
     *,
     positions: PositionSpec = "all",
-    mode: str = "add",
-    unit: str = "raw",
+    mode: Mode = "add",
+    unit: Unit = "raw",
     calibration: Calibration | None = None,
-    point: str = "resid_post",
+    point: Point = "resid_post",
     normalize: bool = True,
     prompt_lens: torch.Tensor | None = None,
     pads: torch.Tensor | None = None,
@@ -175,105 +195,56 @@ def steering_hook(
     >>> name, fn(torch.zeros(1, 2, 2)).tolist()
     ('blocks.3.hook_resid_post', [[[0.0, 5.0], [0.0, 5.0]]])
     """
-    if mode not in MODES:
-        raise InputError(f"unknown steering mode {mode!r}; use one of {MODES}")
-    if point not in POINTS:
-        raise InputError(f"unknown hook point {point!r}; use one of {sorted(POINTS)}")
+    check_options(mode, unit, point)
     if isinstance(layer, bool) or not isinstance(layer, int):
         raise InputError(f"layer must be an int, got {layer!r}")
-    if isinstance(axis, torch.Tensor):
-        n: int | None = axis.shape[0] if axis.ndim == 2 else None
-    else:
-        n = getattr(axis, "n_layers", None)
-    if n is not None:
-        layer = resolve_layer(layer, n)
-    elif layer < 0:
-        raise InputError(
-            "a negative layer needs a ValueAxis (or [n_layers, d] tensor) to resolve it"
-        )
-    a = raw_alpha(axis, layer, alpha, mode=mode, unit=unit, calibration=calibration)
-    pos = parse_positions(positions)
-    v = direction(axis, layer, normalize)
-    stream = _Stream(
-        None if prompt_lens is None else torch.as_tensor(prompt_lens),
-        None if pads is None else torch.as_tensor(pads),
-    )
-    return hook_name(point, layer, n), _make_hook(v, a, mode, pos, stream)
+    at = at_layers(axis, layer, normalize=normalize, calibration=calibration)
+    (s,) = layer_steers(at, [alpha], mode=mode, unit=unit, point=point)
+    return s.hook, _make_hook(s, mode, parse_positions(positions), _stream(prompt_lens, pads))
 
 
+@dataclass(frozen=True, eq=False)
 class Steering:
-    """A validated steering intervention on one model (build it with :func:`steer`).
+    """A validated steering intervention on one model: build it with :func:`steer`.
 
     Use it as a context manager (``with steering: ...``) or pass it to
     ``value_lens.core.generate(..., steer=steering)``. Each ``with`` owns its own hook handles.
+
+    Attributes:
+        model: the model it steers.
+        steers: per layer: the hook name, the direction and the strength (given and raw).
+        positions, mode, unit, point: as passed to :func:`steer`.
     """
 
-    def __init__(
-        self,
-        model: Any,
-        axis: Any,
-        *,
-        layers: int | Sequence[int],
-        alpha: float | Sequence[float] | Mapping[int, float] = 0.0,
-        positions: PositionSpec = "all",
-        mode: str = "add",
-        unit: str = "raw",
-        calibration: Calibration | None = None,
-        point: str = "resid_post",
-        normalize: bool = True,
-        check_model_id: bool = True,
-    ) -> None:
-        if isinstance(axis, torch.Tensor):
-            if axis.shape[-1] != model_d_model(model):
-                raise AxisMismatchError(
-                    f"the direction has d_model {axis.shape[-1]} but the model has "
-                    f"{model_d_model(model)}; use a direction from this model"
-                )
-        else:
-            axis.check_compatible(model, check_model_id=check_model_id)
-        if isinstance(layers, Mapping):
-            raise InputError(
-                "layers must be an int or a list of ints; put per-layer values in alpha"
-            )
-        self.model = model
-        self.layers = resolve_layers(layers, model_n_layers(model))
-        if isinstance(alpha, Mapping):
-            alpha = {resolve_layer(k, model_n_layers(model)): v for k, v in alpha.items()}
-        self.alphas = per_layer(alpha, self.layers)
-        self.positions = parse_positions(positions)
-        self.mode, self.unit, self.point = mode, unit, point
-        self._kw = dict(
-            positions=self.positions,
-            mode=mode,
-            unit=unit,
-            calibration=calibration,
-            point=point,
-            normalize=normalize,
-        )
-        self.axis = axis
-        # build once now so every bad input raises here, not inside a forward pass
-        self.raw_alphas = [
-            raw_alpha(axis, layer, a, mode=mode, unit=unit, calibration=calibration)
-            for layer, a in zip(self.layers, self.alphas, strict=True)
-        ]
-        self.hooks()
-        for layer in self.layers:  # a bare [d] vector does not know the number of layers
-            hook_name(point, layer, model_n_layers(model))
-        self._stack: list[list[tuple[Any, Any]]] = []
+    model: HookedModel
+    steers: tuple[LayerSteer, ...]
+    positions: Positions
+    mode: Mode
+    unit: Unit
+    point: Point
+    _stack: list[list[tuple[Any, Any]]] = field(default_factory=list, init=False, repr=False)
 
-    def _pair(
-        self, layer: int, alpha: float, lens: torch.Tensor | None, pads: torch.Tensor | None
-    ) -> tuple[str, HookFn]:
-        name, fn = steering_hook(self.axis, layer, alpha, prompt_lens=lens, pads=pads, **self._kw)  # type: ignore[arg-type]
-        return name, fn
+    @property
+    def layers(self) -> list[int]:
+        return [s.layer for s in self.steers]
+
+    @property
+    def alphas(self) -> list[float]:
+        """The strengths as given, in ``unit``."""
+        return [s.alpha for s in self.steers]
+
+    @property
+    def raw_alphas(self) -> list[float]:
+        """The strengths in residual-stream units, as the hooks apply them."""
+        return [s.raw for s in self.steers]
 
     def hooks(
         self, *, prompt_lens: torch.Tensor | None = None, pads: torch.Tensor | None = None
     ) -> list[tuple[str, HookFn]]:
         """Fresh ``(hook_name, fn)`` pairs (each with its own stream record)."""
         return [
-            self._pair(layer, a, prompt_lens, pads)
-            for layer, a in zip(self.layers, self.alphas, strict=True)
+            (s.hook, _make_hook(s, self.mode, self.positions, _stream(prompt_lens, pads)))
+            for s in self.steers
         ]
 
     def _install(self, pairs: list[tuple[str, HookFn]]) -> list[tuple[Any, Any]]:
@@ -312,9 +283,7 @@ class Steering:
         _remove(self._stack.pop())
 
     def __repr__(self) -> str:
-        per = ", ".join(
-            f"{layer}: {a:g}" for layer, a in zip(self.layers, self.alphas, strict=True)
-        )
+        per = ", ".join(f"{s.layer}: {s.alpha:g}" for s in self.steers)
         return (
             f"Steering(mode={self.mode!r}, alpha={{{per}}} {self.unit}, "
             f"positions={str(self.positions)!r}, point={self.point!r})"
@@ -328,24 +297,26 @@ def _remove(installed: list[tuple[Any, Any]]) -> None:
 
 
 def steer(
-    model: Any,
-    axis: Any,
+    model: HookedModel,
+    axis: AxisLike,
     *,
     layers: int | Sequence[int],
-    alpha: float | Sequence[float] | Mapping[int, float] = 0.0,
+    alpha: Alpha = 0.0,
     positions: PositionSpec = "all",
-    mode: str = "add",
-    unit: str = "raw",
+    mode: Mode = "add",
+    unit: Unit = "raw",
     calibration: Calibration | None = None,
-    point: str = "resid_post",
+    point: Point = "resid_post",
     normalize: bool = True,
     check_model_id: bool = True,
 ) -> Steering:
     """Build a :class:`Steering`: use it in ``with`` or pass it to ``generate(steer=...)``.
 
+    Every input is checked and converted here, once; nothing is installed until it is used.
+
     Args:
-        model: the TransformerBridge to steer.
-        axis: a ValueAxis fitted on ``model`` (or a direction tensor).
+        model: the TransformerBridge (or any :class:`~value_lens.core.protocols.HookedModel`).
+        axis: a ValueAxis fitted on ``model``, or a direction tensor ``[d]`` / ``[n_layers, d]``.
         layers: one layer or several.
         alpha: one strength, one per layer (list), or ``{layer: alpha}``.
         positions, mode, unit, calibration, point, normalize: see :func:`steering_hook`.
@@ -359,16 +330,16 @@ def steer(
     >>> s
     Steering(mode='add', alpha={1: 4} raw, positions='all', point='resid_post')
     """
-    return Steering(
-        model,
+    check_options(mode, unit, point)
+    pos = parse_positions(positions)
+    at = at_layers(
         axis,
-        layers=layers,
-        alpha=alpha,
-        positions=positions,
-        mode=mode,
-        unit=unit,
-        calibration=calibration,
-        point=point,
+        layers,
+        model=model,
         normalize=normalize,
+        calibration=calibration,
         check_model_id=check_model_id,
     )
+    alphas = per_layer(resolve_alpha_keys(alpha, at.n_layers), list(at.directions))
+    steers = layer_steers(at, alphas, mode=mode, unit=unit, point=point)
+    return Steering(model, steers, pos, mode, unit, point)
