@@ -332,10 +332,51 @@ def test_library_errors_are_one_line_exit_1(built, capsys, tmp_path):
 
 def test_installed_entry_point_runs_without_traceback(tmp_path):
     exe = Path(sys.executable).with_name("value-lens")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "value_lens.cli.main"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "value_lens"]
     ok = subprocess.run([*cmd, "--help"], capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0 and "demo" in ok.stdout and "steer" in ok.stdout
     bad = subprocess.run([*cmd, "report", "--out", str(tmp_path)], capture_output=True,
                          text=True, timeout=120)  # fmt: skip
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().startswith("value-lens: error:") and "holds no results" in bad.stderr
+
+
+# ------------------------------------------------------------------ the commands' shape
+STEP_MODULES = {
+    "value_lens.pipeline.steps",
+    "value_lens.pipeline.read_steps",
+    "value_lens.pipeline.steer_steps",
+    "value_lens.pipeline.demo",
+}
+
+
+def test_every_command_is_short_and_calls_a_pipeline_step():
+    """A command parses its options, calls a pipeline step and prints where results went."""
+    import ast
+    import inspect
+
+    from value_lens.cli import commands
+    from value_lens.cli.options import app
+
+    tree = ast.parse(inspect.getsource(commands))
+    steps = set()  # names bound to a step module or to a function of one
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+            "value_lens.pipeline"
+        ):
+            for a in node.names:
+                if node.module in STEP_MODULES or f"{node.module}.{a.name}" in STEP_MODULES:
+                    steps.add(a.asname or a.name)
+    funcs = {f.name: f for f in tree.body if isinstance(f, ast.FunctionDef)}
+    registered = {c.callback.__name__ for c in app.registered_commands}
+    assert registered == {"build", "sweep", "trace", "steer", "eval_", "report", "demo"}
+    assert registered <= set(funcs)  # every command is defined in cli/commands.py
+    for name in registered:
+        body = funcs[name].body
+        if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+            body = body[1:]  # the docstring (the command's help)
+        lines = body[-1].end_lineno - body[0].lineno + 1
+        assert lines <= 25, f"{name} has {lines} lines; move the work into a pipeline step"
+        calls = [n for n in ast.walk(funcs[name]) if isinstance(n, ast.Call)]
+        roots = {ast.unparse(c.func).split(".")[0] for c in calls}
+        assert roots & steps, f"{name} calls no pipeline step"

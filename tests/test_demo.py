@@ -14,7 +14,8 @@ from tests._offline import external_urls
 from value_lens.analysis.metrics import cohens_d
 from value_lens.data.tokens import LabelledTokens
 from value_lens.errors import InputError
-from value_lens.pipeline.demo import FULL, PAPER, QUICK, demo_config, run_demo, shortest_per_group
+from value_lens.pipeline.demo import FULL, PAPER, QUICK, demo_config, run_demo
+from value_lens.pipeline.steps import shortest_per_group
 from value_lens.pipeline.rundir import load_trace
 
 STEPS = ["data", "stats", "axis", "sweep", "code", "heatmaps", "dose", "report"]
@@ -155,7 +156,7 @@ def test_demo_on_tiny_resumes_after_a_kill(tmp_path, corpus):
 def test_code_headline_is_cohens_d_with_a_problem_bootstrap():
     """Planted: correct code reads 1 higher in every pair; a problem's pairs move together."""
     from value_lens.analysis.metrics import bootstrap_ci
-    from value_lens.pipeline.demo import code_headline
+    from value_lens.pipeline.read_steps import code_headline
 
     rng = np.random.default_rng(0)
     base = np.repeat(rng.normal(0, 1, 10), 4)  # 10 problems x 4 corruptions
@@ -190,7 +191,7 @@ def test_quick_demo_on_the_embedded_model(smollm, tmp_path):
 
 def test_turn_traces_from_one_pass_equal_separate_passes(tiny):
     from value_lens.fitting.axis import ValueAxis
-    from value_lens.pipeline.demo import _turn_traces
+    from value_lens.pipeline.read_steps import turn_traces
 
     msgs = [
         {"role": "system", "content": "Play the paragraph game."},
@@ -202,8 +203,8 @@ def test_turn_traces_from_one_pass_equal_separate_passes(tiny):
     axis = ValueAxis(
         torch.randn(2, 64, generator=torch.Generator().manual_seed(0)), model_id=tiny.cfg.model_name
     )
-    first, last = _turn_traces(tiny, axis, msgs, [2, 4])
-    (alone,) = _turn_traces(tiny, axis, msgs, [2])
+    first, last = turn_traces(tiny, axis, msgs, [2, 4])
+    (alone,) = turn_traces(tiny, axis, msgs, [2])
     assert first.tokens == alone.tokens and "".join(last.tokens).endswith("The river: long.")
     torch.testing.assert_close(first.cosine, alone.cosine, rtol=1e-4, atol=1e-5)
 
@@ -214,7 +215,7 @@ def test_turn_traces_read_each_turn_as_in_the_whole_conversation(tiny):
     from value_lens.analysis.readout import trace
     from value_lens.core.chat import format_chat
     from value_lens.fitting.axis import ValueAxis
-    from value_lens.pipeline.demo import _turn_traces
+    from value_lens.pipeline.read_steps import turn_traces
 
     msgs = [
         {"role": "user", "content": "Paragraph 1:\n\nThe river is long."},
@@ -228,7 +229,7 @@ def test_turn_traces_read_each_turn_as_in_the_whole_conversation(tiny):
         torch.randn(2, 64, generator=torch.Generator().manual_seed(1)),
         model_id=tiny.cfg.model_name,
     )
-    fail, success = _turn_traces(tiny, axis, msgs, [1, 3])
+    fail, success = turn_traces(tiny, axis, msgs, [1, 3])
     chat = format_chat(tiny.tokenizer, msgs)
     whole = trace(tiny, chat.text, axis)
     for tr, index in ((fail, 1), (success, 3)):

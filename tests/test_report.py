@@ -217,3 +217,14 @@ def test_report_without_the_matched_control_has_no_sentence(tmp_path):
     html = report_from_dir(tmp_path).read_text()
     assert "the axis carries" not in html and "Held-out layer sweep" in html
     assert "Value axis and controls at layer 1" in html  # the panel still shows the axis
+
+
+@pytest.mark.parametrize(("depth", "shown"), [(36, 20), (30, 15)])
+def test_report_heatmap_layer_defaults_to_the_papers_on_its_depth(tmp_path, depth, shown):
+    """Without a recorded heatmap layer, a trace of every layer is shown at default_layer of
+    run.json's n_layers: the paper's 20 on a 36-block model (not the middle 18), else the middle."""
+    update_meta(tmp_path, n_layers=depth)
+    save_trace(_trace(n=12, layers=range(depth)), tmp_path / "trace-all.json", title="all")
+    html = report_from_dir(tmp_path).read_text()
+    assert f"value (cosine) at layer {shown}" in html
+    assert "value (cosine) at layer 18" not in html or shown == 18

@@ -45,15 +45,26 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from value_lens.core.io import JsonlLog
+from value_lens.core.model import model_id
 from value_lens.errors import InputError
+from value_lens.fitting.axis import ValueAxis
+from value_lens.fitting.stats import ActivationStats
+from value_lens.pipeline import read_steps, steer_steps, steps
+from value_lens.pipeline.options import (
+    STEER_PROMPTS,
+    load_model_option,
+    parse_criteria,
+    parse_layers,
+)
+from value_lens.pipeline.rundir import read_meta, update_meta
+from value_lens.steering.dose import DOSE_GENERATION
 
-__all__ = ["FULL", "PAPER", "QUICK", "DemoConfig", "code_headline", "demo_config", "run_demo"]
+__all__ = ["FULL", "PAPER", "QUICK", "DemoConfig", "demo_config", "run_demo"]
 
 
 @dataclass(frozen=True)
@@ -79,18 +90,35 @@ class DemoConfig:
 
 
 #: about 1-2 minutes on a 2-core CPU with SmolLM2 (CI).
-QUICK = DemoConfig(criteria="first:5", n_per_criterion=2, n_splits=2, train_fraction=0.6,
-                   dose_alphas=(-16.8, 0.0, 16.8), dose_prompts=2, max_new_tokens=12,
-                   code_problems=4)  # fmt: skip
+QUICK = DemoConfig(
+    criteria="first:5",
+    n_per_criterion=2,
+    n_splits=2,
+    train_fraction=0.6,
+    dose_alphas=(-16.8, 0.0, 16.8),
+    dose_prompts=2,
+    max_new_tokens=12,
+    code_problems=4,
+)
 #: the default: within 10 minutes on a 2-core CPU with SmolLM2.
 FULL = DemoConfig()
 #: paper scale (GPU): all 50 criteria, ~400 conversations, 35 training criteria per split,
 #: layer 20 (the paper's 21), the paper's grid of +-8.4/16.8% of the residual norm.
-PAPER = DemoConfig(criteria="all", n_per_criterion=8, keep_per_criterion=None, n_splits=10,
-                   train_fraction=0.7,
-                   heatmap_layer=20, dose_layers=(20, 22, 24), dose_prompts=16, dose_seeds=2,
-                   max_new_tokens=256, temperature=0.7, batch_size=8,
-                   code_problems=225)  # fmt: skip
+PAPER = DemoConfig(
+    criteria="all",
+    n_per_criterion=8,
+    keep_per_criterion=None,
+    n_splits=10,
+    train_fraction=0.7,
+    heatmap_layer=20,
+    dose_layers=(20, 22, 24),
+    dose_prompts=16,
+    dose_seeds=2,
+    max_new_tokens=256,
+    temperature=0.7,
+    batch_size=8,
+    code_problems=225,
+)
 
 STEPS = ("data", "stats", "axis", "sweep", "code", "heatmaps", "dose", "report")
 
@@ -108,119 +136,154 @@ def demo_config(
     return PAPER if paper else FULL
 
 
-def _slice(tr: Any, lo: int, hi: int) -> Any:
-    """The tokens ``lo:hi`` of a trace (the turn to show)."""
-    return dataclasses.replace(
-        tr, tokens=tr.tokens[lo:hi], token_ids=tr.token_ids[lo:hi], cosine=tr.cosine[:, lo:hi],
-        projection=tr.projection[:, lo:hi], offsets=tr.offsets[lo:hi],
-    )  # fmt: skip
+class _Demo:
+    """The demo's state: data, statistics and axis, each made (or reused) when a step needs it."""
 
+    def __init__(
+        self,
+        model: Any,
+        out: Path,
+        cfg: DemoConfig,
+        *,
+        seed: int,
+        layers: list[int] | None,
+        corpus: str | os.PathLike[str] | None,
+        log: Callable[[str], None],
+    ) -> None:
+        self.model, self.out, self.cfg, self.seed = model, out, cfg, seed
+        self.layers, self.corpus, self.log = layers, corpus, log
+        self.done: dict[str, dict[str, Any]] = {}
 
-def _turn_traces(
-    model: Any, axis: Any, messages: list[dict[str, str]], indices: list[int]
-) -> list[Any]:
-    """Traces of messages ``indices``, cut to each message's tokens, from ONE forward pass over
-    the conversation through the user turn after the last of them: every message then reads as
-    in the whole conversation (none is a final turn that a template renders specially), and
-    causal attention keeps later text out of it."""
-    from value_lens.analysis.readout import trace
-    from value_lens.core.chat import context_through, format_chat
+    def say(self, msg: str) -> None:
+        self.log(f"[demo] {msg}")
 
-    context = context_through(messages, max(indices))
-    chat = format_chat(model.tokenizer, context, enable_thinking=False)
-    tr = trace(model, chat.text, axis)
-    out = []
-    for index in indices:
-        span = chat.spans[index]
-        pos = torch.nonzero(tr.char_span_mask(span.start, span.end)).flatten()
-        if pos.numel() == 0:
-            raise InputError(f"message {index} has no tokens in the traced text")
-        out.append(_slice(tr, int(pos[0]), int(pos[-1]) + 1))
-    return out
+    @cached_property
+    def data(self) -> steps.Data:
+        cfg = self.cfg
+        return steps.build_data(
+            self.model,
+            self.out,
+            n_per_criterion=cfg.n_per_criterion,
+            criteria=parse_criteria(cfg.criteria),
+            seed=self.seed,
+            corpus=self.corpus,
+            placebo=True,
+            keep_per_criterion=cfg.keep_per_criterion,
+        )
 
+    @cached_property
+    def stats(self) -> ActivationStats:
+        return steps.collect(
+            self.model,
+            self.data.tokens,
+            self.out,
+            layers=self.layers,
+            batch_size=self.cfg.batch_size,
+            log=self.say,
+        )
 
-def shortest_per_group(data: Any, keep: int | None) -> Any:
-    """The ``keep`` shortest sequences of every group (all if ``keep`` is None), in data order."""
-    if keep is None:
-        return data
-    by_group: dict[str, list[tuple[int, int]]] = {}
-    for i, (ids, g) in enumerate(zip(data.input_ids, data.groups, strict=True)):
-        by_group.setdefault(g, []).append((ids.numel(), i))
-    chosen = sorted(i for rows in by_group.values() for _, i in sorted(rows)[:keep])
-    return data.subset(chosen)
+    @cached_property
+    def axis(self) -> ValueAxis:
+        path = self.out / steps.AXIS_FILE
+        if "axis" in self.done and path.exists():
+            return ValueAxis.load(path)
+        return steps.fit(self.stats, self.out)
 
+    @property
+    def best(self) -> int:
+        return int(self.done["sweep"]["best_layer"])
 
-def _heatmaps(model: Any, stats: Any, data: Any, convs: list[Any], layer: int, out: Path) -> dict:
-    """Fit an axis without one criterion, then trace a success and a failure of that criterion."""
-    from value_lens.fitting.axis import ValueAxis
-    from value_lens.pipeline.rundir import save_trace
+    @property
+    def heatmap_layer(self) -> int:
+        layer = self.cfg.heatmap_layer
+        return layer if layer is not None and layer in self.axis.layers else self.best
 
-    groups = sorted(set(data.groups))
-    held = groups[-1]
-    axis = ValueAxis.fit(stats.select_groups([g for g in groups if g != held]))
-    meta = next(mt for mt, g in zip(data.meta, data.groups, strict=True) if g == held)
-    conv = next(c for c in convs if c.conversation_id == meta["conversation_id"])
-    index = conv.assistant_index()
-    ok = int(meta["message_index"])
-    by_pos = {p.paragraph_position: p for p in conv.paragraphs}
-    bad = [mi for (p, a), mi in sorted(index.items(), key=lambda kv: kv[1])
-           if not by_pos[p].attempts[a - 1].reward and mi < ok]  # fmt: skip
-    shown = {"success": ok}
-    if bad:
-        shown["failure"] = bad[-1]
-    traces = _turn_traces(model, axis, conv.full_messages, list(shown.values()))
-    for (name, _), tr in zip(shown.items(), traces, strict=True):
-        what = "rewarded (+1) turn" if name == "success" else "failed (-1) turn"
-        save_trace(tr, out / f"trace-{1 if name == 'success' else 2}-{name}.json",
-                   title=f"Held-out criterion '{held}': a {what} ({conv.conversation_id})")  # fmt: skip
-    return {"held_out_criterion": held, "conversation": conv.conversation_id, "layer": layer}
+    # ------------------------------------------------------------------ the steps
+    def data_step(self) -> dict[str, Any]:
+        d = self.data
+        return {
+            "conversations": len(d.conversations),
+            "turns": len(d.tokens),
+            "tokens": d.tokens.n_tokens,
+            "dropped": d.report.reasons(),
+        }
 
+    def stats_step(self) -> dict[str, Any]:
+        return {"layers": len(self.stats.layers)}
 
-def code_headline(
-    table: Any, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
-) -> dict[str, Any]:
-    """Cohen's d (unpaired, pooled sd) of the whole-code readout, correct minus corrupted, over
-    every pair of ``table`` (:func:`~value_lens.evals.run_code_suite`'s rows), with a percentile
-    bootstrap CI that resamples whole problems (all corruptions of a drawn problem together).
+    def axis_step(self) -> dict[str, Any]:
+        return {"layers": len(self.axis.layers)}
 
-    Example:
-        >>> import pandas as pd
-        >>> t = pd.DataFrame({"problem_id": [0, 0, 1, 1, 2, 2], "kind": ["a", "b"] * 3,
-        ...                   "correct_whole": [1.0, 1.0, 2.0, 2.0, 3.0, 3.0],
-        ...                   "corrupted_whole": [0.5, 0.0, 1.0, 1.5, 2.0, 2.5]})
-        >>> h = code_headline(t, n_boot=200)
-        >>> round(h["d"], 3), h["n_problems"], h["n_pairs"], h["pct_correct_higher"]
-        (0.82, 3, 6, 100.0)
-    """
-    from value_lens.analysis.metrics import bootstrap_ci, cohens_d
+    def sweep_step(self) -> dict[str, Any]:
+        cfg = self.cfg
+        sw = steps.sweep(
+            self.model,
+            self.data.tokens,
+            self.out,
+            layers=self.layers,
+            n_splits=cfg.n_splits,
+            train_fraction=cfg.train_fraction,
+            seed=self.seed,
+            batch_size=cfg.batch_size,
+            log=self.say,
+        )
+        return {
+            "best_layer": sw.best_layer,
+            "best_auroc": float(sw.table["token_auroc_mean"].max()),
+        }
 
-    t = table.dropna(subset=["correct_whole", "corrupted_whole"])
-    a, b = t["correct_whole"].to_numpy(float), t["corrupted_whole"].to_numpy(float)
-    d = cohens_d(a, b)
-    lo, hi = bootstrap_ci(lambda x, y: float(cohens_d(x, y)), a, b, paired=True,
-                          groups=t["problem_id"].to_numpy(), n_boot=n_boot, seed=seed,
-                          ci=level)  # fmt: skip
-    return {"d": float(d), "d_kind": d.kind, "d_ci_lo": float(lo), "d_ci_hi": float(hi),
-            "level": level, "n_boot": n_boot, "ci_cluster": "problem",
-            "n_problems": int(t["problem_id"].nunique()), "n_pairs": len(t),
-            "pct_correct_higher": 100.0 * float((a > b).mean()),
-            "readout": "mean cosine over the whole code"}  # fmt: skip
+    def code_step(self) -> dict[str, Any]:
+        cfg = self.cfg
+        self.say(f"code suite at layer {self.best}: {cfg.code_problems} problems")
+        ev = read_steps.evaluate(
+            self.model,
+            self.axis,
+            self.out,
+            suite="code",
+            layer=self.best,
+            n=cfg.code_problems,
+            seed=self.seed,
+            enable_thinking=cfg.enable_thinking,
+            n_boot=cfg.code_boot,
+            progress=False,
+        )
+        head = ev.headline or {"layer": ev.layer}
+        return {k: head[k] for k in ("layer", "d", "d_ci_lo", "d_ci_hi", "n_pairs") if k in head}
 
+    def heatmaps_step(self) -> dict[str, Any]:
+        return read_steps.heatmaps(self.model, self.stats, self.data, self.heatmap_layer, self.out)
 
-def _code_suite(model: Any, axis: Any, layer: int, cfg: DemoConfig, seed: int, out: Path) -> dict:
-    """Run the code suite at ``layer`` (resumable pair by pair through ``code.jsonl``) and save
-    its table, per-kind summary and headline (``run.json`` ``code_suite``)."""
-    from value_lens.evals.code import run_code_suite
-    from value_lens.pipeline.rundir import RESULT_FILES, update_meta
+    def dose_step(self) -> dict[str, Any]:
+        cfg = self.cfg
+        layers = [x for x in cfg.dose_layers if x in self.axis.layers] or [self.heatmap_layer]
+        gen = DOSE_GENERATION.with_overrides(
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            batch_size=cfg.batch_size,
+            enable_thinking=cfg.enable_thinking,
+            seed=self.seed,
+        )
+        prompts = STEER_PROMPTS[: cfg.dose_prompts]
+        steer_steps.dose(
+            self.model,
+            self.axis,
+            prompts,
+            self.out,
+            layers=layers,
+            alphas=cfg.dose_alphas,
+            unit="percent",
+            seeds=cfg.dose_seeds,
+            gen=gen,
+        )
+        return {"layers": layers}
 
-    res = run_code_suite(model, axis, layer, n_problems=cfg.code_problems, seed=seed,
-                         enable_thinking=cfg.enable_thinking, log=out / "code.jsonl",
-                         progress=False)  # fmt: skip
-    res.table.to_csv(out / RESULT_FILES["code"], index=False)
-    res.summary.to_csv(out / RESULT_FILES["code_summary"], index=False)
-    head = {"layer": layer, **code_headline(res.table, n_boot=cfg.code_boot, seed=seed)}
-    update_meta(out, code_suite=head)
-    return {k: head[k] for k in ("layer", "d", "d_ci_lo", "d_ci_hi", "n_pairs")}
+    def report_step(self) -> dict[str, Any]:
+        title = f"value_lens demo: {model_id(self.model)}"
+        return {"path": str(steps.report(self.out, title=title, intro=_INTRO))}
+
+    def plan(self) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
+        """The steps in order, each a name (``steps.jsonl``) and what runs it."""
+        return [(name, getattr(self, f"{name}_step")) for name in STEPS]
 
 
 def run_demo(
@@ -251,17 +314,7 @@ def run_demo(
         corpus: your own paragraph file (default: the packaged corpus).
         log: where progress lines go.
     """
-    from value_lens.core.model import model_id, n_layers
-    from value_lens.fitting.axis import ValueAxis
-    from value_lens.fitting.stats import ActivationStats
-    from value_lens.pipeline.rundir import RESULT_FILES, read_meta, report_from_dir, update_meta
-    from value_lens.pipeline.workflow import (
-        build_icrl_data,
-        load_model_option,
-        parse_criteria,
-        parse_layers,
-    )
-    from value_lens.viz.controls import best_layer
+    from value_lens.core.model import n_layers
 
     cfg = config or demo_config(quick=quick, paper=paper, device=device)
     if criteria is not None:
@@ -273,8 +326,13 @@ def run_demo(
     if m is None or isinstance(m, str):
         log(f"[demo] loading {m or 'the embedded SmolLM2-135M-Instruct'} on {device}")
         m = load_model_option(m, device=device, dtype=dtype)
-    settings = {"config": dataclasses.asdict(cfg), "seed": seed, "layers": layers,
-                "model": model_id(m), "corpus": None if corpus is None else str(corpus)}  # fmt: skip
+    settings = {
+        "config": dataclasses.asdict(cfg),
+        "seed": seed,
+        "layers": layers,
+        "model": model_id(m),
+        "corpus": None if corpus is None else str(corpus),
+    }
     old = read_meta(out).get("demo")
     if old is not None and old != _jsonable(settings):
         raise InputError(
@@ -282,84 +340,20 @@ def run_demo(
             "pass a new --out folder or delete this one"
         )
     update_meta(out, demo=settings, model=model_id(m), seed=seed)
-    steps = JsonlLog(out / "steps.jsonl", key="step")
-    done = {r["step"]: r for r in steps}
-
-    def finish(step: str, **info: Any) -> None:
-        steps.append({"step": step, "seconds": round(time.perf_counter() - t0, 1), **info})
-        log(f"[demo] {step} done ({time.perf_counter() - t0:.0f} s): {info}")
-
-    lay = parse_layers(layers, n_layers(m))
-    convs, data, report = build_icrl_data(m, n_per_criterion=cfg.n_per_criterion,
-                                          criteria=parse_criteria(cfg.criteria), seed=seed,
-                                          out=out, corpus=corpus, placebo=True)  # fmt: skip
-    data = shortest_per_group(data, cfg.keep_per_criterion)
-    if "data" not in done:
-        finish("data", conversations=len(convs), turns=len(data), tokens=data.n_tokens,
-               dropped=report.reasons())  # fmt: skip
-    stats_path = out / "stats.safetensors"
-    if "stats" in done and stats_path.exists():
-        stats = ActivationStats.load(stats_path)
-    else:
-        from value_lens.fitting.collect import collect_stats
-
-        log(f"[demo] collecting statistics over {data.n_tokens} tokens")
-        stats = collect_stats(m, data, layers=lay, batch_size=cfg.batch_size, progress=True)
-        stats.save(stats_path)
-        finish("stats", layers=len(stats.layers))
-    axis_path = out / "axis.safetensors"
-    if "axis" in done and axis_path.exists():
-        axis = ValueAxis.load(axis_path)
-    else:
-        axis = ValueAxis.fit(stats)
-        axis.save(axis_path)
-        finish("axis", layers=len(axis.layers))
-    if "sweep" not in done:
-        from value_lens.analysis.sweep import cosine_matrix, layer_sweep
-
-        n_groups = len(set(data.groups))
-        n_train = min(n_groups - 1, max(1, round(cfg.train_fraction * n_groups)))
-        log(f"[demo] held-out sweep: {cfg.n_splits} splits, {n_train} of {n_groups} criteria train")
-        sw = layer_sweep(m, data, n_splits=cfg.n_splits, n_train=n_train, seed=seed,
-                         layers=list(stats.layers), stats=stats, batch_size=cfg.batch_size)  # fmt: skip
-        sw.to_csv(out / RESULT_FILES["sweep"], index=False)
-        cosine_matrix(sw).to_csv(out / RESULT_FILES["cosine"])
-        update_meta(out, sweep={"n_splits": cfg.n_splits, "n_train": n_train,
-                                "n_criteria": n_groups, "ci": sw.attrs.get("ci")})  # fmt: skip
-        best = best_layer(sw)
-        finish("sweep", best_layer=best, best_auroc=float(sw["token_auroc_mean"].max()))
-        done["sweep"] = {"best_layer": best}
-    best = int(done["sweep"]["best_layer"])
-    if "code" not in done:
-        log(f"[demo] code suite at layer {best}: {cfg.code_problems} problems")
-        finish("code", **_code_suite(m, axis, best, cfg, seed, out))
-    layer = cfg.heatmap_layer if cfg.heatmap_layer is not None else best
-    if layer not in axis.layers:
-        layer = best
-    if "heatmaps" not in done:
-        info = _heatmaps(m, stats, data, convs, layer, out)
-        update_meta(out, heatmap_layer=layer)
-        finish("heatmaps", **info)
-    if "dose" not in done:
-        from value_lens.pipeline.workflow import STEER_PROMPTS
-        from value_lens.steering.dose import dose_response
-
-        dl = [x for x in cfg.dose_layers if x in axis.layers] or [layer]
-        prompts = [[{"role": "user", "content": p}] for p in STEER_PROMPTS[: cfg.dose_prompts]]
-        res = dose_response(m, axis, prompts, layers=dl, alphas=cfg.dose_alphas, unit="percent",
-                            seeds=range(seed, seed + cfg.dose_seeds),
-                            max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                            batch_size=cfg.batch_size, enable_thinking=cfg.enable_thinking,
-                            log=out / "dose.jsonl")  # fmt: skip
-        res.frame.to_csv(out / RESULT_FILES["dose"], index=False)
-        res.slopes.to_csv(out / RESULT_FILES["slopes"], index=False)
-        update_meta(out, dose={"layers": dl, "alphas_percent": list(cfg.dose_alphas),
-                               "prompts": len(prompts), "seeds": cfg.dose_seeds},
-                    dose_metrics=["n_tokens", "backtrack", "code_lines", "rep4"])  # fmt: skip
-        finish("dose", layers=dl)
-    path = report_from_dir(out, title=f"value_lens demo: {model_id(m)}", intro=_INTRO)
-    if "report" not in done:
-        finish("report", path=str(path))
+    demo = _Demo(
+        m, out, cfg, seed=seed, layers=parse_layers(layers, n_layers(m)), corpus=corpus, log=log
+    )
+    finished = JsonlLog(out / "steps.jsonl", key="step")
+    demo.done = {r["step"]: r for r in finished}
+    for name, run in demo.plan():
+        if name in demo.done:
+            continue
+        record = {"step": name, **run()}
+        record["seconds"] = round(time.perf_counter() - t0, 1)
+        finished.append(record)
+        demo.done[name] = record
+        demo.say(f"{name} done ({time.perf_counter() - t0:.0f} s): {record}")
+    path = out / "report.html"
     log(f"[demo] finished in {time.perf_counter() - t0:.0f} s: {path}")
     return path
 

@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 
 from value_lens.analysis.readout import ValueTrace
+from value_lens.core.conventions import default_layer
 from value_lens.core.io import atomic_write_text
 from value_lens.errors import ArtifactError, InputError
 from value_lens.viz import controls as C
@@ -156,15 +157,13 @@ SWEEP_NOTE = (
 
 def _sweep_body(df: pd.DataFrame, meta: dict[str, Any]) -> list[Any]:
     """The sweep figure (its CI band labelled from ``run.json``'s ``sweep.ci``), note, table."""
-    _label_ci(df, meta)
-    return [F.sweep_figure(df), SWEEP_NOTE, df]
+    return [F.sweep_figure(df, ci_settings=_sweep_ci(meta)), SWEEP_NOTE, df]
 
 
-def _label_ci(df: pd.DataFrame, meta: dict[str, Any]) -> None:
-    """Put ``run.json``'s ``sweep.ci`` (the bootstrap's settings) back on a CSV-read table."""
+def _sweep_ci(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """``run.json``'s ``sweep.ci``: the bootstrap's settings, which a CSV-read table lacks."""
     ci = (meta.get("sweep") or {}).get("ci")
-    if isinstance(ci, dict):
-        df.attrs["ci"] = ci
+    return ci if isinstance(ci, dict) else None
 
 
 #: the heading of the report's first section when the run has a sweep.
@@ -201,12 +200,11 @@ def _answer(out: Path, meta: dict[str, Any]) -> list[Any]:
     items: list[Any] = []
     sweep = _csv(out, "sweep")
     if sweep is not None and C.present(sweep, "token_auroc_mean"):
-        _label_ci(sweep, meta)
         sentence = value_sentence(sweep)
         if sentence:
             items.append(sentence)
         items += [
-            C.control_panel_figure(sweep, ci_label=F.ci_label(sweep)),
+            C.control_panel_figure(sweep, ci_label=F.ci_label(_sweep_ci(meta))),
             C.control_table(sweep),
         ]
     code = meta.get("code_suite")
@@ -246,7 +244,8 @@ def report_sections(out: str | os.PathLike[str]) -> list[tuple[str, Any]]:
             sections.append((head, build(df)))
     for p in sorted(out.glob(TRACE_GLOB)):
         tr, title = load_trace(p)
-        show = layer if layer in tr.layers else tr.layers[len(tr.layers) // 2]
+        depth = int(meta.get("n_layers") or max(tr.layers) + 1)  # runs before n_layers was kept
+        show = layer if layer in tr.layers else default_layer(depth, tr.layers)
         sections.append((title or p.stem, [token_heatmap(tr, show), layer_token_heatmap(tr)]))
     dose = _csv(out, "dose")
     if dose is not None:

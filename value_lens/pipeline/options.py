@@ -1,5 +1,6 @@
-"""Steps shared by the ``value-lens`` command line and the demo: resolve options, build data,
-fit the axis. Each is a plain function of its arguments (no global state).
+"""Options of the pipeline's steps, read from strings (the command line) or chosen by default:
+layers, criteria, the model and axis to load, what to collect for a fitting method and a
+strength unit, the default layer, the default steering prompts.
 
 Example:
     >>> parse_layers("0-2,5", 8), parse_layers("all", 8), parse_layers("-1", 8)
@@ -13,26 +14,29 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from value_lens.core.conventions import resolve_layers
-from value_lens.data.tokens import LabelledTokens
+from value_lens.core.conventions import default_layer, resolve_layers
 from value_lens.errors import InputError
 from value_lens.fitting.axis import ValueAxis
-from value_lens.fitting.stats import ActivationStats
+
+if TYPE_CHECKING:
+    from value_lens.steering.strength import Unit
 
 __all__ = [
     "LOGISTIC_SAMPLE",
     "STEER_PROMPTS",
     "TINY",
-    "build_icrl_data",
     "collect_requirements",
-    "fit_axis",
+    "layer_or_default",
     "load_axis_option",
     "load_model_option",
     "parse_criteria",
     "parse_layers",
+    "parse_unit",
+    "read_prompts",
 ]
 
 #: default prompts of steering runs: math (backtracking, length), code (verbosity), yes/no.
@@ -139,33 +143,6 @@ def _interleaved(criteria: Any) -> list[str]:
     return out
 
 
-def build_icrl_data(
-    model: Any,
-    *,
-    n_per_criterion: int,
-    criteria: list[str] | None,
-    seed: int,
-    out: str | os.PathLike[str] | None = None,
-    corpus: str | os.PathLike[str] | None = None,
-    placebo: bool = True,
-) -> tuple[list[Any], LabelledTokens, Any]:
-    """Scripted ICRL conversations (resumable through ``out/conversations.jsonl``), labelled.
-
-    ``corpus`` is a paragraph file (``.txt``, blank-line separated, or ``.jsonl``); default the
-    packaged corpus. ``placebo`` also labels placebo turns (failed attempts cut at a
-    pseudo-reward, labels 3/4; no extra forward pass), which the sweep's DiD and placebo
-    controls and ``ValueAxis.fit(method="did")`` need; the mean-difference axis ignores them.
-    Returns ``(conversations, labelled tokens, label report)``.
-    """
-    from value_lens.data.icrl import generate_scripted
-    from value_lens.data.icrl.label import label
-
-    log = None if out is None else Path(out) / "conversations.jsonl"
-    convs = generate_scripted(n_per_criterion, seed=seed, criteria=criteria, out=log, corpus=corpus)
-    data, report = label(convs, model, return_report=True, placebo=placebo)
-    return convs, data, report
-
-
 def collect_requirements(method: str = "mean_diff", unit: str = "percent") -> dict[str, Any]:
     """What :func:`~value_lens.fitting.collect.collect_stats` must keep so that the axis can be fitted
     with ``method`` and later steered in ``unit``: keyword arguments ``moments`` and
@@ -191,23 +168,40 @@ def collect_requirements(method: str = "mean_diff", unit: str = "percent") -> di
     }
 
 
-def fit_axis(
-    model: Any,
-    data: LabelledTokens,
-    *,
-    layers: list[int] | None = None,
-    method: str = "mean_diff",
-    unit: str = "percent",
-    batch_size: int = 4,
-    progress: bool = True,
-) -> tuple[ValueAxis, ActivationStats]:
-    """Collect what ``method`` and ``unit`` need (:func:`collect_requirements`) over ``data``
-    and fit a :class:`ValueAxis`; with ``unit="sd"`` the axis stores each layer's projection sd.
-    """
-    from value_lens.fitting.collect import collect_stats
+def layer_or_default(model: Any, available: Sequence[int], layer: int | None = None) -> int:
+    """``layer``, or when None :func:`~value_lens.core.conventions.default_layer` among
+    ``available`` (e.g. an axis's layers): the paper's layer 20 on a 36-block model, else the
+    layer closest to the middle block."""
+    from value_lens.core.model import n_layers
 
-    need = collect_requirements(method, unit)
-    stats = collect_stats(
-        model, data, layers=layers, batch_size=batch_size, progress=progress, **need
-    )
-    return ValueAxis.fit(stats, method=method), stats
+    return int(layer) if layer is not None else default_layer(n_layers(model), available)
+
+
+def read_prompts(
+    prompts: list[str] | None = None, file: str | os.PathLike[str] | None = None
+) -> list[str]:
+    """``prompts`` plus the non-empty lines of ``file``; :data:`STEER_PROMPTS` if both are empty.
+
+    Example:
+        >>> read_prompts(["hi"]), len(read_prompts()) == len(STEER_PROMPTS)
+        (['hi'], True)
+    """
+    out = list(prompts or [])
+    if file is not None:
+        lines = Path(file).read_text(encoding="utf-8").splitlines()
+        out += [line.strip() for line in lines if line.strip()]
+    return out or list(STEER_PROMPTS)
+
+
+def parse_unit(unit: str) -> Unit:
+    """A strength unit (:data:`value_lens.steering.strength.UNITS`) read from a string.
+
+    Example:
+        >>> parse_unit("sd")
+        'sd'
+    """
+    from value_lens.steering.strength import UNITS
+
+    if unit not in UNITS:
+        raise InputError(f"unknown strength unit {unit!r}; use one of {list(UNITS)}")
+    return cast("Unit", unit)

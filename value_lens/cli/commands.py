@@ -1,0 +1,267 @@
+"""The ``value-lens`` commands. Each parses its options, calls a pipeline step
+(:mod:`value_lens.pipeline.steps`, :mod:`~value_lens.pipeline.read_steps`,
+:mod:`~value_lens.pipeline.steer_steps`, :mod:`~value_lens.pipeline.demo`) and prints where the
+results went; the step writes the files and ``--out/run.json``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from value_lens.analysis.text_metrics import METRICS
+from value_lens.cli.options import (
+    Alphas,
+    Axis,
+    BatchSize,
+    BuildUnit,
+    Corpus,
+    Criteria,
+    Device,
+    Dtype,
+    Layer,
+    Layers,
+    Method,
+    Model,
+    Out,
+    PerCriterion,
+    Prompts,
+    PromptsFile,
+    Seed,
+    SteerLayers,
+    SteerUnit,
+    Suite,
+    Text,
+    TextFile,
+    app,
+    axis_for,
+    layer_list,
+    model_for,
+    say,
+    text_source,
+)
+from value_lens.pipeline import read_steps, steer_steps, steps
+from value_lens.pipeline.demo import run_demo
+from value_lens.pipeline.options import (
+    collect_requirements,
+    parse_criteria,
+    parse_unit,
+    read_prompts,
+)
+from value_lens.pipeline.rundir import RESULT_FILES, value_sentence
+from value_lens.steering.dose import DOSE_GENERATION
+
+__all__ = ["build", "demo", "eval_", "report", "steer", "sweep", "trace"]
+
+OUT = Path("value_lens_out")
+
+
+@app.command()
+def build(
+    model: Model = None,
+    layers: Layers = None,
+    device: Device = "cpu",
+    dtype: Dtype = None,
+    out: Out = OUT,
+    seed: Seed = 0,
+    criteria: Criteria = None,
+    n_per_criterion: PerCriterion = 4,
+    corpus: Corpus = None,
+    method: Method = "mean_diff",
+    unit: BuildUnit = "percent",
+    batch_size: BatchSize = 4,
+) -> None:
+    """Generate scripted ICRL conversations, label them and fit the value axis."""
+    collect_requirements(method, unit)  # a bad --method or --unit fails before loading
+    m = model_for(model, device, dtype)
+    steps.build(
+        m,
+        out,
+        n_per_criterion=n_per_criterion,
+        criteria=parse_criteria(criteria),
+        seed=seed,
+        corpus=corpus,
+        layers=layer_list(layers, m),
+        method=method,
+        unit=unit,
+        batch_size=batch_size,
+        log=say,
+    )
+    typer.echo(str(out / steps.AXIS_FILE))
+
+
+@app.command()
+def sweep(
+    model: Model = None,
+    layers: Layers = None,
+    device: Device = "cpu",
+    dtype: Dtype = None,
+    out: Out = OUT,
+    seed: Seed = 0,
+    criteria: Criteria = None,
+    n_per_criterion: PerCriterion = 4,
+    corpus: Corpus = None,
+    splits: Annotated[int, typer.Option(help="Held-out splits by criterion.")] = 10,
+    n_train: Annotated[int | None, typer.Option(help="Training criteria per split.")] = None,
+    batch_size: BatchSize = 4,
+) -> None:
+    """Held-out layer sweep with its controls (matched, placebo and DiD AUROCs, position scores,
+    sign-aligned random directions), on data labelled with placebo turns."""
+    m = model_for(model, device, dtype)
+    crit = parse_criteria(criteria)
+    data = steps.build_data(
+        m, out, n_per_criterion=n_per_criterion, criteria=crit, seed=seed, corpus=corpus
+    )
+    res = steps.sweep(
+        m,
+        data.tokens,
+        out,
+        layers=layer_list(layers, m),
+        n_splits=splits,
+        n_train=n_train,
+        seed=seed,
+        batch_size=batch_size,
+        log=say,
+    )
+    auroc = res.table.set_index("layer").loc[res.best_layer, "token_auroc_mean"]
+    typer.echo(f"best layer {res.best_layer}: token AUROC {auroc:.3f}; wrote {res.path}")
+    typer.echo(value_sentence(res.table) or "")
+
+
+@app.command()
+def trace(
+    text: Text = None,
+    file: TextFile = None,
+    model: Model = None,
+    layers: Layers = None,
+    layer: Layer = None,
+    device: Device = "cpu",
+    dtype: Dtype = None,
+    out: Out = OUT,
+    seed: Seed = 0,
+    axis: Axis = None,
+    name: Annotated[str, typer.Option(help="Name of this trace in the results folder.")] = "text",
+    chat: Annotated[bool, typer.Option(help="Wrap the text as one user chat message.")] = False,
+) -> None:
+    """Per-token value heatmaps (one layer, and tokens x layers) of a text or file."""
+    src = text_source(text, file, chat)
+    m = model_for(model, device, dtype)
+    ax = axis_for(axis, m, out)
+    res = read_steps.trace(
+        m, ax, src, out, layers=layer_list(layers, m), layer=layer, name=name, seed=seed
+    )
+    mean = res.trace.mean(res.layer)
+    typer.echo(f"{len(res.trace.tokens)} tokens, mean value at layer {res.layer}: {mean:+.4f}")
+    typer.echo(str(res.page))
+
+
+@app.command()
+def steer(
+    prompt: Prompts = None,
+    prompts_file: PromptsFile = None,
+    model: Model = None,
+    layers: SteerLayers = None,
+    device: Device = "cpu",
+    dtype: Dtype = None,
+    out: Out = OUT,
+    seed: Seed = 0,
+    axis: Axis = None,
+    alpha: Alphas = None,
+    unit: SteerUnit = "percent",
+    grid: Annotated[bool, typer.Option(help="Run a dose-response grid even for one alpha.")] = (
+        False
+    ),
+    seeds: Annotated[int, typer.Option(help="Sampling seeds per grid cell.")] = 1,
+    max_new_tokens: Annotated[int, typer.Option(help="New tokens per reply.")] = 48,
+    temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
+) -> None:
+    """Steered generation along the axis, or a dose-response grid (several --alpha or --grid)."""
+    m = model_for(model, device, dtype)
+    ax = axis_for(axis, m, out)
+    texts, lay, alphas = read_prompts(prompt, prompts_file), layer_list(layers, m), alpha or []
+    gen = DOSE_GENERATION.with_overrides(
+        max_new_tokens=max_new_tokens, temperature=temperature, seed=seed
+    )
+    if len(alphas) == 1 and not grid:
+        rows = steer_steps.steer(
+            m, ax, texts, out, layers=lay, alpha=alphas[0], unit=parse_unit(unit), gen=gen
+        )
+        typer.echo("\n".join(json.dumps(row) for row in rows))
+        say(f"wrote {out / steer_steps.STEERED_FILE}")
+        return
+    alphas = alphas or [-10.0, 0.0, 10.0]
+    res = steer_steps.dose(
+        m, ax, texts, out, layers=lay, alphas=alphas, unit=parse_unit(unit), seeds=seeds, gen=gen
+    )
+    typer.echo(res.summary([x for x in METRICS if x in res.frame]).round(3).to_string())
+    typer.echo(str(out / RESULT_FILES["dose"]))
+
+
+@app.command("eval")
+def eval_(
+    suite: Suite = "code",
+    model: Model = None,
+    layer: Layer = None,
+    device: Device = "cpu",
+    dtype: Dtype = None,
+    out: Out = OUT,
+    seed: Seed = 0,
+    axis: Axis = None,
+    n: Annotated[int, typer.Option(help="Problems (code/confidence) or questions.")] = 8,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens per generated reply.")] = 128,
+) -> None:
+    """Run an evaluation suite: correct vs corrupted code, backtracking, or confidence."""
+    m = model_for(model, device, dtype)
+    ax = axis_for(axis, m, out)
+    res = read_steps.evaluate(
+        m, ax, out, suite=suite, layer=layer, n=n, seed=seed, max_new_tokens=max_new_tokens
+    )
+    typer.echo(res.result.summary.round(4).to_string())
+    typer.echo(str(out))
+
+
+@app.command()
+def report(
+    out: Out = OUT,
+    title: Annotated[str, typer.Option(help="Report title.")] = "value_lens report",
+    plotlyjs: Annotated[
+        str, typer.Option(help="inline (one file) or directory (local plotly.min.js).")
+    ] = "inline",
+) -> None:
+    """Write OUT/report.html from every result found in the results folder."""
+    typer.echo(str(steps.report(out, title=title, plotlyjs=plotlyjs)))
+
+
+@app.command()
+def demo(
+    model: Model = None,
+    layers: Layers = None,
+    device: Device = "cpu",
+    dtype: Dtype = None,
+    out: Out = OUT / "demo",
+    seed: Seed = 0,
+    criteria: Criteria = None,
+    corpus: Corpus = None,
+    quick: Annotated[bool, typer.Option(help="Reduced setting for CI (about a minute).")] = False,
+    paper: Annotated[
+        bool | None,
+        typer.Option(help="Paper-scale setting (default: on for CUDA devices)."),
+    ] = None,
+) -> None:
+    """The whole story: ICRL data -> axis -> held-out sweep -> heatmaps -> steering -> report."""
+    path = run_demo(
+        model=model,
+        out=out,
+        device=device,
+        dtype=dtype,
+        seed=seed,
+        quick=quick,
+        paper=paper,
+        layers=layers,
+        criteria=criteria,
+        corpus=corpus,
+        log=say,
+    )
+    typer.echo(str(path))

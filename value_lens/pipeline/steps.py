@@ -1,0 +1,333 @@
+"""The pipeline's steps, shared by the ``value-lens`` command line and the demo.
+
+A step takes a loaded model (where it needs one), the results folder ``out`` and its options;
+it writes its own files under ``out``, records its settings in ``out/run.json``
+(:func:`~value_lens.pipeline.rundir.update_meta`) and returns what it made. Statistics are
+collected once and reused by every later step through one rule, :func:`saved_stats`; what to
+collect follows from the fitting method and the strength unit
+(:func:`~value_lens.pipeline.options.collect_requirements`).
+
+This module holds the fitting chain (:func:`build_data` -> :func:`collect` -> :func:`fit`, or
+:func:`build` for all three), :func:`sweep` and :func:`report`. The reading steps (``trace``,
+``evaluate``, ``heatmaps``) are in :mod:`value_lens.pipeline.read_steps`, the steering steps
+(``steer``, ``dose``) in :mod:`value_lens.pipeline.steer_steps`.
+
+Example:
+    >>> import tempfile
+    >>> data = LabelledTokens.from_lists([[1, 2, 3]], [[0, 0, 1]], ["a"])
+    >>> saved_stats(tempfile.mkdtemp(), data, [0]) is None  # nothing saved there: collect
+    True
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from value_lens.analysis.sweep import SweepResult, layer_sweep
+from value_lens.core.conventions import resolve_layers
+from value_lens.core.model import model_id, n_layers
+from value_lens.data.tokens import LabelledTokens
+from value_lens.fitting.axis import ValueAxis
+from value_lens.fitting.collect import collect_stats
+from value_lens.fitting.stats import ActivationStats
+from value_lens.pipeline.options import collect_requirements
+from value_lens.pipeline.rundir import RESULT_FILES, report_from_dir, update_meta
+
+__all__ = [
+    "AXIS_FILE",
+    "STATS_FILE",
+    "Data",
+    "Sweep",
+    "build",
+    "build_data",
+    "collect",
+    "fit",
+    "report",
+    "saved_stats",
+    "shortest_per_group",
+    "sweep",
+]
+
+#: where :func:`collect` saves the statistics and :func:`fit` the axis, inside ``out``.
+STATS_FILE = "stats.safetensors"
+AXIS_FILE = "axis.safetensors"
+
+Log = Callable[[str], None]
+PathLike = str | os.PathLike[str]
+
+
+def _quiet(_msg: str) -> None:
+    """The default ``log`` of a step: say nothing."""
+
+
+@dataclass(frozen=True)
+class Data:
+    """What :func:`build_data` made: the conversations, their labelled tokens, the label report."""
+
+    conversations: list[Any]
+    tokens: LabelledTokens
+    report: Any
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What :func:`sweep` made: the sweep's result and where its table went."""
+
+    result: SweepResult
+    path: Path
+
+    @property
+    def table(self) -> pd.DataFrame:
+        return self.result.table
+
+    @property
+    def best_layer(self) -> int:
+        return self.result.best_layer
+
+
+def shortest_per_group(data: LabelledTokens, keep: int | None) -> LabelledTokens:
+    """The ``keep`` shortest sequences of every group (all if ``keep`` is None), in data order."""
+    if keep is None:
+        return data
+    by_group: dict[str, list[tuple[int, int]]] = {}
+    for i, (ids, g) in enumerate(zip(data.input_ids, data.groups, strict=True)):
+        by_group.setdefault(g, []).append((ids.numel(), i))
+    chosen = sorted(i for rows in by_group.values() for _, i in sorted(rows)[:keep])
+    return data.subset(chosen)
+
+
+def build_data(
+    model: Any,
+    out: PathLike,
+    *,
+    n_per_criterion: int = 4,
+    criteria: list[str] | None = None,
+    seed: int = 0,
+    corpus: PathLike | None = None,
+    placebo: bool = True,
+    keep_per_criterion: int | None = None,
+) -> Data:
+    """Scripted ICRL conversations (resumable through ``out/conversations.jsonl``), labelled.
+
+    ``corpus`` is a paragraph file (``.txt``, blank-line separated, or ``.jsonl``); default the
+    packaged corpus. ``placebo`` also labels placebo turns (failed attempts cut at a
+    pseudo-reward; no extra forward pass), which the sweep's DiD and placebo controls need.
+    ``keep_per_criterion`` keeps only that many shortest labelled turns per criterion.
+    """
+    from value_lens.data.icrl import generate_scripted
+    from value_lens.data.icrl.label import label
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    convs = generate_scripted(
+        n_per_criterion,
+        seed=seed,
+        criteria=criteria,
+        out=out / "conversations.jsonl",
+        corpus=corpus,
+    )
+    tokens, labelled = label(convs, model, return_report=True, placebo=placebo)
+    tokens = shortest_per_group(tokens, keep_per_criterion)
+    update_meta(
+        out,
+        model=model_id(model),
+        n_layers=n_layers(model),
+        seed=seed,
+        criteria=sorted(set(tokens.groups)),
+        n_conversations=len(convs),
+        n_labelled_turns=len(tokens),
+        dropped=labelled.reasons(),
+    )
+    return Data(convs, tokens, labelled)
+
+
+def saved_stats(
+    out: PathLike,
+    data: LabelledTokens,
+    layers: Sequence[int],
+    *,
+    moments: bool = False,
+    sample_per_class: int = 0,
+) -> ActivationStats | None:
+    """The statistics saved in ``out`` if they match, else None: the only reuse rule.
+
+    They match when they were collected over the same data (its fingerprint), at every layer in
+    ``layers`` (more is fine), and hold the second moments (``moments``) and a token sample of
+    at least ``sample_per_class`` per label that are asked for.
+    """
+    path = Path(out) / STATS_FILE
+    if not path.exists():
+        return None
+    stats = ActivationStats.load(path)
+    match = (
+        stats.meta.get("dataset_hash") == data.fingerprint()
+        and set(layers) <= set(stats.layers)
+        and (stats.moments is not None or not moments)
+        and (
+            sample_per_class == 0
+            or (stats.sample is not None and stats.sample.k >= sample_per_class)
+        )
+    )
+    return stats if match else None
+
+
+def collect(
+    model: Any,
+    data: LabelledTokens,
+    out: PathLike,
+    *,
+    layers: Sequence[int] | None = None,
+    method: str = "mean_diff",
+    unit: str = "percent",
+    batch_size: int = 4,
+    progress: bool = True,
+    log: Log = _quiet,
+) -> ActivationStats:
+    """The statistics that fitting with ``method`` and steering in ``unit`` need, at ``layers``
+    (None: all): reused from ``out`` when :func:`saved_stats` matches, else collected and saved.
+    """
+    need = collect_requirements(method, unit)
+    want = resolve_layers(layers, n_layers(model))
+    stats = saved_stats(out, data, want, **need)
+    if stats is not None:
+        log(f"reusing {Path(out) / STATS_FILE} (same data and layers)")
+        return stats
+    log(f"collecting statistics over {data.n_tokens} tokens at {len(want)} layers")
+    stats = collect_stats(
+        model, data, layers=want, batch_size=batch_size, progress=progress, **need
+    )
+    Path(out).mkdir(parents=True, exist_ok=True)
+    stats.save(Path(out) / STATS_FILE)
+    return stats
+
+
+def _only(axis: ValueAxis, layers: Sequence[int]) -> ValueAxis:
+    """``axis`` restricted to ``layers`` (other rows zeroed, their scales unknown)."""
+    drop = torch.tensor([i not in set(layers) for i in range(axis.n_layers)])
+    nan = torch.full((axis.n_layers,), float("nan"))
+
+    def keep(v: torch.Tensor | None) -> torch.Tensor:
+        return nan if v is None else torch.where(drop, nan, v)
+
+    return axis.replace(
+        directions=axis.directions.masked_fill(drop[:, None], 0.0),
+        layers=tuple(sorted(set(layers))),
+        resid_norm=keep(axis.resid_norm),
+        proj_std=keep(axis.proj_std),
+    )
+
+
+def fit(
+    stats: ActivationStats,
+    out: PathLike,
+    *,
+    layers: Sequence[int] | None = None,
+    method: str = "mean_diff",
+    unit: str = "percent",
+) -> ValueAxis:
+    """Fit a :class:`ValueAxis` with ``method`` on ``stats`` (restricted to ``layers`` when the
+    statistics hold more), save it as ``out/axis.safetensors`` and record how in ``run.json``."""
+    axis = ValueAxis.fit(stats, method=method)
+    if layers is not None and set(axis.layers) != set(layers):
+        axis = _only(axis, layers)
+    axis.save(Path(out) / AXIS_FILE)
+    update_meta(out, layers=list(axis.layers), method=method, unit=unit)
+    return axis
+
+
+def build(
+    model: Any,
+    out: PathLike,
+    *,
+    n_per_criterion: int = 4,
+    criteria: list[str] | None = None,
+    seed: int = 0,
+    corpus: PathLike | None = None,
+    layers: Sequence[int] | None = None,
+    method: str = "mean_diff",
+    unit: str = "percent",
+    batch_size: int = 4,
+    log: Log = _quiet,
+) -> tuple[Data, ValueAxis]:
+    """:func:`build_data`, :func:`collect` and :func:`fit`: ICRL data to a saved axis."""
+    collect_requirements(method, unit)  # a bad method or unit fails before any work
+    data = build_data(
+        model, out, n_per_criterion=n_per_criterion, criteria=criteria, seed=seed, corpus=corpus
+    )
+    tok = data.tokens
+    log(
+        f"{len(data.conversations)} conversations, {len(tok)} labelled turns, {tok.n_tokens} tokens"
+    )
+    stats = collect(
+        model, tok, out, layers=layers, method=method, unit=unit, batch_size=batch_size, log=log
+    )
+    return data, fit(stats, out, layers=layers, method=method, unit=unit)
+
+
+def sweep(
+    model: Any,
+    data: LabelledTokens,
+    out: PathLike,
+    *,
+    layers: Sequence[int] | None = None,
+    n_splits: int = 10,
+    n_train: int | None = None,
+    train_fraction: float = 0.7,
+    seed: int = 0,
+    batch_size: int = 4,
+    log: Log = _quiet,
+) -> Sweep:
+    """The held-out layer sweep with its controls (``sweep.csv``, ``layer_cosine.csv``).
+
+    ``n_train`` criteria train each split (default ``train_fraction`` of them, at least one
+    held out). Statistics saved in ``out`` are reused when :func:`saved_stats` matches;
+    otherwise :func:`~value_lens.analysis.sweep.layer_sweep` reads the model itself.
+    """
+    want = resolve_layers(layers, n_layers(model))
+    stats = saved_stats(out, data, want)
+    if stats is not None:
+        log(f"reusing {Path(out) / STATS_FILE} (same data and layers)")
+    n_groups = len(set(data.groups))
+    n_tr = (
+        n_train
+        if n_train is not None
+        else max(1, min(n_groups - 1, round(train_fraction * n_groups)))
+    )
+    log(f"held-out sweep: {n_splits} splits, {n_tr} of {n_groups} criteria train")
+    res = layer_sweep(
+        model,
+        data,
+        layers=want,
+        stats=stats,
+        batch_size=batch_size,
+        n_splits=n_splits,
+        n_train=n_tr,
+        seed=seed,
+    )
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    res.table.to_csv(out / RESULT_FILES["sweep"], index=False)
+    res.cosine_matrix().to_csv(out / RESULT_FILES["cosine"])
+    update_meta(
+        out,
+        model=model_id(model),
+        n_layers=n_layers(model),
+        seed=seed,
+        sweep={**res.settings, "n_criteria": n_groups},
+    )
+    return Sweep(res, out / RESULT_FILES["sweep"])
+
+
+def report(
+    out: PathLike, *, title: str = "value_lens report", intro: str = "", plotlyjs: str = "inline"
+) -> Path:
+    """``out/report.html`` from every result in ``out``
+    (:func:`~value_lens.pipeline.rundir.report_from_dir`)."""
+    return report_from_dir(out, title=title, intro=intro, plotlyjs=plotlyjs)
