@@ -1,7 +1,7 @@
 """mkdocs hook: render the ``value-lens`` command reference from the typer app itself.
 
 A page containing the marker ``<!-- value-lens-cli -->`` gets one section per command (its help
-text, usage line and an options table), read from ``value_lens.cli.main.app`` at build time, so the
+text, usage line and an options table), read from ``value_lens.cli.app`` at build time, so the
 reference cannot drift from the code.
 """
 
@@ -30,7 +30,7 @@ def _param_row(param: Any, ctx: Any) -> str | None:
 def render() -> str:
     import typer
 
-    from value_lens.cli.main import app
+    from value_lens.cli import app
 
     group = typer.main.get_command(app)
     gctx = group.make_context("value-lens", [], resilient_parsing=True)
