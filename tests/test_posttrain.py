@@ -110,9 +110,13 @@ def test_merged_model_boots_in_the_bridge_with_the_same_logits(dpo_run):
     model = vl.load_model(r["tuned"], tokenizer=r["tok"])
     ids = torch.tensor([_ids(r["tok"], r["pairs"][0]["prompt"], gen=True)])
     with torch.no_grad():
-        expected = r["tuned"](ids).logits
-        got = model(ids, return_type="logits")
-    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+        out = r["tuned"](ids, output_hidden_states=True)
+        got, cache = model.run_with_cache(ids, return_type="logits")
+    torch.testing.assert_close(got, out.logits, rtol=1e-4, atol=1e-4)
+    # the bridge's hooks fire on the booted copy and see the merged weights' activations
+    for layer in range(r["tuned"].config.num_hidden_layers - 1):
+        resid = cache[f"blocks.{layer}.hook_resid_post"]
+        torch.testing.assert_close(resid, out.hidden_states[layer + 1], rtol=1e-4, atol=1e-4)
 
 
 def test_sft_lowers_the_answer_loss_and_copies_the_model():

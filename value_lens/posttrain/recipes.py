@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
@@ -177,6 +178,17 @@ def _quiet(progress: bool) -> Iterator[None]:
         (datasets.enable_progress_bars if before else datasets.disable_progress_bars)()
 
 
+def _drop_trl_forward(model: torch.nn.Module) -> None:
+    """Undo trl's instance-level ``forward`` patches (its fused LM head). The patch closes over
+    the bound method of *this* object, so a deep copy (as :func:`value_lens.load_model` makes)
+    would run the original's modules, and hooks on the copy would never fire."""
+    for mod in model.modules():
+        fwd = mod.__dict__.get("forward")
+        code = getattr(getattr(fwd, "__func__", fwd), "__code__", None)
+        if code is not None and f"{os.sep}trl{os.sep}" in code.co_filename:
+            del mod.__dict__["forward"]
+
+
 def _finish(trainer: Any, log: list[dict[str, Any]] | None, progress: bool) -> Any:
     if not progress:  # the per-step metrics would otherwise be printed
         from transformers.trainer_callback import PrinterCallback
@@ -186,6 +198,7 @@ def _finish(trainer: Any, log: list[dict[str, Any]] | None, progress: bool) -> A
     if log is not None:
         log.extend(dict(e) for e in trainer.state.log_history)
     merged = trainer.model.merge_and_unload()
+    _drop_trl_forward(merged)
     merged = merged.to(torch.float32) if trainer.args.bf16 else merged
     for p in merged.parameters():
         p.requires_grad_(False)
