@@ -220,22 +220,25 @@ def nb02() -> list:
         ),
         new_code_cell(
             """\
+from value_lens.analysis.sweep import SweepConfig
+
 stats = vl.collect_stats(model, data, layers=LAYERS, progress=False)
 n_groups = len(data.group_names)
-df = vl.layer_sweep(model, data, stats=stats, layers=LAYERS, n_splits=N_SPLITS,
-                    n_train=min(N_TRAIN, n_groups - 1), progress=False)
+cfg = SweepConfig(n_splits=N_SPLITS, n_train=min(N_TRAIN, n_groups - 1))
+sw = vl.layer_sweep(model, data, cfg, stats=stats, layers=LAYERS, progress=False)
+df = sw.table  # one row per layer; sw also carries the CI settings, splits, timings
 cols = ["layer", "token_auroc_mean", "token_auroc_ci_lo", "token_auroc_ci_hi",
         "did_auroc_mean", "matched_auroc", "placebo_auroc", "end_proximity_auroc",
         "turn_position_auroc", "random_auroc_mean", "random_auroc_p95", "shuffled_auroc_mean",
         "function_score_mean"]
-print("CI:", df.attrs["ci"])
+print("CI:", sw.ci)
 df[cols].round(3)"""
         ),
         new_markdown_cell(
             "* `token_auroc_mean`: held-out BEFORE vs AFTER tokens scored by their cosine with "
             "the direction fitted on the training criteria (0.5 = chance), averaged over splits.\n"
             "* `*_ci_lo/hi`: 95% confidence intervals from a *cluster* bootstrap that resamples "
-            "whole conversations (`df.attrs['ci']`). Tokens of one conversation are not "
+            "whole conversations (`sw.ci`). Tokens of one conversation are not "
             "independent, so resampling tokens would give a far narrower, wrong interval. Any sd "
             "over splits is *not* a standard error: the splits share most training criteria.\n"
             "* `function_score_*`: the metric of the paper's released code: per held-out "
@@ -257,7 +260,7 @@ df[cols].round(3)"""
             "not fail); mean and 95th percentile. `shuffled_auroc_mean`: labels permuted within "
             "sequences and refitted."
         ),
-        new_code_cell("vl.viz.sweep_figure(df)"),
+        new_code_cell("vl.viz.sweep_figure(sw)"),
         new_markdown_cell(
             "The figure draws every column with its CI band; the secondary controls start "
             "hidden (click their legend entries)."
@@ -299,7 +302,7 @@ vl.viz.control_table(df).round(3)"""
         ),
         new_code_cell(
             """\
-cm = vl.analysis.sweep.cosine_matrix(df)
+cm = sw.cosine_matrix()
 vl.viz.layer_cosine_figure(cm)"""
         ),
         new_markdown_cell(
@@ -443,10 +446,14 @@ print("sd unit at this layer:", round(cal.scale(LAYER, "sd"), 4), "raw units")""
         ),
         new_code_cell(
             """\
+from value_lens.steering.dose import DOSE_GENERATION, DoseGrid
+
 questions = ["What is 17 * 23?", "Is 221 prime?", "What is 2 to the power 10?", "What is 45 + 67?"]
 prompts = [[{"role": "user", "content": q}] for q in (questions * 25)[:N_PROMPTS]]
-res = vl.dose_response(model, axis, prompts, layers=[LAYER], alphas=ALPHAS,
-                       max_new_tokens=MAX_NEW, log="dose.jsonl", progress=False)
+grid = DoseGrid(layers=[LAYER], alphas=ALPHAS)
+gen = DOSE_GENERATION.with_overrides(max_new_tokens=MAX_NEW)  # paper: T=0.7, top_p=0.9
+res = vl.dose_response(model, axis, prompts, grid=grid, gen=gen, log="dose.jsonl",
+                       progress=False)
 res.summary(["n_tokens", "backtrack"])"""
         ),
         new_code_cell(
@@ -494,8 +501,11 @@ axis = vl.ValueAxis.fit(vl.collect_stats(model, data, layers=[LAYER], progress=F
         ),
         new_code_cell(
             """\
-conf = vl.evals.run_confidence_suite(model, axis, LAYER, n_problems=N_PROBLEMS,
-                                     max_new_tokens=MAX_NEW, n_samples=N_SAMPLES, progress=False)
+from value_lens.evals.confidence import CONFIDENCE_GENERATION
+
+gen = CONFIDENCE_GENERATION.with_overrides(max_new_tokens=MAX_NEW)
+conf = vl.evals.run_confidence_suite(model, axis, LAYER, n_problems=N_PROBLEMS, gen=gen,
+                                     n_samples=N_SAMPLES, progress=False)
 print(conf.extras["answers"][["question", "parsed", "answer", "correct"]].head())
 conf.summary"""
         ),
