@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     from value_lens.core.generate import generate
     from value_lens.fitting.collect import collect_stats
-    from value_lens.fitting.shards import collect_shard, merge_shards
+    from value_lens.fitting.stats import ActivationStats
     from value_lens.steering.steer import steer
 
     device = "cpu" if args.smoke else "cuda"
@@ -134,8 +134,8 @@ def main(argv: list[str] | None = None) -> dict:
     one = collect_stats(model, d, **{**kw, "batch_size": 1})
     with tempfile.TemporaryDirectory() as tmp:
         for rank in range(2):
-            collect_shard(model, d, shard=(rank, 2), out=tmp, **{**kw, "batch_size": 1})
-        merged = merge_shards(tmp)
+            collect_stats(model, d, shard=(rank, 2), out=tmp, **{**kw, "batch_size": 1})
+        merged = ActivationStats.merge(tmp)
     shard_equal = bool(torch.equal(merged.count, one.count)) and bool(
         torch.allclose(merged.sum, one.sum, rtol=1e-10, atol=1e-6)
     )

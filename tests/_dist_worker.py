@@ -26,11 +26,11 @@ def run(rank: int, world: int, init_file: str, out: str) -> None:
         "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world
     )
     try:
-        from value_lens.fitting.distributed import collect_distributed
+        from value_lens.fitting.collect import collect_stats
         from value_lens.testing import tiny_qwen3
 
         model = tiny_qwen3()
-        stats = collect_distributed(model, small_data(model), **KW)
+        stats = collect_stats(model, small_data(model), distributed=True, **KW)
         stats.save(Path(out) / f"rank{rank}.safetensors")
     finally:
         torch.distributed.destroy_process_group()

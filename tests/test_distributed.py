@@ -9,7 +9,7 @@ from _dist_worker import KW, run, small_data
 
 from value_lens.errors import InputError
 from value_lens.fitting.collect import collect_stats
-from value_lens.fitting.distributed import collect_distributed, rank_and_world
+from value_lens.fitting.distributed import rank_and_world
 from value_lens.fitting.stats import ActivationStats
 
 
@@ -33,4 +33,4 @@ def test_two_gloo_ranks_equal_one_process(tiny, tmp_path):
 def test_outside_a_process_group(tiny):
     assert rank_and_world() == (0, 1)
     with pytest.raises(InputError, match="torchrun"):
-        collect_distributed(tiny, small_data(tiny))
+        collect_stats(tiny, small_data(tiny), distributed=True)

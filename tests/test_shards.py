@@ -10,13 +10,7 @@ import torch
 from value_lens.data.icrl import generate_scripted, label
 from value_lens.errors import ArtifactError, InputError
 from value_lens.fitting.collect import collect_stats
-from value_lens.fitting.shards import (
-    ShardPlan,
-    collect_shard,
-    merge_shards,
-    missing_shards,
-    shard_path,
-)
+from value_lens.fitting.shards import ShardPlan, merge_shards, missing_shards, shard_path
 from value_lens.fitting.stats import ActivationStats
 
 # batch_size=1: every sequence runs alone in both paths, so activations are bit-identical and
@@ -67,7 +61,7 @@ def test_plan_is_balanced_deterministic_and_complete(data):
 @pytest.mark.parametrize("world", [1, 2, 3, 7])
 def test_merged_shards_equal_one_pass(tiny, data, whole, world, tmp_path):
     for rank in range(world):
-        collect_shard(tiny, data, shard=(rank, world), out=tmp_path, **KW)
+        collect_stats(tiny, data, shard=(rank, world), out=tmp_path, **KW)
     merged = merge_shards(tmp_path)
     _same(merged, whole)
     assert merged.meta["dataset_hash"] == data.fingerprint()
@@ -81,8 +75,8 @@ def test_resume_collects_only_missing_shards_and_ignores_partial_files(tiny, dat
         return x
 
     with tiny.hooks(fwd_hooks=[("hook_embed", count)]):
-        collect_shard(tiny, data, shard=(0, 3), out=tmp_path, **KW)
-        collect_shard(tiny, data, shard=(2, 3), out=tmp_path, **KW)
+        collect_stats(tiny, data, shard=(0, 3), out=tmp_path, **KW)
+        collect_stats(tiny, data, shard=(2, 3), out=tmp_path, **KW)
     first = sum(seen)
     # a kill while writing shard 1 leaves only a temporary file, never read as a shard
     (tmp_path / ".shard-00001-of-00003.safetensors.abc.tmp").write_bytes(b"partial")
@@ -92,7 +86,7 @@ def test_resume_collects_only_missing_shards_and_ignores_partial_files(tiny, dat
     seen.clear()
     with tiny.hooks(fwd_hooks=[("hook_embed", count)]):
         for rank in range(3):
-            collect_shard(tiny, data, shard=(rank, 3), out=tmp_path, **KW)
+            collect_stats(tiny, data, shard=(rank, 3), out=tmp_path, **KW)
     plan = ShardPlan.create(data, 3)
     assert sum(seen) == len(plan.indices(1))  # only shard 1's sequences went through the model
     assert first == len(plan.indices(0)) + len(plan.indices(2))
@@ -100,8 +94,8 @@ def test_resume_collects_only_missing_shards_and_ignores_partial_files(tiny, dat
 
 
 def _two_shards(tiny, data, out, **over):
-    collect_shard(tiny, data, shard=(0, 2), out=out, **KW)
-    collect_shard(tiny, data, shard=(1, 2), out=out, **{**KW, **over})
+    collect_stats(tiny, data, shard=(0, 2), out=out, **KW)
+    collect_stats(tiny, data, shard=(1, 2), out=out, **{**KW, **over})
 
 
 @pytest.mark.parametrize(
@@ -113,19 +107,19 @@ def _two_shards(tiny, data, out, **over):
     ],
 )
 def test_mismatched_manifests_are_refused(tiny, data, tmp_path, change, what):
-    collect_shard(tiny, data, shard=(0, 2), out=tmp_path, **KW)
-    collect_shard(tiny, data, shard=(1, 2), out=tmp_path, **{**KW, **change})
+    collect_stats(tiny, data, shard=(0, 2), out=tmp_path, **KW)
+    collect_stats(tiny, data, shard=(1, 2), out=tmp_path, **{**KW, **change})
     with pytest.raises(ArtifactError, match=f"differ in {what}"):
         merge_shards(tmp_path)
     # and a rerun with the first settings refuses the odd shard instead of mixing them
     with pytest.raises(ArtifactError, match=f"different {what}"):
-        collect_shard(tiny, data, shard=(1, 2), out=tmp_path, **KW)
+        collect_stats(tiny, data, shard=(1, 2), out=tmp_path, **KW)
 
 
 def test_other_data_model_convention_and_duplicates_are_refused(tiny, data, tmp_path):
-    collect_shard(tiny, data, shard=(0, 2), out=tmp_path, **KW)
+    collect_stats(tiny, data, shard=(0, 2), out=tmp_path, **KW)
     other = data.subset(range(1, len(data)))
-    collect_shard(tiny, other, shard=(1, 2), out=tmp_path / "b", **KW)
+    collect_stats(tiny, other, shard=(1, 2), out=tmp_path / "b", **KW)
     shutil.copy(shard_path(tmp_path / "b", 1, 2), shard_path(tmp_path, 1, 2))
     with pytest.raises(ArtifactError, match="differ in (dataset_hash|plan)"):
         merge_shards(tmp_path)
@@ -135,7 +129,7 @@ def test_other_data_model_convention_and_duplicates_are_refused(tiny, data, tmp_
         merge_shards(tmp_path)
     # another model and another layer convention, written into an otherwise valid shard
     for key, value in (("model_id", "someone/else"), ("convention", "hf_hidden_states")):
-        collect_shard(tiny, data, shard=(1, 2), out=tmp_path / key, **KW)
+        collect_stats(tiny, data, shard=(1, 2), out=tmp_path / key, **KW)
         shutil.copy(shard_path(tmp_path, 0, 2), shard_path(tmp_path / key, 0, 2))
         s = ActivationStats.load(shard_path(tmp_path / key, 1, 2))
         s.meta["shard"][key] = value
@@ -143,7 +137,7 @@ def test_other_data_model_convention_and_duplicates_are_refused(tiny, data, tmp_
         with pytest.raises(ArtifactError, match=f"differ in {key}"):
             merge_shards(tmp_path / key)
     # shards of two plans in one folder
-    collect_shard(tiny, data, shard=(0, 3), out=tmp_path, **KW)
+    collect_stats(tiny, data, shard=(0, 3), out=tmp_path, **KW)
     with pytest.raises(ArtifactError, match="mixes shards"):
         merge_shards(tmp_path)
 
@@ -151,6 +145,19 @@ def test_other_data_model_convention_and_duplicates_are_refused(tiny, data, tmp_
 def test_bad_shard_arguments(tiny, data, tmp_path):
     for bad in ((2, 2), (-1, 2), (0, 0)):
         with pytest.raises(InputError, match="shard"):
-            collect_shard(tiny, data, shard=bad, out=tmp_path, **KW)
+            collect_stats(tiny, data, shard=bad, out=tmp_path, **KW)
     with pytest.raises(InputError, match="no shard files"):
         merge_shards(tmp_path)
+
+
+def test_collect_stats_entry_points(tiny, data, whole, tmp_path):
+    """collect_stats(shard=, out=) writes the shard; ActivationStats.merge sums the folder."""
+    for rank in range(2):
+        collect_stats(tiny, data, shard=(rank, 2), out=tmp_path, **KW)
+    _same(ActivationStats.merge(tmp_path), whole)
+    with pytest.raises(InputError, match="both shard"):
+        collect_stats(tiny, data, shard=(0, 2), **KW)
+    with pytest.raises(InputError, match="not both"):
+        collect_stats(tiny, data, shard=(0, 2), out=tmp_path, distributed=True, **KW)
+    with pytest.raises(InputError, match="torchrun"):
+        collect_stats(tiny, data, distributed=True, **KW)

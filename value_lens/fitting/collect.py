@@ -9,6 +9,7 @@ per layer.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -23,6 +24,14 @@ from value_lens.core.model import d_model, model_device, model_id, n_ctx, n_laye
 from value_lens.core.protocols import HookedModel
 from value_lens.data.tokens import AFTER, BEFORE, IGNORE, LabelledTokens
 from value_lens.errors import InputError, NonFiniteActivationError
+from value_lens.fitting.distributed import all_reduce_stats, rank_and_world, require_distributed
+from value_lens.fitting.shards import (
+    ShardPlan,
+    check_shard,
+    existing_shard,
+    save_shard,
+    shard_manifest,
+)
 from value_lens.fitting.stats import ActivationStats, Moments, Reservoir
 
 __all__ = [
@@ -237,6 +246,9 @@ def collect_stats(
     seed: int = 0,
     truncate: bool = False,
     progress: bool = True,
+    shard: tuple[int, int] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    distributed: bool = False,
 ) -> ActivationStats:
     """Stream ``data`` through ``model`` and sum residual vectors per layer, group and label.
 
@@ -253,6 +265,12 @@ def collect_stats(
         sample_per_class: keep a seeded uniform sample of this many token vectors per label
             (needed by ``method="logistic"``).
         truncate: cut sequences longer than the model's context instead of raising.
+        shard / out: collect only shard ``(rank, world)`` of the data (balanced by tokens) and
+            write it atomically under ``out`` with a manifest; a finished shard is reused. Merge
+            with :meth:`ActivationStats.merge` (see :mod:`value_lens.fitting.shards`).
+        distributed: inside an initialised ``torch.distributed`` process group, collect this
+            rank's shard and all-reduce, so every rank returns the whole data's statistics
+            (see :mod:`value_lens.fitting.distributed`).
 
     Example:
         >>> from value_lens.testing import tiny_qwen3
@@ -265,6 +283,8 @@ def collect_stats(
     """
     if len(data) == 0:
         raise InputError("the dataset is empty; build or load some labelled sequences first")
+    if shard is not None or out is not None or distributed:
+        return _parallel(model, data, shard, out, distributed, locals())
     L = resolve_layers(layers, n_layers(model))
     limit, dev = n_ctx(model), model_device(model)
     classes = sorted(data.label_counts())
@@ -317,3 +337,46 @@ def collect_stats(
     if moments:
         meta["moments_target"] = "targets" if data.targets is not None else "after_vs_before"
     return acc.finish(groups, classes, meta)
+
+
+def _parallel(
+    model: HookedModel,
+    data: LabelledTokens,
+    shard: tuple[int, int] | None,
+    out: str | os.PathLike[str] | None,
+    distributed: bool,
+    scope: dict[str, Any],
+) -> ActivationStats:
+    """``collect_stats(shard=, out=)`` and ``distributed=True``: collect one shard, then save it
+    (:mod:`~value_lens.fitting.shards`) or all-reduce it (:mod:`~value_lens.fitting.distributed`)."""
+    kw = {k: v for k, v in scope.items() if k in _COLLECT_OPTIONS}
+    if distributed:
+        if shard is not None or out is not None:
+            raise InputError("use distributed=True or shard=/out=, not both")
+        require_distributed()
+        rank, world = rank_and_world()
+        plan = ShardPlan.create(data, world)
+        part = collect_stats(model, data.subset(plan.indices(rank)), **kw)
+        return all_reduce_stats(part, data, plan)
+    if shard is None or out is None:
+        raise InputError("sharded collection needs both shard=(rank, world) and out=DIR")
+    rank, world = check_shard(shard)
+    plan = ShardPlan.create(data, world)
+    manifest = shard_manifest(model_id(model), data, plan, rank, kw)
+    done = existing_shard(out, manifest)
+    if done is not None:
+        return done
+    return save_shard(collect_stats(model, data.subset(plan.indices(rank)), **kw), manifest, out)
+
+
+_COLLECT_OPTIONS = (
+    "layers",
+    "batch_size",
+    "max_batch_tokens",
+    "dtype",
+    "moments",
+    "sample_per_class",
+    "seed",
+    "truncate",
+    "progress",
+)

@@ -1,6 +1,7 @@
 """In-process data parallelism over ``torch.distributed`` (NCCL on GPUs, gloo on CPUs).
 
-Under ``torchrun`` (or any initialised process group), every rank collects the shard of the
+Under ``torchrun`` (or any initialised process group), ``collect_stats(..., distributed=True)``
+makes every rank collect the shard of the
 data that :class:`~value_lens.fitting.shards.ShardPlan` gives it, lays its sums out in the full
 data's groups and labels, and all-reduces them (fp64 sums, int64 counts); reservoir samples are
 gathered and merged in rank order. Every rank returns the same statistics, equal to a
@@ -24,12 +25,21 @@ from value_lens.errors import InputError
 from value_lens.fitting.shards import ShardPlan
 from value_lens.fitting.stats import ActivationStats, Moments
 
-__all__ = ["collect_distributed", "is_distributed", "rank_and_world"]
+__all__ = ["all_reduce_stats", "is_distributed", "rank_and_world", "require_distributed"]
 
 
 def is_distributed() -> bool:
     """True inside an initialised ``torch.distributed`` process group."""
     return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def require_distributed() -> None:
+    """Raise unless a process group is initialised."""
+    if not is_distributed():
+        raise InputError(
+            "distributed=True needs an initialised torch.distributed process group; launch with "
+            "torchrun (or call torch.distributed.init_process_group) first"
+        )
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -39,19 +49,17 @@ def rank_and_world() -> tuple[int, int]:
     return torch.distributed.get_rank(), torch.distributed.get_world_size()
 
 
-def collect_distributed(model: Any, data: LabelledTokens, **collect_kwargs: Any) -> ActivationStats:
-    """Collect this rank's shard and all-reduce: every rank gets the whole data's statistics."""
-    from value_lens.fitting.collect import collect_stats
+def all_reduce_stats(
+    part: ActivationStats, data: LabelledTokens, plan: ShardPlan
+) -> ActivationStats:
+    """Sum every rank's ``part`` (its shard of ``data`` under ``plan``) across the process group.
 
-    if not is_distributed():
-        raise InputError(
-            "distributed=True needs an initialised torch.distributed process group; launch with "
-            "torchrun (or call torch.distributed.init_process_group) first"
-        )
+    Sums and counts are laid out in the whole data's groups and labels, then all-reduced;
+    reservoir samples are gathered and merged in rank order. Every rank gets the same result.
+    """
+    require_distributed()
     dist = torch.distributed
-    rank, world = rank_and_world()
-    plan = ShardPlan.create(data, world)
-    part = collect_stats(model, data.subset(plan.indices(rank)), **collect_kwargs)
+    world = dist.get_world_size()
     groups, classes = data.group_names, sorted(data.label_counts())
     full = _layout(part, groups, classes)
     device = _device()

@@ -2,7 +2,7 @@
 
 The statistics are sums, so collection splits by data with no approximation. A
 :class:`ShardPlan` assigns every sequence to one of ``world`` shards, balanced by token count
-and deterministic (the same data always gives the same plan). :func:`collect_shard` collects one
+and deterministic (the same data always gives the same plan). ``collect_stats(model, data, shard=(rank, world), out=DIR)`` collects one
 shard and writes it atomically as ``shard-RRRRR-of-WWWWW.safetensors`` with a manifest (model
 id, dataset hash, layers, layer convention, dtype, value_lens version, the collection options
 and the plan); a rerun finds a finished shard with a matching manifest and reads it instead of
@@ -18,7 +18,7 @@ Example:
     ...                                  [[0] * 9, [1] * 5, [0] * 4, [1] * 3], list("abab"))
     >>> plan = ShardPlan.create(data, world=2)
     >>> plan.indices(0), plan.indices(1), plan.tokens
-    ([0], [1, 2, 3], (9, 12))
+    ([0, 3], [1, 2], (12, 9))
 """
 
 from __future__ import annotations
@@ -26,10 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
-from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -37,14 +34,20 @@ import torch
 from value_lens._version import __version__
 from value_lens.core.conventions import CONVENTION
 from value_lens.data.tokens import LabelledTokens
-from value_lens.errors import ArtifactError, InputError
+from value_lens.errors import InputError
+from value_lens.fitting.manifest import check_manifest, shard_path
 from value_lens.fitting.stats import ActivationStats
 
-__all__ = ["ShardPlan", "collect_shard", "merge_shards", "missing_shards", "shard_path"]
-
-_NAME = re.compile(r"^shard-(\d{5})-of-(\d{5})\.safetensors$")
-#: manifest fields that every shard of one collection must share
-_SHARED = ("model_id", "dataset_hash", "layers", "convention", "dtype", "options", "plan")
+__all__ = [
+    "ShardPlan",
+    "check_shard",
+    "existing_shard",
+    "merge_shards",
+    "missing_shards",
+    "save_shard",
+    "shard_manifest",
+    "shard_path",
+]
 
 
 @dataclass(frozen=True)
@@ -86,12 +89,7 @@ class ShardPlan:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def shard_path(out: str | os.PathLike[str], rank: int, world: int) -> Path:
-    """Where shard ``rank`` of ``world`` lives under ``out``."""
-    return Path(out) / f"shard-{rank:05d}-of-{world:05d}.safetensors"
-
-
-def _manifest(
+def shard_manifest(
     model_id: str, data: LabelledTokens, plan: ShardPlan, rank: int, kw: dict[str, Any]
 ) -> dict[str, Any]:
     layers = kw.get("layers")
@@ -115,38 +113,28 @@ def _as_list(layers: Any) -> list[int]:
     return [layers] if isinstance(layers, int) else list(layers)
 
 
-def collect_shard(
-    model: Any,
-    data: LabelledTokens,
-    *,
-    shard: tuple[int, int],
-    out: str | os.PathLike[str],
-    **collect_kwargs: Any,
+def existing_shard(out: str | os.PathLike[str], manifest: dict[str, Any]) -> ActivationStats | None:
+    """The finished shard this manifest describes, if ``out`` holds it (checked), else None."""
+    path = shard_path(out, manifest["rank"], manifest["plan"]["world"])
+    if not path.exists():
+        return None
+    done = ActivationStats.load(path)
+    check_manifest(done.meta.get("shard"), manifest, path)
+    return done
+
+
+def save_shard(
+    part: ActivationStats, manifest: dict[str, Any], out: str | os.PathLike[str]
 ) -> ActivationStats:
-    """Collect shard ``shard = (rank, world)`` of ``data`` into ``out`` (or reuse it).
-
-    ``collect_kwargs`` go to :func:`~value_lens.fitting.collect.collect_stats`. A finished shard
-    whose manifest matches is read back, not recollected; one that does not match raises.
-    """
-    from value_lens.core.model import model_id
-    from value_lens.fitting.collect import collect_stats
-
-    rank, world = _check_shard(shard)
-    plan = ShardPlan.create(data, world)
-    manifest = _manifest(model_id(model), data, plan, rank, collect_kwargs)
-    path = shard_path(out, rank, world)
-    if path.exists():
-        done = ActivationStats.load(path)
-        _check_manifest(done.meta.get("shard"), manifest, path)
-        return done
-    part = collect_stats(model, data.subset(plan.indices(rank)), **collect_kwargs)
+    """Write one collected shard atomically, its manifest in ``meta["shard"]``."""
     part.meta["shard"] = manifest
+    path = shard_path(out, manifest["rank"], manifest["plan"]["world"])
     path.parent.mkdir(parents=True, exist_ok=True)
     part.save(path)
     return part
 
 
-def _check_shard(shard: Any) -> tuple[int, int]:
+def check_shard(shard: Any) -> tuple[int, int]:
     try:
         rank, world = (int(x) for x in shard)
     except (TypeError, ValueError):
@@ -156,102 +144,11 @@ def _check_shard(shard: Any) -> tuple[int, int]:
     return rank, world
 
 
-def _check_manifest(found: Any, expected: dict[str, Any], path: Path) -> None:
-    if not isinstance(found, dict):
-        raise ArtifactError(f"{path} has no shard manifest; delete it and collect again")
-    for key in (*_SHARED, "rank"):
-        if found.get(key) != expected.get(key):
-            raise ArtifactError(
-                f"{path} was collected with a different {key} ({found.get(key)!r}, now "
-                f"{expected.get(key)!r}); use a new out= folder or delete the old shards"
-            )
-
-
 def missing_shards(out: str | os.PathLike[str], world: int) -> list[int]:
     """Ranks whose shard file is not in ``out`` yet (the resume list)."""
     return [r for r in range(world) if not shard_path(out, r, world).exists()]
 
 
 def merge_shards(out: str | os.PathLike[str]) -> ActivationStats:
-    """Sum the shards under ``out`` after checking they are complete and agree."""
-    folder = Path(out)
-    found: dict[int, tuple[int, Path]] = {}
-    worlds = set()
-    for p in sorted(folder.glob("shard-*.safetensors")):
-        m = _NAME.match(p.name)
-        if m is None:
-            continue
-        rank, world = int(m.group(1)), int(m.group(2))
-        worlds.add(world)
-        found[rank] = (world, p)
-    if not found:
-        raise InputError(f"no shard files in {folder}; run collect_stats(..., out={str(folder)!r})")
-    if len(worlds) != 1:
-        raise ArtifactError(
-            f"{folder} mixes shards of plans with {sorted(worlds)} shards; keep one collection "
-            "per folder"
-        )
-    (world,) = worlds
-    missing = [r for r in range(world) if r not in found]
-    if missing:
-        raise InputError(
-            f"{folder} lacks shard(s) {missing} of {world}; run those ranks again (finished "
-            "shards are reused)"
-        )
-    parts = [ActivationStats.load(found[r][1]) for r in range(world)]
-    manifests: list[dict[str, Any]] = []
-    for r, part in enumerate(parts):
-        man = part.meta.get("shard")
-        if not isinstance(man, dict):
-            raise ArtifactError(f"{found[r][1]} has no shard manifest; collect it again")
-        manifests.append(man)
-    first = manifests[0]
-    for r, (man, part) in enumerate(zip(manifests, parts, strict=True)):
-        if man.get("rank") != r:
-            raise ArtifactError(
-                f"{found[r][1]} claims rank {man.get('rank')}: a duplicate or renamed shard; "
-                "delete it and collect that rank again"
-            )
-        for key in _SHARED:
-            if man.get(key) != first.get(key):
-                raise ArtifactError(
-                    f"shards 0 and {r} in {folder} differ in {key} ({first.get(key)!r} vs "
-                    f"{man.get(key)!r}); they come from different collections"
-                )
-        if part.layers != parts[0].layers:
-            raise ArtifactError(f"shards 0 and {r} in {folder} hold different layers")
-    total = _sum(parts)
-    total = reorder_groups(total, list(first["groups"]))
-    total.meta.pop("shard", None)
-    total.meta["dataset_hash"] = first["dataset_hash"]
-    total.meta["n_sequences"] = first["n_sequences"]
-    total.meta["merged_shards"] = {"world": world, "plan": first["plan"]}
-    return total
-
-
-def _sum(parts: Iterable[ActivationStats]) -> ActivationStats:
-    it = iter(parts)
-    total = next(it)
-    for p in it:
-        total = total + p
-    return total
-
-
-def reorder_groups(stats: ActivationStats, groups: list[str]) -> ActivationStats:
-    """The same statistics with groups in the order ``groups`` (every group must be present)."""
-    if sorted(groups) != sorted(stats.groups):
-        raise ArtifactError(
-            f"the shards hold groups {sorted(stats.groups)} but the data has {sorted(groups)}"
-        )
-    idx = torch.tensor([stats.groups.index(g) for g in groups], dtype=torch.long)
-    return ActivationStats(
-        stats.layers,
-        list(groups),
-        stats.classes,
-        stats.count[idx],
-        stats.sum[:, idx],
-        stats.norm_sum[:, idx],
-        stats.moments,
-        stats.sample,
-        dict(stats.meta),
-    )
+    """Sum the shards under ``out``: the same as :meth:`ActivationStats.merge`."""
+    return ActivationStats.merge(out)

@@ -35,6 +35,7 @@ from jaxtyping import Float, Int
 from value_lens.core.io import load_artifact, save_artifact
 from value_lens.data.tokens import PLACEBO_AFTER, PLACEBO_BEFORE
 from value_lens.errors import InputError
+from value_lens.fitting.manifest import check_manifests, list_shards
 
 __all__ = ["MOMENTS_TARGETS", "ActivationStats", "Moments", "Reservoir"]
 
@@ -189,6 +190,39 @@ class ActivationStats:
         m = self.means()
         diffs = m[:, ok, ip] - m[:, ok, ineg]
         return diffs, [g for g, k in zip(self.groups, ok.tolist(), strict=True) if k]
+
+    @classmethod
+    def merge(cls, folder: str | os.PathLike[str]) -> ActivationStats:
+        """Sum the shard files under ``folder`` (:mod:`value_lens.fitting.shards`), after
+        checking that every shard is there and that their manifests agree."""
+        paths = list_shards(folder)
+        parts = [cls.load(p) for p in paths]
+        first = check_manifests([p.meta.get("shard") for p in parts], paths)
+        total = parts[0]
+        for part in parts[1:]:
+            total = total + part
+        total = total.with_groups(list(first["groups"]))
+        total.meta.pop("shard", None)
+        total.meta.update(
+            dataset_hash=first["dataset_hash"],
+            n_sequences=first["n_sequences"],
+            merged_shards={"world": len(paths), "plan": first["plan"]},
+        )
+        return total
+
+    def with_groups(self, groups: list[str]) -> ActivationStats:
+        """The same statistics with the groups in the order ``groups`` (all must be present)."""
+        if sorted(groups) != sorted(self.groups):
+            raise InputError(f"these stats hold groups {sorted(self.groups)}, not {sorted(groups)}")
+        idx = torch.tensor([self.groups.index(g) for g in groups], dtype=torch.long)
+        return replace(
+            self,
+            groups=list(groups),
+            count=self.count[idx],
+            sum=self.sum[:, idx],
+            norm_sum=self.norm_sum[:, idx],
+            meta=dict(self.meta),
+        )
 
     def select_groups(self, names: list[str]) -> ActivationStats:
         """Stats restricted to some groups (moments and sample are dropped: they are pooled).
