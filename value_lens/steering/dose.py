@@ -35,7 +35,7 @@ from value_lens.core.io import JsonlLog
 from value_lens.core.model import model_id, n_layers
 from value_lens.errors import InputError
 from value_lens.steering.steer import raw_alpha, steer
-from value_lens.steering.strength import UNITS, Calibration
+from value_lens.steering.strength import UNITS, Calibration, Unit
 
 __all__ = [
     "DEFAULT_ALPHAS",
@@ -75,7 +75,7 @@ class DoseGrid:
 
     layers: int | Sequence[int] | None = None
     alphas: Sequence[float] = DEFAULT_ALPHAS
-    unit: str = "percent"
+    unit: Unit = "percent"
     seeds: Sequence[int] = (0,)
     positions: str = "all"
     calibration: Calibration | None = None
