@@ -82,11 +82,17 @@ def test_corruption_details():
 
 def test_user_jsonl_and_suite_on_tiny(tiny, tmp_path):
     path = tmp_path / "p.jsonl"
-    recs = [{"problem": "Return the larger of a and b.",
-             "solution": "def larger(a, b):\n    if a > b:\n        return a\n    return b\n"},
-            {"problem": "Sum a list.",
-             "solution": "def total(items):\n    result = 0\n    for item in items:\n"
-                         "        result = result + item\n    return result\n"}]  # fmt: skip
+    recs = [
+        {
+            "problem": "Return the larger of a and b.",
+            "solution": "def larger(a, b):\n    if a > b:\n        return a\n    return b\n",
+        },
+        {
+            "problem": "Sum a list.",
+            "solution": "def total(items):\n    result = 0\n    for item in items:\n"
+            "        result = result + item\n    return result\n",
+        },
+    ]
     path.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
     probs = load_code_problems(path)
     pairs = build_code_pairs(probs, seed=0)
@@ -109,13 +115,15 @@ def test_user_jsonl_and_suite_on_tiny(tiny, tmp_path):
 
 
 def test_code_summary_planted():
-    table = pd.DataFrame({
-        "kind": ["logic"] * 4 + ["rename"] * 2,
-        "correct_whole": [1.0, 2.0, 3.0, 4.0, 0.5, 0.5],
-        "corrupted_whole": [0.0, 3.0, 1.0, 2.0, 0.25, 0.75],
-        "correct_window": [1.0, 1.0, np.nan, 1.0, 0.0, 0.0],
-        "corrupted_window": [0.0, 2.0, 5.0, 0.5, 1.0, 1.0],
-    })  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "kind": ["logic"] * 4 + ["rename"] * 2,
+            "correct_whole": [1.0, 2.0, 3.0, 4.0, 0.5, 0.5],
+            "corrupted_whole": [0.0, 3.0, 1.0, 2.0, 0.25, 0.75],
+            "correct_window": [1.0, 1.0, np.nan, 1.0, 0.0, 0.0],
+            "corrupted_window": [0.0, 2.0, 5.0, 0.5, 1.0, 1.0],
+        }
+    )
     s = code_summary(table).set_index("kind")
     # logic, whole: correct higher in 3 of 4 pairs; means 2.5 vs 1.5, both sd sqrt(5/3);
     # differences [1, -1, 2, 2]: mean 1, sd sqrt(2)
@@ -136,10 +144,17 @@ def test_code_suite_reads_hf_cosine_after_the_empty_think_block(tiny, tiny_hf):
     res = run_code_suite(tiny, axis, 0, pairs, window=3, progress=False)
     assert res.meta["enable_thinking"] is False and res.meta["metric"] == "cosine"
     row = res.table.iloc[0]
-    for code, whole, win in ((src, row["correct_whole"], row["correct_window"]),
-                             (pairs[0]["corrupted"], row["corrupted_whole"], row["corrupted_window"])):  # fmt: skip
-        head = (turn("system", CODE_SYSTEM) + turn("user", CODE_USER.format(problem="Max."))
-                + "<|im_start|>assistant\n" + THINK_OFF + "```python\n")  # fmt: skip
+    for code, whole, win in (
+        (src, row["correct_whole"], row["correct_window"]),
+        (pairs[0]["corrupted"], row["corrupted_whole"], row["corrupted_window"]),
+    ):
+        head = (
+            turn("system", CODE_SYSTEM)
+            + turn("user", CODE_USER.format(problem="Max."))
+            + "<|im_start|>assistant\n"
+            + THINK_OFF
+            + "```python\n"
+        )
         full = head + code + "\n```"
         start, end = len(head), len(head) + len(code)
         assert whole == pytest.approx(hf_span_mean(tiny_hf, full, start, end, axis, 0), abs=1e-4)
@@ -148,8 +163,13 @@ def test_code_suite_reads_hf_cosine_after_the_empty_think_block(tiny, tiny_hf):
         assert win == pytest.approx(float(cos[after[:3]].mean()), abs=1e-4)
     thinking = run_code_suite(tiny, axis, 0, pairs, window=3, enable_thinking=True, progress=False)
     assert thinking.meta["enable_thinking"] is True
-    full = (turn("system", CODE_SYSTEM) + turn("user", CODE_USER.format(problem="Max."))
-            + "<|im_start|>assistant\n```python\n" + src + "\n```")  # fmt: skip
+    full = (
+        turn("system", CODE_SYSTEM)
+        + turn("user", CODE_USER.format(problem="Max."))
+        + "<|im_start|>assistant\n```python\n"
+        + src
+        + "\n```"
+    )
     start = full.index(src)
     want = hf_span_mean(tiny_hf, full, start, start + len(src), axis, 0)
     assert thinking.table["correct_whole"].iloc[0] == pytest.approx(want, abs=1e-4)
@@ -165,8 +185,9 @@ def test_code_suite_end_to_end_smollm(smollm):
 
 def test_code_suite_resumes_from_log(tiny, tmp_path):
     src = "def larger(first, second):\n    if first > second:\n        return first\n    return second\n"
-    pairs = build_code_pairs([{"name": "larger", "problem": "Max.", "code": src}],
-                             ["logic", "rename"])  # fmt: skip
+    pairs = build_code_pairs(
+        [{"name": "larger", "problem": "Max.", "code": src}], ["logic", "rename"]
+    )
     axis = random_axis(tiny)
     log = tmp_path / "code.jsonl"
     first = run_code_suite(tiny, axis, 1, pairs, log=log, progress=False).table

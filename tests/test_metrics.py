@@ -152,8 +152,9 @@ def test_cluster_bootstrap_with_one_value_per_cluster_is_the_iid_bootstrap():
     # two-sample AUROC: the pooled cluster bootstrap matches the two-sample one in width
     pos, neg = rng.normal(0.8, 1, 150), rng.normal(0, 1, 150)
     lo, hi = bootstrap_ci(auroc, pos, neg, n_boot=2000)
-    clo, chi = bootstrap_ci(auroc, pos, neg, groups=[np.arange(150), 150 + np.arange(150)],
-                            n_boot=2000)  # fmt: skip
+    clo, chi = bootstrap_ci(
+        auroc, pos, neg, groups=[np.arange(150), 150 + np.arange(150)], n_boot=2000
+    )
     assert (chi - clo) == pytest.approx(hi - lo, rel=0.15)
     assert (clo + chi) / 2 == pytest.approx((lo + hi) / 2, abs=0.01)
 
@@ -210,8 +211,14 @@ def test_cluster_bootstrap_errors():
     with pytest.raises(InputError, match="2 label arrays for 1"):
         bootstrap_ci(np.mean, [1, 2], groups=[["a", "b"], ["a", "b"]])
     # paired: one shared label array
-    lo, hi = bootstrap_ci(lambda a, b: np.mean(a - b), [1, 2, 3, 4], [0, 0, 0, 0],
-                          groups=[0, 0, 1, 1], paired=True, n_boot=200)  # fmt: skip
+    lo, hi = bootstrap_ci(
+        lambda a, b: np.mean(a - b),
+        [1, 2, 3, 4],
+        [0, 0, 0, 0],
+        groups=[0, 0, 1, 1],
+        paired=True,
+        n_boot=200,
+    )
     assert 1.5 <= lo <= hi <= 3.5
 
 
@@ -222,6 +229,11 @@ def test_cluster_bootstrap_rebuilds_both_classes_from_the_same_clusters():
     # conversation 0 against neg of conversation 1).
     conv = ["c0", "c0", "c1", "c1"]
     seen = []
-    lo, hi = bootstrap_ci(lambda p, n: seen.append(auroc(p, n)) or seen[-1], [3, 4, 5, 6],
-                          [1, 2, 3, 4], groups=[conv, conv], n_boot=200)  # fmt: skip
+    lo, hi = bootstrap_ci(
+        lambda p, n: seen.append(auroc(p, n)) or seen[-1],
+        [3, 4, 5, 6],
+        [1, 2, 3, 4],
+        groups=[conv, conv],
+        n_boot=200,
+    )
     assert set(seen) == {0.875, 1.0} and (lo, hi) == (0.875, 1.0)

@@ -55,8 +55,9 @@ def matched_auroc(pos: Any, neg: Any, pos_stratum: Any, neg_stratum: Any) -> flo
         0.5
     """
     cp, cn = np.zeros(np.size(pos), dtype=np.int64), np.zeros(np.size(neg), dtype=np.int64)
-    return ClusterAUROC.of(pos, neg, pos_cluster=cp, neg_cluster=cn, pos_stratum=pos_stratum,
-                           neg_stratum=neg_stratum).auroc()  # fmt: skip
+    return ClusterAUROC.of(
+        pos, neg, pos_cluster=cp, neg_cluster=cn, pos_stratum=pos_stratum, neg_stratum=neg_stratum
+    ).auroc()
 
 
 def position_scores(position: Any, start: Any, to_end: Any) -> dict[str, np.ndarray]:
@@ -167,8 +168,10 @@ def value_beyond_position(df: pd.DataFrame, layer: int | None = None) -> str:
     else:
         raise InputError(f"layer {layer} is not in the sweep; it has {list(df['layer'])}")
     get = lambda k: float(row.get(k, math.nan))  # noqa: E731
-    tok, m, lo, hi = (get(k) for k in ("token_auroc_mean", "matched_auroc",
-                                       "matched_auroc_ci_lo", "matched_auroc_ci_hi"))  # fmt: skip
+    tok, m, lo, hi = (
+        get(k)
+        for k in ("token_auroc_mean", "matched_auroc", "matched_auroc_ci_lo", "matched_auroc_ci_hi")
+    )
     has_ci = np.isfinite(lo) and np.isfinite(hi)
     above = lo > 0.5 if has_ci else m > 0.55
     below = hi < 0.5 if has_ci else m < 0.45

@@ -70,10 +70,15 @@ class TokenProjections:
     def take(self, keep: np.ndarray, proj: np.ndarray | None = None) -> TokenProjections:
         """The tokens where ``keep`` is true (with ``proj`` replacing the projections)."""
         return TokenProjections(
-            proj=self.proj[:, keep] if proj is None else proj, norm=self.norm[:, keep],
-            label=self.label[keep], group=self.group[keep], position=self.position[keep],
-            to_end=self.to_end[keep], seq=self.seq[keep], start=self.start[keep],
-        )  # fmt: skip
+            proj=self.proj[:, keep] if proj is None else proj,
+            norm=self.norm[:, keep],
+            label=self.label[keep],
+            group=self.group[keep],
+            position=self.position[keep],
+            to_end=self.to_end[keep],
+            seq=self.seq[keep],
+            start=self.start[keep],
+        )
 
 
 @dataclass
@@ -128,9 +133,11 @@ def project_tokens(
     per_layer: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
     norms: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
     meta: list[np.ndarray] = []
-    bases = {} if basis is None else {
-        layer: basis[li].to(dev, torch.float32).T for li, layer in enumerate(layers)
-    }  # fmt: skip
+    bases = (
+        {}
+        if basis is None
+        else {layer: basis[li].to(dev, torch.float32).T for li, layer in enumerate(layers)}
+    )
     bar = tqdm(total=sum(lengths), unit="tok", desc="project", disable=not progress)
     for idx in iter_batches(lengths, batch_size, max_batch_tokens):
         idx = [i for i in idx if data.groups[i] in gidx]
@@ -306,8 +313,9 @@ def single_pass(
         raise InputError(
             f"no group has at least {min_count} BEFORE and AFTER tokens; check the labelling"
         )
-    fdiffs, fn = _class_means(x, g_all, torch.from_numpy(raw.label == PLACEBO_AFTER), fake,
-                              len(names))  # fmt: skip
+    fdiffs, fn = _class_means(
+        x, g_all, torch.from_numpy(raw.label == PLACEBO_AFTER), fake, len(names)
+    )
     has = ((fn >= max(min_count, 1)).all(dim=1) & ok)[ok].numpy()
     keep_g = ok.nonzero().squeeze(1)
     remap = torch.full((len(names),), -1, dtype=torch.long)
@@ -318,8 +326,9 @@ def single_pass(
     xt, G = x[:, tok], keep_g.numel()
     shuffled = shuffled_diffs(xt, tp, G, pos=AFTER, neg=BEFORE, n_draws=n_shuffle, seed=seed)
     if did:
-        fake_shuf = shuffled_diffs(xt, tp, G, pos=PLACEBO_AFTER, neg=PLACEBO_BEFORE,
-                                   n_draws=n_shuffle, seed=seed)  # fmt: skip
+        fake_shuf = shuffled_diffs(
+            xt, tp, G, pos=PLACEBO_AFTER, neg=PLACEBO_BEFORE, n_draws=n_shuffle, seed=seed
+        )
         shuffled = shuffled - fake_shuf * torch.from_numpy(has)[None, None, :, None]
     placebo = fdiffs[:, ok] * torch.from_numpy(has)[None, :, None]
     basis = SweepBasis(diffs[:, ok], placebo, has, shuffled, [names[i] for i in keep_g.tolist()])

@@ -94,8 +94,9 @@ def prefill(
         raise InputError(
             "a prefill needs at least one message before it and ends with an assistant message"
         )
-    chat = format_chat(tokenizer, messages[:-1], add_generation_prompt=True,
-                       enable_thinking=enable_thinking)  # fmt: skip
+    chat = format_chat(
+        tokenizer, messages[:-1], add_generation_prompt=True, enable_thinking=enable_thinking
+    )
     content = str(messages[-1]["content"])
     return Prefilled(chat.text + content, len(chat.text), len(chat.text) + len(content))
 
@@ -122,9 +123,14 @@ def score_text(
 
 
 def prefill_trace(
-    model: Any, messages: Sequence[Mapping[str, str]], axis: ValueAxis, layer: int, *,
-    enable_thinking: bool | None, truncate: bool = False,
-) -> tuple[Prefilled, ValueTrace]:  # fmt: skip
+    model: Any,
+    messages: Sequence[Mapping[str, str]],
+    axis: ValueAxis,
+    layer: int,
+    *,
+    enable_thinking: bool | None,
+    truncate: bool = False,
+) -> tuple[Prefilled, ValueTrace]:
     """:func:`prefill` ``messages`` with the model's tokenizer and :func:`score_text` the result."""
     pf = prefill(model.tokenizer, messages, enable_thinking=enable_thinking)
     return pf, score_text(model, pf.text, axis, layer, truncate=truncate)
@@ -183,8 +189,13 @@ def run_id(suite: str, model: Any, axis: ValueAxis, layer: int, **settings: Any)
     from value_lens.core.model import model_id
 
     v = axis.direction(layer).numpy().tobytes()
-    return {"suite": suite, "model": model_id(model), "layer": int(layer),
-            "axis": hashlib.sha256(v).hexdigest()[:16], **settings}  # fmt: skip
+    return {
+        "suite": suite,
+        "model": model_id(model),
+        "layer": int(layer),
+        "axis": hashlib.sha256(v).hexdigest()[:16],
+        **settings,
+    }
 
 
 def open_log(

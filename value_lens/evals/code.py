@@ -87,8 +87,9 @@ def stdlib_functions(
     (a one-line request naming the function and its module).
     """
     base = Path(root or sysconfig.get_paths()["stdlib"])
-    files = sorted(p for p in base.rglob("*.py")
-                   if not _SKIP_DIRS & set(p.relative_to(base).parts[:-1]))  # fmt: skip
+    files = sorted(
+        p for p in base.rglob("*.py") if not _SKIP_DIRS & set(p.relative_to(base).parts[:-1])
+    )
     if not files:
         raise InputError(f"no Python source files under {base}; pass root= to a stdlib copy")
     random.Random(seed).shuffle(files)
@@ -114,8 +115,14 @@ def stdlib_functions(
             if not _usable(code, kinds):
                 continue
             name = f"{owner}.{node.name}" if owner else node.name
-            out.append({"name": name, "path": str(path.relative_to(base)), "code": code,
-                        "problem": f"Implement `{name}` from the Python module `{module}`."})  # fmt: skip
+            out.append(
+                {
+                    "name": name,
+                    "path": str(path.relative_to(base)),
+                    "code": code,
+                    "problem": f"Implement `{name}` from the Python module `{module}`.",
+                }
+            )
             if len(out) == n:
                 return out
     return out
@@ -124,8 +131,15 @@ def stdlib_functions(
 def load_code_problems(path: str | os.PathLike[str]) -> list[dict[str, str]]:
     """User problems from JSONL lines ``{"problem": ..., "solution": ...}`` (one function each)."""
     recs = load_jsonl(path, ["problem", "solution"])
-    return [{"name": str(r.get("name", i)), "path": str(path), "code": str(r["solution"]),
-             "problem": str(r["problem"])} for i, r in enumerate(recs)]  # fmt: skip
+    return [
+        {
+            "name": str(r.get("name", i)),
+            "path": str(path),
+            "code": str(r["solution"]),
+            "problem": str(r["problem"]),
+        }
+        for i, r in enumerate(recs)
+    ]
 
 
 def build_code_pairs(
@@ -141,23 +155,43 @@ def build_code_pairs(
                 bad = corrupt_code(p["code"], k, rng)
             except InputError:
                 continue
-            pairs.append({"problem_id": i, "name": p.get("name", str(i)), "problem": p["problem"],
-                          "kind": k, "correct": p["code"], "corrupted": bad})  # fmt: skip
+            pairs.append(
+                {
+                    "problem_id": i,
+                    "name": p.get("name", str(i)),
+                    "problem": p["problem"],
+                    "kind": k,
+                    "correct": p["code"],
+                    "corrupted": bad,
+                }
+            )
     if not pairs:
         raise InputError("no problem could be corrupted; check that each solution is one function")
     return pairs
 
 
-def _score(model: Any, axis: ValueAxis, layer: int, problem: str, code: str, first: int,
-           window: int, metric: str, truncate: bool,
-           enable_thinking: bool) -> tuple[float, float]:  # fmt: skip
+def _score(
+    model: Any,
+    axis: ValueAxis,
+    layer: int,
+    problem: str,
+    code: str,
+    first: int,
+    window: int,
+    metric: str,
+    truncate: bool,
+    enable_thinking: bool,
+) -> tuple[float, float]:
     """(whole-code mean, mean over ``window`` tokens from char ``first`` of the code)."""
     reply = f"```python\n{code}\n```"
-    msgs = [{"role": "system", "content": CODE_SYSTEM},
-            {"role": "user", "content": CODE_USER.format(problem=problem)},
-            {"role": "assistant", "content": reply}]  # fmt: skip
-    pf, tr = prefill_trace(model, msgs, axis, layer, truncate=truncate,
-                           enable_thinking=enable_thinking)  # fmt: skip
+    msgs = [
+        {"role": "system", "content": CODE_SYSTEM},
+        {"role": "user", "content": CODE_USER.format(problem=problem)},
+        {"role": "assistant", "content": reply},
+    ]
+    pf, tr = prefill_trace(
+        model, msgs, axis, layer, truncate=truncate, enable_thinking=enable_thinking
+    )
     start = pf.start + len("```python\n")
     idx = span_tokens(tr, start, start + len(code))
     if idx.numel() == 0:
@@ -225,10 +259,12 @@ def run_code_suite(
     """
     check_metric(metric)
     if pairs is None:
-        pairs = build_code_pairs(stdlib_functions(n_problems, seed=seed, kinds=kinds), kinds,
-                                 seed=seed)  # fmt: skip
-    run = run_id("code", model, axis, layer, metric=metric, window=window,
-                 enable_thinking=enable_thinking)  # fmt: skip
+        pairs = build_code_pairs(
+            stdlib_functions(n_problems, seed=seed, kinds=kinds), kinds, seed=seed
+        )
+    run = run_id(
+        "code", model, axis, layer, metric=metric, window=window, enable_thinking=enable_thinking
+    )
     logf, done = open_log(log, run)
     rows = []
     for p in tqdm(pairs, desc="code", disable=not progress):
@@ -237,14 +273,25 @@ def run_code_suite(
             rows.append(done[key]["row"])
             continue
         good, bad = p["correct"], p["corrupted"]
-        first = next((i for i, (x, y) in enumerate(zip(good, bad, strict=False)) if x != y),
-                     min(len(good), len(bad)))  # fmt: skip
+        first = next(
+            (i for i, (x, y) in enumerate(zip(good, bad, strict=False)) if x != y),
+            min(len(good), len(bad)),
+        )
         how = (window, metric, truncate, enable_thinking)
         cw, cwin = _score(model, axis, layer, p["problem"], good, first, *how)
         bw, bwin = _score(model, axis, layer, p["problem"], bad, first, *how)
-        rows.append({"problem_id": p["problem_id"], "name": p["name"], "kind": p["kind"],
-                     "first_change_char": first, "correct_whole": cw, "corrupted_whole": bw,
-                     "correct_window": cwin, "corrupted_window": bwin})  # fmt: skip
+        rows.append(
+            {
+                "problem_id": p["problem_id"],
+                "name": p["name"],
+                "kind": p["kind"],
+                "first_change_char": first,
+                "correct_whole": cw,
+                "corrupted_whole": bw,
+                "correct_window": cwin,
+                "corrupted_window": bwin,
+            }
+        )
         if logf is not None:
             logf.append({"key": key, "run": run, "row": rows[-1]})
     table = pd.DataFrame(rows)

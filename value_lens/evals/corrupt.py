@@ -184,10 +184,22 @@ def _rename(code: str, rng: random.Random) -> list[Callable[[], str]]:
     return [make]
 
 
-_FLIP = {ast.Lt: (r"<(?!=)", ">="), ast.Gt: (r">(?!=)", "<="), ast.LtE: (r"<=", ">"),
-         ast.GtE: (r">=", "<"), ast.Eq: (r"==", "!="), ast.NotEq: (r"!=", "==")}  # fmt: skip
-_SWAP = {ast.Sub: "-", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%", ast.LShift: "<<",
-         ast.RShift: ">>"}  # fmt: skip
+_FLIP = {
+    ast.Lt: (r"<(?!=)", ">="),
+    ast.Gt: (r">(?!=)", "<="),
+    ast.LtE: (r"<=", ">"),
+    ast.GtE: (r">=", "<"),
+    ast.Eq: (r"==", "!="),
+    ast.NotEq: (r"!=", "=="),
+}
+_SWAP = {
+    ast.Sub: "-",
+    ast.Div: "/",
+    ast.FloorDiv: "//",
+    ast.Mod: "%",
+    ast.LShift: "<<",
+    ast.RShift: ">>",
+}
 _ATOMS = (ast.Name, ast.Constant, ast.Attribute, ast.Call, ast.Subscript)
 
 
@@ -211,25 +223,46 @@ def _logic(code: str, rng: random.Random) -> list[Callable[[], str]]:
                 gap = b[left.end_col_offset : right.col_offset].decode()
                 if len(re.findall(spec[0], gap)) == 1:
                     new_gap = re.sub(spec[0], spec[1], gap)
-                    cands.append(partial(_edit, lines, node.lineno, left.end_col_offset or 0,
-                                         right.col_offset, new_gap))  # fmt: skip
+                    cands.append(
+                        partial(
+                            _edit,
+                            lines,
+                            node.lineno,
+                            left.end_col_offset or 0,
+                            right.col_offset,
+                            new_gap,
+                        )
+                    )
             elif (
                 isinstance(node, ast.Constant)
                 and type(node.value) is int
                 and one_line
                 and re.fullmatch(r"[0-9_]+", seg(node))
             ):
-                cands.append(partial(_edit, lines, node.lineno, node.col_offset,
-                                     node.end_col_offset or 0, str(node.value + 1)))  # fmt: skip
+                cands.append(
+                    partial(
+                        _edit,
+                        lines,
+                        node.lineno,
+                        node.col_offset,
+                        node.end_col_offset or 0,
+                        str(node.value + 1),
+                    )
+                )
             elif isinstance(node, ast.BinOp) and type(node.op) in _SWAP and one_line:
                 ls, rs = seg(node.left), seg(node.right)
                 if ls == rs or not ls or not rs:
                     continue
-                wrap = [s if isinstance(x, _ATOMS) else f"({s})"
-                        for s, x in ((rs, node.right), (ls, node.left))]  # fmt: skip
+                wrap = [
+                    s if isinstance(x, _ATOMS) else f"({s})"
+                    for s, x in ((rs, node.right), (ls, node.left))
+                ]
                 new = f"{wrap[0]} {_SWAP[type(node.op)]} {wrap[1]}"
-                cands.append(partial(_edit, lines, node.lineno, node.col_offset,
-                                     node.end_col_offset or 0, new))  # fmt: skip
+                cands.append(
+                    partial(
+                        _edit, lines, node.lineno, node.col_offset, node.end_col_offset or 0, new
+                    )
+                )
     rng.shuffle(cands)
     return cands
 
@@ -249,8 +282,12 @@ def corrupt_code(code: str, kind: str, rng: random.Random | int | None = None) -
         raise InputError(f"unknown corruption kind {kind!r}; choose from {CORRUPTIONS}")
     r = rng if isinstance(rng, random.Random) else random.Random(rng)
     _function(code)
-    makers = {"syntax": _syntax_candidates, "shuffle": _shuffle, "rename": _rename,
-              "logic": _logic}[kind](code, r)  # fmt: skip
+    makers = {
+        "syntax": _syntax_candidates,
+        "shuffle": _shuffle,
+        "rename": _rename,
+        "logic": _logic,
+    }[kind](code, r)
     for make in makers:
         try:
             out = make()
