@@ -143,6 +143,21 @@ def test_sft_lowers_the_answer_loss_and_copies_the_model():
     assert q_base - q_whole > 2 * (q_base - q_tuned), (q_base, q_tuned, q_whole)
 
 
+def test_a_dequantised_gguf_model_trains_and_keeps_its_flag():
+    """The embedded SmolLM2 is a GGUF de-quantised to floats; the trainer refuses anything that
+    reports a GGUF quantizer, so the recipe drops the flag from its copy only."""
+    from transformers.quantizers.quantizer_gguf import GgufHfQuantizer
+    from transformers.utils.quantization_config import GgufConfig
+
+    hf, tok = tiny_qwen3_hf(seed=4)
+    quantizer = GgufHfQuantizer(GgufConfig())
+    hf.hf_quantizer, hf.is_quantized = quantizer, True
+    hf.config.quantization_config = quantizer.quantization_config
+    tuned = dpo(hf, tok, word_pairs("kite", n=4), epochs=1, batch_size=4, lora={"r": 4})
+    assert not tuned.is_quantized
+    assert hf.is_quantized and hf.hf_quantizer is quantizer
+
+
 def test_rows_for_trl_turn_thinking_off_and_keep_only_the_answer_as_completion():
     pair = word_pairs("kite", n=1)[0]
     row = recipes.dpo_rows([pair])[0]

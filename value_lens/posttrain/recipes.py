@@ -145,6 +145,18 @@ def _lora_config(peft: Any, s: _Common) -> Any:
     )  # fmt: skip
 
 
+def _forget_gguf(model: Any) -> None:
+    """A GGUF checkpoint (the embedded SmolLM2) is de-quantised to float weights when loaded, but
+    the model still reports a GGUF quantizer, which the trainer refuses. Drop that flag from our
+    copy; other quantizers (e.g. bitsandbytes, for QLoRA) are left alone."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    method = str(getattr(getattr(quantizer, "quantization_config", None), "quant_method", ""))
+    if quantizer is not None and method.lower().endswith("gguf"):
+        if not all(p.is_floating_point() for p in model.parameters()):
+            raise InputError("this GGUF model holds non-float weights; load it de-quantised")
+        quantizer.remove_quantization_config(model)
+
+
 def _copies(model_hf: Any, tokenizer: Any) -> tuple[Any, Any]:
     if isinstance(model_hf, str) or not hasattr(model_hf, "parameters"):
         raise InputError(
@@ -154,6 +166,7 @@ def _copies(model_hf: Any, tokenizer: Any) -> tuple[Any, Any]:
     if tokenizer is None:
         raise InputError("pass the model's tokenizer: dpo(model_hf, tokenizer, pairs)")
     model, tok = copy.deepcopy(model_hf), copy.deepcopy(tokenizer)
+    _forget_gguf(model)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model.train()
