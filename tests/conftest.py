@@ -26,15 +26,7 @@ TYPECHECKER = (
     "is_pep484_tower=True, strategy=beartype.BeartypeStrategy.On))"
 )
 # modules not instrumented yet, with the reason (each entry is a to-do)
-UNCHECKED: dict[str, str] = {
-    # its SteerActivation Protocol is not @runtime_checkable, so beartype cannot check `steer=`
-    "value_lens.core.generate": "SteerActivation needs @runtime_checkable",
-    "value_lens.analysis.metrics": "bootstrap_ci(groups=) gets numpy arrays; annotate them",
-    "value_lens.analysis.sweep_result": "SweepConfig gets lists and 'ridge'; widen or convert",
-    "value_lens.viz._traces": "_unit_heatmap(x=) gets a pandas Index, not a Sequence",
-    "value_lens.viz.heatmap": "tests/test_viz.py passes a str to test the friendly error",
-    "value_lens.viz.circuits": "tests/test_viz_circuits.py passes a dict for the same reason",
-}
+UNCHECKED: dict[str, str] = {}
 
 
 def _checked_modules() -> list[str]:

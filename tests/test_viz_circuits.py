@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import inspect
 import json
 import re
 import subprocess
@@ -167,4 +168,4 @@ def test_bad_input_names_the_fix():
         circuits_token_view(bad)
     assert circuits_token_view(bad, [4]).values[2] == [-0.25]  # other layers still draw
     with pytest.raises(InputError, match="ValueTrace"):
-        circuits_token_view({"a": tr})  # type: ignore[arg-type]
+        inspect.unwrap(circuits_token_view)({"a": tr})  # type: ignore[arg-type]

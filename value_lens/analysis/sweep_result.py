@@ -76,7 +76,7 @@ class SweepConfig:
     n_splits: int = 10
     n_train: int = 35
     seed: int = 0
-    train_sets: tuple[tuple[str, ...], ...] | None = None
+    train_sets: Sequence[Sequence[str]] | None = None  # stored as a tuple of tuples
     method: SweepMethod = "mean_diff"
     n_random: int = 16
     n_shuffle: int = 4

@@ -117,8 +117,8 @@ class LabelledTokens:
         **kwargs: Any,
     ) -> LabelledTokens:
         return cls(
-            [torch.tensor(x) for x in input_ids],
-            [torch.tensor(x) for x in labels],
+            [torch.tensor(x, dtype=torch.long) for x in input_ids],
+            [torch.tensor(x, dtype=torch.long) for x in labels],
             list(groups),
             **kwargs,
         )

@@ -197,8 +197,8 @@ def slope_heatmap_figure(
     text = np.where(np.isfinite(raw), np.vectorize(lambda v: f"{v:+.3g}")(np.nan_to_num(raw)), "")
     return _unit_heatmap(
         z,
-        wide.columns,
-        wide.index,
+        list(wide.columns),
+        list(wide.index),
         colorbar="slope / max |slope| of metric",
         hovertemplate="layer %{y}, %{x}<br>slope %{text}<extra></extra>",
         title=title,
