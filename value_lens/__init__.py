@@ -10,10 +10,10 @@ from value_lens._version import __version__
 from value_lens.analysis import confounds, metrics
 from value_lens.analysis.lens import logit_lens
 from value_lens.analysis.readout import ValueTrace, project, trace, value
-from value_lens.analysis.sweep import layer_sweep
+from value_lens.analysis.sweep import SweepConfig, SweepResult, layer_sweep
 from value_lens.core.chat import format_chat
 from value_lens.core.conventions import from_hidden_states_index, hook_name, to_hidden_states_index
-from value_lens.core.generate import Generation, generate
+from value_lens.core.generate import Generation, GenerationConfig, generate
 from value_lens.core.model import DEFAULT_MODEL_ID, load_model
 from value_lens.data.tokens import (
     AFTER,
@@ -37,7 +37,7 @@ from value_lens.errors import (
 from value_lens.fitting.axis import ValueAxis
 from value_lens.fitting.collect import collect_stats
 from value_lens.fitting.stats import ActivationStats
-from value_lens.steering.dose import dose_response, dose_slopes
+from value_lens.steering.dose import DoseGrid, dose_response, dose_slopes
 from value_lens.steering.steer import Steering, steer, steering_hook
 from value_lens.steering.strength import Calibration, calibrate
 from value_lens.viz import layer_token_heatmap, token_heatmap, write_report
@@ -63,6 +63,10 @@ __all__ = [
     "ValueLensError",
     "ValueTrace",
     "generate",
+    "GenerationConfig",
+    "DoseGrid",
+    "SweepConfig",
+    "SweepResult",
     "Generation",
     "steer",
     "steering_hook",

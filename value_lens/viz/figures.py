@@ -29,7 +29,6 @@ from value_lens.errors import InputError
 from value_lens.viz._traces import PALETTE as _PALETTE
 from value_lens.viz._traces import (
     _band,
-    _ci_band,  # noqa: F401  (figures_evals imports it from here; move that import to _traces)
     _line_with_band,
     _sd_band,
     _titled,

@@ -19,14 +19,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from value_lens.errors import InputError
-from value_lens.viz.figures import (
-    _PALETTE,
-    _band,
-    _ci_band,
-    _titled,
-    _unit_heatmap,
-    require_columns,
-)
+from value_lens.viz._traces import PALETTE as _PALETTE
+from value_lens.viz._traces import _band, _ci_band, _titled, _unit_heatmap, require_columns
 
 __all__ = [
     "backtracking_band_figure",
