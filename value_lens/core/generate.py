@@ -11,6 +11,10 @@ Settings live in one :class:`GenerationConfig`, shared with
 :func:`value_lens.steering.dose.dose_response` and the evaluation suites; keyword overrides
 (``generate(model, prompts, max_new_tokens=16)``) set its fields for one call.
 
+``monitor=`` (:mod:`value_lens.analysis.monitor`) hooks go in after the steering hooks, so the
+monitor reads the *steered* residual; a monitored call runs one extra step (its token dropped) to
+read the last kept token, and keeps exactly the tokens of the same call without a monitor.
+
 Reproducibility: greedy decoding (``temperature=0``) is deterministic. Sampling draws from the
 global torch RNG inside ``torch.random.fork_rng``, seeded with ``seed + batch_index``, so the
 same call gives the same texts and leaves the caller's RNG state untouched. Sampled outputs
@@ -31,7 +35,14 @@ from value_lens.core.chat import format_chat
 from value_lens.core.model import model_device, n_ctx, to_token_ids
 from value_lens.errors import InputError
 
-__all__ = ["Generation", "GenerationConfig", "SteerActivation", "format_prompts", "generate"]
+__all__ = [
+    "Generation",
+    "GenerationConfig",
+    "GenerationMonitor",
+    "SteerActivation",
+    "format_prompts",
+    "generate",
+]
 
 
 @runtime_checkable
@@ -40,6 +51,27 @@ class SteerActivation(Protocol):
 
     def activate(
         self, *, prompt_lens: torch.Tensor, pads: torch.Tensor
+    ) -> contextlib.AbstractContextManager[Any]: ...
+
+
+@runtime_checkable
+class GenerationMonitor(Protocol):
+    """What ``generate(monitor=...)`` needs: read-only hooks installed for one batch.
+
+    It yields a run with ``criterion`` (a ``StoppingCriteria`` or ``None``), ``stopped()``
+    (per row: tokens kept if a stop rule ended it, else ``None``) and ``traces(token_ids)``.
+    """
+
+    def activate(
+        self,
+        model: Any,
+        *,
+        prompt_lens: torch.Tensor,
+        pads: torch.Tensor,
+        rows: Sequence[int],
+        max_new_tokens: int,
+        stop_ids: Sequence[int],
+        stop_when: Any,
     ) -> contextlib.AbstractContextManager[Any]: ...
 
 
@@ -110,6 +142,9 @@ class Generation:
         hit_limit: True when ``max_new_tokens`` ran out before a stop token.
         enable_thinking: the chat-template switch the prompt was rendered with (``None`` for a
             raw-text prompt, which no template touched).
+        trace: with ``generate(monitor=...)``, what the monitor recorded over the prompt plus
+            the new tokens (a :class:`value_lens.analysis.readout.ValueTrace`); else ``None``.
+        stopped: True when the monitor's stop rule ended this row early.
     """
 
     prompt: str
@@ -118,6 +153,8 @@ class Generation:
     output_ids: Int[torch.Tensor, " N"]
     hit_limit: bool
     enable_thinking: bool | None = None
+    trace: Any = None
+    stopped: bool = False
 
     @property
     def n_tokens(self) -> int:
@@ -213,6 +250,8 @@ def generate(
     config: GenerationConfig | None = None,
     *,
     steer: SteerActivation | Sequence[SteerActivation] | None = None,
+    monitor: GenerationMonitor | None = None,
+    stop_when: Any = None,
     progress: bool = False,
     **overrides: Any,
 ) -> list[Generation]:
@@ -227,6 +266,11 @@ def generate(
             off (the paper's setting), recorded on every :class:`Generation`.
         steer: a :class:`value_lens.steering.steer.Steering` (or several); its hooks are installed
             for each batch with that batch's prompt lengths and padding.
+        monitor: a :func:`value_lens.analysis.monitor.monitor`: reads the value of every token
+            in the same decoding pass (it reads the steered residual) and fills
+            :attr:`Generation.trace`.
+        stop_when: stop rule(s) (:mod:`value_lens.analysis.stop`) the monitor checks after each
+            new token; a row that meets one ends with that token, the others are untouched.
         progress: show a tqdm bar over batches.
         overrides: :class:`GenerationConfig` fields set on top of ``config``, e.g.
             ``max_new_tokens=16``.
@@ -254,15 +298,24 @@ def generate(
                 "this Steering was built for another model object; build it with "
                 "value_lens.steering.steer(model, ...) for the model you generate with"
             )
+    if monitor is not None and not hasattr(monitor, "activate"):
+        raise InputError(f"monitor= takes a value_lens.monitor(axis, layers), got {type(monitor)}")
+    if stop_when is not None and monitor is None:
+        raise InputError(
+            "stop_when= needs a monitor to compute the values it reads: pass "
+            "monitor=value_lens.monitor(axis, layers) as well"
+        )
+    extra = 0 if monitor is None else 1  # one more step reads the last kept token's value
     texts = format_prompts(model, prompts, enable_thinking=enable_thinking, system=cfg.system)
     is_chat = _chat_flags(prompts)
     ids = [to_token_ids(model, t) for t in texts]
     limit = n_ctx(model)
-    too_long = [i for i, x in enumerate(ids) if x.numel() + max_new_tokens > limit]
+    too_long = [i for i, x in enumerate(ids) if x.numel() + max_new_tokens + extra > limit]
     if too_long:
         raise InputError(
             f"prompt {too_long[0]} has {ids[too_long[0]].numel()} tokens; with "
-            f"max_new_tokens={max_new_tokens} it exceeds the model context {limit}. "
+            f"max_new_tokens={max_new_tokens} (+1 when monitored) it exceeds the model "
+            f"context {limit}. "
             "Shorten it or lower max_new_tokens."
         )
     tok = model.tokenizer
@@ -292,10 +345,24 @@ def generate(
             torch.manual_seed(cfg.seed + b)
             for s in steers:
                 stack.enter_context(s.activate(prompt_lens=lens, pads=pads))
+            run = None
+            if monitor is not None:  # after the steering: its hooks then read steered values
+                run = stack.enter_context(
+                    monitor.activate(
+                        model,
+                        prompt_lens=lens,
+                        pads=pads,
+                        rows=list(rows),
+                        max_new_tokens=max_new_tokens,
+                        stop_ids=stop,
+                        stop_when=stop_when,
+                    )
+                )
+            criterion = None if run is None else run.criterion
             seqs = model.generate(
                 tokens.to(device),
                 attention_mask=mask.to(device),
-                max_new_tokens=max_new_tokens,
+                max_new_tokens=max_new_tokens + extra,
                 do_sample=cfg.temperature > 0,
                 temperature=cfg.temperature if cfg.temperature > 0 else 1.0,
                 top_p=cfg.top_p if cfg.top_p < 1 else None,
@@ -303,21 +370,31 @@ def generate(
                 use_past_kv_cache=cfg.use_cache,
                 return_type="tokens",
                 verbose=False,
+                **({} if criterion is None else {"stopping_criteria": criterion}),
             )
-        new = seqs[:, width:].to("cpu")
+        new = seqs[:, width : width + max_new_tokens].to("cpu")
+        ruled: list[int | None] = [None] * len(rows) if run is None else run.stopped()
+        ends = [
+            min(
+                [k for k, t in enumerate(new[j].tolist()) if t in stop]
+                + [max_new_tokens, max_new_tokens if r is None else r]
+            )
+            for j, r in enumerate(ruled)
+        ]
+        kept = [torch.cat([ids[i], new[j, : ends[j]]]) for j, i in enumerate(rows)]
+        traces: list[Any] = [None] * len(rows) if run is None else run.traces(kept)
         for j, i in enumerate(rows):
-            row = new[j]
-            hits = [k for k, t in enumerate(row.tolist()) if t in stop]
-            end = hits[0] if hits else row.numel()
-            out_ids = row[:end].clone()
+            out_ids = new[j, : ends[j]].clone()
             out.append(
                 Generation(
                     prompt=texts[i],
                     text=tok.decode(out_ids.tolist(), skip_special_tokens=True),
                     prompt_ids=ids[i],
                     output_ids=out_ids,
-                    hit_limit=not hits,
+                    hit_limit=ruled[j] is None and ends[j] == max_new_tokens,
                     enable_thinking=enable_thinking if is_chat[i] else None,
+                    trace=traces[j],
+                    stopped=ruled[j] is not None,
                 )
             )
     return out
