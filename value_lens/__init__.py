@@ -7,8 +7,9 @@ Data flows one way: conversations -> :class:`LabelledTokens` -> :func:`collect_s
 import value_lens.data.icrl  # noqa: F401  (value_lens.data.icrl.CRITERIA etc.)
 from value_lens import compare, data, evals, pipeline, viz
 from value_lens._version import __version__
-from value_lens.analysis import confounds, metrics
+from value_lens.analysis import confounds, metrics, stop
 from value_lens.analysis.lens import logit_lens
+from value_lens.analysis.monitor import monitor
 from value_lens.analysis.readout import ValueTrace, project, trace, value
 from value_lens.analysis.sweep import SweepConfig, SweepResult, layer_sweep
 from value_lens.core.chat import format_chat
@@ -96,5 +97,7 @@ __all__ = [
     "project",
     "to_hidden_states_index",
     "trace",
+    "monitor",
+    "stop",
     "value",
 ]
