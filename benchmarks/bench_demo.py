@@ -35,8 +35,9 @@ def _headline(out: Path) -> dict:
 
     sweep = pd.read_csv(out / "sweep.csv")
     table = control_table(sweep)
-    rows = {r.column: [round(r.auroc, 4), round(r.lo, 4), round(r.hi, 4)]
-            for r in table.itertuples()}  # fmt: skip
+    rows = {
+        r.column: [round(r.auroc, 4), round(r.lo, 4), round(r.hi, 4)] for r in table.itertuples()
+    }
     return {
         "best_layer": int(table["layer"].iloc[0]),
         "auroc_lo_hi": rows,
@@ -81,8 +82,10 @@ def main() -> None:
         "tokens": next((s.get("tokens") for s in steps if s["step"] == "data"), None),
         "headline": headline,
     }
-    print(f"demo ({res['setting']}, {res['model']}): {wall:.0f} s wall "
-          f"= {res['ratio_to_10_minute_target']:.2f} x the 10-minute target")  # fmt: skip
+    print(
+        f"demo ({res['setting']}, {res['model']}): {wall:.0f} s wall "
+        f"= {res['ratio_to_10_minute_target']:.2f} x the 10-minute target"
+    )
     for k, v in per_step.items():
         print(f"  {k:9s} {v:7.1f} s")
     print(json.dumps(headline, indent=1))

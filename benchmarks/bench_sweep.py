@@ -59,8 +59,9 @@ def synthetic_icrl(
             if placebo:
                 s0 = para // 2
                 lab[s0 : s0 + para] = [3] * cut + [-1] + [4] * (para - cut - 1)
-                m["placebo_turns"] = [{"turn_start": s0, "turn_end": s0 + para,
-                                       "cut": [s0 + cut] * 2}]  # fmt: skip
+                m["placebo_turns"] = [
+                    {"turn_start": s0, "turn_end": s0 + para, "cut": [s0 + cut] * 2}
+                ]
             ids.append(torch.randint(100, vocab, (length,), generator=gen))
             labs.append(torch.tensor(lab))
             groups.append(f"crit{g}")
@@ -79,11 +80,16 @@ def bench_controls(model: object, quick: bool, splits: int, path: Path) -> None:
         sw = layer_sweep(model, data, n_splits=splits, n_train=35, progress=False)
         total = time.process_time() - c
         tm = sw.timings
-        out[name] = {"n_sequences": len(data), "n_tokens": data.n_tokens,
-                     "n_labelled": sw.n_tokens,
-                     "n_placebo": sw.n_placebo_tokens, "total_cpu_s": total,
-                     "collect_cpu_s": tm["collect_cpu_s"], "refit_cpu_s": tm["refit_cpu_s"],
-                     "did_auroc_mean_nan": bool(sw.table["did_auroc_mean"].isna().all())}  # fmt: skip
+        out[name] = {
+            "n_sequences": len(data),
+            "n_tokens": data.n_tokens,
+            "n_labelled": sw.n_tokens,
+            "n_placebo": sw.n_placebo_tokens,
+            "total_cpu_s": total,
+            "collect_cpu_s": tm["collect_cpu_s"],
+            "refit_cpu_s": tm["refit_cpu_s"],
+            "did_auroc_mean_nan": bool(sw.table["did_auroc_mean"].isna().all()),
+        }
         print(name, json.dumps(out[name]), flush=True)
     w, wo = out["with_controls"], out["without_placebo"]
     out["ratio_total_cpu"] = w["total_cpu_s"] / wo["total_cpu_s"]  # type: ignore[index]
@@ -128,8 +134,12 @@ def main() -> None:
     hook = model.embed.register_forward_hook(
         lambda _m, _a, o: seen.__setitem__(0, seen[0] + o.shape[0])
     )
-    runs = (("single_pass", 1.0, None, ClusterCI()), ("two_pass", 0.0, None, ClusterCI()),
-            ("with_stats", 1.0, stats, ClusterCI()), ("single_pass_no_ci", 1.0, None, None))  # fmt: skip
+    runs = (
+        ("single_pass", 1.0, None, ClusterCI()),
+        ("two_pass", 0.0, None, ClusterCI()),
+        ("with_stats", 1.0, stats, ClusterCI()),
+        ("single_pass_no_ci", 1.0, None, None),
+    )
     for name, mem, st, ci in runs:
         seen[0] = 0
         c = time.process_time()
@@ -162,8 +172,9 @@ def main() -> None:
         return
 
     gen = torch.Generator().manual_seed(0)
-    axis = ValueAxis(torch.randn(n_layers(model), d_model(model), generator=gen),
-                     model_id=model_id(model))  # fmt: skip
+    axis = ValueAxis(
+        torch.randn(n_layers(model), d_model(model), generator=gen), model_id=model_id(model)
+    )
     layer = n_layers(model) * 2 // 3
     suites = {}
     t = time.perf_counter()
@@ -177,22 +188,35 @@ def main() -> None:
     res = run_backtracking_suite(model, axis, layer, texts=texts, progress=False)
     dt = time.perf_counter() - t
     n_tok = int(res.table["n_tokens"].sum())
-    suites["backtracking_texts"] = {"rollouts": len(texts), "seconds": dt,
-                                    "tokens_per_s": n_tok / dt}  # fmt: skip
+    suites["backtracking_texts"] = {
+        "rollouts": len(texts),
+        "seconds": dt,
+        "tokens_per_s": n_tok / dt,
+    }
     n_prob = 2 if q else 4
     t = time.perf_counter()
     conf_gen = CONFIDENCE_GENERATION.with_overrides(max_new_tokens=48)
-    res = run_confidence_suite(model, axis, layer, n_problems=n_prob, gen=conf_gen, n_samples=4,
-                               progress=False)  # fmt: skip
+    res = run_confidence_suite(
+        model, axis, layer, n_problems=n_prob, gen=conf_gen, n_samples=4, progress=False
+    )
     dt = time.perf_counter() - t
-    suites["confidence"] = {"problems": n_prob, "max_new_tokens": 48, "n_samples": 4,
-                            "seconds": dt, "problems_per_s": n_prob / dt,
-                            "n_unparseable": int(res.summary["n_unparseable"].iloc[0])}  # fmt: skip
+    suites["confidence"] = {
+        "problems": n_prob,
+        "max_new_tokens": 48,
+        "n_samples": 4,
+        "seconds": dt,
+        "problems_per_s": n_prob / dt,
+        "n_unparseable": int(res.summary["n_unparseable"].iloc[0]),
+    }
     out["suites"] = suites
 
     for name, rec in suites.items():
-        print(f"{name:20s} " + "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                                          for k, v in rec.items()))  # fmt: skip
+        print(
+            f"{name:20s} "
+            + "  ".join(
+                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()
+            )
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {path}")

@@ -37,16 +37,29 @@ def synthetic_trace(n_tokens: int, n_layers: int, seed: int = 0) -> ValueTrace:
     words = ["the", " value", " axis", " Wait", ",", " actually", "\n", " 42", " fox", "."]
     tokens = [words[i % len(words)] for i in range(n_tokens)]
     cos = torch.randn(n_layers, n_tokens, generator=g).cumsum(1) * 0.002
-    return ValueTrace(tokens, torch.arange(n_tokens), list(range(n_layers)), cos, cos * 300,
-                      torch.full((n_tokens, 2), -1))  # fmt: skip
+    return ValueTrace(
+        tokens,
+        torch.arange(n_tokens),
+        list(range(n_layers)),
+        cos,
+        cos * 300,
+        torch.full((n_tokens, 2), -1),
+    )
 
 
 def naive_figure(tr: ValueTrace) -> go.Figure:
     """Full resolution, one hover string per cell (the baseline)."""
     z = tr.cosine.numpy()
     text = [[f"pos {t}: {tr.tokens[t]!r}" for t in range(z.shape[1])] for _ in tr.layers]
-    return go.Figure(go.Heatmap(z=z, text=text, colorscale="RdBu", zmid=0,
-                                hovertemplate="%{text}<br>layer %{y}<br>%{z:.4f}"))  # fmt: skip
+    return go.Figure(
+        go.Heatmap(
+            z=z,
+            text=text,
+            colorscale="RdBu",
+            zmid=0,
+            hovertemplate="%{text}<br>layer %{y}<br>%{z:.4f}",
+        )
+    )
 
 
 def timed(fn: Any, repeat: int = 3) -> tuple[float, Any]:
@@ -66,8 +79,16 @@ def browser_seconds(html: str, repeat: int = 2) -> float:
     with tempfile.TemporaryDirectory() as d:
         page, shot = Path(d) / "p.html", Path(d) / "s.png"
         page.write_text(html)
-        cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1200,900",
-               f"--user-data-dir={d}/profile", f"--screenshot={shot}", page.as_uri()]  # fmt: skip
+        cmd = [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1200,900",
+            f"--user-data-dir={d}/profile",
+            f"--screenshot={shot}",
+            page.as_uri(),
+        ]
         best = float("inf")
         for _ in range(repeat):
             t0 = time.perf_counter()
@@ -92,16 +113,38 @@ def main() -> None:
             return fig.to_html(include_plotlyjs=False, full_html=False)
 
         t, html = timed(ours)
-        rows.append({"what": "layer_token_heatmap", "tokens": n, "layers": args.layers,
-                     "seconds": t, "html_bytes": len(html)})  # fmt: skip
+        rows.append(
+            {
+                "what": "layer_token_heatmap",
+                "tokens": n,
+                "layers": args.layers,
+                "seconds": t,
+                "html_bytes": len(html),
+            }
+        )
         if n == args.tokens:
-            t, html = timed(lambda tr=tr: naive_figure(tr).to_html(include_plotlyjs=False,
-                                                                    full_html=False), 1)  # fmt: skip
-            rows.append({"what": "naive full-resolution heatmap (baseline)", "tokens": n,
-                         "layers": args.layers, "seconds": t, "html_bytes": len(html)})  # fmt: skip
+            t, html = timed(
+                lambda tr=tr: naive_figure(tr).to_html(include_plotlyjs=False, full_html=False), 1
+            )
+            rows.append(
+                {
+                    "what": "naive full-resolution heatmap (baseline)",
+                    "tokens": n,
+                    "layers": args.layers,
+                    "seconds": t,
+                    "html_bytes": len(html),
+                }
+            )
             t, hm = timed(lambda tr=tr: token_heatmap(tr, args.layers // 2).html)
-            rows.append({"what": "token_heatmap (one layer, all tokens)", "tokens": n,
-                         "layers": 1, "seconds": t, "html_bytes": len(hm)})  # fmt: skip
+            rows.append(
+                {
+                    "what": "token_heatmap (one layer, all tokens)",
+                    "tokens": n,
+                    "layers": 1,
+                    "seconds": t,
+                    "html_bytes": len(hm),
+                }
+            )
             out = RESULTS / "bench_viz_report.html"
 
             def report(tr: ValueTrace = tr, out: Path = out) -> int:
@@ -112,18 +155,34 @@ def main() -> None:
                 return write_report(out, figs).stat().st_size
 
             t, size = timed(report, 1)
-            rows.append({"what": "write_report (both views, plotly.js inlined)", "tokens": n,
-                         "layers": args.layers, "seconds": t, "html_bytes": size})  # fmt: skip
+            rows.append(
+                {
+                    "what": "write_report (both views, plotly.js inlined)",
+                    "tokens": n,
+                    "layers": args.layers,
+                    "seconds": t,
+                    "html_bytes": size,
+                }
+            )
             out.unlink()
     if args.browser:
         tr = synthetic_trace(args.tokens, args.layers)
         empty = browser_seconds("<html><body>empty</body></html>")
-        for what, fig in (("layer_token_heatmap", layer_token_heatmap(tr)),
-                          ("naive full-resolution heatmap (baseline)", naive_figure(tr))):  # fmt: skip
+        for what, fig in (
+            ("layer_token_heatmap", layer_token_heatmap(tr)),
+            ("naive full-resolution heatmap (baseline)", naive_figure(tr)),
+        ):
             page = fig.to_html(include_plotlyjs=True)
             t = browser_seconds(page) - empty
-            rows.append({"what": f"Chromium draws: {what}", "tokens": args.tokens,
-                         "layers": args.layers, "seconds": t, "html_bytes": len(page)})  # fmt: skip
+            rows.append(
+                {
+                    "what": f"Chromium draws: {what}",
+                    "tokens": args.tokens,
+                    "layers": args.layers,
+                    "seconds": t,
+                    "html_bytes": len(page),
+                }
+            )
     base = next(r for r in rows if r["what"].startswith("naive"))
     ours10 = rows[0]
     longest = [r for r in rows if r["what"] == "layer_token_heatmap"][-1]
@@ -137,8 +196,10 @@ def main() -> None:
         summary["browser_time_ratio_vs_naive"] = drawn[0]["seconds"] / drawn[1]["seconds"]
     print(f"{'what':58s} {'tokens':>7s} {'layers':>6s} {'seconds':>8s} {'HTML MB':>8s}")
     for r in rows:
-        print(f"{r['what']:58s} {r['tokens']:7d} {r['layers']:6d} {r['seconds']:8.3f} "
-              f"{r['html_bytes'] / 1e6:8.3f}")  # fmt: skip
+        print(
+            f"{r['what']:58s} {r['tokens']:7d} {r['layers']:6d} {r['seconds']:8.3f} "
+            f"{r['html_bytes'] / 1e6:8.3f}"
+        )
     print(json.dumps({k: round(v, 4) for k, v in summary.items()}))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "bench_viz.json").write_text(

@@ -43,8 +43,23 @@ def corpus(tmp_path_factory) -> Path:
 def built(tmp_path_factory, corpus) -> Path:
     """A results folder where `value-lens build` ran on the tiny model (3 criteria)."""
     out = tmp_path_factory.mktemp("built")
-    code = main(["build", "--model", "tiny", "--out", str(out), "--criteria", "first:3",
-                 "--n-per-criterion", "1", "--corpus", str(corpus), "--seed", "1"])  # fmt: skip
+    code = main(
+        [
+            "build",
+            "--model",
+            "tiny",
+            "--out",
+            str(out),
+            "--criteria",
+            "first:3",
+            "--n-per-criterion",
+            "1",
+            "--corpus",
+            str(corpus),
+            "--seed",
+            "1",
+        ]
+    )
     assert code == 0
     return out
 
@@ -60,8 +75,19 @@ def test_build_writes_axis_stats_and_metadata(built):
 
 
 def test_trace_text_and_file(built, capsys, tmp_path):
-    code, out, _ = run(capsys, "trace", "Wait, actually: the fox!", "--model", "tiny",
-                       "--out", built, "--layer", "0", "--name", "fox")  # fmt: skip
+    code, out, _ = run(
+        capsys,
+        "trace",
+        "Wait, actually: the fox!",
+        "--model",
+        "tiny",
+        "--out",
+        built,
+        "--layer",
+        "0",
+        "--name",
+        "fox",
+    )
     assert code == 0 and "mean value at layer 0" in out
     page = built / "trace-fox.html"
     html = page.read_text()
@@ -70,8 +96,20 @@ def test_trace_text_and_file(built, capsys, tmp_path):
     assert rec["layers"] == [0, 1] and len(rec["cosine"][0]) == len(rec["tokens"])
     msgs = tmp_path / "chat.json"
     msgs.write_text(json.dumps([{"role": "user", "content": "Is 91 prime?"}]))
-    code, out, _ = run(capsys, "trace", "--file", msgs, "--model", "tiny", "--out", built,
-                       "--layers", "1", "--name", "chat")  # fmt: skip
+    code, out, _ = run(
+        capsys,
+        "trace",
+        "--file",
+        msgs,
+        "--model",
+        "tiny",
+        "--out",
+        built,
+        "--layers",
+        "1",
+        "--name",
+        "chat",
+    )
     assert code == 0
     assert json.loads((built / "trace-chat.json").read_text())["layers"] == [1]
 
@@ -79,27 +117,77 @@ def test_trace_text_and_file(built, capsys, tmp_path):
 def test_trace_with_the_papers_npy_axis(capsys, tmp_path):
     arr = np.random.default_rng(0).standard_normal((3, 64))  # n_layers + 1 rows
     np.save(tmp_path / "value_axis.npy", arr)
-    code, out, err = run(capsys, "trace", "hello", "--model", "tiny", "--out", tmp_path,
-                         "--axis", tmp_path / "value_axis.npy")  # fmt: skip
+    code, out, err = run(
+        capsys,
+        "trace",
+        "hello",
+        "--model",
+        "tiny",
+        "--out",
+        tmp_path,
+        "--axis",
+        tmp_path / "value_axis.npy",
+    )
     assert code == 0, err
     rec = json.loads((tmp_path / "trace-text.json").read_text())
     assert rec["layers"] == [0]  # the post-norm last row is dropped
-    code, _, err = run(capsys, "trace", "hello", "--chat", "--model", "tiny", "--out", tmp_path,
-                       "--axis", tmp_path / "value_axis.npy", "--name", "chat")  # fmt: skip
+    code, _, err = run(
+        capsys,
+        "trace",
+        "hello",
+        "--chat",
+        "--model",
+        "tiny",
+        "--out",
+        tmp_path,
+        "--axis",
+        tmp_path / "value_axis.npy",
+        "--name",
+        "chat",
+    )
     assert code == 0, err
     assert "<|im_start|>" in "".join(
         json.loads((tmp_path / "trace-chat.json").read_text())["tokens"]
     )
     # an imported axis has no residual norms: percent strengths need a calibration
-    code, _, err = run(capsys, "steer", "--model", "tiny", "--out", tmp_path, "--prompt", "hi",
-                       "--axis", tmp_path / "value_axis.npy", "--layers", "0", "--alpha", "5")  # fmt: skip
+    code, _, err = run(
+        capsys,
+        "steer",
+        "--model",
+        "tiny",
+        "--out",
+        tmp_path,
+        "--prompt",
+        "hi",
+        "--axis",
+        tmp_path / "value_axis.npy",
+        "--layers",
+        "0",
+        "--alpha",
+        "5",
+    )
     assert_user_error(code, err, 1, "calibration")
 
 
 def test_sweep(built, capsys, corpus):
-    code, out, err = run(capsys, "sweep", "--model", "tiny", "--out", built, "--criteria",
-                         "first:3", "--n-per-criterion", "1", "--corpus", corpus,
-                         "--splits", "2", "--seed", "1")  # fmt: skip
+    code, out, err = run(
+        capsys,
+        "sweep",
+        "--model",
+        "tiny",
+        "--out",
+        built,
+        "--criteria",
+        "first:3",
+        "--n-per-criterion",
+        "1",
+        "--corpus",
+        corpus,
+        "--splits",
+        "2",
+        "--seed",
+        "1",
+    )
     assert code == 0, err
     df = pd.read_csv(built / "sweep.csv")
     assert df["layer"].tolist() == [0, 1]
@@ -115,16 +203,52 @@ def test_sweep(built, capsys, corpus):
 
 
 def test_steer_single_and_grid(built, capsys):
-    code, out, err = run(capsys, "steer", "--model", "tiny", "--out", built, "--prompt", "hi",
-                         "--prompt", "2+2?", "--layers", "1", "--alpha", "50", "--unit", "raw",
-                         "--max-new-tokens", "4")  # fmt: skip
+    code, out, err = run(
+        capsys,
+        "steer",
+        "--model",
+        "tiny",
+        "--out",
+        built,
+        "--prompt",
+        "hi",
+        "--prompt",
+        "2+2?",
+        "--layers",
+        "1",
+        "--alpha",
+        "50",
+        "--unit",
+        "raw",
+        "--max-new-tokens",
+        "4",
+    )
     assert code == 0, err
     lines = [json.loads(x) for x in out.splitlines()]
     assert [x["prompt"] for x in lines] == ["hi", "2+2?"]
     assert "alpha=50 raw @ layer 1" in lines[0]
-    code, out, err = run(capsys, "steer", "--model", "tiny", "--out", built, "--prompt", "hi",
-                         "--layers", "1", "--alpha", "-20", "--alpha", "0", "--alpha", "20",
-                         "--unit", "raw", "--max-new-tokens", "3")  # fmt: skip
+    code, out, err = run(
+        capsys,
+        "steer",
+        "--model",
+        "tiny",
+        "--out",
+        built,
+        "--prompt",
+        "hi",
+        "--layers",
+        "1",
+        "--alpha",
+        "-20",
+        "--alpha",
+        "0",
+        "--alpha",
+        "20",
+        "--unit",
+        "raw",
+        "--max-new-tokens",
+        "3",
+    )
     assert code == 0, err
     dose = pd.read_csv(built / "dose.csv")
     assert sorted(set(dose["alpha"])) == [-20.0, 0.0, 20.0] and set(dose["layer"]) == {1}
@@ -133,8 +257,22 @@ def test_steer_single_and_grid(built, capsys):
 
 @pytest.mark.parametrize("suite", ["code", "backtracking", "confidence"])
 def test_eval_suites(built, capsys, suite):
-    code, out, err = run(capsys, "eval", "--suite", suite, "--model", "tiny", "--out", built,
-                         "--n", "2", "--max-new-tokens", "6", "--layer", "1")  # fmt: skip
+    code, out, err = run(
+        capsys,
+        "eval",
+        "--suite",
+        suite,
+        "--model",
+        "tiny",
+        "--out",
+        built,
+        "--n",
+        "2",
+        "--max-new-tokens",
+        "6",
+        "--layer",
+        "1",
+    )
     assert code == 0, err
     meta = json.loads((built / "run.json").read_text())
     assert meta[f"eval_{suite}"] == {"layer": 1, "n": 2, "seed": 0}
@@ -150,16 +288,31 @@ def test_report_collects_everything(built, capsys):
     assert code == 0, err
     html = Path(out.strip()).read_text()
     assert external_urls(html) == [] and "CLI test" in html and "trace: rep" in html
-    heads = {"sweep.csv": "Held-out layer sweep", "dose.csv": "Steering dose-response",
-             "code.csv": "Correct vs corrupted code", "confidence.csv": "Verbalized confidence",
-             "backtracking_bands.csv": "value per token band"}  # fmt: skip
+    heads = {
+        "sweep.csv": "Held-out layer sweep",
+        "dose.csv": "Steering dose-response",
+        "code.csv": "Correct vs corrupted code",
+        "confidence.csv": "Verbalized confidence",
+        "backtracking_bands.csv": "value per token band",
+    }
     for name, head in heads.items():
         assert ((built / name).exists()) == (head in html), name
 
 
 def test_demo_subcommand_quick_on_tiny(capsys, tmp_path, corpus):
-    code, out, err = run(capsys, "demo", "--model", "tiny", "--quick", "--out", tmp_path,
-                         "--corpus", corpus, "--criteria", "first:3")  # fmt: skip
+    code, out, err = run(
+        capsys,
+        "demo",
+        "--model",
+        "tiny",
+        "--quick",
+        "--out",
+        tmp_path,
+        "--corpus",
+        corpus,
+        "--criteria",
+        "first:3",
+    )
     assert code == 0, err
     assert Path(out.strip()) == tmp_path / "report.html"
     steps = [json.loads(x)["step"] for x in (tmp_path / "steps.jsonl").read_text().splitlines()]
@@ -184,8 +337,9 @@ def _labelled(out: Path):
 def test_build_each_method_equals_the_python_fit(method, corpus, tmp_path, capsys):
     from value_lens.fitting.collect import collect_stats
 
-    code, _, err = run(capsys, "build", *BUILD_ARGS, "--corpus", corpus, "--out", tmp_path,
-                       "--method", method)  # fmt: skip
+    code, _, err = run(
+        capsys, "build", *BUILD_ARGS, "--corpus", corpus, "--out", tmp_path, "--method", method
+    )
     assert code == 0, err
     built = ValueAxis.load(tmp_path / "axis.safetensors")
     m, data = _labelled(tmp_path)
@@ -204,8 +358,10 @@ def test_build_each_method_equals_the_python_fit(method, corpus, tmp_path, capsy
 def built_sd(tmp_path_factory, corpus) -> Path:
     """`value-lens build --unit sd`: the axis stores each layer's projection sd."""
     out = tmp_path_factory.mktemp("built_sd")
-    assert main(["build", *BUILD_ARGS, "--corpus", str(corpus), "--out", str(out),
-                 "--unit", "sd"]) == 0  # fmt: skip
+    assert (
+        main(["build", *BUILD_ARGS, "--corpus", str(corpus), "--out", str(out), "--unit", "sd"])
+        == 0
+    )
     return out
 
 
@@ -232,16 +388,48 @@ def test_steer_each_unit_converts_alpha(built_sd, unit, capsys):
     axis = ValueAxis.load(built_sd / "axis.safetensors")
     norm, sd = _oracle_scales(built_sd, axis)
     expect = {"raw": 2.0, "percent": 2.0 / 100 * norm, "sd": 2.0 * sd}[unit]
-    code, out, err = run(capsys, "steer", "--model", "tiny", "--out", built_sd, "--prompt", "hi",
-                         "--layers", "0", "--alpha", "2", "--unit", unit,
-                         "--max-new-tokens", "2")  # fmt: skip
+    code, out, err = run(
+        capsys,
+        "steer",
+        "--model",
+        "tiny",
+        "--out",
+        built_sd,
+        "--prompt",
+        "hi",
+        "--layers",
+        "0",
+        "--alpha",
+        "2",
+        "--unit",
+        unit,
+        "--max-new-tokens",
+        "2",
+    )
     assert code == 0, err
     line = json.loads(out.splitlines()[0])
     assert line["layer"] == 0 and line["raw_alpha"] == pytest.approx(expect, rel=1e-4)
     if unit == "sd":  # the dose-response grid converts the same way
-        code, _, err = run(capsys, "steer", "--model", "tiny", "--out", built_sd, "--prompt",
-                           "hi", "--layers", "0", "--alpha", "-2", "--alpha", "2", "--unit",
-                           "sd", "--max-new-tokens", "2")  # fmt: skip
+        code, _, err = run(
+            capsys,
+            "steer",
+            "--model",
+            "tiny",
+            "--out",
+            built_sd,
+            "--prompt",
+            "hi",
+            "--layers",
+            "0",
+            "--alpha",
+            "-2",
+            "--alpha",
+            "2",
+            "--unit",
+            "sd",
+            "--max-new-tokens",
+            "2",
+        )
         assert code == 0, err
         dose = pd.read_csv(built_sd / "dose.csv")
         got = dose.groupby("alpha")["raw_alpha"].first()
@@ -249,8 +437,22 @@ def test_steer_each_unit_converts_alpha(built_sd, unit, capsys):
 
 
 def test_steer_sd_on_an_axis_without_sd_names_the_fix(built, capsys):
-    code, _, err = run(capsys, "steer", "--model", "tiny", "--out", built, "--prompt", "hi",
-                       "--layers", "0", "--alpha", "1", "--unit", "sd")  # fmt: skip
+    code, _, err = run(
+        capsys,
+        "steer",
+        "--model",
+        "tiny",
+        "--out",
+        built,
+        "--prompt",
+        "hi",
+        "--layers",
+        "0",
+        "--alpha",
+        "1",
+        "--unit",
+        "sd",
+    )
     assert_user_error(code, err, 1, "value-lens build --unit sd")
 
 
@@ -275,8 +477,19 @@ def test_default_layer_is_the_papers_on_a_36_block_model(tmp_path, capsys):
     code, out, err = run(capsys, "trace", "Wait, is it?", *common)
     assert code == 0, err
     assert "mean value at layer 20:" in out  # the paper's layer 21 = block 20, not the middle 18
-    code, out, err = run(capsys, "steer", *common, "--prompt", "hi", "--alpha", "1",
-                         "--unit", "raw", "--max-new-tokens", "2")  # fmt: skip
+    code, out, err = run(
+        capsys,
+        "steer",
+        *common,
+        "--prompt",
+        "hi",
+        "--alpha",
+        "1",
+        "--unit",
+        "raw",
+        "--max-new-tokens",
+        "2",
+    )
     assert code == 0, err
     assert json.loads(out.splitlines()[0])["layer"] == 20
     code, out, err = run(capsys, "eval", "--suite", "code", *common, "--n", "1")
@@ -315,8 +528,9 @@ def test_library_errors_are_one_line_exit_1(built, capsys, tmp_path):
     assert_user_error(code, err, 1, "layer 7")
     code, _, err = run(capsys, "build", "--model", tmp_path / "no_such_model", "--out", tmp_path)
     assert_user_error(code, err, 1, "no_such_model")
-    code, _, err = run(capsys, "build", "--model", "tiny", "--criteria", "no_such_rule",
-                       "--out", tmp_path)  # fmt: skip
+    code, _, err = run(
+        capsys, "build", "--model", "tiny", "--criteria", "no_such_rule", "--out", tmp_path
+    )
     assert_user_error(code, err, 1, "no_such_rule")
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(axis.read_bytes()[:-7])
@@ -335,8 +549,9 @@ def test_installed_entry_point_runs_without_traceback(tmp_path):
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "value_lens"]
     ok = subprocess.run([*cmd, "--help"], capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0 and "demo" in ok.stdout and "steer" in ok.stdout
-    bad = subprocess.run([*cmd, "report", "--out", str(tmp_path)], capture_output=True,
-                         text=True, timeout=120)  # fmt: skip
+    bad = subprocess.run(
+        [*cmd, "report", "--out", str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().startswith("value-lens: error:") and "holds no results" in bad.stderr
 

@@ -15,8 +15,8 @@ from value_lens.analysis.metrics import cohens_d
 from value_lens.data.tokens import LabelledTokens
 from value_lens.errors import InputError
 from value_lens.pipeline.demo import FULL, PAPER, QUICK, demo_config, run_demo
-from value_lens.pipeline.steps import shortest_per_group
 from value_lens.pipeline.rundir import load_trace
+from value_lens.pipeline.steps import shortest_per_group
 
 STEPS = ["data", "stats", "axis", "sweep", "code", "heatmaps", "dose", "report"]
 
@@ -73,10 +73,12 @@ def _expected_sentence(sweep: pd.DataFrame) -> list[str]:
         else:
             verdict = "shows no value information beyond position"
     tok = row["token_auroc_mean"]
-    return [f"At layer {int(row['layer'])} the axis {verdict}",
-            f"held-out AUROC of {tok:.2f} is {matched} over AFTER/BEFORE pairs",
-            f"placebo turns score {row['placebo_auroc']:.2f} against {tok:.2f} on real turns",
-            f"difference-in-differences axis scores {row['did_auroc_mean']:.2f}"]  # fmt: skip
+    return [
+        f"At layer {int(row['layer'])} the axis {verdict}",
+        f"held-out AUROC of {tok:.2f} is {matched} over AFTER/BEFORE pairs",
+        f"placebo turns score {row['placebo_auroc']:.2f} against {tok:.2f} on real turns",
+        f"difference-in-differences axis scores {row['did_auroc_mean']:.2f}",
+    ]
 
 
 def test_demo_on_tiny_resumes_after_a_kill(tmp_path, corpus):
@@ -113,9 +115,13 @@ def test_demo_on_tiny_resumes_after_a_kill(tmp_path, corpus):
     assert f"Value axis and controls at layer {best}" in first
     matched = "axis, matched on distance to turn end"  # in the panel where it has a value
     assert (matched in first) == bool(sweep["matched_auroc"].notna().any())
-    for label in ("axis on placebo turns",
-                  "DiD axis (criterion minus placebo contrast)", "closeness to turn end",
-                  "position within the turn", "sign-aligned random direction"):  # fmt: skip
+    for label in (
+        "axis on placebo turns",
+        "DiD axis (criterion minus placebo contrast)",
+        "closeness to turn end",
+        "position within the turn",
+        "sign-aligned random direction",
+    ):
         assert label in first
     # the code suite ran at the best held-out layer; its d is Cohen's d of the saved table
     code = pd.read_csv(tmp_path / "code.csv")
@@ -160,9 +166,14 @@ def test_code_headline_is_cohens_d_with_a_problem_bootstrap():
 
     rng = np.random.default_rng(0)
     base = np.repeat(rng.normal(0, 1, 10), 4)  # 10 problems x 4 corruptions
-    t = pd.DataFrame({"problem_id": np.repeat(np.arange(10), 4), "kind": list("abcd") * 10,
-                      "correct_whole": base + 1.0,
-                      "corrupted_whole": base + rng.normal(0, 0.1, 40)})  # fmt: skip
+    t = pd.DataFrame(
+        {
+            "problem_id": np.repeat(np.arange(10), 4),
+            "kind": list("abcd") * 10,
+            "correct_whole": base + 1.0,
+            "corrupted_whole": base + rng.normal(0, 0.1, 40),
+        }
+    )
     h = code_headline(t, n_boot=300, seed=1)
     a, b = t["correct_whole"].to_numpy(), t["corrupted_whole"].to_numpy()
     pooled = np.sqrt(((a.var(ddof=1) + b.var(ddof=1)) * 39) / 78)  # hand formula, equal n

@@ -128,8 +128,10 @@ def test_report_from_results_dir(tmp_path):
 
 
 def test_report_labels_the_sweep_ci_and_the_sds(tmp_path):
-    update_meta(tmp_path, sweep={"n_splits": 10, "ci": {"cluster": "conversation_id",
-                                                        "level": 0.9, "n_boot": 1000}})  # fmt: skip
+    update_meta(
+        tmp_path,
+        sweep={"n_splits": 10, "ci": {"cluster": "conversation_id", "level": 0.9, "n_boot": 1000}},
+    )
     pd.DataFrame(
         {
             "layer": [0, 1],
@@ -186,10 +188,20 @@ def _controls_sweep(matched, lo, hi, placebo=0.55):
     ],
 )
 def test_report_first_section_answers_from_the_numbers(tmp_path, matched, lo, hi, verdict):
-    update_meta(tmp_path, sweep={"ci": {"cluster": "conversation_id", "level": 0.95}},
-                code_suite={"layer": 1, "d": 0.42, "d_ci_lo": 0.11, "d_ci_hi": 0.77,
-                            "level": 0.95, "n_problems": 12, "n_pairs": 48,
-                            "pct_correct_higher": 68.75})  # fmt: skip
+    update_meta(
+        tmp_path,
+        sweep={"ci": {"cluster": "conversation_id", "level": 0.95}},
+        code_suite={
+            "layer": 1,
+            "d": 0.42,
+            "d_ci_lo": 0.11,
+            "d_ci_hi": 0.77,
+            "level": 0.95,
+            "n_problems": 12,
+            "n_pairs": 48,
+            "pct_correct_higher": 68.75,
+        },
+    )
     _controls_sweep(matched, lo, hi).to_csv(tmp_path / RESULT_FILES["sweep"], index=False)
     html = report_from_dir(tmp_path, intro="Intro text.").read_text()
     first = html.index("<h2>About this run</h2>")

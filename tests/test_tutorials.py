@@ -73,8 +73,11 @@ def test_gpu_branch_of_the_parameter_cell_defines_the_same_names(name, monkeypat
     """On a GPU the parameter cell picks Qwen3-8B on cuda and defines every name the CPU one does."""
     import torch
 
-    params = next(c.source for c in nbformat.read(TUTORIALS / name, as_version=4).cells
-                  if c.cell_type == "code")  # fmt: skip
+    params = next(
+        c.source
+        for c in nbformat.read(TUTORIALS / name, as_version=4).cells
+        if c.cell_type == "code"
+    )
     spaces = {}
     for gpu in (False, True):
         monkeypatch.setattr(torch.cuda, "is_available", lambda gpu=gpu: gpu)

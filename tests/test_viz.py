@@ -191,8 +191,9 @@ def test_layer_heatmap_html_size_is_bounded_for_long_traces():
 def test_steered_minus_baseline_view(tiny):
     from value_lens.steering.steer import steer
 
-    axis = ValueAxis(torch.randn(2, 64, generator=torch.Generator().manual_seed(0)),
-                     model_id=tiny.cfg.model_name)  # fmt: skip
+    axis = ValueAxis(
+        torch.randn(2, 64, generator=torch.Generator().manual_seed(0)), model_id=tiny.cfg.model_name
+    )
     base = trace(tiny, "The fox jumps over", axis)
     with steer(tiny, axis, layers=0, alpha=5.0):
         steered = trace(tiny, "The fox jumps over", axis)

@@ -55,30 +55,79 @@ class Control:
 #: the scores shown beside the value axis, in display order (the axis first).
 CONTROLS: tuple[Control, ...] = (
     Control("axis", "value axis", "token_auroc_mean", "held-out criteria, AFTER vs BEFORE tokens"),
-    Control("did", "DiD axis (criterion minus placebo contrast)", "did_auroc_mean",
-            "axis fitted on criterion minus placebo-turn differences"),
-    Control("matched", "axis, matched on distance to turn end", "matched_auroc",
-            "AFTER vs BEFORE within strata of equal distance to the turn end"),
-    Control("did_matched", "DiD axis, matched on distance to turn end", "did_matched_auroc",
-            "the DiD axis within strata of distance to the turn end", secondary=True),
-    Control("placebo", "axis on placebo turns", "placebo_auroc",
-            "failed attempts cut at a pseudo-reward: should be 0.5 if the axis reads value"),
-    Control("did_placebo", "DiD axis on placebo turns", "did_placebo_auroc",
-            "the DiD axis on the held-out placebo turns", secondary=True),
-    Control("end", "closeness to turn end", "end_proximity_auroc",
-            "score = minus the tokens left in the turn (the position confound)"),
-    Control("turn_position", "position within the turn", "turn_position_auroc",
-            "score = token index from the turn start"),
-    Control("relative_position", "relative position in the turn", "relative_position_auroc",
-            "score = (index from turn start) / turn length", secondary=True),
-    Control("position", "token index", "position_auroc",
-            "score = absolute token index (older sweep tables)", secondary=True),
-    Control("random", "sign-aligned random direction", "random_auroc_mean",
-            "random unit directions oriented on the training criteria (mean; whisker: 95th "
-            "percentile)", upper="random_auroc_p95"),
-    Control("shuffled", "shuffled-label null", "shuffled_auroc_mean",
-            "BEFORE/AFTER labels permuted within sequences, refitted", secondary=True),
-)  # fmt: skip
+    Control(
+        "did",
+        "DiD axis (criterion minus placebo contrast)",
+        "did_auroc_mean",
+        "axis fitted on criterion minus placebo-turn differences",
+    ),
+    Control(
+        "matched",
+        "axis, matched on distance to turn end",
+        "matched_auroc",
+        "AFTER vs BEFORE within strata of equal distance to the turn end",
+    ),
+    Control(
+        "did_matched",
+        "DiD axis, matched on distance to turn end",
+        "did_matched_auroc",
+        "the DiD axis within strata of distance to the turn end",
+        secondary=True,
+    ),
+    Control(
+        "placebo",
+        "axis on placebo turns",
+        "placebo_auroc",
+        "failed attempts cut at a pseudo-reward: should be 0.5 if the axis reads value",
+    ),
+    Control(
+        "did_placebo",
+        "DiD axis on placebo turns",
+        "did_placebo_auroc",
+        "the DiD axis on the held-out placebo turns",
+        secondary=True,
+    ),
+    Control(
+        "end",
+        "closeness to turn end",
+        "end_proximity_auroc",
+        "score = minus the tokens left in the turn (the position confound)",
+    ),
+    Control(
+        "turn_position",
+        "position within the turn",
+        "turn_position_auroc",
+        "score = token index from the turn start",
+    ),
+    Control(
+        "relative_position",
+        "relative position in the turn",
+        "relative_position_auroc",
+        "score = (index from turn start) / turn length",
+        secondary=True,
+    ),
+    Control(
+        "position",
+        "token index",
+        "position_auroc",
+        "score = absolute token index (older sweep tables)",
+        secondary=True,
+    ),
+    Control(
+        "random",
+        "sign-aligned random direction",
+        "random_auroc_mean",
+        "random unit directions oriented on the training criteria (mean; whisker: 95th percentile)",
+        upper="random_auroc_p95",
+    ),
+    Control(
+        "shuffled",
+        "shuffled-label null",
+        "shuffled_auroc_mean",
+        "BEFORE/AFTER labels permuted within sequences, refitted",
+        secondary=True,
+    ),
+)
 
 
 def ci_columns(column: str) -> tuple[str, str]:
@@ -128,9 +177,18 @@ def control_table(df: pd.DataFrame, layer: int | None = None) -> pd.DataFrame:
             lo, hi, interval = float(row[lo_c]), float(row[hi_c]), "CI"
         else:
             lo, hi, interval = np.nan, np.nan, ""
-        out.append({"control": c.label, "column": c.column, "layer": at,
-                    "auroc": float(row[c.column]), "lo": lo, "hi": hi, "interval": interval,
-                    "reads": c.reads})  # fmt: skip
+        out.append(
+            {
+                "control": c.label,
+                "column": c.column,
+                "layer": at,
+                "auroc": float(row[c.column]),
+                "lo": lo,
+                "hi": hi,
+                "interval": interval,
+                "reads": c.reads,
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -160,7 +218,7 @@ def control_panel_figure(
                 "array": plus.tolist(),
                 "arrayminus": minus.tolist(),
                 "thickness": 1.5,
-            },  # fmt: skip
+            },
             customdata=np.stack([t["lo"], t["hi"]], axis=1),
             hovertemplate="%{y}: %{x:.3f}<br>interval [%{customdata[0]:.3f}, "
             "%{customdata[1]:.3f}]<extra></extra>",
@@ -170,12 +228,14 @@ def control_panel_figure(
     )
     fig.add_vline(x=0.5, line={"color": "#bbbbbb", "width": 1})
     fig.update_layout(
-        title={"text": f"Value axis and controls at layer {int(t['layer'].iloc[0])}"
-               f"<br><sup>whiskers: {ci_label}; random directions: mean to 95th percentile</sup>"},
+        title={
+            "text": f"Value axis and controls at layer {int(t['layer'].iloc[0])}"
+            f"<br><sup>whiskers: {ci_label}; random directions: mean to 95th percentile</sup>"
+        },
         xaxis={"title": {"text": "held-out AUROC (AFTER vs BEFORE)"}},
         yaxis={"autorange": "reversed", "type": "category"},
         template="plotly_white",
         height=120 + 34 * len(t),
         margin={"l": 300},
-    )  # fmt: skip
+    )
     return fig

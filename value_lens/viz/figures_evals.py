@@ -148,9 +148,18 @@ def dose_response_figure(
             vals = pd.to_numeric(sub[metric], errors="coerce").astype(float)
             agg = vals.groupby(sub[x], sort=True).agg(["mean", "std", "count"])
             sem = (agg["std"] / np.sqrt(agg["count"])).fillna(0.0)
-            _band(fig, agg.index, agg["mean"], sem if (agg["count"] > 1).any() else None,
-                  f"layer {lay}" if has_layer else metric, _PALETTE[i % len(_PALETTE)],
-                  row=r, col=c, legendgroup=str(lay), showlegend=j == 0)  # fmt: skip
+            _band(
+                fig,
+                agg.index,
+                agg["mean"],
+                sem if (agg["count"] > 1).any() else None,
+                f"layer {lay}" if has_layer else metric,
+                _PALETTE[i % len(_PALETTE)],
+                row=r,
+                col=c,
+                legendgroup=str(lay),
+                showlegend=j == 0,
+            )
         fig.update_xaxes(title_text=x_title, row=r, col=c)
     fig.update_layout(title={"text": title}, template="plotly_white", height=320 * nrows)
     return fig
@@ -221,8 +230,15 @@ def confidence_prefill_figure(
     df = require_columns(df, [framing, prefill, value], "confidence_prefill_figure")
     fig = go.Figure()
     for i, (answer, sub) in enumerate(df.groupby(prefill, sort=True)):
-        fig.add_trace(go.Box(
-            x=[str(f) for f in sub[framing]], y=list(sub[value]), name=str(answer),
-            boxpoints="all", jitter=0.4, pointpos=0, marker={"color": _PALETTE[2 * i % 7]},
-        ))  # fmt: skip
+        fig.add_trace(
+            go.Box(
+                x=[str(f) for f in sub[framing]],
+                y=list(sub[value]),
+                name=str(answer),
+                boxpoints="all",
+                jitter=0.4,
+                pointpos=0,
+                marker={"color": _PALETTE[2 * i % 7]},
+            )
+        )
     return _titled(fig, title, "framing", "value at the prefilled token", boxmode="group")
