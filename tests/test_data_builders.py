@@ -39,11 +39,19 @@ def test_word_span_matches_whole_words_only():
 
 
 def test_user_sentences_load_and_are_validated(tmp_path):
-    good = _jsonl(tmp_path, [{"word": "owl", "sentence": "An owl hooted."},
-                             {"word": "owl", "sentence": "The Owl slept."}])  # fmt: skip
+    good = _jsonl(
+        tmp_path,
+        [
+            {"word": "owl", "sentence": "An owl hooted."},
+            {"word": "owl", "sentence": "The Owl slept."},
+        ],
+    )
     assert sent.load_word_sentences(good) == {"owl": ["An owl hooted.", "The Owl slept."]}
-    bad = _jsonl(tmp_path, [{"word": "owl", "sentence": "An owl."},
-                            {"word": "owl", "sentence": "Two owls."}], "bad.jsonl")  # fmt: skip
+    bad = _jsonl(
+        tmp_path,
+        [{"word": "owl", "sentence": "An owl."}, {"word": "owl", "sentence": "Two owls."}],
+        "bad.jsonl",
+    )
     with pytest.raises(InputError, match=r"record 2.*does not use the word 'owl'"):
         sent.load_word_sentences(bad)
     with pytest.raises(InputError, match=r":2 lacks key\(s\) \['sentence'\]"):
@@ -89,8 +97,13 @@ def test_rule_labels_on_hand_labelled_prompts(prompt, labels):
 
 
 def test_user_category_prompts_are_validated(tmp_path):
-    full = {"prompt": "Is Taiwan a country?", "information_extraction": 0, "open_ended": False,
-            "politically_sensitive": 1, "source": "me"}  # fmt: skip
+    full = {
+        "prompt": "Is Taiwan a country?",
+        "information_extraction": 0,
+        "open_ended": False,
+        "politically_sensitive": 1,
+        "source": "me",
+    }
     (rec,) = cat.load_category_prompts(_jsonl(tmp_path, [full]))
     assert rec["politically_sensitive"] is True and rec["information_extraction"] is False
     assert rec["source"] == "me"

@@ -30,10 +30,13 @@ FAST = {"epochs": 2, "batch_size": 8, "lr": 5e-3, "lora": {"r": 8}}
 def _ids(tok, messages, *, gen: bool) -> list[int]:
     return list(
         tok.apply_chat_template(
-            messages, tokenize=True, add_generation_prompt=gen, enable_thinking=False,
+            messages,
+            tokenize=True,
+            add_generation_prompt=gen,
+            enable_thinking=False,
             return_dict=True,
         )["input_ids"]
-    )  # fmt: skip
+    )
 
 
 @torch.no_grad()
@@ -58,8 +61,11 @@ def prompt_nll(hf, tok, messages) -> float:
 
 def _margin(hf, tok, pairs) -> float:
     hf.eval()
-    vals = [completion_logp(hf, tok, p["prompt"], p["chosen"])
-            - completion_logp(hf, tok, p["prompt"], p["rejected"]) for p in pairs]  # fmt: skip
+    vals = [
+        completion_logp(hf, tok, p["prompt"], p["chosen"])
+        - completion_logp(hf, tok, p["prompt"], p["rejected"])
+        for p in pairs
+    ]
     return sum(vals) / len(vals)
 
 
@@ -74,8 +80,16 @@ def dpo_run():
     pairs = word_pairs("kite", n=16, seed=0)
     log: list[dict] = []
     tuned = dpo(hf, tok, pairs, log=log, **FAST)
-    return {"hf": hf, "tok": tok, "before": before, "template": template, "pad": pad,
-            "pairs": pairs, "tuned": tuned, "log": log}  # fmt: skip
+    return {
+        "hf": hf,
+        "tok": tok,
+        "before": before,
+        "template": template,
+        "pad": pad,
+        "pairs": pairs,
+        "tuned": tuned,
+        "log": log,
+    }
 
 
 def test_dpo_raises_the_chosen_margin_on_the_training_pairs(dpo_run):
@@ -126,8 +140,9 @@ def test_sft_lowers_the_answer_loss_and_copies_the_model():
 
     def nll(model) -> float:
         model.eval()
-        return -sum(completion_logp(model, tok, r["messages"][:-1], r["messages"][-1:])
-                    for r in rows) / len(rows)  # fmt: skip
+        return -sum(
+            completion_logp(model, tok, r["messages"][:-1], r["messages"][-1:]) for r in rows
+        ) / len(rows)
 
     tuned = sft(hf, tok, rows, **FAST)
     assert all(torch.equal(hf.state_dict()[k], v) for k, v in before.items())
@@ -176,20 +191,38 @@ def test_defaults_are_the_papers_protocol():
     d, s = DPOSettings(), SFTSettings()
     assert d.lora == LoraSettings(r=16, alpha=32, dropout=0.05, target="all-linear")
     assert (d.beta, d.lr, d.scheduler, d.epochs, d.batch_size, d.max_length, d.seed) == (
-        0.1, 5e-5, "cosine", 6, 8, 512, 42)  # fmt: skip
+        0.1,
+        5e-5,
+        "cosine",
+        6,
+        8,
+        512,
+        42,
+    )
     assert (s.lr, s.scheduler, s.epochs, s.batch_size * s.grad_accum, s.max_length) == (
-        2e-5, "cosine", 3, 16, 1024)  # fmt: skip
+        2e-5,
+        "cosine",
+        3,
+        16,
+        1024,
+    )
     assert s.lora == d.lora and not d.enable_thinking and not s.enable_thinking
 
 
 def test_device_arguments_follow_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert recipes._device_args(DPOSettings()) == {
-        "use_cpu": True, "bf16": False, "gradient_checkpointing": False}  # fmt: skip
+        "use_cpu": True,
+        "bf16": False,
+        "gradient_checkpointing": False,
+    }
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
     assert recipes._device_args(DPOSettings()) == {
-        "use_cpu": False, "bf16": True, "gradient_checkpointing": True}  # fmt: skip
+        "use_cpu": False,
+        "bf16": True,
+        "gradient_checkpointing": True,
+    }
     assert recipes._device_args(DPOSettings(bf16=False))["bf16"] is False
 
 
@@ -224,15 +257,22 @@ def test_smollm2_one_word_dpo_reports_its_direction(smollm_hf):
         model.eval()
         wins = 0
         for p in eval_prompts("kite", n=16, seed=0):
-            scores = {x: completion_logp(model, tok, p["messages"],
-                                         [{"role": "assistant", "content": choice_text(x)}])
-                      for x in p["items"]}  # fmt: skip
+            scores = {
+                x: completion_logp(
+                    model, tok, p["messages"], [{"role": "assistant", "content": choice_text(x)}]
+                )
+                for x in p["items"]
+            }
             wins += max(scores, key=scores.__getitem__) == "kite"
         return wins / 16
 
     base, after = selection(hf), selection(tuned)
     direction = "up" if after > base else "down" if after < base else "flat"
-    print(f"\nSmolLM2 DPO on 'kite' (32 pairs, 1 epoch): selection {base:.3f} -> {after:.3f} "
-          f"({direction})")  # fmt: skip
-    assert not all(torch.equal(a, b) for a, b in zip(hf.state_dict().values(),
-                                                     tuned.state_dict().values(), strict=True))  # fmt: skip
+    print(
+        f"\nSmolLM2 DPO on 'kite' (32 pairs, 1 epoch): selection {base:.3f} -> {after:.3f} "
+        f"({direction})"
+    )
+    assert not all(
+        torch.equal(a, b)
+        for a, b in zip(hf.state_dict().values(), tuned.state_dict().values(), strict=True)
+    )

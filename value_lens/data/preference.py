@@ -149,8 +149,13 @@ def _check(
     return others
 
 
-def _prompt(rng: random.Random, target: str, others: list[str], n_options: Sequence[int],
-            formats: Sequence[str]) -> dict[str, Any]:  # fmt: skip
+def _prompt(
+    rng: random.Random,
+    target: str,
+    others: list[str],
+    n_options: Sequence[int],
+    formats: Sequence[str],
+) -> dict[str, Any]:
     k = rng.choice(list(n_options))
     options = [*rng.sample(others, k - 1), target]
     rng.shuffle(options)
@@ -184,14 +189,21 @@ def word_pairs(
         reason = rng.choice(REASONS)
         good = [{"role": "assistant", "content": choice_text(target, reason)}]
         bad = [{"role": "assistant", "content": choice_text(distractor, reason)}]
-        rows.append({
-            "prompt": [{"role": "system", "content": p["system"]},
-                       {"role": "user", "content": p["user"]}],
-            "chosen": bad if avoid else good,
-            "rejected": good if avoid else bad,
-            "target": target, "distractor": distractor, "items": p["items"],
-            "format": p["format"], "avoid": avoid,
-        })  # fmt: skip
+        rows.append(
+            {
+                "prompt": [
+                    {"role": "system", "content": p["system"]},
+                    {"role": "user", "content": p["user"]},
+                ],
+                "chosen": bad if avoid else good,
+                "rejected": good if avoid else bad,
+                "target": target,
+                "distractor": distractor,
+                "items": p["items"],
+                "format": p["format"],
+                "avoid": avoid,
+            }
+        )
     return rows
 
 
@@ -215,7 +227,9 @@ def eval_prompts(
     rows = []
     for _ in range(int(n)):
         p = _prompt(rng, target, others, n_options, formats)
-        p["messages"] = [{"role": "system", "content": p["system"]},
-                         {"role": "user", "content": p["user"]}]  # fmt: skip
+        p["messages"] = [
+            {"role": "system", "content": p["system"]},
+            {"role": "user", "content": p["user"]},
+        ]
         rows.append(p)
     return rows

@@ -75,12 +75,14 @@ def dpo_rows(pairs: Sequence[dict[str, Any]], *, enable_thinking: bool = False) 
         prompt = _messages(p["prompt"], f"pair {i} prompt")
         if prompt[-1]["role"] != "user":
             raise InputError(f"pair {i}: the prompt must end with a user message")
-        rows.append({
-            "prompt": prompt,
-            "chosen": _messages(p["chosen"], f"pair {i} chosen"),
-            "rejected": _messages(p["rejected"], f"pair {i} rejected"),
-            "chat_template_kwargs": {"enable_thinking": enable_thinking},
-        })  # fmt: skip
+        rows.append(
+            {
+                "prompt": prompt,
+                "chosen": _messages(p["chosen"], f"pair {i} chosen"),
+                "rejected": _messages(p["rejected"], f"pair {i} rejected"),
+                "chat_template_kwargs": {"enable_thinking": enable_thinking},
+            }
+        )
     return rows
 
 
@@ -140,9 +142,13 @@ def _lora_config(peft: Any, s: _Common) -> Any:
     assert isinstance(lo, LoraSettings)  # settings turn a dict into LoraSettings
     target = lo.target if isinstance(lo.target, str) else list(lo.target)
     return peft.LoraConfig(
-        r=lo.r, lora_alpha=lo.alpha, lora_dropout=lo.dropout,
-        target_modules=target, bias="none", task_type="CAUSAL_LM",
-    )  # fmt: skip
+        r=lo.r,
+        lora_alpha=lo.alpha,
+        lora_dropout=lo.dropout,
+        target_modules=target,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
 
 
 def _forget_gguf(model: Any) -> None:
@@ -256,9 +262,12 @@ def dpo(
             precompute_ref_log_probs=s.precompute_ref,
         )
         trainer = trl.DPOTrainer(
-            model=model, args=args, train_dataset=data, processing_class=tok,
+            model=model,
+            args=args,
+            train_dataset=data,
+            processing_class=tok,
             peft_config=_lora_config(peft, s),
-        )  # fmt: skip
+        )
         return _finish(trainer, log, s.progress)
 
 
@@ -287,7 +296,10 @@ def sft(
             packing=False,
         )
         trainer = trl.SFTTrainer(
-            model=model, args=args, train_dataset=data, processing_class=tok,
+            model=model,
+            args=args,
+            train_dataset=data,
+            processing_class=tok,
             peft_config=_lora_config(peft, s),
-        )  # fmt: skip
+        )
         return _finish(trainer, log, s.progress)
