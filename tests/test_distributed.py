@@ -1,11 +1,15 @@
-"""Two gloo processes on the tiny model: every rank's statistics equal one process's."""
+"""Two gloo processes on the tiny model: every rank's statistics and sweep equal one process's."""
 
 from __future__ import annotations
 
+import pickle
+
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.multiprocessing as mp
-from _dist_worker import KW, run, small_data
+from _dist_worker import KW, run, run_sweep, small_data, sweep_data, sweeps
 
 from value_lens.errors import InputError
 from value_lens.fitting.collect import collect_stats
@@ -34,3 +38,22 @@ def test_outside_a_process_group(tiny):
     assert rank_and_world() == (0, 1)
     with pytest.raises(InputError, match="torchrun"):
         collect_stats(tiny, small_data(tiny), distributed=True)
+
+
+def test_two_gloo_ranks_sweep_equals_one_process(tiny, tmp_path):
+    """Both sweep paths (one pass with the shuffled-label null; statistics then projections):
+    every rank's table equals one process's (counts exactly, scores to fp64 round-off)."""
+    mp.spawn(run_sweep, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    one = sweeps(tiny, sweep_data(tiny))
+    for rank in range(2):
+        got = pickle.loads((tmp_path / f"sweep{rank}.pkl").read_bytes())
+        for mem, ref in one.items():
+            table, cos, n_tokens, splits = got[mem]
+            assert n_tokens == ref.n_tokens
+            assert list(table.columns) == list(ref.table.columns)
+            exact = [c for c in table.columns if c == "layer" or c.startswith("n_")]
+            pd.testing.assert_frame_equal(table[exact], ref.table[exact])
+            pd.testing.assert_frame_equal(table, ref.table, rtol=0, atol=1e-9)
+            np.testing.assert_allclose(cos, ref.cosine, rtol=0, atol=1e-9)
+            assert [s["train_groups"] for s in splits] == [s["train_groups"] for s in ref.splits]
+        assert np.isfinite(got[1.0][0]["shuffled_auroc_mean"]).all()

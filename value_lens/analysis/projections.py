@@ -23,8 +23,14 @@ import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
+from value_lens.analysis.token_projections import (
+    MAX_BATCH_TOKENS,
+    RankShare,
+    TokenProjections,
+    all_reduce_sum,
+)
 from value_lens.core.hooks import run_resid_hooks
-from value_lens.core.model import model_device, n_ctx
+from value_lens.core.model import d_model, model_device, n_ctx
 from value_lens.data.tokens import AFTER, BEFORE, PLACEBO_AFTER, PLACEBO_BEFORE, LabelledTokens
 from value_lens.errors import InputError, NonFiniteActivationError
 from value_lens.fitting.collect import checked_sequences, collect_stats, iter_batches, padded_batch
@@ -40,45 +46,6 @@ __all__ = [
     "shuffled_diffs",
     "single_pass",
 ]
-
-
-@dataclass
-class TokenProjections:
-    """Per-token projections of every BEFORE/AFTER (and placebo) token onto a basis, per layer.
-
-    Attributes:
-        proj: ``[L, N, K]`` float32 ``h_t . basis_k`` (computed in fp32 like the residual).
-        norm: ``[L, N]`` float32 ``|h_t|``.
-        label: ``[N]`` BEFORE, AFTER, PLACEBO_BEFORE or PLACEBO_AFTER.
-        group: ``[N]`` index into the sweep's group list.
-        position: ``[N]`` token index within its sequence.
-        to_end: ``[N]`` tokens from the token to the end of its turn (``turn_end - position``).
-        seq: ``[N]`` index of the token's sequence in the data.
-        start: ``[N]`` index of the first token of the token's turn
-            (:meth:`~value_lens.data.tokens.LabelledTokens.turn_bounds`).
-    """
-
-    proj: np.ndarray
-    norm: np.ndarray
-    label: np.ndarray
-    group: np.ndarray
-    position: np.ndarray
-    to_end: np.ndarray
-    seq: np.ndarray
-    start: np.ndarray
-
-    def take(self, keep: np.ndarray, proj: np.ndarray | None = None) -> TokenProjections:
-        """The tokens where ``keep`` is true (with ``proj`` replacing the projections)."""
-        return TokenProjections(
-            proj=self.proj[:, keep] if proj is None else proj,
-            norm=self.norm[:, keep],
-            label=self.label[keep],
-            group=self.group[keep],
-            position=self.position[keep],
-            to_end=self.to_end[keep],
-            seq=self.seq[keep],
-            start=self.start[keep],
-        )
 
 
 @dataclass
@@ -115,20 +82,23 @@ def project_tokens(
     groups: list[str],
     *,
     batch_size: int = 8,
-    max_batch_tokens: int | None = 16384,
+    max_batch_tokens: int | None = MAX_BATCH_TOKENS,
     truncate: bool = False,
     progress: bool = True,
+    indices: list[int] | None = None,
 ) -> TokenProjections:
     """One forward pass storing each BEFORE/AFTER token's projections onto ``basis[layer]``.
 
     Tokens of groups not in ``groups`` are skipped. Memory is ``4 * N * L * (K + 1)`` bytes
     (e.g. 76k labelled tokens x 36 layers x 65 directions: 0.7 GB). With ``basis=None`` the
     residuals themselves are kept (``proj`` is then ``[L, N, D]``: ``4 * N * L * D`` bytes).
+    ``indices`` runs only those sequences (a rank's share; ``seq`` still indexes ``data``).
     """
     limit, dev = n_ctx(model), model_device(model)
     gidx = {g: i for i, g in enumerate(groups)}
     seqs = checked_sequences(data, limit, truncate=truncate)
     lengths = [int(s.numel()) for s in seqs]
+    run = list(range(len(seqs))) if indices is None else list(indices)
     pad_id = getattr(model.tokenizer, "pad_token_id", None) or 0
     per_layer: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
     norms: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
@@ -138,9 +108,9 @@ def project_tokens(
         if basis is None
         else {layer: basis[li].to(dev, torch.float32).T for li, layer in enumerate(layers)}
     )
-    bar = tqdm(total=sum(lengths), unit="tok", desc="project", disable=not progress)
-    for idx in iter_batches(lengths, batch_size, max_batch_tokens):
-        idx = [i for i in idx if data.groups[i] in gidx]
+    bar = tqdm(total=sum(lengths[i] for i in run), unit="tok", desc="project", disable=not progress)
+    for pos in iter_batches([lengths[i] for i in run], batch_size, max_batch_tokens):
+        idx = [run[p] for p in pos if data.groups[run[p]] in gidx]
         if not idx:
             continue
         tokens, lab = padded_batch(seqs, data.labels, idx, pad_id)
@@ -173,6 +143,11 @@ def project_tokens(
         run_resid_hooks(model, tokens.to(dev), {layer: read for layer in layers})
         bar.update(sum(lengths[i] for i in idx))
     bar.close()
+    if not meta:  # no sequence of these groups (a rank's share may have none)
+        k = basis.shape[1] if basis is not None else d_model(model)
+        meta = [np.zeros((6, 0), dtype=np.int64)]
+        for layer in layers:
+            per_layer[layer], norms[layer] = [torch.zeros(0, k)], [torch.zeros(0)]
     m = np.concatenate(meta, axis=1)
     return TokenProjections(
         proj=torch.stack([torch.cat(per_layer[layer]) for layer in layers]).numpy(),
@@ -208,13 +183,16 @@ def group_diffs_from_stats(
     stats: ActivationStats | None,
     min_count: int,
     opts: dict[str, Any],
+    *,
+    distributed: bool = False,
 ) -> SweepBasis:
     """Per-group AFTER - BEFORE (and placebo) mean differences (fp64) from sufficient statistics.
 
-    No residuals, so no shuffled-label vectors (``S = 0``).
+    No residuals, so no shuffled-label vectors (``S = 0``). ``distributed``: the statistics are
+    collected over the process group (``collect_stats(..., distributed=True)``).
     """
     if stats is None:
-        stats = collect_stats(model, data, layers=L, **opts)
+        stats = collect_stats(model, data, layers=L, distributed=distributed, **opts)
     elif stats.meta.get("dataset_hash") not in (None, "", data.fingerprint()):
         raise InputError(
             "the given stats were collected on different data (dataset hash mismatch); "
@@ -240,13 +218,27 @@ def group_diffs_from_stats(
 
 
 def _class_means(
-    x: torch.Tensor, group: torch.Tensor, is_pos: torch.Tensor, sel: torch.Tensor, n_groups: int
+    x: torch.Tensor,
+    group: torch.Tensor,
+    is_pos: torch.Tensor,
+    sel: torch.Tensor,
+    n_groups: int,
+    rows: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-group mean(pos) - mean(neg) over tokens ``sel`` (``[L, G, D]`` fp64) and the counts."""
+    """Per-group mean(pos) - mean(neg) over tokens ``sel`` (``[L, G, D]`` fp64) and the counts.
+
+    ``rows``: ``x`` holds only these tokens (this rank's); the sums are added over the ranks.
+    """
     cell = group[sel] * 2 + is_pos[sel].long()
     n = torch.bincount(cell, minlength=2 * n_groups).reshape(-1, 2)
+    if rows is not None:
+        r = torch.from_numpy(rows)
+        group, is_pos, sel = group[r], is_pos[r], sel[r]
+        cell = group[sel] * 2 + is_pos[sel].long()
     sums = torch.zeros(x.shape[0], 2 * n_groups, x.shape[-1], dtype=torch.float64)
     sums.index_add_(1, cell, x[:, sel].double())
+    if rows is not None:
+        sums = all_reduce_sum(sums)
     means = sums.reshape(x.shape[0], n_groups, 2, -1) / n.clamp_min(1)[None, :, :, None]
     return means[:, :, 1] - means[:, :, 0], n
 
@@ -260,6 +252,7 @@ def shuffled_diffs(
     neg: int,
     n_draws: int,
     seed: int,
+    rows: np.ndarray | None = None,
 ) -> torch.Tensor:
     """``[L, n_draws, G, D]`` per-group mean(pos) - mean(neg) after permuting the ``pos``/``neg``
     labels within each sequence (among that sequence's ``pos`` + ``neg`` tokens).
@@ -267,6 +260,7 @@ def shuffled_diffs(
     The permutation keeps every sequence's (hence every group's) class counts, so each draw's
     vector is ``sum_t c_t h_t`` with ``c_t = 1/n_pos`` or ``-1/n_neg``: one weighted sum over the
     kept residuals ``x`` (``[L, N, D]``). Draw ``r`` uses ``numpy.random.default_rng([seed, r])``.
+    ``rows``: ``x`` holds only these tokens of ``tp`` (a rank's); the sums are added over ranks.
     """
     idx = np.flatnonzero((tp.label == pos) | (tp.label == neg))
     by_seq = idx[np.argsort(tp.seq[idx], kind="stable")]
@@ -278,7 +272,8 @@ def shuffled_diffs(
         shuffled = idx[np.lexsort((rng.random(idx.size), tp.seq[idx]))]
         lab = tp.label.copy()
         lab[by_seq] = tp.label[shuffled]
-        out[:, r] = _class_means(x, group, torch.from_numpy(lab == pos), sel, n_groups)[0]
+        is_pos = torch.from_numpy(lab == pos)
+        out[:, r] = _class_means(x, group, is_pos, sel, n_groups, rows)[0]
     return out
 
 
@@ -293,28 +288,44 @@ def single_pass(
     did: bool = False,
     n_shuffle: int = 0,
     seed: int = 0,
+    share: RankShare | None = None,
 ) -> tuple[SweepBasis, TokenProjections]:
     """One forward pass keeping the labelled residuals; every direction and projection from them.
 
     The projections are onto :meth:`SweepBasis.stacked` then ``rand``. The shuffled vectors
     permute BEFORE/AFTER (and, for ``did``, PLACEBO_BEFORE/PLACEBO_AFTER, subtracted) within
-    each sequence, ``n_shuffle`` draws seeded by ``seed``.
+    each sequence, ``n_shuffle`` draws seeded by ``seed``. With a ``share`` (under
+    ``torch.distributed``) each rank keeps the residuals of its share only: the ranks' sums are
+    added and only the tokens' labels and projections are gathered.
     """
-    raw = project_tokens(model, data, L, None, data.group_names, **opts)
-    x = torch.from_numpy(raw.proj)  # [L, N, D] fp32 residuals
+    raw = project_tokens(
+        model,
+        data,
+        L,
+        None,
+        data.group_names,
+        indices=None if share is None else share.indices,
+        **opts,
+    )
+    x = torch.from_numpy(raw.proj)  # [L, n, D] fp32 residuals (this rank's tokens)
+    rows = None
+    if share is not None:  # every rank's tokens (without residuals), in one-process order
+        raw, rows = share.gather(
+            raw.take(np.ones(raw.label.size, dtype=bool), proj=raw.proj[:, :, :0])
+        )
     names = data.group_names
     g_all = torch.from_numpy(raw.group)
     real = torch.from_numpy(np.isin(raw.label, (BEFORE, AFTER)))
     fake = torch.from_numpy(np.isin(raw.label, (PLACEBO_BEFORE, PLACEBO_AFTER)))
     after = torch.from_numpy(raw.label == AFTER)
-    diffs, n = _class_means(x, g_all, after, real, len(names))
+    diffs, n = _class_means(x, g_all, after, real, len(names), rows)
     ok = (n >= min_count).all(dim=1) & (n > 0).all(dim=1)
     if not bool(ok.any()):
         raise InputError(
             f"no group has at least {min_count} BEFORE and AFTER tokens; check the labelling"
         )
     fdiffs, fn = _class_means(
-        x, g_all, torch.from_numpy(raw.label == PLACEBO_AFTER), fake, len(names)
+        x, g_all, torch.from_numpy(raw.label == PLACEBO_AFTER), fake, len(names), rows
     )
     has = ((fn >= max(min_count, 1)).all(dim=1) & ok)[ok].numpy()
     keep_g = ok.nonzero().squeeze(1)
@@ -323,15 +334,32 @@ def single_pass(
     tok = (remap[g_all] >= 0).numpy()
     tp = raw.take(tok, proj=np.zeros((len(L), int(tok.sum()), 0), dtype=np.float32))
     tp.group = remap[g_all][tok].numpy()
-    xt, G = x[:, tok], keep_g.numel()
-    shuffled = shuffled_diffs(xt, tp, G, pos=AFTER, neg=BEFORE, n_draws=n_shuffle, seed=seed)
+    G, rows_t = keep_g.numel(), None
+    if rows is None:
+        xt = x[:, tok]
+    else:  # this rank's kept tokens, and their places among all kept tokens
+        mine = tok[rows]
+        xt, rows_t = x[:, mine], (np.cumsum(tok) - 1)[rows[mine]]
+    shuffled = shuffled_diffs(
+        xt, tp, G, pos=AFTER, neg=BEFORE, n_draws=n_shuffle, seed=seed, rows=rows_t
+    )
     if did:
         fake_shuf = shuffled_diffs(
-            xt, tp, G, pos=PLACEBO_AFTER, neg=PLACEBO_BEFORE, n_draws=n_shuffle, seed=seed
+            xt,
+            tp,
+            G,
+            pos=PLACEBO_AFTER,
+            neg=PLACEBO_BEFORE,
+            n_draws=n_shuffle,
+            seed=seed,
+            rows=rows_t,
         )
         shuffled = shuffled - fake_shuf * torch.from_numpy(has)[None, None, :, None]
     placebo = fdiffs[:, ok] * torch.from_numpy(has)[None, :, None]
     basis = SweepBasis(diffs[:, ok], placebo, has, shuffled, [names[i] for i in keep_g.tolist()])
     full = torch.cat([basis.stacked(), rand], dim=1).float()  # [L, K, D]
-    tp.proj = torch.einsum("lnd,lkd->lnk", xt, full).numpy()
+    proj = torch.einsum("lnd,lkd->lnk", xt, full).numpy()
+    if share is not None and rows_t is not None:
+        proj = share.gather_rows(proj, rows_t, int(tok.sum()))
+    tp.proj = proj
     return basis, tp

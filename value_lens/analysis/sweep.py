@@ -45,8 +45,9 @@ from value_lens.analysis.metrics import auroc
 from value_lens.analysis.projections import group_diffs_from_stats, project_tokens, single_pass
 from value_lens.analysis.splits import split_weights, token_clusters, train_splits
 from value_lens.analysis.sweep_result import ClusterCI, SweepConfig, SweepResult, cosine_matrix
+from value_lens.analysis.token_projections import RankShare
 from value_lens.core.conventions import resolve_layers
-from value_lens.core.model import d_model, n_layers
+from value_lens.core.model import d_model, n_ctx, n_layers
 from value_lens.data.tokens import AFTER, BEFORE, PLACEBO_AFTER, PLACEBO_BEFORE, LabelledTokens
 from value_lens.errors import InputError
 from value_lens.fitting.stats import ActivationStats
@@ -89,6 +90,7 @@ def layer_sweep(
     batch_size: int = 8,
     truncate: bool = False,
     progress: bool = True,
+    distributed: bool = False,
     **overrides: Any,
 ) -> SweepResult:
     """Held-out generalisation of the value direction at every layer, with baselines.
@@ -104,6 +106,11 @@ def layer_sweep(
         layers: layers to sweep (default all).
         stats: precomputed :func:`collect_stats` output for ``data`` (skips the first pass).
         batch_size / truncate / progress: how the model is run (results do not depend on them).
+        distributed: inside an initialised ``torch.distributed`` process group, every rank runs
+            the model over its :class:`~value_lens.fitting.shards.ShardPlan` share of the
+            sequences; the sums are added over the ranks and the per-token projections gathered
+            in one-process order, so every rank returns the one-process result (equal up to
+            fp64 round-off in the sums; with ``batch_size=1`` the activations match exactly).
         overrides: :class:`SweepConfig` fields set on top of ``config``, e.g. ``n_splits=3``.
 
     Returns:
@@ -157,6 +164,9 @@ def layer_sweep(
     rand = torch.randn(len(L), n_random, d_model(model), generator=gen, dtype=torch.float64)
     rand = rand / rand.norm(dim=-1, keepdim=True)
     opts: dict[str, Any] = {"batch_size": batch_size, "truncate": truncate, "progress": progress}
+    share = None
+    if distributed:
+        share = RankShare.create(data, n_ctx(model), batch_size=batch_size, truncate=truncate)
     if stats is None and 4 * n_lab * len(L) * d_model(model) <= cfg.max_memory_gb * 2**30:
         basis, tp = single_pass(
             model,
@@ -168,13 +178,19 @@ def layer_sweep(
             did=method == "did",
             n_shuffle=cfg.n_shuffle,
             seed=seed,
+            share=share,
         )
         t1, c1 = t2, c2 = time.perf_counter(), time.process_time()
     else:
-        basis = group_diffs_from_stats(model, data, L, stats, cfg.min_count, opts)
+        basis = group_diffs_from_stats(
+            model, data, L, stats, cfg.min_count, opts, distributed=distributed
+        )
         t1, c1 = time.perf_counter(), time.process_time()
         full = torch.cat([basis.stacked(), rand], dim=1)
-        tp = project_tokens(model, data, L, full, basis.groups, **opts)
+        mine = None if share is None else share.indices
+        tp = project_tokens(model, data, L, full, basis.groups, indices=mine, **opts)
+        if share is not None:
+            tp = share.gather(tp)[0]
         t2, c2 = time.perf_counter(), time.process_time()
     groups, has = basis.groups, basis.has_placebo
     G, S = len(groups), basis.shuffled.shape[1]
