@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from value_lens.core.model import n_layers
+from value_lens.core.protocols import GenerativeModel
 from value_lens.fitting.axis import ValueAxis
 from value_lens.pipeline.options import load_axis_option, load_model_option, parse_layers
 from value_lens.pipeline.read_steps import SUITES
@@ -129,7 +130,7 @@ def model_for(model: str | None, device: str, dtype: str | None) -> Any:
     return load_model_option(model, device=device, dtype=dtype)
 
 
-def axis_for(axis: Path | None, model: Any, out: Path) -> ValueAxis:
+def axis_for(axis: Path | None, model: GenerativeModel, out: Path) -> ValueAxis:
     """Load ``--axis``, by default the one ``build`` saved in ``--out``."""
     if axis is None:
         axis = out / AXIS_FILE
@@ -141,7 +142,7 @@ def axis_for(axis: Path | None, model: Any, out: Path) -> ValueAxis:
     return load_axis_option(axis, model)
 
 
-def layer_list(spec: str | None, model: Any) -> list[int] | None:
+def layer_list(spec: str | None, model: GenerativeModel) -> list[int] | None:
     """``--layers`` for ``model`` (None when not given)."""
     return parse_layers(spec, n_layers(model))
 

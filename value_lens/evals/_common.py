@@ -27,6 +27,7 @@ import torch
 from value_lens.analysis.readout import ValueTrace, trace
 from value_lens.core.chat import format_chat
 from value_lens.core.io import JsonlLog
+from value_lens.core.protocols import GenerativeModel
 from value_lens.errors import InputError
 from value_lens.fitting.axis import ValueAxis
 
@@ -116,14 +117,14 @@ def visible_reply(text: str) -> str | None:
 
 
 def score_text(
-    model: Any, text: str, axis: ValueAxis, layer: int, *, truncate: bool = False
+    model: GenerativeModel, text: str, axis: ValueAxis, layer: int, *, truncate: bool = False
 ) -> ValueTrace:
     """Per-token readout of ``text`` at one layer (clear error when it exceeds the context)."""
     return trace(model, text, axis, [layer], truncate=truncate)
 
 
 def prefill_trace(
-    model: Any,
+    model: GenerativeModel,
     messages: Sequence[Mapping[str, str]],
     axis: ValueAxis,
     layer: int,
@@ -184,7 +185,9 @@ def load_jsonl(path: str | os.PathLike[str], required: Sequence[str]) -> list[di
     return out
 
 
-def run_id(suite: str, model: Any, axis: ValueAxis, layer: int, **settings: Any) -> dict[str, Any]:
+def run_id(
+    suite: str, model: GenerativeModel, axis: ValueAxis, layer: int, **settings: Any
+) -> dict[str, Any]:
     """What identifies a suite run in its resume log (model, axis direction, layer, settings)."""
     from value_lens.core.model import model_id
 

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from value_lens.analysis.phrases import DEFAULT_PHRASES, find_backtracking
 from value_lens.core.generate import GenerationConfig, generate
+from value_lens.core.protocols import GenerativeModel
 from value_lens.errors import InputError
 from value_lens.evals._common import (
     EvalResult,
@@ -214,7 +215,7 @@ def event_locked(
 
 
 def _score_rollout(
-    model: Any,
+    model: GenerativeModel,
     axis: ValueAxis,
     layer: int,
     msgs: list[dict[str, str]],
@@ -239,7 +240,7 @@ def _score_rollout(
 
 
 def run_backtracking_suite(
-    model: Any,
+    model: GenerativeModel,
     axis: ValueAxis,
     layer: int,
     *,

@@ -31,6 +31,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from value_lens.analysis.metrics import cohens_d
+from value_lens.core.protocols import GenerativeModel
 from value_lens.errors import InputError
 from value_lens.evals._common import (
     EvalResult,
@@ -171,7 +172,7 @@ def build_code_pairs(
 
 
 def _score(
-    model: Any,
+    model: GenerativeModel,
     axis: ValueAxis,
     layer: int,
     problem: str,
@@ -223,7 +224,7 @@ def code_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_code_suite(
-    model: Any,
+    model: GenerativeModel,
     axis: ValueAxis,
     layer: int,
     pairs: Sequence[dict[str, Any]] | None = None,

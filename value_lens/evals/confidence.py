@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from value_lens.analysis.metrics import auroc, spearman
 from value_lens.core.chat import format_chat
 from value_lens.core.generate import GenerationConfig, generate
+from value_lens.core.protocols import GenerativeModel
 from value_lens.errors import InputError
 from value_lens.evals._common import (
     EvalResult,
@@ -104,7 +105,7 @@ def confidence_summary(
 
 
 def run_confidence_suite(
-    model: Any,
+    model: GenerativeModel,
     axis: ValueAxis,
     layer: int,
     problems: Sequence[dict[str, Any]] | None = None,
@@ -216,7 +217,7 @@ def run_confidence_suite(
 
 
 def _answer_record(
-    model: Any,
+    model: GenerativeModel,
     axis: ValueAxis,
     layer: int,
     i: int,

@@ -51,6 +51,7 @@ from typing import Any
 
 from value_lens.core.io import JsonlLog
 from value_lens.core.model import model_id
+from value_lens.core.protocols import GenerativeModel
 from value_lens.errors import InputError
 from value_lens.fitting.axis import ValueAxis
 from value_lens.fitting.stats import ActivationStats
@@ -141,7 +142,7 @@ class _Demo:
 
     def __init__(
         self,
-        model: Any,
+        model: GenerativeModel,
         out: Path,
         cfg: DemoConfig,
         *,
@@ -287,7 +288,7 @@ class _Demo:
 
 
 def run_demo(
-    model: Any = None,
+    model: GenerativeModel | str | None = None,
     out: str | os.PathLike[str] = "value_lens_out/demo",
     *,
     device: str = "cpu",

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from value_lens.core.conventions import default_layer, resolve_layers
+from value_lens.core.protocols import GenerativeModel
 from value_lens.errors import InputError
 from value_lens.fitting.axis import ValueAxis
 
@@ -78,7 +79,7 @@ def load_model_option(
     return load_model(model, device=device, dtype=dtype, n_ctx=n_ctx)
 
 
-def load_axis_option(path: str | os.PathLike[str], model: Any) -> ValueAxis:
+def load_axis_option(path: str | os.PathLike[str], model: GenerativeModel) -> ValueAxis:
     """Load ``--axis``: a saved ValueAxis (``.safetensors``) or the paper's ``value_axis.npy``."""
     p = Path(path)
     if not p.is_file():
@@ -168,7 +169,9 @@ def collect_requirements(method: str = "mean_diff", unit: str = "percent") -> di
     }
 
 
-def layer_or_default(model: Any, available: Sequence[int], layer: int | None = None) -> int:
+def layer_or_default(
+    model: GenerativeModel, available: Sequence[int], layer: int | None = None
+) -> int:
     """``layer``, or when None :func:`~value_lens.core.conventions.default_layer` among
     ``available`` (e.g. an axis's layers): the paper's layer 20 on a 36-block model, else the
     layer closest to the middle block."""

@@ -24,6 +24,7 @@ import torch
 from value_lens.analysis.readout import ValueTrace
 from value_lens.analysis.readout import trace as read_trace
 from value_lens.core.model import n_layers
+from value_lens.core.protocols import GenerativeModel
 from value_lens.errors import InputError
 from value_lens.evals import (
     arithmetic_problems,
@@ -67,7 +68,7 @@ class Evaluation:
 
 
 def trace(
-    model: Any,
+    model: GenerativeModel,
     axis: ValueAxis,
     source: Any,
     out: PathLike,
@@ -131,7 +132,7 @@ def code_headline(
 
 
 def evaluate(
-    model: Any,
+    model: GenerativeModel,
     axis: ValueAxis,
     out: PathLike,
     *,
@@ -200,7 +201,7 @@ def _slice(tr: ValueTrace, lo: int, hi: int) -> ValueTrace:
 
 
 def turn_traces(
-    model: Any, axis: ValueAxis, messages: list[dict[str, str]], indices: list[int]
+    model: GenerativeModel, axis: ValueAxis, messages: list[dict[str, str]], indices: list[int]
 ) -> list[ValueTrace]:
     """Traces of messages ``indices``, cut to each message's tokens, from ONE forward pass over
     the conversation through the user turn after the last of them: every message then reads as
@@ -222,7 +223,7 @@ def turn_traces(
 
 
 def heatmaps(
-    model: Any, stats: ActivationStats, data: Data, layer: int, out: PathLike
+    model: GenerativeModel, stats: ActivationStats, data: Data, layer: int, out: PathLike
 ) -> dict[str, Any]:
     """Fit an axis without one criterion, then trace a success and a failure of that criterion
     (``trace-1-success.json``, ``trace-2-failure.json``); ``layer`` is the one to show."""

@@ -18,6 +18,7 @@ from typing import Any
 
 from value_lens.core.generate import GenerationConfig, generate
 from value_lens.core.io import atomic_write_text
+from value_lens.core.protocols import GenerativeModel
 from value_lens.errors import InputError
 from value_lens.fitting.axis import ValueAxis
 from value_lens.pipeline.options import layer_or_default
@@ -56,7 +57,7 @@ def _messages(prompts: Sequence[str]) -> list[list[dict[str, str]]]:
 
 
 def steer(
-    model: Any,
+    model: GenerativeModel,
     axis: ValueAxis,
     prompts: Sequence[str],
     out: PathLike,
@@ -95,7 +96,7 @@ def steer(
 
 
 def dose(
-    model: Any,
+    model: GenerativeModel,
     axis: ValueAxis,
     prompts: Sequence[str],
     out: PathLike,

@@ -33,6 +33,7 @@ from value_lens.analysis.text_metrics import METRICS, text_metrics
 from value_lens.core.generate import GenerationConfig, format_prompts, generate
 from value_lens.core.io import JsonlLog
 from value_lens.core.model import model_id, n_layers
+from value_lens.core.protocols import GenerativeModel
 from value_lens.errors import InputError
 from value_lens.steering.steer import raw_alpha, steer
 from value_lens.steering.strength import UNITS, Calibration, Unit
@@ -127,7 +128,7 @@ def _fingerprint(obj: Any) -> str:
 
 
 def dose_response(
-    model: Any,
+    model: GenerativeModel,
     axis: Any,
     prompts: Any,
     *,
