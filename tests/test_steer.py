@@ -346,8 +346,12 @@ def test_bad_inputs_raise_clear_errors(tiny, axis):
     partial = ValueAxis(torch.randn(2, 64), layers=(1,), model_id=model_id(tiny))
     with pytest.raises(LayerError, match="no fitted direction"):
         steer(tiny, partial, layers=0, alpha=1.0)
-    with pytest.raises(InputError, match="Steering"):
-        generate(tiny, "a", steer=("blocks.0.hook_resid_post", lambda t, hook: t))  # noqa: ARG005
+    with pytest.raises(InputError, match="Steering"):  # untyped callers get the friendly error
+        inspect.unwrap(generate)(
+            tiny,
+            "a",
+            steer=("blocks.0.hook_resid_post", lambda t, hook: t),  # noqa: ARG005
+        )
 
 
 def test_plain_bridge_generate_inside_the_context_infers_the_prompt(tiny, axis):
