@@ -26,13 +26,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import torch
 from jaxtyping import Int
 
 from value_lens.core.chat import format_chat
 from value_lens.core.model import model_device, n_ctx, to_token_ids
+from value_lens.core.protocols import GenerationMonitor, SteerActivation
 from value_lens.errors import InputError
 
 __all__ = [
@@ -43,36 +44,6 @@ __all__ = [
     "format_prompts",
     "generate",
 ]
-
-
-@runtime_checkable
-class SteerActivation(Protocol):
-    """What ``generate(steer=...)`` needs: hooks installed for one batch with known geometry."""
-
-    def activate(
-        self, *, prompt_lens: torch.Tensor, pads: torch.Tensor
-    ) -> contextlib.AbstractContextManager[Any]: ...
-
-
-@runtime_checkable
-class GenerationMonitor(Protocol):
-    """What ``generate(monitor=...)`` needs: read-only hooks installed for one batch.
-
-    It yields a run with ``criterion`` (a ``StoppingCriteria`` or ``None``), ``stopped()``
-    (per row: tokens kept if a stop rule ended it, else ``None``) and ``traces(token_ids)``.
-    """
-
-    def activate(
-        self,
-        model: Any,
-        *,
-        prompt_lens: torch.Tensor,
-        pads: torch.Tensor,
-        rows: Sequence[int],
-        max_new_tokens: int,
-        stop_ids: Sequence[int],
-        stop_when: Any,
-    ) -> contextlib.AbstractContextManager[Any]: ...
 
 
 @dataclass(frozen=True)

@@ -27,13 +27,19 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["GenerativeModel", "HookedModel", "ModelConfig"]
+__all__ = [
+    "GenerationMonitor",
+    "GenerativeModel",
+    "HookedModel",
+    "ModelConfig",
+    "SteerActivation",
+]
 
 
 @runtime_checkable
@@ -81,3 +87,33 @@ class GenerativeModel(HookedModel, Protocol):
     def to_tokens(self, *args: Any, **kwargs: Any) -> torch.Tensor: ...
 
     def generate(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+@runtime_checkable
+class SteerActivation(Protocol):
+    """What ``generate(steer=...)`` needs: hooks installed for one batch with known geometry."""
+
+    def activate(
+        self, *, prompt_lens: torch.Tensor, pads: torch.Tensor
+    ) -> AbstractContextManager[Any]: ...
+
+
+@runtime_checkable
+class GenerationMonitor(Protocol):
+    """What ``generate(monitor=...)`` needs: read-only hooks installed for one batch.
+
+    It yields a run with ``criterion`` (a ``StoppingCriteria`` or ``None``), ``stopped()``
+    (per row: tokens kept if a stop rule ended it, else ``None``) and ``traces(token_ids)``.
+    """
+
+    def activate(
+        self,
+        model: Any,
+        *,
+        prompt_lens: torch.Tensor,
+        pads: torch.Tensor,
+        rows: Sequence[int],
+        max_new_tokens: int,
+        stop_ids: Sequence[int],
+        stop_when: Any,
+    ) -> AbstractContextManager[Any]: ...
