@@ -214,6 +214,11 @@ def batch_readout(
         out["v"] = (p / h.norm(dim=-1).clamp_min(1e-12) if metric == "cosine" else p).cpu()
 
     run_resid_hooks(model, pad_right(model, seqs).to(dev), {layer: read})
+    if "v" not in out:
+        raise InputError(
+            f"the forward pass ended before blocks.{layer}.hook_resid_post ran (a hook left on "
+            "the model that stops passes early?); call model.reset_hooks() and retry"
+        )
     return [out["v"][i, : s.numel()].numpy().astype(np.float64) for i, s in enumerate(seqs)]
 
 
