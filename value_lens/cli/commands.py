@@ -42,7 +42,7 @@ from value_lens.cli.options import (
     say,
     text_source,
 )
-from value_lens.pipeline import read_steps, steer_steps, steps
+from value_lens.pipeline import launch, read_steps, steer_steps, steps
 from value_lens.pipeline.demo import run_demo
 from value_lens.pipeline.options import (
     collect_requirements,
@@ -73,23 +73,26 @@ def build(
     unit: BuildUnit = "percent",
     batch_size: BatchSize = 4,
 ) -> None:
-    """Generate scripted ICRL conversations, label them and fit the value axis."""
+    """Generate scripted ICRL conversations, label them and fit the value axis (on N processes
+    under `torchrun --nproc-per-node N -m value_lens build ...`; rank 0 writes and prints)."""
     collect_requirements(method, unit)  # a bad --method or --unit fails before loading
-    m = model_for(model, device, dtype)
-    steps.build(
-        m,
-        out,
-        n_per_criterion=n_per_criterion,
-        criteria=parse_criteria(criteria),
-        seed=seed,
-        corpus=corpus,
-        layers=layer_list(layers, m),
-        method=method,
-        unit=unit,
-        batch_size=batch_size,
-        log=say,
-    )
-    typer.echo(str(out / steps.AXIS_FILE))
+    run = launch.from_env()
+    with launch.muted(run):
+        m = model_for(model, launch.device_for(device, run), dtype)
+        steps.build(
+            m,
+            out,
+            n_per_criterion=n_per_criterion,
+            criteria=parse_criteria(criteria),
+            seed=seed,
+            corpus=corpus,
+            layers=layer_list(layers, m),
+            method=method,
+            unit=unit,
+            batch_size=batch_size,
+            log=say,
+        )
+        typer.echo(str(out / steps.AXIS_FILE))
 
 
 @app.command()

@@ -32,11 +32,13 @@ import torch
 
 from value_lens.analysis.sweep import SweepResult, layer_sweep
 from value_lens.core.conventions import resolve_layers
-from value_lens.core.model import model_id, n_layers
+from value_lens.core.model import model_device, model_id, n_layers
 from value_lens.data.tokens import LabelledTokens
+from value_lens.errors import InputError
 from value_lens.fitting.axis import ValueAxis
 from value_lens.fitting.collect import collect_stats
 from value_lens.fitting.stats import ActivationStats
+from value_lens.pipeline.launch import from_env, process_group
 from value_lens.pipeline.options import collect_requirements
 from value_lens.pipeline.rundir import RESULT_FILES, report_from_dir, update_meta
 
@@ -113,6 +115,7 @@ def build_data(
     corpus: PathLike | None = None,
     placebo: bool = True,
     keep_per_criterion: int | None = None,
+    write: bool = True,
 ) -> Data:
     """Scripted ICRL conversations (resumable through ``out/conversations.jsonl``), labelled.
 
@@ -120,21 +123,25 @@ def build_data(
     packaged corpus. ``placebo`` also labels placebo turns (failed attempts cut at a
     pseudo-reward; no extra forward pass), which the sweep's DiD and placebo controls need.
     ``keep_per_criterion`` keeps only that many shortest labelled turns per criterion.
+    ``write=False`` (torchrun ranks other than 0) makes the same data and writes nothing.
     """
     from value_lens.data.icrl import generate_scripted
     from value_lens.data.icrl.label import label
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if write:
+        out.mkdir(parents=True, exist_ok=True)
     convs = generate_scripted(
         n_per_criterion,
         seed=seed,
         criteria=criteria,
-        out=out / "conversations.jsonl",
+        out=out / "conversations.jsonl" if write else None,
         corpus=corpus,
     )
     tokens, labelled = label(convs, model, return_report=True, placebo=placebo)
     tokens = shortest_per_group(tokens, keep_per_criterion)
+    if not write:
+        return Data(convs, tokens, labelled)
     update_meta(
         out,
         model=model_id(model),
@@ -192,20 +199,46 @@ def collect(
 ) -> ActivationStats:
     """The statistics that fitting with ``method`` and steering in ``unit`` need, at ``layers``
     (None: all): reused from ``out`` when :func:`saved_stats` matches, else collected and saved.
+
+    Under ``torchrun`` (:func:`~value_lens.pipeline.launch.from_env`) the ranks collect
+    together in a process group (``collect_stats(..., distributed=True)``); every rank returns
+    the statistics and rank 0 alone saves them.
     """
     need = collect_requirements(method, unit)
     want = resolve_layers(layers, n_layers(model))
-    stats = saved_stats(out, data, want, **need)
-    if stats is not None:
-        log(f"reusing {Path(out) / STATS_FILE} (same data and layers)")
-        return stats
-    log(f"collecting statistics over {data.n_tokens} tokens at {len(want)} layers")
-    stats = collect_stats(
-        model, data, layers=want, batch_size=batch_size, progress=progress, **need
-    )
-    Path(out).mkdir(parents=True, exist_ok=True)
-    stats.save(Path(out) / STATS_FILE)
+    launch = from_env()
+    with process_group(launch, model_device(model)) as distributed:
+        stats = saved_stats(out, data, want, **need)
+        if distributed:
+            _same_on_every_rank(data, stats is not None)
+        if stats is not None:
+            log(f"reusing {Path(out) / STATS_FILE} (same data and layers)")
+            return stats
+        log(f"collecting statistics over {data.n_tokens} tokens at {len(want)} layers")
+        stats = collect_stats(
+            model,
+            data,
+            layers=want,
+            batch_size=batch_size,
+            progress=progress and (launch is None or launch.writer),
+            distributed=distributed,
+            **need,
+        )
+    if launch is None or launch.writer:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        stats.save(Path(out) / STATS_FILE)
     return stats
+
+
+def _same_on_every_rank(data: LabelledTokens, reuse: bool) -> None:
+    """Raise unless every rank holds the same data and makes the same reuse decision."""
+    seen: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(seen, (data.fingerprint(), reuse))
+    if len(set(seen)) > 1:
+        raise InputError(
+            f"the torchrun ranks disagree on the data or on reusing saved statistics "
+            f"(fingerprint, reuse per rank: {seen}); give every rank the same files and options"
+        )
 
 
 def _only(axis: ValueAxis, layers: Sequence[int]) -> ValueAxis:
@@ -231,12 +264,16 @@ def fit(
     layers: Sequence[int] | None = None,
     method: str = "mean_diff",
     unit: str = "percent",
+    write: bool = True,
 ) -> ValueAxis:
     """Fit a :class:`ValueAxis` with ``method`` on ``stats`` (restricted to ``layers`` when the
-    statistics hold more), save it as ``out/axis.safetensors`` and record how in ``run.json``."""
+    statistics hold more), save it as ``out/axis.safetensors`` and record how in ``run.json``
+    (unless ``write=False``)."""
     axis = ValueAxis.fit(stats, method=method)
     if layers is not None and set(axis.layers) != set(layers):
         axis = _only(axis, layers)
+    if not write:
+        return axis
     axis.save(Path(out) / AXIS_FILE)
     update_meta(out, layers=list(axis.layers), method=method, unit=unit)
     return axis
@@ -256,10 +293,22 @@ def build(
     batch_size: int = 4,
     log: Log = _quiet,
 ) -> tuple[Data, ValueAxis]:
-    """:func:`build_data`, :func:`collect` and :func:`fit`: ICRL data to a saved axis."""
+    """:func:`build_data`, :func:`collect` and :func:`fit`: ICRL data to a saved axis.
+
+    Under ``torchrun`` every rank builds the same data, the ranks collect together and rank 0
+    alone writes (see :func:`collect`).
+    """
     collect_requirements(method, unit)  # a bad method or unit fails before any work
+    launch = from_env()
+    write = launch is None or launch.writer
     data = build_data(
-        model, out, n_per_criterion=n_per_criterion, criteria=criteria, seed=seed, corpus=corpus
+        model,
+        out,
+        n_per_criterion=n_per_criterion,
+        criteria=criteria,
+        seed=seed,
+        corpus=corpus,
+        write=write,
     )
     tok = data.tokens
     log(
@@ -268,7 +317,7 @@ def build(
     stats = collect(
         model, tok, out, layers=layers, method=method, unit=unit, batch_size=batch_size, log=log
     )
-    return data, fit(stats, out, layers=layers, method=method, unit=unit)
+    return data, fit(stats, out, layers=layers, method=method, unit=unit, write=write)
 
 
 def sweep(
