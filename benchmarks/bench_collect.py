@@ -7,6 +7,13 @@ Each configuration runs in a fresh subprocess so that peak RSS (ru_maxrss) is it
     python benchmarks/bench_collect.py --tokens 20000 --ref-sizes 5000 --model tiny   # smoke run
 
 Writes benchmarks/results/bench_collect.json.
+
+``--procs N`` instead measures data parallelism in one run: the same collection on 1 process,
+then on N gloo processes (``collect_stats(..., distributed=True)``, 1 thread each, the
+all-reduce included), each timed from a barrier after loading to a barrier after collecting,
+with the load average next to the figures. Writes benchmarks/results/bench_collect_procs.json.
+
+    python benchmarks/bench_collect.py --procs 2 --tokens 16384
 """
 
 from __future__ import annotations
@@ -108,13 +115,94 @@ def worker(mode: str, n_tokens: int, model_name: str) -> dict:
     }
 
 
+def _rank(rank: int, world: int, tmp: str, n_tokens: int, model_name: str) -> None:
+    """One process of a ``--procs`` run: load, barrier, collect (distributed if world > 1)."""
+    import torch
+
+    torch.set_num_threads(1)
+    dist = torch.distributed
+    if world > 1:
+        dist.init_process_group(
+            "gloo", init_method=f"file://{tmp}/init", rank=rank, world_size=world
+        )
+    try:
+        from value_lens.fitting.collect import collect_stats
+
+        model = load(model_name)
+        data = make_data(n_tokens, model.cfg.d_vocab)
+        if world > 1:
+            dist.barrier()
+        t0, c0 = time.perf_counter(), time.process_time()
+        stats = collect_stats(model, data, batch_size=BATCH, progress=False, distributed=world > 1)
+        if world > 1:
+            dist.barrier()
+        res = {
+            "rank": rank,
+            "wall_s": time.perf_counter() - t0,
+            "cpu_s": time.process_time() - c0,
+            "tokens": data.n_tokens,
+            "count": stats.count.tolist(),
+        }
+        Path(tmp, f"{world}-{rank}.json").write_text(json.dumps(res))
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+
+
+def procs(world: int, n_tokens: int, model_name: str) -> None:
+    """1 process, then ``world`` processes, on the same data; throughput ratio and load."""
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    runs = {}
+    load_before = os.getloadavg()
+    for n in (1, world):
+        with tempfile.TemporaryDirectory() as tmp:
+            mp.spawn(_rank, args=(n, tmp, n_tokens, model_name), nprocs=n, join=True)
+            ranks = [json.loads(Path(tmp, f"{n}-{r}.json").read_text()) for r in range(n)]
+        wall = max(r["wall_s"] for r in ranks)
+        runs[n] = {
+            "procs": n,
+            "tokens": ranks[0]["tokens"],
+            "wall_s": wall,
+            "tokens_per_s": ranks[0]["tokens"] / wall,
+            "cpu_s_per_rank": [r["cpu_s"] for r in ranks],
+            "count": ranks[0]["count"],
+            "load_avg_after": os.getloadavg(),
+        }
+        print(f"{n} process(es): {runs[n]['tokens_per_s']:8.1f} tok/s  wall {wall:7.1f} s  "
+              f"load {os.getloadavg()}", flush=True)  # fmt: skip
+    one, many = runs[1], runs[world]
+    summary = {
+        "model": "SmolLM2-135M-Instruct" if model_name == "smollm2" else "tiny Qwen3 (4 x 128)",
+        "procs": world,
+        "threads_per_proc": 1,
+        "backend": "gloo",
+        "throughput_ratio": many["tokens_per_s"] / one["tokens_per_s"],
+        "target_ratio": 1.7,
+        "counts_equal": one["count"] == many["count"],
+        "cpu_count": os.cpu_count(),
+        "load_avg_before": load_before,
+    }
+    print(json.dumps(summary, indent=1))
+    for r in runs.values():
+        del r["count"]
+    out = Path(__file__).parent / "results" / "bench_collect_procs.json"
+    out.write_text(json.dumps({"summary": summary, "runs": list(runs.values())}, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokens", type=int, default=200_000)
     ap.add_argument("--ref-sizes", type=int, nargs="*", default=[20_000, 60_000])
     ap.add_argument("--model", default="smollm2", choices=["smollm2", "tiny"])
     ap.add_argument("--worker", nargs=2, metavar=("MODE", "TOKENS"))
+    ap.add_argument("--procs", type=int, help="compare 1 process with this many (gloo)")
     args = ap.parse_args()
+    if args.procs:
+        procs(args.procs, args.tokens, args.model)
+        return
     if args.worker:
         print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.model)))
         return
