@@ -24,6 +24,7 @@ NAMES = [
     "03_steering.ipynb",
     "04_evaluations.ipynb",
     "05_your_own_data.ipynb",
+    "06_posttraining.ipynb",
 ]
 CELL_TIMEOUT_S = 600
 
@@ -39,7 +40,7 @@ def _builder():
     return build_notebooks
 
 
-def test_the_five_tutorials_are_there():
+def test_the_tutorials_are_there():
     assert sorted(p.name for p in TUTORIALS.glob("*.ipynb")) == NAMES
 
 
