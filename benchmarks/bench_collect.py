@@ -171,8 +171,11 @@ def procs(world: int, n_tokens: int, model_name: str) -> None:
             "count": ranks[0]["count"],
             "load_avg_after": os.getloadavg(),
         }
-        print(f"{n} process(es): {runs[n]['tokens_per_s']:8.1f} tok/s  wall {wall:7.1f} s  "
-              f"load {os.getloadavg()}", flush=True)  # fmt: skip
+        print(
+            f"{n} process(es): {runs[n]['tokens_per_s']:8.1f} tok/s  wall {wall:7.1f} s  "
+            f"load {os.getloadavg()}",
+            flush=True,
+        )
     one, many = runs[1], runs[world]
     summary = {
         "model": "SmolLM2-135M-Instruct" if model_name == "smollm2" else "tiny Qwen3 (4 x 128)",

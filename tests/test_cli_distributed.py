@@ -19,9 +19,23 @@ from value_lens.pipeline.launch import ENV_VARS, from_env
 
 
 def build_args(out, corpus) -> list[str]:
-    return ["build", "--model", "tiny", "--out", str(out), "--criteria", "first:3",
-            "--n-per-criterion", "1", "--corpus", str(corpus), "--seed", "1",
-            "--batch-size", "1"]  # fmt: skip
+    return [
+        "build",
+        "--model",
+        "tiny",
+        "--out",
+        str(out),
+        "--criteria",
+        "first:3",
+        "--n-per-criterion",
+        "1",
+        "--corpus",
+        str(corpus),
+        "--seed",
+        "1",
+        "--batch-size",
+        "1",
+    ]
 
 
 def test_torchrun_build_equals_one_process(tmp_path, monkeypatch):
@@ -33,8 +47,17 @@ def test_torchrun_build_equals_one_process(tmp_path, monkeypatch):
     assert main(build_args(one, corpus)) == 0
     env = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
     env.update(OMP_NUM_THREADS="1", VALUE_LENS_TYPECHECK="0")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-           "2", "-m", "value_lens", *build_args(two, corpus)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "value_lens",
+        *build_args(two, corpus),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     # rank 0 alone prints: one result line, one 'loading' line

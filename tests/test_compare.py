@@ -116,11 +116,16 @@ def test_preference_rank_accepts_mappings_and_rejects_a_missing_target(model, ax
         compare.preference_rank(model, axis, LAYER, rows, "banana")
     # the shape of value_lens.data.preference.eval_prompts rows: the target travels with the row
     shaped = [
-        {"system": "Pick one.", "user": p.messages[-1]["content"], "format": "numbered",
-         "messages": [{"role": "system", "content": "Pick one."}, *p.messages],
-         "items": list(p.options), "target": p.options[-1]}
+        {
+            "system": "Pick one.",
+            "user": p.messages[-1]["content"],
+            "format": "numbered",
+            "messages": [{"role": "system", "content": "Pick one."}, *p.messages],
+            "items": list(p.options),
+            "target": p.options[-1],
+        }
         for p in _prompts()
-    ]  # fmt: skip
+    ]
     res = compare.selection_accuracy(model, shaped, n_boot=20)
     targets = res.table[res.table["is_target"]].groupby("prompt")["option"].first().tolist()
     assert targets == [o[-1] for o in OPTIONS]
@@ -251,10 +256,16 @@ def test_prompt_steering_touches_only_the_target_tokens(model, hf, axis):
 def test_domain_matrix_delta_is_the_hf_answer_mean_difference(model, hf, axis):
     domains = {
         "math": [("What is 2 + 3?", "2 + 3 = 5, so 5."), ("Add 4 and 4.", "The sum is 8.")],
-        "music": [{"question": "Name an instrument.", "answer": "A violin."},
-                  {"messages": [{"role": "user", "content": "And another?"},
-                                {"role": "assistant", "content": "The piano, then a drum."}]}],
-    }  # fmt: skip
+        "music": [
+            {"question": "Name an instrument.", "answer": "A violin."},
+            {
+                "messages": [
+                    {"role": "user", "content": "And another?"},
+                    {"role": "assistant", "content": "The piano, then a drum."},
+                ]
+            },
+        ],
+    }
     other = tiny_qwen3(seed=1)
     hf1, tok = tiny_qwen3_hf(seed=1)
     res = compare.domain_matrix(

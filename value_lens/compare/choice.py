@@ -125,7 +125,7 @@ def _rows(
             "is_target": o == t,
             "loglik": v,
             "selected": k == pick,
-        }  # fmt: skip
+        }
         for k, (o, v) in enumerate(zip(p.options, ll, strict=True))
     ]
 
@@ -161,10 +161,19 @@ def selection_accuracy(
         h = hits[hits["model"] == name]["selected"].to_numpy()
         lo, hi = rate_ci(h, n_boot, seed)
         dlo, dhi = paired_diff_ci(ref, h, n_boot, seed)
-        out.append({"model": name, "n_prompts": h.size, "chance": chance,
-                    "accuracy": float(h.mean()), "ci_lo": lo, "ci_hi": hi,
-                    "delta_accuracy": float(h.mean() - ref.mean()),
-                    "delta_ci_lo": dlo, "delta_ci_hi": dhi})  # fmt: skip
+        out.append(
+            {
+                "model": name,
+                "n_prompts": h.size,
+                "chance": chance,
+                "accuracy": float(h.mean()),
+                "ci_lo": lo,
+                "ci_hi": hi,
+                "delta_accuracy": float(h.mean() - ref.mean()),
+                "delta_ci_lo": dlo,
+                "delta_ci_hi": dhi,
+            }
+        )
     from value_lens.compare.figures import selection_figure
 
     summary = pd.DataFrame(out)
@@ -225,8 +234,15 @@ def prompt_steering(
         for a in alphas:
             s = None
             if float(a) != 0.0:
-                s = steer(model, axis, layers=layer, alpha=float(a), positions=mask, unit=unit,
-                          check_model_id=False)  # fmt: skip
+                s = steer(
+                    model,
+                    axis,
+                    layers=layer,
+                    alpha=float(a),
+                    positions=mask,
+                    unit=unit,
+                    check_model_id=False,
+                )
             rows += _rows(
                 "model", i, p, t, _logliks(model, ids, replies, s), alpha=float(a), target=t
             )
@@ -234,8 +250,15 @@ def prompt_steering(
     summary, per_target = _steer_summary(table, alphas, n_boot, seed)
     from value_lens.compare.figures import steering_figure
 
-    settings = {"layer": layer, "unit": unit, "steer_options": steer_options, "answer": answer,
-                "enable_thinking": False, "n_boot": n_boot, "seed": seed}  # fmt: skip
+    settings = {
+        "layer": layer,
+        "unit": unit,
+        "steer_options": steer_options,
+        "answer": answer,
+        "enable_thinking": False,
+        "n_boot": n_boot,
+        "seed": seed,
+    }
     return CompareResult(
         table, summary, steering_figure(summary, per_target), settings, {"per_target": per_target}
     )
@@ -252,9 +275,18 @@ def _steer_summary(
         h = hits[hits["alpha"] == a]["selected"].to_numpy()
         lo, hi = rate_ci(h, n_boot, seed)
         dlo, dhi = paired_diff_ci(ref, h, n_boot, seed)
-        out.append({"alpha": a, "n_prompts": h.size, "selection_rate": float(h.mean()),
-                    "ci_lo": lo, "ci_hi": hi, "delta_vs_zero": float(h.mean() - ref.mean()),
-                    "delta_ci_lo": dlo, "delta_ci_hi": dhi})  # fmt: skip
+        out.append(
+            {
+                "alpha": a,
+                "n_prompts": h.size,
+                "selection_rate": float(h.mean()),
+                "ci_lo": lo,
+                "ci_hi": hi,
+                "delta_vs_zero": float(h.mean() - ref.mean()),
+                "delta_ci_lo": dlo,
+                "delta_ci_hi": dhi,
+            }
+        )
     per = (
         hits.groupby(["alpha", "target"], sort=True)["selected"]
         .agg(selection_rate="mean", n_prompts="size")

@@ -64,7 +64,7 @@ def rank_figure(summary: pd.DataFrame) -> go.Figure:
             summary["rate_first"],
             summary["rate_first_ci_lo"],
             summary["rate_first_ci_hi"],
-        )  # fmt: skip
+        )
     )
     _chance(fig, summary)
     fig.update_layout(
@@ -150,7 +150,7 @@ def quartile_figure(summary: pd.DataFrame) -> go.Figure:
                         "symmetric": False,
                         "array": list(s["ci_hi"].to_numpy() - y),
                         "arrayminus": list(y - s["ci_lo"].to_numpy()),
-                    },  # fmt: skip
+                    },
                 ),
                 row=1,
                 col=c,
@@ -177,7 +177,7 @@ def steering_figure(summary: pd.DataFrame, per_target: pd.DataFrame | None = Non
                     line={"width": 1, "color": "#bbbbbb"},
                     showlegend=False,
                     hovertext=str(word),
-                )  # fmt: skip
+                )
             )
     x = list(summary["alpha"])
     fig.add_trace(
@@ -189,7 +189,7 @@ def steering_figure(summary: pd.DataFrame, per_target: pd.DataFrame | None = Non
             fillcolor="rgba(31,78,156,0.2)",
             name="95% CI",
             hoverinfo="skip",
-        )  # fmt: skip
+        )
     )
     fig.add_trace(
         go.Scatter(
@@ -198,7 +198,7 @@ def steering_figure(summary: pd.DataFrame, per_target: pd.DataFrame | None = Non
             mode="lines+markers",
             name="selection rate",
             line_color=_PALETTE[0],
-        )  # fmt: skip
+        )
     )
     fig.update_layout(
         title="Target selection while steering its tokens in the prompt",

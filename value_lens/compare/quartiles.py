@@ -100,9 +100,17 @@ def quartile_fractions(
         for name in df.columns:
             flags = df[name].to_numpy()[sel]
             lo, hi = rate_ci(flags, n_boot, seed)
-            rows.append({"quartile": k, "label": name, "n": int(sel.sum()),
-                         "n_true": int(flags.sum()), "fraction": float(flags.mean()),
-                         "ci_lo": lo, "ci_hi": hi})  # fmt: skip
+            rows.append(
+                {
+                    "quartile": k,
+                    "label": name,
+                    "n": int(sel.sum()),
+                    "n_true": int(flags.sum()),
+                    "fraction": float(flags.mean()),
+                    "ci_lo": lo,
+                    "ci_hi": hi,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -166,6 +174,12 @@ def category_quartiles(
     summary = pd.concat(summaries, ignore_index=True)
     summary = summary[["model", *[c for c in summary.columns if c != "model"]]]
     table = pd.concat([pd.DataFrame(rows), pd.concat([lab] * len(ms), ignore_index=True)], axis=1)
-    settings = {"layer": layer, "metric": metric, "position": "last_prompt_token",
-                "enable_thinking": False, "n_boot": n_boot, "seed": seed}  # fmt: skip
+    settings = {
+        "layer": layer,
+        "metric": metric,
+        "position": "last_prompt_token",
+        "enable_thinking": False,
+        "n_boot": n_boot,
+        "seed": seed,
+    }
     return CompareResult(table, summary, quartile_figure(summary), settings)

@@ -119,15 +119,22 @@ def word_delta(
                 "base": bv,
                 "tuned": tv,
                 "delta": tv - bv,
-            }  # fmt: skip
+            }
             for i, (bv, tv) in enumerate(zip(b, t, strict=True))
         ]
     table = pd.DataFrame(rows)
     summary = _delta_summary(table, n_boot, seed)
     from value_lens.compare.figures import word_delta_figure
 
-    settings = {"layer": layer, "user": user, "metric": metric, "enable_thinking": False,
-                "n_boot": n_boot, "seed": seed, "preferred": pref}  # fmt: skip
+    settings = {
+        "layer": layer,
+        "user": user,
+        "metric": metric,
+        "enable_thinking": False,
+        "n_boot": n_boot,
+        "seed": seed,
+        "preferred": pref,
+    }
     return CompareResult(table, summary, word_delta_figure(summary), settings)
 
 
@@ -238,12 +245,28 @@ def domain_matrix(
             a = table[(table["model"] == base) & (table["domain"] == d)]["value"].to_numpy()
             b = table[(table["model"] == name) & (table["domain"] == d)]["value"].to_numpy()
             lo, hi = paired_diff_ci(a, b, n_boot, seed)
-            out.append({"model": name, "domain": d, "trained": tr.get(name) == d, "n": a.size,
-                        "mean": float(b.mean()), "base_mean": float(a.mean()),
-                        "delta": float(b.mean() - a.mean()), "ci_lo": lo, "ci_hi": hi})  # fmt: skip
+            out.append(
+                {
+                    "model": name,
+                    "domain": d,
+                    "trained": tr.get(name) == d,
+                    "n": a.size,
+                    "mean": float(b.mean()),
+                    "base_mean": float(a.mean()),
+                    "delta": float(b.mean() - a.mean()),
+                    "ci_lo": lo,
+                    "ci_hi": hi,
+                }
+            )
     summary = pd.DataFrame(out)
     from value_lens.compare.figures import domain_figure
 
-    settings = {"layer": layer, "metric": metric, "base": base, "enable_thinking": False,
-                "n_boot": n_boot, "seed": seed}  # fmt: skip
+    settings = {
+        "layer": layer,
+        "metric": metric,
+        "base": base,
+        "enable_thinking": False,
+        "n_boot": n_boot,
+        "seed": seed,
+    }
     return CompareResult(table, summary, domain_figure(summary), settings)
