@@ -1,6 +1,7 @@
 """The ``value-lens`` commands. Each parses its options, calls a pipeline step
 (:mod:`value_lens.pipeline.steps`, :mod:`~value_lens.pipeline.read_steps`,
-:mod:`~value_lens.pipeline.steer_steps`, :mod:`~value_lens.pipeline.demo`) and prints where the
+:mod:`~value_lens.pipeline.steer_steps`, :mod:`~value_lens.pipeline.compare_steps`,
+:mod:`~value_lens.pipeline.demo`) and prints where the
 results went; the step writes the files and ``--out/run.json``."""
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from value_lens.cli.options import (
     say,
     text_source,
 )
-from value_lens.pipeline import launch, read_steps, steer_steps, steps
+from value_lens.pipeline import compare_steps, launch, read_steps, steer_steps, steps
 from value_lens.pipeline.demo import run_demo
 from value_lens.pipeline.options import (
     collect_requirements,
@@ -53,7 +54,7 @@ from value_lens.pipeline.options import (
 from value_lens.pipeline.rundir import RESULT_FILES, value_sentence
 from value_lens.steering.dose import DOSE_GENERATION
 
-__all__ = ["build", "demo", "eval_", "report", "steer", "sweep", "trace"]
+__all__ = ["build", "compare", "demo", "eval_", "posttrain", "report", "steer", "sweep", "trace"]
 
 OUT = Path("value_lens_out")
 
@@ -268,3 +269,85 @@ def demo(
         log=say,
     )
     typer.echo(str(path))
+
+
+Word = Annotated[str, typer.Option(help="The preferred word (an item of the shipped pool).")]
+
+
+@app.command()
+def posttrain(
+    word: Word = "kite",
+    model: Model = None,
+    dtype: Dtype = None,
+    out: Out = OUT / "posttrain",
+    seed: Annotated[int, typer.Option(help="Seed of the pairs and the training.")] = 42,
+    pairs: Annotated[int, typer.Option(help="Preference pairs (the paper: 640).")] = (
+        compare_steps.PAPER_PAIRS
+    ),
+    method: Annotated[str, typer.Option(help="dpo, or sft on the chosen replies.")] = "dpo",
+    epochs: Annotated[float | None, typer.Option(help="default: 6 (DPO), 3 (SFT).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="default: 8 (DPO), 16 (SFT).")] = None,
+    lr: Annotated[float | None, typer.Option(help="default: 5e-5 (DPO), 2e-5 (SFT).")] = None,
+    lora_r: Annotated[int | None, typer.Option(help="LoRA rank (default 16).")] = None,
+) -> None:
+    """LoRA DPO (or SFT) preferring one word, with the paper's settings unless shrunk (needs
+    value_lens[train]); saves the merged model to OUT/model for `--model OUT/model`."""
+    say(f"loading model {model or 'SmolLM2-135M-Instruct (embedded)'} ...")
+    hf, tok = compare_steps.load_hf_option(model, dtype=dtype)
+    res = compare_steps.posttrain(
+        hf,
+        tok,
+        out,
+        word=word,
+        n_pairs=pairs,
+        method=method,
+        seed=seed,
+        log=say,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        lora={"r": lora_r} if lora_r else None,
+    )
+    typer.echo(str(res.path))
+
+
+@app.command()
+def compare(
+    tuned: Annotated[str, typer.Option(help="The post-trained model (e.g. OUT/model).")],
+    base: Model = None,
+    word: Word = "kite",
+    layer: Layer = None,
+    axis: Axis = None,
+    device: Device = "cpu",
+    dtype: Dtype = None,
+    out: Out = OUT / "compare",
+    seed: Seed = 0,
+    prompts: Annotated[int, typer.Option(help="Held-out evaluation prompts.")] = 160,
+    sentences: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="JSONL word sentences.")
+    ] = None,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples of each CI.")] = 1000,
+    criteria: Criteria = None,
+    n_per_criterion: PerCriterion = 4,
+) -> None:
+    """Compare a base and a tuned model along the base's value axis (--axis, else OUT's, else
+    fitted on --base as build does): selection accuracy, the word's value rank, word delta."""
+    b, t = model_for(base, device, dtype), model_for(tuned, device, dtype)
+    res = compare_steps.compare(
+        b,
+        t,
+        out,
+        word=word,
+        axis=axis,
+        layer=layer,
+        n_prompts=prompts,
+        sentences=sentences,
+        seed=seed,
+        n_boot=n_boot,
+        criteria=parse_criteria(criteria),
+        n_per_criterion=n_per_criterion,
+        log=say,
+    )
+    for name, r in res.results.items():
+        typer.echo(f"{name}:\n{r.summary.round(3).to_string(index=False)}")
+    typer.echo(str(out))

@@ -57,6 +57,14 @@ RESULT_FILES = {
     "events": "event_locked.csv",
     "confidence": "confidence.csv",
     "prefills": "confidence_prefills.csv",
+    "selection": "compare_selection.csv",
+    "selection_summary": "compare_selection_summary.csv",
+    "rank_assistant": "compare_rank_assistant.csv",
+    "rank_assistant_summary": "compare_rank_assistant_summary.csv",
+    "rank_user": "compare_rank_user.csv",
+    "rank_user_summary": "compare_rank_user_summary.csv",
+    "word_delta": "compare_word_delta.csv",
+    "word_delta_summary": "compare_word_delta_summary.csv",
 }
 META_FILE = "run.json"
 TRACE_GLOB = "trace-*.json"
@@ -221,6 +229,46 @@ def _code_body(df: pd.DataFrame, out: Path, meta: dict[str, Any]) -> list[Any]:
     return items + ([] if summary is None else [summary]) + [F.code_scatter_figure(df)]
 
 
+#: the heading of the report's section on a base vs tuned comparison (``value-lens compare``).
+COMPARE_HEAD = "Did post-training move the value axis?"
+
+
+def _compare_body(out: Path, meta: dict[str, Any]) -> list[Any]:
+    """Each comparison's summary that ``out`` holds: a caption, its figure and the table."""
+    from value_lens.compare import figures as CF
+
+    run = meta.get("compare") or {}
+    where = f" at layer {run['layer']}" if "layer" in run else ""
+    parts: list[tuple[str, str, Callable[[pd.DataFrame], Any]]] = [
+        (
+            "selection_summary",
+            "Selection of the target by log-likelihood (Fig 12).",
+            CF.selection_figure,
+        ),
+        (
+            "rank_assistant_summary",
+            f"Target's value rank, each option prefilled as the answer{where} (Figs 7a, 15).",
+            CF.rank_figure,
+        ),
+        (
+            "rank_user_summary",
+            f"Target's value rank at its tokens in the prompt{where} (Fig 13).",
+            CF.rank_figure,
+        ),
+        (
+            "word_delta_summary",
+            f"Tuned - base value on the word in natural sentences{where} (Fig 7b).",
+            CF.word_delta_figure,
+        ),
+    ]
+    items: list[Any] = []
+    for name, caption, figure in parts:
+        df = _csv(out, name)
+        if df is not None:
+            items += [caption, figure(df), df]
+    return items
+
+
 def report_sections(out: str | os.PathLike[str]) -> list[tuple[str, Any]]:
     """The report sections for whatever results ``out`` holds, in pipeline order."""
     out = Path(out)
@@ -273,6 +321,9 @@ def report_sections(out: str | os.PathLike[str]) -> list[tuple[str, Any]]:
     if conf is not None or prefills is not None:
         body = [] if prefills is None or prefills.empty else [E.confidence_prefill_figure(prefills)]
         sections.append(("Verbalized confidence", body + ([] if conf is None else [conf])))
+    compared = _compare_body(out, meta)
+    if compared:
+        sections.append((COMPARE_HEAD, compared))
     return sections
 
 
