@@ -124,12 +124,12 @@ def posttrain(
     ``seed`` seeds both the pairs and the training; ``overrides`` are settings fields
     (``epochs=1``, ``lora={"r": 8}``, ...; see :mod:`value_lens.posttrain`), default the paper's.
     """
-    from value_lens import posttrain as pt
     from value_lens.data.preference import word_pairs
+    from value_lens.posttrain import DPOSettings, SFTSettings, dpo, sft
 
     if method not in ("dpo", "sft"):
         raise InputError(f"method must be 'dpo' or 'sft', got {method!r}")
-    cls = pt.DPOSettings if method == "dpo" else pt.SFTSettings
+    cls = DPOSettings if method == "dpo" else SFTSettings
     settings = cls(seed=seed).replace(**{k: v for k, v in overrides.items() if v is not None})
     pairs = word_pairs(word, n=n_pairs, seed=seed)
     out = Path(out)
@@ -138,9 +138,9 @@ def posttrain(
     log(f"{method.upper()} on {len(pairs)} pairs preferring {word!r}, {settings.epochs:g} epoch(s)")
     history: list[dict[str, Any]] = []
     if method == "dpo":
-        tuned = pt.dpo(model_hf, tokenizer, pairs, settings, log=history)
+        tuned = dpo(model_hf, tokenizer, pairs, settings, log=history)
     else:
-        tuned = pt.sft(model_hf, tokenizer, sft_rows_from_pairs(pairs), settings, log=history)
+        tuned = sft(model_hf, tokenizer, sft_rows_from_pairs(pairs), settings, log=history)
     path = out / MODEL_DIR
     tuned.save_pretrained(path)
     tokenizer.save_pretrained(path)
