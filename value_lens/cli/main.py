@@ -3,7 +3,8 @@
 Subcommands (:mod:`value_lens.cli.commands`): ``build`` (ICRL data -> axis artifact), ``sweep``
 (held-out layer sweep), ``trace`` (token heatmaps of a text or file), ``steer`` (steered
 generation or a dose-response grid), ``eval`` (evaluation suites), ``report`` (HTML report of a
-results folder) and ``demo`` (the whole story on the embedded model). Every command writes into
+results folder), ``demo`` (the whole story on the embedded model), ``posttrain`` (LoRA DPO or
+SFT on one word) and ``compare`` (base against tuned along the axis). Every command writes into
 ``--out`` and records what it did in ``--out/run.json``, so ``value-lens report --out DIR`` can
 draw it all.
 

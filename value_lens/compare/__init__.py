@@ -12,8 +12,8 @@ bootstrap CIs, and a plotly ``figure``. Chats are rendered with thinking off.
 * :func:`selection_accuracy`: the target chosen by option log-likelihood (Fig 12).
 """
 
-from value_lens.compare._common import CompareResult, OptionPrompt, list_prompt
 from value_lens.compare.choice import option_logliks, prompt_steering, selection_accuracy
+from value_lens.compare.common import CompareResult, OptionPrompt, list_prompt
 from value_lens.compare.quartiles import category_quartiles, quartile_fractions, quartiles
 from value_lens.compare.ranking import preference_rank, rank_of
 from value_lens.compare.transfer import domain_matrix, word_delta

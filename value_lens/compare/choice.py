@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from value_lens.compare._common import (
+from value_lens.compare.common import (
     CompareResult,
     OptionPrompt,
     as_models,

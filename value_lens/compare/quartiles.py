@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from value_lens.compare._common import as_models, batch_readout, encode_all, render
+from value_lens.compare.common import as_models, batch_readout, encode_all, render
 from value_lens.errors import InputError
 
 __all__ = ["as_label_frame", "category_quartiles", "quartile_fractions", "quartiles"]
@@ -90,7 +90,7 @@ def quartile_fractions(
     Returns one row per (quartile, label): ``n`` prompts in the quartile, ``n_true``,
     ``fraction`` and its bootstrap CI over the quartile's prompts.
     """
-    from value_lens.compare._common import rate_ci
+    from value_lens.compare.common import rate_ci
 
     q = quartiles(scores)
     df = as_label_frame(labels, q.size)
@@ -148,7 +148,7 @@ def category_quartiles(
         A :class:`~value_lens.compare.CompareResult`: table with one row per (model, prompt)
         holding ``value`` and ``quartile``; summary from :func:`quartile_fractions` per model.
     """
-    from value_lens.compare._common import CompareResult
+    from value_lens.compare.common import CompareResult
     from value_lens.compare.figures import quartile_figure
 
     ms = as_models(models)

@@ -31,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from value_lens.compare._common import (
+from value_lens.compare.common import (
     CompareResult,
     OptionPrompt,
     as_models,

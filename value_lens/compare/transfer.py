@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from value_lens.compare._common import (
+from value_lens.compare.common import (
     CompareResult,
     as_models,
     batch_readout,
