@@ -38,6 +38,7 @@ from jaxtyping import Float
 from value_lens.analysis.readout import ValueTrace, trace
 from value_lens.analysis.stop import Aggregator, Side, StopRule, parse_aggregate, threshold_at_fpr
 from value_lens.core.conventions import hook_name, resolve_layers
+from value_lens.core.protocols import HookedModel
 from value_lens.errors import CalibrationError, InputError
 from value_lens.fitting.axis import ValueAxis
 
@@ -96,7 +97,7 @@ class Monitor:
 
     def calibrate(
         self,
-        model: Any,
+        model: HookedModel,
         neutral_texts: Sequence[Any],
         *,
         fpr: float = 0.01,
@@ -118,7 +119,7 @@ class Monitor:
     @contextlib.contextmanager
     def activate(
         self,
-        model: Any,
+        model: HookedModel,
         *,
         prompt_lens: torch.Tensor,
         pads: torch.Tensor,
@@ -149,7 +150,7 @@ class _Run:
     def __init__(
         self,
         mon: Monitor,
-        model: Any,
+        model: HookedModel,
         prompt_lens: torch.Tensor,
         pads: torch.Tensor,
         rows: list[int],
@@ -255,7 +256,7 @@ def _criterion(run: _Run) -> Any:
 
 
 def calibration_scores(
-    mon: Monitor, model: Any, texts: Sequence[Any], *, after: int = 0
+    mon: Monitor, model: HookedModel, texts: Sequence[Any], *, after: int = 0
 ) -> dict[str, Float[torch.Tensor, " n"]]:
     """Each aggregate after each token (from token ``after`` on) of each neutral text, pooled."""
     if isinstance(texts, str) or len(texts) == 0:

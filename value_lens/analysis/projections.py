@@ -31,6 +31,7 @@ from value_lens.analysis.token_projections import (
 )
 from value_lens.core.hooks import run_resid_hooks
 from value_lens.core.model import d_model, model_device, n_ctx
+from value_lens.core.protocols import HookedModel
 from value_lens.data.tokens import AFTER, BEFORE, PLACEBO_AFTER, PLACEBO_BEFORE, LabelledTokens
 from value_lens.errors import InputError, NonFiniteActivationError
 from value_lens.fitting.collect import checked_sequences, collect_stats, iter_batches, padded_batch
@@ -75,7 +76,7 @@ class SweepBasis:
 
 
 def project_tokens(
-    model: Any,
+    model: HookedModel,
     data: LabelledTokens,
     layers: list[int],
     basis: Float[torch.Tensor, "L K D"] | None,
@@ -177,7 +178,7 @@ def _turn_spans(
 
 
 def group_diffs_from_stats(
-    model: Any,
+    model: HookedModel,
     data: LabelledTokens,
     L: list[int],
     stats: ActivationStats | None,
@@ -278,7 +279,7 @@ def shuffled_diffs(
 
 
 def single_pass(
-    model: Any,
+    model: HookedModel,
     data: LabelledTokens,
     L: list[int],
     rand: torch.Tensor,

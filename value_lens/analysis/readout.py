@@ -26,6 +26,7 @@ from value_lens.core.chat import ChatText, format_chat
 from value_lens.core.conventions import resolve_layers
 from value_lens.core.hooks import run_resid_hooks
 from value_lens.core.model import encode, model_device, to_token_ids
+from value_lens.core.protocols import HookedModel
 from value_lens.errors import InputError, LayerError, NonFiniteActivationError
 from value_lens.fitting.axis import ValueAxis
 
@@ -108,7 +109,7 @@ def _as_index(positions: Any, n: int) -> Any:
 
 
 def _prepare(
-    model: Any, text_or_tokens: Any, *, truncate: bool, enable_thinking: bool | None
+    model: HookedModel, text_or_tokens: Any, *, truncate: bool, enable_thinking: bool | None
 ) -> tuple[str, torch.Tensor, torch.Tensor]:
     """(text, ids, offsets) for a string, a ChatText, chat messages or token ids."""
     if (
@@ -130,7 +131,7 @@ def _prepare(
 
 
 def trace(
-    model: Any,
+    model: HookedModel,
     text_or_tokens: Any,
     axis: ValueAxis,
     layers: int | Iterable[int] | None = None,
@@ -172,7 +173,7 @@ def trace(
 
 
 def value(
-    model: Any,
+    model: HookedModel,
     text_or_tokens: Any,
     axis: ValueAxis,
     layer: int,

@@ -48,6 +48,7 @@ from value_lens.analysis.sweep_result import ClusterCI, SweepConfig, SweepResult
 from value_lens.analysis.token_projections import RankShare
 from value_lens.core.conventions import resolve_layers
 from value_lens.core.model import d_model, n_ctx, n_layers
+from value_lens.core.protocols import HookedModel
 from value_lens.data.tokens import AFTER, BEFORE, PLACEBO_AFTER, PLACEBO_BEFORE, LabelledTokens
 from value_lens.errors import InputError
 from value_lens.fitting.stats import ActivationStats
@@ -81,7 +82,7 @@ def _mean(x: Any) -> float:
 
 
 def layer_sweep(
-    model: Any,
+    model: HookedModel,
     data: LabelledTokens,
     config: SweepConfig | None = None,
     *,

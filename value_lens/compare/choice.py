@@ -42,6 +42,7 @@ from value_lens.compare.common import (
     word_spans,
 )
 from value_lens.core.model import model_device
+from value_lens.core.protocols import HookedModel
 from value_lens.errors import InputError
 
 __all__ = ["option_logliks", "option_masks", "prompt_steering", "selection_accuracy"]
@@ -50,7 +51,7 @@ DEFAULT_ANSWER = "I'd pick {item}."
 
 
 def option_masks(
-    model: Any, prompt: OptionPrompt, items: Sequence[str], *, answer: str = DEFAULT_ANSWER
+    model: HookedModel, prompt: OptionPrompt, items: Sequence[str], *, answer: str = DEFAULT_ANSWER
 ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
     """Per option: its reply's token ids, the reply tokens and the ``items``' prompt tokens.
 
@@ -77,7 +78,7 @@ def option_masks(
 
 
 def option_logliks(
-    model: Any,
+    model: HookedModel,
     prompt: OptionPrompt,
     *,
     answer: str = DEFAULT_ANSWER,
@@ -93,7 +94,7 @@ def option_logliks(
 
 
 def _logliks(
-    model: Any, ids: list[torch.Tensor], replies: list[torch.Tensor], steering: Any
+    model: HookedModel, ids: list[torch.Tensor], replies: list[torch.Tensor], steering: Any
 ) -> list[float]:
     tokens = pad_right(model, ids).to(model_device(model))
     with torch.no_grad():
@@ -182,7 +183,7 @@ def selection_accuracy(
 
 
 def prompt_steering(
-    model: Any,
+    model: HookedModel,
     axis: Any,
     layer: int,
     prompts: Sequence[Any],

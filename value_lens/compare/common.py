@@ -26,6 +26,7 @@ import torch
 from value_lens.core.chat import ChatText, format_chat
 from value_lens.core.hooks import run_resid_hooks
 from value_lens.core.model import encode, model_device
+from value_lens.core.protocols import HookedModel
 from value_lens.errors import InputError
 
 __all__ = [
@@ -146,7 +147,9 @@ def as_models(models: Any) -> dict[str, Any]:
     return {"model": models}
 
 
-def render(model: Any, messages: Sequence[Message], *, generation_prompt: bool = False) -> ChatText:
+def render(
+    model: HookedModel, messages: Sequence[Message], *, generation_prompt: bool = False
+) -> ChatText:
     """The chat as the model's template renders it, thinking off."""
     return format_chat(
         model.tokenizer, messages, add_generation_prompt=generation_prompt, enable_thinking=False
@@ -184,11 +187,11 @@ class Encoded:
     offsets: torch.Tensor
 
 
-def encode_all(model: Any, texts: Sequence[str]) -> list[Encoded]:
+def encode_all(model: HookedModel, texts: Sequence[str]) -> list[Encoded]:
     return [Encoded(*encode(model, t)) for t in texts]
 
 
-def pad_right(model: Any, seqs: Sequence[torch.Tensor]) -> torch.Tensor:
+def pad_right(model: HookedModel, seqs: Sequence[torch.Tensor]) -> torch.Tensor:
     """``[B, max_len]`` ids, right-padded (causal attention: real positions are unaffected)."""
     pad = getattr(model.tokenizer, "pad_token_id", None)
     out = torch.full((len(seqs), max(s.numel() for s in seqs)), 0 if pad is None else int(pad))
@@ -198,7 +201,12 @@ def pad_right(model: Any, seqs: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 def batch_readout(
-    model: Any, axis: Any, layer: int, seqs: Sequence[torch.Tensor], *, metric: str = "cosine"
+    model: HookedModel,
+    axis: Any,
+    layer: int,
+    seqs: Sequence[torch.Tensor],
+    *,
+    metric: str = "cosine",
 ) -> list[np.ndarray]:
     """Per-token cosine (or projection) at ``layer`` of each sequence, one batched forward."""
     if metric not in {"cosine", "projection"}:

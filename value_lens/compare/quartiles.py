@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 from value_lens.compare.common import as_models, batch_readout, encode_all, render
+from value_lens.core.protocols import HookedModel
 from value_lens.errors import InputError
 
 __all__ = ["as_label_frame", "category_quartiles", "quartile_fractions", "quartiles"]
@@ -114,7 +115,7 @@ def quartile_fractions(
     return pd.DataFrame(rows)
 
 
-def _prompt_ids(model: Any, prompts: Sequence[Any]) -> list[torch.Tensor]:
+def _prompt_ids(model: HookedModel, prompts: Sequence[Any]) -> list[torch.Tensor]:
     out = []
     for i, p in enumerate(prompts):
         msgs = [{"role": "user", "content": p}] if isinstance(p, str) else list(p)

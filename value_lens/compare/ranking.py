@@ -46,6 +46,7 @@ from value_lens.compare.common import (
     token_mask,
     word_spans,
 )
+from value_lens.core.protocols import HookedModel
 from value_lens.errors import InputError
 
 __all__ = ["assistant_scores", "preference_rank", "rank_of", "user_scores"]
@@ -69,7 +70,7 @@ def _check_answer(answer: str) -> tuple[str, str]:
 
 
 def assistant_scores(
-    model: Any,
+    model: HookedModel,
     axis: Any,
     layer: int,
     prompt: OptionPrompt,
@@ -93,7 +94,7 @@ def assistant_scores(
 
 
 def user_scores(
-    model: Any, axis: Any, layer: int, prompt: OptionPrompt, *, metric: str = "cosine"
+    model: HookedModel, axis: Any, layer: int, prompt: OptionPrompt, *, metric: str = "cosine"
 ) -> list[float]:
     """Each option's mean value over its tokens inside the last user message (one pass)."""
     chat = render(model, prompt.messages, generation_prompt=True)

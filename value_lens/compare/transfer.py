@@ -39,13 +39,14 @@ from value_lens.compare.common import (
     token_mask,
     word_spans,
 )
+from value_lens.core.protocols import HookedModel
 from value_lens.errors import InputError
 
 __all__ = ["answer_values", "domain_matrix", "sentence_values", "word_delta"]
 
 
 def sentence_values(
-    model: Any,
+    model: HookedModel,
     axis: Any,
     layer: int,
     word: str,
@@ -186,7 +187,7 @@ def _as_messages(item: Any, i: int) -> list[Mapping[str, str]]:
 
 
 def answer_values(
-    model: Any, axis: Any, layer: int, items: Sequence[Any], *, metric: str = "cosine"
+    model: HookedModel, axis: Any, layer: int, items: Sequence[Any], *, metric: str = "cosine"
 ) -> list[float]:
     """Mean value over every assistant message's content tokens, per conversation."""
     chats = [render(model, _as_messages(it, i)) for i, it in enumerate(items)]

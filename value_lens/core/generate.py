@@ -33,7 +33,12 @@ from jaxtyping import Int
 
 from value_lens.core.chat import format_chat
 from value_lens.core.model import model_device, n_ctx, to_token_ids
-from value_lens.core.protocols import GenerationMonitor, SteerActivation
+from value_lens.core.protocols import (
+    GenerationMonitor,
+    GenerativeModel,
+    HookedModel,
+    SteerActivation,
+)
 from value_lens.errors import InputError
 
 __all__ = [
@@ -142,7 +147,7 @@ def _is_message_list(x: Any) -> bool:
 
 
 def format_prompts(
-    model: Any,
+    model: HookedModel,
     prompts: Any,
     *,
     enable_thinking: bool | None = False,
@@ -201,7 +206,7 @@ def _chat_flags(prompts: Any) -> list[bool]:
     return [not isinstance(p, str) for p in prompts]
 
 
-def _stop_ids(model: Any) -> list[int]:
+def _stop_ids(model: HookedModel) -> list[int]:
     eos = getattr(model.cfg, "eos_token_id", None)
     if eos is None:
         eos = getattr(model.tokenizer, "eos_token_id", None)
@@ -216,7 +221,7 @@ def _batches(n: int, size: int) -> Iterator[tuple[int, range]]:
 
 
 def generate(
-    model: Any,
+    model: GenerativeModel,
     prompts: Any,
     config: GenerationConfig | None = None,
     *,

@@ -72,7 +72,7 @@ def _quiet(_msg: str) -> None:
 class Posttrained:
     """What :func:`posttrain` made: the merged HF model, where it was saved, the settings used."""
 
-    model: Any
+    model: Any  # the merged Hugging Face model (not a bridge)
     path: Path
     settings: Any
 

@@ -33,6 +33,7 @@ import torch
 from value_lens.analysis.sweep import SweepResult, layer_sweep
 from value_lens.core.conventions import resolve_layers
 from value_lens.core.model import model_device, model_id, n_layers
+from value_lens.core.protocols import GenerativeModel
 from value_lens.data.tokens import LabelledTokens
 from value_lens.errors import InputError
 from value_lens.fitting.axis import ValueAxis
@@ -106,7 +107,7 @@ def shortest_per_group(data: LabelledTokens, keep: int | None) -> LabelledTokens
 
 
 def build_data(
-    model: Any,
+    model: GenerativeModel,
     out: PathLike,
     *,
     n_per_criterion: int = 4,
@@ -186,7 +187,7 @@ def saved_stats(
 
 
 def collect(
-    model: Any,
+    model: GenerativeModel,
     data: LabelledTokens,
     out: PathLike,
     *,
@@ -280,7 +281,7 @@ def fit(
 
 
 def build(
-    model: Any,
+    model: GenerativeModel,
     out: PathLike,
     *,
     n_per_criterion: int = 4,
@@ -321,7 +322,7 @@ def build(
 
 
 def sweep(
-    model: Any,
+    model: GenerativeModel,
     data: LabelledTokens,
     out: PathLike,
     *,
