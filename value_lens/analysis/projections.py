@@ -27,7 +27,6 @@ from value_lens.analysis.token_projections import (
     MAX_BATCH_TOKENS,
     RankShare,
     TokenProjections,
-    all_reduce_sum,
 )
 from value_lens.core.hooks import run_resid_hooks
 from value_lens.core.model import d_model, model_device, n_ctx
@@ -35,6 +34,7 @@ from value_lens.core.protocols import HookedModel
 from value_lens.data.tokens import AFTER, BEFORE, PLACEBO_AFTER, PLACEBO_BEFORE, LabelledTokens
 from value_lens.errors import InputError, NonFiniteActivationError
 from value_lens.fitting.collect import checked_sequences, collect_stats, iter_batches, padded_batch
+from value_lens.fitting.distributed import all_reduce_sum
 from value_lens.fitting.stats import ActivationStats
 
 KEPT = (BEFORE, AFTER, PLACEBO_BEFORE, PLACEBO_AFTER)

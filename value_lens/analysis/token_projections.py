@@ -5,7 +5,7 @@ norm, label, group and position). Under ``torch.distributed`` each rank runs the
 its :class:`~value_lens.fitting.shards.ShardPlan` share of the sequences; a :class:`RankShare`
 gathers the ranks' tokens back into the order one process would have produced (batch by batch,
 row by row, position by position), so the sweep's permutation null and every score come out
-as in one process, and :func:`all_reduce_sum` adds the ranks' partial sums.
+as in one process, and :func:`value_lens.fitting.distributed.all_reduce_sum` adds the ranks' partial sums.
 
 Example:
     >>> order = sequence_order([3, 5, 4], batch_size=2)
@@ -26,7 +26,7 @@ from value_lens.fitting.collect import checked_sequences, iter_batches
 from value_lens.fitting.distributed import rank_and_world, require_distributed
 from value_lens.fitting.shards import ShardPlan
 
-__all__ = ["MAX_BATCH_TOKENS", "RankShare", "TokenProjections", "all_reduce_sum", "sequence_order"]
+__all__ = ["MAX_BATCH_TOKENS", "RankShare", "TokenProjections", "sequence_order"]
 
 #: default token budget of one projection batch (``max_batch_tokens``)
 MAX_BATCH_TOKENS = 16384
@@ -88,17 +88,6 @@ def sequence_order(
     order = np.empty(len(lengths), dtype=np.int64)
     order[flat] = np.arange(len(flat))
     return order
-
-
-def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
-    """``t`` summed over the process group (on the CUDA device under NCCL), on ``t``'s device."""
-    dist = torch.distributed
-    dev = torch.device("cpu")
-    if dist.get_backend() == "nccl":
-        dev = torch.device("cuda", torch.cuda.current_device())
-    moved = t.to(dev)
-    dist.all_reduce(moved, op=dist.ReduceOp.SUM)
-    return moved.to(t.device)
 
 
 @dataclass(frozen=True)

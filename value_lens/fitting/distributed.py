@@ -25,7 +25,13 @@ from value_lens.errors import InputError
 from value_lens.fitting.shards import ShardPlan
 from value_lens.fitting.stats import ActivationStats, Moments
 
-__all__ = ["all_reduce_stats", "is_distributed", "rank_and_world", "require_distributed"]
+__all__ = [
+    "all_reduce_stats",
+    "all_reduce_sum",
+    "is_distributed",
+    "rank_and_world",
+    "require_distributed",
+]
 
 
 def is_distributed() -> bool:
@@ -62,17 +68,10 @@ def all_reduce_stats(
     world = dist.get_world_size()
     groups, classes = data.group_names, sorted(data.label_counts())
     full = _layout(part, groups, classes)
-    device = _device()
-    for t in (full.count, full.sum, full.norm_sum):
-        moved = t.to(device)
-        dist.all_reduce(moved, op=dist.ReduceOp.SUM)
-        t.copy_(moved.to(t.device))
+    count, total, norm_sum = (all_reduce_sum(t) for t in (full.count, full.sum, full.norm_sum))
     moments = None
     if full.moments is not None:
-        tensors = [t.to(device) for t in full.moments.tensors()]
-        for t in tensors:
-            dist.all_reduce(t, op=dist.ReduceOp.SUM)
-        moments = Moments(*(t.cpu() for t in tensors))
+        moments = Moments(*(all_reduce_sum(t) for t in full.moments.tensors()))
     sample = None
     if full.sample is not None:
         gathered: list[Any] = [None] * world
@@ -88,15 +87,20 @@ def all_reduce_stats(
     )
     meta.pop("group_sequences", None)
     return ActivationStats(
-        full.layers, groups, classes, full.count, full.sum, full.norm_sum, moments, sample, meta
+        full.layers, groups, classes, count, total, norm_sum, moments, sample, meta
     )
 
 
-def _device() -> torch.device:
-    """Where collectives run: the current CUDA device under NCCL, else the CPU."""
-    if torch.distributed.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """``t`` summed over the process group, returned on ``t``'s device (the collective runs on
+    the current CUDA device under NCCL, on the CPU otherwise)."""
+    dist = torch.distributed
+    dev = torch.device("cpu")
+    if dist.get_backend() == "nccl":
+        dev = torch.device("cuda", torch.cuda.current_device())
+    moved = t.to(dev)
+    dist.all_reduce(moved, op=dist.ReduceOp.SUM)
+    return moved.to(t.device)
 
 
 def _layout(part: ActivationStats, groups: list[str], classes: list[int]) -> ActivationStats:
