@@ -28,17 +28,8 @@ from pathlib import Path
 
 import torch
 
-QWEN3_8B = dict(
-    vocab_size=151936,
-    hidden_size=4096,
-    intermediate_size=12288,
-    num_hidden_layers=36,
-    num_attention_heads=32,
-    num_key_value_heads=8,
-    head_dim=128,
-    max_position_embeddings=40960,
-    tie_word_embeddings=False,
-)
+from value_lens.testing import QWEN3_8B_SHAPES as QWEN3_8B
+
 SMOKE = dict(
     QWEN3_8B,
     vocab_size=512,

@@ -127,20 +127,9 @@ def test_qwen3_8b_real_config_on_meta_device():
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     from value_lens.core.conventions import hook_name
-    from value_lens.testing import tiny_tokenizer
+    from value_lens.testing import QWEN3_8B_SHAPES, tiny_tokenizer
 
-    cfg = Qwen3Config(
-        vocab_size=151936,
-        hidden_size=4096,
-        intermediate_size=12288,
-        num_hidden_layers=36,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        head_dim=128,
-        rope_theta=1e6,
-        max_position_embeddings=40960,
-        tie_word_embeddings=False,
-    )
+    cfg = Qwen3Config(**QWEN3_8B_SHAPES, rope_theta=1e6)
     cfg._attn_implementation = "eager"
     with torch.device("meta"):
         hf = Qwen3ForCausalLM(cfg)

@@ -22,7 +22,27 @@ import torch
 
 from value_lens.core.protocols import GenerativeModel, HookedModel
 
-__all__ = ["QWEN_CHAT_TEMPLATE", "hook_count", "tiny_qwen3", "tiny_qwen3_hf", "tiny_tokenizer"]
+__all__ = [
+    "QWEN3_8B_SHAPES",
+    "QWEN_CHAT_TEMPLATE",
+    "hook_count",
+    "tiny_qwen3",
+    "tiny_qwen3_hf",
+    "tiny_tokenizer",
+]
+
+#: Qwen3-8B's real ``Qwen3Config`` shapes (for meta-device tests and random-weight benchmarks).
+QWEN3_8B_SHAPES: dict[str, int | bool] = dict(
+    vocab_size=151936,
+    hidden_size=4096,
+    intermediate_size=12288,
+    num_hidden_layers=36,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    head_dim=128,
+    max_position_embeddings=40960,
+    tie_word_embeddings=False,
+)
 
 QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
 
