@@ -3,9 +3,10 @@
 :func:`generate` left-pads each batch itself, so it knows every row's padding and real prompt
 length, and hands both to the steering spec (``steer=``) for the duration of that batch. That
 is what lets position specs such as ``"generated"`` or ``"from:-1"`` be exact under a KV cache
-and with left padding (see :mod:`value_lens.steering.positions` and :mod:`value_lens.steering.steer`). Decoding is
-the bridge's own hooked loop (``TransformerBridge.generate`` with an explicit attention mask),
-so every forward pass runs the installed hooks.
+and with left padding (see :mod:`value_lens.steering.positions` and :mod:`value_lens.steering.steer`). Decoding runs
+HF ``generate`` on the modules the bridge wraps, with the installed resid hooks routed to them
+(:mod:`value_lens.core.fastpath`), or the bridge's own hooked loop where that is not proven
+equal (``GenerationConfig.backend``); either way every forward pass runs the installed hooks.
 
 Settings live in one :class:`GenerationConfig`, shared with
 :func:`value_lens.steering.dose.dose_response` and the evaluation suites; keyword overrides
@@ -24,15 +25,22 @@ depend on how prompts are grouped into batches (``batch_size``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
 from jaxtyping import Int
 
-from value_lens.core.chat import format_chat
+from value_lens.core.decoding import (
+    Backend,
+    DecodeRequest,
+    choose_backend,
+    decode_batch,
+    row_stats,
+)
 from value_lens.core.model import model_device, n_ctx, to_token_ids
+from value_lens.core.prompts import chat_flags, format_prompts
 from value_lens.core.protocols import (
     GenerationMonitor,
     GenerativeModel,
@@ -66,6 +74,11 @@ class GenerationConfig:
             paper's setting, by default; ``None`` leaves the template's default.
         system: a system message prepended to message prompts that lack one.
         use_cache: KV-cache decoding (False recomputes the whole sequence every step).
+        backend: the decoding loop: ``"auto"`` (HF ``generate`` on the bridge's own HF modules
+            whenever that is proven equal, else the bridge's loop; see
+            :mod:`value_lens.core.fastpath`), ``"hf"`` (that or an error) or ``"bridge"``.
+        stop_at_eos: end a row at the model's stop token(s); ``False`` forces every row to
+            ``max_new_tokens`` (equal token counts, for benchmarks and length-controlled runs).
 
     >>> GenerationConfig(temperature=0.7).with_overrides(seed=3).seed
     3
@@ -79,6 +92,8 @@ class GenerationConfig:
     enable_thinking: bool | None = False
     system: str | None = None
     use_cache: bool = True
+    backend: Backend = "auto"
+    stop_at_eos: bool = True
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -88,6 +103,8 @@ class GenerationConfig:
         t = self.temperature
         if not (t >= 0 and t != float("inf")):
             raise InputError(f"temperature must be a finite number >= 0, got {t}")
+        if self.backend not in ("auto", "hf", "bridge"):
+            raise InputError(f"backend must be 'auto', 'hf' or 'bridge', got {self.backend!r}")
         if not (0 < self.top_p <= 1):
             raise InputError(f"top_p must be in (0, 1], got {self.top_p}")
 
@@ -121,6 +138,9 @@ class Generation:
         trace: with ``generate(monitor=...)``, what the monitor recorded over the prompt plus
             the new tokens (a :class:`value_lens.analysis.readout.ValueTrace`); else ``None``.
         stopped: True when the monitor's stop rule ended this row early.
+        backend: the decoding loop that ran (``"hf"`` or ``"bridge"``).
+        token_stats: with ``generate(token_stats=True)``, ``{name: [N] float64}`` per new
+            token from the same pass's raw logits (:data:`value_lens.core.decoding.TOKEN_STATS`).
     """
 
     prompt: str
@@ -131,79 +151,13 @@ class Generation:
     enable_thinking: bool | None = None
     trace: Any = None
     stopped: bool = False
+    backend: str = "bridge"
+    token_stats: dict[str, torch.Tensor] | None = None
 
     @property
     def n_tokens(self) -> int:
         """Number of new tokens (the stop token excluded)."""
         return int(self.output_ids.numel())
-
-
-def _is_message_list(x: Any) -> bool:
-    return (
-        isinstance(x, Sequence)
-        and not isinstance(x, str)
-        and all(isinstance(m, Mapping) for m in x)
-    )
-
-
-def format_prompts(
-    model: HookedModel,
-    prompts: Any,
-    *,
-    enable_thinking: bool | None = False,
-    system: str | None = None,
-) -> list[str]:
-    """Normalise ``prompts`` to a list of prompt texts (chat template applied to message lists).
-
-    ``enable_thinking`` defaults to ``False``, the paper's setting: on Qwen3 the reply then opens
-    after an empty think block instead of with reasoning. ``None`` leaves the template's default.
-
-    >>> from value_lens.testing import tiny_qwen3
-    >>> format_prompts(tiny_qwen3(), ["a", "b"])
-    ['a', 'b']
-    """
-    if isinstance(prompts, str):
-        items: list[Any] = [prompts]
-    elif _is_message_list(prompts) and len(prompts) > 0:
-        items = [list(prompts)]
-    elif isinstance(prompts, Sequence) and len(prompts) > 0:
-        items = list(prompts)
-    else:
-        raise InputError(
-            "prompts must be a str, a non-empty list of str, one message list "
-            "[{'role':..,'content':..}], or a list of message lists"
-        )
-    out = []
-    for i, item in enumerate(items):
-        if isinstance(item, str):
-            if system is not None:
-                raise InputError(
-                    "system= only applies to chat messages; pass message lists, or put the "
-                    "system text into the raw prompt yourself"
-                )
-            out.append(item)
-        elif _is_message_list(item) and len(item) > 0:
-            msgs = [dict(m) for m in item]
-            if system is not None and msgs[0].get("role") != "system":
-                msgs.insert(0, {"role": "system", "content": system})
-            chat = format_chat(
-                model.tokenizer, msgs, add_generation_prompt=True, enable_thinking=enable_thinking
-            )
-            out.append(chat.text)
-        else:
-            raise InputError(
-                f"prompt {i} is neither a str nor a list of message dicts: {item!r:.80}"
-            )
-    return out
-
-
-def _chat_flags(prompts: Any) -> list[bool]:
-    """For each prompt (as :func:`format_prompts` orders them): was it a message list?"""
-    if isinstance(prompts, str):
-        return [False]
-    if _is_message_list(prompts):
-        return [True]
-    return [not isinstance(p, str) for p in prompts]
 
 
 def _stop_ids(model: HookedModel) -> list[int]:
@@ -228,6 +182,7 @@ def generate(
     steer: SteerActivation | Sequence[SteerActivation] | None = None,
     monitor: GenerationMonitor | None = None,
     stop_when: Any = None,
+    token_stats: bool = False,
     progress: bool = False,
     **overrides: Any,
 ) -> list[Generation]:
@@ -247,6 +202,9 @@ def generate(
             :attr:`Generation.trace`.
         stop_when: stop rule(s) (:mod:`value_lens.analysis.stop`) the monitor checks after each
             new token; a row that meets one ends with that token, the others are untouched.
+        token_stats: fill :attr:`Generation.token_stats` (log-prob, entropy, self-certainty,
+            DeepConf confidence of every new token) from the logits of the same pass; the
+            batch's raw logits are kept until it ends (steps x batch x vocab floats).
         progress: show a tqdm bar over batches.
         overrides: :class:`GenerationConfig` fields set on top of ``config``, e.g.
             ``max_new_tokens=16``.
@@ -283,7 +241,7 @@ def generate(
         )
     extra = 0 if monitor is None else 1  # one more step reads the last kept token's value
     texts = format_prompts(model, prompts, enable_thinking=enable_thinking, system=cfg.system)
-    is_chat = _chat_flags(prompts)
+    is_chat = chat_flags(prompts)
     ids = [to_token_ids(model, t) for t in texts]
     limit = n_ctx(model)
     too_long = [i for i, x in enumerate(ids) if x.numel() + max_new_tokens + extra > limit]
@@ -295,7 +253,7 @@ def generate(
             "Shorten it or lower max_new_tokens."
         )
     tok = model.tokenizer
-    stop = _stop_ids(model)
+    stop = _stop_ids(model) if cfg.stop_at_eos else []
     pad_id = getattr(tok, "pad_token_id", None)
     pad_id = int(pad_id if pad_id is not None else (stop[0] if stop else 0))
     device = model_device(model)
@@ -334,20 +292,20 @@ def generate(
                         stop_when=stop_when,
                     )
                 )
-            criterion = None if run is None else run.criterion
-            seqs = model.generate(
-                tokens.to(device),
-                attention_mask=mask.to(device),
+            req = DecodeRequest(
+                tokens=tokens.to(device),
+                mask=mask.to(device),
                 max_new_tokens=max_new_tokens + extra,
-                do_sample=cfg.temperature > 0,
-                temperature=cfg.temperature if cfg.temperature > 0 else 1.0,
-                top_p=cfg.top_p if cfg.top_p < 1 else None,
-                stop_at_eos=bool(stop),
-                use_past_kv_cache=cfg.use_cache,
-                return_type="tokens",
-                verbose=False,
-                **({} if criterion is None else {"stopping_criteria": criterion}),
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                stop_ids=stop,
+                pad_id=pad_id,
+                use_cache=cfg.use_cache,
+                criterion=None if run is None else run.criterion,
+                logits=token_stats,
             )
+            backend = choose_backend(model, cfg.backend)  # after the hooks: they decide it
+            seqs, step_logits = decode_batch(model, req, backend)
         new = seqs[:, width : width + max_new_tokens].to("cpu")
         ruled: list[int | None] = [None] * len(rows) if run is None else run.stopped()
         ends = [
@@ -359,6 +317,9 @@ def generate(
         ]
         kept = [torch.cat([ids[i], new[j, : ends[j]]]) for j, i in enumerate(rows)]
         traces: list[Any] = [None] * len(rows) if run is None else run.traces(kept)
+        stats: list[Any] = [None] * len(rows)
+        if step_logits is not None:
+            stats = row_stats(step_logits, new, ends)
         for j, i in enumerate(rows):
             out_ids = new[j, : ends[j]].clone()
             out.append(
@@ -371,6 +332,8 @@ def generate(
                     enable_thinking=enable_thinking if is_chat[i] else None,
                     trace=traces[j],
                     stopped=ruled[j] is not None,
+                    backend=backend,
+                    token_stats=stats[j],
                 )
             )
     return out

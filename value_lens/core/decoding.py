@@ -1,0 +1,166 @@
+"""One left-padded batch through a decoding loop, and per-token statistics of its logits.
+
+:func:`decode_batch` runs the bridge's own hooked loop (``backend="bridge"``) or HF
+``generate`` on the modules the bridge wraps (``backend="hf"``, :mod:`value_lens.core.fastpath`).
+``"auto"`` (the default of :class:`value_lens.core.generate.GenerationConfig`) takes the HF loop
+whenever :func:`~value_lens.core.fastpath.fast_path_blocker` finds nothing against it, which
+``tests/test_fastpath.py`` proves gives the same tokens (greedy and seeded sampling) and logits
+within 1e-5.
+
+:func:`token_stats` reduces the raw (temperature-1) logits of each generated token to the
+numbers the decoding scorers read (:data:`TOKEN_STATS`), all in float64:
+
+* ``logprob``: log-probability of the chosen token;
+* ``entropy``: entropy of the next-token distribution, in nats;
+* ``self_certainty``: KL(U || p) from the uniform distribution U over the vocabulary,
+  ``-log V - mean_v log p_v`` (Kang et al., 2025);
+* ``confidence``: DeepConf's token confidence, minus the mean of the top-20 log-probabilities
+  (Fu et al., 2025).
+
+Example:
+    >>> import torch
+    >>> s = token_stats(torch.zeros(2, 4), torch.tensor([1, 3]))
+    >>> [round(float(s[k][0]), 4) for k in TOKEN_STATS]
+    [-1.3863, 1.3863, 0.0, 1.3863]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from jaxtyping import Float, Int
+
+from value_lens.core.fastpath import fast_path_blocker, hf_decoding
+from value_lens.core.protocols import GenerativeModel, HookedModel
+from value_lens.errors import InputError
+
+__all__ = [
+    "CONFIDENCE_TOP_K",
+    "TOKEN_STATS",
+    "Backend",
+    "DecodeRequest",
+    "choose_backend",
+    "decode_batch",
+    "row_stats",
+    "token_stats",
+]
+
+Backend = Literal["auto", "hf", "bridge"]
+TOKEN_STATS = ("logprob", "entropy", "self_certainty", "confidence")
+CONFIDENCE_TOP_K = 20
+
+
+@dataclass(frozen=True)
+class DecodeRequest:
+    """One batch: left-padded ``tokens`` and ``mask`` ``[B, T]`` and how to decode them."""
+
+    tokens: Int[torch.Tensor, "B T"]
+    mask: Int[torch.Tensor, "B T"]
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    stop_ids: Sequence[int]
+    pad_id: int
+    use_cache: bool
+    criterion: Any = None
+    logits: bool = False
+
+
+def choose_backend(model: HookedModel, backend: Backend) -> str:
+    """The loop that runs now: ``"hf"`` or ``"bridge"`` (``"auto"`` picks HF when it can)."""
+    if backend not in ("auto", "hf", "bridge"):
+        raise InputError(f"backend must be 'auto', 'hf' or 'bridge', got {backend!r}")
+    if backend == "bridge":
+        return "bridge"
+    blocker = fast_path_blocker(model)
+    if blocker is None:
+        return "hf"
+    if backend == "hf":
+        raise InputError(f"backend='hf' cannot run: {blocker}; use backend='auto' or 'bridge'")
+    return "bridge"
+
+
+def decode_batch(
+    model: GenerativeModel, req: DecodeRequest, backend: str
+) -> tuple[Int[torch.Tensor, "B S"], list[torch.Tensor] | None]:
+    """Decode one batch; returns the full sequences and, when asked, each step's ``[B, V]``
+    raw logits."""
+    sample = req.temperature > 0
+    if backend == "hf":
+        from transformers import GenerationConfig as HFConfig
+        from transformers import StoppingCriteriaList
+
+        gc = HFConfig(
+            max_new_tokens=req.max_new_tokens,
+            do_sample=sample,
+            temperature=req.temperature if sample else 1.0,
+            top_p=req.top_p if sample else 1.0,
+            top_k=0 if sample else None,
+            eos_token_id=list(req.stop_ids) or None,
+            pad_token_id=req.pad_id,
+            use_cache=req.use_cache,
+            output_logits=req.logits,
+            return_dict_in_generate=True,
+        )
+        extra = (
+            {}
+            if req.criterion is None
+            else {"stopping_criteria": StoppingCriteriaList([req.criterion])}
+        )
+        with hf_decoding(model) as hf:
+            out = hf.generate(
+                input_ids=req.tokens, attention_mask=req.mask, generation_config=gc, **extra
+            )
+        return out.sequences, (list(out.logits) if req.logits else None)
+    out = model.generate(
+        req.tokens,
+        attention_mask=req.mask,
+        max_new_tokens=req.max_new_tokens,
+        do_sample=sample,
+        temperature=req.temperature if sample else 1.0,
+        top_p=req.top_p if req.top_p < 1 else None,
+        stop_at_eos=bool(req.stop_ids),
+        use_past_kv_cache=req.use_cache,
+        return_type="tokens",
+        verbose=False,
+        output_logits=req.logits,
+        **({} if req.criterion is None else {"stopping_criteria": req.criterion}),
+    )
+    if req.logits:
+        return out.sequences, list(out.logits)
+    return out, None
+
+
+def token_stats(
+    logits: Float[torch.Tensor, "N V"], ids: Int[torch.Tensor, " N"]
+) -> dict[str, Float[torch.Tensor, " N"]]:
+    """:data:`TOKEN_STATS` of ``N`` generated tokens from their raw logits (float64)."""
+    logp = torch.log_softmax(logits.double(), dim=-1)
+    vocab = logp.shape[-1]
+    k = min(CONFIDENCE_TOP_K, vocab)
+    return {
+        "logprob": logp.gather(-1, ids.long().reshape(-1, 1)).reshape(-1),
+        "entropy": -(logp.exp() * logp).sum(-1),
+        "self_certainty": -math.log(vocab) - logp.mean(-1),
+        "confidence": -logp.topk(k, dim=-1).values.mean(-1),
+    }
+
+
+def row_stats(
+    steps: Sequence[torch.Tensor], new: Int[torch.Tensor, "B S"], ends: Sequence[int]
+) -> list[dict[str, torch.Tensor]]:
+    """Per row, :func:`token_stats` of its first ``ends[row]`` new tokens (``steps``: one
+    ``[B, V]`` logits tensor per decoding step)."""
+    out = []
+    for j, end in enumerate(ends):
+        if end == 0:
+            empty = torch.zeros(0, dtype=torch.float64)
+            out.append(dict.fromkeys(TOKEN_STATS, empty))
+            continue
+        rows = torch.stack([steps[s][j] for s in range(end)]).to("cpu")
+        out.append(token_stats(rows, new[j, :end]))
+    return out
