@@ -4,9 +4,10 @@ Subcommands (:mod:`value_lens.cli.commands`): ``build`` (ICRL data -> axis artif
 (held-out layer sweep), ``trace`` (token heatmaps of a text or file), ``steer`` (steered
 generation or a dose-response grid), ``eval`` (evaluation suites), ``report`` (HTML report of a
 results folder), ``demo`` (the whole story on the embedded model), ``posttrain`` (LoRA DPO or
-SFT on one word) and ``compare`` (base against tuned along the axis). Every command writes into
-``--out`` and records what it did in ``--out/run.json``, so ``value-lens report --out DIR`` can
-draw it all.
+SFT on one word) and ``compare`` (base against tuned along the axis); :mod:`value_lens.cli.live`
+adds ``monitor`` and ``chat`` (replies streamed with each token coloured by its value). Every
+command writes into ``--out``; the batch commands record what they did in ``--out/run.json``, so
+``value-lens report --out DIR`` can draw it all.
 
 User errors (bad options, missing files, a ValueLensError) print one line to stderr and exit
 non-zero without a traceback: 2 for bad usage, 1 for everything else.
@@ -19,6 +20,7 @@ import sys
 import typer
 
 from value_lens.cli import commands as _commands  # noqa: F401  (registers the commands on app)
+from value_lens.cli import live as _live  # noqa: F401  (registers monitor and chat on app)
 from value_lens.cli.options import app
 from value_lens.errors import ValueLensError
 
