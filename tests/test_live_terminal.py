@@ -116,7 +116,16 @@ def test_watch_stop_rule_ends_every_row(tiny, axis, tmp_path):
     assert files[1].read_text().count('class="vl-tok"') == 6
 
 
-def test_chat_keeps_the_history_and_stops_at_exit(tiny, axis, tmp_path):
+def test_chat_keeps_the_history_and_stops_at_exit(tiny, axis, tmp_path, monkeypatch):
+    from value_lens.viz import terminal
+
+    fed = []  # the prompts each turn hands to generate (the tiny model barely reads them)
+
+    def spy(model, prompts, *args, **kw):
+        fed.append(prompts)
+        return vl.generate(model, prompts, *args, **kw)
+
+    monkeypatch.setattr(terminal, "generate", spy)
     con = _console()
     lines = iter(["hi there\n", "\n", "and again\n", "/exit\n", "never read\n"])
     log = tmp_path / "chat.jsonl"
@@ -131,6 +140,7 @@ def test_chat_keeps_the_history_and_stops_at_exit(tiny, axis, tmp_path):
     ]
     second = vl.generate(tiny, [history], GEN)[0]
     assert [t["assistant"] for t in turns] == [first.text, second.text]
+    assert fed == [[history[:1]], [history]]  # each turn sends the whole conversation
     assert turns[1]["tokens"] == [tiny.tokenizer.decode([i]) for i in second.output_ids.tolist()]
     assert len(log.read_text().splitlines()) == 2
     out = con.file.getvalue()
