@@ -41,7 +41,7 @@ from value_lens.fitting.stats import ActivationStats
 from value_lens.steering.dose import DoseGrid, dose_response, dose_slopes
 from value_lens.steering.steer import Steering, steer, steering_hook
 from value_lens.steering.strength import Calibration, calibrate
-from value_lens.viz import layer_token_heatmap, token_heatmap, write_report
+from value_lens.viz import LiveHeatmap, layer_token_heatmap, token_heatmap, write_report
 
 __all__ = [
     "AFTER",
@@ -58,6 +58,7 @@ __all__ = [
     "InputError",
     "LabelledTokens",
     "LayerError",
+    "LiveHeatmap",
     "ModelNotFoundError",
     "NonFiniteActivationError",
     "ValueAxis",

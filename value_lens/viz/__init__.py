@@ -17,9 +17,11 @@ from value_lens.viz.figures_evals import (
 )
 from value_lens.viz.heatmap import TokenHeatmap, token_heatmap, trace_difference
 from value_lens.viz.layer_heatmap import layer_token_heatmap
+from value_lens.viz.live import LiveHeatmap
 from value_lens.viz.report import write_report
 
 __all__ = [
+    "LiveHeatmap",
     "TokenHeatmap",
     "backtracking_band_figure",
     "circuits_token_view",
