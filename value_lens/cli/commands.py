@@ -51,7 +51,7 @@ from value_lens.pipeline.options import (
     parse_unit,
     read_prompts,
 )
-from value_lens.pipeline.rundir import RESULT_FILES, value_sentence
+from value_lens.pipeline.rundir import RESULT_FILES
 from value_lens.steering.dose import DOSE_GENERATION
 
 __all__ = ["build", "compare", "demo", "eval_", "posttrain", "report", "steer", "sweep", "trace"]
@@ -112,26 +112,33 @@ def sweep(
     batch_size: BatchSize = 4,
 ) -> None:
     """Held-out layer sweep with its controls (matched, placebo and DiD AUROCs, position scores,
-    sign-aligned random directions), on data labelled with placebo turns."""
-    m = model_for(model, device, dtype)
-    crit = parse_criteria(criteria)
-    data = steps.build_data(
-        m, out, n_per_criterion=n_per_criterion, criteria=crit, seed=seed, corpus=corpus
-    )
-    res = steps.sweep(
-        m,
-        data.tokens,
-        out,
-        layers=layer_list(layers, m),
-        n_splits=splits,
-        n_train=n_train,
-        seed=seed,
-        batch_size=batch_size,
-        log=say,
-    )
-    auroc = res.table.set_index("layer").loc[res.best_layer, "token_auroc_mean"]
-    typer.echo(f"best layer {res.best_layer}: token AUROC {auroc:.3f}; wrote {res.path}")
-    typer.echo(value_sentence(res.table) or "")
+    sign-aligned random directions), on data labelled with placebo turns (on N processes under
+    `torchrun --nproc-per-node N -m value_lens sweep ...`; rank 0 writes and prints). A finished
+    sweep in OUT for the same model, data and settings is reused."""
+    run = launch.from_env()
+    with launch.muted(run):
+        m = model_for(model, launch.device_for(device, run), dtype)
+        data = steps.build_data(
+            m,
+            out,
+            n_per_criterion=n_per_criterion,
+            criteria=parse_criteria(criteria),
+            seed=seed,
+            corpus=corpus,
+            write=run is None or run.writer,
+        )
+        res = steps.sweep(
+            m,
+            data.tokens,
+            out,
+            layers=layer_list(layers, m),
+            n_splits=splits,
+            n_train=n_train,
+            seed=seed,
+            batch_size=batch_size,
+            log=say,
+        )
+        typer.echo(res.summary())
 
 
 @app.command()

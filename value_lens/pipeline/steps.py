@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from value_lens.analysis.sweep import SweepResult, layer_sweep
+from value_lens.analysis.sweep import SweepConfig, SweepResult, layer_sweep
 from value_lens.core.conventions import resolve_layers
 from value_lens.core.model import model_device, model_id, n_layers
 from value_lens.core.protocols import GenerativeModel
@@ -41,7 +41,8 @@ from value_lens.fitting.collect import collect_stats
 from value_lens.fitting.stats import ActivationStats
 from value_lens.pipeline.launch import from_env, process_group
 from value_lens.pipeline.options import collect_requirements
-from value_lens.pipeline.rundir import RESULT_FILES, report_from_dir, update_meta
+from value_lens.pipeline.rundir import RESULT_FILES, report_from_dir, update_meta, value_sentence
+from value_lens.pipeline.sweep_store import save_sweep, saved_sweep, sweep_request
 
 __all__ = [
     "AXIS_FILE",
@@ -93,6 +94,12 @@ class Sweep:
     @property
     def best_layer(self) -> int:
         return self.result.best_layer
+
+    def summary(self) -> str:
+        """The best layer, its held-out AUROC, the table's path and the value-beyond-position line."""
+        auroc = self.table.set_index("layer").loc[self.best_layer, "token_auroc_mean"]
+        head = f"best layer {self.best_layer}: token AUROC {auroc:.3f}; wrote {self.path}"
+        return f"{head}\n{value_sentence(self.table) or ''}"
 
 
 def shortest_per_group(data: LabelledTokens, keep: int | None) -> LabelledTokens:
@@ -231,13 +238,13 @@ def collect(
     return stats
 
 
-def _same_on_every_rank(data: LabelledTokens, reuse: bool) -> None:
-    """Raise unless every rank holds the same data and makes the same reuse decision."""
+def _same_on_every_rank(data: LabelledTokens, reuse: Any) -> None:
+    """Raise unless every rank holds the same data and makes the same reuse decisions."""
     seen: list[Any] = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(seen, (data.fingerprint(), reuse))
     if len(set(seen)) > 1:
         raise InputError(
-            f"the torchrun ranks disagree on the data or on reusing saved statistics "
+            f"the torchrun ranks disagree on the data or on reusing saved results "
             f"(fingerprint, reuse per rank: {seen}); give every rank the same files and options"
         )
 
@@ -337,42 +344,50 @@ def sweep(
     """The held-out layer sweep with its controls (``sweep.csv``, ``layer_cosine.csv``).
 
     ``n_train`` criteria train each split (default ``train_fraction`` of them, at least one
-    held out). Statistics saved in ``out`` are reused when :func:`saved_stats` matches;
-    otherwise :func:`~value_lens.analysis.sweep.layer_sweep` reads the model itself.
+    held out). A sweep saved in ``out`` for the same model, data, layers and settings
+    (:func:`~value_lens.pipeline.sweep_store.saved_sweep`) is returned without running again.
+    Otherwise statistics saved in ``out`` are reused when :func:`saved_stats` matches, else
+    :func:`~value_lens.analysis.sweep.layer_sweep` reads the model itself.
+
+    Under ``torchrun`` (:func:`~value_lens.pipeline.launch.from_env`) every rank must hold the
+    same data; the ranks sweep together in a process group
+    (``layer_sweep(..., distributed=True)``), every rank returns the result and rank 0 alone
+    writes it.
     """
     want = resolve_layers(layers, n_layers(model))
-    stats = saved_stats(out, data, want)
-    if stats is not None:
-        log(f"reusing {Path(out) / STATS_FILE} (same data and layers)")
     n_groups = len(set(data.groups))
-    n_tr = (
-        n_train
-        if n_train is not None
-        else max(1, min(n_groups - 1, round(train_fraction * n_groups)))
-    )
-    log(f"held-out sweep: {n_splits} splits, {n_tr} of {n_groups} criteria train")
-    res = layer_sweep(
-        model,
-        data,
-        layers=want,
-        stats=stats,
-        batch_size=batch_size,
-        n_splits=n_splits,
-        n_train=n_tr,
-        seed=seed,
-    )
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    res.table.to_csv(out / RESULT_FILES["sweep"], index=False)
-    res.cosine_matrix().to_csv(out / RESULT_FILES["cosine"])
-    update_meta(
-        out,
-        model=model_id(model),
-        n_layers=n_layers(model),
-        seed=seed,
-        sweep={**res.settings, "n_criteria": n_groups},
-    )
-    return Sweep(res, out / RESULT_FILES["sweep"])
+    n_tr = max(1, min(n_groups - 1, round(train_fraction * n_groups)))
+    n_tr = n_tr if n_train is None else n_train
+    cfg = SweepConfig(n_splits=n_splits, n_train=n_tr, seed=seed)
+    request = sweep_request(model_id(model), data, want, cfg)
+    launch = from_env()
+    path = Path(out) / RESULT_FILES["sweep"]
+    with process_group(launch, model_device(model)) as distributed:
+        done = saved_sweep(out, request)
+        stats = None if done is not None else saved_stats(out, data, want)
+        if distributed:
+            _same_on_every_rank(data, (done is not None, stats is not None))
+        if done is not None:
+            log(f"reusing {path} (same model, data, layers and settings)")
+            return Sweep(done, path)
+        if stats is not None:
+            log(f"reusing {Path(out) / STATS_FILE} (same data and layers)")
+        log(f"held-out sweep: {n_splits} splits, {n_tr} of {n_groups} criteria train")
+        res = layer_sweep(
+            model,
+            data,
+            config=cfg,
+            layers=want,
+            stats=stats,
+            batch_size=batch_size,
+            progress=launch is None or launch.writer,
+            distributed=distributed,
+        )
+        world = torch.distributed.get_world_size() if distributed else 1
+    if launch is None or launch.writer:
+        update_meta(out, model=model_id(model), n_layers=n_layers(model), seed=seed)
+        save_sweep(res, out, request, n_criteria=n_groups, processes=world)
+    return Sweep(res, path)
 
 
 def report(
