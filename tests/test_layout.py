@@ -1,5 +1,5 @@
 """The package's shape: imports run down the pipeline, never up, and the sibling layers
-``steering``, ``evals`` and ``viz`` never import each other (walked from the source with ast)."""
+``steering``, ``evals``, ``viz`` and ``decode`` never import each other (walked from the source with ast)."""
 
 from __future__ import annotations
 
@@ -23,13 +23,14 @@ LAYERS = {
     "steering": 5,
     "evals": 5,
     "viz": 5,
+    "decode": 5,
     "compare": 6,
     "pipeline": 7,
     "cli": 8,
     "__main__": 9,
     "__init__": 9,
 }
-SIBLINGS = {"steering", "evals", "viz"}
+SIBLINGS = {"steering", "evals", "viz", "decode"}
 MAX_LINES = 400
 
 

@@ -1,0 +1,31 @@
+"""Value-guided decoding: best-of-n selection and DeepConf-style early stopping with pluggable
+scorers (the value axis, log-probability, self-certainty, group confidence, a cross-fitted probe,
+length and random-direction controls), evaluated from one set of rollouts.
+
+Layer 5, a sibling of ``steering``, ``evals`` and ``viz``: it never imports them.
+
+* :mod:`value_lens.decode.rollouts`: sampling ``n`` rollouts per problem and what each records;
+* :mod:`value_lens.decode.scorers`: the scorers (the supervised ones and the controls in
+  :mod:`value_lens.decode.supervised`);
+* :mod:`value_lens.decode.estimators`: unbiased best-of-k, pass@k and vote-at-k estimators;
+* :mod:`value_lens.decode.results`: AUROC and best-of-k tables with problem-bootstrap intervals;
+* :mod:`value_lens.decode.run`: :func:`best_of_n` and :func:`early_stop`.
+"""
+
+from value_lens.decode import estimators, scorers
+from value_lens.decode.results import BestOfN
+from value_lens.decode.rollouts import Sample, Task
+from value_lens.decode.run import DECODE_GENERATION, EarlyStop, best_of_n, early_stop, rescore
+
+__all__ = [
+    "DECODE_GENERATION",
+    "BestOfN",
+    "EarlyStop",
+    "Sample",
+    "Task",
+    "best_of_n",
+    "early_stop",
+    "estimators",
+    "rescore",
+    "scorers",
+]
