@@ -220,6 +220,28 @@ def test_stop_tokens_end_rows_alike_on_both_loops(tiny):
     assert set(row0[first + 1 :]) <= {req.pad_id}  # the finished row only pads
 
 
+def test_no_stop_ids_ignore_the_models_own_generation_config_eos(tiny, monkeypatch):
+    req = _request(tiny, PROMPTS, n=6)
+    with torch.no_grad():
+        free, _ = decode_batch(tiny, req, "bridge")
+    width = req.tokens.shape[1]
+    emitted = int(free[0, width + 1])  # HF would stop here if it read generation_config's EOS
+    monkeypatch.setattr(tiny.original_model.generation_config, "eos_token_id", emitted)
+    with torch.no_grad():
+        fast, _ = decode_batch(tiny, req, "hf")
+    assert torch.equal(fast, free) and fast.shape[1] == width + 6
+
+
+def test_the_models_sampling_defaults_do_not_leak_into_the_hf_loop(tiny, monkeypatch):
+    gc = tiny.original_model.generation_config
+    monkeypatch.setattr(gc, "repetition_penalty", 50.0)
+    monkeypatch.setattr(gc, "top_k", 2)
+    for temperature in (0.0, 2.0):
+        out = _both(tiny, _request(tiny, PROMPTS, temperature=temperature), seed=4)
+        assert torch.equal(out["bridge"][0], out["hf"][0])
+    assert tiny.original_model.generation_config is gc
+
+
 def test_stop_at_eos_false_forces_the_full_length(tiny):
     eos = tiny.tokenizer.eos_token_id
 

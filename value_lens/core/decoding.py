@@ -100,7 +100,8 @@ def decode_batch(
             temperature=req.temperature if sample else 1.0,
             top_p=req.top_p if sample else 1.0,
             top_k=0 if sample else None,
-            eos_token_id=list(req.stop_ids) or None,
+            # a list, even empty: None would fall back to the model's generation_config EOS
+            eos_token_id=list(req.stop_ids),
             pad_token_id=req.pad_id,
             use_cache=req.use_cache,
             output_logits=req.logits,

@@ -7,6 +7,9 @@ the hooks. :func:`hf_decoding` removes both for the duration of one call:
 * every bridge component in the HF model is swapped back for the HF module it wraps
   (``_original_component``), so the forward pass is HF's own, with its KV cache and its
   attention-mask handling; the swap is undone on the way out, on errors too;
+* the model's own ``generation_config`` (sampling defaults such as ``top_k`` or a repetition
+  penalty, which the bridge's loop never reads) is set aside, so only the settings value_lens
+  passes apply;
 * the hook points value_lens uses, ``blocks.{i}.hook_resid_pre`` (the block's input) and
   ``blocks.{i}.hook_resid_post`` (its output), are called from torch hooks on decoder layer
   ``i`` whenever hooks are installed on them, so steering (:mod:`value_lens.steering.steer`)
@@ -136,12 +139,19 @@ def hf_decoding(model: HookedModel) -> Iterator[Any]:
     swapped: list[tuple[torch.nn.Module, str, Any]] = []
     handles: list[Any] = []
     routes = _routes(model)  # read before the swap: model.blocks is the HF layer list
+    own_config = getattr(hf, "generation_config", None)
     try:
+        if own_config is not None:  # HF fills unset settings from it (top_k, penalties, EOS)
+            from transformers import GenerationConfig
+
+            hf.generation_config = GenerationConfig()
         _unwrap(hf, swapped)
         layers = hf.get_decoder().layers if hasattr(hf, "get_decoder") else hf.model.layers
         handles = _route(routes, layers)
         yield hf
     finally:
+        if own_config is not None:
+            hf.generation_config = own_config
         for h in handles:
             h.remove()
         for parent, name, child in reversed(swapped):
