@@ -157,10 +157,13 @@ def test_the_swap_is_undone_even_when_a_hook_raises(tiny):
         handle.hook.remove()
         hp.fwd_hooks.remove(handle)
     assert [type(x).__name__ for x in layers] == before == ["BlockBridge", "BlockBridge"]
+    assert tiny.original_model.config._attn_implementation == "eager"  # the bridge's
     with hf_decoding(tiny) as hf:
+        assert hf.config._attn_implementation == "sdpa"
         assert all(type(x).__name__ == "Qwen3DecoderLayer" for x in hf.model.layers)
         assert not any("Bridge" in type(m).__name__ for m in hf.modules())
     assert not hp._forward_hooks and not layers[1]._forward_hooks
+    assert tiny.original_model.config._attn_implementation == "eager"
 
 
 def test_token_stats_match_a_full_forward_recompute(tiny, tiny_hf):

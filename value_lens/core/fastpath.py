@@ -7,6 +7,8 @@ the hooks. :func:`hf_decoding` removes both for the duration of one call:
 * every bridge component in the HF model is swapped back for the HF module it wraps
   (``_original_component``), so the forward pass is HF's own, with its KV cache and its
   attention-mask handling; the swap is undone on the way out, on errors too;
+* eager attention, which the bridge boots so that its attention hooks see the pattern, becomes
+  PyTorch's fused SDPA attention (no hook reads the pattern on this path);
 * the model's own ``generation_config`` (sampling defaults such as ``top_k`` or a repetition
   penalty, which the bridge's loop never reads) is set aside, so only the settings value_lens
   passes apply;
@@ -125,6 +127,17 @@ def _post(hp: Any) -> Any:
     return post
 
 
+def _fast_attention(hf: Any) -> str | None:
+    """Switch eager attention (which the bridge boots for its attention hooks) to SDPA; returns
+    the implementation to restore, or None when nothing changed."""
+    config = getattr(hf, "config", None)
+    current = getattr(config, "_attn_implementation", None)
+    if current != "eager" or not getattr(hf, "_supports_sdpa", False):
+        return None
+    hf.set_attn_implementation("sdpa")
+    return current
+
+
 @contextlib.contextmanager
 def hf_decoding(model: HookedModel) -> Iterator[Any]:
     """Inside: the bridge's HF model with its own modules back in place (yielded), the resid
@@ -140,18 +153,22 @@ def hf_decoding(model: HookedModel) -> Iterator[Any]:
     handles: list[Any] = []
     routes = _routes(model)  # read before the swap: model.blocks is the HF layer list
     own_config = getattr(hf, "generation_config", None)
+    attn: str | None = None
     try:
         if own_config is not None:  # HF fills unset settings from it (top_k, penalties, EOS)
             from transformers import GenerationConfig
 
             hf.generation_config = GenerationConfig()
         _unwrap(hf, swapped)
+        attn = _fast_attention(hf)
         layers = hf.get_decoder().layers if hasattr(hf, "get_decoder") else hf.model.layers
         handles = _route(routes, layers)
         yield hf
     finally:
         if own_config is not None:
             hf.generation_config = own_config
+        if attn is not None:
+            hf.set_attn_implementation(attn)
         for h in handles:
             h.remove()
         for parent, name, child in reversed(swapped):

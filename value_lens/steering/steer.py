@@ -115,7 +115,9 @@ def _make_hook(s: LayerSteer, mode: Mode, pos: Positions, stream: _Stream) -> Ho
         if u is None:
             u = cache[resid.device] = s.direction.to(resid.device, torch.float32)
         m: torch.Tensor | None = None
-        if not (pos.kind == "all" and not bool(pads.any())):
+        # "all" needs no mask past the first pass (padding only precedes the prompt) or without
+        # padding: decoding steps skip building one
+        if not (pos.kind == "all" and (offset > 0 or not bool(pads.any()))):
             mask = position_mask(pos, seq_len, prompt_lens=lens, offset=offset, pads=pads)
             if not bool(mask.any()):
                 return resid
