@@ -300,3 +300,13 @@ def test_errors_name_the_fix(tiny, axis):
         S.value(axis, LAYER, window="tail:3")
     with pytest.raises(InputError, match="scorers is empty"):
         best_of_n(tiny, PROMPTS, 2, {}, check=parity)
+
+
+def test_early_stop_generates_the_same_rollouts_itself(tiny):
+    """early_stop without rollouts= samples exactly what best_of_n samples with that scorer."""
+    sc = S.group_confidence(window=3)
+    own = early_stop(tiny, PROMPTS, 4, sc, 2, "percentile:50", check=parity, max_new_tokens=7)
+    res = best_of_n(tiny, PROMPTS, 4, {"g": sc}, check=parity, max_new_tokens=7)
+    reused = early_stop(None, None, 4, sc, 2, "percentile:50", rollouts=res)
+    assert own.frame.drop(columns="answer").equals(reused.frame.drop(columns="answer"))
+    assert own.tokens_saved == reused.tokens_saved
