@@ -5,7 +5,7 @@ Data flows one way: conversations -> :class:`LabelledTokens` -> :func:`collect_s
 """
 
 import value_lens.data.icrl  # noqa: F401  (value_lens.data.icrl.CRITERIA etc.)
-from value_lens import compare, data, evals, pipeline, viz
+from value_lens import compare, data, decode, evals, pipeline, viz
 from value_lens._version import __version__
 from value_lens.analysis import confounds, metrics, stop
 from value_lens.analysis.lens import logit_lens
@@ -25,6 +25,7 @@ from value_lens.data.tokens import (
     REWARD,
     LabelledTokens,
 )
+from value_lens.decode import scorers as score
 from value_lens.errors import (
     ArtifactError,
     AxisMismatchError,
@@ -84,6 +85,7 @@ __all__ = [
     "compare",
     "confounds",
     "data",
+    "decode",
     "pipeline",
     "evals",
     "metrics",
@@ -99,6 +101,7 @@ __all__ = [
     "to_hidden_states_index",
     "trace",
     "monitor",
+    "score",
     "stop",
     "value",
 ]
