@@ -1,5 +1,12 @@
-"""Steering benchmark (issue 5): steered vs unsteered ``value_lens.core.generate`` with the KV cache,
-and the cost of a dose-response grid per generated token.
+"""Generation and steering benchmark (issues 5 and 13): value_lens ``generate`` against a separate,
+plain HF ``generate`` on the same weights, and the cost of a dose-response grid per token.
+
+Configurations, each at batch 1 (4 chat prompts one by one) and batch 8 (the 4 prompts twice,
+one batch), greedy, KV cache, every row forced to ``--tokens`` new tokens (``stop_at_eos=False``,
+so all token counts are equal): ``plain_hf`` (a separately loaded HF model), ``bridge`` (the
+bridge's own decoding loop), ``fast`` (HF ``generate`` on the bridge's HF modules,
+:mod:`value_lens.core.fastpath`), and ``fast`` steered on one layer and on every layer.
+``same_tokens`` records whether fast, bridge and plain HF produced identical tokens.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_steer.py              # SmolLM2, a few minutes
     python benchmarks/bench_steer.py --model tiny --repeats 3        # smoke run
@@ -68,13 +75,123 @@ def load(name: str):
     return tiny_qwen3(n_layers=4, d_model=128) if name == "tiny" else load_model()
 
 
+def _fast_generation(model, axis, cal, layer, args) -> dict:
+    """Plain HF ``generate`` (a separate model) vs value_lens ``generate`` on the bridge's loop and
+    on the fast path, unsteered and steered on one and on all layers; batch 1 and 8, greedy, KV
+    cache, every row forced to ``args.tokens`` new tokens; interleaved rounds, medians."""
+    from value_lens.core.generate import generate
+    from value_lens.core.model import load_hf, n_layers
+    from value_lens.steering.steer import steer
+    from value_lens.steering.strength import calibrate
+
+    plain_hf = load_hf()[0] if args.model == "smollm" else None
+    prompts = [[{"role": "user", "content": p}] for p in PROMPTS]
+    one = steer(model, axis, layers=layer, alpha=0.5, unit="percent", calibration=cal)
+    every = list(range(n_layers(model)))
+    cal_all = calibrate(model, axis, texts=PROMPTS, layers=every)
+    all_ = steer(model, axis, layers=every, alpha=0.5, unit="percent", calibration=cal_all)
+    configs = {
+        "bridge": dict(backend="bridge"),
+        "fast": dict(backend="hf"),
+        "fast_steer_1_layer": dict(backend="hf", steer=one),
+        "fast_steer_all_layers": dict(backend="hf", steer=all_),
+    }
+    records, med_all, toks_all, same = [], {}, {}, {}
+    for batch in args.batches:
+        rows = (prompts * 2)[:8] if batch == 8 else prompts  # batch 8: the 4 prompts twice
+        kw = dict(max_new_tokens=args.tokens, batch_size=batch, stop_at_eos=False)
+
+        def run(name, rows=rows, kw=kw, batch=batch):
+            t0 = time.perf_counter()
+            if name == "plain_hf":
+                out = _plain_hf(plain_hf or model.original_model, model, rows, batch, args.tokens)
+            else:
+                out = [g.output_ids.tolist() for g in generate(model, rows, **kw, **configs[name])]
+            return time.perf_counter() - t0, out
+
+        names = (["plain_hf"] if plain_hf is not None else []) + list(configs)
+        for name in names:
+            run(name)  # warm-up
+        times: dict[str, list[float]] = {k: [] for k in names}
+        outs: dict[str, list] = {}
+        for r in range(args.repeats):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                t, out = run(name)
+                times[name].append(t)
+                outs[name] = out
+        med = {k: statistics.median(v) for k, v in times.items()}
+        ref = med.get("plain_hf", med["bridge"])
+        n_tok = sum(len(x) for x in outs["fast"])
+        same[str(batch)] = outs["fast"] == outs["bridge"] and (
+            "plain_hf" not in outs or outs["plain_hf"] == outs["fast"]
+        )
+        for name in names:
+            records.append(
+                {
+                    "batch": batch,
+                    "config": name,
+                    "median_s": med[name],
+                    "x_plain_hf": med[name] / ref,
+                    "x_fast_unsteered": med[name] / med["fast"],
+                    "new_tokens": sum(len(x) for x in outs[name]),
+                    "tokens_per_s": n_tok / med[name],
+                    "load_avg_1m": os.getloadavg()[0],
+                    "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                }
+            )
+        med_all[str(batch)], toks_all[str(batch)] = med, n_tok
+    return {"records": records, "median_seconds": med_all, "tokens": toks_all, "same_tokens": same}
+
+
+def _carry_over(fast: dict, out: Path, args) -> None:
+    """Keep the records of batch sizes not timed in this run from an earlier ``out`` of the same
+    setup (each record carries its own ``measured_at`` and ``load_avg_1m``)."""
+    if not out.is_file():
+        return
+    old = json.loads(out.read_text())
+    if (old.get("max_new_tokens"), old.get("repeats")) != (args.tokens, args.repeats):
+        return
+    kept = [r for r in old.get("fast_generation", []) if r["batch"] not in args.batches]
+    fast["records"] = sorted(kept + fast["records"], key=lambda r: r["batch"])
+    for b, same in old.get("same_tokens", {}).items():
+        fast["same_tokens"].setdefault(b, same)
+
+
+def _plain_hf(hf, model, rows, batch, n_new):
+    """Token ids from a plain HF ``generate`` over the same left-padded chat prompts."""
+    import torch
+    from transformers import GenerationConfig as HFConfig
+
+    from value_lens.core.model import to_token_ids
+    from value_lens.core.prompts import format_prompts
+
+    texts = format_prompts(model, rows)
+    gc = HFConfig(max_new_tokens=n_new, do_sample=False, eos_token_id=[], pad_token_id=0)
+    out = []
+    for start in range(0, len(texts), batch):
+        ids = [to_token_ids(model, t).tolist() for t in texts[start : start + batch]]
+        width = max(map(len, ids))
+        tokens = torch.tensor([[0] * (width - len(x)) + x for x in ids])
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids])
+        with torch.no_grad():
+            seqs = hf.generate(input_ids=tokens, attention_mask=mask, generation_config=gc)
+        out += [s[width:].tolist() for s in seqs]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default="smollm", choices=["smollm", "tiny"])
     ap.add_argument("--axis", default=None, help="a saved ValueAxis (default: a random one)")
     ap.add_argument("--tokens", type=int, default=32, help="max_new_tokens per prompt")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=12)
     ap.add_argument("--layer", type=int, default=None)
+    ap.add_argument(
+        "--batches",
+        type=lambda t: [int(x) for x in t.split(",")],
+        default=[1, 8],
+        help="batch sizes to time, e.g. 8; the records of other batch sizes are kept from --out",
+    )
     ap.add_argument("--out", default="benchmarks/results/bench_steer.json")
     ap.add_argument("--trend", action="store_true", help="also run a metric-trend dose grid")
     ap.add_argument("--trend-tokens", type=int, default=96)
@@ -85,11 +202,10 @@ def main() -> None:
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     from value_lens.analysis.text_metrics import METRICS
-    from value_lens.core.generate import GenerationConfig, generate
+    from value_lens.core.generate import GenerationConfig
     from value_lens.core.model import d_model, model_id, n_layers
     from value_lens.fitting.axis import ValueAxis
     from value_lens.steering.dose import DOSE_GENERATION, DoseGrid, dose_response
-    from value_lens.steering.steer import steer
     from value_lens.steering.strength import calibrate
 
     model = load(args.model)
@@ -103,39 +219,10 @@ def main() -> None:
     layer = args.layer if args.layer is not None else (2 * n_layers(model)) // 3
     msgs = [[{"role": "user", "content": p}] for p in PROMPTS]
     cal = calibrate(model, axis, texts=PROMPTS, layers=[layer])
-    kw = dict(max_new_tokens=args.tokens, batch_size=len(msgs))
-
-    def timed(st) -> tuple[float, int]:
-        t0 = time.perf_counter()
-        gens = generate(model, msgs, steer=st, **kw)
-        return time.perf_counter() - t0, sum(g.n_tokens for g in gens)
-
-    # the steered runs must not stop early: same token budget as the baseline
-    configs = {
-        "unsteered": None,
-        "steer_all": steer(model, axis, layers=layer, alpha=0.5, unit="percent", calibration=cal),
-        "steer_generated": steer(
-            model,
-            axis,
-            layers=layer,
-            alpha=0.5,
-            unit="percent",
-            calibration=cal,
-            positions="generated",
-        ),
-    }
-    timed(None)  # warm-up
-    times: dict[str, list[float]] = {k: [] for k in configs}
-    toks: dict[str, int] = {}
-    names = list(configs)
-    for r in range(args.repeats):
-        for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order
-            st = configs[name]
-            t, n = timed(st)
-            times[name].append(t)
-            toks[name] = n
-    med = {k: statistics.median(v) for k, v in times.items()}
-    base = med["unsteered"]
+    fast = _fast_generation(model, axis, cal, layer, args)
+    _carry_over(fast, Path(args.out), args)
+    b1 = next(r for r in fast["records"] if r["batch"] == 1 and r["config"] == "fast")
+    per_tok_gen = b1["median_s"] / max(b1["new_tokens"], 1)
 
     # dose-response grid: 1 layer x 3 alphas x 1 seed (alpha 0 shared), greedy
     t0 = time.perf_counter()
@@ -150,18 +237,14 @@ def main() -> None:
     grid_s = time.perf_counter() - t0
     grid_tokens = int(res.frame.drop_duplicates(["alpha", "prompt_id"])["n_tokens"].sum())
     per_tok_grid = grid_s / max(grid_tokens, 1)
-    per_tok_gen = base / max(toks["unsteered"], 1)
 
     result = {
         "model": model_id(model),
         "layer": layer,
         "max_new_tokens": args.tokens,
-        "batch": len(msgs),
         "repeats": args.repeats,
-        "median_seconds": med,
-        "all_seconds": times,
-        "tokens": toks,
-        "ratio_to_unsteered": {k: v / base for k, v in med.items()},
+        "fast_generation": fast["records"],
+        "same_tokens": fast["same_tokens"],
         "dose_grid_seconds": grid_s,
         "dose_grid_new_tokens": grid_tokens,
         "dose_seconds_per_token": per_tok_grid,
@@ -169,9 +252,8 @@ def main() -> None:
         "dose_per_token_ratio_to_plain_generate": per_tok_grid / per_tok_gen,
         "torch_threads": torch.get_num_threads(),
     }
-    print(f"{'config':<18}{'median s':>10}{'ratio':>8}{'tokens':>8}")
-    for k in configs:
-        print(f"{k:<18}{med[k]:>10.3f}{med[k] / base:>8.3f}{toks[k]:>8}")
+    for r in fast["records"]:
+        print(r)
     print(
         f"dose grid: {grid_s:.2f} s for {grid_tokens} new tokens = {per_tok_grid * 1e3:.1f} ms/token "
         f"({per_tok_grid / per_tok_gen:.2f}x plain generate per token)"
