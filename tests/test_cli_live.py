@@ -81,6 +81,17 @@ def test_monitor_reads_the_axis_of_the_run_dir_and_stops_early(run_dir):
     assert json.loads((run_dir / "monitor.jsonl").read_text())["stopped"] is True
 
 
+def test_monitor_raw_prompts_are_generated_as_given(run_dir, tiny, tmp_path):
+    out = tmp_path / "raw"
+    _invoke("monitor", *TOKENS, "--out", out, "--axis", run_dir / "axis.safetensors",
+            "--prompt", "The fox", "--raw")  # fmt: skip
+    (rec,) = [json.loads(x) for x in (out / "monitor.jsonl").read_text().splitlines()]
+    (ref,) = vl.generate(tiny, ["The fox"], GEN)  # no chat template
+    assert rec["tokens"] == [tiny.tokenizer.decode([i]) for i in ref.output_ids.tolist()]
+    chat = vl.generate(tiny, [[{"role": "user", "content": "The fox"}]], GEN)[0]
+    assert chat.output_ids.tolist() != ref.output_ids.tolist()  # the flag is observable
+
+
 def test_chat_two_turns_then_exit(run_dir, tiny):
     res = _invoke("chat", *TOKENS, "--out", run_dir, stdin="hi\nhow are you?\n/exit\nignored\n")
     turns = [json.loads(x) for x in (run_dir / "chat.jsonl").read_text().splitlines()]

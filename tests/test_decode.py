@@ -310,3 +310,75 @@ def test_early_stop_generates_the_same_rollouts_itself(tiny):
     reused = early_stop(None, None, 4, sc, 2, "percentile:50", rollouts=res)
     assert own.frame.drop(columns="answer").equals(reused.frame.drop(columns="answer"))
     assert own.tokens_saved == reused.tokens_saved
+
+
+def _conf_sample(values, index=0):
+    t = torch.tensor(values, dtype=torch.float64)
+    ids = torch.arange(len(values))
+    return Sample(0, index, "", ids, False, None, 1.0, token_stats={"confidence": t})
+
+
+def test_token_windows_and_aggregates_by_hand():
+    s = _conf_sample([3.0, 1.0, 2.0, 5.0, 4.0])
+
+    def one(**kw):
+        return S.TokenScorer("confidence", **kw).score([s])[0, 0]
+
+    assert one(agg="last") == 4.0
+    assert one(agg="min") == 1.0 and one(agg="max") == 5.0
+    assert one(window="first:2") == 2.0
+    assert one(window="last:2") == 4.5
+    assert one(window="offsets:0,3,9") == 4.0  # offsets past the end are dropped
+    assert one(agg="lowest:2") == 1.5  # groups 2, 1.5, 3.5, 4.5
+    assert one(window="last:3", agg="last") == 4.0
+    assert S.group_confidence(window=2, agg="tail").score([s])[0, 0] == 4.5
+    assert S.group_confidence(window=2, agg="mean").score([s])[0, 0] == 3.0
+    assert S.group_confidence(window=9).score([s])[0, 0] == 3.0  # fewer tokens than W: the mean
+
+
+def test_a_sample_with_nothing_to_score_ranks_below_every_other():
+    scored = [_conf_sample([0.5, 0.7]), _conf_sample([-0.2], 1), _conf_sample([0.1, 0.1], 2)]
+    got = S.TokenScorer("confidence", window="offsets:1").score(scored)[:, 0]
+    assert got[0] == 0.7 and got[2] == 0.1
+    assert got[1] < min(got[0], got[2])  # sample 1 has no token at offset 1
+
+
+def test_fit_logistic_balances_the_classes():
+    """At the optimum the intercept's gradient of the class-balanced loss is zero:
+    mean predicted probability on the negatives == mean (1 - p) on the positives, whatever
+    the class sizes (an unbalanced or swapped weighting breaks it)."""
+    rng = np.random.default_rng(0)
+    y = torch.tensor([1.0] * 8 + [0.0] * 40, dtype=torch.float64)
+    x = torch.as_tensor(rng.normal(size=(48, 2)), dtype=torch.float64) + 0.7 * y[:, None]
+    w, b, mu, sd = S.fit_logistic(x, y, 1e-2)
+    p = torch.sigmoid(((x - mu) / sd) @ w + b)
+    neg, pos = float(p[y == 0].mean()), float((1 - p[y == 1]).mean())
+    assert neg == pytest.approx(pos, abs=1e-3)  # LBFGS tolerance
+    assert 0.05 < neg < 0.95  # not separable: a real constraint, not 0 == 0
+
+
+def test_early_stop_threshold_percentile_and_summary_intervals_by_hand(run):
+    from value_lens.analysis.clusters import cluster_counts
+
+    scorer = S.group_confidence(window=3)
+    es = early_stop(None, None, 4, scorer, 3, "percentile:20", rollouts=run)
+    for p in range(len(PROMPTS)):
+        warm = [scorer.one(s) for s in run.samples[p * 4 : p * 4 + 3]]
+        assert es.per_problem.threshold[p] == pytest.approx(np.percentile(warm, 20))
+    mid = float(np.median([scorer.one(s) for s in run.samples]))
+    es = early_stop(None, None, 4, scorer, 1, mid, rollouts=run)  # stops some rows
+    pp = es.per_problem
+    assert 0 < es.tokens_saved < 1
+    acc, base = pp.accuracy.to_numpy(), pp.baseline.to_numpy()
+    kept, full = pp.kept_tokens.to_numpy(float), pp.full_tokens.to_numpy(float)
+    summ = es.summary(n_boot=200, seed=2, ci=0.8)
+    draws = [w.astype(float) for w in cluster_counts(len(pp), 200, 2)]
+    for key, stat in (
+        ("accuracy", lambda w: w @ acc / w.sum()),
+        ("baseline", lambda w: w @ base / w.sum()),
+        ("accuracy_change", lambda w: w @ (acc - base) / w.sum()),
+        ("tokens_saved", lambda w: 1 - (w @ kept) / (w @ full)),
+    ):
+        want = np.quantile([stat(w) for w in draws], [0.1, 0.9])
+        assert (summ[f"{key}_lo"], summ[f"{key}_hi"]) == pytest.approx(tuple(want))
+    assert summ["tokens_saved_lo"] < summ["tokens_saved_hi"]

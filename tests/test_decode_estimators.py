@@ -120,3 +120,94 @@ def test_estimators_refuse_bad_input():
         best_of_k([float("nan"), 2.0], [1, 0], 1)
     with pytest.raises(InputError, match="raw"):
         vote_at_k(["a", "b"], [1, 0], 1, scores=[-1.0, 1.0], weighting="raw")
+
+
+# --- BestOfN tables on planted rollouts (no model): hand AUROCs, brute-force curves, and
+# --- problem bootstraps recomputed from the cluster resamples themselves
+
+
+def _pairs_auroc(pos, neg, wp=None, wn=None):
+    """Mann-Whitney by brute force over weighted pairs (ties count half)."""
+    wp = np.ones(len(pos)) if wp is None else wp
+    wn = np.ones(len(neg)) if wn is None else wn
+    num = sum(
+        a * b * ((x > z) + 0.5 * (x == z))
+        for x, a in zip(pos, wp, strict=True)
+        for z, b in zip(neg, wn, strict=True)
+    )
+    den = wp.sum() * wn.sum()
+    return num / den if den > 0 else float("nan")
+
+
+@pytest.fixture(scope="module")
+def planted():
+    import torch
+
+    from value_lens.decode import Sample
+    from value_lens.decode.results import BestOfN
+
+    rng = np.random.default_rng(7)
+    n_p, n = 6, 4
+    correct = rng.integers(0, 2, (n_p, n)).astype(float)
+    correct[0] = [1, 1, 1, 1]  # one all-correct problem: not in the within-problem mean
+    correct[1] = [1, 0, 0, 0]
+    answers = [["x" if c else rng.choice(["y", "z"]) for c in row] for row in correct]
+    scores = rng.normal(size=(n_p * n, 1)) + 0.8 * correct.reshape(-1, 1)
+    samples = [
+        Sample(p, i, "", torch.tensor([1]), False, answers[p][i], float(correct[p, i]))
+        for p in range(n_p)
+        for i in range(n)
+    ]
+    return BestOfN(samples, n, {"s": scores}), correct, scores[:, 0].reshape(n_p, n), answers
+
+
+def test_auroc_table_and_its_problem_bootstrap_by_hand(planted):
+    from value_lens.analysis.clusters import cluster_counts
+
+    res, y, sc, _ = planted
+    n_p = y.shape[0]
+    tab = res.auroc(n_boot=200, seed=3, ci=0.9).set_index("scorer").loc["s"]
+    flat_y, flat_s, pid = y.reshape(-1) > 0.5, sc.reshape(-1), np.repeat(np.arange(n_p), 4)
+    assert tab.auroc == pytest.approx(_pairs_auroc(flat_s[flat_y], flat_s[~flat_y]))
+    mixed = [p for p in range(n_p) if 0 < y[p].sum() < 4]
+    within = {p: _pairs_auroc(sc[p][y[p] > 0.5], sc[p][y[p] < 0.5]) for p in mixed}
+    assert tab.within == pytest.approx(np.mean(list(within.values())))
+    assert tab.n_mixed == len(mixed)
+    pooled_b, within_b = [], []
+    for w in cluster_counts(n_p, 200, 3):  # a problem drawn twice counts all its samples twice
+        rep = w[pid].astype(float)
+        pooled_b.append(_pairs_auroc(flat_s[flat_y], flat_s[~flat_y], rep[flat_y], rep[~flat_y]))
+        wm = np.array([w[p] for p in mixed], dtype=float)
+        within_b.append(
+            wm @ np.array([within[p] for p in mixed]) / wm.sum() if wm.sum() else np.nan
+        )
+    for got, vals in (
+        ((tab.auroc_lo, tab.auroc_hi), pooled_b),
+        ((tab.within_lo, tab.within_hi), within_b),
+    ):
+        vals = np.array(vals)
+        want = np.quantile(vals[np.isfinite(vals)], [0.05, 0.95])
+        assert got == pytest.approx(tuple(want))
+    assert tab.auroc_lo < tab.auroc_hi and tab.within_lo < tab.within_hi
+
+
+def test_curves_majority_and_their_problem_bootstrap_by_hand(planted):
+    from value_lens.analysis.clusters import cluster_counts
+
+    res, y, sc, answers = planted
+    n_p, n = y.shape
+    major = res.curve_matrix("majority")
+    for p in range(n_p):
+        for k in range(1, n + 1):
+            assert major[p, k - 1] == pytest.approx(brute_vote(answers[p], y[p], k))
+    best = np.array(
+        [[brute_best_of_k(sc[p], y[p], k) for k in range(1, n + 1)] for p in range(n_p)]
+    )
+    cur = res.curves(methods=["s", "majority"], n_boot=300, seed=1, ci=0.8)
+    draws = np.stack(list(cluster_counts(n_p, 300, 1)))
+    for name, acc in (("s", best), ("majority", major)):
+        rows = cur[cur.method == name].set_index("k")
+        boot = draws @ acc / n_p  # the mean over the drawn problems, per k
+        lo, hi = np.quantile(boot, [0.1, 0.9], axis=0)
+        assert np.allclose(rows.accuracy, acc.mean(0))
+        assert np.allclose(rows.lo, lo) and np.allclose(rows.hi, hi)

@@ -278,3 +278,70 @@ def test_smollm_greedy_chat_equal_on_both_loops_with_steering(smollm):
         torch.testing.assert_close(
             f.token_stats["logprob"], s.token_stats["logprob"], atol=1e-4, rtol=0
         )
+
+
+def test_token_stats_of_every_row_of_a_left_padded_batch_match_an_hf_forward(tiny, tiny_hf):
+    """Each row's statistics come from its own logits (not row 0's), padding and all."""
+    hf, _ = tiny_hf
+    gens = vl.generate(tiny, PROMPTS, max_new_tokens=5, token_stats=True, stop_at_eos=False)
+    assert len({g.prompt_ids.numel() for g in gens}) == len(PROMPTS)  # really padded
+    for g in gens:
+        ids = torch.cat([g.prompt_ids, g.output_ids])[None]
+        with torch.no_grad():
+            logits = hf(ids).logits[0, g.prompt_ids.numel() - 1 : -1].double()
+        logp = torch.log_softmax(logits, -1)
+        torch.testing.assert_close(
+            g.token_stats["logprob"],
+            logp.gather(-1, g.output_ids[:, None])[:, 0],
+            atol=1e-5,
+            rtol=0,
+        )
+        torch.testing.assert_close(
+            g.token_stats["entropy"], -(logp.exp() * logp).sum(-1), atol=1e-5, rtol=0
+        )
+
+
+def test_compatibility_mode_sends_auto_to_the_bridge_and_hf_refuses():
+    from value_lens.testing import tiny_qwen3
+
+    model = tiny_qwen3()
+    model.enable_compatibility_mode(disable_warnings=True)
+    assert "compatibility mode" in (fast_path_blocker(model) or "")
+    got = vl.generate(model, PROMPTS[:2], max_new_tokens=4)
+    ref = vl.generate(model, PROMPTS[:2], max_new_tokens=4, backend="bridge")
+    assert [g.backend for g in got] == ["bridge", "bridge"]
+    assert [g.output_ids.tolist() for g in got] == [g.output_ids.tolist() for g in ref]
+    with pytest.raises(InputError, match="compatibility mode"):
+        vl.generate(model, PROMPTS[0], max_new_tokens=2, backend="hf")
+
+
+def test_routed_resid_hooks_see_the_layer_input_passed_by_keyword_or_position():
+    """The decoder layer's input may arrive as ``hidden_states=``: the resid_pre hook point
+    must see (and may replace) it either way, and resid_post sees the output."""
+    from value_lens.core import fastpath
+
+    class Layer(torch.nn.Module):
+        def forward(self, hidden_states, scale=1.0):
+            return (hidden_states * scale, "cache")
+
+    seen = []
+
+    def pre(x):
+        seen.append(("pre", x.tolist()))
+        return x + 1
+
+    def post(x):
+        seen.append(("post", x.tolist()))
+        return -x
+
+    layer = Layer()
+    handles = fastpath._route([(0, "pre", pre), (0, "post", post)], [layer])
+    try:
+        by_kw = layer(hidden_states=torch.tensor([1.0, 2.0]), scale=2.0)
+        by_pos = layer(torch.tensor([1.0, 2.0]), scale=2.0)
+    finally:
+        for h in handles:
+            h.remove()
+    for out in (by_kw, by_pos):
+        assert out[0].tolist() == [-4.0, -6.0] and out[1] == "cache"
+    assert seen == [("pre", [1.0, 2.0]), ("post", [4.0, 6.0])] * 2

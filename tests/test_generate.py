@@ -128,3 +128,16 @@ def test_one_generation_config_gives_the_same_texts_everywhere(tiny):
         generate(tiny, msgs, max_tokens=3)
     with pytest.raises(InputError, match="top_p"):
         GenerationConfig(top_p=0.0)
+
+
+def test_format_prompts_defaults_to_thinking_off_and_keeps_a_given_system_message(tiny):
+    from value_lens.core.prompts import chat_flags, format_prompts
+
+    msgs = [{"role": "user", "content": "hi"}]
+    (off,) = format_prompts(tiny, msgs)  # the paper's setting without asking for it
+    assert off.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+    assert format_prompts(tiny, msgs, enable_thinking=None)[0].endswith("assistant\n")
+    own = [{"role": "system", "content": "mine"}, *msgs]
+    (text,) = format_prompts(tiny, own, system="other")
+    assert text.count("<|im_start|>system") == 1 and "other" not in text
+    assert chat_flags([msgs, "raw", msgs]) == [True, False, True]

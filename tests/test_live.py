@@ -110,6 +110,10 @@ def test_live_html_is_offline_escaped_and_self_contained():
     doc = live.to_html()
     assert external_urls(doc) == [] and "<script" not in doc and "http" not in doc
     assert "&lt;b&gt;&amp;x" in doc and "<b>" not in doc and "&lt;t&gt;" in doc
+    assert "<t>" not in doc  # the page's heading too, not only its <title>
+    labelled = LiveHeatmap(display=False, labels=["<u>"])
+    labelled(MonitorEvent(0, 0, 1, "a", {3: 0.5}, {}))
+    assert "<u>" not in labelled.html() and "&lt;u&gt;" in labelled.html()
     assert [s["text"] for s in spans(doc)] == ["<b>&x", "\u21b5"]
     assert live.html() == live._repr_html_()
 

@@ -67,6 +67,8 @@ def test_segment_colours_follow_the_values():
 def test_control_characters_never_reach_the_terminal():
     text = token_text(["a\x1b[31m", "\n", ""], [0.1, 0.2, 0.3], 1.0)
     assert "\x1b" not in text.plain and text.plain == "a\u241b[31m\u21b5\n\u2205"
+    rest = token_text(["\x7f", "\r\x00", "\t"], [0.0, 0.0, 0.0], 1.0).plain
+    assert rest == "\u2421\u240d\u2400\t"  # DEL, CR and NUL as pictures; a tab is kept
 
 
 def test_terminal_view_draws_rows_on_a_shared_scale():
@@ -147,3 +149,14 @@ def test_chat_keeps_the_history_and_stops_at_exit(tiny, axis, tmp_path, monkeypa
     assert out.count("you>") == 4 and out.count("model>") == 2
     for t in turns:
         assert token_text(t["tokens"], t["values"], 1.0).plain in out
+
+
+def test_watch_records_the_final_aggregate_and_raw_prompts_skip_the_chat_template(tiny, axis):
+    cfg = WatchConfig(layer=1, aggregate="max:2", raw=True)
+    res = watch(tiny, axis, ["hello there", "x"], cfg, GEN, console=_console())
+    plain = vl.generate(tiny, ["hello there", "x"], GEN)  # raw text, no chat template
+    for g, ref, rec in zip(res.generations, plain, res.records(), strict=True):
+        assert g.prompt == ref.prompt == rec["prompt"]
+        assert g.output_ids.tolist() == ref.output_ids.tolist()
+        assert len(rec["values"]) >= 3  # so the final window differs from the first
+        assert rec["aggregates"]["max"] == pytest.approx(max(rec["values"][-2:]))

@@ -402,3 +402,26 @@ def test_the_axis_is_converted_once_at_the_door(tiny, axis):
     # a [L, d] tensor from a model of another depth is refused, not silently indexed
     with pytest.raises(AxisMismatchError, match="3 rows"):
         steer(tiny, torch.randn(3, 64), layers=0, alpha=1.0)
+
+
+@pytest.mark.parametrize("padded", [True, False])
+@pytest.mark.parametrize("spec", ["all", "generated", "prompt", "from:1"])
+def test_first_pass_leaves_left_padding_alone_and_decoding_steps_follow_the_spec(spec, padded):
+    """Hand-built masks: padding is never steered on the padded prompt pass, whatever the spec
+    (and whether "all" skips building a mask), and one-token decoding steps are steered as the
+    spec says."""
+    u = torch.tensor([0.0, 1.0, 0.0])
+    lens = torch.tensor([2, 4]) if padded else torch.tensor([4, 4])
+    _, fn = steering_hook(u, 0, alpha=3.0, positions=spec, prompt_lens=lens, pads=4 - lens)
+    prefill = fn(torch.zeros(2, 4, 3))[..., 1]
+    real = [[0, 0, 1, 1] if padded else [1] * 4, [1] * 4]  # not padding
+    want = {
+        "all": real,
+        "prompt": real,
+        "generated": [[0] * 4] * 2,
+        "from:1": [[0, 0, 0, 1] if padded else [0, 1, 1, 1], [0, 1, 1, 1]],  # prompt index >= 1
+    }[spec]
+    assert prefill.tolist() == [[3.0 * x for x in row] for row in want]
+    for _ in range(2):
+        step = fn(torch.zeros(2, 1, 3))[..., 1]
+        assert step.tolist() == ([[0.0], [0.0]] if spec == "prompt" else [[3.0], [3.0]])
