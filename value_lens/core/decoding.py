@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from jaxtyping import Float, Int
@@ -43,6 +43,7 @@ __all__ = [
     "TOKEN_STATS",
     "Backend",
     "DecodeRequest",
+    "check_backend",
     "choose_backend",
     "decode_batch",
     "row_stats",
@@ -70,10 +71,15 @@ class DecodeRequest:
     logits: bool = False
 
 
+def check_backend(backend: str) -> None:
+    """Raise an :class:`~value_lens.errors.InputError` unless ``backend`` is a :data:`Backend`."""
+    if backend not in get_args(Backend):
+        raise InputError(f"backend must be 'auto', 'hf' or 'bridge', got {backend!r}")
+
+
 def choose_backend(model: HookedModel, backend: Backend) -> str:
     """The loop that runs now: ``"hf"`` or ``"bridge"`` (``"auto"`` picks HF when it can)."""
-    if backend not in ("auto", "hf", "bridge"):
-        raise InputError(f"backend must be 'auto', 'hf' or 'bridge', got {backend!r}")
+    check_backend(backend)
     if backend == "bridge":
         return "bridge"
     blocker = fast_path_blocker(model)

@@ -35,6 +35,7 @@ from jaxtyping import Int
 from value_lens.core.decoding import (
     Backend,
     DecodeRequest,
+    check_backend,
     choose_backend,
     decode_batch,
     row_stats,
@@ -103,8 +104,7 @@ class GenerationConfig:
         t = self.temperature
         if not (t >= 0 and t != float("inf")):
             raise InputError(f"temperature must be a finite number >= 0, got {t}")
-        if self.backend not in ("auto", "hf", "bridge"):
-            raise InputError(f"backend must be 'auto', 'hf' or 'bridge', got {self.backend!r}")
+        check_backend(self.backend)
         if not (0 < self.top_p <= 1):
             raise InputError(f"top_p must be in (0, 1], got {self.top_p}")
 
