@@ -1,4 +1,4 @@
-"""Worker of tests/test_distributed.py: one gloo rank collecting on the tiny model."""
+"""Worker of tests/fitting/test_distributed.py: one gloo rank collecting on the tiny model."""
 
 from __future__ import annotations
 

@@ -75,3 +75,19 @@ def smollm_hf():
     from value_lens.core.model import load_hf
 
     return load_hf(None)
+
+
+SLOW_FIXTURES = {"smollm", "smollm_hf"}
+
+
+def pytest_collection_modifyitems(config, items):  # noqa: ARG001 (the hook signature)
+    """Tiers: tests that load SmolLM2 are ``slow``; everything under tests/project/ is a ``gate``.
+
+    ``scripts/test.sh --fast`` deselects both (the developer loop); CI runs everything.
+    """
+    project = Path(__file__).resolve().parent / "project"
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+        if project in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.gate)

@@ -1,7 +1,7 @@
 """Write the tutorial notebooks (outputs empty) from the cell lists below.
 
 Run ``python tutorials/build_notebooks.py`` after editing a tutorial here; the ``.ipynb`` files
-are generated, valid nbformat v4, and committed without outputs. ``tests/test_tutorials.py``
+are generated, valid nbformat v4, and committed without outputs. ``tests/project/test_tutorials.py``
 executes every notebook offline.
 """
 

@@ -4,7 +4,7 @@
 ``generate`` on the modules the bridge wraps (``backend="hf"``, :mod:`value_lens.core.fastpath`).
 ``"auto"`` (the default of :class:`value_lens.core.generate.GenerationConfig`) takes the HF loop
 whenever :func:`~value_lens.core.fastpath.fast_path_blocker` finds nothing against it, which
-``tests/test_fastpath.py`` proves gives the same tokens (greedy and seeded sampling) and logits
+``tests/core/test_fastpath.py`` proves gives the same tokens (greedy and seeded sampling) and logits
 within 1e-5.
 
 :func:`token_stats` reduces the raw (temperature-1) logits of each generated token to the

@@ -21,7 +21,7 @@ the hooks. :func:`hf_decoding` removes both for the duration of one call:
 :func:`fast_path_blocker` says why the fast path cannot run on a model as it stands (``None``
 when it can): not a bridge, the bridge's compatibility mode (processed weights live in the
 bridge, not in the HF modules), or hooks on any other hook point. ``generate`` then decodes
-with the bridge's loop. ``tests/test_fastpath.py`` proves the two paths equal: the same tokens
+with the bridge's loop. ``tests/core/test_fastpath.py`` proves the two paths equal: the same tokens
 under greedy decoding and logits within 1e-5, with and without steering and the monitor, with
 the KV cache and left padding.
 

@@ -7,7 +7,7 @@ data's groups and labels, and all-reduces them (fp64 sums, int64 counts); reserv
 gathered and merged in rank order. Every rank returns the same statistics, equal to a
 single-process collection up to fp64 round-off (counts and samples exactly).
 
-Example (two processes; see ``tests/test_distributed.py``)::
+Example (two processes; see ``tests/fitting/test_distributed.py``)::
 
     torchrun --nproc-per-node 2 -m value_lens build --out run/
     # or, in Python, inside an initialised process group:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-PKG = Path(__file__).resolve().parents[1] / "value_lens"
+PKG = Path(__file__).resolve().parents[2] / "value_lens"
 
 #: bottom-up layers; a module may import its own layer or any lower one.
 LAYERS = {

@@ -130,7 +130,7 @@ def test_word_spans():
 # tests/data/official/ is hand-written in the released layout: one file per conversation named
 # by its id, the release's own criterion names, consecutive user turns ("+1" then the next
 # paragraph), extra fields such as elapsed_seconds, and reward_token_labels.json next to it.
-RELEASE = Path(__file__).parent / "data" / "official"
+RELEASE = Path(__file__).parent / "official"
 
 
 def _rows(data, tok, cid):

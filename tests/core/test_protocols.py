@@ -8,7 +8,7 @@ import pytest
 import torch
 from jaxtyping import TypeCheckError
 
-from tests.test_hooked_root import MiniHooked
+from tests.core.test_hooked_root import MiniHooked
 from value_lens.core.model import n_layers
 from value_lens.core.protocols import GenerativeModel, HookedModel
 from value_lens.data.tokens import LabelledTokens
@@ -19,7 +19,7 @@ from value_lens.steering.positions import position_mask
 def test_the_bridge_and_a_bare_hooked_root_module_are_hooked_models(tiny):
     mini = MiniHooked()
     assert isinstance(tiny, HookedModel) and isinstance(tiny, GenerativeModel)
-    # collection, readout and steering need only the hook API (tests/test_hooked_root.py) ...
+    # collection, readout and steering need only the hook API (tests/core/test_hooked_root.py) ...
     assert isinstance(mini, HookedModel)
     # ... generation also needs to_tokens and generate, which a bare HookedRootModule lacks
     assert not isinstance(mini, GenerativeModel)

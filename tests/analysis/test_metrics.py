@@ -147,13 +147,18 @@ def test_cluster_bootstrap_with_one_value_per_cluster_is_the_iid_bootstrap():
     ids = np.arange(60)  # one value per cluster, clusters in the order of the values
     for seed in range(3):
         # the same generator draws the same indices: identical resamples, identical interval
-        got = bootstrap_ci(np.mean, x, groups=ids, n_boot=300, seed=seed)
+        got = bootstrap_ci(np.mean, x, groups=ids, n_boot=300, seed=seed, method="percentile")
         assert got == pytest.approx(bootstrap_ci(np.mean, x, n_boot=300, seed=seed), abs=1e-12)
     # two-sample AUROC: the pooled cluster bootstrap matches the two-sample one in width
     pos, neg = rng.normal(0.8, 1, 150), rng.normal(0, 1, 150)
     lo, hi = bootstrap_ci(auroc, pos, neg, n_boot=2000)
     clo, chi = bootstrap_ci(
-        auroc, pos, neg, groups=[np.arange(150), 150 + np.arange(150)], n_boot=2000
+        auroc,
+        pos,
+        neg,
+        groups=[np.arange(150), 150 + np.arange(150)],
+        n_boot=2000,
+        method="percentile",
     )
     assert (chi - clo) == pytest.approx(hi - lo, rel=0.15)
     assert (clo + chi) / 2 == pytest.approx((lo + hi) / 2, abs=0.01)
@@ -218,15 +223,22 @@ def test_cluster_bootstrap_errors():
         groups=[0, 0, 1, 1],
         paired=True,
         n_boot=200,
+        method="percentile",
     )
     assert 1.5 <= lo <= hi <= 3.5
+    with pytest.raises(InputError, match="at least 3 clusters"):  # the jackknife needs 3
+        bootstrap_ci(np.mean, [1, 2, 3, 4], groups=[0, 0, 1, 1])
+    with pytest.raises(InputError, match="needs groups="):
+        bootstrap_ci(np.mean, [1, 2, 3, 4], method="jackknife")
 
 
-def test_cluster_bootstrap_rebuilds_both_classes_from_the_same_clusters():
+def test_percentile_cluster_bootstrap_rebuilds_both_classes_from_the_same_clusters():
     # conversation 0: pos {3, 4} vs neg {1, 2}; conversation 1: pos {5, 6} vs neg {3, 4}.
     # Any resample of whole conversations has AUROC 1 (one conversation twice) or 0.875 (both);
     # drawing the positives' and negatives' clusters separately would also give 0.5 (pos of
-    # conversation 0 against neg of conversation 1).
+    # conversation 0 against neg of conversation 1). The interval (0.875, 1.0) lies above its own
+    # estimate of 0.875: the pairs between two copies of one conversation count as within-turn
+    # pairs, which is why clustered intervals default to the jackknife.
     conv = ["c0", "c0", "c1", "c1"]
     seen = []
     lo, hi = bootstrap_ci(
@@ -235,5 +247,19 @@ def test_cluster_bootstrap_rebuilds_both_classes_from_the_same_clusters():
         [1, 2, 3, 4],
         groups=[conv, conv],
         n_boot=200,
+        method="percentile",
     )
     assert set(seen) == {0.875, 1.0} and (lo, hi) == (0.875, 1.0)
+
+
+def test_clustered_default_is_the_jackknife_centred_on_its_estimate():
+    rng = np.random.default_rng(0)
+    conv = np.repeat(np.arange(6), 4)
+    pos, neg = rng.normal(1, 1, 24) + conv, rng.normal(0, 1, 24) + conv
+    point = auroc(pos, neg)
+    lo, hi = bootstrap_ci(auroc, pos, neg, groups=[conv, conv])
+    assert (lo + hi) / 2 == pytest.approx(point)  # centred, unlike the percentile bootstrap
+    # by hand: leave each conversation out, t quantile on 5 degrees of freedom
+    loo = np.array([auroc(pos[conv != c], neg[conv != c]) for c in range(6)])
+    se = np.sqrt(5 / 6 * ((loo - loo.mean()) ** 2).sum())
+    assert hi - point == pytest.approx(2.5705818 * se, rel=1e-5)

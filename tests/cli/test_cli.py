@@ -585,7 +585,7 @@ def test_every_command_is_short_and_calls_a_pipeline_step():
                     steps.add(a.asname or a.name)
     funcs = {f.name: f for f in tree.body if isinstance(f, ast.FunctionDef)}
     modules = {c.callback.__module__ for c in app.registered_commands}
-    assert modules == {commands.__name__, "value_lens.cli.live"}  # live: tests/test_cli_live.py
+    assert modules == {commands.__name__, "value_lens.cli.live"}  # live: tests/cli/test_cli_live.py
     registered = {
         c.callback.__name__
         for c in app.registered_commands

@@ -16,7 +16,7 @@ import pytest
 
 from tests._offline import external_urls
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TUTORIALS = ROOT / "tutorials"
 NAMES = [
     "01_quickstart.ipynb",
