@@ -16,12 +16,13 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from value_lens.analysis.clusters import as_vector as _vec
 from value_lens.analysis.clusters import cluster_codes, cluster_counts
+from value_lens.analysis.intervals import cluster_jackknife, jackknife_interval
 from value_lens.errors import InputError
 
 __all__ = [
@@ -171,12 +172,19 @@ def bootstrap_ci(
     ci: float = 0.95,
     paired: bool = False,
     groups: Sequence[Any] | np.ndarray | None = None,
+    method: Literal["auto", "percentile", "jackknife"] = "auto",
 ) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of ``metric_fn(*arrays)``.
+    """Confidence interval of ``metric_fn(*arrays)``: percentile bootstrap, or for clusters the
+    leave-one-cluster-out jackknife.
 
     Tokens of one conversation (or one criterion) are not independent: resampling them one by
     one (``groups=None``) treats every token as a separate observation and gives intervals far
-    too narrow for token-level AUROCs. Pass ``groups=`` to resample whole clusters instead.
+    too narrow for token-level AUROCs. Pass ``groups=`` to treat whole clusters as the unit.
+    With clusters the default (``method="auto"``) is the jackknife t interval of
+    :func:`value_lens.analysis.intervals.jackknife_interval`: a percentile cluster bootstrap
+    duplicates clusters, and for pair statistics such as the AUROC the pairs between two copies
+    of one cluster then count as within-cluster pairs, which pushes the interval off its estimate
+    (and with few clusters it under-covers).
 
     Args:
         metric_fn: called with one resampled copy of each array, e.g. :func:`auroc`.
@@ -187,24 +195,27 @@ def bootstrap_ci(
         seed: seed of the resampling generator (deterministic).
         ci: coverage, e.g. 0.95 for the 2.5% and 97.5% percentiles.
         paired: see ``arrays``.
-        groups: cluster bootstrap. One label array per array (aligned with it, e.g.
+        groups: cluster labels. One label array per array (aligned with it, e.g.
             ``[conversation_of_pos, conversation_of_neg]`` for ``auroc(pos, neg)``), or one
-            label array shared by all arrays when ``paired=True`` or there is one array. Each
-            resample draws as many clusters as there are, with replacement, from the clusters
-            of all arrays together; every drawn cluster contributes all its values to every
-            array, so the positives and negatives are rebuilt from the drawn clusters. With
-            one value per cluster this is the ordinary bootstrap of the pooled values.
+            label array shared by all arrays when ``paired=True`` or there is one array. A
+            cluster is removed (jackknife) or drawn (bootstrap) with all its values in every
+            array, so the positives and negatives come from the same clusters.
+        method: ``"auto"`` (jackknife with ``groups``, percentile bootstrap without),
+            ``"jackknife"`` (needs ``groups``; at least 3 clusters) or ``"percentile"``
+            (with ``groups``: each resample draws as many clusters as there are, with
+            replacement, every drawn cluster contributing all its values).
 
     Returns:
-        ``(lo, hi)``. Resamples where the metric is not finite (or raises
-        :class:`~value_lens.errors.InputError`, e.g. a class left empty) are dropped.
+        ``(lo, hi)``. Bootstrap resamples (or left-out clusters) where the metric is not finite
+        or raises :class:`~value_lens.errors.InputError` (e.g. a class left empty) are dropped.
 
     >>> lo, hi = bootstrap_ci(auroc, [3, 4, 5, 6], [1, 2, 3, 4], n_boot=200)
     >>> 0.5 < lo <= hi <= 1.0
     True
-    >>> conv = [0, 0, 1, 1]  # two conversations, each with two positives and two negatives
-    >>> bootstrap_ci(auroc, [3, 4, 5, 6], [1, 2, 3, 4], groups=[conv, conv], n_boot=200)
-    (0.875, 1.0)
+    >>> conv = [0, 0, 1, 1, 2, 2]  # three conversations, two positives and two negatives each
+    >>> lo, hi = bootstrap_ci(auroc, [3, 4, 5, 6, 2, 9], [1, 2, 3, 4, 5, 0], groups=[conv, conv])
+    >>> round(lo, 3) < round(auroc([3, 4, 5, 6, 2, 9], [1, 2, 3, 4, 5, 0]), 3) < round(hi, 3)
+    True
     """
     if not arrays:
         raise InputError("bootstrap_ci needs at least one array to resample")
@@ -215,9 +226,23 @@ def bootstrap_ci(
     arrs = [_vec(a, f"bootstrap_ci: array {i}") for i, a in enumerate(arrays)]
     if paired and len({a.size for a in arrs}) != 1:
         raise InputError("paired=True needs arrays of one length; use paired=False")
+    if method not in ("auto", "percentile", "jackknife"):
+        raise InputError(f"method must be 'auto', 'percentile' or 'jackknife', got {method!r}")
+    if method == "jackknife" and groups is None:
+        raise InputError("method='jackknife' needs groups= (the clusters to leave out)")
     vals = np.empty(n_boot)
     if groups is not None:
         codes, n_clusters = cluster_codes(*_cluster_groups(groups, arrs, paired))
+        if method != "percentile":
+            loo = cluster_jackknife(metric_fn, arrs, codes, n_clusters)
+            iv = jackknife_interval(float(metric_fn(*arrs)), loo, ci)
+            if not np.isfinite(iv.lo):
+                raise InputError(
+                    f"the cluster jackknife needs at least 3 clusters where the metric is defined "
+                    f"without them; got {iv.n_clusters} of {n_clusters}. Use more clusters or "
+                    "method='percentile'"
+                )
+            return iv.lo, iv.hi
         draws = cluster_counts(n_clusters, n_boot, seed)
         samples: Iterator[list[np.ndarray]] = (
             [np.repeat(a, w[c]) for a, c in zip(arrs, codes, strict=True)] for w in draws

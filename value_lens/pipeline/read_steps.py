@@ -99,8 +99,8 @@ def code_headline(
     table: Any, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
 ) -> dict[str, Any]:
     """Cohen's d (unpaired, pooled sd) of the whole-code readout, correct minus corrupted, over
-    every pair of ``table`` (:func:`~value_lens.evals.run_code_suite`'s rows), with a percentile
-    bootstrap CI that resamples whole problems (all corruptions of a drawn problem together)."""
+    every pair of ``table`` (:func:`~value_lens.evals.run_code_suite`'s rows), with a cluster CI
+    over problems (leave-one-problem-out jackknife: all corruptions of a problem together)."""
     from value_lens.analysis.metrics import bootstrap_ci, cohens_d
 
     t = table.dropna(subset=["correct_whole", "corrupted_whole"])
