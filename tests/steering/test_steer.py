@@ -323,11 +323,16 @@ def test_bad_inputs_raise_clear_errors(tiny, axis):
         steer(tiny, foreign, layers=0, alpha=1.0)
     with pytest.raises(InputError, match="unknown positions spec"):
         steer(tiny, axis, layers=0, alpha=1.0, positions="generated_only")
-    # mode, unit and point are Literal types: the suite's runtime checks refuse a bad one at the
+    # a mode is a registry name: an unknown one is an InputError naming the registered modes
+    for call in (steer, inspect.unwrap(steer)):
+        with pytest.raises(InputError, match="unknown steering mode.*'cap', 'rotate'"):
+            call(tiny, axis, layers=0, alpha=1.0, mode="multiply")
+    with pytest.raises(InputError, match="unknown steering mode"):
+        steering_hook(axis, 0, 1.0, mode="multiply")
+    # unit and point are Literal types: the suite's runtime checks refuse a bad one at the
     # call; untyped callers (the CLI, notebooks) get the InputError that names the choices
     unchecked = inspect.unwrap(steer)
     for bad_option, msg in (
-        ({"mode": "multiply"}, "unknown steering mode"),
         ({"unit": "furlongs"}, "unknown strength unit"),
         ({"point": "resid_mid"}, "unknown hook point"),
     ):
