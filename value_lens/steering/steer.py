@@ -273,7 +273,9 @@ class Steering:
                     )
             base += run.rows
         cols = ["row", "layer", "moved", "push", "push_abs", "trigger"]
-        return pd.DataFrame(out, columns=cols)
+        frame = pd.DataFrame(out, columns=cols)
+        frame["trigger"] = frame["trigger"].astype("Int64")  # <NA>: never triggered
+        return frame
 
     def moved_tokens(self) -> dict[int, int]:
         """Tokens each layer's operator changed, over every activation since :meth:`clear`."""

@@ -229,6 +229,7 @@ def transplant(
     config: GenerationConfig | None = None,
     control: bool = False,
     monitor: Any = None,
+    token_stats: bool = False,
     **overrides: Any,
 ) -> Transplanted:
     """Generate each host with its donor's live projection transplanted (module docstring).
@@ -245,6 +246,7 @@ def transplant(
         control: also run the matched constant-push control (``result.control``).
         monitor: a ``vl.monitor`` reading every row of the transplant pass (row order: donor 0,
             host 0, donor 1, ...).
+        token_stats: fill each generation's ``token_stats`` (as ``generate`` does).
 
     Returns:
         A :class:`Transplanted` list of the hosts' generations.
@@ -254,7 +256,8 @@ def transplant(
     ends = PairEnds(len(prompts) // 2)
     op = Transplant(lam=lam, ends=ends)
     st = steer(model, axis, layers=layers, mode=op, positions=positions)
-    gens = generate(model, prompts, cfg, steer=st, monitor=_Watch(ends, monitor))
+    watch = _Watch(ends, monitor)
+    gens = generate(model, prompts, cfg, steer=st, monitor=watch, token_stats=token_stats)
     pushes = _push_table(st)
     ctrl = None
     if control:
@@ -265,5 +268,5 @@ def transplant(
             steers.append(
                 steer(model, axis, layers=layer, mode=RowPush(alphas), positions=positions)
             )
-        ctrl = generate(model, prompts, cfg, steer=steers)[1::2]
+        ctrl = generate(model, prompts, cfg, steer=steers, token_stats=token_stats)[1::2]
     return Transplanted(gens[1::2], gens[0::2], pushes, st, ctrl)
