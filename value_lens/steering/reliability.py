@@ -59,11 +59,8 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     """
     if n <= 0:
         return (math.nan, math.nan)
-    p = k / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z / den * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return (max(0.0, mid - half), min(1.0, mid + half))
+    lo, hi = _wilson(np.array([float(k)]), np.array([float(n)]), z)
+    return (float(lo[0]), float(hi[0]))
 
 
 def _ols_slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -133,58 +130,73 @@ def prompt_curves(
     return pd.DataFrame(rows, columns=[*cols, "n_points", "n_strengths"])
 
 
-def _t_interval(v: np.ndarray) -> tuple[float, float, float]:
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return math.nan, math.nan, math.nan
-    m = float(v.mean())
-    if v.size < 2:
-        return m, math.nan, math.nan
-    half = t_quantile(0.975, v.size - 1) * float(v.std(ddof=1)) / math.sqrt(v.size)
-    return m, m - half, m + half
+def _t_stats(v: pd.Series, keys: pd.Series) -> pd.DataFrame:
+    """Per group: mean, t-interval bounds and count of the finite values (vectorised)."""
+    v = v.where(np.isfinite(v.to_numpy(dtype=float)))
+    g = v.groupby(keys, sort=True)
+    mean, sd, n = g.mean(), g.std(ddof=1), g.count()
+    qs = {k: t_quantile(0.975, float(k) - 1) if k >= 2 else math.nan for k in n.unique()}
+    q = n.map(qs)
+    half = q * sd / np.sqrt(n.where(n > 0))
+    return pd.DataFrame({"mean": mean, "lo": mean - half, "hi": mean + half, "n": n})
 
 
-def _summary(g: pd.DataFrame) -> dict[str, Any]:
-    slopes = g["slope"].to_numpy(dtype=float)
-    slopes = slopes[np.isfinite(slopes)]
-    mean, lo, hi = _t_interval(slopes)
-    sign = np.sign(mean) if np.isfinite(mean) else 0.0
-    k = int((np.sign(slopes) == -sign).sum()) if sign != 0 else 0
-    n = int(slopes.size)
-    a_lo, a_hi = wilson_interval(k, n) if sign != 0 else (math.nan, math.nan)
-    d, d_lo, d_hi = _t_interval(g["delta_at_max"].to_numpy(dtype=float))
-    rho = g["spearman"].to_numpy(dtype=float)
-    rho = rho[np.isfinite(rho)]
-    return {
-        "n_prompts": n,
-        "mean_slope": mean,
-        "slope_lo": lo,
-        "slope_hi": hi,
-        "anti_frac": k / n if n and sign != 0 else math.nan,
-        "anti_lo": a_lo,
-        "anti_hi": a_hi,
-        "spearman_mean": float(rho.mean()) if rho.size else math.nan,
-        "delta_at_max": d,
-        "delta_lo": d_lo,
-        "delta_hi": d_hi,
-    }
+def _wilson(k: np.ndarray, n: np.ndarray, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = k / n
+        den = 1 + z * z / n
+        mid = (p + z * z / (2 * n)) / den
+        half = z / den * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return np.clip(mid - half, 0.0, 1.0), np.clip(mid + half, 0.0, 1.0)
 
 
 def reliability(
     per_prompt: pd.DataFrame, *, by: Sequence[str] = ("layer", "metric")
 ) -> pd.DataFrame:
     """Per group of ``by``: the mean slope (t interval over prompts), the anti-steerable
-    fraction (Wilson interval), the mean Spearman and the mean ``delta_at_max`` (t interval)."""
+    fraction (Wilson interval), the mean Spearman and the mean ``delta_at_max`` (t interval).
+
+    The anti-steerable fraction takes the sign of the mean slope as given; read it where the
+    mean slope's interval excludes 0 (with no effect at all, about half the prompts are on
+    each side and the sign itself is noise)."""
     missing = [c for c in (*by, "slope", "spearman", "delta_at_max") if c not in per_prompt]
     if missing:
         raise InputError(f"reliability needs prompt_curves output; missing columns {missing}")
-    if not by:
-        return pd.DataFrame([_summary(per_prompt)])
-    rows = []
-    for key, g in per_prompt.groupby(list(by), sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        rows.append({**dict(zip(by, key, strict=True)), **_summary(g)})
-    return pd.DataFrame(rows)
+    df = per_prompt.reset_index(drop=True)
+    keys = (
+        pd.Series(0, index=df.index)
+        if not by
+        else pd.Series(list(zip(*(df[c] for c in by), strict=True)), index=df.index)
+    )
+    slope = df["slope"].astype(float)
+    st = _t_stats(slope, keys)
+    sign = np.sign(st["mean"].fillna(0.0))
+    opposite = np.sign(slope) == -keys.map(sign)
+    k = opposite[np.isfinite(slope)].groupby(keys[np.isfinite(slope)], sort=True).sum()
+    k = k.reindex(st.index, fill_value=0).to_numpy(dtype=float)
+    n = st["n"].to_numpy(dtype=float)
+    lo, hi = _wilson(k, n)
+    defined = (sign != 0).to_numpy() & (n > 0)
+    dl = _t_stats(df["delta_at_max"].astype(float), keys)
+    rho = df["spearman"].astype(float)
+    out = pd.DataFrame(
+        {
+            "n_prompts": st["n"].to_numpy(dtype=int),
+            "mean_slope": st["mean"].to_numpy(),
+            "slope_lo": st["lo"].to_numpy(),
+            "slope_hi": st["hi"].to_numpy(),
+            "anti_frac": np.where(defined, k / np.where(n > 0, n, 1), np.nan),
+            "anti_lo": np.where(defined, lo, np.nan),
+            "anti_hi": np.where(defined, hi, np.nan),
+            "spearman_mean": rho.groupby(keys, sort=True).mean().to_numpy(),
+            "delta_at_max": dl["mean"].to_numpy(),
+            "delta_lo": dl["lo"].to_numpy(),
+            "delta_hi": dl["hi"].to_numpy(),
+        }
+    )
+    for i, c in enumerate(by):
+        out.insert(i, c, [key[i] for key in st.index])
+    return out
 
 
 def dose_slopes(
