@@ -143,7 +143,7 @@ def test_ab_eval_summary_is_the_paired_change_from_unsteered(tiny, axis, items):
 
 def test_bad_inputs(tiny, axis, items):
     with pytest.raises(InputError, match="takes no strength"):
-        ab_eval(tiny, axis, items, ABGrid(layers=0, modes=["ablate"]))
+        ab_eval(tiny, axis, items, ABGrid(layers=0, modes=[lambda h, u: h]))  # noqa: ARG005
     dup = [items[0], items[0]]
     with pytest.raises(InputError, match="unique ids"):
         ab_eval(tiny, axis, dup, ABGrid(layers=0))

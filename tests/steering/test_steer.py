@@ -136,7 +136,8 @@ def test_ablate_and_clamp_in_bf16_are_exact_up_to_rounding_the_output(axis, mode
     g = torch.Generator().manual_seed(3)
     big = torch.tensor([300.0, -170.0, 90.0, 41.0, -23.0])[None, :, None]
     resid = (torch.randn(2, 5, 64, generator=g) + big * u32).to(torch.bfloat16)
-    _, fn = steering_hook(axis, 0, 2.5, mode=mode, positions="from:1")
+    alpha = 2.5 if mode == "clamp" else None  # ablate's strength is the share removed (1)
+    _, fn = steering_hook(axis, 0, alpha, mode=mode, positions="from:1")
     out = fn(resid)
     assert out.dtype == torch.bfloat16
     u = u32.double()

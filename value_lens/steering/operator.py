@@ -116,6 +116,11 @@ class Operator:
         """The fields that hold strengths, in declaration order."""
         return tuple(f.name for f in fields(cls) if f.metadata.get("strength"))
 
+    @classmethod
+    def takes_units(cls) -> bool:
+        """Whether a strength unit applies (some strength is converted by ``unit``)."""
+        return any(f.metadata.get("strength") == "unit" for f in fields(cls))
+
     @property
     def primary(self) -> str | None:
         """The strength ``alpha=`` and a dose grid set (``None``: the mode takes none)."""

@@ -13,10 +13,11 @@ Two entry points:
 What a hook does is its *mode*, an operator object (:mod:`value_lens.steering.operator`) looked
 up by name in the registry :data:`~value_lens.steering.modes.MODES` or passed in directly. With
 ``u`` the direction (unit length unless ``normalize=False``) and ``p = h . u``: ``add``
-``h + alpha * u`` (the paper's intervention); ``ablate`` ``h - p * u``; ``clamp``
-``h + (alpha - p) * u``; ``cap`` ``h + max(0, floor - p) * u`` (and/or a ceiling); ``rotate``
-turns ``h`` by ``angle`` degrees toward ``u`` in the plane ``span(u, h)``. ``alpha`` is each
-mode's primary strength (the floor for ``cap``, the angle for ``rotate``); strengths are
+``h + alpha * u`` (the paper's intervention); ``ablate`` ``h - fraction * p * u`` (all of ``p``
+by default); ``clamp`` ``h + (alpha - p) * u``; ``cap`` ``h + max(0, floor - p) * u`` (and/or a
+ceiling); ``rotate`` turns ``h`` by ``angle`` degrees toward ``u`` in the plane ``span(u, h)``.
+``alpha`` is each mode's primary strength (the floor for ``cap``, the angle for ``rotate``, the
+fraction for ``ablate``); strengths are
 converted to raw units first (see :mod:`value_lens.steering.strength`). ``when=`` makes the
 steering conditional per row (:mod:`value_lens.steering.condition`).
 
@@ -63,12 +64,7 @@ Alpha = float | Sequence[float] | Mapping[int, float]
 
 
 def _unit_scale(op: Operator, at: AxisAtLayers, unit: Unit) -> Any:
-    fixed_only = op.strength_fields() and all(
-        f.metadata["strength"] == "fixed"
-        for f in op.__dataclass_fields__.values()
-        if f.metadata.get("strength")
-    )
-    if fixed_only and unit != "raw":
+    if op.strength_fields() and not op.takes_units() and unit != "raw":
         raise InputError(
             f"mode {op.name!r} takes its strength as is ({', '.join(op.strength_fields())}); "
             f"leave unit='raw' instead of {unit!r}"
@@ -137,7 +133,8 @@ def steering_hook(
         axis: a ValueAxis, or a direction tensor ``[d_model]`` / ``[n_layers, d_model]``.
         layer: value_lens layer (output of block ``layer``).
         alpha: the mode's primary strength in ``unit`` (the push for ``add``, the target for
-            ``clamp``, the floor for ``cap``, degrees for ``rotate``; unused by ablate).
+            ``clamp``, the floor for ``cap``, degrees for ``rotate``, the share of the projection
+            removed for ``ablate``, 1 unless given).
         positions: ``"all"``, ``"prompt"``, ``"generated"``, ``"from:k"`` or a bool mask.
         mode: a registered mode's name (:data:`~value_lens.steering.modes.MODES`), an
             :class:`~value_lens.steering.operator.Operator`, or a callable ``fn(h, u) -> h``.
