@@ -76,7 +76,7 @@ def test_the_guide_and_the_reference_cover_every_mode():
 
 
 @pytest.mark.parametrize("mode", sorted(STRENGTH))
-def test_the_cli_steers_in_every_mode(tiny, axis, mode, tmp_path, capsys):
+def test_the_cli_steers_in_every_mode(axis, mode, tmp_path, capsys):
     path = tmp_path / "axis.safetensors"
     axis.save(path)
     argv = [
@@ -106,7 +106,7 @@ def test_the_cli_steers_in_every_mode(tiny, axis, mode, tmp_path, capsys):
     assert (mode == "add") == label.startswith("alpha=") and row["layer"] == 1
 
 
-def test_the_cli_grid_takes_mode_parameters_and_writes_reliability(tiny, axis, tmp_path, capsys):
+def test_the_cli_grid_takes_mode_parameters_and_writes_reliability(axis, tmp_path, capsys):
     path = tmp_path / "axis.safetensors"
     axis.save(path)
     argv = [
