@@ -18,7 +18,8 @@ read live (donor rows are never changed). Positions pair up by column of the bat
 
 A pair is transplanted only while both rows are writing: from the token at which the donor or
 the host produced its stop token, the host is left alone (the donor's projection after its own
-end is not a reply). The constant-push control of matched average size (``control=True``)
+end is not a reply). Watching for stop tokens takes one more decoding step (as a monitored
+``generate`` does); with ``stop_at_eos=False`` no row stops and the step is saved. The constant-push control of matched average size (``control=True``)
 reruns the same batch with each host pushed by a constant ``alpha * u`` per layer, ``alpha``
 being the mean of ``lam * (s_D - s_H)`` over that host's transplanted tokens; donors stay
 unsteered in both runs.
@@ -244,8 +245,8 @@ def transplant(
         config, overrides: generation settings as in ``generate`` (``max_new_tokens=...``);
             ``batch_size`` is set to hold every pair in one batch.
         control: also run the matched constant-push control (``result.control``).
-        monitor: a ``vl.monitor`` reading every row of the transplant pass (row order: donor 0,
-            host 0, donor 1, ...).
+        monitor: a ``vl.monitor`` reading every row of the transplant pass and of the control
+            (row order: donor 0, host 0, donor 1, ...).
         token_stats: fill each generation's ``token_stats`` (as ``generate`` does).
 
     Returns:
@@ -256,7 +257,9 @@ def transplant(
     ends = PairEnds(len(prompts) // 2)
     op = Transplant(lam=lam, ends=ends)
     st = steer(model, axis, layers=layers, mode=op, positions=positions)
-    watch = _Watch(ends, monitor)
+    # the watch ends pairs at stop tokens; it costs one decoding step (generate's monitor step),
+    # so it runs only when rows can stop or a monitor was asked for
+    watch = _Watch(ends, monitor) if cfg.stop_at_eos or monitor is not None else None
     gens = generate(model, prompts, cfg, steer=st, monitor=watch, token_stats=token_stats)
     pushes = _push_table(st)
     ctrl = None
@@ -268,5 +271,7 @@ def transplant(
             steers.append(
                 steer(model, axis, layers=layer, mode=RowPush(alphas), positions=positions)
             )
-        ctrl = generate(model, prompts, cfg, steer=steers, token_stats=token_stats)[1::2]
+        ctrl = generate(
+            model, prompts, cfg, steer=steers, monitor=monitor, token_stats=token_stats
+        )[1::2]
     return Transplanted(gens[1::2], gens[0::2], pushes, st, ctrl)
