@@ -54,8 +54,8 @@ Z95 = 1.959963984540054
 def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     """The Wilson score interval of a proportion ``k / n`` (95% by default).
 
-    >>> [round(x, 4) for x in wilson_interval(2, 10)]
-    [0.0567, 0.5098]
+    >>> tuple(round(x, 4) for x in wilson_interval(2, 10))
+    (0.0567, 0.5098)
     """
     if n <= 0:
         return (math.nan, math.nan)
