@@ -10,9 +10,11 @@ right for single-prompt ``model.generate`` with its default KV cache. Each hook 
 per forward pass, so per-hook records need no coordination.
 
 Every hook writes into the :class:`RunRecord` of its activation (one ``generate`` batch, or one
-``with`` block): per layer and row, the tokens the operator moved and the sum of its push along
-the direction, counted once per token (a recomputing pass counts only its new positions when the
-prompt geometry is known); and, for a conditional steering, each row's trigger.
+``with`` block): per layer and row, the change the operator made to each token's projection on
+the direction (so the tokens it moved and its summed push), once per token (a recomputing pass
+adds only its new positions when the prompt geometry is known); and, for a conditional
+steering, each row's trigger. Recording costs one subtraction and one matrix-vector product per
+pass.
 """
 
 from __future__ import annotations
@@ -107,23 +109,20 @@ def stream(prompt_lens: Any, pads: Any) -> Stream:
 
 
 class RunRecord:
-    """What one activation did (see the module docstring); tensors stay on the model's device
-    until read, so recording costs no synchronisation.
+    """What one activation did (see the module docstring). Each pass adds the change along the
+    direction of its new positions, ``[B, T]`` on the model's device; nothing is reduced (or
+    synchronised) until it is read.
 
     Attributes:
         rows: rows of the batch (0 until the first pass).
-        moved: layer -> ``[rows]`` tokens whose residual the operator changed.
-        push, push_abs: layer -> ``[rows]`` sums of the change along the direction, and of its
-            absolute value.
+        dp: layer -> the per-pass changes of the projection (``[B, T]`` each).
         trigger: per row, the relative token index whose value fired the condition (``-1``:
             the prompt's last token; ``None``: never), or ``None`` without a condition.
     """
 
     def __init__(self) -> None:
         self.rows = 0
-        self.moved: dict[int, torch.Tensor] = {}
-        self.push: dict[int, torch.Tensor] = {}
-        self.push_abs: dict[int, torch.Tensor] = {}
+        self.dp: dict[int, list[torch.Tensor]] = {}
         self.trigger: list[int | None] | None = None
 
     def note(
@@ -132,24 +131,18 @@ class RunRecord:
         change: Float[torch.Tensor, "B T d"],
         u: Float[torch.Tensor, " d"],
     ) -> None:
-        dp = change @ u
-        moved = change.ne(0).any(-1).sum(1)
-        if layer not in self.moved:
-            self.moved[layer] = torch.zeros_like(moved)
-            self.push[layer] = torch.zeros_like(dp[:, 0])
-            self.push_abs[layer] = torch.zeros_like(dp[:, 0])
-        self.moved[layer] += moved
-        self.push[layer] += dp.sum(1)
-        self.push_abs[layer] += dp.abs().sum(1)
+        self.dp.setdefault(layer, []).append(change @ u)
 
     def per_row(self, layer: int) -> dict[str, list[float]]:
-        """``moved``, ``push`` and ``push_abs`` of every row at ``layer`` (zeros if never hit)."""
-        if layer not in self.moved:
+        """Per row at ``layer``: ``moved`` (tokens whose projection the operator changed),
+        ``push`` and ``push_abs`` (the summed change and its absolute value); zeros if never hit."""
+        if not self.dp.get(layer):
             return {k: [0.0] * self.rows for k in ("moved", "push", "push_abs")}
+        dp = torch.cat([x.double() for x in self.dp[layer]], dim=1).cpu()
         return {
-            "moved": [float(x) for x in self.moved[layer].tolist()],
-            "push": [float(x) for x in self.push[layer].tolist()],
-            "push_abs": [float(x) for x in self.push_abs[layer].tolist()],
+            "moved": (dp != 0).sum(1).double().tolist(),
+            "push": dp.sum(1).tolist(),
+            "push_abs": dp.abs().sum(1).tolist(),
         }
 
 
