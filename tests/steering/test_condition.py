@@ -39,14 +39,16 @@ def values(tiny, axis):
     return out
 
 
-def _plant(gen_values):
-    """A threshold at which some row first exceeds it at a step >= 1 and another never does."""
-    pool = sorted({float(x) for _, v in gen_values for x in v})
+def _plant(gen_values, agg=lambda prefix: float(prefix[-1]), min_step=1):
+    """A threshold at which some row's aggregate (over its new tokens so far) first exceeds it
+    at a step >= 1 and another row's never does; and each row's first such step."""
+    series = [[agg(v[: k + 1]) for k in range(len(v))] for _, v in gen_values]
+    pool = sorted({x for v in series for x in v})
     for lo, hi in zip(pool, pool[1:], strict=False):
         tau = (lo + hi) / 2
-        firsts = [next((k for k, x in enumerate(v) if x > tau), None) for _, v in gen_values]
+        firsts = [next((k for k, x in enumerate(v) if x > tau), None) for v in series]
         if any(f is None for f in firsts) and any(
-            f is not None and 1 <= f < N_NEW - 3 for f in firsts
+            f is not None and min_step <= f < N_NEW - 2 for f in firsts
         ):
             return tau, firsts
     pytest.fail("no threshold separates the rows; change the axis seed")
@@ -115,6 +117,17 @@ def test_the_same_triggers_and_logits_on_both_loops_with_and_without_the_cache(t
             # tokens 0..N_NEW-2 are fed back: layer 1 moves k.., layer 0 (one token later) k+1..
             moved = s.report().groupby("row")["moved"].sum().tolist()
             assert moved == [0 if k is None else 2 * (N_NEW - 1 - k) - 1 for k in firsts]
+
+
+def test_a_running_mean_reads_each_token_once_with_and_without_the_cache(tiny, axis, values):
+    """The mean over all new tokens so far changes if a recomputing pass re-reads old ones."""
+    tau, firsts = _plant(values, agg=lambda prefix: float(prefix.mean()), min_step=3)
+    for use_cache in (True, False):
+        mon = vl.monitor(axis, LC, metric="projection", aggregate="mean:64")
+        cond = Condition(mon, vl.stop.above("mean", tau))
+        s = vl.steer(tiny, axis, layers=1, alpha=8.0, when=cond)
+        _decode(tiny, s, "hf", use_cache)
+        assert s.trigger_steps() == firsts, use_cache
 
 
 def test_prompt_read_steers_whole_rows_and_leaves_the_others_bit_identical(tiny, axis, values):

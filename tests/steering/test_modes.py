@@ -254,6 +254,26 @@ def test_a_user_mode_is_one_class_and_one_registration(tiny, tiny_hf, axis):
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
 
+def test_only_unit_strengths_are_converted(tiny, axis):
+    """A mode with a unit strength and a unit-free one: sd scales the first, not the second."""
+
+    @dataclass(frozen=True)
+    class PushTurn(Operator):
+        name: ClassVar[str] = "push_turn_test"
+        alpha: float = strength(0.0)
+        angle: float = strength(0.0, unit=False)
+
+        def __call__(self, h, u):
+            return Rotate(angle=self.angle)(h + self.alpha * u, u)
+
+    cal = Calibration(proj_std={0: 4.0})
+    s = steer(
+        tiny, axis, layers=0, mode=PushTurn(alpha=1.5, angle=30.0), unit="sd", calibration=cal
+    )
+    assert (s.steers[0].op.alpha, s.steers[0].op.angle) == (6.0, 30.0)
+    assert s.alphas == [1.5] and s.raw_alphas == [6.0]
+
+
 def test_steering_hook_takes_every_mode_and_its_parameters(axis):
     h = torch.randn(1, 4, 64) * 3
     u = axis.direction(0)

@@ -203,18 +203,25 @@ def test_the_control_is_a_constant_push_of_the_mean_transplant(tiny, axis):
         max_new_tokens=N_NEW,
         stop_at_eos=False,
         control=True,
+        token_stats=True,
     )
     assert out.control is not None and len(out.control) == 2
     for k, host_prompt in enumerate(HOSTS):
         a = float(out.pushes.query("host == @k")["mean_push"].iloc[0])
-        alone = vl.generate(
-            tiny,
-            host_prompt,
-            max_new_tokens=N_NEW,
-            stop_at_eos=False,
-            steer=vl.steer(tiny, axis, layers=1, alpha=a, positions="generated"),
-        )
-        assert out.control[k].output_ids.tolist() == alone[0].output_ids.tolist()
+        got = out.control[k].token_stats["logprob"]
+        for mult, close in ((1.0, True), (2.0, False)):  # the push of the mean, not another
+            st = vl.steer(tiny, axis, layers=1, alpha=mult * a, positions="generated")
+            alone = vl.generate(
+                tiny,
+                host_prompt,
+                max_new_tokens=N_NEW,
+                stop_at_eos=False,
+                steer=st,
+                token_stats=True,
+            )[0]
+            assert out.control[k].output_ids.tolist() == alone.output_ids.tolist()
+            gap = float((alone.token_stats["logprob"] - got).abs().max())
+            assert (gap < 1e-5) == close, (mult, gap)
 
 
 def test_bad_pairs_are_refused(tiny, axis):
