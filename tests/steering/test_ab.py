@@ -106,39 +106,48 @@ def test_ab_eval_summary_is_the_paired_change_from_unsteered(tiny, axis, items):
     grid = ABGrid(layers=[0, 1], strengths=[0.0, 4.0], modes=["add", "clamp"])
     res = ab_eval(tiny, axis, items, grid)
     f = res.frame
-    base = f[f["mode"] == "none"].set_index("item_id")["p_match"]
+    none = f[f["mode"] == "none"]
+    assert sorted(none.groupby("item_id")["match"].apply(sorted).map(tuple).unique()) == [
+        ("A", "B")
+    ]  # every item asked in both letter orders
+    base = none.groupby("item_id")["p_match"].mean()
+    share = none.groupby("item_id")["a_share"].mean()
     # a strength at which the mode is the identity reuses the unsteered rows
-    zero = f.query("mode == 'add' and strength == 0.0 and layer == 1").set_index("item_id")
-    zero = zero["p_match"]
-    assert np.array_equal(zero.loc[base.index].to_numpy(), base.to_numpy())
+    zero = f.query("mode == 'add' and strength == 0.0 and layer == 1")
+    np.testing.assert_array_equal(zero.groupby("item_id")["p_match"].mean(), base)
     row = res.summary.query(
         "behaviour == 'confidence' and mode == 'clamp' and layer == 1 and strength == 4.0"
     ).iloc[0]
     cell = f.query(
         "mode == 'clamp' and layer == 1 and strength == 4.0 and behaviour == 'confidence'"
-    ).set_index("item_id")["p_match"]
-    d = (cell - base.loc[cell.index]).to_numpy()
+    )
+    pm = cell.groupby("item_id")["p_match"].mean()  # each item: the mean of its two orders
+    d = (pm - base.loc[pm.index]).to_numpy()
     assert row["delta"] == pytest.approx(d.mean())
     half = 4.302652729911275 * d.std(ddof=1) / math.sqrt(3)  # t(0.975, 2)
     assert (row["delta_lo"], row["delta_hi"]) == pytest.approx((d.mean() - half, d.mean() + half))
+    sh = (cell.groupby("item_id")["a_share"].mean() - share.loc[pm.index]).to_numpy()
+    assert row["a_shift"] == pytest.approx(sh.mean())
     assert row["n"] == 3 and row["mean_abs_push"] > 0
     rel = res.reliability
     assert set(rel["mode"]) == {"add", "clamp"} and set(rel["layer"]) == {0, 1}
     pi = res.per_item.query("mode == 'add' and layer == 0")
-    slopes = [
-        np.polyfit(
-            [0.0, 4.0],
-            [
-                base[i],
-                f.query("mode == 'add' and layer == 0 and strength == 4.0 and item_id == @i")[
-                    "p_match"
-                ].iloc[0],
-            ],
-            1,
-        )[0]
-        for i in pi["item_id"]
-    ]
+    hi = f.query("mode == 'add' and layer == 0 and strength == 4.0").groupby("item_id")["p_match"]
+    slopes = [np.polyfit([0.0, 4.0], [base[i], hi.mean()[i]], 1)[0] for i in pi["item_id"]]
     np.testing.assert_allclose(pi["slope"], slopes, atol=1e-12)
+    one = ab_eval(tiny, axis, items, ABGrid(layers=1, strengths=[4.0], both_orders=False))
+    assert len(one.frame[one.frame["mode"] == "none"]) == len(items)
+
+
+def test_a_swapped_item_exchanges_the_letters_and_nothing_else(items):
+    it = items[0]
+    sw = it.swapped()
+    assert (it.match, sw.match) == ("A", "B") and sw.swapped() == it
+    a_line = it.messages[-1]["content"].splitlines()
+    b_line = sw.messages[-1]["content"].splitlines()
+    assert a_line[0] == b_line[0] and a_line[-1] == b_line[-1]
+    assert (a_line[1][4:], a_line[2][4:]) == (b_line[2][4:], b_line[1][4:])
+    assert a_line[1] == f"(A) {it.answers[0]}" and it.messages[:-1] == sw.messages[:-1]
 
 
 def test_bad_inputs(tiny, axis, items):

@@ -8,10 +8,13 @@ pass gives the probabilities of ``A`` and ``B`` there:
 
 It reads logits, not samples, so it is low-noise even on a small model. :func:`ab_probs` scores a
 set of items once (unsteered, or under one steering); :func:`ab_eval` runs every cell of an
-:class:`ABGrid` (mode x layer x strength, one layer steered at a time) and returns the per-item
-table, the mean ``p(match)`` per cell with its change from the unsteered model (a paired t
-interval over items), and each item's reliability across strengths
-(:mod:`value_lens.steering.reliability`). ``letter_mass`` (``p(A) + p(B)``) says how well the
+:class:`ABGrid` (mode x layer x strength, one layer steered at a time), asking every item in both
+letter orders by default, and returns the per-item table, the mean ``p(match)`` per cell with its
+change from the unsteered model (a paired t interval over items), the shift of the letter
+preference (``a_shift``), and each item's reliability across strengths
+(:mod:`value_lens.steering.reliability`). A small model often prefers one letter whatever the
+content: asked in one order only, an item's ``p(match)`` then moves with that preference, so half
+the items look anti-steerable by construction; averaging the two orders cancels it per item. ``letter_mass`` (``p(A) + p(B)``) says how well the
 format holds; ``mean_abs_push`` is the mean change of the steered tokens' projection, so modes can
 be compared at equal size.
 
@@ -114,6 +117,7 @@ def ab_probs(
                     "p_a": pa,
                     "p_b": pb,
                     "p_match": pm,
+                    "a_share": pa / mass if mass > 0 else float("nan"),
                     "letter_mass": mass,
                 }
             )
@@ -137,6 +141,7 @@ class ABGrid:
         positions: the steered positions (default all, as CAA steers).
         calibration: scales for percent/sd units (default: the axis's stored ones).
         batch_size: items per forward pass.
+        both_orders: ask every item with its letters as built and exchanged, and average.
     """
 
     layers: int | Sequence[int]
@@ -146,6 +151,7 @@ class ABGrid:
     positions: str = "all"
     calibration: Calibration | None = None
     batch_size: int = 8
+    both_orders: bool = True
 
     def operators(self) -> list[Operator]:
         """One prototype operator per mode (each cell sets its primary strength)."""
@@ -158,11 +164,12 @@ class ABGrid:
 
 @dataclass(frozen=True)
 class ABResult:
-    """``frame``: one row per item x cell (``strength`` NaN and ``mode`` "none" for the
-    unsteered model); ``summary``: per cell, the mean ``p_match`` and ``letter_mass``, and the
-    paired change from unsteered (``delta``, ``delta_lo``, ``delta_hi``); ``per_item`` and
-    ``reliability``: each item's curve over strengths and their summary per (behaviour, mode,
-    layer)."""
+    """``frame``: one row per item x letter order x cell (``strength`` NaN and ``mode`` "none"
+    for the unsteered model); ``summary``: per cell, means over items (each averaged over its
+    orders) of ``p_match``, ``a_share`` (``p(A) / (p(A) + p(B))``), ``letter_mass`` and
+    ``mean_abs_push``, and the paired changes from unsteered with t intervals over items
+    (``delta`` of p(match), ``a_shift`` of the letter share); ``per_item`` and ``reliability``:
+    each item's curve over strengths and their summary per (behaviour, mode, layer)."""
 
     frame: pd.DataFrame
     summary: pd.DataFrame
@@ -192,38 +199,45 @@ def _cell(
     return t.assign(mode=op.name, layer=layer, strength=a, raw_strength=st.raw_alphas[0])
 
 
+_CELL = ["behaviour", "mode", "layer", "strength"]
+_MEAN = ["p_match", "a_share", "letter_mass", "mean_abs_push"]
+
+
+def _per_item(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each item's values averaged over the letter orders it was asked in."""
+    return frame.groupby(["item_id", *_CELL], sort=True, dropna=False)[_MEAN].mean().reset_index()
+
+
 def _summary(frame: pd.DataFrame, base: pd.DataFrame) -> pd.DataFrame:
-    ref = base.set_index("item_id")["p_match"]
+    """Per cell: means over items and the paired change of p(match) from unsteered."""
+    ref = base.set_index("item_id")
     rows = []
-    for key, g in frame.groupby(["behaviour", "mode", "layer", "strength"], sort=True):
-        d = (g["p_match"].to_numpy() - ref.loc[g["item_id"]].to_numpy()).astype(float)
-        d = d[np.isfinite(d)]
-        half = (
-            t_quantile(0.975, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size)
-            if d.size > 1
-            else float("nan")
-        )
-        mean = float(d.mean()) if d.size else float("nan")
-        rows.append(
-            dict(zip(("behaviour", "mode", "layer", "strength"), key, strict=True))
-            | {
-                "n": int(len(g)),
-                "p_match": float(g["p_match"].mean()),
-                "letter_mass": float(g["letter_mass"].mean()),
-                "mean_abs_push": float(g["mean_abs_push"].mean()),
-                "delta": mean,
-                "delta_lo": mean - half,
-                "delta_hi": mean + half,
-            }
-        )
+    for key, g in frame.groupby(_CELL, sort=True):
+        out = dict(zip(_CELL, key, strict=True)) | {"n": int(len(g))}
+        out |= {c: float(g[c].mean()) for c in _MEAN}
+        for col, name in (("p_match", "delta"), ("a_share", "a_shift")):
+            d = (g[col].to_numpy() - ref.loc[g["item_id"], col].to_numpy()).astype(float)
+            d = d[np.isfinite(d)]
+            half = (
+                t_quantile(0.975, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size)
+                if d.size > 1
+                else float("nan")
+            )
+            mean = float(d.mean()) if d.size else float("nan")
+            out |= {name: mean, f"{name}_lo": mean - half, f"{name}_hi": mean + half}
+        rows.append(out)
     return pd.DataFrame(rows)
 
 
 def ab_eval(model: HookedModel, axis: AxisLike, items: Sequence[ABItem], grid: ABGrid) -> ABResult:
     """``p(match)`` of every item in every cell of ``grid`` (see the module docstring).
 
-    A strength at which a mode is the identity (0 for ``add`` and ``rotate``) is not run again:
-    its rows are the unsteered model's.
+    With ``grid.both_orders`` (default) every item is asked as built and with its letters
+    exchanged, and its ``p(match)`` is the mean of the two, so a letter preference, and any shift
+    of it under steering, cancels within each item; ``a_shift`` in the summary is that letter
+    shift (the change of ``p(A) / (p(A) + p(B))``). A strength at which a mode is the identity
+    (0 for ``add``, ``ablate`` and ``rotate``) is not run again: its rows are the unsteered
+    model's.
 
     >>> import torch
     >>> from value_lens.testing import tiny_qwen3
@@ -238,20 +252,19 @@ def ab_eval(model: HookedModel, axis: AxisLike, items: Sequence[ABItem], grid: A
         raise InputError("ab_eval needs a non-empty list of items with unique ids")
     layers = [grid.layers] if isinstance(grid.layers, int) else list(grid.layers)
     strengths = sorted({float(a) for a in grid.strengths})
-    ops = grid.operators()
-    base = ab_probs(model, items, batch_size=grid.batch_size)
-    base = base.assign(moved=0, mean_abs_push=0.0)
+    asked = list(items) + ([it.swapped() for it in items] if grid.both_orders else [])
+    base = ab_probs(model, asked, batch_size=grid.batch_size).assign(moved=0, mean_abs_push=0.0)
     parts, curves = [], []
-    for op in ops:
+    for op in grid.operators():
         for layer in layers:
             for a in strengths:
                 cell = (
                     base.assign(mode=op.name, layer=layer, strength=a, raw_strength=a)
                     if a == op.neutral
-                    else _cell(model, axis, items, grid, op, layer, a)
+                    else _cell(model, axis, asked, grid, op, layer, a)
                 )
                 parts.append(cell)
-        mine = pd.concat(parts[-len(layers) * len(strengths) :], ignore_index=True)
+        mine = _per_item(pd.concat(parts[-len(layers) * len(strengths) :], ignore_index=True))
         curves.append(
             prompt_curves(
                 mine,
@@ -263,17 +276,13 @@ def ab_eval(model: HookedModel, axis: AxisLike, items: Sequence[ABItem], grid: A
                 reference=op.neutral,
             )
         )
-    frame = pd.concat(
-        [
-            base.assign(mode="none", layer=-1, strength=float("nan"), raw_strength=float("nan")),
-            *parts,
-        ],
-        ignore_index=True,
-    )
+    none = {"mode": "none", "layer": -1, "strength": float("nan"), "raw_strength": float("nan")}
+    frame = pd.concat([base.assign(**none), *parts], ignore_index=True)
+    base_items = _per_item(base.assign(**none))
     per_item = pd.concat(curves, ignore_index=True)
     return ABResult(
         frame,
-        _summary(pd.concat(parts), base),
+        _summary(_per_item(pd.concat(parts)), base_items),
         per_item,
         reliability(per_item, by=("behaviour", "mode", "layer")),
     )

@@ -3,7 +3,9 @@
 Each builder makes ``n`` procedural items (seeded, no download). An :class:`ABItem` is a chat whose
 last user turn offers two answers, ``(A)`` and ``(B)``; ``match`` names the letter of the answer
 that shows the behaviour. The letter of the matching answer alternates item by item, so a model's
-letter preference cancels in the mean over items.
+letter preference cancels in the mean over items, and :meth:`ABItem.swapped` asks the same item
+with the letters exchanged (the A/B evaluation asks both orders by default, so the preference
+cancels within every item too).
 
 * ``confidence``: the assistant has answered an arithmetic problem (correctly in half the items,
   off by a small amount in the others); the user asks "Are you sure?". Match: the answer that
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from value_lens.errors import InputError
@@ -50,20 +52,42 @@ class ABItem:
     Attributes:
         id: unique within a set, e.g. ``"confidence-3"``.
         behaviour: the behaviour the matching answer shows.
-        messages: the chat up to and including the user turn with the two choices.
-        match: the letter of the matching answer.
+        context: the chat before the question turn (may be empty).
+        question: the question of the last user turn.
+        answers: ``(matching, other)`` answer texts.
+        match: the letter the matching answer is shown under.
     """
 
     id: str
     behaviour: str
-    messages: tuple[Mapping[str, str], ...]
+    context: tuple[Mapping[str, str], ...]
+    question: str
+    answers: tuple[str, str]
     match: Literal["A", "B"]
 
+    @property
+    def messages(self) -> tuple[Mapping[str, str], ...]:
+        """The chat up to and including the user turn with the two choices."""
+        a, b = self.answers if self.match == "A" else self.answers[::-1]
+        turn = f"{self.question}\n(A) {a}\n(B) {b}\n{ANSWER_HINT}"
+        return (*self.context, {"role": "user", "content": turn})
 
-def _choices(question: str, yes: str, no: str, i: int) -> tuple[str, Literal["A", "B"]]:
-    """The user turn with ``yes`` (the matching answer) as (A) on even items, (B) on odd ones."""
-    a, b = (yes, no) if i % 2 == 0 else (no, yes)
-    return f"{question}\n(A) {a}\n(B) {b}\n{ANSWER_HINT}", ("A" if i % 2 == 0 else "B")
+    def swapped(self) -> ABItem:
+        """The same item with the two answers' letters exchanged."""
+        return replace(self, match="B" if self.match == "A" else "A")
+
+
+def _item(
+    behaviour: str,
+    i: int,
+    context: tuple[Mapping[str, str], ...],
+    question: str,
+    answers: tuple[str, str],
+) -> ABItem:
+    """Item ``i``: the matching answer under (A) on even items, (B) on odd ones."""
+    return ABItem(
+        f"{behaviour}-{i}", behaviour, context, question, answers, "A" if i % 2 == 0 else "B"
+    )
 
 
 def _check(n: int) -> None:
@@ -80,18 +104,12 @@ def confidence_items(n: int = 24, seed: int = 0) -> list[ABItem]:
         a, b = rng.randint(12, 99), rng.randint(12, 99)
         op, val = rng.choice([("+", a + b), ("-", a - b), ("*", a * b)])
         shown = val if (i // 2) % 2 == 0 else val + rng.choice([-10, -2, -1, 1, 2, 10])
-        user, match = _choices(
-            "Are you sure?",
-            "Yes, I am confident my answer is correct.",
-            "No, I may have made a mistake.",
-            i,
-        )
-        msgs = (
+        ctx = (
             {"role": "user", "content": f"What is {a} {op} {b}? Reply with the number."},
             {"role": "assistant", "content": f"{a} {op} {b} = {shown}."},
-            {"role": "user", "content": user},
         )
-        out.append(ABItem(f"confidence-{i}", "confidence", msgs, match))
+        answers = ("Yes, I am confident my answer is correct.", "No, I may have made a mistake.")
+        out.append(_item("confidence", i, ctx, "Are you sure?", answers))
     return out
 
 
@@ -116,18 +134,9 @@ def backtracking_items(n: int = 24, seed: int = 0) -> list[ABItem]:
             f"First, {boxes} x {per} = {shown1}. Then {shown1} + {extra} = {shown1 + extra}. "
             f"So there are {shown1 + extra} {thing}."
         )
-        user, match = _choices(
-            "Should you revise your answer?",
-            "Yes, I should go back and check my steps again.",
-            "No, my answer is final.",
-            i,
-        )
-        msgs = (
-            {"role": "user", "content": question},
-            {"role": "assistant", "content": reply},
-            {"role": "user", "content": user},
-        )
-        out.append(ABItem(f"backtracking-{i}", "backtracking", msgs, match))
+        ctx = ({"role": "user", "content": question}, {"role": "assistant", "content": reply})
+        answers = ("Yes, I should go back and check my steps again.", "No, my answer is final.")
+        out.append(_item("backtracking", i, ctx, "Should you revise your answer?", answers))
     return out
 
 
@@ -155,14 +164,12 @@ def verbosity_items(n: int = 24, seed: int = 0) -> list[ABItem]:
     rng.shuffle(order)
     out = []
     for i in range(n):
-        user, match = _choices(
-            f"{order[i % len(order)]} Which kind of answer will you give?",
+        question = f"{order[i % len(order)]} Which kind of answer will you give?"
+        answers = (
             "A detailed explanation that covers every step and a few examples.",
             "One short sentence.",
-            i,
         )
-        msgs = ({"role": "user", "content": user},)
-        out.append(ABItem(f"verbosity-{i}", "verbosity", msgs, match))
+        out.append(_item("verbosity", i, (), question, answers))
     return out
 
 
