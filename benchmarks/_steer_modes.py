@@ -17,12 +17,15 @@
    size is closest to one ``sigma``.
 
 2. **Transplant vs its constant-push control.** Pairs of the same arithmetic problem: the donor
-   was shown the correct result, the host a wrong one; both are asked "Are you sure? Respond
-   only Yes or No." The host's projection is moved toward the donor's at every position
+   was shown the correct result, the host a wrong one; both are asked whether the answer is
+   correct (Yes or No). The host's projection is moved toward the donor's at every position
    (``positions="all"``, prompts paired from the end; they differ only in the shown number),
-   and separately pushed by the constant of matched mean size. Reported: the hosts' yes-rate
-   (greedy) and the mean gap between host and donor projections over the reply, unsteered,
-   transplanted and under the control, with paired intervals over pairs.
+   and separately pushed by the constant of matched mean size. Reported, unsteered,
+   transplanted and under the control, with paired t intervals over pairs: the hosts' greedy
+   yes-rate and the mean gap between host and donor projections over the reply, read three
+   layers after the transplanted one (:func:`transplant_numbers`, through
+   ``vl.steering.transplant``); and the hosts' first-token ``p(Yes) / (p(Yes) + p(No))`` from
+   the prompt pass's logits (:func:`first_token_numbers`).
 """
 
 from __future__ import annotations
@@ -128,17 +131,83 @@ def ab_numbers(model: Any, axis: Any, layer: int, n_items: int) -> dict[str, Any
     return out
 
 
+ASK = "Is your answer correct? Answer with one word: Yes or No."
+
+
 def _pairs(n: int, seed: int = 0) -> tuple[list[Any], list[Any]]:
     rng = random.Random(seed)
     donors, hosts = [], []
     for _ in range(n):
         a, b = rng.randint(12, 99), rng.randint(12, 99)
         wrong = a + b + rng.choice([-10, -2, 2, 10])
-        ask = {"role": "user", "content": "Are you sure? Respond only Yes or No."}
+        ask = {"role": "user", "content": ASK}
         q = {"role": "user", "content": f"What is {a} + {b}? Reply with the number."}
         donors.append([q, {"role": "assistant", "content": f"{a} + {b} = {a + b}."}, ask])
         hosts.append([q, {"role": "assistant", "content": f"{a} + {b} = {wrong}."}, ask])
     return donors, hosts
+
+
+def _first_token_yes(model: Any, rows: list[Any], steers: list[Any]) -> np.ndarray:
+    """Per row, p(Yes) / (p(Yes) + p(No)) at the first reply token, read from the logits of one
+    left-padded prompt pass (the fast path) under ``steers``."""
+    import contextlib
+
+    import torch
+
+    from value_lens.core.decoding import DecodeRequest, decode_batch
+    from value_lens.core.model import to_token_ids
+    from value_lens.core.prompts import format_prompts
+
+    tok = model.tokenizer
+    yes, no = (tok.encode(w, add_special_tokens=False)[0] for w in ("Yes", "No"))
+    ids = [to_token_ids(model, t) for t in format_prompts(model, rows)]
+    lens = torch.tensor([x.numel() for x in ids])
+    width = int(lens.max())
+    tokens = torch.zeros(len(ids), width, dtype=torch.long)
+    mask = torch.zeros_like(tokens)
+    for j, x in enumerate(ids):
+        tokens[j, width - x.numel() :] = x
+        mask[j, width - x.numel() :] = 1
+    req = DecodeRequest(tokens, mask, 1, 0.0, 1.0, [], 0, True, logits=True)
+    with contextlib.ExitStack() as stack, torch.no_grad():
+        for s in steers:
+            stack.enter_context(s.activate(prompt_lens=lens, pads=width - lens))
+        _, logits = decode_batch(model, req, "hf")
+    p = torch.softmax(logits[0].double(), -1)[:, [yes, no]]
+    return (p[:, 0] / p.sum(1)).numpy()
+
+
+def first_token_numbers(model: Any, axis: Any, layer: int, n_pairs: int, lam: float) -> dict:
+    """The transplant on the prompt pass (positions all, prompts paired from the end) against
+    the constant push of matched mean size: the hosts' first-token p(Yes), paired over pairs."""
+    from value_lens.steering.steer import steer
+    from value_lens.steering.transplant import RowPush, Transplant
+
+    donors, hosts = _pairs(n_pairs)
+    rows = [x for pair in zip(donors, hosts, strict=True) for x in pair]
+    base = _first_token_yes(model, rows, [])
+    st = steer(model, axis, layers=layer, mode=Transplant(lam=lam), positions="all")
+    tr = _first_token_yes(model, rows, [st])
+    rep = st.report()
+    host = rep[rep["row"] % 2 == 1]
+    means = (host["push"] / host["moved"].where(host["moved"] > 0)).fillna(0.0).tolist()
+    push = RowPush(tuple(a for m in means for a in (0.0, float(m))))
+    ctrl = _first_token_yes(model, rows, [steer(model, axis, layers=layer, mode=push)])
+    b, t, c = base[1::2], tr[1::2], ctrl[1::2]
+    return {
+        "lam": lam,
+        "donor_p_yes": float(base[0::2].mean()),
+        "host_p_yes": {
+            "unsteered": float(b.mean()),
+            "transplant": float(t.mean()),
+            "control": float(c.mean()),
+        },
+        "transplant_minus_unsteered": _paired(t - b),
+        "control_minus_unsteered": _paired(c - b),
+        "transplant_minus_control": _paired(t - c),
+        "mean_push": float(np.mean(means)),
+        "mean_abs_push": float((host["push_abs"] / host["moved"]).mean()),
+    }
 
 
 def _yes(gens: list[Any]) -> np.ndarray:
@@ -232,7 +301,7 @@ def transplant_numbers(
     return out
 
 
-def _fit_axis(model: Any, layer: int) -> Any:
+def _fit_axis(model: Any, layers: list[int]) -> Any:
     """The value axis at ``layer`` from scripted ICRL data (12 criteria, 3 conversations each)."""
     from value_lens.pipeline.options import parse_criteria
     from value_lens.pipeline.steps import build_data, collect, fit
@@ -246,42 +315,60 @@ def _fit_axis(model: Any, layer: int) -> Any:
             keep_per_criterion=1,
             placebo=False,
         )
-        stats = collect(model, data.tokens, tmp, layers=[layer], progress=False)
-        return fit(stats, tmp, layers=[layer], write=False)
+        stats = collect(model, data.tokens, tmp, layers=layers, progress=False)
+        return fit(stats, tmp, layers=layers, write=False)
 
 
-def run_modes(model: Any, args: Any) -> None:
-    """``--modes``: A/B numbers per mode and the transplant against its control, written under
-    ``"modes"`` in ``--out`` (its timings kept)."""
+def _axis(model: Any, args: Any, layers: list[int]) -> Any:
     import torch
 
     from value_lens.core.model import d_model, model_id, n_layers
     from value_lens.fitting.axis import ValueAxis
 
-    layer = args.layer if args.layer is not None else (2 * n_layers(model)) // 3
-    t0 = time.perf_counter()
     if args.axis:
-        axis = ValueAxis.load(args.axis)
-    elif args.model == "smollm":
-        axis = _fit_axis(model, layer)
-    else:
-        g = torch.Generator().manual_seed(0)
-        axis = ValueAxis(
-            torch.randn(n_layers(model), d_model(model), generator=g), model_id=model_id(model)
-        )
-    fit_s = time.perf_counter() - t0
-    res = {
+        return ValueAxis.load(args.axis)
+    if args.model == "smollm":
+        axis = _fit_axis(model, layers)
+        if args.save_axis:
+            axis.save(args.save_axis)
+        return axis
+    g = torch.Generator().manual_seed(0)
+    return ValueAxis(
+        torch.randn(n_layers(model), d_model(model), generator=g), model_id=model_id(model)
+    )
+
+
+def _write(out: Path, res: dict[str, Any]) -> None:
+    old = json.loads(out.read_text()) if out.is_file() else {}
+    merged = {**old.get("modes", {}), **res}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({**old, "modes": _finite(merged)}, indent=2, default=float))
+
+
+def run_modes(model: Any, args: Any) -> None:
+    """``--modes``: A/B numbers per mode and the transplant against its control, written under
+    ``"modes"`` in ``--out`` (its timings kept), each part as soon as it is done."""
+    from value_lens.core.model import model_id, n_layers
+
+    layer = args.layer if args.layer is not None else (2 * n_layers(model)) // 3
+    later = min(layer + 3, n_layers(model) - 1)
+    t0 = time.perf_counter()
+    axis = _axis(model, args, sorted({layer, later}))
+    out = Path(args.out)
+    head = {
         "model": model_id(model),
         "layer": layer,
         "axis": args.axis or "fitted (first:12)",
-        "axis_seconds": fit_s,
-        "ab": ab_numbers(model, axis, layer, args.ab_items),
-        "transplant": transplant_numbers(model, axis, layer, args.pairs),
+        "axis_seconds": time.perf_counter() - t0,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    out = Path(args.out)
-    old = json.loads(out.read_text()) if out.is_file() else {}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({**old, "modes": _finite(res)}, indent=2, default=float))
-    print(json.dumps(res["transplant"], indent=1, default=float))
+    if "ab" in args.parts:
+        _write(out, {**head, "ab": ab_numbers(model, axis, layer, args.ab_items)})
+    if "transplant" in args.parts:
+        tr = transplant_numbers(model, axis, layer, args.pairs)
+        tr["first_token"] = [
+            first_token_numbers(model, axis, layer, args.pairs, lam) for lam in (0.5, 1.0)
+        ]
+        _write(out, {**head, "transplant": tr})
+        print(json.dumps(_finite(tr), indent=1, default=float))
     print(f"wrote {out}")
