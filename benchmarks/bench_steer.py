@@ -259,6 +259,8 @@ def main() -> None:
     ap.add_argument("--modes", action="store_true", help="the modes' non-timing numbers only")
     ap.add_argument("--ab-items", type=int, default=24, help="A/B items per behaviour (--modes)")
     ap.add_argument("--pairs", type=int, default=24, help="transplant pairs (--modes)")
+    ap.add_argument("--parts", default="ab,transplant", help="--modes parts to run (comma list)")
+    ap.add_argument("--save-axis", default=None, help="--modes: save the fitted axis here")
     args = ap.parse_args()
 
     import torch
