@@ -358,7 +358,8 @@ def run_modes(model: Any, args: Any) -> None:
     head = {
         "model": model_id(model),
         "layer": layer,
-        "axis": args.axis or "fitted (first:12)",
+        "axis": f"loaded from {args.axis}" if args.axis else "fitted (first:12)",
+        "axis_layers": list(axis.layers),
         "axis_seconds": time.perf_counter() - t0,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
