@@ -16,7 +16,6 @@ from value_lens.data.tokens import LabelledTokens
 from value_lens.errors import InputError
 from value_lens.pipeline.demo import FULL, PAPER, QUICK, demo_config, run_demo
 from value_lens.pipeline.rundir import load_trace
-from value_lens.pipeline.steps import shortest_per_group
 
 STEPS = ["data", "stats", "axis", "sweep", "code", "heatmaps", "dose", "report"]
 
@@ -41,18 +40,6 @@ def test_settings():
     assert PAPER.code_problems == 225 and FULL.code_problems > QUICK.code_problems > 1
     with pytest.raises(InputError, match="not both"):
         demo_config(quick=True, paper=True)
-
-
-def test_shortest_per_group_keeps_the_shortest_in_order():
-    data = LabelledTokens.from_lists(
-        [[1] * 5, [1] * 3, [1] * 4, [1] * 9, [1] * 2],
-        [[0] * 5, [0] * 3, [0] * 4, [0] * 9, [0] * 2],
-        ["a", "a", "b", "b", "a"],
-    )
-    kept = shortest_per_group(data, 1)
-    assert [x.numel() for x in kept.input_ids] == [4, 2] and kept.groups == ["b", "a"]
-    assert len(shortest_per_group(data, None)) == 5
-    assert [x.numel() for x in shortest_per_group(data, 2).input_ids] == [3, 4, 9, 2]
 
 
 def _expected_sentence(sweep: pd.DataFrame) -> list[str]:

@@ -55,7 +55,6 @@ __all__ = [
     "fit",
     "report",
     "saved_stats",
-    "shortest_per_group",
     "sweep",
 ]
 
@@ -102,17 +101,6 @@ class Sweep:
         return f"{head}\n{value_sentence(self.table) or ''}"
 
 
-def shortest_per_group(data: LabelledTokens, keep: int | None) -> LabelledTokens:
-    """The ``keep`` shortest sequences of every group (all if ``keep`` is None), in data order."""
-    if keep is None:
-        return data
-    by_group: dict[str, list[tuple[int, int]]] = {}
-    for i, (ids, g) in enumerate(zip(data.input_ids, data.groups, strict=True)):
-        by_group.setdefault(g, []).append((ids.numel(), i))
-    chosen = sorted(i for rows in by_group.values() for _, i in sorted(rows)[:keep])
-    return data.subset(chosen)
-
-
 def build_data(
     model: GenerativeModel,
     out: PathLike,
@@ -147,7 +135,7 @@ def build_data(
         corpus=corpus,
     )
     tokens, labelled = label(convs, model, return_report=True, placebo=placebo)
-    tokens = shortest_per_group(tokens, keep_per_criterion)
+    tokens = tokens.shortest_per_group(keep_per_criterion)
     if not write:
         return Data(convs, tokens, labelled)
     update_meta(

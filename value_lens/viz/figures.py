@@ -24,7 +24,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from value_lens.analysis.sweep_result import SweepResult
+from value_lens.analysis.sweep import SweepResult
 from value_lens.errors import InputError
 from value_lens.viz._traces import PALETTE as _PALETTE
 from value_lens.viz._traces import (
@@ -66,7 +66,7 @@ SD_OVER_SPLITS = "sd over overlapping splits (not a standard error)"
 
 def ci_label(ci: SweepResult | Mapping[str, Any] | None) -> str:
     """E.g. "95% CI, cluster bootstrap over conversation_id", from a sweep's bootstrap settings
-    (a :class:`~value_lens.analysis.sweep_result.SweepResult` or its ``.ci``) when given.
+    (a :class:`~value_lens.analysis.sweep.SweepResult` or its ``.ci``) when given.
 
     >>> ci_label({"level": 0.9, "cluster": "sequence"}), ci_label(None)
     ('90% CI, cluster bootstrap over sequence', 'CI, cluster bootstrap')
@@ -128,7 +128,7 @@ def sweep_figure(
     criteria, so it is not a standard error; the subtitle and the hover say which band is drawn.
 
     Args:
-        sweep: a :class:`~value_lens.analysis.sweep_result.SweepResult` or its table (one row
+        sweep: a :class:`~value_lens.analysis.sweep.SweepResult` or its table (one row
             per layer).
         ci_settings: the bootstrap's settings named in the band's label (default: the
             result's ``.ci``; pass them with a bare table, e.g. one read back from disk).

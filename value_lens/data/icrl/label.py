@@ -22,15 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from random import Random
 from typing import Any, Literal, overload
 
 import torch
 
 from value_lens.core.chat import context_through, format_chat
 from value_lens.data.icrl.conversation import Conversation, split_thinking
-from value_lens.data.icrl.placebo import apply_placebo, criterion_cuts
 from value_lens.data.icrl.registry import CRITERIA
+from value_lens.data.placebo import DEFAULT_TOLERANCE, PlaceboMatch, match_sequence
 from value_lens.data.tokens import AFTER, BEFORE, IGNORE, REWARD, LabelledTokens
 from value_lens.errors import InputError
 
@@ -130,7 +129,7 @@ def label_with_report(
     allow_empty: bool = False,
     drop_too_long: bool = False,
     placebo: bool = False,
-    placebo_seed: int = 0,
+    placebo_tolerance: int = DEFAULT_TOLERANCE,
 ) -> tuple[LabelledTokens, LabelReport]:
     """Label reward tokens of ICRL conversations for :func:`value_lens.fitting.collect.collect_stats`.
 
@@ -148,11 +147,14 @@ def label_with_report(
         drop_too_long: drop (and report) turns longer than the model's context instead of
             raising.
         placebo: also label the failed attempts (pre-discovery failures included) that precede
-            each labelled turn, around a pseudo-reward cut whose relative position is drawn from
-            the real turns of the same criterion: ``PLACEBO_BEFORE`` / ``PLACEBO_AFTER`` (see
-            :mod:`value_lens.data.icrl.placebo`). They sit in the same sequences, so they cost
-            no extra forward pass; ``meta["placebo_turns"]`` records each one.
-        placebo_seed: seed of the cut draws (each draw is seeded by conversation and message).
+            each labelled turn, around a pseudo-reward span of the real reward's length placed so
+            that the tokens before and after it match the labelled turn of the same sequence in
+            number (:func:`value_lens.data.placebo.matched_cut`): ``PLACEBO_BEFORE`` /
+            ``PLACEBO_AFTER``. They sit in the same sequences, so they cost no extra forward
+            pass; ``meta["placebo_turns"]`` records every candidate turn with its ``cut``
+            (``None`` for one that could not be matched; the report counts them).
+        placebo_tolerance: the largest difference in tokens between a placebo side and the real
+            side it is matched to.
 
     Returns:
         One sequence per kept turn: the tokens of the whole conversation up to the end of the
@@ -247,7 +249,7 @@ def label_with_report(
             )
             report.kept += 1
     if placebo:
-        _add_placebo(labels_out, metas, groups, pending, report, min_side_tokens, placebo_seed)
+        _add_placebo(labels_out, metas, pending, report, min_side_tokens, placebo_tolerance)
     if not ids_out and not allow_empty:
         raise InputError(
             f"no turn could be labelled ({report.reasons() or 'no conversations'}); generate more "
@@ -340,19 +342,22 @@ def _body_tokens(chat: Any, mi: int, offs: Sequence[Span]) -> tuple[int, int]:
 def _add_placebo(
     labels: list[torch.Tensor],
     metas: list[dict[str, Any]],
-    groups: list[str],
     pending: list[tuple[int, str, list[tuple[int, int, int]]]],
     report: LabelReport,
     min_side_tokens: int,
-    seed: int,
+    tolerance: int,
 ) -> None:
-    cuts = criterion_cuts(labels, metas, groups)
     for k, cid, turns in pending:
-        live = [t for t in turns if t[2] > t[1]]
-        rng = Random(f"{seed}|{cid}|{metas[k]['message_index']}")
-        placed, dropped = apply_placebo(
-            labels[k], live, cuts[groups[k]], rng=rng, min_side_tokens=min_side_tokens
+        metas[k]["placebo_turns"] = [
+            {"message_index": mi, "turn_start": s, "turn_end": e} for mi, s, e in turns if e > s
+        ]
+        match = PlaceboMatch()
+        metas[k]["placebo_turns"] = match_sequence(
+            labels[k], metas[k], tolerance=tolerance, min_side_tokens=min_side_tokens, report=match
         )
-        metas[k]["placebo_turns"] = placed
         pos = int(metas[k]["paragraph_position"])
-        report.dropped.extend((cid, pos, reason) for reason in dropped)
+        report.dropped.extend(
+            (cid, pos, f"placebo not matched: {why}")
+            for why, n in match.dropped.items()
+            for _ in range(n)
+        )

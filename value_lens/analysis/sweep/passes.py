@@ -5,7 +5,7 @@ basis (every group's difference vector plus random directions) and its norm. The
 strategies :func:`group_diffs_from_stats` (statistics pass, then a projection pass) and
 :func:`single_pass` (keep the residuals, derive everything from them) feed
 :func:`value_lens.analysis.sweep.layer_sweep`, which takes its training sets and bootstrap clusters
-from :mod:`value_lens.analysis.splits`.
+from :mod:`value_lens.analysis.sweep.splits`.
 
 Besides BEFORE/AFTER tokens, the passes keep placebo tokens (``PLACEBO_BEFORE``/``PLACEBO_AFTER``,
 from ``icrl.label(..., placebo=True)``) and every token's turn span, for the position controls of
@@ -23,7 +23,7 @@ import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
-from value_lens.analysis.token_projections import (
+from value_lens.analysis.sweep.tokens import (
     MAX_BATCH_TOKENS,
     RankShare,
     TokenProjections,
@@ -46,6 +46,7 @@ __all__ = [
     "project_tokens",
     "shuffled_diffs",
     "single_pass",
+    "from_residuals",
 ]
 
 
@@ -308,6 +309,25 @@ def single_pass(
         indices=None if share is None else share.indices,
         **opts,
     )
+    return from_residuals(
+        raw, data, rand, min_count, did=did, n_shuffle=n_shuffle, seed=seed, share=share
+    )
+
+
+def from_residuals(
+    raw: TokenProjections,
+    data: LabelledTokens,
+    rand: torch.Tensor,
+    min_count: int,
+    *,
+    did: bool = False,
+    n_shuffle: int = 0,
+    seed: int = 0,
+    share: RankShare | None = None,
+) -> tuple[SweepBasis, TokenProjections]:
+    """The sweep's basis and projections from kept residuals (``raw.proj``: ``[L, N, D]``, as
+    :func:`project_tokens` with ``basis=None`` returns them): :func:`single_pass` without the
+    model, so planted residuals can be swept too."""
     x = torch.from_numpy(raw.proj)  # [L, n, D] fp32 residuals (this rank's tokens)
     rows = None
     if share is not None:  # every rank's tokens (without residuals), in one-process order
@@ -333,7 +353,7 @@ def single_pass(
     remap = torch.full((len(names),), -1, dtype=torch.long)
     remap[keep_g] = torch.arange(keep_g.numel())
     tok = (remap[g_all] >= 0).numpy()
-    tp = raw.take(tok, proj=np.zeros((len(L), int(tok.sum()), 0), dtype=np.float32))
+    tp = raw.take(tok, proj=np.zeros((x.shape[0], int(tok.sum()), 0), dtype=np.float32))
     tp.group = remap[g_all][tok].numpy()
     G, rows_t = keep_g.numel(), None
     if rows is None:
