@@ -23,8 +23,6 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
 
@@ -43,15 +41,23 @@ from value_lens.data.tokens import (
     LabelledTokens,
 )
 
-Signal = Callable[[np.ndarray, np.ndarray, int, int], np.ndarray]
+SIGNALS = ("none", "since_start", "relative", "end_proximity", "depth_ramp")
 
-SIGNALS: dict[str, Signal] = {
-    "none": lambda a, b, n, d: 0.0 * a,
-    "since_start": lambda a, b, n, d: 0.04 * a,  # a turn-start ramp
-    "relative": lambda a, b, n, d: 2.5 * a / n,  # outside the discontinuity's smooth terms
-    "end_proximity": lambda a, b, n, d: -0.8 * np.log1p(b),
-    "depth_ramp": lambda a, b, n, d: 0.04 * a * (1 + d / 400),  # ramp steeper deeper in
-}
+
+def position_signal(name: str, a: np.ndarray, b: np.ndarray, n: int, depth: int) -> np.ndarray:
+    """The planted position signal of tokens ``a`` since their turn's start and ``b`` to its
+    end, in a turn of ``n`` tokens starting ``depth`` tokens into the sequence."""
+    if name == "none":
+        return np.zeros(a.shape)
+    if name == "since_start":  # a turn-start ramp
+        return 0.04 * a
+    if name == "relative":  # outside the discontinuity's shared smooth terms
+        return 2.5 * a / n
+    if name == "end_proximity":
+        return -0.8 * np.log1p(b)
+    if name == "depth_ramp":  # a ramp steeper deeper in the conversation
+        return 0.04 * a * (1 + depth / 400)
+    raise ValueError(f"unknown signal {name!r}; one of {SIGNALS}")
 
 
 def _turn(rng: np.random.Generator, cut_mu: float, n_lo: int, n_hi: int) -> tuple[int, int]:
@@ -73,7 +79,6 @@ def planted_positions(
     placebo_cut: tuple[float, float] = (0.3, 0.6),
 ) -> tuple[LabelledTokens, TokenProjections]:
     """ICRL-shaped data (placebo cuts not yet matched) and its planted residuals (one layer)."""
-    pos_fn = SIGNALS[signal]
     u, w = np.eye(dim)[0], np.eye(dim)[1]
     mu = rng.normal(0, 1, dim) + 4.0 * np.eye(dim)[2]
     ids, labs, groups, metas, geo = [], [], [], [], []
@@ -104,10 +109,10 @@ def planted_positions(
             )
             geo.append(jump)
     data, _ = rematch_placebo(LabelledTokens(ids, labs, groups, meta=metas))
-    return data, _residuals(rng, data, geo, pos_fn, mu, u, w, noise)
+    return data, _residuals(rng, data, geo, signal, mu, u, w, noise)
 
 
-def _residuals(rng, data, jumps, pos_fn, mu, u, w, noise) -> TokenProjections:
+def _residuals(rng, data, jumps, signal, mu, u, w, noise) -> TokenProjections:
     rows = {k: [] for k in ("x", "label", "group", "position", "to_end", "seq", "start")}
     names = data.group_names
     for i, lab in enumerate(data.labels):
@@ -115,8 +120,11 @@ def _residuals(rng, data, jumps, pos_fn, mu, u, w, noise) -> TokenProjections:
         keep = np.flatnonzero(np.isin(lab.numpy(), (BEFORE, AFTER, PLACEBO_BEFORE, PLACEBO_AFTER)))
         s, e = start[keep], end[keep]
         a, b, n = keep - s, e - keep, e - s
-        p = np.array(
-            [pos_fn(a[j : j + 1], b[j : j + 1], int(n[j]), int(s[j]))[0] for j in range(keep.size)]
+        p = np.concatenate(
+            [
+                position_signal(signal, a[j : j + 1], b[j : j + 1], int(n[j]), int(s[j]))
+                for j in range(keep.size)
+            ]
         )
         x = mu + rng.normal(0, noise, (keep.size, mu.size)) + p[:, None] * u
         x += (lab.numpy()[keep] == AFTER)[:, None] * jumps[i] * w

@@ -248,7 +248,8 @@ def test_cluster_bootstrap_errors():
     )
     assert 1.5 <= lo <= hi <= 3.5
     with pytest.raises(InputError, match="at least 3 clusters"):  # the jackknife needs 3
-        bootstrap_ci(np.mean, [1, 2, 3, 4], groups=[0, 0, 1, 1])
+        bootstrap_ci(np.mean, [1, 2, 3, 4], groups=[0, 0, 1, 1], method="jackknife")
+    assert np.isnan(bootstrap_ci(np.mean, [1, 2, 3, 4], groups=[0, 0, 1, 1])).all()  # auto
     with pytest.raises(InputError, match="needs groups="):
         bootstrap_ci(np.mean, [1, 2, 3, 4], method="jackknife")
 

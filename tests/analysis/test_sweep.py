@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from value_lens.analysis.metrics import auroc, bootstrap_ci
-from value_lens.analysis.sweep.splits import split_weights
 from value_lens.analysis.sweep import (
     ClusterCI,
     SweepConfig,
@@ -18,6 +17,7 @@ from value_lens.analysis.sweep import (
     cosine_matrix,
     layer_sweep,
 )
+from value_lens.analysis.sweep.splits import split_weights
 from value_lens.data.tokens import LabelledTokens
 from value_lens.errors import InputError
 

@@ -198,7 +198,10 @@ def test_sweep(built, capsys, corpus):
     assert f"best layer {int(df.loc[df.token_auroc_mean.idxmax(), 'layer'])}" in out
     assert "reusing" in err  # the same data as `build`: its statistics pass is reused
     meta = json.loads((built / "run.json").read_text())
-    assert meta["sweep"]["ci"]["level"] == 0.95 and meta["sweep"]["ci"]["n_boot"] > 0
+    assert meta["sweep"]["ci"]["level"] == 0.95 and meta["sweep"]["ci"]["cluster"] == "group"
+    # the position verdict is printed, from the table's own rd_value
+    best = df.loc[df.token_auroc_mean.idxmax()]
+    assert f"At layer {int(best['layer'])} the axis" in out and "within-turn sd" in out
     assert "position" in out  # the computed value-beyond-position sentence is printed
 
 

@@ -44,7 +44,9 @@ def torchrun(args: list[str]) -> subprocess.CompletedProcess[str]:
 def assert_same_table(got: pd.DataFrame, want: pd.DataFrame) -> None:
     assert list(got.columns) == list(want.columns)
     assert got[COUNTS].equals(want[COUNTS])
-    floats = [c for c in want.columns if c not in COUNTS]
+    exact = [c for c in want.columns if c in COUNTS or want[c].dtype == bool]
+    assert got[exact].equals(want[exact])
+    floats = [c for c in want.columns if c not in exact]
     np.testing.assert_allclose(got[floats].to_numpy(), want[floats].to_numpy(), rtol=0, atol=1e-9)
 
 

@@ -12,7 +12,6 @@ import torch
 from tests._demo_data import SMALL_CORPUS
 from tests._offline import external_urls
 from value_lens.analysis.metrics import cohens_d
-from value_lens.data.tokens import LabelledTokens
 from value_lens.errors import InputError
 from value_lens.pipeline.demo import FULL, PAPER, QUICK, demo_config, run_demo
 from value_lens.pipeline.rundir import load_trace
@@ -44,27 +43,21 @@ def test_settings():
 
 def _expected_sentence(sweep: pd.DataFrame) -> list[str]:
     """What the report's sentence must say, worked out from sweep.csv alone: the best held-out
-    layer, the verdict from the matched AUROC's CI against 0.5 (none without matched pairs, as
-    in the tiny data, where no AFTER and BEFORE tokens are equally far from a turn end), its
-    numbers, and the placebo and DiD AUROCs."""
+    layer, the verdict from rd_value's interval (above 0: value; below the 0.1 margin:
+    position; else inconclusive) and its numbers."""
     row = sweep.loc[sweep["token_auroc_mean"].idxmax()]
-    m, lo, hi = row["matched_auroc"], row["matched_auroc_ci_lo"], row["matched_auroc_ci_hi"]
-    if np.isnan(m):
-        verdict, matched = "cannot be checked for value information beyond position", "n/a"
+    v, lo, hi = row["rd_value"], row["rd_value_ci_lo"], row["rd_value_ci_hi"]
+    if lo > 0:
+        verdict = "carries value information beyond position"
+    elif hi < 0.1:
+        verdict = "shows no value information beyond position"
     else:
-        matched = f"{m:.2f} [{lo:.2f}, {hi:.2f}]"
-        if lo > 0.5:
-            verdict = "carries value information beyond position"
-        elif hi < 0.5:
-            verdict = "ranks BEFORE above AFTER once position is matched"
-        else:
-            verdict = "shows no value information beyond position"
-    tok = row["token_auroc_mean"]
+        verdict = "cannot be told apart from position"
+    ci = f"[{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) else "(no interval)"
     return [
         f"At layer {int(row['layer'])} the axis {verdict}",
-        f"held-out AUROC of {tok:.2f} is {matched} over AFTER/BEFORE pairs",
-        f"placebo turns score {row['placebo_auroc']:.2f} against {tok:.2f} on real turns",
-        f"difference-in-differences axis scores {row['did_auroc_mean']:.2f}",
+        f"is {v:.2f} {ci} within-turn sd",
+        f"Held-out AUROC {row['token_auroc_mean']:.2f}",
     ]
 
 
@@ -93,14 +86,15 @@ def test_demo_on_tiny_resumes_after_a_kill(tmp_path, corpus):
     assert meta["demo"]["config"]["enable_thinking"] is False  # the paper's setting, recorded
     # the sweep ran on placebo-labelled data, and run.json names its CI for the report
     assert sweep["placebo_auroc"].notna().all() and sweep["did_auroc_mean"].notna().all()
-    assert meta["sweep"]["ci"]["cluster"] == "conversation_id" and meta["sweep"]["ci"]["level"]
+    assert meta["sweep"]["ci"]["cluster"] == "group" and meta["sweep"]["ci"]["level"]
     # the first section: the sentence from sweep.csv's numbers and the control panel
     first = html[html.index("<h2>About this run</h2>") : html.index("<h2>", html.index("<h2>") + 4)]
     best = int(sweep.loc[sweep["token_auroc_mean"].idxmax(), "layer"])
     for part in _expected_sentence(sweep):
         assert part in first
+    assert f"Value beyond position at layer {best}" in first
     assert f"Value axis and controls at layer {best}" in first
-    matched = "axis, matched on distance to turn end"  # in the panel where it has a value
+    matched = "axis, matched on place and turn length"  # in the panel where it has a value
     assert (matched in first) == bool(sweep["matched_auroc"].notna().any())
     for label in (
         "axis on placebo turns",

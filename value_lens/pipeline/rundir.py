@@ -32,6 +32,7 @@ from value_lens.errors import ArtifactError, InputError
 from value_lens.viz import controls as C
 from value_lens.viz import figures as F
 from value_lens.viz import figures_evals as E
+from value_lens.viz import position as P
 from value_lens.viz.heatmap import token_heatmap
 from value_lens.viz.layer_heatmap import layer_token_heatmap
 from value_lens.viz.report import write_report
@@ -178,14 +179,14 @@ def _sweep_ci(meta: dict[str, Any]) -> dict[str, Any] | None:
 ANSWER_HEAD = "Does the value axis read more than position?"
 
 
-def value_sentence(df: pd.DataFrame) -> str | None:
-    """:func:`value_lens.analysis.confounds.value_beyond_position` of the sweep table at its best layer
-    (None for tables without the matched control, from older sweeps)."""
-    if "matched_auroc" not in df.columns:
+def value_sentence(df: pd.DataFrame, smallest_effect: float = 0.1) -> str | None:
+    """The sentence of :func:`value_lens.analysis.confounds.value_beyond_position` for the sweep
+    table at its best layer (None for tables without the discontinuity, from older sweeps)."""
+    if "rd_value" not in df.columns:
         return None
     from value_lens.analysis.confounds import value_beyond_position
 
-    return str(value_beyond_position(df))
+    return value_beyond_position(df, smallest_effect=smallest_effect).sentence
 
 
 def code_sentence(code: dict[str, Any]) -> str:
@@ -208,9 +209,14 @@ def _answer(out: Path, meta: dict[str, Any]) -> list[Any]:
     items: list[Any] = []
     sweep = _csv(out, "sweep")
     if sweep is not None and C.present(sweep, "token_auroc_mean"):
-        sentence = value_sentence(sweep)
+        margin = float((meta.get("sweep") or {}).get("smallest_effect", 0.1))
+        sentence = value_sentence(sweep, margin)
         if sentence:
             items.append(sentence)
+            items += [
+                P.discontinuity_figure(sweep, smallest_effect=margin),
+                P.discontinuity_table(sweep),
+            ]
         items += [
             C.control_panel_figure(sweep, ci_label=F.ci_label(_sweep_ci(meta))),
             C.control_table(sweep),

@@ -95,10 +95,11 @@ class Sweep:
         return self.result.best_layer
 
     def summary(self) -> str:
-        """The best layer, its held-out AUROC, the table's path and the value-beyond-position line."""
+        """The best layer, its held-out AUROC, the table's path and the position verdict."""
         auroc = self.table.set_index("layer").loc[self.best_layer, "token_auroc_mean"]
         head = f"best layer {self.best_layer}: token AUROC {auroc:.3f}; wrote {self.path}"
-        return f"{head}\n{value_sentence(self.table) or ''}"
+        sentence = value_sentence(self.table, self.result.config.smallest_effect)
+        return f"{head}\n{sentence or ''}"
 
 
 def build_data(

@@ -89,4 +89,5 @@ def saved_sweep(out: PathLike, request: dict[str, Any]) -> SweepResult | None:
         ci=rec["ci"],
         n_tokens=int(rec["n_tokens"]),
         n_placebo_tokens=int(rec["n_placebo_tokens"]),
+        placebo=dict(rec.get("placebo_matching") or {}),
     )

@@ -65,16 +65,20 @@ SD_OVER_SPLITS = "sd over overlapping splits (not a standard error)"
 
 
 def ci_label(ci: SweepResult | Mapping[str, Any] | None) -> str:
-    """E.g. "95% CI, cluster bootstrap over conversation_id", from a sweep's bootstrap settings
-    (a :class:`~value_lens.analysis.sweep.SweepResult` or its ``.ci``) when given.
+    """E.g. "95% CI, jackknife over group", from a sweep's interval settings (a
+    :class:`~value_lens.analysis.sweep.SweepResult` or its ``.ci``) when given; sweeps recorded
+    before the jackknife (their ``ci`` has ``n_boot``) keep "cluster bootstrap".
 
-    >>> ci_label({"level": 0.9, "cluster": "sequence"}), ci_label(None)
-    ('90% CI, cluster bootstrap over sequence', 'CI, cluster bootstrap')
+    >>> ci_label({"level": 0.9, "cluster": "group"}), ci_label(None)
+    ('90% CI, jackknife over group', 'CI, jackknife over clusters')
+    >>> ci_label({"level": 0.95, "cluster": "sequence", "n_boot": 1000})
+    '95% CI, cluster bootstrap over sequence'
     """
     meta = (ci.ci if isinstance(ci, SweepResult) else ci) or {}
+    kind = "cluster bootstrap" if "n_boot" in meta else "jackknife"
     if "level" in meta and "cluster" in meta:
-        return f"{meta['level']:.0%} CI, cluster bootstrap over {meta['cluster']}"
-    return "CI, cluster bootstrap"
+        return f"{meta['level']:.0%} CI, {kind} over {meta['cluster']}"
+    return "CI, jackknife over clusters"
 
 
 Baseline = tuple[str, str | None] | tuple[str, str, str]

@@ -165,7 +165,8 @@ def rd_scores(
     n_clusters: int,
 ) -> None:
     """Discontinuities of ``fam`` at the real, placebo and pseudo cuts and the two differences
-    (``{fam.name}_rd_{jump,placebo_jump,pseudo_jump,value,value_pseudo}``)."""
+    (``{fam.name}_rd_{jump,placebo_jump,pseudo_jump,value,value_pseudo}``); ``rd_value`` is the
+    real jump minus the placebo turns' jump, or minus the pseudo-cuts' without placebo turns."""
     rows: list[tuple[int | None, np.ndarray, np.ndarray]] = []
     base = np.zeros(n_clusters)
     base[test_clusters] = 1.0
@@ -183,11 +184,13 @@ def rd_scores(
             continue
         keep = np.stack([_align(k, s) for _, _, k in rows])
         jumps[cut] = s.jumps(np.stack([w for _, w, _ in rows]), keep)
+    # value beyond position: against placebo turns where the data have them, else pseudo-cuts
+    against = jumps["placebo"] if sums["placebo"] is not None else jumps["pseudo"]
     names = {
         "rd_jump": jumps["real"],
         "rd_placebo_jump": jumps["placebo"],
         "rd_pseudo_jump": jumps["pseudo"],
-        "rd_value": jumps["real"] - jumps["placebo"],
+        "rd_value": jumps["real"] - against,
         "rd_value_pseudo": jumps["real"] - jumps["pseudo"],
     }
     for name, v in names.items():
