@@ -40,12 +40,15 @@ import numpy as np
 import pandas as pd
 
 from value_lens.analysis.clusters import ClusterAUROC
+from value_lens.analysis.discontinuity import Discontinuity, discontinuity
 from value_lens.errors import InputError
 
 __all__ = [
     "BASELINES",
+    "Discontinuity",
     "PositionVerdict",
     "did_weights",
+    "discontinuity",
     "matched_auroc",
     "position_scores",
     "position_strata",
