@@ -149,9 +149,7 @@ def test_sweep_figure_draws_every_control_with_its_ci(controls_df):
         assert list(lines[0].y) == s[col].tolist()
         lo, hi = (s[c].to_numpy() for c in ci_columns(col))
         (band,) = [
-            t
-            for t in fig.data
-            if t.name == f"{label} 95% CI, jackknife over conversation_id"
+            t for t in fig.data if t.name == f"{label} 95% CI, jackknife over conversation_id"
         ]
         np.testing.assert_allclose(band.y[:n], hi)
         np.testing.assert_allclose(band.y[n:], lo[::-1])

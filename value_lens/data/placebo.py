@@ -83,9 +83,7 @@ def matched_cut(
     differ by more than ``tolerance`` tokens.
     """
     if min(before, after, tolerance) < 0 or reward < 1:
-        raise InputError(
-            "matched_cut needs before, after, tolerance >= 0 and reward >= 1 (tokens)"
-        )
+        raise InputError("matched_cut needs before, after, tolerance >= 0 and reward >= 1 (tokens)")
     room = (end - start) - reward  # tokens on the two sides together
     if room < 2 * min_side_tokens:
         return None

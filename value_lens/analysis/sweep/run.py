@@ -236,32 +236,29 @@ def layer_sweep(
 
     Returns:
         A :class:`~value_lens.analysis.sweep.SweepResult` whose ``table`` has one row per
-        layer. AUROC > 0.5: the score is higher on AFTER tokens. Columns:
-
-        * ``token_auroc_mean`` (pooled held-out BEFORE vs AFTER tokens, averaged over splits),
-          ``token_auroc_sd`` (sd over the overlapping splits: not a standard error),
-          ``token_auroc_between`` / ``token_auroc_within`` (pairs from two turns / one turn);
-        * the position design: ``rd_jump``, ``rd_placebo_jump``, ``rd_pseudo_jump``,
-          ``rd_value`` (= ``rd_jump - rd_placebo_jump``, the headline), ``rd_value_pseudo``;
-          ``matched_auroc`` with ``matched_n_pairs`` / ``matched_n_turns`` (per split; NaN
-          below ``min_matched_pairs`` / ``min_matched_turns``); ``placebo_auroc``;
-        * the DiD axis: ``did_auroc_mean``, ``did_auroc_between/within``,
-          ``did_matched_auroc``, ``did_placebo_auroc``, ``did_rd_jump``, ``did_rd_value``;
-        * baselines: ``{turn_position,relative_position,end_proximity,position}_auroc``, their
-          ``*_matched_auroc`` (the null reference of the matched AUROC), ``placebo_*_auroc``
-          (the baselines on placebo turns), ``*_rd_jump`` and ``*_rd_value``;
-          ``random_auroc_mean/sd/p95`` and ``rd_value_random_mean/p95`` (random directions
-          sign-aligned on the training criteria); ``shuffled_auroc_mean`` (labels permuted
-          within sequences: a noise floor, NaN on the two-pass path where it is not computed);
-        * ``function_score_mean`` (the paper's released 0/1 metric: per held-out criterion,
-          ``(mean_AFTER - mean_BEFORE) . v > 0``, averaged over splits),
-          ``function_score_sd_splits``, ``function_score_sd_all_scores``;
-        * ``*_ci_lo/hi``: leave-one-cluster-out jackknife intervals (:class:`ClusterCI`);
-          ``ci_clusters``, ``n_test_clusters_min`` and ``few_clusters`` (a split holds out
-          fewer than 10 clusters: intervals are rough).
-
-        The result also carries the cosine matrix, per-split details, the placebo matching,
-        timings and settings.
+        layer (AUROC > 0.5: the score is higher on AFTER tokens). The held-out scores:
+        ``token_auroc_mean`` (pooled held-out BEFORE vs AFTER tokens, averaged over splits),
+        ``token_auroc_sd`` (sd over the overlapping splits: not a standard error),
+        ``token_auroc_between`` / ``token_auroc_within`` (pairs from two turns / one turn).
+        The position design: ``rd_jump``, ``rd_placebo_jump``, ``rd_pseudo_jump``,
+        ``rd_value`` (= ``rd_jump - rd_placebo_jump``, the headline), ``rd_value_pseudo``;
+        ``matched_auroc`` with ``matched_n_pairs`` / ``matched_n_turns`` (per split; NaN below
+        ``min_matched_pairs`` / ``min_matched_turns``); ``placebo_auroc``. The DiD axis:
+        ``did_auroc_mean``, ``did_auroc_between/within``, ``did_matched_auroc``,
+        ``did_placebo_auroc``, ``did_rd_jump``, ``did_rd_value``. Baselines:
+        ``{turn_position,relative_position,end_proximity,position}_auroc``, their
+        ``*_matched_auroc`` (the matched AUROC's null reference), ``placebo_*_auroc`` (on
+        placebo turns), ``*_rd_jump`` and ``*_rd_value``; ``random_auroc_mean/sd/p95`` and
+        ``rd_value_random_mean/p95`` (random directions sign-aligned on the training
+        criteria); ``shuffled_auroc_mean`` (labels permuted within sequences: a noise floor,
+        NaN on the two-pass path where it is not computed). ``function_score_mean`` (the
+        paper's released 0/1 metric: per held-out criterion,
+        ``(mean_AFTER - mean_BEFORE) . v > 0``, averaged over splits),
+        ``function_score_sd_splits``, ``function_score_sd_all_scores``. Intervals
+        ``*_ci_lo/hi``: leave-one-cluster-out jackknife (:class:`ClusterCI`), with
+        ``ci_clusters``, ``n_test_clusters_min`` and ``few_clusters`` (a split holds out fewer
+        than 10 clusters: intervals are rough). The result also carries the cosine matrix,
+        per-split details, the placebo matching, timings and settings.
 
     Example:
         >>> from value_lens.testing import tiny_qwen3

@@ -49,7 +49,10 @@ class Family:
 
     def variants(self) -> dict[int | None, np.ndarray | None]:
         """``None`` -> the full weights, then each refit by the cluster it leaves out."""
-        return {None: self.weights, **self.drop}
+        out: dict[int | None, np.ndarray | None] = {None: self.weights}
+        for c, w in self.drop.items():
+            out[c] = w
+        return out
 
 
 @dataclass(frozen=True)
