@@ -563,18 +563,18 @@ STEP_MODULES = {
     "value_lens.pipeline.steer_steps",
     "value_lens.pipeline.demo",
     "value_lens.pipeline.compare_steps",
+    "value_lens.pipeline.export_steps",
 }
 
 
-def test_every_command_is_short_and_calls_a_pipeline_step():
-    """A command parses its options, calls a pipeline step and prints where results went."""
+def _check_commands(module, expected: set[str]) -> None:
+    """The commands ``module`` registers are ``expected``, each short and calling a step."""
     import ast
     import inspect
 
-    from value_lens.cli import commands
     from value_lens.cli.options import app
 
-    tree = ast.parse(inspect.getsource(commands))
+    tree = ast.parse(inspect.getsource(module))
     steps = set()  # names bound to a step module or to a function of one
     for node in tree.body:
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
@@ -584,25 +584,13 @@ def test_every_command_is_short_and_calls_a_pipeline_step():
                 if node.module in STEP_MODULES or f"{node.module}.{a.name}" in STEP_MODULES:
                     steps.add(a.asname or a.name)
     funcs = {f.name: f for f in tree.body if isinstance(f, ast.FunctionDef)}
-    modules = {c.callback.__module__ for c in app.registered_commands}
-    assert modules == {commands.__name__, "value_lens.cli.live"}  # live: tests/cli/test_cli_live.py
     registered = {
         c.callback.__name__
         for c in app.registered_commands
-        if c.callback.__module__ == commands.__name__
+        if c.callback.__module__ == module.__name__
     }
-    assert registered == {
-        "build",
-        "sweep",
-        "trace",
-        "steer",
-        "eval_",
-        "report",
-        "demo",
-        "posttrain",
-        "compare",
-    }
-    assert registered <= set(funcs)  # every command is defined in cli/commands.py
+    assert registered == expected
+    assert registered <= set(funcs)  # every command is defined in its module
     for name in registered:
         body = funcs[name].body
         if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
@@ -612,6 +600,19 @@ def test_every_command_is_short_and_calls_a_pipeline_step():
         calls = [n for n in ast.walk(funcs[name]) if isinstance(n, ast.Call)]
         roots = {ast.unparse(c.func).split(".")[0] for c in calls}
         assert roots & steps, f"{name} calls no pipeline step"
+
+
+def test_every_command_is_short_and_calls_a_pipeline_step():
+    """A command parses its options, calls a pipeline step and prints where results went."""
+    from value_lens.cli import commands, export
+    from value_lens.cli.options import app
+
+    modules = {c.callback.__module__ for c in app.registered_commands}
+    # live: tests/cli/test_cli_live.py
+    assert modules == {commands.__name__, export.__name__, "value_lens.cli.live"}
+    batch = {"build", "sweep", "trace", "steer", "eval_", "report", "demo", "posttrain", "compare"}
+    _check_commands(commands, batch)
+    _check_commands(export, {"export"})
 
 
 def test_export_writes_a_llama_cpp_control_vector(capsys, tmp_path):
