@@ -55,7 +55,9 @@ else:  # embedded SmolLM2-135M-Instruct (30 blocks), CPU, minutes
 def load() -> str:
     return """\
 import value_lens as vl
+from value_lens.viz.notebook import offline_figures
 
+offline_figures()  # plotly figures also as offline HTML: exported notebooks and the docs show them
 model = vl.load_model(MODEL, device=DEVICE, dtype=DTYPE)
 print(vl.core.model.model_id(model), vl.core.model.n_layers(model), "layers, d_model", vl.core.model.d_model(model))"""
 

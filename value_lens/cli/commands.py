@@ -288,17 +288,26 @@ def posttrain(
     dtype: Dtype = None,
     out: Out = OUT / "posttrain",
     seed: Annotated[int, typer.Option(help="Seed of the pairs and the training.")] = 42,
-    pairs: Annotated[int, typer.Option(help="Preference pairs (the paper: 640).")] = (
-        compare_steps.PAPER_PAIRS
-    ),
+    pairs: Annotated[
+        int | None, typer.Option(help="Preference pairs (default: 640 as the paper, 64 on CPU).")
+    ] = None,
     method: Annotated[str, typer.Option(help="dpo, or sft on the chosen replies.")] = "dpo",
-    epochs: Annotated[float | None, typer.Option(help="default: 6 (DPO), 3 (SFT).")] = None,
+    epochs: Annotated[
+        float | None, typer.Option(help="default: 6 (DPO), 3 (SFT); 2 on CPU.")
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(help="default: 8 (DPO), 16 (SFT).")] = None,
     lr: Annotated[float | None, typer.Option(help="default: 5e-5 (DPO), 2e-5 (SFT).")] = None,
     lora_r: Annotated[int | None, typer.Option(help="LoRA rank (default 16).")] = None,
+    paper: Annotated[
+        bool | None, typer.Option(help="The paper's size (default: on when CUDA is available).")
+    ] = None,
 ) -> None:
-    """LoRA DPO (or SFT) preferring one word, with the paper's settings unless shrunk (needs
-    value_lens[train]); saves the merged model to OUT/model for `--model OUT/model`."""
+    """LoRA DPO (or SFT) preferring one word, with the paper's settings on CUDA and a CPU size
+    otherwise (needs value_lens[train]); shows a progress bar and, after the first step, the
+    estimated time; saves the merged model to OUT/model for `--model OUT/model`."""
+    size_pairs, size_epochs = compare_steps.posttrain_size(paper)
+    which = "the paper's size" if size_epochs is None else "the CPU size (--paper for the paper's)"
+    say(f"{which}: {pairs or size_pairs} pairs, {epochs or size_epochs or 'default'} epoch(s)")
     say(f"loading model {model or 'SmolLM2-135M-Instruct (embedded)'} ...")
     hf, tok = compare_steps.load_hf_option(model, dtype=dtype)
     res = compare_steps.posttrain(
@@ -306,14 +315,15 @@ def posttrain(
         tok,
         out,
         word=word,
-        n_pairs=pairs,
+        n_pairs=pairs or size_pairs,
         method=method,
         seed=seed,
         log=say,
-        epochs=epochs,
+        epochs=epochs or size_epochs,
         batch_size=batch_size,
         lr=lr,
         lora={"r": lora_r} if lora_r else None,
+        progress=True,
     )
     typer.echo(str(res.path))
 
