@@ -495,7 +495,7 @@ class _CountSequences:
 
 def test_forward_passes_one_or_two_whatever_the_splits(tiny, monkeypatch):
     """One pass over the data when the residuals fit, two when not, one with stats given."""
-    import value_lens.analysis.sweep.passes as P
+    import value_lens.analysis.sweep.run as P
     from value_lens import collect_stats
 
     data = planted_data()
@@ -567,7 +567,9 @@ def test_sweep_result_carries_the_settings(tiny):
         "collect_cpu_s",
         "project_cpu_s",
         "refit_cpu_s",
+        "passes",
     }
+    assert sw.timings["passes"] == 1
     st = json.loads(json.dumps(sw.settings))
     assert (st["n_splits"], st["n_train"], st["seed"], st["method"]) == (2, 3, 4, "mean_diff")
     assert st["ci"] == dict(sw.ci) and st["n_tokens"] == sw.n_tokens
@@ -590,3 +592,33 @@ def test_sweep_result_carries_the_settings(tiny):
         layer_sweep(tiny, data, n_split=2, progress=False)
     with pytest.raises(InputError, match="not its table"):
         inspect.unwrap(cosine_matrix)(sw.table)  # untyped callers get the friendly error
+
+
+def test_one_pass_statistics_equal_collect_stats_and_the_two_pass_sweep(tiny):
+    """The one-pass path derives the statistics from the residuals it keeps: counts exactly,
+    sums and norm sums to fp32 rounding of collect_stats; its table equals the two-pass one."""
+    from value_lens import collect_stats
+
+    gen = torch.Generator().manual_seed(3)
+    ids, labs, groups = [], [], []
+    for g in range(6):
+        for _ in range(2):
+            nb, na = (int(torch.randint(3, 8, (1,), generator=gen)) for _ in range(2))
+            ids.append(torch.randint(20, 400, (nb + na + 4,), generator=gen))
+            labs.append(torch.tensor([-1, -1] + [0] * nb + [2] + [1] * na + [-1]))
+            groups.append(f"g{g}")
+    data = LabelledTokens(ids, labs, groups)
+    one = layer_sweep(tiny, data, n_splits=2, n_train=4, n_random=3, progress=False)
+    two = layer_sweep(
+        tiny, data, n_splits=2, n_train=4, n_random=3, progress=False, max_memory_gb=0
+    )
+    assert (one.timings["passes"], two.timings["passes"]) == (1, 2)
+    ref = collect_stats(tiny, data, layers=[0, 1], progress=False)
+    for got in (one.stats, two.stats):
+        assert got.groups == ref.groups and got.classes == ref.classes == [0, 1, 2]
+        assert torch.equal(got.count, ref.count)
+        torch.testing.assert_close(got.sum, ref.sum, rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(got.norm_sum, ref.norm_sum, rtol=1e-5, atol=1e-4)
+        assert got.meta["dataset_hash"] == ref.meta["dataset_hash"]
+    cols = [c for c in one.table.columns if c != "shuffled_auroc_mean"]  # NaN on two passes
+    pd.testing.assert_frame_equal(one.table[cols], two.table[cols], atol=1e-5, rtol=1e-5)

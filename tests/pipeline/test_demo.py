@@ -228,3 +228,38 @@ def test_turn_traces_read_each_turn_as_in_the_whole_conversation(tiny):
         mask = whole.char_span_mask(chat.spans[index].start, chat.spans[index].end)
         assert tr.token_ids.tolist() == whole.token_ids[mask].tolist()
         torch.testing.assert_close(tr.cosine, whole.cosine[:, mask], rtol=1e-4, atol=1e-5)
+
+
+def test_demo_takes_one_forward_pass_when_the_residuals_fit_and_matches_two(tmp_path, corpus):
+    """Under the memory budget the stats step's single pass gives the statistics and the sweep
+    (the sweep step reuses it); with a zero budget the demo collects, then projects. Statistics
+    and sweep agree to fp32 rounding (the shuffled-label null exists on the one-pass path only)."""
+    from value_lens import ActivationStats
+
+    logs: dict[str, list[str]] = {"one": [], "two": []}
+    for name, budget in (("one", None), ("two", 0.0)):
+        run_demo(
+            "tiny",
+            tmp_path / name,
+            quick=True,
+            corpus=corpus,
+            criteria="first:3",
+            memory_budget_gb=budget,
+            log=logs[name].append,
+        )
+    assert any("one forward pass: the labelled residuals" in x for x in logs["one"])
+    assert any("two forward passes" in x for x in logs["two"])
+    assert not any("collecting statistics" in x for x in logs["one"])
+    passes = {
+        name: [json.loads(x) for x in (tmp_path / name / "steps.jsonl").read_text().splitlines()]
+        for name in logs
+    }
+    sweep_rec = {n: next(r for r in recs if r["step"] == "sweep") for n, recs in passes.items()}
+    assert sweep_rec["one"]["forward_passes"] == 1 and sweep_rec["two"]["forward_passes"] == 2
+    one, two = (ActivationStats.load(tmp_path / n / "stats.safetensors") for n in logs)
+    assert torch.equal(one.count, two.count) and one.layers == two.layers
+    torch.testing.assert_close(one.sum, two.sum, rtol=1e-5, atol=1e-4)
+    a, b = (pd.read_csv(tmp_path / n / "sweep.csv") for n in logs)
+    cols = [c for c in a.columns if c != "shuffled_auroc_mean"]
+    pd.testing.assert_frame_equal(a[cols], b[cols], atol=1e-5, rtol=1e-5)
+    assert a["shuffled_auroc_mean"].notna().all() and b["shuffled_auroc_mean"].isna().all()

@@ -24,6 +24,7 @@ from value_lens.cli.options import (
     Dtype,
     Layer,
     Layers,
+    MemoryBudget,
     Method,
     Model,
     Out,
@@ -43,7 +44,7 @@ from value_lens.cli.options import (
     say,
     text_source,
 )
-from value_lens.pipeline import compare_steps, launch, read_steps, steer_steps, steps
+from value_lens.pipeline import compare_steps, launch, read_steps, steer_steps, steps, sweep_steps
 from value_lens.pipeline.demo import run_demo
 from value_lens.pipeline.options import (
     collect_requirements,
@@ -110,9 +111,11 @@ def sweep(
     splits: Annotated[int, typer.Option(help="Held-out splits by criterion.")] = 10,
     n_train: Annotated[int | None, typer.Option(help="Training criteria per split.")] = None,
     batch_size: BatchSize = 4,
+    memory_budget: MemoryBudget = None,
 ) -> None:
-    """Held-out layer sweep with its controls (matched, placebo and DiD AUROCs, position scores,
-    sign-aligned random directions), on data labelled with placebo turns (on N processes under
+    """Held-out layer sweep with its position controls (the difference in discontinuities and
+    its verdict, matched, placebo and DiD AUROCs, position scores, sign-aligned random
+    directions), on data labelled with placebo turns (on N processes under
     `torchrun --nproc-per-node N -m value_lens sweep ...`; rank 0 writes and prints). A finished
     sweep in OUT for the same model, data and settings is reused."""
     run = launch.from_env()
@@ -127,7 +130,7 @@ def sweep(
             corpus=corpus,
             write=run is None or run.writer,
         )
-        res = steps.sweep(
+        res = sweep_steps.sweep(
             m,
             data.tokens,
             out,
@@ -136,6 +139,7 @@ def sweep(
             n_train=n_train,
             seed=seed,
             batch_size=batch_size,
+            memory_budget_gb=2.0 if memory_budget is None else memory_budget,
             log=say,
         )
         typer.echo(res.summary())
@@ -260,6 +264,7 @@ def demo(
         bool | None,
         typer.Option(help="Paper-scale setting (default: on for CUDA devices)."),
     ] = None,
+    memory_budget: MemoryBudget = None,
 ) -> None:
     """The whole story: ICRL data -> axis -> held-out sweep -> heatmaps -> steering -> report."""
     path = run_demo(
@@ -273,6 +278,7 @@ def demo(
         layers=layers,
         criteria=criteria,
         corpus=corpus,
+        memory_budget_gb=memory_budget,
         log=say,
     )
     typer.echo(str(path))

@@ -72,6 +72,13 @@ Criteria = Annotated[
 ]
 PerCriterion = Annotated[int, typer.Option(help="Conversations per criterion.")]
 BatchSize = Annotated[int, typer.Option(help="Sequences per forward pass.")]
+MemoryBudget = Annotated[
+    float | None,
+    typer.Option(
+        help="GB of labelled residuals kept for one forward pass (statistics and sweep "
+        "together); above it, two passes. Default 2."
+    ),
+]
 Method = Annotated[
     str,
     typer.Option(

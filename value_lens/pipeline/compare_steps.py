@@ -33,7 +33,7 @@ from value_lens.errors import InputError
 from value_lens.fitting.axis import ValueAxis
 from value_lens.pipeline.options import TINY, layer_or_default, load_axis_option
 from value_lens.pipeline.rundir import RESULT_FILES, update_meta
-from value_lens.pipeline.steps import AXIS_FILE, build
+from value_lens.pipeline.steps import AXIS_FILE, build, quiet
 
 __all__ = [
     "COMPARISONS",
@@ -66,10 +66,6 @@ CPU_PAIRS, CPU_EPOCHS = 64, 2.0
 
 Log = Callable[[str], None]
 PathLike = str | os.PathLike[str]
-
-
-def _quiet(_msg: str) -> None:
-    """The default ``log`` of a step: say nothing."""
 
 
 @dataclass(frozen=True)
@@ -133,7 +129,7 @@ def posttrain(
     n_pairs: int = PAPER_PAIRS,
     method: str = "dpo",
     seed: int = 42,
-    log: Log = _quiet,
+    log: Log = quiet,
     **overrides: Any,
 ) -> Posttrained:
     """LoRA ``method`` (``"dpo"`` on :func:`~value_lens.data.preference.word_pairs`, or ``"sft"``
@@ -189,7 +185,7 @@ def axis_for_compare(
     criteria: list[str] | None = None,
     n_per_criterion: int = 4,
     seed: int = 0,
-    log: Log = _quiet,
+    log: Log = quiet,
 ) -> ValueAxis:
     """``axis`` (a saved ValueAxis or the paper's ``.npy``), else ``out/axis.safetensors`` when it
     exists, else one fitted on ``base`` as :func:`~value_lens.pipeline.steps.build` does."""
@@ -226,7 +222,7 @@ def compare(
     n_boot: int = 1000,
     criteria: list[str] | None = None,
     n_per_criterion: int = 4,
-    log: Log = _quiet,
+    log: Log = quiet,
 ) -> Compared:
     """Selection accuracy, the preferred item's value rank (as the answer and in the prompt) on
     ``n_prompts`` held-out prompts (:func:`~value_lens.data.preference.eval_prompts`, ``seed``),

@@ -27,6 +27,7 @@ from value_lens.errors import InputError
 from value_lens.fitting.axis import ValueAxis
 from value_lens.pipeline.options import parse_unit
 from value_lens.pipeline.rundir import update_meta
+from value_lens.pipeline.steps import quiet
 
 __all__ = ["FORMATS", "GGUF_FILE", "export"]
 
@@ -38,10 +39,6 @@ GGUF_FILE = "value_axis.gguf"
 PathLike = str | os.PathLike[str]
 
 
-def _quiet(_msg: str) -> None:
-    """The default ``log`` of a step: say nothing."""
-
-
 def export(
     axis: ValueAxis,
     out: PathLike,
@@ -51,7 +48,7 @@ def export(
     alpha: float = 1.0,
     unit: str = "raw",
     file: str | None = None,
-    log: Callable[[str], None] = _quiet,
+    log: Callable[[str], None] = quiet,
 ) -> Path:
     """Write ``axis`` at ``layers`` (default: ``value-lens steer``'s layer) with strength ``alpha``
     in ``unit`` to ``out/file`` (default :data:`GGUF_FILE`) in format ``fmt``; returns the path.

@@ -4,7 +4,7 @@
 ``run.json``, the sweep's settings and the request it answered (:func:`sweep_request`: the
 model's name, the data's fingerprint, the layers and the
 :class:`~value_lens.analysis.sweep.SweepConfig`). :func:`saved_sweep` gives the saved
-sweep back when a new request is the same one, so :func:`value_lens.pipeline.steps.sweep` does
+sweep back when a new request is the same one, so :func:`value_lens.pipeline.sweep_steps.sweep` does
 not run again; its ``splits`` and ``timings`` are not saved and come back empty.
 
 Example:
@@ -90,4 +90,5 @@ def saved_sweep(out: PathLike, request: dict[str, Any]) -> SweepResult | None:
         n_tokens=int(rec["n_tokens"]),
         n_placebo_tokens=int(rec["n_placebo_tokens"]),
         placebo=dict(rec.get("placebo_matching") or {}),
+        timings={"passes": rec["forward_passes"]} if rec.get("forward_passes") else {},
     )

@@ -19,6 +19,7 @@ import pandas as pd
 
 from value_lens.analysis.sweep.config import SweepConfig
 from value_lens.errors import InputError
+from value_lens.fitting.stats import ActivationStats
 
 __all__ = ["SweepResult", "cosine_matrix"]
 
@@ -40,7 +41,12 @@ class SweepResult:
             ``method``), or ``None`` when skipped.
         n_tokens / n_placebo_tokens: labelled BEFORE/AFTER tokens, and placebo tokens.
         placebo: how the placebo turns were matched to their real turns (kept, dropped).
-        timings: wall and CPU seconds spent collecting, projecting and refitting.
+        timings: wall and CPU seconds spent collecting, projecting and refitting, and
+            ``passes``: 1 when the labelled residuals fit ``max_memory_gb`` (one forward pass),
+            else 2.
+        stats: the statistics of the data at the swept layers: derived from the kept residuals
+            on the one-pass path, collected on the two-pass path (the given ``stats=`` when
+            passed); ``None`` under ``torch.distributed``'s one-pass path.
     """
 
     table: pd.DataFrame
@@ -54,6 +60,7 @@ class SweepResult:
     n_placebo_tokens: int = 0
     placebo: Mapping[str, object] = field(default_factory=dict)
     timings: Mapping[str, float] = field(default_factory=dict)
+    stats: ActivationStats | None = field(default=None, repr=False, compare=False)
 
     @property
     def best_layer(self) -> int:

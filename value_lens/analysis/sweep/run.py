@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import asdict
 from typing import Any
@@ -34,21 +35,24 @@ from value_lens.analysis.sweep.config import SweepConfig
 from value_lens.analysis.sweep.design import build_design
 from value_lens.analysis.sweep.layer import Context, LayerScores, score_layer
 from value_lens.analysis.sweep.passes import (
+    KEPT,
     SweepBasis,
+    from_residuals,
     group_diffs_from_stats,
     project_tokens,
-    single_pass,
 )
 from value_lens.analysis.sweep.result import SweepResult
 from value_lens.analysis.sweep.splits import split_weights, train_splits
+from value_lens.analysis.sweep.stats import stats_from_residuals
 from value_lens.analysis.sweep.table import layer_row
 from value_lens.analysis.sweep.tokens import RankShare, TokenProjections
 from value_lens.core.conventions import resolve_layers
-from value_lens.core.model import d_model, n_ctx, n_layers
+from value_lens.core.model import d_model, model_id, n_ctx, n_layers
 from value_lens.core.protocols import HookedModel
 from value_lens.data.placebo import PlaceboMatch, rematch_placebo
 from value_lens.data.tokens import AFTER, BEFORE, PLACEBO_AFTER, PLACEBO_BEFORE, LabelledTokens
 from value_lens.errors import InputError
+from value_lens.fitting.collect import collect_stats
 from value_lens.fitting.stats import ActivationStats
 
 __all__ = ["layer_sweep", "sweep_projections"]
@@ -86,6 +90,11 @@ def _rematch(
     return matched, report
 
 
+def one_pass_bytes(data: LabelledTokens, n_layers_: int, d_model_: int) -> int:
+    """Bytes the one-pass path keeps: every labelled token's fp32 residual at every layer."""
+    return 4 * sum(data.label_counts().values()) * n_layers_ * d_model_
+
+
 def _passes(
     model: HookedModel,
     data: LabelledTokens,
@@ -94,10 +103,10 @@ def _passes(
     stats: ActivationStats | None,
     opts: dict[str, Any],
     distributed: bool,
-) -> tuple[SweepBasis, TokenProjections, torch.Tensor, dict[str, float]]:
-    """The basis, every labelled token's projections, the random directions and the timings."""
-    counts = data.label_counts()
-    n_lab = sum(counts.get(c, 0) for c in (BEFORE, AFTER, PLACEBO_BEFORE, PLACEBO_AFTER))
+) -> tuple[SweepBasis, TokenProjections, torch.Tensor, ActivationStats | None, dict[str, Any]]:
+    """The basis, every labelled token's projections, the random directions, the statistics
+    (derived from the kept residuals on the one-pass path, collected on the two-pass path) and
+    the timings and path taken."""
     t0, c0 = time.perf_counter(), time.process_time()
     gen = torch.Generator().manual_seed(cfg.seed)
     rand = torch.randn(len(L), cfg.n_random, d_model(model), generator=gen, dtype=torch.float64)
@@ -107,14 +116,30 @@ def _passes(
         share = RankShare.create(
             data, n_ctx(model), batch_size=opts["batch_size"], truncate=opts["truncate"]
         )
-    if stats is None and 4 * n_lab * len(L) * d_model(model) <= cfg.max_memory_gb * 2**30:
-        basis, tp = single_pass(
+    one = (
+        stats is None and one_pass_bytes(data, len(L), d_model(model)) <= cfg.max_memory_gb * 2**30
+    )
+    if one:
+        indices = None if share is None else share.indices
+        raw = project_tokens(
             model,
             data,
             L,
+            None,
+            data.group_names,
+            indices=indices,
+            labels=None if share is None else KEPT,
+            **opts,
+        )
+        if share is None:
+            meta = {"model_id": model_id(model), "n_layers_model": n_layers(model)}
+            stats = stats_from_residuals(raw, data, L, meta)
+            raw = raw.take(np.isin(raw.label, KEPT))
+        basis, tp = from_residuals(
+            raw,
+            data,
             rand,
             cfg.min_count,
-            opts,
             did=cfg.method == "did",
             n_shuffle=cfg.n_shuffle,
             seed=cfg.seed,
@@ -122,9 +147,9 @@ def _passes(
         )
         t1, c1 = t2, c2 = time.perf_counter(), time.process_time()
     else:
-        basis = group_diffs_from_stats(
-            model, data, L, stats, cfg.min_count, opts, distributed=distributed
-        )
+        if stats is None:
+            stats = collect_stats(model, data, layers=L, distributed=distributed, **opts)
+        basis = group_diffs_from_stats(data, L, stats, cfg.min_count)
         t1, c1 = time.perf_counter(), time.process_time()
         full = torch.cat([basis.stacked(), rand], dim=1)
         mine = None if share is None else share.indices
@@ -137,8 +162,9 @@ def _passes(
         "project_s": t2 - t1,
         "collect_cpu_s": c1 - c0,
         "project_cpu_s": c2 - c1,
+        "passes": 1 if one else 2,
     }
-    return basis, tp, rand, timings
+    return basis, tp, rand, stats, timings
 
 
 def _context(
@@ -274,8 +300,9 @@ def layer_sweep(
     data, match = _rematch(data, cfg, stats)
     L = resolve_layers(layers, n_layers(model))
     opts: dict[str, Any] = {"batch_size": batch_size, "truncate": truncate, "progress": progress}
-    basis, tp, rand, timings = _passes(model, data, L, cfg, stats, opts, distributed)
-    return sweep_projections(data, cfg, L, basis, tp, rand, match=match, timings=timings)
+    basis, tp, rand, kept, timings = _passes(model, data, L, cfg, stats, opts, distributed)
+    res = sweep_projections(data, cfg, L, basis, tp, rand, match=match, timings=timings)
+    return dataclasses.replace(res, stats=kept)
 
 
 def sweep_projections(
