@@ -248,6 +248,7 @@ class _Demo:
 
     def sweep_step(self) -> dict[str, Any]:
         sw = self._sweep()
+        self.say(sw.summary().splitlines()[-1])  # the position verdict
         return {
             "best_layer": sw.best_layer,
             "best_auroc": float(sw.table["token_auroc_mean"].max()),

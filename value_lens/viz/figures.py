@@ -111,6 +111,26 @@ def default_baselines(df: pd.DataFrame) -> dict[str, Baseline]:
 _SECONDARY = {c.column for c in CONTROLS if c.secondary}
 
 
+def _baseline_traces(
+    fig: go.Figure, df: pd.DataFrame, layer: str, base: Mapping[str, Baseline], ci_name: str
+) -> None:
+    """Each baseline's line with its band (CI or sd), dashed, secondary ones hidden."""
+    dashes = ["dot", "dash", "dashdot", "longdash"]
+    for i, (label, spec) in enumerate(base.items()):
+        colour = _PALETTE[1 + i % (len(_PALETTE) - 1)]
+        kw: dict[str, Any] = {"line": {"dash": dashes[i % len(dashes)]}}
+        if spec[0] in _SECONDARY:
+            kw["visible"] = "legendonly"
+        if len(spec) == 3:
+            band = (df[spec[1]], df[spec[2]])
+            _line_with_band(
+                fig, df[layer], df[spec[0]], band, label, colour, band_name=ci_name, **kw
+            )
+        else:
+            sd = None if spec[1] is None else df[spec[1]]
+            _band(fig, df[layer], df[spec[0]], sd, label, colour, **kw)
+
+
 def sweep_figure(
     sweep: pd.DataFrame | SweepResult,
     *,
@@ -126,7 +146,7 @@ def sweep_figure(
 ) -> go.Figure:
     """Per-layer metric with an uncertainty band, and baseline curves.
 
-    The main band is the cluster-bootstrap CI (``ci`` columns, see
+    The main band is the cluster CI (``ci`` columns, see
     :class:`value_lens.analysis.sweep.ClusterCI`) when ``df`` has them, else ± the ``sd`` column. The
     sd of :func:`~value_lens.analysis.sweep.layer_sweep` is over splits that share most training
     criteria, so it is not a standard error; the subtitle and the hover say which band is drawn.
@@ -169,33 +189,7 @@ def sweep_figure(
     use_ci = ci is not None and set(ci) <= set(df.columns) and df[list(ci)].notna().any().all()
     ci_name = ci_label(ci_settings)
     fig = go.Figure()
-    dashes = ["dot", "dash", "dashdot", "longdash"]
-    for i, (label, spec) in enumerate(base.items()):
-        colour = _PALETTE[1 + i % (len(_PALETTE) - 1)]
-        kw: dict[str, Any] = {"line": {"dash": dashes[i % len(dashes)]}}
-        if spec[0] in _SECONDARY:
-            kw["visible"] = "legendonly"
-        if len(spec) == 3:
-            _line_with_band(
-                fig,
-                df[layer],
-                df[spec[0]],
-                (df[spec[1]], df[spec[2]]),
-                label,
-                colour,
-                band_name=ci_name,
-                **kw,
-            )
-        else:
-            _band(
-                fig,
-                df[layer],
-                df[spec[0]],
-                None if spec[1] is None else df[spec[1]],
-                label,
-                colour,
-                **kw,
-            )
+    _baseline_traces(fig, df, layer, base, ci_name)
     nan = np.full(len(df), np.nan)
     custom = np.stack(
         [

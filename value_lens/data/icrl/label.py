@@ -117,6 +117,57 @@ def _resolve(model_or_tokenizer: Any, prepend_bos: bool | None) -> tuple[Any, in
     return tok, limit, bos
 
 
+@dataclass(frozen=True)
+class _TurnLabeller:
+    """Labels one assistant turn of a conversation (see :func:`label_with_report`)."""
+
+    tok: Any
+    limit: int | None
+    bos: bool
+    span_fn: SpanFn
+    enable_thinking: bool | None
+    drop_too_long: bool
+    min_side_tokens: int
+
+    def label(self, conv: Conversation, pos: int, mi: int) -> Any:
+        """``(ids, labels, chat, offsets, (turn_start, turn_end))`` of message ``mi``, or the
+        reason it was dropped (a string)."""
+        # render through the next user turn, as in the whole conversation: a template may
+        # render a final assistant turn differently (Qwen3 adds an empty think block)
+        chat = format_chat(
+            self.tok, context_through(conv.full_messages, mi), enable_thinking=self.enable_thinking
+        )
+        span = chat.spans[mi]
+        content = chat.content(mi)
+        _, off = split_thinking(content)
+        body = content[off:].rstrip()
+        b0, b1 = span.start + off, span.start + off + len(body)
+        char_spans = [(b0 + s, b0 + e) for s, e in self.span_fn(conv, pos, body) if e > s]
+        if not char_spans:
+            return "no reward span in the body"
+        text = chat.text
+        use_bos = self.bos and not (self.tok.bos_token and text.startswith(self.tok.bos_token))
+        ids, offs = tokenize_with_offsets(self.tok, text, prepend_bos=use_bos)
+        # keep the tokens up to the end of the labelled message: causal attention makes
+        # them read exactly as in the rendered context, and nothing after them is labelled
+        keep = 1 + max(j for j, (s, e) in enumerate(offs) if e > s and s < span.end)
+        ids, offs = ids[:keep], offs[:keep]
+        if self.limit is not None and len(ids) > self.limit:
+            if self.drop_too_long:
+                return f"too long: {len(ids)} tokens"
+            raise InputError(
+                f"conversation {conv.conversation_id!r} (up to paragraph {pos}) has {len(ids)} "
+                f"tokens but the model's context is {self.limit}; drop it or load the model with "
+                "a larger n_ctx"
+            )
+        lab = _labels(offs, (b0, b1), char_spans, conv.conversation_id, pos)
+        before, after = int((lab == BEFORE).sum()), int((lab == AFTER).sum())
+        if min(before, after) < self.min_side_tokens:
+            return f"too few tokens: {before} before, {after} after"
+        body_idx = [j for j, (s, e) in enumerate(offs) if s < b1 and e > b0]
+        return ids, lab, chat, offs, (body_idx[0], body_idx[-1] + 1)
+
+
 def label_with_report(
     conversations: Iterable[Conversation],
     model_or_tokenizer: Any,
@@ -168,7 +219,9 @@ def label_with_report(
             spans that cannot be aligned to tokens, or when nothing could be labelled.
     """
     tok, limit, bos = _resolve(model_or_tokenizer, prepend_bos)
-    span_fn = spans or _criterion_spans
+    one = _TurnLabeller(
+        tok, limit, bos, spans or _criterion_spans, enable_thinking, drop_too_long, min_side_tokens
+    )
     report = LabelReport()
     ids_out: list[torch.Tensor] = []
     labels_out: list[torch.Tensor] = []
@@ -184,49 +237,12 @@ def label_with_report(
         failed = sorted(index[k] for k in _failed(conv) if k in index)
         for pos, att in where:
             mi = index.get((pos, att))
-            if mi is None:
-                report.dropped.append((conv.conversation_id, pos, "assistant message not found"))
+            got = "assistant message not found" if mi is None else one.label(conv, pos, mi)
+            if isinstance(got, str):
+                report.dropped.append((conv.conversation_id, pos, got))
                 continue
-            # render through the next user turn, as in the whole conversation: a template may
-            # render a final assistant turn differently (Qwen3 adds an empty think block)
-            chat = format_chat(
-                tok, context_through(conv.full_messages, mi), enable_thinking=enable_thinking
-            )
-            span = chat.spans[mi]
-            content = chat.content(mi)
-            _, off = split_thinking(content)
-            body = content[off:].rstrip()
-            b0, b1 = span.start + off, span.start + off + len(body)
-            char_spans = [(b0 + s, b0 + e) for s, e in span_fn(conv, pos, body) if e > s]
-            if not char_spans:
-                report.dropped.append((conv.conversation_id, pos, "no reward span in the body"))
-                continue
-            text = chat.text
-            use_bos = bos and not (tok.bos_token and text.startswith(tok.bos_token))
-            ids, offs = tokenize_with_offsets(tok, text, prepend_bos=use_bos)
-            # keep the tokens up to the end of the labelled message: causal attention makes
-            # them read exactly as in the rendered context, and nothing after them is labelled
-            keep = 1 + max(j for j, (s, e) in enumerate(offs) if e > s and s < span.end)
-            ids, offs = ids[:keep], offs[:keep]
-            if limit is not None and len(ids) > limit:
-                if drop_too_long:
-                    report.dropped.append(
-                        (conv.conversation_id, pos, f"too long: {len(ids)} tokens")
-                    )
-                    continue
-                raise InputError(
-                    f"conversation {conv.conversation_id!r} (up to paragraph {pos}) has {len(ids)} "
-                    f"tokens but the model's context is {limit}; drop it or load the model with a "
-                    "larger n_ctx"
-                )
-            lab = _labels(offs, (b0, b1), char_spans, conv.conversation_id, pos)
-            before, after = int((lab == BEFORE).sum()), int((lab == AFTER).sum())
-            if min(before, after) < min_side_tokens:
-                report.dropped.append(
-                    (conv.conversation_id, pos, f"too few tokens: {before} before, {after} after")
-                )
-                continue
-            body_idx = [j for j, (s, e) in enumerate(offs) if s < b1 and e > b0]
+            assert mi is not None
+            ids, lab, chat, offs, (t0, t1) = got
             if placebo:
                 earlier = [j for j in failed if j < mi]
                 failed = [j for j in failed if j > mi]
@@ -242,8 +258,8 @@ def label_with_report(
                     "paragraph_position": pos,
                     "attempt": att,
                     "message_index": mi,
-                    "turn_start": body_idx[0],
-                    "turn_end": body_idx[-1] + 1,
+                    "turn_start": t0,
+                    "turn_end": t1,
                     "source": conv.meta.get("source", ""),
                 }
             )
