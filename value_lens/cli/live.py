@@ -30,8 +30,8 @@ from value_lens.core.generate import GenerationConfig
 from value_lens.core.protocols import GenerativeModel
 from value_lens.errors import InputError
 from value_lens.fitting.axis import ValueAxis
-from value_lens.pipeline.options import layer_or_default, read_prompts
 from value_lens.pipeline import live_steps
+from value_lens.pipeline.options import layer_or_default, read_prompts
 
 __all__ = ["chat", "monitor"]
 
