@@ -231,3 +231,42 @@ class BestOfN:
                     }
                 )
         return pd.DataFrame(rows)
+
+    def differences(
+        self,
+        selector: Selector | None = None,
+        *,
+        methods: Sequence[str] | None = None,
+        against: Sequence[str] = ("random", "majority"),
+        n_boot: int = 1000,
+        seed: int = 0,
+        ci: float = 0.95,
+    ) -> pd.DataFrame:
+        """Paired per-problem differences of best-of-k accuracy, ``method - reference`` for each
+        reference in ``against`` and ``k = 1..n``: the mean over problems of the per-problem
+        difference, with a percentile bootstrap over problems (both terms from the same
+        resampled problems). Columns ``method``, ``against``, ``k``, ``difference``, ``lo``,
+        ``hi``."""
+        names = list(methods) if methods is not None else list(self.scores)
+        draws = np.stack(list(cluster_counts(self.n_problems, n_boot, seed))).astype(np.float64)
+        alpha = (1 - ci) / 2
+        refs = {r: self.curve_matrix(r, selector) for r in against}
+        rows = []
+        for m in names:
+            acc = self.curve_matrix(m, selector)
+            for r, ref in refs.items():
+                diff = acc - ref
+                boot = draws @ diff / self.n_problems
+                lo, hi = np.quantile(boot, [alpha, 1 - alpha], axis=0)
+                rows += [
+                    {
+                        "method": m,
+                        "against": r,
+                        "k": k + 1,
+                        "difference": float(diff[:, k].mean()),
+                        "lo": float(lo[k]),
+                        "hi": float(hi[k]),
+                    }
+                    for k in range(self.n)
+                ]
+        return pd.DataFrame(rows)
