@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from value_lens.analysis.intervals import jackknife_interval
 from value_lens.analysis.readout import ValueTrace, trace
 from value_lens.core.chat import format_chat
 from value_lens.core.io import JsonlLog
@@ -36,7 +36,8 @@ __all__ = [
     "Prefilled",
     "check_metric",
     "load_jsonl",
-    "mean_ci",
+    "ReadOptions",
+    "cluster_mean_ci",
     "open_log",
     "prefill",
     "prefill_trace",
@@ -152,17 +153,79 @@ def span_tokens(tr: ValueTrace, start: int, end: int) -> torch.Tensor:
     return tr.char_span_mask(start, end).nonzero().squeeze(1)
 
 
-def mean_ci(values: Any, z: float = 1.959964) -> tuple[float, int, float, float]:
-    """(mean, n, lo, hi): the normal-approximation 95% CI of a mean (NaNs for n < 2)."""
-    a = np.asarray(values, dtype=np.float64)
-    n = int(a.size)
-    if n == 0:
-        return float("nan"), 0, float("nan"), float("nan")
-    m = float(a.mean())
-    if n < 2:
-        return m, n, float("nan"), float("nan")
-    half = z * float(a.std(ddof=1)) / math.sqrt(n)
-    return m, n, m - half, m + half
+def cluster_mean_ci(values: Any, clusters: Any = None, level: float = 0.95) -> dict[str, Any]:
+    """The mean of ``values`` with a confidence interval that resamples whole clusters.
+
+    ``clusters`` holds one label per value (e.g. the problem of each rollout; ``None``: every
+    value is its own cluster). Non-finite values are left out. The interval is the
+    leave-one-cluster-out jackknife t interval of the mean over values
+    (:func:`value_lens.analysis.intervals.jackknife_interval`): rollouts of one problem share
+    its difficulty, so they are not independent draws. Fewer than 3 clusters give NaN bounds.
+
+    Returns ``{"mean", "n", "n_clusters", "ci_lo", "ci_hi"}`` (counts as ints).
+
+    >>> r = cluster_mean_ci([1.0, 2.0, 3.0, 4.0], clusters=["a", "a", "b", "c"])
+    >>> r["mean"], r["n"], r["n_clusters"]
+    (2.5, 4, 3)
+    """
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    labels = np.arange(v.size) if clusters is None else np.asarray(list(clusters), dtype=object)
+    if labels.size != v.size:
+        raise InputError(f"{labels.size} cluster labels for {v.size} values; give one each")
+    ok = np.isfinite(v)
+    v, labels = v[ok], labels[ok]
+    nan = float("nan")
+    if v.size == 0:
+        return {"mean": nan, "n": 0, "n_clusters": 0, "ci_lo": nan, "ci_hi": nan}
+    _, codes = np.unique(labels.astype(str), return_inverse=True)
+    sums, counts = np.bincount(codes, v), np.bincount(codes).astype(np.float64)
+    point = float(v.mean())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        loo = (sums.sum() - sums) / (counts.sum() - counts)
+    iv = jackknife_interval(point, loo, level)
+    return {
+        "mean": point,
+        "n": int(v.size),
+        "n_clusters": int(counts.size),
+        "ci_lo": iv.lo,
+        "ci_hi": iv.hi,
+    }
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How an evaluation suite reads the axis, shared by the three runners.
+
+    Attributes:
+        metric: ``"cosine"`` (the paper's readout, Eq. 2) or ``"projection"`` (residual units).
+        truncate: cut chats beyond the model's context instead of raising.
+        log: a JSONL path; finished items are appended there and skipped when a killed run is
+            started again with the same arguments.
+        progress: show a progress bar.
+
+    >>> ReadOptions.of(None, progress=False)
+    ReadOptions(metric='cosine', truncate=False, log=None, progress=False)
+    """
+
+    metric: str = "cosine"
+    truncate: bool = False
+    log: str | os.PathLike[str] | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_metric(self.metric)
+
+    @classmethod
+    def of(cls, read: ReadOptions | None, **overrides: Any) -> ReadOptions:
+        """``read`` (default: the defaults) with the keyword shortcuts the runners accept."""
+        base = read or cls()
+        unknown = sorted(set(overrides) - {"metric", "truncate", "log", "progress"})
+        if unknown:
+            raise InputError(
+                f"unknown option(s) {unknown}; the read options are metric, truncate, log and "
+                "progress (or pass read=ReadOptions(...))"
+            )
+        return replace(base, **overrides)
 
 
 def load_jsonl(path: str | os.PathLike[str], required: Sequence[str]) -> list[dict[str, Any]]:
