@@ -17,6 +17,7 @@ from tests._evals_helpers import (
     turn,
 )
 from value_lens.errors import InputError
+from value_lens.evals._common import cluster_mean_ci
 from value_lens.evals.backtracking import (
     BACKTRACKING_GENERATION,
     DEFAULT_PHRASES,
@@ -234,6 +235,43 @@ def test_suite_generates_with_the_thinking_flag(tiny, monkeypatch):
     )
     assert [c.enable_thinking for c in calls] == [False]
     assert res.table["n_events"].tolist() == [1, 1] and res.meta["enable_thinking"] is False
+
+
+def test_suite_intervals_resample_problems_not_rollouts(tiny, monkeypatch):
+    """3 problems x 2 rollouts, backtracking in both rollouts of problem 0 and one of problem
+    1: each table counts 3 backtracking rollouts from 2 problems (2 clusters, so no interval),
+    not 3 independent rollouts."""
+    bt_mod = importlib.import_module("value_lens.evals.backtracking")
+    replies = iter(["Wait, it is 4.", "Hmm, 4.", "Wait, 6.", "So 6.", "Then 9.", "It is 9."])
+
+    def fake_generate(_model, prompts, config, **_kw):  # noqa: ARG001
+        return [SimpleNamespace(text=next(replies)) for _ in prompts]
+
+    monkeypatch.setattr(bt_mod, "generate", fake_generate)
+    probs = ["What is 2 + 2?", "What is 3 + 3?", "What is 4 + 5?"]
+    res = run_backtracking_suite(
+        tiny, random_axis(tiny), 0, problems=probs, n_rollouts=2, band=3, window=0, progress=False
+    )
+    assert res.meta["n_problems"] == 3 and res.table["problem"].tolist() == [0, 0, 1, 1, 2, 2]
+    assert res.table["backtracking"].tolist() == [True, True, True, False, False, False]
+    bands = res.extras["bands"]
+    first = bands[bands["band_start"] == 0].set_index("backtracking")
+    assert first.loc[True, "n"] == 3 and first.loc[True, "n_clusters"] == 2
+    assert np.isnan(first.loc[True, "ci_lo"])  # 2 problems: no interval
+    ev = res.extras["event_locked"].iloc[0]
+    assert (ev["n"], ev["n_clusters"]) == (3, 2)
+    s = res.summary.set_index("backtracking")
+    assert (s.loc[True, "n"], s.loc[True, "n_problems"]) == (3, 2)
+    all_means = res.table["mean_value"].to_numpy()
+    by_problem = cluster_mean_ci(all_means, res.table["problem"].tolist())
+    pooled = band_curves(
+        [np.asarray([v]) for v in all_means],
+        [True] * 6,
+        band=3,
+        clusters=res.table["problem"].tolist(),
+    ).iloc[0]
+    assert pooled["ci_lo"] == pytest.approx(by_problem["ci_lo"])
+    assert pooled["n_clusters"] == 3 and pooled["n"] == 6
 
 
 def test_suite_on_supplied_texts_tiny(tiny):

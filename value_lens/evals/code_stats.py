@@ -5,7 +5,7 @@ The paper reports d per corruption kind; a single d pooled over kinds mixes corr
 effects differ by a factor of five (shuffled lines against syntax errors), so it is kept as a
 secondary figure. Every interval here resamples problems: a problem's correct and corrupted
 versions (and, pooled, all its corruptions) are left out together (the leave-one-problem-out
-jackknife t interval of :func:`value_lens.analysis.metrics.bootstrap_ci`).
+jackknife t interval, :func:`value_lens.evals._common.jackknife_ci`).
 
 Corruptions change length: renaming variables to single letters and syntax errors change the
 number of tokens, so correct and corrupted code are position-matched only where a kind's token
@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from value_lens.analysis.metrics import bootstrap_ci, cohens_d
-from value_lens.errors import InputError
+from value_lens.analysis.metrics import cohens_d
+from value_lens.evals._common import jackknife_ci
 
 __all__ = ["code_headline", "code_sentence", "code_summary"]
 
@@ -42,17 +42,9 @@ def _d_ci(
     if len(a) < 2:
         return float("nan"), float("nan"), float("nan")
     d = float(cohens_d(a, b, paired=paired))
-    try:
-        lo, hi = bootstrap_ci(
-            lambda x, y: float(cohens_d(x, y, paired=paired)),
-            a,
-            b,
-            paired=True,
-            groups=groups,
-            ci=level,
-        )
-    except InputError:
-        lo, hi = float("nan"), float("nan")
+    lo, hi = jackknife_ci(
+        lambda x, y: float(cohens_d(x, y, paired=paired)), [a, b], [groups, groups], level
+    )
     return d, lo, hi
 
 

@@ -20,15 +20,17 @@ which is also part of the pre-response window. The readout is the cosine (paper 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from value_lens.analysis.metrics import auroc, bootstrap_ci, spearman
+from value_lens.analysis.metrics import auroc, spearman
 from value_lens.core.chat import format_chat
 from value_lens.core.generate import GenerationConfig, generate
 from value_lens.core.protocols import GenerativeModel
@@ -36,6 +38,7 @@ from value_lens.errors import InputError
 from value_lens.evals._common import (
     EvalResult,
     ReadOptions,
+    jackknife_ci,
     open_log,
     prefill_trace,
     run_id,
@@ -68,13 +71,22 @@ def _auroc_or_nan(pos: Any, neg: Any) -> float:
     return auroc(pos, neg) if len(pos) and len(neg) else float("nan")
 
 
-def _ci(fn: Any, a: Any, b: Any, groups: list[Any], paired: bool) -> tuple[float, float]:
+def _logit(p: float) -> float:
+    q = min(max(float(p), 1e-4), 1 - 1e-4)
+    return math.log(q / (1 - q))
+
+
+def _ci(fn: Any, a: Any, b: Any, groups: list[Any]) -> tuple[float, float]:
     """The 95% interval of ``fn(a, b)`` that leaves out one problem at a time (jackknife over
-    problems; NaN with fewer than 3 problems where it is defined)."""
-    try:
-        return bootstrap_ci(fn, a, b, groups=groups, paired=paired)
-    except InputError:
-        return float("nan"), float("nan")
+    problems; NaN with fewer than 3 problems where it is defined), computed on the logit scale
+    for an AUROC and on Fisher's z scale for a correlation and mapped back, so it stays inside
+    the statistic's range (a symmetric interval under-covers a skewed AUROC on 10 + 10)."""
+    if fn is auroc:
+        link, back = _logit, lambda x: 1 / (1 + math.exp(-x))
+    else:
+        link, back = lambda r: math.atanh(max(min(float(r), 1 - 1e-6), -1 + 1e-6)), math.tanh
+    lo, hi = jackknife_ci(lambda x, y: link(fn(x, y)), [a, b], groups)
+    return (back(lo), back(hi)) if np.isfinite(lo) else (float("nan"), float("nan"))
 
 
 def _framing_row(t: pd.DataFrame, answers: pd.DataFrame) -> dict[str, Any]:
@@ -82,8 +94,8 @@ def _framing_row(t: pd.DataFrame, answers: pd.DataFrame) -> dict[str, Any]:
     gap = (yes.set_index("problem_id")["value"] - no.set_index("problem_id")["value"]).dropna()
     ok = answers.set_index("problem_id")["correct"].reindex(gap.index)
     right, wrong = gap[ok == True], gap[ok == False]  # noqa: E712
-    lo, hi = _ci(auroc, yes["value"], no["value"], [yes["problem_id"], no["problem_id"]], False)
-    glo, ghi = _ci(auroc, right, wrong, [list(right.index), list(wrong.index)], False)
+    lo, hi = _ci(auroc, yes["value"], no["value"], [yes["problem_id"], no["problem_id"]])
+    glo, ghi = _ci(auroc, right, wrong, [list(right.index), list(wrong.index)])
     return {
         "n_answers": len(answers),
         "n_unparseable": int((~answers["parsed_ok"]).sum()),
@@ -105,8 +117,9 @@ def confidence_summary(
     """Per framing: AUROC of Yes- vs No-prefill values (and Yes-minus-No for correct vs wrong
     answers), whether that AUROC flips sides of 0.5 between framings, answer counts including
     unparseable ones, and the pre-response AUROC/Spearman. Every ``*_lo``/``*_hi`` is a 95%
-    interval over problems (leave-one-problem-out jackknife: a problem's Yes and No prefills
-    come from the same conversation, so they are left out together)."""
+    interval over problems (leave-one-problem-out jackknife t interval on the logit scale for
+    AUROCs, Fisher's z for the Spearman: a problem's Yes and No prefills come from the same
+    conversation, so they are left out together)."""
     rows = [
         {"framing": framing, **_framing_row(prefills[prefills["framing"] == framing], answers)}
         for framing in FRAMINGS
@@ -120,12 +133,11 @@ def confidence_summary(
         conf = (p["yes_rate"] > 0.5).to_numpy()
         pos, neg = p.loc[conf], p.loc[~conf]
         df["pre_auroc_confident"] = _auroc_or_nan(pos["value"], neg["value"])
-        lo, hi = _ci(
-            auroc, pos["value"], neg["value"], [pos["problem_id"], neg["problem_id"]], False
-        )
+        lo, hi = _ci(auroc, pos["value"], neg["value"], [pos["problem_id"], neg["problem_id"]])
         df["pre_auroc_confident_lo"], df["pre_auroc_confident_hi"] = lo, hi
         df["pre_spearman"] = spearman(p["yes_rate"], p["value"]) if len(p) > 1 else float("nan")
-        lo, hi = _ci(spearman, p["yes_rate"], p["value"], list(p["problem_id"]), True)
+        ids = list(p["problem_id"])
+        lo, hi = _ci(spearman, p["yes_rate"], p["value"], [ids, ids])
         df["pre_spearman_lo"], df["pre_spearman_hi"] = lo, hi
         df["pre_n_confident"] = int(conf.sum())
         df["pre_n"] = len(p)

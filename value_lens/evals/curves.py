@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from value_lens.errors import InputError
-from value_lens.evals._common import cluster_mean_ci
+from value_lens.evals._common import cluster_means_ci
 
 __all__ = ["band_curves", "event_locked", "event_windows", "token_positions"]
 
@@ -49,7 +49,7 @@ def token_positions(
     return out
 
 
-def _labels(clusters: Sequence[Any] | None, n: int) -> list[Any]:
+def _labels(clusters: Sequence[Any] | np.ndarray | None, n: int) -> list[Any]:
     labels = list(range(n)) if clusters is None else list(clusters)
     if len(labels) != n:
         raise InputError(f"{len(labels)} cluster labels for {n} traces; give one each")
@@ -58,10 +58,10 @@ def _labels(clusters: Sequence[Any] | None, n: int) -> list[Any]:
 
 def band_curves(
     traces: Sequence[np.ndarray],
-    backtracking: Sequence[bool],
+    backtracking: Sequence[bool] | np.ndarray,
     *,
     band: int = 500,
-    clusters: Sequence[Any] | None = None,
+    clusters: Sequence[Any] | np.ndarray | None = None,
     level: float = 0.95,
 ) -> pd.DataFrame:
     """Mean value per token band, over the rollouts that reach each band.
@@ -73,20 +73,27 @@ def band_curves(
     if band < 1:
         raise InputError("band must be a positive number of tokens")
     labels = _labels(clusters, len(traces))
-    rows = []
+    flags = np.asarray(backtracking, dtype=bool).reshape(-1)
+    if flags.size != len(traces):
+        raise InputError(f"{flags.size} backtracking flags for {len(traces)} traces; give one each")
     longest = max((len(t) for t in traces), default=0)
+    starts = list(range(0, longest, band))
+    means = np.full((len(traces), len(starts)), np.nan)  # each rollout's mean per band it reaches
+    for i, t in enumerate(traces):
+        t = np.asarray(t, dtype=np.float64)
+        for j, b0 in enumerate(starts):
+            if len(t) > b0:
+                means[i, j] = t[b0 : b0 + band].mean()
+    rows = []
     for flag in (True, False):
-        for b0 in range(0, longest, band):
-            picked = [
-                (float(t[b0 : b0 + band].mean()), c)
-                for t, f, c in zip(traces, backtracking, labels, strict=True)
-                if f == flag and len(t) > b0
-            ]
-            if not picked:
-                continue
-            vals, labs = zip(*picked, strict=True)
-            ci = cluster_mean_ci(vals, labs, level)
-            rows.append({"backtracking": flag, "band_start": b0, "band_end": b0 + band, **ci})
+        sel = flags == flag
+        if not sel.any():
+            continue
+        ci = cluster_means_ci(means[sel], np.asarray(labels, dtype=object)[sel], level)
+        for j, b0 in enumerate(starts):
+            if ci["n"][j]:
+                row = {k: v[j] for k, v in ci.items()}
+                rows.append({"backtracking": flag, "band_start": b0, "band_end": b0 + band, **row})
     return pd.DataFrame(rows)
 
 
@@ -135,7 +142,7 @@ def event_locked(
     *,
     window: int = 100,
     complete: bool = True,
-    clusters: Sequence[Any] | None = None,
+    clusters: Sequence[Any] | np.ndarray | None = None,
     level: float = 0.95,
 ) -> pd.DataFrame:
     """Mean trace aligned on events: one row per offset in ``[-window, window]``.
@@ -167,8 +174,12 @@ def event_locked(
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns of a partial window
         means = np.stack([np.nanmean(m, axis=0) for m in stack]) if stack else np.empty((0, width))
-    rows = []
-    for j, off in enumerate(range(-window, window + 1)):
-        ci = cluster_mean_ci(means[:, j], owners, level)
-        rows.append({"offset": off, **ci, "n_events": int(counts[j]), "n_events_skipped": skipped})
-    return pd.DataFrame(rows)
+    ci = cluster_means_ci(means, owners, level)
+    offsets = range(-window, window + 1)
+    return pd.DataFrame(
+        [
+            {"offset": off, **{k: v[j] for k, v in ci.items()}, "n_events": int(counts[j])}
+            | {"n_events_skipped": skipped}
+            for j, off in enumerate(offsets)
+        ]
+    )
