@@ -40,6 +40,7 @@ from value_lens.viz.report import write_report
 
 __all__ = [
     "RESULT_FILES",
+    "result_files",
     "load_trace",
     "read_meta",
     "report_from_dir",
@@ -61,9 +62,17 @@ RESULT_FILES = {
     "rank_user_summary": "compare_rank_user_summary.csv",
     "word_delta": "compare_word_delta.csv",
     "word_delta_summary": "compare_word_delta_summary.csv",
-    # every registered evaluation suite's tables (value_lens.evals.registry)
-    **{name: t.file for suite in suites().values() for name, t in suite.tables.items()},
 }
+
+
+def result_files() -> dict[str, str]:
+    """:data:`RESULT_FILES` and the tables of every registered evaluation suite
+    (:func:`value_lens.evals.suites`, read now, so suites registered later are included)."""
+    return RESULT_FILES | {n: t.file for s in suites().values() for n, t in s.tables.items()}
+
+
+RESULT_FILES.update(result_files())  # the built-in suites' tables, for direct lookups
+
 META_FILE = "run.json"
 TRACE_GLOB = "trace-*.json"
 
@@ -139,7 +148,7 @@ def load_trace(path: str | os.PathLike[str]) -> tuple[ValueTrace, str]:
 
 
 def _csv(out: Path, name: str) -> pd.DataFrame | None:
-    p = out / RESULT_FILES[name]
+    p = out / result_files()[name]
     return pd.read_csv(p) if p.exists() else None
 
 
@@ -343,7 +352,7 @@ def report_from_dir(
     sections = report_sections(out)
     if not sections:
         raise InputError(
-            f"{out} holds no results ({', '.join(RESULT_FILES.values())} or {TRACE_GLOB}); "
+            f"{out} holds no results ({', '.join(result_files().values())} or {TRACE_GLOB}); "
             "run build/sweep/trace/steer/eval with --out there first"
         )
     meta = {k: v for k, v in read_meta(out).items() if k not in {"dose_metrics"}}
