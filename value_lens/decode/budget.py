@@ -34,12 +34,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from value_lens.analysis.clusters import cluster_counts
+from value_lens.analysis.intervals import jackknife_interval
 from value_lens.decode.rollouts import Sample
 from value_lens.errors import InputError
 
@@ -162,12 +163,15 @@ def warmup_thresholds(inputs: StopInputs, warmup: int, percentiles: Sequence[flo
             f"warmup must be in 1..{n - 1} (n={n}); DeepConf's default is 16 warm-ups, so "
             "sample n > 16 rollouts per problem or pass a smaller warmup="
         )
+    warm = inputs.scores[:, :warmup]
+    ok = np.isfinite(warm).all(1)
     out = np.full((p_count, len(percentiles)), -np.inf)
-    for p in range(p_count):
-        warm = inputs.scores[p, :warmup]
-        warm = warm[np.isfinite(warm)]
-        if warm.size:
-            out[p] = np.percentile(warm, list(percentiles))
+    if ok.any():  # the common case in one call: every warm-up rollout has a score
+        out[ok] = np.percentile(warm[ok], list(percentiles), axis=1).T
+    for p in np.flatnonzero(~ok):
+        row = warm[p][np.isfinite(warm[p])]
+        if row.size:
+            out[p] = np.percentile(row, list(percentiles))
     return out
 
 
@@ -293,10 +297,13 @@ def _boot(curve: StopCurve, weights: np.ndarray, s: float) -> tuple[np.ndarray, 
     return _at(weights @ curve.accuracy / tot, saved, s), weights @ curve.baseline / tot[:, 0]
 
 
-def _interval(point: float, vals: np.ndarray, ci: float) -> dict[str, float]:
+def _interval(point: float, vals: np.ndarray, ci: float, method: str) -> dict[str, float]:
     ok = vals[np.isfinite(vals)]
     if not np.isfinite(point) or ok.size < 0.5 * vals.size:
         return {"": point, "_lo": np.nan, "_hi": np.nan}
+    if method == "jackknife":
+        iv = jackknife_interval(point, vals, ci)
+        return {"": point, "_lo": iv.lo, "_hi": iv.hi}
     lo, hi = np.quantile(ok, [(1 - ci) / 2, (1 + ci) / 2])
     return {"": point, "_lo": float(lo), "_hi": float(hi)}
 
@@ -310,15 +317,18 @@ def equal_budget(
     n_boot: int = 1000,
     seed: int = 0,
     ci: float = 0.95,
+    method: Literal["jackknife", "percentile"] = "jackknife",
 ) -> pd.DataFrame:
     """Each rule's accuracy at each share of tokens ``savings``, with paired differences.
 
     One row per rule and saving: ``accuracy``; ``vs_majority`` (minus the full-run majority
     vote of the same problems); ``vs_random`` (minus the ``random`` rule at the same saving);
     ``vs_matched`` (minus the rule's length-matched random control in ``matched``). Each has
-    ``_lo`` / ``_hi``: a percentile bootstrap over problems (every resample re-solves the
-    budget; an interval is NaN when over half the resamples cannot reach the saving). A
-    saving beyond a rule's reach gives NaN.
+    ``_lo`` / ``_hi``, an interval over problems that re-solves the budget without each
+    problem (``method="jackknife"``, the default: the leave-one-problem-out jackknife t
+    interval) or on each of ``n_boot`` problem resamples (``"percentile"``: the percentile
+    bootstrap, which covered 92% at 100 problems in the tests); NaN when over half of them
+    cannot reach the saving. A saving beyond a rule's reach gives NaN.
     """
     first = next(iter(curves.values()), None)
     if first is None:
@@ -328,7 +338,12 @@ def equal_budget(
         raise InputError("every curve must come from the same problems")
     if random is not None and random not in curves:
         raise InputError(f"no curve named {random!r} for the random-stop comparison")
-    w = np.vstack([np.ones(p_count), *cluster_counts(p_count, n_boot, seed)]).astype(np.float64)
+    if method not in ("jackknife", "percentile"):
+        raise InputError(f"method must be 'jackknife' or 'percentile', got {method!r}")
+    if method == "jackknife":
+        w = np.vstack([np.ones(p_count), 1.0 - np.eye(p_count)])
+    else:
+        w = np.vstack([np.ones(p_count), *cluster_counts(p_count, n_boot, seed)]).astype(float)
     rows = []
     for s in savings:
         ref = _boot(curves[random], w, s)[0] if random is not None else None
@@ -341,7 +356,7 @@ def equal_budget(
             if matched is not None and name in matched:
                 diffs["vs_matched"] = acc - _boot(matched[name], w, s)[0]
             for key, v in diffs.items():
-                iv = _interval(float(v[0]), v[1:], ci)
+                iv = _interval(float(v[0]), v[1:], ci, method)
                 row.update({key + suffix: x for suffix, x in iv.items()})
             rows.append(row)
     return pd.DataFrame(rows)

@@ -45,7 +45,15 @@ from value_lens.decode.rollouts import Needs, Sample, Task, rollout
 from value_lens.decode.scorers import TokenScorer, as_scorer, group_means
 from value_lens.errors import InputError
 
-__all__ = ["DECODE_GENERATION", "EarlyStop", "best_of_n", "early_stop", "rescore", "stop_step"]
+__all__ = [
+    "DECODE_GENERATION",
+    "EarlyStop",
+    "best_of_n",
+    "early_stop",
+    "per_problem",
+    "rescore",
+    "stop_step",
+]
 
 #: sampling defaults of the decoding runs (overridable by config= and keyword overrides)
 DECODE_GENERATION = GenerationConfig(max_new_tokens=32, temperature=0.7, batch_size=16)
@@ -167,8 +175,8 @@ class EarlyStop:
         ):
             lo, hi = problem_boot(stat, n_p, n_boot=n_boot, seed=seed, ci=ci)
             out.update({key: float(point), f"{key}_lo": lo, f"{key}_hi": hi})
-        later = self.frame[~self.frame["warmup"]]
-        out["n_problems"], out["stopped_share"] = n_p, float(later["stopped"].mean())
+        out["n_problems"], out["stopped_share"] = n_p, float(pp["stopped_share"].mean())
+        out["warmup"] = int(self.info.get("warmup", 0))
         return out
 
 
@@ -254,7 +262,7 @@ def early_stop(
     thr = _thresholds(threshold, inputs, warmup)
     kept = stops(inputs, warmup, thr[:, None])[..., 0]  # [P, n], -1: not stopped
     info = {"warmup": warmup, "n": n, "threshold": str(threshold), "group": scorer.group}
-    per = _per_problem(inputs, thr, kept).assign(problem=[s.problem for s in samples[::n]])
+    per = per_problem(inputs, warmup, threshold).assign(problem=[s.problem for s in samples[::n]])
     return EarlyStop(_frame(samples, inputs, thr, kept, warmup), per, info)
 
 
@@ -279,7 +287,12 @@ def _frame(
     )
 
 
-def _per_problem(inputs: StopInputs, thr: np.ndarray, kept: np.ndarray) -> pd.DataFrame:
+def per_problem(inputs: StopInputs, warmup: int, threshold: float | str) -> pd.DataFrame:
+    """:attr:`EarlyStop.per_problem` straight from arrays (:class:`~value_lens.decode.budget.
+    StopInputs`): each problem's threshold, vote accuracy with and without stopping, and tokens
+    kept and written in full."""
+    thr = _thresholds(threshold, inputs, warmup)
+    kept = stops(inputs, warmup, thr[:, None])[..., 0]
     full = inputs.n_tokens.astype(np.float64)
     every = np.ones(inputs.shape, dtype=bool)
     return pd.DataFrame(
@@ -290,5 +303,6 @@ def _per_problem(inputs: StopInputs, thr: np.ndarray, kept: np.ndarray) -> pd.Da
             "baseline": vote_accuracy(every, inputs.answers, inputs.correct),
             "kept_tokens": np.where(kept >= 0, kept, full).sum(1),
             "full_tokens": full.sum(1),
+            "stopped_share": (kept[:, warmup:] >= 0).mean(1),
         }
     )
