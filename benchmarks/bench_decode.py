@@ -247,7 +247,8 @@ def _early_stop(
             s = es.summary(n_boot=args.boot)
             keep = [k for k in s if k.startswith(("accuracy", "baseline", "tokens_saved"))]
             stops.append(
-                {"scorer": name, "percentile": pct, "stopped_share": round(s["stopped_share"], 4)}
+                {"scorer": name, "percentile": pct, "warmup": s["warmup"]}
+                | {"stopped_share": round(s["stopped_share"], 4)}
                 | {k: round(float(s[k]), 4) for k in keep}
                 | {k: round(v, 4) for k, v in _length_profile(es).items()}
             )
