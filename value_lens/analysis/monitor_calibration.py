@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -32,9 +32,6 @@ from value_lens.analysis.readout import trace
 from value_lens.analysis.stop import Side, Unit, calibrate_threshold, false_positive_rate
 from value_lens.core.protocols import HookedModel
 from value_lens.errors import InputError
-
-if TYPE_CHECKING:
-    from value_lens.analysis.monitor import Monitor
 
 __all__ = ["MonitorCalibration", "aggregate_traces", "calibrate_monitor"]
 
@@ -98,10 +95,11 @@ class MonitorCalibration:
 
 
 def aggregate_traces(
-    mon: Monitor, model: HookedModel, texts: Sequence[Any]
+    mon: Any, model: HookedModel, texts: Sequence[Any]
 ) -> dict[str, list[np.ndarray]]:
     """``{aggregate: [per text: its value after each token]}``: each neutral text read like a
-    generation at the monitor's ``score_layer`` with its metric."""
+    generation at the ``score_layer`` of ``mon`` (a :class:`~value_lens.analysis.monitor.
+    Monitor`) with its metric."""
     if isinstance(texts, str) or len(texts) == 0:
         raise InputError("calibrate takes a non-empty list of neutral texts")
     import torch
@@ -116,7 +114,7 @@ def aggregate_traces(
 
 
 def calibrate_monitor(
-    mon: Monitor,
+    mon: Any,
     model: HookedModel,
     texts: Sequence[Any],
     *,

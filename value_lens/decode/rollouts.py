@@ -23,8 +23,6 @@ the rows are the problems in order, each repeated ``n`` times.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -236,12 +234,12 @@ def rollout(
     config: GenerationConfig,
     *,
     progress: bool = False,
-    store: str | os.PathLike[str] | None = None,
+    store: Any = None,
 ) -> list[Sample]:
     """``n`` samples of every problem with what ``needs`` asks for, in problem order.
 
-    ``store``: a folder where each finished batch is saved and from which a rerun with the same
-    settings resumes (:class:`~value_lens.decode.store.RolloutStore`).
+    ``store``: a :class:`~value_lens.decode.store.RolloutStore` of this run: each finished batch
+    is saved there, and batches it already holds are read back instead of generated.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise InputError(f"n must be an int >= 1, got {n!r}")
@@ -256,7 +254,7 @@ def rollout(
         from tqdm.auto import tqdm
 
         batches = list(tqdm(batches, desc="rollouts"))
-    saved = None if store is None else _store(store, model, problems, n, needs, task, config)
+    saved = store
     out: list[Sample] = []
     for b, batch in enumerate(batches):
         if saved is not None and saved.has(b):
@@ -280,34 +278,6 @@ def rollout(
             saved.save(b, done)
         out += done
     return out
-
-
-def _store(
-    folder: str | os.PathLike[str],
-    model: GenerativeModel,
-    problems: Sequence[Any],
-    n: int,
-    needs: Needs,
-    task: Task,
-    config: GenerationConfig,
-) -> Any:
-    """The rollout store of this run, keyed by everything that changes what is generated."""
-    from value_lens.decode.store import RolloutStore
-
-    axis = None
-    if needs.axis is not None:
-        axis = hashlib.sha256(needs.axis.directions.double().numpy().tobytes()).hexdigest()[:16]
-    run = {
-        "model": model_id(model),
-        "prompts": [task.prompt_of(p) for p in problems],
-        "n": n,
-        "axis": axis,
-        "value_layers": sorted(needs.value_layers),
-        "hidden_layers": sorted(needs.hidden_layers),
-        "token_stats": needs.token_stats,
-        "generation": config.to_dict(),
-    }
-    return RolloutStore(folder, run)
 
 
 def _sample(

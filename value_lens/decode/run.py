@@ -43,6 +43,7 @@ from value_lens.decode.budget import StopInputs, stops, vote_accuracy, warmup_th
 from value_lens.decode.results import BestOfN, Selector, problem_boot
 from value_lens.decode.rollouts import Needs, Sample, Task, rollout
 from value_lens.decode.scorers import TokenScorer, as_scorer, group_means
+from value_lens.decode.store import RolloutStore
 from value_lens.errors import InputError
 
 __all__ = [
@@ -107,7 +108,10 @@ def best_of_n(
         needs = needs | s.needs
     cfg = _config(config, overrides)
     task = Task(check=check, answer=answer, prompt=prompt)
-    samples = rollout(model, problems, n, needs, task, cfg, progress=progress, store=store)
+    kept = (
+        None if store is None else RolloutStore.for_run(store, model, problems, n, needs, task, cfg)
+    )
+    samples = rollout(model, problems, n, needs, task, cfg, progress=progress, store=kept)
     return rescore(samples, n, objs, selector, info={"generation": cfg.to_dict()})
 
 
@@ -253,7 +257,13 @@ def early_stop(
             raise InputError("early_stop needs model, problems and check=, or rollouts=")
         task = Task(check=check, answer=answer, prompt=prompt)
         cfg = _config(config, overrides)
-        samples = rollout(model, problems, n, scorer.needs, task, cfg, store=store)
+        needs = scorer.needs
+        kept = (
+            None
+            if store is None
+            else RolloutStore.for_run(store, model, problems, n, needs, task, cfg)
+        )
+        samples = rollout(model, problems, n, needs, task, cfg, store=kept)
     else:
         if rollouts.n != n:
             raise InputError(f"rollouts has n={rollouts.n}, not {n}")

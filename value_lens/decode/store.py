@@ -1,7 +1,7 @@
 """A folder of finished rollout batches, so a killed decoding run resumes where it stopped.
 
-:func:`value_lens.decode.rollouts.rollout` (and :func:`~value_lens.decode.run.best_of_n`,
-:func:`~value_lens.decode.run.early_stop`) take ``store=DIR``: each finished batch of rollouts is
+:func:`~value_lens.decode.run.best_of_n` and :func:`~value_lens.decode.run.early_stop` take
+``store=DIR`` (:func:`value_lens.decode.rollouts.rollout` takes the :class:`RolloutStore`): each finished batch of rollouts is
 written there as one safetensors file (``batch-00000.safetensors``: every recorded tensor, plus
 the texts and flags as JSON metadata; nothing is pickled), and a rerun with the same settings
 loads the finished batches instead of generating them again. The answer and the verdict are not
@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -30,8 +31,11 @@ from typing import Any
 
 import torch
 
+from value_lens.core.generate import GenerationConfig
 from value_lens.core.io import atomic_write_text, load_artifact, save_artifact
-from value_lens.decode.rollouts import Sample, Task
+from value_lens.core.model import model_id
+from value_lens.core.protocols import GenerativeModel
+from value_lens.decode.rollouts import Needs, Sample, Task
 from value_lens.errors import InputError
 
 __all__ = ["RolloutStore"]
@@ -68,6 +72,35 @@ class RolloutStore:
                 )
         else:
             atomic_write_text(head, json.dumps(self.run, sort_keys=True, indent=1) + "\n")
+
+    @classmethod
+    def for_run(
+        cls,
+        folder: str | os.PathLike[str],
+        model: GenerativeModel,
+        problems: Sequence[Any],
+        n: int,
+        needs: Needs,
+        task: Task,
+        config: GenerationConfig,
+    ) -> RolloutStore:
+        """The store of one rollout run, keyed by everything that changes what is generated:
+        the model, the prompts, ``n``, the axis and layers read, and the generation settings."""
+        axis = None
+        if needs.axis is not None:
+            raw = needs.axis.directions.double().numpy().tobytes()
+            axis = hashlib.sha256(raw).hexdigest()[:16]
+        run = {
+            "model": model_id(model),
+            "prompts": [task.prompt_of(p) for p in problems],
+            "n": n,
+            "axis": axis,
+            "value_layers": sorted(needs.value_layers),
+            "hidden_layers": sorted(needs.hidden_layers),
+            "token_stats": needs.token_stats,
+            "generation": config.to_dict(),
+        }
+        return cls(folder, run)
 
     def _path(self, batch: int) -> Path:
         return self.folder / f"batch-{batch:05d}.safetensors"
