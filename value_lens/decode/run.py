@@ -258,12 +258,12 @@ def early_stop(
         task = Task(check=check, answer=answer, prompt=prompt)
         cfg = _config(config, overrides)
         needs = scorer.needs
-        kept = (
+        saved = (
             None
             if store is None
             else RolloutStore.for_run(store, model, problems, n, needs, task, cfg)
         )
-        samples = rollout(model, problems, n, needs, task, cfg, store=kept)
+        samples = rollout(model, problems, n, needs, task, cfg, store=saved)
     else:
         if rollouts.n != n:
             raise InputError(f"rollouts has n={rollouts.n}, not {n}")

@@ -21,7 +21,7 @@ which is also part of the pre-response window. The readout is the cosine (paper 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,15 +76,21 @@ def _logit(p: float) -> float:
     return math.log(q / (1 - q))
 
 
+def _fisher_z(r: float) -> float:
+    return math.atanh(max(min(float(r), 1 - 1e-6), -1 + 1e-6))
+
+
+def _expit(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
 def _ci(fn: Any, a: Any, b: Any, groups: list[Any]) -> tuple[float, float]:
     """The 95% interval of ``fn(a, b)`` that leaves out one problem at a time (jackknife over
     problems; NaN with fewer than 3 problems where it is defined), computed on the logit scale
     for an AUROC and on Fisher's z scale for a correlation and mapped back, so it stays inside
     the statistic's range (a symmetric interval under-covers a skewed AUROC on 10 + 10)."""
-    if fn is auroc:
-        link, back = _logit, lambda x: 1 / (1 + math.exp(-x))
-    else:
-        link, back = lambda r: math.atanh(max(min(float(r), 1 - 1e-6), -1 + 1e-6)), math.tanh
+    link: Callable[[float], float] = _logit if fn is auroc else _fisher_z
+    back: Callable[[float], float] = _expit if fn is auroc else math.tanh
     lo, hi = jackknife_ci(lambda x, y: link(fn(x, y)), [a, b], groups)
     return (back(lo), back(hi)) if np.isfinite(lo) else (float("nan"), float("nan"))
 
