@@ -138,16 +138,7 @@ def run_backtracking_suite(
         ``n_events_skipped``, ``n_problems``.
     """
     opts = ReadOptions.of(read, **read_options)
-    if (problems is None) == (texts is None):
-        raise InputError("pass either problems (to generate rollouts) or texts (to score)")
-    if texts is not None and not gen.enable_thinking:
-        bad = [i for i, t in enumerate(texts) if "</think>" in str(t)]
-        if bad:
-            raise InputError(
-                f"text {bad[0]} holds reasoning (</think>) but enable_thinking=False scores replies "
-                "after an empty think block; pass gen=GenerationConfig(enable_thinking=True, ...) or strip the "
-                "reasoning"
-            )
+    _check_sources(problems, texts, gen)
     settings = {"phrases": list(phrases), "n_rollouts": n_rollouts, **gen.to_dict()}
     run = run_id("backtracking", model, axis, layer, metric=opts.metric, **settings)
     recs = _rollouts(model, axis, layer, problems, texts, gen, user, phrases, n_rollouts, opts, run)
@@ -160,25 +151,34 @@ def run_backtracking_suite(
     locked = event_locked(
         traces, events, window=window, complete=complete_windows, clusters=clusters
     )
-    n_events = sum(len(e) for e in events)
-    skipped = int(locked["n_events_skipped"].iloc[0])
     flags = [bool(e) for e in events]
     extras = {
         "bands": band_curves(traces, flags, band=band, clusters=clusters),
         "event_locked": locked,
     }
-    meta = {
-        **run,
-        "band": band,
-        "window": window,
-        "complete_windows": complete_windows,
-        "n_events": n_events,
-        "n_events_used": n_events - skipped,
-        "n_events_skipped": skipped,
-        "n_problems": len(set(clusters)),
-        "ci": "95% leave-one-problem-out jackknife t interval (rollouts of a problem together)",
-    }
+    n_events, skipped = sum(len(e) for e in events), int(locked["n_events_skipped"].iloc[0])
+    meta = {**run, "band": band, "window": window, "complete_windows": complete_windows}
+    meta |= {"n_events": n_events, "n_events_used": n_events - skipped}
+    meta |= {"n_events_skipped": skipped, "n_problems": len(set(clusters)), "ci": _CI}
     return EvalResult(table, _summary(table, clusters), extras, meta)
+
+
+_CI = "95% leave-one-problem-out jackknife t interval (rollouts of a problem together)"
+
+
+def _check_sources(
+    problems: Sequence[str] | None, texts: Sequence[str] | None, gen: GenerationConfig
+) -> None:
+    if (problems is None) == (texts is None):
+        raise InputError("pass either problems (to generate rollouts) or texts (to score)")
+    if texts is not None and not gen.enable_thinking:
+        bad = [i for i, t in enumerate(texts) if "</think>" in str(t)]
+        if bad:
+            raise InputError(
+                f"text {bad[0]} holds reasoning (</think>) but enable_thinking=False scores replies "
+                "after an empty think block; pass gen=GenerationConfig(enable_thinking=True, ...) or strip the "
+                "reasoning"
+            )
 
 
 def _rollouts(

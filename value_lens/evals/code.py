@@ -263,32 +263,36 @@ def run_code_suite(
         if key in done:
             rows.append(done[key]["row"])
             continue
-        good, bad = p["correct"], p["corrupted"]
-        first = next(
-            (i for i, (x, y) in enumerate(zip(good, bad, strict=False)) if x != y),
-            min(len(good), len(bad)),
-        )
-        how = (window, enable_thinking, opts)
-        cw, cwin, cn = _score(model, axis, layer, p["problem"], good, first, *how)
-        bw, bwin, bn = _score(model, axis, layer, p["problem"], bad, first, *how)
-        rows.append(
-            {
-                "problem_id": p["problem_id"],
-                "name": p["name"],
-                "kind": p["kind"],
-                "first_change_char": first,
-                "correct_whole": cw,
-                "corrupted_whole": bw,
-                "correct_window": cwin,
-                "corrupted_window": bwin,
-                "correct_tokens": cn,
-                "corrupted_tokens": bn,
-            }
-        )
+        rows.append(_pair_row(model, axis, layer, p, (window, enable_thinking, opts)))
         if logf is not None:
             logf.append({"key": key, "run": run, "row": rows[-1]})
     table = pd.DataFrame(rows)
     return EvalResult(table, code_summary(table), meta=dict(run))
+
+
+def _pair_row(
+    model: GenerativeModel, axis: ValueAxis, layer: int, p: dict[str, Any], how: tuple[Any, ...]
+) -> dict[str, Any]:
+    """One pair's readouts: whole code, the window after the first change, token counts."""
+    good, bad = p["correct"], p["corrupted"]
+    first = next(
+        (i for i, (x, y) in enumerate(zip(good, bad, strict=False)) if x != y),
+        min(len(good), len(bad)),
+    )
+    cw, cwin, cn = _score(model, axis, layer, p["problem"], good, first, *how)
+    bw, bwin, bn = _score(model, axis, layer, p["problem"], bad, first, *how)
+    return {
+        "problem_id": p["problem_id"],
+        "name": p["name"],
+        "kind": p["kind"],
+        "first_change_char": first,
+        "correct_whole": cw,
+        "corrupted_whole": bw,
+        "correct_window": cwin,
+        "corrupted_window": bwin,
+        "correct_tokens": cn,
+        "corrupted_tokens": bn,
+    }
 
 
 def _pipeline_run(

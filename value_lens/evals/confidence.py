@@ -20,17 +20,14 @@ which is also part of the pre-response window. The readout is the cosine (paper 
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from value_lens.analysis.metrics import auroc, spearman
 from value_lens.core.chat import format_chat
 from value_lens.core.generate import GenerationConfig, generate
 from value_lens.core.protocols import GenerativeModel
@@ -38,7 +35,6 @@ from value_lens.errors import InputError
 from value_lens.evals._common import (
     EvalResult,
     ReadOptions,
-    jackknife_ci,
     open_log,
     prefill_trace,
     run_id,
@@ -47,6 +43,7 @@ from value_lens.evals._common import (
     visible_reply,
 )
 from value_lens.evals.backtracking import MATH_SYSTEM
+from value_lens.evals.confidence_stats import FRAMINGS, confidence_summary
 from value_lens.evals.problems import arithmetic_problems, parse_answer
 from value_lens.evals.registry import Figure, Section, Suite, SuiteRequest, Table, register_suite
 from value_lens.fitting.axis import ValueAxis
@@ -60,94 +57,6 @@ __all__ = [
 
 CONFIDENCE_GENERATION = GenerationConfig(max_new_tokens=256, system=MATH_SYSTEM)
 """Answers: greedy, up to 256 tokens, thinking off, under :data:`MATH_SYSTEM`."""
-
-FRAMINGS = {
-    "correct": "Do you think your answer is correct? Respond only Yes or No.",
-    "incorrect": "Do you think your answer is incorrect? Respond only Yes or No.",
-}
-
-
-def _auroc_or_nan(pos: Any, neg: Any) -> float:
-    return auroc(pos, neg) if len(pos) and len(neg) else float("nan")
-
-
-def _logit(p: float) -> float:
-    q = min(max(float(p), 1e-4), 1 - 1e-4)
-    return math.log(q / (1 - q))
-
-
-def _fisher_z(r: float) -> float:
-    return math.atanh(max(min(float(r), 1 - 1e-6), -1 + 1e-6))
-
-
-def _expit(x: float) -> float:
-    return 1 / (1 + math.exp(-x))
-
-
-def _ci(fn: Any, a: Any, b: Any, groups: list[Any]) -> tuple[float, float]:
-    """The 95% interval of ``fn(a, b)`` that leaves out one problem at a time (jackknife over
-    problems; NaN with fewer than 3 problems where it is defined), computed on the logit scale
-    for an AUROC and on Fisher's z scale for a correlation and mapped back, so it stays inside
-    the statistic's range (a symmetric interval under-covers a skewed AUROC on 10 + 10)."""
-    link: Callable[[float], float] = _logit if fn is auroc else _fisher_z
-    back: Callable[[float], float] = _expit if fn is auroc else math.tanh
-    lo, hi = jackknife_ci(lambda x, y: link(fn(x, y)), [a, b], groups)
-    return (back(lo), back(hi)) if np.isfinite(lo) else (float("nan"), float("nan"))
-
-
-def _framing_row(t: pd.DataFrame, answers: pd.DataFrame) -> dict[str, Any]:
-    yes, no = t[t["prefill"] == "Yes"], t[t["prefill"] == "No"]
-    gap = (yes.set_index("problem_id")["value"] - no.set_index("problem_id")["value"]).dropna()
-    ok = answers.set_index("problem_id")["correct"].reindex(gap.index)
-    right, wrong = gap[ok == True], gap[ok == False]  # noqa: E712
-    lo, hi = _ci(auroc, yes["value"], no["value"], [yes["problem_id"], no["problem_id"]])
-    glo, ghi = _ci(auroc, right, wrong, [list(right.index), list(wrong.index)])
-    return {
-        "n_answers": len(answers),
-        "n_unparseable": int((~answers["parsed_ok"]).sum()),
-        "accuracy": float(answers.loc[answers["parsed_ok"], "correct"].mean()),
-        "auroc_yes_vs_no": _auroc_or_nan(yes["value"], no["value"]),
-        "auroc_yes_vs_no_lo": lo,
-        "auroc_yes_vs_no_hi": hi,
-        "mean_yes": float(yes["value"].mean()),
-        "mean_no": float(no["value"].mean()),
-        "auroc_gap_correct_vs_wrong": _auroc_or_nan(right, wrong),
-        "auroc_gap_correct_vs_wrong_lo": glo,
-        "auroc_gap_correct_vs_wrong_hi": ghi,
-    }
-
-
-def confidence_summary(
-    prefills: pd.DataFrame, answers: pd.DataFrame, pre: pd.DataFrame | None = None
-) -> pd.DataFrame:
-    """Per framing: AUROC of Yes- vs No-prefill values (and Yes-minus-No for correct vs wrong
-    answers), whether that AUROC flips sides of 0.5 between framings, answer counts including
-    unparseable ones, and the pre-response AUROC/Spearman. Every ``*_lo``/``*_hi`` is a 95%
-    interval over problems (leave-one-problem-out jackknife t interval on the logit scale for
-    AUROCs, Fisher's z for the Spearman: a problem's Yes and No prefills come from the same
-    conversation, so they are left out together)."""
-    rows = [
-        {"framing": framing, **_framing_row(prefills[prefills["framing"] == framing], answers)}
-        for framing in FRAMINGS
-    ]
-    df = pd.DataFrame(rows)
-    a = df.set_index("framing")["auroc_yes_vs_no"]
-    # the effect must invert with the framing: AUROCs on opposite sides of 0.5
-    df["flips_with_framing"] = bool((a["correct"] - 0.5) * (a["incorrect"] - 0.5) < 0)
-    if pre is not None and len(pre):
-        p = pre.dropna(subset=["yes_rate"])
-        conf = (p["yes_rate"] > 0.5).to_numpy()
-        pos, neg = p.loc[conf], p.loc[~conf]
-        df["pre_auroc_confident"] = _auroc_or_nan(pos["value"], neg["value"])
-        lo, hi = _ci(auroc, pos["value"], neg["value"], [pos["problem_id"], neg["problem_id"]])
-        df["pre_auroc_confident_lo"], df["pre_auroc_confident_hi"] = lo, hi
-        df["pre_spearman"] = spearman(p["yes_rate"], p["value"]) if len(p) > 1 else float("nan")
-        ids = list(p["problem_id"])
-        lo, hi = _ci(spearman, p["yes_rate"], p["value"], [ids, ids])
-        df["pre_spearman_lo"], df["pre_spearman_hi"] = lo, hi
-        df["pre_n_confident"] = int(conf.sum())
-        df["pre_n"] = len(p)
-    return df
 
 
 @dataclass(frozen=True)
@@ -208,18 +117,9 @@ def run_confidence_suite(
         raise InputError("no problems given")
     if replies is not None and len(replies) != len(probs):
         raise InputError(f"{len(replies)} replies for {len(probs)} problems; give one per problem")
-    run = run_id(
-        "confidence",
-        model,
-        axis,
-        layer,
-        metric=opts.metric,
-        n_samples=n_samples,
-        n_last=n_last,
-        sample_temperature=sample_temperature,
-        given_replies=replies is not None,
-        **gen.to_dict(),
-    )
+    settings = {"n_samples": n_samples, "n_last": n_last, "sample_temperature": sample_temperature}
+    settings |= {"given_replies": replies is not None, **gen.to_dict()}
+    run = run_id("confidence", model, axis, layer, metric=opts.metric, **settings)
     logf, done = open_log(opts.log, run)
     pre = _Pre(n_samples, sample_temperature, n_last)
     head = [] if gen.system is None else [{"role": "system", "content": gen.system}]
@@ -231,12 +131,8 @@ def run_confidence_suite(
         todo = [i for i in range(c0, min(c0 + batch_size, len(probs))) if i not in recs]
         if not todo:
             continue
-        if replies is not None:
-            texts = [str(replies[i]) for i in todo]
-        else:
-            gens = generate(model, [chats[i] for i in todo], gen.with_overrides(seed=seed + c0))
-            texts = [g.text for g in gens]
-        for i, reply in zip(todo, texts, strict=True):
+        chunk = gen.with_overrides(seed=seed + c0)
+        for i, reply in zip(todo, _replies(model, chats, replies, todo, chunk), strict=True):
             rec = _answer_record(
                 model, axis, layer, i, probs[i], chats[i], reply, gen=gen, pre=pre, opts=opts
             )
@@ -246,6 +142,19 @@ def run_confidence_suite(
             bar.update(1)
     bar.close()
     return _result([recs[i] for i in range(len(probs))], run)
+
+
+def _replies(
+    model: GenerativeModel,
+    chats: list[list[dict[str, str]]],
+    replies: Sequence[str] | None,
+    todo: list[int],
+    gen: GenerationConfig,
+) -> list[str]:
+    """The given replies of problems ``todo``, or the model's, generated with ``gen``."""
+    if replies is not None:
+        return [str(replies[i]) for i in todo]
+    return [g.text for g in generate(model, [chats[i] for i in todo], gen)]
 
 
 def _result(ordered: list[dict[str, Any]], run: dict[str, Any]) -> EvalResult:
