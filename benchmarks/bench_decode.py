@@ -232,7 +232,7 @@ def _length_profile(es: Any) -> dict[str, float]:
 
 def _early_stop(
     env: dict[str, Any], res: Any, args: argparse.Namespace
-) -> tuple[list[dict], list[dict]]:
+) -> tuple[list[dict], list[dict], list[dict]]:
     from value_lens.decode import early_stop
     from value_lens.decode.budget import StopInputs, equal_budget, matched_random, stop_curve
 
@@ -253,7 +253,27 @@ def _early_stop(
                 | {k: round(v, 4) for k, v in _length_profile(es).items()}
             )
     budget = equal_budget(curves, args.savings, matched=matched, n_boot=args.boot)
-    return stops, [{k: _round(v) for k, v in r.items()} for r in budget.to_dict("records")]
+    table = [{k: _round(v) for k, v in r.items()} for r in budget.to_dict("records")]
+    return stops, table, _curve_rows(curves, matched)
+
+
+def _curve_rows(curves: dict[str, Any], matched: dict[str, Any]) -> list[dict]:
+    """Each rule's curve (and its matched control's) every 10 percentiles, never to always."""
+    rows = []
+    for name, cur in curves.items():
+        for j, label in enumerate(cur.labels):
+            if label not in ("never", "always") and int(label[1:]) % 10:
+                continue
+            row = {"scorer": name, "threshold": label}
+            row |= {"tokens_saved": _round(float(cur.tokens_saved[j]))}
+            row |= {"accuracy": _round(float(cur.accuracy[:, j].mean()))}
+            row |= {"stopped_share": _round(float(cur.stopped_share[j]))}
+            if name in matched:
+                m = matched[name]
+                row |= {"matched_tokens_saved": _round(float(m.tokens_saved[j]))}
+                row |= {"matched_accuracy": _round(float(m.accuracy[:, j].mean()))}
+            rows.append(row)
+    return rows
 
 
 def _round(v: Any) -> Any:
@@ -330,7 +350,7 @@ def _tables(env: dict[str, Any], res: Any, args: argparse.Namespace) -> dict[str
     names, base = list(bon.scores), ["random", "majority", "oracle"]
     voted = ["value", "value_lowest8", "logprob", "self_certainty", "deepconf_lowest8", "probe"]
     au = res.auroc(n_boot=args.boot).to_dict("records")
-    stops, budget = _early_stop(env, res, args)
+    stops, budget, curves = _early_stop(env, res, args)
     return {
         "auroc": [{k: _round(v) for k, v in r.items()} for r in au],
         "best_of_k_argmax": _wide(bon, "argmax", [*names, *base], args.bon, args.boot),
@@ -339,6 +359,7 @@ def _tables(env: dict[str, Any], res: Any, args: argparse.Namespace) -> dict[str
         "best_of_k_weighted_vote_paired": _paired(bon, "weighted_vote", voted, args.boot),
         "early_stop": stops,
         "early_stop_equal_budget": budget,
+        "early_stop_curves": curves,
     }
 
 
