@@ -68,7 +68,8 @@ def test_per_response_threshold_stops_about_fpr_of_held_out_neutral_sequences():
     2-9% of 400 held-out ones. The per-token threshold (today's behaviour) ends far more."""
     rng = np.random.default_rng(0)
     cal, held = _neutral(rng, 200), _neutral(rng, 400)
-    thr = calibrate_threshold(list(cal), 0.05, direction="below", unit="response")
+    thr = calibrate_threshold(list(cal), 0.05)  # the defaults: below, per response, after 0
+    assert thr == calibrate_threshold(list(cal), 0.05, direction="below", unit="response")
     share = _stopped_share(below("ema", thr), held)
     assert 0.02 <= share <= 0.09
     per_token = calibrate_threshold(list(cal), 0.05, unit="token")

@@ -116,6 +116,18 @@ def test_equal_budget_interpolates_between_rules_by_hand():
         equal_budget({"a": a}, random="nope")
 
 
+@pytest.mark.parametrize("method", ["jackknife", "percentile"])
+def test_equal_budget_differences_are_paired_per_problem(method):
+    """A rule against itself differs by exactly 0 on every resample: both terms come from the
+    same problems (an unpaired interval would have width)."""
+    x, _ = planted(np.random.default_rng(6), 40)
+    cur = stop_curve(x, 16, GRID)
+    tab = equal_budget({"a": cur, "b": cur}, (0.1, 0.2), random="b", method=method, n_boot=50)
+    assert (tab[["vs_random", "vs_random_lo", "vs_random_hi"]].abs().to_numpy() < 1e-12).all()
+    wide = tab[["accuracy_lo", "accuracy_hi"]].to_numpy()
+    assert (wide[:, 1] - wide[:, 0] > 0.02).all()  # the accuracy itself does vary
+
+
 def test_equal_budget_interval_covers_zero_for_scorers_equal_in_truth():
     """The issue's test: two scorers with the same signal in truth (independent draws), 100
     problems x 24 rollouts, 16 warm-ups: the paired difference's interval covers 0."""

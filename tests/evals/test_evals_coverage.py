@@ -133,12 +133,13 @@ def test_confidence_intervals_cover_with_a_problem_effect():
 
 
 def _code_table(rng: np.random.Generator, n: int, deltas: dict[str, float]) -> pd.DataFrame:
-    """Each problem's correct and corrupted code share its offset (sd 1); corruption ``k``
-    lowers the value by ``deltas[k]``; noise sd 0.5."""
+    """Each problem's correct and corrupted code share its offset (sd 1); the correct code is
+    the same function for every corruption kind, so it reads the same in each of its pairs;
+    corruption ``k`` lowers the value by ``deltas[k]``; noise sd 0.5."""
     u = rng.normal(0, 1, n)
+    good = u + rng.normal(0, 0.5, n)
     rows = []
     for k, delta in deltas.items():
-        good = u + rng.normal(0, 0.5, n)
         bad = u - delta + rng.normal(0, 0.5, n)
         rows += [
             {"problem_id": p, "kind": k, "correct_whole": g, "corrupted_whole": b}
@@ -165,14 +166,19 @@ def test_code_d_per_kind_intervals_cover(n):
 
 def test_code_pooled_d_interval_covers_when_problems_hold_every_kind():
     """Pooled over 4 kinds of 12 problems: the corrupted values mix the kinds' shifts, so the
-    true pooled d is mean(delta) / sqrt(1.25 + var(delta) / 2)."""
+    true pooled d is mean(delta) / sqrt(1.25 + var(delta) / 2). A problem's 4 pairs share its
+    correct code, so pairs resampled one by one give too narrow an interval."""
     rng = np.random.default_rng(4)
     deltas = {"shuffle": 1.0, "rename": 0.7, "syntax": 0.2, "logic": 0.1}
     d = np.array(list(deltas.values()))
     truth = d.mean() / math.sqrt(1.25 + d.var() / 2)
-    hits = []
+    hits, naive = [], []
     for _ in range(REPS // 3):
-        h = code_headline(_code_table(rng, 12, deltas))
+        table = _code_table(rng, 12, deltas)
+        h = code_headline(table)
         hits.append(h["d_ci_lo"] <= truth <= h["d_ci_hi"])
         assert len(h["by_kind"]) == 4
+        pairs = code_headline(table.assign(problem_id=range(len(table))))
+        naive.append(pairs["d_ci_lo"] <= truth <= pairs["d_ci_hi"])
     assert np.mean(hits) >= 0.9
+    assert np.mean(naive) < 0.85
