@@ -232,7 +232,8 @@ def test_report_first_section_answers_from_the_numbers(tmp_path, value, lo, hi, 
     )
     assert "95% CI, jackknife over group" in section and "axis on placebo turns" in section
     # the code suite's sentence, from run.json's numbers
-    assert "Cohen&#x27;s d = 0.42 (95% CI [0.11, 0.77], bootstrap over 12 problems" in section
+    assert "Cohen&#x27;s d = 0.42 (95% CI [0.11, 0.77], over 12 problems, 48 pairs" in section
+    assert "position is the same" not in section  # not true of rename and syntax corruptions
     assert "the interval excludes 0" in section and "69% of pairs" in section
 
 

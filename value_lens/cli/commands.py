@@ -227,7 +227,7 @@ def eval_(
     n: Annotated[int, typer.Option(help="Problems (code/confidence) or questions.")] = 8,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens per generated reply.")] = 128,
 ) -> None:
-    """Run an evaluation suite: correct vs corrupted code, backtracking, or confidence."""
+    """Run a registered evaluation suite (see --suite) and save its tables in OUT."""
     m = model_for(model, device, dtype)
     ax = axis_for(axis, m, out)
     res = read_steps.evaluate(

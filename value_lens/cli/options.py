@@ -11,9 +11,9 @@ import typer
 
 from value_lens.core.model import n_layers
 from value_lens.core.protocols import GenerativeModel
+from value_lens.evals.registry import suite_help, suites
 from value_lens.fitting.axis import ValueAxis
 from value_lens.pipeline.options import load_axis_option, load_model_option, parse_layers
-from value_lens.pipeline.read_steps import SUITES
 from value_lens.pipeline.steps import AXIS_FILE
 
 __all__ = ["LAYER_CONVENTION", "app", "axis_for", "layer_list", "model_for", "say", "text_source"]
@@ -115,14 +115,12 @@ TextFile = Annotated[
 
 
 def _check_suite(suite: str) -> str:
-    if suite not in SUITES:
-        raise typer.BadParameter(f"unknown suite {suite!r}; use one of {SUITES}")
+    if suite not in suites():
+        raise typer.BadParameter(f"unknown suite {suite!r}; use one of {tuple(suites())}")
     return suite
 
 
-Suite = Annotated[
-    str, typer.Option(callback=_check_suite, help="code, backtracking or confidence.")
-]
+Suite = Annotated[str, typer.Option(callback=_check_suite, help=f"The suite: {suite_help()}.")]
 
 
 # ------------------------------------------------------------------ helpers

@@ -29,6 +29,8 @@ from value_lens.analysis.readout import ValueTrace
 from value_lens.core.conventions import default_layer
 from value_lens.core.io import atomic_write_text
 from value_lens.errors import ArtifactError, InputError
+from value_lens.evals.code_stats import code_sentence as _code_sentence
+from value_lens.evals.registry import suites
 from value_lens.viz import controls as C
 from value_lens.viz import figures as F
 from value_lens.viz import figures_evals as E
@@ -39,6 +41,7 @@ from value_lens.viz.report import write_report
 
 __all__ = [
     "RESULT_FILES",
+    "result_files",
     "load_trace",
     "read_meta",
     "report_from_dir",
@@ -52,12 +55,6 @@ RESULT_FILES = {
     "cosine": "layer_cosine.csv",
     "dose": "dose.csv",
     "slopes": "dose_slopes.csv",
-    "code": "code.csv",
-    "code_summary": "code_summary.csv",
-    "bands": "backtracking_bands.csv",
-    "events": "event_locked.csv",
-    "confidence": "confidence.csv",
-    "prefills": "confidence_prefills.csv",
     "selection": "compare_selection.csv",
     "selection_summary": "compare_selection_summary.csv",
     "rank_assistant": "compare_rank_assistant.csv",
@@ -67,6 +64,16 @@ RESULT_FILES = {
     "word_delta": "compare_word_delta.csv",
     "word_delta_summary": "compare_word_delta_summary.csv",
 }
+
+
+def result_files() -> dict[str, str]:
+    """:data:`RESULT_FILES` and the tables of every registered evaluation suite
+    (:func:`value_lens.evals.suites`, read now, so suites registered later are included)."""
+    return RESULT_FILES | {n: t.file for s in suites().values() for n, t in s.tables.items()}
+
+
+RESULT_FILES.update(result_files())  # the built-in suites' tables, for direct lookups
+
 META_FILE = "run.json"
 TRACE_GLOB = "trace-*.json"
 
@@ -142,7 +149,7 @@ def load_trace(path: str | os.PathLike[str]) -> tuple[ValueTrace, str]:
 
 
 def _csv(out: Path, name: str) -> pd.DataFrame | None:
-    p = out / RESULT_FILES[name]
+    p = out / result_files()[name]
     return pd.read_csv(p) if p.exists() else None
 
 
@@ -190,17 +197,8 @@ def value_sentence(df: pd.DataFrame, smallest_effect: float = 0.1) -> str | None
 
 
 def code_sentence(code: dict[str, Any]) -> str:
-    """One sentence from the code suite's headline numbers (``run.json``'s ``code_suite``)."""
-    d, lo, hi = float(code["d"]), float(code["d_ci_lo"]), float(code["d_ci_hi"])
-    side = "higher" if d > 0 else "lower"
-    zero = "excludes" if lo > 0 or hi < 0 else "includes"
-    return (
-        f"On code, where position is the same for both versions, correct code reads {side} "
-        f"than its corrupted copy at layer {code['layer']}: Cohen's d = {d:.2f} "
-        f"({code['level']:.0%} CI [{lo:.2f}, {hi:.2f}], bootstrap over {code['n_problems']} "
-        f"problems, {code['n_pairs']} pairs; the interval {zero} 0); correct > corrupted in "
-        f"{code['pct_correct_higher']:.0f}% of pairs."
-    )
+    """:func:`value_lens.evals.code_sentence`: the code suite's per-kind and pooled d."""
+    return _code_sentence(code)
 
 
 def _answer(out: Path, meta: dict[str, Any]) -> list[Any]:
@@ -227,12 +225,34 @@ def _answer(out: Path, meta: dict[str, Any]) -> list[Any]:
     return items
 
 
-def _code_body(df: pd.DataFrame, out: Path, meta: dict[str, Any]) -> list[Any]:
-    """The code suite: its headline sentence, the per-kind summary and the per-item scatter."""
-    code = meta.get("code_suite")
-    items: list[Any] = [code_sentence(code)] if isinstance(code, dict) and "d" in code else []
-    summary = _csv(out, "code_summary")
-    return items + ([] if summary is None else [summary]) + [F.code_scatter_figure(df)]
+def _suite_sections(out: Path, meta: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Each registered suite's report sections, for the tables ``out`` holds."""
+    import value_lens.viz as viz
+
+    sections: list[tuple[str, Any]] = []
+    for suite in suites().values():
+        record = meta.get(suite.meta_key) if suite.meta_key else None
+        for sec in suite.sections:
+            frames = {t: _csv(out, t) for t in sec.tables}
+            if all(df is None for df in frames.values()):
+                continue
+            items: list[Any] = []
+            if sec.sentence is not None and isinstance(record, dict) and "d" in record:
+                items.append(sec.sentence(record))
+            for item in sec.items:
+                if isinstance(item, str):
+                    items += [] if frames[item] is None else [frames[item]]
+                    continue
+                df = frames[item.table]
+                if df is not None and not df.empty:
+                    fn = (
+                        getattr(viz, item.function)
+                        if isinstance(item.function, str)
+                        else item.function
+                    )
+                    items.append(fn(df))
+            sections.append((sec.heading, items))
+    return sections
 
 
 #: the heading of the report's section on a base vs tuned comparison (``value-lens compare``).
@@ -313,20 +333,7 @@ def report_sections(out: str | os.PathLike[str]) -> list[tuple[str, Any]]:
         else:
             body = ["No slope could be estimated (too few non-degenerate strengths).", slopes]
         sections.append(("Dose-response slopes", body))
-    code = _csv(out, "code")
-    if code is not None:
-        sections.append(("Correct vs corrupted code", _code_body(code, out, meta)))
-    bands = _csv(out, "bands")
-    if bands is not None:
-        sections.append(("Backtracking: value per token band", E.backtracking_band_figure(bands)))
-    events = _csv(out, "events")
-    if events is not None:
-        sections.append(("Backtracking: event-locked value", E.event_locked_figure(events)))
-    conf = _csv(out, "confidence")
-    prefills = _csv(out, "prefills")
-    if conf is not None or prefills is not None:
-        body = [] if prefills is None or prefills.empty else [E.confidence_prefill_figure(prefills)]
-        sections.append(("Verbalized confidence", body + ([] if conf is None else [conf])))
+    sections += _suite_sections(out, meta)
     compared = _compare_body(out, meta)
     if compared:
         sections.append((COMPARE_HEAD, compared))
@@ -351,7 +358,7 @@ def report_from_dir(
     sections = report_sections(out)
     if not sections:
         raise InputError(
-            f"{out} holds no results ({', '.join(RESULT_FILES.values())} or {TRACE_GLOB}); "
+            f"{out} holds no results ({', '.join(result_files().values())} or {TRACE_GLOB}); "
             "run build/sweep/trace/steer/eval with --out there first"
         )
     meta = {k: v for k, v in read_meta(out).items() if k not in {"dose_metrics"}}
