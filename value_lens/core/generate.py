@@ -35,6 +35,7 @@ from jaxtyping import Int
 from value_lens.core.decoding import (
     Backend,
     DecodeRequest,
+    LeftPadded,
     check_backend,
     choose_backend,
     decode_batch,
@@ -231,7 +232,7 @@ def generate(
     batches = _batches(len(ids), cfg.batch_size)
     n_batches = -(-len(ids) // cfg.batch_size)
     for b, rows in progress_bar(batches, total=n_batches, desc="generate", enabled=progress):
-        batch = _Batch.of([ids[i] for i in rows], pad_id)
+        batch = LeftPadded.of([ids[i] for i in rows], pad_id)
         run, seqs, step_logits, backend = _decode(
             model,
             cfg,
@@ -324,36 +325,10 @@ def _prompt_ids(model: GenerativeModel, texts: list[str], new_tokens: int) -> li
     return ids
 
 
-@dataclass(frozen=True)
-class _Batch:
-    """Left-padded prompts of one batch: tokens, attention mask, lengths and pads."""
-
-    tokens: torch.Tensor
-    mask: torch.Tensor
-    lens: torch.Tensor
-    pads: torch.Tensor
-
-    @property
-    def width(self) -> int:
-        return int(self.tokens.shape[1])
-
-    @classmethod
-    def of(cls, ids: list[torch.Tensor], pad_id: int) -> _Batch:
-        lens = torch.tensor([x.numel() for x in ids], dtype=torch.long)
-        width = int(lens.max())
-        pads = width - lens
-        tokens = torch.full((len(ids), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        for j, x in enumerate(ids):
-            tokens[j, int(pads[j]) :] = x
-            mask[j, int(pads[j]) :] = 1
-        return cls(tokens, mask, lens, pads)
-
-
 def _decode(
     model: GenerativeModel,
     cfg: GenerationConfig,
-    batch: _Batch,
+    batch: LeftPadded,
     steers: list[SteerActivation],
     monitor: GenerationMonitor | None,
     stop_when: Any,

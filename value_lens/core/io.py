@@ -157,7 +157,9 @@ def iter_jsonl(
                     f"{p} line {no} is not valid JSON ({e.msg}); write one JSON value per line{like}"
                 ) from None
             if objects and not isinstance(rec, dict):
-                raise InputError(f"{p} line {no} is not a JSON object{like or '; write one per line'}")
+                raise InputError(
+                    f"{p} line {no} is not a JSON object{like or '; write one per line'}"
+                )
             yield no, rec
 
 

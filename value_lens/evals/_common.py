@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -26,10 +25,10 @@ import pandas as pd
 import torch
 
 from value_lens.analysis.clusters import cluster_codes
-from value_lens.analysis.intervals import cluster_jackknife, t_quantile
+from value_lens.analysis.intervals import cluster_jackknife, jackknife_interval, t_quantile
 from value_lens.analysis.readout import ValueTrace, trace
 from value_lens.core.chat import format_chat
-from value_lens.core.io import JsonlLog
+from value_lens.core.io import JsonlLog, read_jsonl
 from value_lens.core.protocols import GenerativeModel
 from value_lens.errors import InputError
 from value_lens.fitting.axis import ValueAxis
@@ -213,7 +212,6 @@ def cluster_means_ci(matrix: Any, clusters: Any = None, level: float = 0.95) -> 
     }
 
 
-@functools.lru_cache(maxsize=256)
 def _t(level: float, clusters: int) -> float:
     """The two-sided ``level`` t quantile on ``clusters - 1`` degrees of freedom (NaN below 3)."""
     return t_quantile((1 + level) / 2, clusters - 1) if clusters >= 3 else float("nan")
@@ -226,9 +224,9 @@ def jackknife_ci(
     level: float = 0.95,
 ) -> tuple[float, float]:
     """The leave-one-cluster-out jackknife t interval of ``fn(*arrays)`` (the interval of
-    :func:`value_lens.analysis.metrics.bootstrap_ci` with ``groups=``; its t quantile is cached
-    here, so the suites' many small intervals stay fast). ``clusters[i]`` labels every value
-    of ``arrays[i]``. NaN bounds with fewer than 3 clusters where ``fn`` is defined.
+    :func:`value_lens.analysis.metrics.bootstrap_ci` with ``groups=``, without its error for
+    fewer than 3 clusters: NaN bounds then). ``clusters[i]`` labels every value of
+    ``arrays[i]``.
 
     >>> lo, hi = jackknife_ci(lambda a: float(np.mean(a)), [[1.0, 2.0, 3.0, 4.0]], [[0, 1, 2, 3]])
     >>> round(lo, 3), round(hi, 3)
@@ -237,16 +235,12 @@ def jackknife_ci(
     arrs = [np.asarray(a, dtype=np.float64).reshape(-1) for a in arrays]
     codes, n_clusters = cluster_codes(*[np.asarray(c, dtype=object) for c in clusters])
     loo = cluster_jackknife(fn, arrs, codes, n_clusters)
-    loo = loo[np.isfinite(loo)]
-    c = int(loo.size)
     try:
         point = float(fn(*arrs))
     except InputError:
         point = float("nan")
-    if c < 3 or not np.isfinite(point):
-        return float("nan"), float("nan")
-    half = _t(level, c) * float(np.sqrt((c - 1) / c * ((loo - loo.mean()) ** 2).sum()))
-    return point - half, point + half
+    iv = jackknife_interval(point, loo, level)
+    return iv.lo, iv.hi
 
 
 @dataclass(frozen=True)
@@ -286,23 +280,9 @@ class ReadOptions:
 
 
 def load_jsonl(path: str | os.PathLike[str], required: Sequence[str]) -> list[dict[str, Any]]:
-    """Records of a JSONL file, each checked to have the ``required`` keys."""
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}:{no} is not valid JSON ({e.msg})") from e
-            missing = [k for k in required if k not in rec]
-            if missing:
-                raise InputError(f"{path}:{no} lacks key(s) {missing}; each line needs {required}")
-            out.append(rec)
-    if not out:
-        raise InputError(f"{path} holds no records")
-    return out
+    """Records of a JSONL file, each checked to have the ``required`` keys
+    (:func:`value_lens.core.io.read_jsonl`)."""
+    return read_jsonl(path, required)
 
 
 def run_id(
