@@ -24,7 +24,8 @@ from value_lens.core.model import model_id
 from value_lens.data.preference import eval_prompts, word_pairs
 from value_lens.data.sentences import word_sentences
 from value_lens.fitting.axis import ValueAxis
-from value_lens.pipeline.rundir import RESULT_FILES, report_sections
+from value_lens.pipeline.report import report_sections
+from value_lens.pipeline.rundir import RESULT_FILES
 from value_lens.posttrain import dpo
 from value_lens.testing import tiny_qwen3, tiny_qwen3_hf
 

@@ -18,7 +18,7 @@ from value_lens.cli.main import main
 from value_lens.errors import InputError
 from value_lens.evals import EvalResult, Figure, Section, Suite, Table, registry, suites
 from value_lens.fitting.axis import ValueAxis
-from value_lens.pipeline import read_steps, rundir
+from value_lens.pipeline import read_steps, report, rundir
 
 
 def _axis(model) -> ValueAxis:
@@ -56,7 +56,7 @@ def test_each_suite_runs_through_evaluate_and_reaches_the_report(tiny, tmp_path,
     suite = suites()[name]
     for table in suite.tables.values():
         assert (tmp_path / table.file).is_file()
-    heads = [h for h, _ in rundir.report_sections(tmp_path)]
+    heads = [h for h, _ in report.report_sections(tmp_path)]
     for sec in suite.sections:
         assert sec.heading in heads
     if suite.meta_key:
@@ -93,7 +93,7 @@ def test_a_new_suite_is_one_record_and_one_registration(tiny, tmp_path, monkeypa
     assert pd.read_csv(tmp_path / "toy.csv")["y"].tolist() == [0.0, 2.0, 4.0]
     assert ev.headline == {"layer": 1, "d": 3.0, "n": 3}
     assert rundir.read_meta(tmp_path)["toy_suite"]["n"] == 3
-    html = rundir.report_from_dir(tmp_path).read_text()
+    html = report.report_from_dir(tmp_path).read_text()
     assert "Toy section" in html and "toy-figure-trace" in html
     _axis(tiny).save(tmp_path / "axis.safetensors")
     code = main(["eval", "--suite", "toy", "--model", "tiny", "--out", str(tmp_path), "--n", "2"])

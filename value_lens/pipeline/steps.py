@@ -40,7 +40,7 @@ from value_lens.fitting.collect import collect_stats
 from value_lens.fitting.stats import ActivationStats
 from value_lens.pipeline.launch import from_env, process_group
 from value_lens.pipeline.options import collect_requirements
-from value_lens.pipeline.rundir import report_from_dir, update_meta
+from value_lens.pipeline.rundir import update_meta
 
 __all__ = [
     "AXIS_FILE",
@@ -294,5 +294,7 @@ def report(
     out: PathLike, *, title: str = "value_lens report", intro: str = "", plotlyjs: str = "inline"
 ) -> Path:
     """``out/report.html`` from every result in ``out``
-    (:func:`~value_lens.pipeline.rundir.report_from_dir`)."""
+    (:func:`~value_lens.pipeline.report.report_from_dir`; the figure code loads only now)."""
+    from value_lens.pipeline.report import report_from_dir
+
     return report_from_dir(out, title=title, intro=intro, plotlyjs=plotlyjs)

@@ -24,13 +24,14 @@ from typing import Any
 import pandas as pd
 import torch
 
+from value_lens.analysis.confounds import value_beyond_position
 from value_lens.analysis.sweep import SweepConfig, SweepResult, layer_sweep
 from value_lens.core.conventions import resolve_layers
 from value_lens.core.model import model_device, model_id, n_layers
 from value_lens.core.protocols import GenerativeModel
 from value_lens.data.tokens import LabelledTokens
 from value_lens.pipeline.launch import from_env, process_group
-from value_lens.pipeline.rundir import RESULT_FILES, update_meta, value_sentence
+from value_lens.pipeline.rundir import RESULT_FILES, update_meta
 from value_lens.pipeline.steps import (
     STATS_FILE,
     Log,
@@ -63,7 +64,7 @@ class Sweep:
         """The best layer, its held-out AUROC, the table's path and the position verdict."""
         auroc = self.table.set_index("layer").loc[self.best_layer, "token_auroc_mean"]
         head = f"best layer {self.best_layer}: token AUROC {auroc:.3f}; wrote {self.path}"
-        sentence = value_sentence(self.table, self.result.config.smallest_effect)
+        sentence = value_beyond_position(self.result).sentence if "rd_value" in self.table else ""
         return f"{head}\n{sentence or ''}"
 
 

@@ -12,13 +12,8 @@ from tests._offline import external_urls, png_pixels, screenshot
 from value_lens._version import __version__
 from value_lens.analysis.readout import ValueTrace
 from value_lens.errors import InputError
-from value_lens.pipeline.rundir import (
-    RESULT_FILES,
-    load_trace,
-    report_from_dir,
-    save_trace,
-    update_meta,
-)
+from value_lens.pipeline.report import report_from_dir
+from value_lens.pipeline.rundir import RESULT_FILES, load_trace, save_trace, update_meta
 from value_lens.viz import layer_token_heatmap, token_heatmap, write_report
 
 
