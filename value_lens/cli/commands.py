@@ -164,7 +164,7 @@ def trace(
     src = text_source(text, file, chat)
     m = model_for(model, device, dtype)
     ax = axis_for(axis, m, out)
-    res = read_steps.trace(
+    res = read_steps.trace_to_dir(
         m, ax, src, out, layers=layer_list(layers, m), layer=layer, name=name, seed=seed
     )
     mean = res.trace.mean(res.layer)

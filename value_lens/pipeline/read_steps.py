@@ -29,7 +29,7 @@ from value_lens.pipeline.rundir import save_trace, update_meta
 from value_lens.pipeline.steps import Data
 from value_lens.viz import layer_token_heatmap, token_heatmap, write_report
 
-__all__ = ["SUITES", "Evaluation", "Trace", "code_headline", "evaluate", "heatmaps", "trace"]
+__all__ = ["SUITES", "Evaluation", "Trace", "code_headline", "evaluate", "heatmaps", "trace_to_dir"]
 
 #: the evaluation suites :func:`evaluate` runs (read from :func:`value_lens.evals.suites`).
 SUITES = tuple(suites())
@@ -55,7 +55,7 @@ class Evaluation:
     headline: dict[str, Any] | None = None
 
 
-def trace(
+def trace_to_dir(
     model: GenerativeModel,
     axis: ValueAxis,
     source: Any,
