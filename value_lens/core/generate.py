@@ -281,13 +281,10 @@ def generate(
 
 
 def _check_hooks(
-    model: GenerativeModel,
-    steer: SteerActivation | Sequence[SteerActivation] | None,
-    monitor: GenerationMonitor | None,
-    stop_when: Any,
+    model: GenerativeModel, steer: Any, monitor: Any, stop_when: Any
 ) -> list[SteerActivation]:
     """The steerings as a list, each checked to be one and built for ``model``; the monitor and
-    stop rules checked too."""
+    stop rules checked too (untyped: this is where a wrong argument gets its clear error)."""
     steers: list[SteerActivation] = (
         [] if steer is None else list(steer) if isinstance(steer, Sequence) else [steer]
     )
