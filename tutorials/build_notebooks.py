@@ -109,7 +109,7 @@ for m in conv.full_messages[1:5]:
 i = 0
 lab, ids = data.labels[i], data.input_ids[i]
 turn = slice(data.meta[i]["turn_start"], data.meta[i]["turn_end"])
-names = {vl.BEFORE: "B", vl.AFTER: "A", vl.REWARD: "R", vl.IGNORE: "."}
+names = {vl.data.BEFORE: "B", vl.data.AFTER: "A", vl.data.REWARD: "R", vl.data.IGNORE: "."}
 print(data.groups[i])
 print("".join(names[int(x)] for x in lab[turn]))
 print(model.tokenizer.decode(ids[turn]))"""
@@ -138,8 +138,8 @@ assert vl.ValueAxis.load("value_axis.safetensors").layers == axis.layers"""
             """\
 tr = vl.trace(model, data.input_ids[i], axis, layers=axis.layers)
 print(tr.cosine.shape, "(layers x tokens)")
-before = tr.mean(LAYER, data.labels[i] == vl.BEFORE)
-after = tr.mean(LAYER, data.labels[i] == vl.AFTER)
+before = tr.mean(LAYER, data.labels[i] == vl.data.BEFORE)
+after = tr.mean(LAYER, data.labels[i] == vl.data.AFTER)
 print(f"layer {LAYER}: mean cosine BEFORE {before:+.4f}, AFTER {after:+.4f}")
 vl.token_heatmap(tr, LAYER, start=turn.start, stop=turn.stop)"""
         ),
@@ -148,7 +148,7 @@ vl.token_heatmap(tr, LAYER, start=turn.start, stop=turn.stop)"""
         ),
         new_code_cell(
             """\
-vl.layer_token_heatmap(tr, start=turn.start, stop=turn.stop)"""
+vl.viz.layer_token_heatmap(tr, start=turn.start, stop=turn.stop)"""
         ),
         new_markdown_cell(
             "Any text works, including chat messages (formatted with the model's chat template):"
@@ -169,7 +169,7 @@ vl.token_heatmap(tr2)"""
             """\
 path = vl.write_report("quickstart_report.html", {
     "Token heatmap": vl.token_heatmap(tr, LAYER, start=turn.start, stop=turn.stop),
-    "Layers x tokens": vl.layer_token_heatmap(tr, start=turn.start, stop=turn.stop),
+    "Layers x tokens": vl.viz.layer_token_heatmap(tr, start=turn.start, stop=turn.stop),
 }, metadata={"model": vl.core.model.model_id(model), "layer": LAYER})
 print(path, path.stat().st_size // 1024, "KiB")"""
         ),
@@ -341,7 +341,7 @@ layer = vl.viz.controls.best_layer(df)
 rows = []
 for i in range(min(4, len(data))):
     tr = vl.trace(model, data.input_ids[i], axis, layers=[layer])
-    b = (data.labels[i] == vl.BEFORE).nonzero().flatten()
+    b = (data.labels[i] == vl.data.BEFORE).nonzero().flatten()
     cos = tr.cosine[0, b]
     rows.append({"group": data.groups[i], "n_before": len(b),
                  "spearman(cos, position)": spearman(cos.numpy(), b.numpy())})
@@ -394,7 +394,7 @@ print(axis)"""
         new_code_cell(
             """\
 tokens = vl.core.model.to_token_ids(model, "The weather today is")[None]
-name, fn = vl.steering_hook(axis, LAYER, alpha=10.0)
+name, fn = vl.steering.steering_hook(axis, LAYER, alpha=10.0)
 print(name)
 with model.hooks(fwd_hooks=[(name, fn)]):
     steered = model(tokens)
@@ -453,7 +453,7 @@ from value_lens.steering.steer import raw_alpha
 
 print(f"mean residual norm at layer {LAYER}: {float(axis.resid_norm[LAYER]):.2f}")
 print("8.4% ->", round(raw_alpha(axis, LAYER, 8.4, unit="percent"), 3), "raw units")
-cal = vl.calibrate(model, axis, texts=["The cat sat on the mat.", "Two plus two is four."])
+cal = vl.steering.calibrate(model, axis, texts=["The cat sat on the mat.", "Two plus two is four."])
 print("sd unit at this layer:", round(cal.scale(LAYER, "sd"), 4), "raw units")"""
         ),
         new_markdown_cell(
@@ -595,7 +595,7 @@ def nb05() -> list:
             """\
 def label_chat(messages, flip_text, group):
     \"\"\"Label the last assistant turn: BEFORE up to `flip_text`, AFTER from its end on.\"\"\"
-    chat = vl.format_chat(model.tokenizer, messages)
+    chat = vl.core.format_chat(model.tokenizer, messages)
     span = chat.spans[-1]                        # character span of the last message
     flip = chat.text.index(flip_text, span.start)
     enc = model.tokenizer(chat.text, return_offsets_mapping=True, add_special_tokens=False)
@@ -603,13 +603,13 @@ def label_chat(messages, flip_text, group):
     labels = []
     for s, e in offsets:
         if s < span.start or e > span.end:
-            labels.append(vl.IGNORE)
+            labels.append(vl.data.IGNORE)
         elif e <= flip:
-            labels.append(vl.BEFORE)
+            labels.append(vl.data.BEFORE)
         elif s >= flip + len(flip_text):
-            labels.append(vl.AFTER)
+            labels.append(vl.data.AFTER)
         else:
-            labels.append(vl.REWARD)
+            labels.append(vl.data.REWARD)
     return ids, labels, group
 
 examples = [
@@ -632,7 +632,7 @@ print(mine.describe())"""
 my_stats = vl.collect_stats(model, mine, layers=[LAYER], progress=False)
 my_axis = vl.ValueAxis.fit(my_stats)
 tr = vl.trace(model, mine.input_ids[0], my_axis)
-vl.token_heatmap(tr, LAYER, start=int((mine.labels[0] != vl.IGNORE).nonzero()[0]))"""
+vl.token_heatmap(tr, LAYER, start=int((mine.labels[0] != vl.data.IGNORE).nonzero()[0]))"""
         ),
         new_markdown_cell(
             "## 2. Your own game conversations\n\n"
@@ -682,7 +682,7 @@ def first_word_of_second_sentence(conv, position, body):  # noqa: ARG001
 
 custom = icrl.label(convs, model, spans=first_word_of_second_sentence, min_side_tokens=1)
 i = 0
-print(model.tokenizer.decode(custom.input_ids[i][custom.labels[i] == vl.REWARD]))"""
+print(model.tokenizer.decode(custom.input_ids[i][custom.labels[i] == vl.data.REWARD]))"""
         ),
         new_markdown_cell(
             "## 3. The paper's released data\n\n"
