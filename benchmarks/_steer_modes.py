@@ -24,7 +24,7 @@
    transplanted and under the control, with paired t intervals over pairs: the hosts' greedy
    yes-rate and the mean gap between host and donor projections over the reply, read three
    layers after the transplanted one (:func:`transplant_numbers`, through
-   ``vl.steering.transplant``); and the hosts' first-token ``p(Yes) / (p(Yes) + p(No))`` from
+   ``value_lens.steering.transplant``); and the hosts' first-token ``p(Yes) / (p(Yes) + p(No))`` from
    the prompt pass's logits (:func:`first_token_numbers`).
 """
 

@@ -92,7 +92,13 @@ def _setup(args: argparse.Namespace) -> dict[str, Any]:
     model = load_model()
     layers = sorted({*args.layers, args.layer})
     t0 = time.perf_counter()
-    axis = ValueAxis.load(args.axis) if args.axis else _fit_axis(model, layers)
+    kept = None if args.store is None else Path(args.store) / "axis.safetensors"
+    if args.axis or (kept is not None and kept.is_file()):
+        axis = ValueAxis.load(args.axis or kept)
+    else:
+        axis = _fit_axis(model, layers)
+        if kept is not None:
+            axis.save(kept)
     fit_s = time.perf_counter() - t0
     assert n_layers(model) > max(layers)
 
@@ -113,6 +119,20 @@ def _setup(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _calibrate(env: dict[str, Any], args: argparse.Namespace) -> tuple[int, list[dict]]:
+    kept = None if args.store is None else Path(args.store) / "calibration.json"
+    if kept is not None and kept.is_file():
+        rec = json.loads(kept.read_text())
+        if rec["calib"] == args.calib and rec["tokens"] == args.tokens:
+            return int(rec["level"]), list(rec["rows"])
+    level, rows = _greedy_levels(env, args)
+    if kept is not None:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        rec = {"calib": args.calib, "tokens": args.tokens, "level": level, "rows": rows}
+        kept.write_text(json.dumps(rec))
+    return level, rows
+
+
+def _greedy_levels(env: dict[str, Any], args: argparse.Namespace) -> tuple[int, list[dict]]:
     from value_lens.core.generate import generate
 
     rows = []
@@ -154,21 +174,6 @@ def _scorers(env: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _noise_stopper(group: int) -> Any:
-    """Control for early stopping: an i.i.d. N(0, 1) signal per token (seeded by problem and
-    sample), so its stops fall at random, at a share set by the same warm-up percentiles."""
-    import torch
-
-    from value_lens.decode import scorers as S
-
-    class _Noise(S.TokenScorer):
-        def signal(self, s: Any) -> torch.Tensor:
-            g = torch.Generator().manual_seed(100_003 * s.problem + s.index)
-            return torch.randn(s.n_tokens, generator=g, dtype=torch.float64)
-
-    return _Noise("noise", agg=f"lowest:{group}")
-
-
 def _wide(res: Any, selector: str, methods: list[str], n: int, n_boot: int) -> list[dict]:
     cur = res.curves(selector, methods=methods, n_boot=n_boot)
     ks = sorted({1, 2, 4, n} & set(range(1, n + 1)))
@@ -180,6 +185,99 @@ def _wide(res: Any, selector: str, methods: list[str], n: int, n_boot: int) -> l
         row[f"k{n}_lo"], row[f"k{n}_hi"] = float(c.loc[n, "lo"]), float(c.loc[n, "hi"])
         rows.append(row)
     return rows
+
+
+def _paired(res: Any, selector: str, methods: list[str], n_boot: int) -> list[dict]:
+    """Best-of-n minus random selection and minus majority vote, paired per problem, at k=n."""
+    d = res.differences(selector, methods=methods, n_boot=n_boot)
+    d = d[d.k == res.n]
+    rows = []
+    for m in methods:
+        row: dict[str, Any] = {"method": m, "k": res.n}
+        for _, r in d[d.method == m].iterrows():
+            a = r["against"]
+            row |= {f"vs_{a}": _round(r["difference"])}
+            row |= {f"vs_{a}_lo": _round(r["lo"]), f"vs_{a}_hi": _round(r["hi"])}
+        rows.append(row)
+    return rows
+
+
+def _stoppers(env: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    from value_lens.decode import scorers as S
+
+    w = args.group
+    return {
+        "deepconf": S.group_confidence(window=w),
+        "value": S.value(env["axis"], env["layer"], agg=f"lowest:{w}"),
+        "logprob": S.TokenScorer("logprob", agg=f"lowest:{w}"),
+        "random_stop": S.random_stop(w),
+    }
+
+
+def _length_profile(es: Any) -> dict[str, float]:
+    """How a rule's stops depend on length and correctness, over the later rollouts."""
+    from value_lens.analysis.metrics import auroc
+
+    later = es.frame[~es.frame["warmup"]]
+    hit, miss = later[later["stopped"]], later[~later["stopped"]]
+    ok = later["correct"] > 0.5
+    out = {
+        "stopped_share_correct": float(later.loc[ok, "stopped"].mean()),
+        "stopped_share_wrong": float(later.loc[~ok, "stopped"].mean()),
+    }
+    if len(hit) and len(miss):  # 0.5: stops blind to the rollout's full length
+        out["stop_length_auroc"] = auroc(hit["full_tokens"], miss["full_tokens"])
+    return out
+
+
+def _early_stop(
+    env: dict[str, Any], res: Any, args: argparse.Namespace
+) -> tuple[list[dict], list[dict], list[dict]]:
+    from value_lens.decode import early_stop
+    from value_lens.decode.budget import StopInputs, equal_budget, matched_random, stop_curve
+
+    curves, matched, stops = {}, {}, []
+    for name, sc in _stoppers(env, args).items():
+        inputs = StopInputs.of(res.samples, res.n, sc)
+        curves[name] = stop_curve(inputs, args.warmup, name=name)
+        if name != "random_stop":
+            matched[name] = matched_random(inputs, curves[name], seed=1)
+        for pct in (10, 30, 50, 70, 90):
+            es = early_stop(None, None, res.n, sc, args.warmup, f"percentile:{pct}", rollouts=res)
+            s = es.summary(n_boot=args.boot)
+            keep = [k for k in s if k.startswith(("accuracy", "baseline", "tokens_saved"))]
+            stops.append(
+                {"scorer": name, "percentile": pct, "warmup": s["warmup"]}
+                | {"stopped_share": round(s["stopped_share"], 4)}
+                | {k: round(float(s[k]), 4) for k in keep}
+                | {k: round(v, 4) for k, v in _length_profile(es).items()}
+            )
+    budget = equal_budget(curves, args.savings, matched=matched, n_boot=args.boot)
+    table = [{k: _round(v) for k, v in r.items()} for r in budget.to_dict("records")]
+    return stops, table, _curve_rows(curves, matched)
+
+
+def _curve_rows(curves: dict[str, Any], matched: dict[str, Any]) -> list[dict]:
+    """Each rule's curve (and its matched control's) every 10 percentiles, never to always."""
+    rows = []
+    for name, cur in curves.items():
+        for j, label in enumerate(cur.labels):
+            if label not in ("never", "always") and int(label[1:]) % 10:
+                continue
+            row = {"scorer": name, "threshold": label}
+            row |= {"tokens_saved": _round(float(cur.tokens_saved[j]))}
+            row |= {"accuracy": _round(float(cur.accuracy[:, j].mean()))}
+            row |= {"stopped_share": _round(float(cur.stopped_share[j]))}
+            if name in matched:
+                m = matched[name]
+                row |= {"matched_tokens_saved": _round(float(m.tokens_saved[j]))}
+                row |= {"matched_accuracy": _round(float(m.accuracy[:, j].mean()))}
+            rows.append(row)
+    return rows
+
+
+def _round(v: Any) -> Any:
+    return round(float(v), 4) if isinstance(v, float) else v
 
 
 def _clean(obj: Any) -> Any:
@@ -195,47 +293,41 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def _args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="tiny model, synthetic checker")
     ap.add_argument("--problems", type=int, default=100, help="evaluation problems")
     ap.add_argument("--calib", type=int, default=16, help="calibration problems per level")
-    ap.add_argument("--n", type=int, default=8, help="rollouts per problem")
+    ap.add_argument("--n", type=int, default=32, help="rollouts per problem")
+    ap.add_argument("--bon", type=int, default=8, help="best-of-k over the first BON rollouts")
     ap.add_argument("--tokens", type=int, default=32, help="max new tokens")
     ap.add_argument("--temperature", type=float, default=0.7)
     ap.add_argument("--layer", type=int, default=19, help="the value axis layer scored")
     ap.add_argument("--layers", type=int, nargs="*", default=[9, 14, 24], help="layer sweep")
     ap.add_argument("--group", type=int, default=8, help="token group of lowest-group scores")
-    ap.add_argument("--warmup", type=int, default=2, help="early-stop warm-up rollouts")
+    ap.add_argument("--warmup", type=int, default=16, help="early-stop warm-up rollouts")
+    ap.add_argument("--savings", type=float, nargs="*", default=[0.1, 0.2, 0.3])
     ap.add_argument("--axis", default=None, help="a saved axis instead of fitting one")
     ap.add_argument("--boot", type=int, default=1000)
+    ap.add_argument("--store", default=None, help="resume folder (value_lens_out/bench_decode)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     if args.quick:
-        args.problems, args.calib, args.n, args.tokens, args.boot = 6, 4, 4, 6, 50
-        args.group, args.warmup = 3, 1
+        args.problems, args.calib, args.n, args.bon, args.tokens, args.boot = 6, 4, 6, 4, 6, 50
+        args.group, args.warmup, args.savings = 3, 3, [0.05, 0.1]
+    elif args.store is None:
+        args.store = "value_lens_out/bench_decode"
+    return args
 
-    import torch
 
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    from value_lens.decode import best_of_n, early_stop
-    from value_lens.decode import scorers as S
+def _rollouts(env: dict[str, Any], args: argparse.Namespace, problems: list) -> Any:
+    from value_lens.decode import best_of_n
 
-    times: dict[str, float] = {}
-    t = time.perf_counter()
-    env = _setup(args)
-    times["load_and_axis"] = time.perf_counter() - t
-    t = time.perf_counter()
-    level, calib = _calibrate(env, args)
-    times["calibration"] = time.perf_counter() - t
-    problems = env["problems"](args.problems, 2, level)
-    scorers = _scorers(env, args)
-    t = time.perf_counter()
-    res = best_of_n(
+    return best_of_n(
         env["model"],
         problems,
         args.n,
-        scorers,
+        _scorers(env, args),
         check=env["check"],
         answer=env["answer"],
         prompt=_prompt,
@@ -243,71 +335,94 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         temperature=args.temperature,
         batch_size=16,
         seed=0,
+        store=None if args.store is None else Path(args.store) / "rollouts",
+        progress=not args.quick,
     )
-    times["rollouts"] = time.perf_counter() - t
-    t = time.perf_counter()
-    au = res.auroc(n_boot=args.boot)
-    base = ["random", "majority", "oracle"]
-    argmax = _wide(res, "argmax", [*scorers, *base], args.n, args.boot)
+
+
+def _tables(env: dict[str, Any], res: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Every table: AUROC on all rollouts, best-of-k on the first ``bon`` (scorers refitted
+    on those), early stopping on all of them (``warmup`` warm-ups per problem)."""
+    from value_lens.decode import rescore
+
+    sub = [s for s in res.samples if s.index < args.bon]
+    bon = rescore(sub, args.bon, _scorers(env, args), info=res.info)
+    names, base = list(bon.scores), ["random", "majority", "oracle"]
     voted = ["value", "value_lowest8", "logprob", "self_certainty", "deepconf_lowest8", "probe"]
-    weighted = _wide(res, "weighted_vote", voted, args.n, args.boot)
-    stops = []
-    stoppers = {
-        "deepconf": S.group_confidence(window=args.group),
-        "value": S.value(env["axis"], env["layer"], agg=f"lowest:{args.group}"),
-        "logprob": S.TokenScorer("logprob", agg=f"lowest:{args.group}"),
-        "random_stop": _noise_stopper(args.group),
-    }
-    for name, sc in stoppers.items():
-        for pct in (10, 30, 50, 70, 90):
-            es = early_stop(None, None, args.n, sc, args.warmup, f"percentile:{pct}", rollouts=res)
-            s = es.summary(n_boot=args.boot)
-            keep = [k for k in s if k.startswith(("accuracy", "baseline", "tokens_saved"))]
-            stops.append(
-                {"scorer": name, "percentile": pct, "stopped_share": round(s["stopped_share"], 4)}
-                | {k: round(float(s[k]), 4) for k in keep}
-            )
-    times["tables"] = time.perf_counter() - t
-    y = res.correct
-    result = {
-        "setting": {
-            "model": str(env["model"].cfg.model_name),
-            "quick": bool(args.quick),
-            "task": "arithmetic_problems (value_lens.evals.problems), parse_answer checker"
-            if not args.quick
-            else "synthetic checker (reply length parity)",
-            "level": level,
-            "problems": args.problems,
-            "n": args.n,
-            "max_new_tokens": args.tokens,
-            "temperature": args.temperature,
-            "layer": env["layer"],
-            "group": args.group,
-            "warmup": args.warmup,
-            "n_boot": args.boot,
-            "sample_accuracy": float(y.mean()),
-            "problems_all_wrong": int((y.reshape(-1, args.n).max(1) == 0).sum()),
-            "problems_all_right": int((y.reshape(-1, args.n).min(1) == 1).sum()),
-            "mean_new_tokens": float(res.frame["n_tokens"].mean()),
-            "empty_samples": int((res.frame["n_tokens"] == 0).sum()),
-            "hit_limit_share": float(res.frame["hit_limit"].mean()),
-            "torch_threads": torch.get_num_threads(),
-        },
-        "calibration": calib,
-        "auroc": [
-            {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}
-            for r in au.to_dict("records")
-        ],
-        "best_of_k_argmax": argmax,
-        "best_of_k_weighted_vote": weighted,
+    au = res.auroc(n_boot=args.boot).to_dict("records")
+    stops, budget, curves = _early_stop(env, res, args)
+    return {
+        "auroc": [{k: _round(v) for k, v in r.items()} for r in au],
+        "best_of_k_argmax": _wide(bon, "argmax", [*names, *base], args.bon, args.boot),
+        "best_of_k_argmax_paired": _paired(bon, "argmax", names, args.boot),
+        "best_of_k_weighted_vote": _wide(bon, "weighted_vote", voted, args.bon, args.boot),
+        "best_of_k_weighted_vote_paired": _paired(bon, "weighted_vote", voted, args.boot),
         "early_stop": stops,
-        "seconds": {k: round(v, 1) for k, v in times.items()},
+        "early_stop_equal_budget": budget,
+        "early_stop_curves": curves,
     }
+
+
+def _setting(env: dict[str, Any], res: Any, args: argparse.Namespace, level: int) -> dict:
+    import torch
+
+    from value_lens.analysis.metrics import auroc
+
+    y, f = res.correct, res.frame
+    ok = y > 0.5
+    return {
+        "model": str(env["model"].cfg.model_name),
+        "quick": bool(args.quick),
+        "task": "synthetic checker (reply length parity)"
+        if args.quick
+        else "arithmetic_problems (value_lens.evals.problems), parse_answer checker",
+        "level": level,
+        "problems": args.problems,
+        "n": args.n,
+        "best_of_k_n": args.bon,
+        "max_new_tokens": args.tokens,
+        "temperature": args.temperature,
+        "layer": env["layer"],
+        "group": args.group,
+        "warmup": args.warmup,
+        "n_boot": args.boot,
+        "sample_accuracy": float(y.mean()),
+        "problems_all_wrong": int((y.reshape(-1, args.n).max(1) == 0).sum()),
+        "problems_all_right": int((y.reshape(-1, args.n).min(1) == 1).sum()),
+        "mean_new_tokens": float(f["n_tokens"].mean()),
+        "empty_samples": int((f["n_tokens"] == 0).sum()),
+        "hit_limit_share": float(f["hit_limit"].mean()),
+        "shorter_is_correct_auroc": auroc(-f.loc[ok, "n_tokens"], -f.loc[~ok, "n_tokens"])
+        if ok.any() and (~ok).any()
+        else None,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = _args(argv)
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    times: dict[str, float] = {}
+    t = time.perf_counter()
+    env = _setup(args)
+    times["load_and_axis"] = time.perf_counter() - t
+    t = time.perf_counter()
+    level, calib = _calibrate(env, args)
+    times["calibration"] = time.perf_counter() - t
+    t = time.perf_counter()
+    res = _rollouts(env, args, env["problems"](args.problems, 2, level))
+    times["rollouts (or loading the stored ones)"] = time.perf_counter() - t
+    t = time.perf_counter()
+    tables = _tables(env, res, args)
+    times["tables"] = time.perf_counter() - t
+    result = {"setting": _setting(env, res, args, level), "calibration": calib, **tables}
+    result["seconds"] = {k: round(v, 1) for k, v in times.items()}
     if "axis_seconds" in env:
         result["seconds"]["axis"] = round(env["axis_seconds"], 1)
     result = _clean(result)
-    print(au.to_string())
-    print(json.dumps(argmax, indent=1))
+    print(json.dumps(tables["early_stop_equal_budget"], indent=1))
     out = args.out or (None if args.quick else "benchmarks/results/bench_decode.json")
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,8 @@ def _headline(out: Path) -> dict:
     code suite's Cohen's d with its CI, plus the report's sentence."""
     import pandas as pd
 
-    from value_lens.pipeline.rundir import read_meta, value_sentence
+    from value_lens.pipeline.report import value_sentence
+    from value_lens.pipeline.rundir import read_meta
     from value_lens.viz.controls import control_table
 
     sweep = pd.read_csv(out / "sweep.csv")

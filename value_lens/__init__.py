@@ -1,107 +1,106 @@
 """value_lens: see, measure and steer a language model's value axis.
 
-Data flows one way: conversations -> :class:`LabelledTokens` -> :func:`collect_stats` ->
-:class:`ActivationStats` -> :class:`ValueAxis` -> :func:`trace` / sweeps / steering -> figures.
+Data flows one way: load a model -> :class:`LabelledTokens` -> :func:`collect_stats` ->
+:class:`ActivationStats` -> :class:`ValueAxis` -> :func:`trace` / :func:`layer_sweep` /
+:func:`steer` -> figures. The names below are the whole top level, in that order; everything
+else lives in a subpackage with a face of its own (``value_lens.core``, ``.data``, ``.fitting``,
+``.analysis``, ``.steering``, ``.evals``, ``.viz``, ``.decode``, ``.compare``, ``.pipeline``),
+and ``confounds``, ``metrics`` and ``stop`` are shortcuts to the analysis modules of those
+names. Every name loads its module on first use (PEP 562), so ``import value_lens`` itself
+imports neither torch nor plotly, trl or the command line.
+
+Example:
+    >>> import value_lens as vl
+    >>> vl.ValueAxis.__name__, vl.confounds.__name__
+    ('ValueAxis', 'value_lens.analysis.confounds')
 """
 
-import value_lens.data.icrl  # noqa: F401  (value_lens.data.icrl.CRITERIA etc.)
-from value_lens import compare, data, decode, evals, pipeline, viz
-from value_lens._version import __version__
-from value_lens.analysis import confounds, metrics, stop
-from value_lens.analysis.lens import logit_lens
-from value_lens.analysis.monitor import monitor
-from value_lens.analysis.readout import ValueTrace, project, trace, value
-from value_lens.analysis.sweep import SweepConfig, SweepResult, layer_sweep
-from value_lens.core.chat import format_chat
-from value_lens.core.conventions import from_hidden_states_index, hook_name, to_hidden_states_index
-from value_lens.core.generate import Generation, GenerationConfig, generate
-from value_lens.core.model import DEFAULT_MODEL_ID, load_model
-from value_lens.data.tokens import (
-    AFTER,
-    BEFORE,
-    IGNORE,
-    PLACEBO_AFTER,
-    PLACEBO_BEFORE,
-    REWARD,
-    LabelledTokens,
-)
-from value_lens.decode import scorers as score
-from value_lens.errors import (
-    ArtifactError,
-    AxisMismatchError,
-    CalibrationError,
-    InputError,
-    LayerError,
-    ModelNotFoundError,
-    NonFiniteActivationError,
-    ValueLensError,
-)
-from value_lens.fitting.axis import ValueAxis
-from value_lens.fitting.collect import collect_stats
-from value_lens.fitting.stats import ActivationStats
-from value_lens.steering.dose import DoseGrid, dose_response, dose_slopes
-from value_lens.steering.steer import Steering, steer, steering_hook
-from value_lens.steering.strength import Calibration, calibrate
-from value_lens.viz import LiveHeatmap, layer_token_heatmap, token_heatmap, write_report
+from __future__ import annotations
 
-__all__ = [
-    "AFTER",
-    "BEFORE",
-    "DEFAULT_MODEL_ID",
-    "IGNORE",
-    "PLACEBO_AFTER",
-    "PLACEBO_BEFORE",
-    "REWARD",
-    "ActivationStats",
-    "ArtifactError",
-    "AxisMismatchError",
-    "CalibrationError",
-    "InputError",
-    "LabelledTokens",
-    "LayerError",
-    "LiveHeatmap",
-    "ModelNotFoundError",
-    "NonFiniteActivationError",
-    "ValueAxis",
-    "ValueLensError",
-    "ValueTrace",
-    "generate",
-    "GenerationConfig",
-    "DoseGrid",
-    "SweepConfig",
-    "SweepResult",
-    "Generation",
-    "steer",
-    "steering_hook",
-    "Steering",
-    "calibrate",
-    "Calibration",
-    "dose_response",
-    "dose_slopes",
-    "layer_sweep",
-    "token_heatmap",
-    "layer_token_heatmap",
-    "write_report",
+import warnings
+from typing import TYPE_CHECKING, Any
+
+from value_lens._lazy import attach
+from value_lens._version import __version__
+
+#: the public names, in pipeline order, and where each is defined
+_NAMES = {
+    "InputError": "value_lens.errors",
+    "load_model": "value_lens.core.model",
+    "generate": "value_lens.core.generate",
+    "GenerationConfig": "value_lens.core.generate",
+    "LabelledTokens": "value_lens.data.tokens",
+    "collect_stats": "value_lens.fitting.collect",
+    "ActivationStats": "value_lens.fitting.stats",
+    "ValueAxis": "value_lens.fitting.axis",
+    "trace": "value_lens.analysis.readout",
+    "project": "value_lens.analysis.readout",
+    "mean_value": "value_lens.analysis.readout",
+    "ValueTrace": "value_lens.analysis.readout",
+    "layer_sweep": "value_lens.analysis.sweep",
+    "SweepConfig": "value_lens.analysis.sweep",
+    "monitor": "value_lens.analysis.monitor",
+    "confounds": "value_lens.analysis:confounds",
+    "metrics": "value_lens.analysis:metrics",
+    "stop": "value_lens.analysis:stop",
+    "steer": "value_lens.steering.steer",
+    "dose_response": "value_lens.steering.dose",
+    "token_heatmap": "value_lens.viz.heatmap",
+    "write_report": "value_lens.viz.report",
+}
+_SUBPACKAGES = (
+    "analysis",
     "compare",
-    "confounds",
+    "core",
     "data",
     "decode",
-    "pipeline",
+    "errors",
     "evals",
-    "metrics",
+    "fitting",
+    "pipeline",
+    "posttrain",
+    "steering",
+    "testing",
     "viz",
-    "__version__",
-    "collect_stats",
-    "format_chat",
-    "from_hidden_states_index",
-    "hook_name",
-    "load_model",
-    "logit_lens",
-    "project",
-    "to_hidden_states_index",
-    "trace",
-    "monitor",
-    "score",
-    "stop",
-    "value",
-]
+)
+
+__all__ = ["__version__", *_NAMES]
+
+_getattr, __dir__ = attach(__name__, _NAMES, _SUBPACKAGES)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "value":  # renamed; the old name works, with a warning, for one release
+        warnings.warn(
+            "value_lens.value is now value_lens.mean_value; the old name goes in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        name = "mean_value"
+    return _getattr(name)
+
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
+    from value_lens import analysis as analysis
+    from value_lens.analysis import confounds as confounds
+    from value_lens.analysis import metrics as metrics
+    from value_lens.analysis import stop as stop
+    from value_lens.analysis.monitor import monitor as monitor
+    from value_lens.analysis.readout import ValueTrace as ValueTrace
+    from value_lens.analysis.readout import mean_value as mean_value
+    from value_lens.analysis.readout import project as project
+    from value_lens.analysis.readout import trace as trace
+    from value_lens.analysis.sweep import SweepConfig as SweepConfig
+    from value_lens.analysis.sweep import layer_sweep as layer_sweep
+    from value_lens.core.generate import GenerationConfig as GenerationConfig
+    from value_lens.core.generate import generate as generate
+    from value_lens.core.model import load_model as load_model
+    from value_lens.data.tokens import LabelledTokens as LabelledTokens
+    from value_lens.errors import InputError as InputError
+    from value_lens.fitting.axis import ValueAxis as ValueAxis
+    from value_lens.fitting.collect import collect_stats as collect_stats
+    from value_lens.fitting.stats import ActivationStats as ActivationStats
+    from value_lens.steering.dose import dose_response as dose_response
+    from value_lens.steering.steer import steer as steer
+    from value_lens.viz.heatmap import token_heatmap as token_heatmap
+    from value_lens.viz.report import write_report as write_report

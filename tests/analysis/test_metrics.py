@@ -109,6 +109,24 @@ def _clustered(rng, n_clusters, per_cluster, *, between, within=1.0, effect=0.5)
     return np.concatenate(pos), np.concatenate(neg), cp, cn
 
 
+def _copies_auroc(pos, neg, cp, cn, w, which="all"):
+    """Brute force over the pairs of a resample with ``w[c]`` copies of cluster c, leaving out
+    the pairs between two different copies of one cluster (they are pairs of no real turn)."""
+    wins = pairs = 0.0
+    for x, a in zip(pos, cp, strict=True):
+        for y, b in zip(neg, cn, strict=True):
+            for i in range(w[a]):
+                for j in range(w[b]):
+                    same_copy = a == b and i == j
+                    if a == b and not same_copy:
+                        continue
+                    if (which == "within") != same_copy and which != "all":
+                        continue
+                    pairs += 1
+                    wins += 1.0 if x > y else 0.5 if x == y else 0.0
+    return wins / pairs if pairs else float("nan")
+
+
 def test_cluster_auroc_parts_equal_brute_force_on_repeated_clusters():
     rng = np.random.default_rng(0)
     pos = rng.integers(0, 6, 40).astype(float)  # many ties
@@ -118,10 +136,13 @@ def test_cluster_auroc_parts_equal_brute_force_on_repeated_clusters():
     assert parts.auroc() == pytest.approx(_pairwise_auroc(pos, neg), abs=1e-12)
     for _ in range(20):
         w = rng.integers(0, 3, 9)
-        p, n = np.repeat(pos, w[cp]), np.repeat(neg, w[cn])
+        want = _copies_auroc(pos, neg, cp, cn, w)
         got = parts.resample(w)
-        if p.size and n.size:
-            assert got == pytest.approx(_pairwise_auroc(p, n), abs=1e-12)
+        if np.isfinite(want):
+            assert got == pytest.approx(want, abs=1e-12)
+            # within and between split the same pairs by whether both come from one copy
+            assert parts.within(w) == pytest.approx(_copies_auroc(pos, neg, cp, cn, w, "within"))
+            assert parts.between(w) == pytest.approx(_copies_auroc(pos, neg, cp, cn, w, "between"))
         else:
             assert np.isnan(got)
     many = rng.integers(0, 3, (5, 9))
@@ -136,7 +157,7 @@ def test_cluster_auroc_parts_with_many_negatives_and_clusters():
     parts = ClusterAUROC.of(pos, neg, pos_cluster=cp, neg_cluster=cn)
     assert parts.auroc() == pytest.approx(auroc(pos, neg), abs=1e-12)
     for _ in range(3):
-        w = rng.integers(0, 3, 120)
+        w = rng.integers(0, 2, 120)  # leave clusters out (no copies): the plain AUROC of the rest
         got = parts.resample(w)
         assert got == pytest.approx(auroc(np.repeat(pos, w[cp]), np.repeat(neg, w[cn])), abs=1e-12)
 
@@ -227,7 +248,8 @@ def test_cluster_bootstrap_errors():
     )
     assert 1.5 <= lo <= hi <= 3.5
     with pytest.raises(InputError, match="at least 3 clusters"):  # the jackknife needs 3
-        bootstrap_ci(np.mean, [1, 2, 3, 4], groups=[0, 0, 1, 1])
+        bootstrap_ci(np.mean, [1, 2, 3, 4], groups=[0, 0, 1, 1], method="jackknife")
+    assert np.isnan(bootstrap_ci(np.mean, [1, 2, 3, 4], groups=[0, 0, 1, 1])).all()  # auto
     with pytest.raises(InputError, match="needs groups="):
         bootstrap_ci(np.mean, [1, 2, 3, 4], method="jackknife")
 

@@ -236,13 +236,17 @@ def test_calibrate_sets_thresholds_at_the_fpr_on_neutral_text(tiny, axis):
     with pytest.raises(CalibrationError, match="calibrate"):
         _ = mon.threshold
     fpr = 0.1
-    thr = mon.calibrate(tiny, NEUTRAL[:5], fpr=fpr)
-    assert mon.threshold == thr["now"] and set(thr) == {"now", "ema"}
+    per_token = mon.calibrate(tiny, NEUTRAL[:5], fpr=fpr, unit="token")
     pooled = torch.cat([vl.trace(tiny, t, axis, [1]).cosine[0] for t in NEUTRAL[:5]])
-    assert thr["now"] == threshold_at_fpr(pooled, fpr, "below")  # the oracle: trace, pooled
+    assert per_token["now"] == threshold_at_fpr(pooled, fpr, "below")  # the oracle: pooled
     held = calibration_scores(mon, tiny, NEUTRAL[5:])
-    for name, t in thr.items():
+    for name, t in per_token.items():
         assert float((held[name] < t).double().mean()) <= fpr + 0.1
+    thr = mon.calibrate(tiny, NEUTRAL[:5], fpr=fpr)  # per response (the default)
+    assert mon.threshold == thr["now"] and set(thr) == {"now", "ema"}
+    mins = [float(vl.trace(tiny, t, axis, [1]).cosine[0].min()) for t in NEUTRAL[:5]]
+    assert thr["now"] == pytest.approx(min(mins))  # floor(0.1 * 4) = 0: the lowest text minimum
+    assert mon.calibration.unit == "response" and mon.calibration.n_texts == 5
     rule = below("ema", mon.thresholds["ema"])
     assert rule.threshold == thr["ema"]  # type: ignore[attr-defined]
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from tests._oracle import hidden_states
-from value_lens import ValueAxis, trace, value
+from value_lens import ValueAxis, mean_value, trace
 from value_lens.analysis.readout import project
 from value_lens.errors import InputError, LayerError
 
@@ -74,7 +74,7 @@ def test_trace_matches_hf_oracle(tiny, tiny_hf, axis):
     )
     assert "".join(tr.tokens) == text
     assert tr.mean(0) == pytest.approx(float(tr.cosine[0].mean()))
-    assert value(tiny, text, axis, 0, positions=slice(2, 5)) == pytest.approx(
+    assert mean_value(tiny, text, axis, 0, positions=slice(2, 5)) == pytest.approx(
         float(tr.cosine[0, 2:5].mean()), abs=1e-6
     )
     torch.testing.assert_close(project(h, axis, 0), tr.cosine[0], atol=1e-5, rtol=1e-5)

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from value_lens.analysis.metrics import auroc, bootstrap_ci
-from value_lens.analysis.splits import split_weights
 from value_lens.analysis.sweep import (
     ClusterCI,
     SweepConfig,
@@ -18,6 +17,7 @@ from value_lens.analysis.sweep import (
     cosine_matrix,
     layer_sweep,
 )
+from value_lens.analysis.sweep.splits import split_weights
 from value_lens.data.tokens import LabelledTokens
 from value_lens.errors import InputError
 
@@ -333,27 +333,89 @@ def test_train_sets_errors(tiny):
         layer_sweep(tiny, short, train_sets=[["g0"]], min_count=7, layers=[0], progress=False)
 
 
-@torch.no_grad()
-def test_token_auroc_ci_is_a_cluster_bootstrap_over_conversations(tiny, tiny_hf):
-    """The sweep's CI equals bootstrap_ci resampling conversations (shared by two sequences
-    each here) on tokens scored from HF hidden states, every split's AUROC averaged."""
-    data = unstructured_data(per_conversation=2)
-    ci = ClusterCI(n_boot=300, level=0.9)
-    sw = layer_sweep(
-        tiny, data, n_splits=3, n_train=5, layers=[0], n_random=0, seed=7, ci=ci, progress=False
-    )
-    df = sw.table
-    assert sw.ci["cluster"] == "conversation_id"
-    assert sw.ci["n_clusters"] == 2 * N_GROUPS < len(data)
-    hf, _ = tiny_hf
-    hs = _hidden(hf, data, 0)
-    keep = [lab >= 0 for lab in data.labels]
+def _oracle_scores(hf, data, layer):
+    """Per token (labelled BEFORE/AFTER): HF hidden state, after flag, group, conversation."""
+    hs = _hidden(hf, data, layer)
+    keep = [(lab == 0) | (lab == 1) for lab in data.labels]
     h = torch.cat([x[k] for x, k in zip(hs, keep, strict=True)])
     after = torch.cat([lab[k] == 1 for lab, k in zip(data.labels, keep, strict=True)]).numpy()
     group = np.concatenate([[g] * int(k.sum()) for g, k in zip(data.groups, keep, strict=True)])
     conv = np.concatenate(
         [[m["conversation_id"]] * int(k.sum()) for m, k in zip(data.meta, keep, strict=True)]
     )
+    return hs, h, after, group, conv
+
+
+def _oracle_mean_auroc(hs, h, after, group, data, splits, drop=None):
+    """Mean over splits of the held-out AUROC, each split's direction refitted without the
+    criterion ``drop`` and that criterion's tokens left out."""
+    out = []
+    for train in splits:
+        tr = [g for g in train if g != drop]
+        if not tr:
+            continue
+        diffs = {g: [] for g in tr}
+        for x, lab, g in zip(hs, data.labels, data.groups, strict=True):
+            if g in tr:
+                diffs[g].append(x[lab == 1].mean(0) - x[lab == 0].mean(0))
+        v = torch.stack([torch.stack(d).mean(0) for d in diffs.values()]).mean(0)
+        cos = ((h @ v) / (h.norm(dim=-1) * v.norm())).numpy()
+        held = ~np.isin(group, train) & (group != drop)
+        if (held & after).any() and (held & ~after).any():
+            out.append(auroc(cos[held & after], cos[held & ~after]))
+    return np.mean(out)
+
+
+@torch.no_grad()
+def test_token_auroc_ci_is_a_leave_one_criterion_out_jackknife_with_refits(tiny, tiny_hf):
+    """The sweep's default interval equals a brute-force jackknife over criteria from HF hidden
+    states: each criterion left out of every split's training set (the direction refitted
+    without it) and of its held-out tokens, t quantile on C - 1 degrees of freedom."""
+    from value_lens.analysis.intervals import t_quantile
+
+    data = unstructured_data(per_conversation=2)
+    sw = layer_sweep(
+        tiny,
+        data,
+        n_splits=3,
+        n_train=5,
+        layers=[0],
+        n_random=0,
+        seed=7,
+        ci=ClusterCI(level=0.9),
+        progress=False,
+    )
+    assert sw.ci["cluster"] == "group" and sw.ci["n_clusters"] == N_GROUPS
+    hs, h, after, group, _ = _oracle_scores(tiny_hf[0], data, 0)
+    splits = [r["train_groups"] for r in sw.splits]
+    point = _oracle_mean_auroc(hs, h, after, group, data, splits)
+    loo = np.array([_oracle_mean_auroc(hs, h, after, group, data, splits, g) for g in sw.groups])
+    se = np.sqrt((len(loo) - 1) / len(loo) * ((loo - loo.mean()) ** 2).sum())
+    half = t_quantile(0.95, len(loo) - 1) * se
+    row = sw.table.iloc[0]
+    assert row["token_auroc_mean"] == pytest.approx(point, abs=1e-6)
+    assert row["token_auroc_ci_lo"] == pytest.approx(point - half, abs=1e-6)
+    assert row["token_auroc_ci_hi"] == pytest.approx(point + half, abs=1e-6)
+
+
+@torch.no_grad()
+def test_conversation_clusters_keep_each_direction_and_leave_tokens_out(tiny, tiny_hf):
+    """With conversations as the unit, the directions stay fixed and each conversation's tokens
+    are left out: the interval is bootstrap_ci's cluster jackknife of the same statistic."""
+    data = unstructured_data(per_conversation=2)
+    sw = layer_sweep(
+        tiny,
+        data,
+        n_splits=3,
+        n_train=5,
+        layers=[0],
+        n_random=0,
+        seed=7,
+        ci=ClusterCI("conversation_id"),
+        progress=False,
+    )
+    assert sw.ci["cluster"] == "conversation_id" and sw.ci["n_clusters"] == 2 * N_GROUPS
+    hs, h, after, group, conv = _oracle_scores(tiny_hf[0], data, 0)
     arrays = []
     for rec in sw.splits:
         train = rec["train_groups"]
@@ -371,51 +433,35 @@ def test_token_auroc_ci_is_a_cluster_bootstrap_over_conversations(tiny, tiny_hf)
         out = []
         for cos, held in zip(pairs[::2], pairs[1::2], strict=True):
             held = held.astype(bool)
-            out.append(auroc(cos[held & yes], cos[held & ~yes]))
+            if (held & yes).any() and (held & ~yes).any():
+                out.append(auroc(cos[held & yes], cos[held & ~yes]))
         return np.mean(out)
 
-    lo, hi = bootstrap_ci(
-        mean_held_out_auroc, *arrays, groups=conv, paired=True, n_boot=300, seed=7, ci=0.9
-    )
-    row = df.iloc[0]
+    lo, hi = bootstrap_ci(mean_held_out_auroc, *arrays, groups=conv, paired=True)
+    row = sw.table.iloc[0]
     assert row["token_auroc_mean"] == pytest.approx(mean_held_out_auroc(*arrays), abs=1e-6)
     assert row["token_auroc_ci_lo"] == pytest.approx(lo, abs=1e-6)
     assert row["token_auroc_ci_hi"] == pytest.approx(hi, abs=1e-6)
-    # resampling sequences instead (the i.i.d. unit one level up) gives another interval
-    seq_sw = layer_sweep(
-        tiny,
-        data,
-        n_splits=3,
-        n_train=5,
-        layers=[0],
-        n_random=0,
-        seed=7,
-        ci=ClusterCI("sequence", n_boot=300, level=0.9),
-        progress=False,
-    )
-    seq = seq_sw.table
-    assert seq_sw.ci["n_clusters"] == len(data)
-    assert (seq["token_auroc_ci_lo"].iloc[0], seq["token_auroc_ci_hi"].iloc[0]) != (lo, hi)
 
 
 def test_ci_clusters_fall_back_to_sequences_and_can_be_off(tiny):
     data = planted_data()  # no conversation_id in meta
     sw = layer_sweep(tiny, data, n_splits=2, n_train=5, layers=[0], n_random=0, progress=False)
     df = sw.table
-    assert sw.ci["cluster"] == "sequence" and sw.ci["n_clusters"] == len(data)
+    assert sw.ci["cluster"] == "group" and sw.ci["n_clusters"] == N_GROUPS
     lo, hi = df[["token_auroc_ci_lo", "token_auroc_ci_hi"]].iloc[0]
     assert lo <= df["token_auroc_mean"].iloc[0] <= hi
-    crit_sw = layer_sweep(
+    conv_sw = layer_sweep(
         tiny,
         data,
         n_splits=2,
         n_train=5,
         layers=[0],
         n_random=0,
-        ci=ClusterCI("group"),
+        ci=ClusterCI("conversation_id"),
         progress=False,
     )
-    assert crit_sw.ci["n_clusters"] == N_GROUPS
+    assert conv_sw.ci["cluster"] == "sequence" and conv_sw.ci["n_clusters"] == len(data)
     off_sw = layer_sweep(
         tiny, data, n_splits=2, n_train=5, layers=[0], n_random=0, ci=None, progress=False
     )
@@ -423,9 +469,17 @@ def test_ci_clusters_fall_back_to_sequences_and_can_be_off(tiny):
     assert off_sw.ci is None and off["token_auroc_ci_lo"].isna().all()
     data.meta[0]["conversation_id"] = "x"
     with pytest.raises(InputError, match="conversation_id"):
-        layer_sweep(tiny, data, n_splits=2, n_train=5, layers=[0], progress=False)
-    with pytest.raises(InputError, match="n_boot"):
-        ClusterCI(n_boot=0)
+        layer_sweep(
+            tiny,
+            data,
+            n_splits=2,
+            n_train=5,
+            layers=[0],
+            ci=ClusterCI("conversation_id"),
+            progress=False,
+        )
+    with pytest.raises(InputError, match="level"):
+        ClusterCI(level=1.5)
 
 
 class _CountSequences:
@@ -441,7 +495,7 @@ class _CountSequences:
 
 def test_forward_passes_one_or_two_whatever_the_splits(tiny, monkeypatch):
     """One pass over the data when the residuals fit, two when not, one with stats given."""
-    import value_lens.analysis.projections as P
+    import value_lens.analysis.sweep.run as P
     from value_lens import collect_stats
 
     data = planted_data()
@@ -489,7 +543,7 @@ def test_sweep_result_carries_the_settings(tiny):
     import json
 
     data = unstructured_data(per_conversation=2)
-    cfg = SweepConfig(n_splits=2, n_train=3, seed=4, n_random=2, ci=ClusterCI(n_boot=50, level=0.8))
+    cfg = SweepConfig(n_splits=2, n_train=3, seed=4, n_random=2, ci=ClusterCI(level=0.8))
     sw = layer_sweep(tiny, data, cfg, progress=False)
     assert isinstance(sw, SweepResult) and sw.config == cfg
     labels = torch.cat(data.labels)
@@ -501,11 +555,10 @@ def test_sweep_result_carries_the_settings(tiny):
     want = [[f"g{g}" for g in sorted(p)] for p in perms]
     assert [r["train_groups"] for r in sw.splits if r["layer"] == 0] == want
     assert dict(sw.ci) == {
-        "cluster": "conversation_id",
-        "n_boot": 50,
+        "cluster": "group",
         "level": 0.8,
-        "n_clusters": 2 * N_GROUPS,
-        "seed": 4,
+        "n_clusters": N_GROUPS,
+        "method": "leave-one-cluster-out jackknife, t on C-1 df",
     }
     assert set(sw.timings) == {
         "collect_s",
@@ -514,7 +567,9 @@ def test_sweep_result_carries_the_settings(tiny):
         "collect_cpu_s",
         "project_cpu_s",
         "refit_cpu_s",
+        "passes",
     }
+    assert sw.timings["passes"] == 1
     st = json.loads(json.dumps(sw.settings))
     assert (st["n_splits"], st["n_train"], st["seed"], st["method"]) == (2, 3, 4, "mean_diff")
     assert st["ci"] == dict(sw.ci) and st["n_tokens"] == sw.n_tokens
@@ -529,7 +584,7 @@ def test_sweep_result_carries_the_settings(tiny):
         n_train=3,
         seed=4,
         n_random=2,
-        ci=ClusterCI(n_boot=50, level=0.8),
+        ci=ClusterCI(level=0.8),
         progress=False,
     )
     pd.testing.assert_frame_equal(kw.table, sw.table)
@@ -537,3 +592,33 @@ def test_sweep_result_carries_the_settings(tiny):
         layer_sweep(tiny, data, n_split=2, progress=False)
     with pytest.raises(InputError, match="not its table"):
         inspect.unwrap(cosine_matrix)(sw.table)  # untyped callers get the friendly error
+
+
+def test_one_pass_statistics_equal_collect_stats_and_the_two_pass_sweep(tiny):
+    """The one-pass path derives the statistics from the residuals it keeps: counts exactly,
+    sums and norm sums to fp32 rounding of collect_stats; its table equals the two-pass one."""
+    from value_lens import collect_stats
+
+    gen = torch.Generator().manual_seed(3)
+    ids, labs, groups = [], [], []
+    for g in range(6):
+        for _ in range(2):
+            nb, na = (int(torch.randint(3, 8, (1,), generator=gen)) for _ in range(2))
+            ids.append(torch.randint(20, 400, (nb + na + 4,), generator=gen))
+            labs.append(torch.tensor([-1, -1] + [0] * nb + [2] + [1] * na + [-1]))
+            groups.append(f"g{g}")
+    data = LabelledTokens(ids, labs, groups)
+    one = layer_sweep(tiny, data, n_splits=2, n_train=4, n_random=3, progress=False)
+    two = layer_sweep(
+        tiny, data, n_splits=2, n_train=4, n_random=3, progress=False, max_memory_gb=0
+    )
+    assert (one.timings["passes"], two.timings["passes"]) == (1, 2)
+    ref = collect_stats(tiny, data, layers=[0, 1], progress=False)
+    for got in (one.stats, two.stats):
+        assert got.groups == ref.groups and got.classes == ref.classes == [0, 1, 2]
+        assert torch.equal(got.count, ref.count)
+        torch.testing.assert_close(got.sum, ref.sum, rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(got.norm_sum, ref.norm_sum, rtol=1e-5, atol=1e-4)
+        assert got.meta["dataset_hash"] == ref.meta["dataset_hash"]
+    cols = [c for c in one.table.columns if c != "shuffled_auroc_mean"]  # NaN on two passes
+    pd.testing.assert_frame_equal(one.table[cols], two.table[cols], atol=1e-5, rtol=1e-5)

@@ -198,7 +198,10 @@ def test_sweep(built, capsys, corpus):
     assert f"best layer {int(df.loc[df.token_auroc_mean.idxmax(), 'layer'])}" in out
     assert "reusing" in err  # the same data as `build`: its statistics pass is reused
     meta = json.loads((built / "run.json").read_text())
-    assert meta["sweep"]["ci"]["level"] == 0.95 and meta["sweep"]["ci"]["n_boot"] > 0
+    assert meta["sweep"]["ci"]["level"] == 0.95 and meta["sweep"]["ci"]["cluster"] == "group"
+    # the position verdict is printed, from the table's own rd_value
+    best = df.loc[df.token_auroc_mean.idxmax()]
+    assert f"At layer {int(best['layer'])} the axis" in out and "within-turn sd" in out
     assert "position" in out  # the computed value-beyond-position sentence is printed
 
 
@@ -563,18 +566,18 @@ STEP_MODULES = {
     "value_lens.pipeline.steer_steps",
     "value_lens.pipeline.demo",
     "value_lens.pipeline.compare_steps",
+    "value_lens.pipeline.export_steps",
 }
 
 
-def test_every_command_is_short_and_calls_a_pipeline_step():
-    """A command parses its options, calls a pipeline step and prints where results went."""
+def _check_commands(module, expected: set[str]) -> None:
+    """The commands ``module`` registers are ``expected``, each short and calling a step."""
     import ast
     import inspect
 
-    from value_lens.cli import commands
     from value_lens.cli.options import app
 
-    tree = ast.parse(inspect.getsource(commands))
+    tree = ast.parse(inspect.getsource(module))
     steps = set()  # names bound to a step module or to a function of one
     for node in tree.body:
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
@@ -584,25 +587,13 @@ def test_every_command_is_short_and_calls_a_pipeline_step():
                 if node.module in STEP_MODULES or f"{node.module}.{a.name}" in STEP_MODULES:
                     steps.add(a.asname or a.name)
     funcs = {f.name: f for f in tree.body if isinstance(f, ast.FunctionDef)}
-    modules = {c.callback.__module__ for c in app.registered_commands}
-    assert modules == {commands.__name__, "value_lens.cli.live"}  # live: tests/cli/test_cli_live.py
     registered = {
         c.callback.__name__
         for c in app.registered_commands
-        if c.callback.__module__ == commands.__name__
+        if c.callback.__module__ == module.__name__
     }
-    assert registered == {
-        "build",
-        "sweep",
-        "trace",
-        "steer",
-        "eval_",
-        "report",
-        "demo",
-        "posttrain",
-        "compare",
-    }
-    assert registered <= set(funcs)  # every command is defined in cli/commands.py
+    assert registered == expected
+    assert registered <= set(funcs)  # every command is defined in its module
     for name in registered:
         body = funcs[name].body
         if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
@@ -612,3 +603,57 @@ def test_every_command_is_short_and_calls_a_pipeline_step():
         calls = [n for n in ast.walk(funcs[name]) if isinstance(n, ast.Call)]
         roots = {ast.unparse(c.func).split(".")[0] for c in calls}
         assert roots & steps, f"{name} calls no pipeline step"
+
+
+def test_every_command_is_short_and_calls_a_pipeline_step():
+    """A command parses its options, calls a pipeline step and prints where results went."""
+    from value_lens.cli import commands, export
+    from value_lens.cli.options import app
+
+    modules = {c.callback.__module__ for c in app.registered_commands}
+    # live: tests/cli/test_cli_live.py
+    assert modules == {commands.__name__, export.__name__, "value_lens.cli.live"}
+    batch = {"build", "sweep", "trace", "steer", "eval_", "report", "demo", "posttrain", "compare"}
+    _check_commands(commands, batch)
+    _check_commands(export, {"export"})
+
+
+def test_export_writes_a_llama_cpp_control_vector(capsys, tmp_path):
+    """`value-lens export` = `ValueAxis.to_gguf` at steer's default layer, recorded in run.json."""
+    from value_lens.fitting.gguf import read_control_vector
+
+    axis = ValueAxis(torch.arange(1.0, 4 * 8 + 1).reshape(4, 8), resid_norm=torch.full((4,), 50.0))
+    axis.save(tmp_path / "axis.safetensors")
+    code, out, err = run(capsys, "export", "--out", tmp_path, "--alpha", "10")
+    assert code == 0, err
+    path = Path(out.strip())
+    assert path == tmp_path / "value_axis.gguf" and "--control-vector" in err
+    cv = read_control_vector(path)
+    assert sorted(cv.directions) == [2]  # default_layer(4) = 2, as `value-lens steer` steers
+    u = axis.direction(2).numpy()
+    np.testing.assert_allclose(cv.directions[2], 10 / 100 * 50.0 * u, rtol=1e-6)
+    meta = json.loads((tmp_path / "run.json").read_text())["export"]
+    assert meta["layers"] == [2] and meta["unit"] == "percent" and meta["alpha"] == 10.0
+    code, out, err = run(
+        capsys, "export", "--out", tmp_path, "--alpha", "3", "--unit", "raw",
+        "--layers", "1-3", "--file", "x.gguf",
+    )  # fmt: skip
+    assert code == 0, err
+    cv = read_control_vector(tmp_path / "x.gguf")
+    assert sorted(cv.directions) == [1, 2, 3]
+    np.testing.assert_allclose(np.linalg.norm(cv.directions[3]), 3.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "match"),
+    [
+        (["--layers", "0"], 1, "block 0"),
+        (["--format", "onnx"], 1, "unknown export format"),
+        (["--unit", "sigma"], 1, "unknown strength unit"),
+        (["--axis", "missing.safetensors"], 1, "does not exist"),
+    ],
+)
+def test_export_user_errors(capsys, tmp_path, args, code, match):
+    ValueAxis(torch.ones(4, 8)).save(tmp_path / "axis.safetensors")
+    got, _, err = run(capsys, "export", "--out", tmp_path, "--alpha", "1", *args)
+    assert_user_error(got, err, code, match)

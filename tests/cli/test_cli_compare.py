@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import inspect
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +24,8 @@ from value_lens.core.model import model_id
 from value_lens.data.preference import eval_prompts, word_pairs
 from value_lens.data.sentences import word_sentences
 from value_lens.fitting.axis import ValueAxis
-from value_lens.pipeline.rundir import RESULT_FILES, report_sections
+from value_lens.pipeline.report import report_sections
+from value_lens.pipeline.rundir import RESULT_FILES
 from value_lens.posttrain import dpo
 from value_lens.testing import tiny_qwen3, tiny_qwen3_hf
 
@@ -89,6 +91,36 @@ def test_posttrain_sft_trains_on_the_chosen_replies(tmp_path, capsys):
     saved, (base, _) = _weights(tmp_path / "model"), tiny_qwen3_hf()
     assert any(not torch.equal(v, base.state_dict()[k]) for k, v in saved.items())
     assert json.loads((tmp_path / "run.json").read_text())["posttrain"]["method"] == "sft"
+    # the size it chose, then after the measured first step the estimate of the whole run
+    assert "the CPU size (--paper for the paper's): 4 pairs" in err
+    est = re.search(r"SFT: first step took (\d+\.\d) s; (\d+) steps, about .+ in all", err)
+    assert est is not None, err
+    assert int(est.group(2)) == 1  # 4 pairs, batch 16, 1 epoch
+    assert "100%" in err and "1/1" in err  # the progress bar, finished
+
+
+@pytest.mark.parametrize(("cuda", "paper", "want"), [(False, [], (64, 2.0)), (True, [], (640, None)),
+                         (False, ["--paper"], (640, None)), (True, ["--no-paper"], (64, 2.0))])  # fmt: skip
+def test_posttrain_picks_the_papers_size_on_cuda_and_a_cpu_size_otherwise(
+    monkeypatch, capsys, tmp_path, cuda, paper, want
+):
+    from value_lens.pipeline import compare_steps
+
+    seen = {}
+
+    def fake(hf, tok, out, *, n_pairs, epochs, **kw):  # noqa: ARG001
+        seen.update(n_pairs=n_pairs, epochs=epochs, progress=kw["progress"])
+        return compare_steps.Posttrained(None, Path(out) / "model", None)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(compare_steps, "posttrain", fake)
+    code, _, err = run(capsys, "posttrain", "--model", "tiny", *paper, "--out", tmp_path)
+    assert code == 0, err
+    assert (seen["n_pairs"], seen["epochs"]) == want and seen["progress"] is True
+    assert ("the paper's size" in err) == (want[1] is None)
+    code, _, err = run(capsys, "posttrain", "--model", "tiny", "--pairs", "8", "--epochs", "3",
+                       *paper, "--out", tmp_path)  # fmt: skip
+    assert (seen["n_pairs"], seen["epochs"]) == (8, 3.0)
 
 
 def test_posttrain_rejects_an_unknown_method(tmp_path, capsys):

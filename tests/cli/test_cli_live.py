@@ -125,7 +125,7 @@ def test_live_commands_report_user_errors_in_one_line(tmp_path, capsys):
 
 
 def test_live_commands_are_short():
-    """Like the other commands: parse options, call the live step (value_lens.viz.terminal)."""
+    """Like the other commands: parse options, call the live step (value_lens.pipeline.live_steps)."""
     tree = ast.parse(inspect.getsource(live))
     funcs = {f.name: f for f in tree.body if isinstance(f, ast.FunctionDef)}
     registered = {c.callback.__name__ for c in live.app.registered_commands}
@@ -135,4 +135,4 @@ def test_live_commands_are_short():
         lines = body[-1].end_lineno - body[0].lineno + 1
         assert lines <= 25, f"{name} has {lines} lines"
         calls = {ast.unparse(c.func) for c in ast.walk(funcs[name]) if isinstance(c, ast.Call)}
-        assert f"terminal.{'watch' if name == 'monitor' else 'chat'}" in calls
+        assert f"live_steps.{'watch' if name == 'monitor' else 'chat'}" in calls

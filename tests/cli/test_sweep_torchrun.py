@@ -16,7 +16,7 @@ import torch
 
 from tests._demo_data import SMALL_CORPUS
 from value_lens.cli.main import main
-from value_lens.pipeline import steps
+from value_lens.pipeline import steps, sweep_steps
 from value_lens.pipeline.launch import ENV_VARS
 from value_lens.pipeline.options import load_model_option
 
@@ -44,7 +44,9 @@ def torchrun(args: list[str]) -> subprocess.CompletedProcess[str]:
 def assert_same_table(got: pd.DataFrame, want: pd.DataFrame) -> None:
     assert list(got.columns) == list(want.columns)
     assert got[COUNTS].equals(want[COUNTS])
-    floats = [c for c in want.columns if c not in COUNTS]
+    exact = [c for c in want.columns if c in COUNTS or want[c].dtype == bool]
+    assert got[exact].equals(want[exact])
+    floats = [c for c in want.columns if c not in exact]
     np.testing.assert_allclose(got[floats].to_numpy(), want[floats].to_numpy(), rtol=0, atol=1e-9)
 
 
@@ -92,13 +94,13 @@ def test_a_rank_other_than_0_sweeps_but_writes_and_prints_nothing(tmp_path, monk
     for k, v in {**env, "MASTER_PORT": "29500"}.items():
         monkeypatch.setenv(k, v)
     seen: list[tuple[dict, object]] = []
-    real = steps.layer_sweep
+    real = sweep_steps.layer_sweep
 
     def spying(*args, **kwargs):
         seen.append((kwargs, real(*args, **kwargs)))
         return seen[-1][1]
 
-    monkeypatch.setattr(steps, "layer_sweep", spying)
+    monkeypatch.setattr(sweep_steps, "layer_sweep", spying)
     init = f"file://{tmp_path / 'init'}"
     torch.distributed.init_process_group("gloo", init_method=init, rank=0, world_size=1)
     try:
@@ -125,7 +127,7 @@ def test_the_step_reuses_a_finished_sweep_for_the_same_request_only(model, tmp_p
     ).tokens
     calls: list[dict] = []
     made: list = []
-    real = steps.layer_sweep
+    real = sweep_steps.layer_sweep
 
     def counting(*args, **kwargs):
         calls.append(kwargs)
@@ -133,12 +135,12 @@ def test_the_step_reuses_a_finished_sweep_for_the_same_request_only(model, tmp_p
             made.append(real(*args, **kwargs))
         return made[0]  # the first sweep is real; later ones are only counted
 
-    monkeypatch.setattr(steps, "layer_sweep", counting)
+    monkeypatch.setattr(sweep_steps, "layer_sweep", counting)
     out = tmp_path / "out"
     kw = {"n_splits": 2, "seed": 1, "batch_size": 1}
-    first = steps.sweep(model, data, out, **kw)
+    first = sweep_steps.sweep(model, data, out, **kw)
     logs: list[str] = []
-    again = steps.sweep(model, data, out, log=logs.append, **kw)
+    again = sweep_steps.sweep(model, data, out, log=logs.append, **kw)
     assert len(calls) == 1 and any("reusing" in x and "sweep.csv" in x for x in logs)
     assert_same_table(again.table, first.table)
     np.testing.assert_allclose(again.result.cosine, first.result.cosine, rtol=0, atol=1e-12)
@@ -147,7 +149,7 @@ def test_the_step_reuses_a_finished_sweep_for_the_same_request_only(model, tmp_p
     assert again.summary() == first.summary()
     # each call differs from the sweep saved last in one thing: it runs again
     kw["seed"] = 2
-    steps.sweep(model, data, out, **kw)
-    steps.sweep(model, data, out, layers=[1], **kw)
-    steps.sweep(model, data.subset(range(len(data) - 1)), out, layers=[1], **kw)
+    sweep_steps.sweep(model, data, out, **kw)
+    sweep_steps.sweep(model, data, out, layers=[1], **kw)
+    sweep_steps.sweep(model, data.subset(range(len(data) - 1)), out, layers=[1], **kw)
     assert len(calls) == 4

@@ -106,7 +106,7 @@ def test_kv_cache_generate_equals_full_recompute(tiny):
 
 @pytest.mark.slow
 def test_default_model_is_smollm2(smollm):
-    assert model_id(smollm) == vl.DEFAULT_MODEL_ID
+    assert model_id(smollm) == vl.core.DEFAULT_MODEL_ID
     assert (smollm.cfg.n_layers, smollm.cfg.d_model) == (30, 576)
     text = smollm.tokenizer.apply_chat_template(
         [{"role": "user", "content": "What is the capital of France?"}],

@@ -54,7 +54,7 @@ def test_user_sentences_load_and_are_validated(tmp_path):
     )
     with pytest.raises(InputError, match=r"record 2.*does not use the word 'owl'"):
         sent.load_word_sentences(bad)
-    with pytest.raises(InputError, match=r":2 lacks key\(s\) \['sentence'\]"):
+    with pytest.raises(InputError, match=r"line 2 lacks key\(s\) \['sentence'\]"):
         sent.load_word_sentences(_jsonl(tmp_path, [{"word": "a", "sentence": "a"}, {"word": "a"}]))
     with pytest.raises(InputError, match="not valid JSON"):
         sent.load_word_sentences(_jsonl(tmp_path, ["{word: owl}"]))

@@ -54,3 +54,17 @@ def test_targets_and_unknown_group():
         LabelledTokens(
             [torch.tensor([1, 2])], [torch.tensor([0, 1])], ["g"], targets=[torch.tensor([0.1])]
         )
+
+
+def test_shortest_per_group_keeps_the_shortest_in_order():
+    data = LabelledTokens.from_lists(
+        [[1] * 5, [1] * 3, [1] * 4, [1] * 9, [1] * 2],
+        [[0] * 5, [0] * 3, [0] * 4, [0] * 9, [0] * 2],
+        ["a", "a", "b", "b", "a"],
+    )
+    kept = data.shortest_per_group(1)
+    assert [x.numel() for x in kept.input_ids] == [4, 2] and kept.groups == ["b", "a"]
+    assert len(data.shortest_per_group(None)) == 5
+    assert [x.numel() for x in data.shortest_per_group(2).input_ids] == [3, 4, 9, 2]
+    with pytest.raises(InputError, match="positive"):
+        data.shortest_per_group(0)

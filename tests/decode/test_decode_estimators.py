@@ -166,7 +166,7 @@ def test_auroc_table_and_its_problem_bootstrap_by_hand(planted):
 
     res, y, sc, _ = planted
     n_p = y.shape[0]
-    tab = res.auroc(n_boot=200, seed=3, ci=0.9).set_index("scorer").loc["s"]
+    tab = res.auroc(n_boot=200, seed=3, ci=0.9, method="percentile").set_index("scorer").loc["s"]
     flat_y, flat_s, pid = y.reshape(-1) > 0.5, sc.reshape(-1), np.repeat(np.arange(n_p), 4)
     assert tab.auroc == pytest.approx(_pairs_auroc(flat_s[flat_y], flat_s[~flat_y]))
     mixed = [p for p in range(n_p) if 0 < y[p].sum() < 4]

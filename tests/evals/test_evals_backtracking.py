@@ -17,6 +17,7 @@ from tests._evals_helpers import (
     turn,
 )
 from value_lens.errors import InputError
+from value_lens.evals._common import cluster_mean_ci
 from value_lens.evals.backtracking import (
     BACKTRACKING_GENERATION,
     DEFAULT_PHRASES,
@@ -79,17 +80,29 @@ def test_token_positions_decode_back():
         assert a <= s < b
 
 
+T975 = {2: 4.302653, 4: 2.776445, 5: 2.570582}  # Student t 97.5% quantiles (tables)
+
+
 def test_band_curves_constructed():
-    traces = [np.arange(1200, dtype=float), np.ones(600), np.zeros(300)]
-    df = band_curves(traces, [True, True, False], band=500)
+    traces = [np.arange(1200, dtype=float), np.ones(600), np.zeros(300), np.full(550, 2.0)]
+    df = band_curves(traces, [True, True, False, True], band=500)
     bt = df[df["backtracking"]].set_index("band_start")
-    assert bt.loc[0, "n"] == 2 and bt.loc[500, "n"] == 2 and bt.loc[1000, "n"] == 1
-    assert bt.loc[0, "mean"] == pytest.approx((np.arange(500).mean() + 1.0) / 2)
-    assert bt.loc[500, "mean"] == pytest.approx((np.arange(500, 1000).mean() + 1.0) / 2)
-    assert np.isnan(bt.loc[1000, "ci_lo"])
+    assert bt.loc[0, "n"] == 3 and bt.loc[500, "n"] == 3 and bt.loc[1000, "n"] == 1
+    first = [np.arange(500).mean(), 1.0, 2.0]
+    assert bt.loc[0, "mean"] == pytest.approx(np.mean(first))
+    assert bt.loc[500, "mean"] == pytest.approx((np.arange(500, 1000).mean() + 1.0 + 2.0) / 3)
+    assert np.isnan(bt.loc[1000, "ci_lo"])  # one rollout: no interval
     nb = df[~df["backtracking"]]
     assert list(nb["band_start"]) == [0] and nb["mean"].iloc[0] == 0.0
-    assert bt.loc[0, "ci_lo"] < bt.loc[0, "mean"] < bt.loc[0, "ci_hi"]
+    half = T975[2] * np.std(first, ddof=1) / np.sqrt(3)  # each rollout its own cluster
+    assert bt.loc[0, "ci_lo"] == pytest.approx(np.mean(first) - half)
+    assert bt.loc[0, "ci_hi"] == pytest.approx(np.mean(first) + half)
+    # two rollouts of one problem are one cluster: 2 clusters give no interval
+    two = band_curves(traces, [True, True, False, True], band=500, clusters=[0, 0, 1, 1])
+    row = two[two["backtracking"]].set_index("band_start").loc[0]
+    assert row["n"] == 3 and row["n_clusters"] == 2 and np.isnan(row["ci_lo"])
+    with pytest.raises(InputError, match="cluster labels"):
+        band_curves(traces, [True] * 4, clusters=[0, 1])
 
 
 def test_event_locked_partial_windows_by_hand():
@@ -112,7 +125,7 @@ def test_event_locked_complete_windows_avoid_a_spurious_dip():
     full = event_locked(traces, events, window=3).set_index("offset")
     assert (full["n_events_skipped"] == 4).all() and (full["n"] == 3).all()
     assert (full["n_events"] == 3).all()
-    half = 1.959964 * np.std(kept, ddof=1) / np.sqrt(3)
+    half = T975[2] * np.std(kept, ddof=1) / np.sqrt(3)
     for off in range(-3, 4):
         assert full.loc[off, "mean"] == pytest.approx(np.mean(kept) + off)
         assert full.loc[off, "ci_lo"] == pytest.approx(np.mean(kept) + off - half)
@@ -138,17 +151,21 @@ def test_event_locked_confidence_interval_is_over_rollouts():
     events = [evs] + [[10]] * 5
     df = event_locked(traces, events, window=w).set_index("offset")
     per_rollout = np.array([-1.0, 0, 0, 0, 0, 0])
-    half = 1.959964 * per_rollout.std(ddof=1) / np.sqrt(6)
+    half = T975[5] * per_rollout.std(ddof=1) / np.sqrt(6)
     for off in (0, 1, 2):
         assert df.loc[off, "mean"] == pytest.approx(-1 / 6)  # events pooled would give -0.8
         assert (df.loc[off, "n"], df.loc[off, "n_events"]) == (6, 25)
         assert df.loc[off, "ci_lo"] == pytest.approx(-1 / 6 - half)
         assert df.loc[off, "ci_hi"] == pytest.approx(-1 / 6 + half)
     assert df.loc[-1, "mean"] == 0.0
-    # clusters pool rollouts: the big rollout and one flat one form one problem
+    # clusters: the big rollout and one flat one are one problem. The mean stays the mean over
+    # rollouts; the interval leaves out one problem at a time: without problem 0 the mean is
+    # 0 / 4, without any other -1 / 5, so se = sqrt(4/5 * (0.16^2 + 4 * 0.04^2)) = 0.16
     by_problem = event_locked(traces, events, window=w, clusters=[0, 0, 1, 2, 3, 4])
     row = by_problem.set_index("offset").loc[0]
-    assert row["n"] == 5 and row["mean"] == pytest.approx((-20 / 21) / 5)
+    assert (row["n"], row["n_clusters"]) == (6, 5) and row["mean"] == pytest.approx(-1 / 6)
+    assert row["ci_lo"] == pytest.approx(-1 / 6 - T975[4] * 0.16)
+    assert row["ci_hi"] == pytest.approx(-1 / 6 + T975[4] * 0.16)
     with pytest.raises(InputError, match="outside"):
         event_locked([np.zeros(3)], [[3]], window=1)
 
@@ -218,6 +235,43 @@ def test_suite_generates_with_the_thinking_flag(tiny, monkeypatch):
     )
     assert [c.enable_thinking for c in calls] == [False]
     assert res.table["n_events"].tolist() == [1, 1] and res.meta["enable_thinking"] is False
+
+
+def test_suite_intervals_resample_problems_not_rollouts(tiny, monkeypatch):
+    """3 problems x 2 rollouts, backtracking in both rollouts of problem 0 and one of problem
+    1: each table counts 3 backtracking rollouts from 2 problems (2 clusters, so no interval),
+    not 3 independent rollouts."""
+    bt_mod = importlib.import_module("value_lens.evals.backtracking")
+    replies = iter(["Wait, it is 4.", "Hmm, 4.", "Wait, 6.", "So 6.", "Then 9.", "It is 9."])
+
+    def fake_generate(_model, prompts, config, **_kw):  # noqa: ARG001
+        return [SimpleNamespace(text=next(replies)) for _ in prompts]
+
+    monkeypatch.setattr(bt_mod, "generate", fake_generate)
+    probs = ["What is 2 + 2?", "What is 3 + 3?", "What is 4 + 5?"]
+    res = run_backtracking_suite(
+        tiny, random_axis(tiny), 0, problems=probs, n_rollouts=2, band=3, window=0, progress=False
+    )
+    assert res.meta["n_problems"] == 3 and res.table["problem"].tolist() == [0, 0, 1, 1, 2, 2]
+    assert res.table["backtracking"].tolist() == [True, True, True, False, False, False]
+    bands = res.extras["bands"]
+    first = bands[bands["band_start"] == 0].set_index("backtracking")
+    assert first.loc[True, "n"] == 3 and first.loc[True, "n_clusters"] == 2
+    assert np.isnan(first.loc[True, "ci_lo"])  # 2 problems: no interval
+    ev = res.extras["event_locked"].iloc[0]
+    assert (ev["n"], ev["n_clusters"]) == (3, 2)
+    s = res.summary.set_index("backtracking")
+    assert (s.loc[True, "n"], s.loc[True, "n_problems"]) == (3, 2)
+    all_means = res.table["mean_value"].to_numpy()
+    by_problem = cluster_mean_ci(all_means, res.table["problem"].tolist())
+    pooled = band_curves(
+        [np.asarray([v]) for v in all_means],
+        [True] * 6,
+        band=3,
+        clusters=res.table["problem"].tolist(),
+    ).iloc[0]
+    assert pooled["ci_lo"] == pytest.approx(by_problem["ci_lo"])
+    assert pooled["n_clusters"] == 3 and pooled["n"] == 6
 
 
 def test_suite_on_supplied_texts_tiny(tiny):

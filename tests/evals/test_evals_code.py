@@ -135,6 +135,25 @@ def test_code_summary_planted():
     assert s.loc["rename", "pct_correct_higher_whole"] == pytest.approx(50.0)
     assert s.loc["rename", "pct_correct_higher_window"] == 0.0
     assert s.loc["logic", "n_pairs"] == 4
+    # 4 pairs of independent problems: the d interval is the jackknife t over them (by hand)
+    a, b = np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.0, 3.0, 1.0, 2.0])
+    loo = [(np.delete(a - b, i)).mean() / np.delete(a - b, i).std(ddof=1) for i in range(4)]
+    se = np.sqrt(3 / 4 * np.sum((np.array(loo) - np.mean(loo)) ** 2))
+    half = 3.182446 * se  # t quantile, 3 degrees of freedom
+    assert s.loc["logic", "d_paired_whole_lo"] == pytest.approx(1 / np.sqrt(2) - half)
+    assert s.loc["logic", "d_paired_whole_hi"] == pytest.approx(1 / np.sqrt(2) + half)
+    assert np.isnan(s.loc["rename", "d_paired_whole_lo"])  # 2 pairs: no interval
+    lengths = table.assign(
+        correct_tokens=[10, 10, 10, 10, 8, 8], corrupted_tokens=[10, 11, 10, 9, 5, 6]
+    )
+    s = code_summary(lengths).set_index("kind")
+    assert (
+        s.loc["logic", "token_change_mean"] == 0.0 and s.loc["logic", "token_change_share"] == 0.5
+    )
+    assert (
+        s.loc["rename", "token_change_mean"] == -2.5
+        and s.loc["rename", "token_change_share"] == 1.0
+    )
 
 
 def test_code_suite_reads_hf_cosine_after_the_empty_think_block(tiny, tiny_hf):
@@ -144,9 +163,14 @@ def test_code_suite_reads_hf_cosine_after_the_empty_think_block(tiny, tiny_hf):
     res = run_code_suite(tiny, axis, 0, pairs, window=3, progress=False)
     assert res.meta["enable_thinking"] is False and res.meta["metric"] == "cosine"
     row = res.table.iloc[0]
-    for code, whole, win in (
-        (src, row["correct_whole"], row["correct_window"]),
-        (pairs[0]["corrupted"], row["corrupted_whole"], row["corrupted_window"]),
+    for code, whole, win, n_tok in (
+        (src, row["correct_whole"], row["correct_window"], row["correct_tokens"]),
+        (
+            pairs[0]["corrupted"],
+            row["corrupted_whole"],
+            row["corrupted_window"],
+            row["corrupted_tokens"],
+        ),
     ):
         head = (
             turn("system", CODE_SYSTEM)
@@ -159,6 +183,7 @@ def test_code_suite_reads_hf_cosine_after_the_empty_think_block(tiny, tiny_hf):
         start, end = len(head), len(head) + len(code)
         assert whole == pytest.approx(hf_span_mean(tiny_hf, full, start, end, axis, 0), abs=1e-4)
         cos, offs = hf_cosines(tiny_hf, full, axis, 0)
+        assert n_tok == int(((offs[:, 1] > start) & (offs[:, 0] < end)).sum())  # HF offsets
         after = np.flatnonzero((offs[:, 1] > start + row["first_change_char"]) & (offs[:, 0] < end))
         assert win == pytest.approx(float(cos[after[:3]].mean()), abs=1e-4)
     thinking = run_code_suite(tiny, axis, 0, pairs, window=3, enable_thinking=True, progress=False)

@@ -230,6 +230,15 @@ def test_confidence_summary_planted():
     assert s.loc["correct", "pre_auroc_confident"] == pytest.approx(1.0)
     assert s.loc["correct", "pre_spearman"] == pytest.approx(1.0)
     assert (s.loc["correct", "pre_n"], s.loc["correct", "pre_n_confident"]) == (3, 2)
+    # the Yes/No interval leaves out a problem's Yes and No together, on the logit scale (by
+    # hand): without problem 0, yes [0.8, 0.7] vs no [0.85, 0.2] -> 2 of 4; without 1, 4 of 4
+    # (clipped at 1 - 1e-4); without 2, yes [0.9, 0.8] vs no [0.1, 0.85] -> 3 of 4
+    logit = [0.0, np.log(0.9999 / 0.0001), np.log(3.0)]
+    se = np.sqrt(2 / 3 * np.sum((np.array(logit) - np.mean(logit)) ** 2))
+    mid = np.log((7 / 9) / (2 / 9))
+    lo, hi = mid - 4.302653 * se, mid + 4.302653 * se  # t quantile, 2 degrees of freedom
+    assert s.loc["correct", "auroc_yes_vs_no_lo"] == pytest.approx(1 / (1 + np.exp(-lo)))
+    assert s.loc["correct", "auroc_yes_vs_no_hi"] == pytest.approx(1 / (1 + np.exp(-hi)))
     same = prefills.copy()
     same.loc[same["framing"] == "incorrect", "value"] = same.loc[
         same["framing"] == "correct", "value"

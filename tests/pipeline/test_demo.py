@@ -12,11 +12,9 @@ import torch
 from tests._demo_data import SMALL_CORPUS
 from tests._offline import external_urls
 from value_lens.analysis.metrics import cohens_d
-from value_lens.data.tokens import LabelledTokens
 from value_lens.errors import InputError
 from value_lens.pipeline.demo import FULL, PAPER, QUICK, demo_config, run_demo
 from value_lens.pipeline.rundir import load_trace
-from value_lens.pipeline.steps import shortest_per_group
 
 STEPS = ["data", "stats", "axis", "sweep", "code", "heatmaps", "dose", "report"]
 
@@ -43,41 +41,23 @@ def test_settings():
         demo_config(quick=True, paper=True)
 
 
-def test_shortest_per_group_keeps_the_shortest_in_order():
-    data = LabelledTokens.from_lists(
-        [[1] * 5, [1] * 3, [1] * 4, [1] * 9, [1] * 2],
-        [[0] * 5, [0] * 3, [0] * 4, [0] * 9, [0] * 2],
-        ["a", "a", "b", "b", "a"],
-    )
-    kept = shortest_per_group(data, 1)
-    assert [x.numel() for x in kept.input_ids] == [4, 2] and kept.groups == ["b", "a"]
-    assert len(shortest_per_group(data, None)) == 5
-    assert [x.numel() for x in shortest_per_group(data, 2).input_ids] == [3, 4, 9, 2]
-
-
 def _expected_sentence(sweep: pd.DataFrame) -> list[str]:
     """What the report's sentence must say, worked out from sweep.csv alone: the best held-out
-    layer, the verdict from the matched AUROC's CI against 0.5 (none without matched pairs, as
-    in the tiny data, where no AFTER and BEFORE tokens are equally far from a turn end), its
-    numbers, and the placebo and DiD AUROCs."""
+    layer, the verdict from rd_value's interval (above 0: value; below the 0.1 margin:
+    position; else inconclusive) and its numbers."""
     row = sweep.loc[sweep["token_auroc_mean"].idxmax()]
-    m, lo, hi = row["matched_auroc"], row["matched_auroc_ci_lo"], row["matched_auroc_ci_hi"]
-    if np.isnan(m):
-        verdict, matched = "cannot be checked for value information beyond position", "n/a"
+    v, lo, hi = row["rd_value"], row["rd_value_ci_lo"], row["rd_value_ci_hi"]
+    if lo > 0:
+        verdict = "carries value information beyond position"
+    elif hi < 0.1:
+        verdict = "shows no value information beyond position"
     else:
-        matched = f"{m:.2f} [{lo:.2f}, {hi:.2f}]"
-        if lo > 0.5:
-            verdict = "carries value information beyond position"
-        elif hi < 0.5:
-            verdict = "ranks BEFORE above AFTER once position is matched"
-        else:
-            verdict = "shows no value information beyond position"
-    tok = row["token_auroc_mean"]
+        verdict = "cannot be told apart from position"
+    ci = f"[{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) else "(no interval)"
     return [
         f"At layer {int(row['layer'])} the axis {verdict}",
-        f"held-out AUROC of {tok:.2f} is {matched} over AFTER/BEFORE pairs",
-        f"placebo turns score {row['placebo_auroc']:.2f} against {tok:.2f} on real turns",
-        f"difference-in-differences axis scores {row['did_auroc_mean']:.2f}",
+        f"is {v:.2f} {ci} within-turn sd",
+        f"Held-out AUROC {row['token_auroc_mean']:.2f}",
     ]
 
 
@@ -106,14 +86,15 @@ def test_demo_on_tiny_resumes_after_a_kill(tmp_path, corpus):
     assert meta["demo"]["config"]["enable_thinking"] is False  # the paper's setting, recorded
     # the sweep ran on placebo-labelled data, and run.json names its CI for the report
     assert sweep["placebo_auroc"].notna().all() and sweep["did_auroc_mean"].notna().all()
-    assert meta["sweep"]["ci"]["cluster"] == "conversation_id" and meta["sweep"]["ci"]["level"]
+    assert meta["sweep"]["ci"]["cluster"] == "group" and meta["sweep"]["ci"]["level"]
     # the first section: the sentence from sweep.csv's numbers and the control panel
     first = html[html.index("<h2>About this run</h2>") : html.index("<h2>", html.index("<h2>") + 4)]
     best = int(sweep.loc[sweep["token_auroc_mean"].idxmax(), "layer"])
     for part in _expected_sentence(sweep):
         assert part in first
+    assert f"Value beyond position at layer {best}" in first
     assert f"Value axis and controls at layer {best}" in first
-    matched = "axis, matched on distance to turn end"  # in the panel where it has a value
+    matched = "axis, matched on place and turn length"  # in the panel where it has a value
     assert (matched in first) == bool(sweep["matched_auroc"].notna().any())
     for label in (
         "axis on placebo turns",
@@ -247,3 +228,38 @@ def test_turn_traces_read_each_turn_as_in_the_whole_conversation(tiny):
         mask = whole.char_span_mask(chat.spans[index].start, chat.spans[index].end)
         assert tr.token_ids.tolist() == whole.token_ids[mask].tolist()
         torch.testing.assert_close(tr.cosine, whole.cosine[:, mask], rtol=1e-4, atol=1e-5)
+
+
+def test_demo_takes_one_forward_pass_when_the_residuals_fit_and_matches_two(tmp_path, corpus):
+    """Under the memory budget the stats step's single pass gives the statistics and the sweep
+    (the sweep step reuses it); with a zero budget the demo collects, then projects. Statistics
+    and sweep agree to fp32 rounding (the shuffled-label null exists on the one-pass path only)."""
+    from value_lens import ActivationStats
+
+    logs: dict[str, list[str]] = {"one": [], "two": []}
+    for name, budget in (("one", None), ("two", 0.0)):
+        run_demo(
+            "tiny",
+            tmp_path / name,
+            quick=True,
+            corpus=corpus,
+            criteria="first:3",
+            memory_budget_gb=budget,
+            log=logs[name].append,
+        )
+    assert any("one forward pass: the labelled residuals" in x for x in logs["one"])
+    assert any("two forward passes" in x for x in logs["two"])
+    assert not any("collecting statistics" in x for x in logs["one"])
+    passes = {
+        name: [json.loads(x) for x in (tmp_path / name / "steps.jsonl").read_text().splitlines()]
+        for name in logs
+    }
+    sweep_rec = {n: next(r for r in recs if r["step"] == "sweep") for n, recs in passes.items()}
+    assert sweep_rec["one"]["forward_passes"] == 1 and sweep_rec["two"]["forward_passes"] == 2
+    one, two = (ActivationStats.load(tmp_path / n / "stats.safetensors") for n in logs)
+    assert torch.equal(one.count, two.count) and one.layers == two.layers
+    torch.testing.assert_close(one.sum, two.sum, rtol=1e-5, atol=1e-4)
+    a, b = (pd.read_csv(tmp_path / n / "sweep.csv") for n in logs)
+    cols = [c for c in a.columns if c != "shuffled_auroc_mean"]
+    pd.testing.assert_frame_equal(a[cols], b[cols], atol=1e-5, rtol=1e-5)
+    assert a["shuffled_auroc_mean"].notna().all() and b["shuffled_auroc_mean"].isna().all()

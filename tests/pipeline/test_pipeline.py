@@ -10,7 +10,7 @@ import torch
 from tests._demo_data import SMALL_CORPUS
 from value_lens.fitting.axis import ValueAxis
 from value_lens.fitting.collect import collect_stats
-from value_lens.pipeline import steps
+from value_lens.pipeline import steps, sweep_steps
 from value_lens.pipeline.options import load_model_option
 
 
@@ -95,12 +95,12 @@ def test_sweep_reuses_matching_stats_and_reads_the_model_otherwise(
         seen.append(kwargs["stats"])
         raise RuntimeError("stop")  # only what the step hands the sweep is checked here
 
-    monkeypatch.setattr(steps, "layer_sweep", fake_sweep)
+    monkeypatch.setattr(sweep_steps, "layer_sweep", fake_sweep)
     with pytest.raises(RuntimeError, match="stop"):
-        steps.sweep(model, data.tokens, tmp_path / "fresh")
+        sweep_steps.sweep(model, data.tokens, tmp_path / "fresh")
     saved = steps.collect(model, data.tokens, tmp_path, progress=False)
     with pytest.raises(RuntimeError, match="stop"):
-        steps.sweep(model, data.tokens, tmp_path)
+        sweep_steps.sweep(model, data.tokens, tmp_path)
     assert seen[0] is None
     torch.testing.assert_close(seen[1].sum, saved.sum)
 

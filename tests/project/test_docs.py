@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import value_lens
+from tests._tutorials import executed_folder, run_notebooks
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -27,6 +28,12 @@ def _text(path: Path) -> str:
 def site(tmp_path_factory):
     pytest.importorskip("mkdocs")
     pytest.importorskip("mkdocstrings_handlers.python")
+    pytest.importorskip("nbclient")
+    # the tutorial pages render the notebooks this test run executes (tests/_tutorials.py); from
+    # the last one back, so a worker running test_tutorials.py from the first one meets it halfway
+    rn, folder = run_notebooks(), executed_folder(tmp_path_factory)
+    for name in reversed(rn.NAMES):
+        rn.executed(name, folder)
     out = tmp_path_factory.mktemp("site")
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
@@ -34,7 +41,11 @@ def site(tmp_path_factory):
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        env={
+            **os.environ,
+            "NO_MKDOCS_2_WARNING": "1",
+            "VALUE_LENS_TUTORIALS_EXECUTED": str(folder),
+        },
     )
     assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
     return out
@@ -59,6 +70,79 @@ def test_site_loads_nothing_from_the_network(site):
     for page in site.rglob("*.html"):
         found = _EXTERNAL_RESOURCE.findall(page.read_text(encoding="utf-8"))
         assert not found, f"{page.relative_to(site)} loads external resources: {found}"
+
+
+def _plotly_outputs(nb) -> int:
+    return sum(
+        "application/vnd.plotly.v1+json" in o.get("data", {})
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+    )
+
+
+def test_tutorial_pages_carry_the_executed_outputs(site, tmp_path_factory):
+    """Each notebook is a page with its outputs: every figure, plotly.js inlined once, no CDN."""
+    import nbformat
+
+    rn = run_notebooks()
+    for name in rn.NAMES:
+        page = site / "tutorials" / Path(name).stem / "index.html"
+        html = page.read_text(encoding="utf-8")
+        nb = nbformat.read(executed_folder(tmp_path_factory) / name, as_version=4)
+        assert "<!-- vl-output-" not in html, f"{name}: an output was not put back"
+        assert 'class="vl-nb-out"' in html and "SmolLM2-135M-Instruct" in html
+        n_fig = _plotly_outputs(nb)
+        assert html.count('class="plotly-graph-div"') == n_fig, name
+        assert html.count("plotly.js v") == (1 if n_fig else 0), name
+        # every code cell is highlighted Python, and the markdown cells are rendered
+        n_code = sum(c.cell_type == "code" for c in nb.cells)
+        assert html.count('<div class="highlight">') == n_code, name
+        assert '<span class="kn">import</span>' in html and "<h2 id=" in html, name
+    tutorials = (site / "tutorials" / "index.html").read_text(encoding="utf-8")
+    for name in rn.NAMES:
+        assert f'href="{Path(name).stem}/"' in tutorials, f"the overview does not link {name}"
+
+
+def _dom(page: Path, tmp: Path) -> str:
+    """The page's DOM after its scripts ran, from headless Chromium (network off)."""
+    from tests._offline import require_chromium
+
+    cmd = [
+        require_chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--window-size=1200,1600",
+        "--virtual-time-budget=15000",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        f"--user-data-dir={tmp / 'chromium-profile'}",
+        "--dump-dom",
+        page.resolve().as_uri(),
+    ]
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=180).stdout
+
+
+_PLOT = re.compile(r'<div[^>]*class="[^"]*plotly-graph-div[^"]*js-plotly-plot[^"]*"')
+_SVG = re.compile(r'<svg class="main-svg"[^>]*width="([\d.]+)"[^>]*height="([\d.]+)"')
+
+
+@pytest.mark.parametrize("stem", ["01_quickstart", "02_layer_sweeps"])
+def test_rendered_tutorial_figures_draw_in_chromium(site, tmp_path, stem):
+    """Open a rendered tutorial page in headless Chromium: every plotly figure was drawn (plotly
+    marks its div js-plotly-plot) into a non-empty plot area with traces in it."""
+    page = site / "tutorials" / stem / "index.html"
+    n_fig = page.read_text(encoding="utf-8").count('class="plotly-graph-div"')
+    assert n_fig >= 1
+    dom = _dom(page, tmp_path)
+    starts = [m.start() for m in _PLOT.finditer(dom)]
+    assert len(starts) == n_fig, f"{stem}: {len(starts)} of {n_fig} figures were drawn"
+    for a, b in zip(starts, [*starts[1:], len(dom)], strict=True):
+        fig = dom[a:b]
+        sizes = [(float(w), float(h)) for w, h in _SVG.findall(fig)]
+        assert sizes and all(w > 100 and h > 100 for w, h in sizes), (stem, sizes)
+        traces = fig.count('class="trace') + fig.count('class="hm"') + fig.count("<image")
+        assert traces >= 1, f"{stem}: a figure has an empty plot area"
 
 
 def test_api_reference_has_the_public_api(site):

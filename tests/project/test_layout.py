@@ -14,6 +14,7 @@ PKG = Path(__file__).resolve().parents[2] / "value_lens"
 LAYERS = {
     "errors": 0,
     "_version": 0,
+    "_lazy": 0,
     "core": 1,
     "testing": 1,
     "data": 2,
@@ -105,6 +106,40 @@ def test_no_import_cycle():
     for m in sorted(GRAPH):
         if m not in state:
             visit(m)
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def _long_functions(path: Path) -> list[str]:
+    """Functions whose body (docstring left out) runs over :data:`MAX_FUNCTION_LINES` lines."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        body = node.body
+        doc = isinstance(body[0], ast.Expr) and isinstance(
+            getattr(body[0], "value", None), ast.Constant
+        )
+        first = body[1] if doc and len(body) > 1 else body[0]
+        n = (node.end_lineno or first.lineno) - first.lineno + 1
+        if n > MAX_FUNCTION_LINES:
+            out.append(f"{node.name} ({n} lines)")
+    return out
+
+
+@pytest.mark.parametrize("module", sorted(_modules()))
+def test_functions_stay_short(module):
+    long = _long_functions(_modules()[module])
+    assert not long, f"{module}: {long}; split them (limit {MAX_FUNCTION_LINES} lines of code)"
+
+
+def test_the_function_check_sees_a_long_function(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text('def f():\n    """doc"""\n' + "    x = 1\n" * 81)
+    assert _long_functions(f) == ["f (81 lines)"]
+    f.write_text('def f():\n    """doc"""\n' + "    x = 1\n" * 80)
+    assert _long_functions(f) == []
 
 
 @pytest.mark.parametrize("module", sorted(_modules()))

@@ -1,20 +1,22 @@
 """The tutorials: committed without outputs, generated from their source, and runnable offline.
 
-Each notebook is executed with nbclient in a fresh working directory (what it writes stays
-there) on the embedded SmolLM2-135M-Instruct, CPU only, with the network disabled for the
-Hugging Face libraries.
+Each notebook is executed once per test run by ``tutorials/run_notebooks.py`` (nbclient, a fresh
+working directory, the embedded SmolLM2-135M-Instruct, CPU only, the network disabled for the
+Hugging Face libraries); the docs build (tests/project/test_docs.py) renders the same executed
+copies as pages, so nothing runs twice.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import re
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests._offline import external_urls
+from tests._tutorials import executed_folder, run_notebooks
 
 ROOT = Path(__file__).resolve().parents[2]
 TUTORIALS = ROOT / "tutorials"
@@ -26,8 +28,6 @@ NAMES = [
     "05_your_own_data.ipynb",
     "06_posttraining.ipynb",
 ]
-CELL_TIMEOUT_S = 600
-
 nbformat = pytest.importorskip("nbformat")
 
 
@@ -97,28 +97,19 @@ def _outputs_text(nb) -> str:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
-def test_tutorial_runs_offline(name, tmp_path, monkeypatch):
-    nbclient = pytest.importorskip("nbclient")
-    for var, value in {
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",
-        "CUDA_VISIBLE_DEVICES": "",  # the CPU defaults, also on a GPU machine
-        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-    }.items():
-        monkeypatch.setenv(var, value)
-    nb = nbformat.read(TUTORIALS / name, as_version=4)
-    client = nbclient.NotebookClient(
-        nb,
-        timeout=CELL_TIMEOUT_S,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(tmp_path)}},
-    )
-    client.execute()  # raises CellExecutionError (with the traceback) if any cell fails
+def test_tutorial_runs_offline(name, tmp_path_factory):
+    """Executed once per test run (tests/_tutorials.py); the docs build renders the same copies."""
+    pytest.importorskip("nbclient")
+    rn = run_notebooks()
+    assert tuple(NAMES) == rn.NAMES
+    # raises CellExecutionError (with the traceback) if any cell fails
+    nb = nbformat.read(rn.executed(name, executed_folder(tmp_path_factory)), as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     text = _outputs_text(nb)
-    assert "cdn.plot.ly" not in text and "cdn.jsdelivr" not in text
+    # script bodies aside (the embedded plotly.js bundle names CDN URLs that only geo charts use)
+    markup = re.sub(r"<script\b[^>]*>.*?</script>", "", text, flags=re.S)
+    assert "cdn.plot.ly" not in markup and "cdn.jsdelivr" not in markup
     for o in outputs:
         html = o.get("data", {}).get("text/html")
         if html:
@@ -126,3 +117,12 @@ def test_tutorial_runs_offline(name, tmp_path, monkeypatch):
             assert not external_urls(html), f"{name}: an output loads {external_urls(html)}"
     # the parameter cell ran on the CPU defaults and the model loaded
     assert "SmolLM2-135M-Instruct" in text
+    # no warnings printed (e.g. tqdm's "IProgress not found" without ipywidgets)
+    stderr = "".join(o.get("text", "") for o in outputs if o.get("name") == "stderr")
+    assert "Warning" not in stderr and "IProgress" not in stderr, f"{name}: {stderr[:500]}"
+    # every plotly figure also carries an offline HTML fallback; plotly.js is embedded once
+    figures = [o for o in outputs if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    for o in figures:
+        html = o["data"].get("text/html", "")
+        assert "Plotly.newPlot" in html and "vl-plotly-note" in html, f"{name}: no HTML fallback"
+    assert text.count("plotly.js v") == (1 if figures else 0)

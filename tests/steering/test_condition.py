@@ -179,7 +179,7 @@ def test_bad_conditions_are_refused(tiny, axis):
     with pytest.raises(InputError, match="read must be"):
         unchecked(object.__new__(Condition), mon, vl.stop.above("ema", 0.0), read="always")
     other = vl.ValueAxis(torch.randn(2, 64), model_id="Qwen/Qwen3-8B")
-    with pytest.raises(vl.AxisMismatchError):
+    with pytest.raises(vl.errors.AxisMismatchError):
         vl.steer(
             tiny,
             axis,

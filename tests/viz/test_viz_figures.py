@@ -79,7 +79,7 @@ def test_sweep_figure_band_is_the_cluster_ci_when_present(sweep_df):
     n = len(s)
     np.testing.assert_allclose(band.y[:n], s["token_auroc_ci_hi"])
     np.testing.assert_allclose(band.y[n:], s["token_auroc_ci_lo"][::-1])
-    assert "90% CI, cluster bootstrap over conversation_id" in band.name
+    assert "90% CI, jackknife over conversation_id" in band.name
     assert "90% CI" in fig.layout.title.text and "90% CI" in main.hovertemplate
     custom = np.asarray(main.customdata)
     np.testing.assert_allclose(
@@ -104,8 +104,8 @@ def test_sweep_figure_band_is_the_cluster_ci_when_present(sweep_df):
 #: every control column of the new layer_sweep, with its CI columns (random: p95 instead)
 CONTROL_COLUMNS = {
     "did_auroc_mean": "DiD axis (criterion minus placebo contrast)",
-    "matched_auroc": "axis, matched on distance to turn end",
-    "did_matched_auroc": "DiD axis, matched on distance to turn end",
+    "matched_auroc": "axis, matched on place and turn length",
+    "did_matched_auroc": "DiD axis, matched on place and turn length",
     "placebo_auroc": "axis on placebo turns",
     "did_placebo_auroc": "DiD axis on placebo turns",
     "end_proximity_auroc": "closeness to turn end",
@@ -149,9 +149,7 @@ def test_sweep_figure_draws_every_control_with_its_ci(controls_df):
         assert list(lines[0].y) == s[col].tolist()
         lo, hi = (s[c].to_numpy() for c in ci_columns(col))
         (band,) = [
-            t
-            for t in fig.data
-            if t.name == f"{label} 95% CI, cluster bootstrap over conversation_id"
+            t for t in fig.data if t.name == f"{label} 95% CI, jackknife over conversation_id"
         ]
         np.testing.assert_allclose(band.y[:n], hi)
         np.testing.assert_allclose(band.y[n:], lo[::-1])
@@ -168,7 +166,7 @@ def test_sweep_figure_draws_every_control_with_its_ci(controls_df):
     nan = {c: np.nan for c in controls_df if c.startswith(("did_", "placebo_"))}
     names = {t.name for t in sweep_figure(controls_df.assign(**nan)).data}
     assert not any(n.startswith(("DiD", "axis on placebo")) for n in names)
-    assert "axis, matched on distance to turn end" in names
+    assert "axis, matched on place and turn length" in names
 
 
 def test_control_table_and_panel_at_the_best_layer(controls_df):
@@ -339,7 +337,7 @@ def test_sweep_and_cosine_figures_on_a_real_layer_sweep(tiny):
     s = sw.table.sort_values("layer")
     assert list(fig.data[-1].y) == s["token_auroc_mean"].tolist()
     np.testing.assert_allclose(fig.data[-2].y[: len(s)], s["token_auroc_ci_hi"])
-    assert "95% CI, cluster bootstrap over sequence" in fig.layout.title.text
+    assert "95% CI, jackknife over group" in fig.layout.title.text
     names = {t.name for t in fig.data}
     assert {"sign-aligned random direction", "closeness to turn end"} <= names
     # a bare table knows nothing of the bootstrap: the label stays generic unless told

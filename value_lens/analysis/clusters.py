@@ -82,8 +82,10 @@ class ClusterAUROC:
 
     ``pairs[a, b]`` is the Mann-Whitney count (wins + half ties) of the positives of cluster
     ``clusters[a]`` against the negatives of cluster ``clusters[b]``, so a cluster resample with
-    counts ``w`` has AUROC ``w' pairs w / ((w . n_pos) (w . n_neg))``: no re-sorting per resample.
-    Build it with :meth:`of`.
+    counts ``w`` (0/1 weights leave clusters out) has AUROC ``w' pairs w / ((w . n_pos)
+    (w . n_neg))`` less the pairs between two copies of one cluster: no re-sorting per resample.
+    :meth:`within` and :meth:`between` split it into pairs of one cluster (with turns as
+    clusters: within-turn pairs) and pairs of two. Build it with :meth:`of`.
 
     **Stratified** (``pos_stratum``/``neg_stratum`` given to :meth:`of`): only pairs within one
     stratum count, so the AUROC is the fraction of *within-stratum* pairs ranked right
@@ -170,14 +172,53 @@ class ClusterAUROC:
 
     def auroc(self) -> float:
         """The AUROC of all the data (every cluster drawn once); NaN if no pair is comparable."""
-        return float(self.resample(np.ones(int(self.clusters.max()) + 1)))
+        return float(self.resample(self._ones()))
+
+    def _ones(self) -> np.ndarray:
+        return np.ones(int(self.clusters.max()) + 1) if self.clusters.size else np.ones(0)
+
+    def _terms(self, counts: Any) -> tuple[Any, ...]:
+        """``(all, within)`` numerators and denominators under cluster counts ``[..., C]``.
+
+        ``all`` counts every pair between the drawn copies (``w' pairs w``); ``within`` counts each
+        copy's own pairs once (``sum_a w_a pairs[a, a]``). The pairs between two copies of one
+        cluster (``(w_a^2 - w_a) pairs[a, a]``) are neither: they are not pairs of one turn, and
+        not pairs of two different ones.
+        """
+        w = np.asarray(counts, dtype=np.float64)[..., self.clusters]
+        diag, own = np.diagonal(self.pairs), self._own_pairs()
+        num_all = ((w @ self.pairs) * w).sum(-1)
+        if self.strata_pos is None or self.strata_neg is None:
+            den_all = (w @ self.n_pos) * (w @ self.n_neg)
+        else:
+            den_all = ((w @ self.strata_pos.T) * (w @ self.strata_neg.T)).sum(-1)
+        copies = w * w - w  # ordered pairs of two distinct copies of one cluster
+        return num_all - copies @ diag, den_all - copies @ own, w @ diag, w @ own
+
+    def _own_pairs(self) -> np.ndarray:
+        """``[C]`` comparable pairs within each cluster (within each stratum when stratified)."""
+        if self.strata_pos is None or self.strata_neg is None:
+            return self.n_pos * self.n_neg
+        return (self.strata_pos * self.strata_neg).sum(0)
 
     def resample(self, counts: Any) -> np.ndarray:
-        """AUROC under cluster counts ``[..., C]`` indexed by cluster code (NaN: a class is empty)."""
-        w = np.asarray(counts, dtype=np.float64)[..., self.clusters]
+        """AUROC under cluster counts ``[..., C]`` indexed by cluster code (NaN: no pair).
+
+        Pairs between two copies of one drawn cluster are left out (see :meth:`within`).
+        """
+        num, den, _, _ = self._terms(counts)
         with np.errstate(divide="ignore", invalid="ignore"):
-            num = ((w @ self.pairs) * w).sum(-1)
-            if self.strata_pos is None or self.strata_neg is None:
-                return np.asarray(num / ((w @ self.n_pos) * (w @ self.n_neg)))
-            den = ((w @ self.strata_pos.T) * (w @ self.strata_neg.T)).sum(-1)
             return np.asarray(num / den)
+
+    def within(self, counts: Any = None) -> np.ndarray:
+        """AUROC over pairs of one cluster (a positive and a negative of the same turn) only."""
+        _, _, num, den = self._terms(self._ones() if counts is None else counts)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.asarray(num / den)
+
+    def between(self, counts: Any = None) -> np.ndarray:
+        """AUROC over pairs of two different clusters only (no pair of one cluster, nor of two
+        copies of one cluster)."""
+        num, den, num_in, den_in = self._terms(self._ones() if counts is None else counts)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.asarray((num - num_in) / (den - den_in))

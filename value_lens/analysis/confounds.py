@@ -1,63 +1,108 @@
-"""Is the value axis more than a position detector? Position-matched and placebo controls.
+"""Is the value axis more than a position detector? The position design and its verdict.
 
 In an ICRL turn every AFTER token comes after every BEFORE token, so any direction that tracks
-position within the turn separates them on held-out criteria. :func:`value_lens.analysis.sweep.layer_sweep`
-therefore scores, on each split's held-out tokens:
+position within the turn separates them on held-out criteria. The sweep
+(:func:`value_lens.analysis.sweep.layer_sweep`) therefore reports, for the axis, the DiD axis,
+the position baselines and random directions:
 
-* **position baselines**: the score is the token's position in its turn (``t - turn_start``,
-  ``turn_position_auroc``), that position over the turn's length (``relative_position_auroc``)
-  or minus the tokens left to the turn's end (``end_proximity_auroc``);
-* **matched AUROC** (:func:`matched_auroc`): the axis's AUROC over AFTER/BEFORE pairs at the
-  *same exact distance to the end of their turn* only. Strata are exact distances (pass coarser
-  ``stratum`` labels, e.g. ``to_end // 4``, to bin); each stratum counts with its
-  ``n_pos * n_neg`` pairs, so the result is the fraction of within-stratum pairs ranked right.
-  A direction that only tracks position scores 0.5;
-* **placebo AUROC**: the axis on placebo turns (failed attempts cut at a pseudo-reward position,
-  ``icrl.label(..., placebo=True)``): PLACEBO_AFTER vs PLACEBO_BEFORE. Position separates them
-  as well as it separates real turns; value does not (about 0.5);
-* the **difference-in-differences axis** (``did_*``): the same scores for
-  ``mean_g[(AFTER - BEFORE) - (PLACEBO_AFTER - PLACEBO_BEFORE)]`` fitted on the training
-  criteria, which cancels what real and placebo turns share.
+* **the difference in discontinuities** (``rd_*``; :mod:`value_lens.analysis.discontinuity`):
+  the jump of the score at the reward token net of smooth trends in tokens since the turn's
+  start and to its end and of a fixed effect per turn (``rd_jump``), minus the same jump at
+  placebo cuts with the same geometry (``rd_placebo_jump``: failed attempts cut to match their
+  own sequence's real turn; ``rd_pseudo_jump``: the real turn's BEFORE span cut at a pseudo
+  reward). ``rd_value = rd_jump - rd_placebo_jump`` is the headline: value beyond position, in
+  within-turn sd of the score, with a paired leave-one-criterion-out interval;
+* **position baselines**: the score is the token's position in its turn (``turn_position``),
+  that position over the turn's length (``relative_position``), minus the tokens left to the
+  turn's end (``end_proximity``) or the absolute index (``position``);
+* **matched AUROC** (:func:`matched_auroc`): the AUROC over AFTER/BEFORE pairs in the same
+  position stratum only, strata being exact tokens since the start *and* to the end (so equal
+  turn length and place: a score that is any function of those two is exactly at 0.5);
+* **placebo AUROC**: the axis on placebo turns, and the baselines there, to see whether the
+  placebo is comparable;
+* **between- and within-turn AUROCs**: the held-out AUROC split into pairs from two different
+  turns and pairs from one turn (which any position score ranks almost perfectly).
 
-:func:`value_beyond_position` turns those numbers into one sentence.
+:func:`value_beyond_position` turns ``rd_value`` and its interval into a :class:`PositionVerdict`.
+
+Example:
+    >>> position_scores([12, 13], [10, 10], [3, 2])["relative_position"].tolist()
+    [0.4, 0.6]
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from value_lens.analysis.clusters import ClusterAUROC
-from value_lens.analysis.metrics import percentile_ci
+from value_lens.analysis.discontinuity import Discontinuity, discontinuity
 from value_lens.errors import InputError
 
 __all__ = [
-    "SplitPool",
+    "BASELINES",
+    "Discontinuity",
+    "PositionVerdict",
     "did_weights",
+    "discontinuity",
     "matched_auroc",
     "position_scores",
+    "position_strata",
     "value_beyond_position",
 ]
 
+BASELINES = ("turn_position", "relative_position", "end_proximity", "position")
 
-def matched_auroc(pos: Any, neg: Any, pos_stratum: Any, neg_stratum: Any) -> float:
-    """AUROC over positive/negative pairs in the same stratum only (NaN if there are none).
 
-    Equals ``sum_s U_s / sum_s n_pos_s n_neg_s`` with ``U_s`` the Mann-Whitney count (ties
-    half) within stratum ``s``: each stratum is weighted by its number of pairs.
+def position_strata(since_start: Any, to_end: Any, width: int = 1) -> np.ndarray:
+    """Stratum keys on both distances: tokens since the turn's start and to its end, binned by
+    ``width`` tokens (1: exact, hence equal turn length and equal place in it).
+
+    >>> position_strata([0, 0, 4], [9, 8, 5]).tolist() == [9, 8, (4 << 32) + 5]
+    True
+    """
+    a = np.asarray(since_start, dtype=np.int64).reshape(-1)
+    b = np.asarray(to_end, dtype=np.int64).reshape(-1)
+    return (a // width) * (1 << 32) + b // width
+
+
+def matched_auroc(
+    pos: Any,
+    neg: Any,
+    *,
+    pos_since: Any,
+    pos_to_end: Any,
+    neg_since: Any,
+    neg_to_end: Any,
+    width: int = 1,
+) -> tuple[float, int]:
+    """AUROC over positive/negative pairs in the same position stratum only, and the pair count.
+
+    Strata are :func:`position_strata` of both distances, so with ``width=1`` only tokens at the
+    same place in turns of the same length are compared and a score that depends on position
+    alone ties: exactly 0.5. Each stratum counts with its ``n_pos * n_neg`` pairs; NaN without
+    a pair.
 
     Example:
-        >>> # stratum 0: 3 > 2 (a win); stratum 1: 1 < 5 (a loss); stratum 2 has no positive
-        >>> matched_auroc([3, 1], [2, 5, 9], pos_stratum=[0, 1], neg_stratum=[0, 1, 2])
-        0.5
+        >>> # a pure since-start score: positives and negatives at equal (since, to_end) tie
+        >>> matched_auroc([3, 5], [3, 9], pos_since=[3, 5], pos_to_end=[2, 1],
+        ...               neg_since=[3, 9], neg_to_end=[2, 0])
+        (0.5, 1)
     """
-    cp, cn = np.zeros(np.size(pos), dtype=np.int64), np.zeros(np.size(neg), dtype=np.int64)
-    return ClusterAUROC.of(
-        pos, neg, pos_cluster=cp, neg_cluster=cn, pos_stratum=pos_stratum, neg_stratum=neg_stratum
-    ).auroc()
+    sp = position_strata(pos_since, pos_to_end, width)
+    sn = position_strata(neg_since, neg_to_end, width)
+    cp, cn = np.zeros(sp.size, dtype=np.int64), np.zeros(sn.size, dtype=np.int64)
+    parts = ClusterAUROC.of(
+        pos, neg, pos_cluster=cp, neg_cluster=cn, pos_stratum=sp, neg_stratum=sn
+    )
+    keys, inv = np.unique(np.concatenate([sp, sn]), return_inverse=True)
+    n_p = np.bincount(inv[: sp.size], minlength=keys.size)
+    n_n = np.bincount(inv[sp.size :], minlength=keys.size)
+    return parts.auroc(), int((n_p * n_n).sum())
 
 
 def position_scores(position: Any, start: Any, to_end: Any) -> dict[str, np.ndarray]:
@@ -97,109 +142,120 @@ def did_weights(size: int, n_groups: int, train: np.ndarray) -> np.ndarray | Non
     return w
 
 
-class SplitPool:
-    """Per-layer, per-split AUROCs of one metric and their cluster-bootstrap resamples.
+Verdict = Literal["value", "position", "inconclusive"]
 
-    The summary averages over the splits where the metric is defined, and its CI is the
-    percentile interval of that average over resamples (every split resampled with the same
-    cluster draws, as ``token_auroc_ci_lo/hi``).
+
+@dataclass(frozen=True)
+class PositionVerdict:
+    """Value beyond position at one layer, from the difference in discontinuities.
+
+    Attributes:
+        verdict: ``"value"`` (the interval of ``rd_value`` lies above 0), ``"position"`` (it
+            excludes every jump larger than ``smallest_effect``: an equivalence test) or
+            ``"inconclusive"``.
+        layer / estimate / ci_lo / ci_hi: the layer and ``rd_value`` with its interval, in
+            within-turn sd of the score.
+        smallest_effect: the equivalence margin.
+        placebo: what the real jump was compared with (``"placebo turns"`` or ``"pseudo-cuts"``).
+        sentence: the verdict in words, with its controls.
     """
 
-    def __init__(self, n_layers: int, n_splits: int, draws: np.ndarray | None) -> None:
-        self.draws = draws
-        self.point = np.full((n_layers, n_splits), np.nan)
-        n_boot = 0 if draws is None else len(draws)
-        self.boot = np.full((n_layers, n_splits, n_boot), np.nan)
+    verdict: Verdict
+    layer: int
+    estimate: float
+    ci_lo: float
+    ci_hi: float
+    smallest_effect: float
+    placebo: str
+    sentence: str
 
-    def add(self, k: int, s: int, parts: ClusterAUROC | None) -> float:
-        """Record split ``s`` at layer index ``k`` (``None``: undefined there); the AUROC."""
-        if parts is None:
-            return math.nan
-        self.point[k, s] = parts.auroc()
-        if self.draws is not None:
-            self.boot[k, s] = parts.resample(self.draws)
-        return float(self.point[k, s])
-
-    def summary(self, k: int, level: float) -> tuple[float, float, float]:
-        """``(mean over splits, ci_lo, ci_hi)`` at layer index ``k`` (NaN where undefined)."""
-        ok = np.isfinite(self.point[k])
-        if not ok.any():
-            return (math.nan,) * 3
-        mean = float(self.point[k, ok].mean())
-        if self.draws is None:
-            return mean, math.nan, math.nan
-        boot = self.boot[k, ok].mean(0)
-        if not np.isfinite(boot).any():
-            return mean, math.nan, math.nan
-        return (mean, *percentile_ci(boot, level))
+    def __str__(self) -> str:
+        return self.sentence
 
 
-def _fmt(x: float) -> str:
-    return "n/a" if not np.isfinite(x) else f"{x:.2f}"
+def _fmt(x: float, digits: int = 2) -> str:
+    return "n/a" if not np.isfinite(x) else f"{x:.{digits}f}"
 
 
-def value_beyond_position(df: pd.DataFrame, layer: int | None = None) -> str:
-    """One sentence: does the axis carry value information beyond position, and how much?
+def _row(table: pd.DataFrame, layer: int | None) -> pd.Series:
+    if table.empty or "rd_value" not in table or "token_auroc_mean" not in table:
+        raise InputError(
+            "value_beyond_position needs a layer_sweep result (with rd_value); rerun the sweep"
+        )
+    if layer is None:
+        return table.loc[table["token_auroc_mean"].idxmax()]
+    if layer not in set(table["layer"]):
+        raise InputError(f"layer {layer} is not in the sweep; it has {list(table['layer'])}")
+    return table.loc[table["layer"] == layer].iloc[0]
 
-    Reads a :func:`~value_lens.analysis.sweep.layer_sweep` table at ``layer`` (default: the layer with
-    the best held-out ``token_auroc_mean``). The verdict rests on ``matched_auroc`` (AUROC over
-    pairs at equal distance to the turn's end): value beyond position if its CI lies above 0.5
-    (or, without a CI, it exceeds 0.55), none if it covers 0.5; the share of the held-out
-    AUROC's distance from 0.5 that survives matching says how much. Placebo turns and the
-    DiD axis are quoted when the data had them.
+
+def _controls(get: Any) -> str:
+    m, pairs = get("matched_auroc"), get("matched_n_pairs")
+    matched = (
+        f"matched AUROC {_fmt(m)} [{_fmt(get('matched_auroc_ci_lo'))}, "
+        f"{_fmt(get('matched_auroc_ci_hi'))}] (position baselines there: "
+        f"{_fmt(get('end_proximity_matched_auroc'))}, {_fmt(get('turn_position_matched_auroc'))})"
+        if np.isfinite(m)
+        else f"not enough matched pairs for a matched AUROC ({_fmt(pairs, 0)} pairs a split)"
+    )
+    return (
+        f"Held-out AUROC {_fmt(get('token_auroc_mean'))}: {_fmt(get('token_auroc_between'))} "
+        f"between turns, {_fmt(get('token_auroc_within'))} within turns; {matched}; placebo "
+        f"turns {_fmt(get('placebo_auroc'))} (end proximity there "
+        f"{_fmt(get('placebo_end_proximity_auroc'))}, on real turns "
+        f"{_fmt(get('end_proximity_auroc'))}); random directions' rd_value p95 "
+        f"{_fmt(get('rd_value_random_p95'))}."
+    )
+
+
+def value_beyond_position(
+    result: Any, layer: int | None = None, *, smallest_effect: float | None = None
+) -> PositionVerdict:
+    """The verdict on value beyond position at ``layer`` (default: the best held-out layer).
+
+    Reads ``rd_value`` (the real turns' jump at the reward token minus the placebo turns'
+    jump, or the pseudo-cuts' when the data have no placebo turns) and its interval from a
+    :class:`~value_lens.analysis.sweep.SweepResult` or its table. ``smallest_effect`` (default
+    the sweep's ``SweepConfig.smallest_effect``, else 0.1 within-turn sd) is the margin of the
+    equivalence test behind ``"position"``. The AUROC controls are quoted as descriptions.
 
     Example:
-        >>> df = pd.DataFrame({"layer": [3], "token_auroc_mean": [0.9], "matched_auroc": [0.8],
-        ...     "matched_auroc_ci_lo": [0.7], "matched_auroc_ci_hi": [0.85],
-        ...     "placebo_auroc": [0.52], "did_auroc_mean": [0.88], "did_matched_auroc": [0.79]})
-        >>> print(value_beyond_position(df))  # doctest: +NORMALIZE_WHITESPACE
-        At layer 3 the axis carries value information beyond position: its held-out AUROC of
-        0.90 is 0.80 [0.70, 0.85] over AFTER/BEFORE pairs at equal distance to the turn's end
-        (0.5 = position only; 75% of its margin over chance survives), placebo turns score
-        0.52 against 0.90 on real turns, and the difference-in-differences axis scores 0.88
-        (0.79 position-matched).
+        >>> df = pd.DataFrame({"layer": [3], "token_auroc_mean": [0.9], "rd_value": [0.02],
+        ...     "rd_value_ci_lo": [-0.3], "rd_value_ci_hi": [0.34], "rd_placebo_jump": [0.5]})
+        >>> v = value_beyond_position(df)
+        >>> v.verdict, v.sentence.split(":")[0]
+        ('inconclusive', 'At layer 3 the axis cannot be told apart from position')
     """
-    if df.empty or "token_auroc_mean" not in df or "matched_auroc" not in df:
-        raise InputError("value_beyond_position needs a layer_sweep table (with matched_auroc)")
-    if layer is None:
-        row = df.loc[df["token_auroc_mean"].idxmax()]
-    elif layer in set(df["layer"]):
-        row = df.loc[df["layer"] == layer].iloc[0]
-    else:
-        raise InputError(f"layer {layer} is not in the sweep; it has {list(df['layer'])}")
+    table = getattr(result, "table", result)
+    if smallest_effect is None:
+        smallest_effect = float(getattr(getattr(result, "config", None), "smallest_effect", 0.1))
+    row = _row(table, layer)
     get = lambda k: float(row.get(k, math.nan))  # noqa: E731
-    tok, m, lo, hi = (
-        get(k)
-        for k in ("token_auroc_mean", "matched_auroc", "matched_auroc_ci_lo", "matched_auroc_ci_hi")
-    )
-    has_ci = np.isfinite(lo) and np.isfinite(hi)
-    above = lo > 0.5 if has_ci else m > 0.55
-    below = hi < 0.5 if has_ci else m < 0.45
-    if not np.isfinite(m):
-        verdict = "cannot be checked for value information beyond position (no matched pairs)"
-    elif above:
-        verdict = "carries value information beyond position"
-    elif below:
-        verdict = "ranks BEFORE above AFTER once position is matched (no value beyond position)"
-    else:
-        verdict = "shows no value information beyond position"
-    ci = f" [{_fmt(lo)}, {_fmt(hi)}]" if has_ci else ""
-    share = (m - 0.5) / (tok - 0.5) if abs(tok - 0.5) > 1e-9 else math.nan
-    kept = (
-        f"; {max(share, 0.0):.0%} of its margin over chance survives" if np.isfinite(share) else ""
-    )
-    out = (
-        f"At layer {int(row['layer'])} the axis {verdict}: its held-out AUROC of {_fmt(tok)} is "
-        f"{_fmt(m)}{ci} over AFTER/BEFORE pairs at equal distance to the turn's end "
-        f"(0.5 = position only{kept})"
-    )
-    plc, did, did_m = get("placebo_auroc"), get("did_auroc_mean"), get("did_matched_auroc")
-    if not np.isfinite(plc):
-        return out + (
-            ", and no placebo turns were labelled (icrl.label(..., placebo=True) adds the "
-            "placebo and difference-in-differences controls)."
+    est, lo, hi = get("rd_value"), get("rd_value_ci_lo"), get("rd_value_ci_hi")
+    placebo = "placebo turns" if np.isfinite(get("rd_placebo_jump")) else "pseudo-cuts"
+    if np.isfinite(lo) and lo > 0:
+        verdict: Verdict = "value"
+        head = "carries value information beyond position"
+    elif np.isfinite(hi) and hi < smallest_effect:
+        verdict = "position"
+        head = "shows no value information beyond position" + (
+            " (the placebo jump exceeds the real one)" if hi < -smallest_effect else ""
         )
-    return out + (
-        f", placebo turns score {_fmt(plc)} against {_fmt(tok)} on real turns, and the "
-        f"difference-in-differences axis scores {_fmt(did)} ({_fmt(did_m)} position-matched)."
+    else:
+        verdict = "inconclusive"
+        head = "cannot be told apart from position"
+    ci = f"[{_fmt(lo)}, {_fmt(hi)}]" if np.isfinite(lo) else "(no interval)"
+    few = (
+        " Fewer than 10 held-out clusters in a split: read the interval with care."
+        if bool(row.get("few_clusters", False))
+        else ""
+    )
+    sentence = (
+        f"At layer {int(row['layer'])} the axis {head}: the jump at the reward token net of "
+        f"position, minus the jump at {placebo} cut alike, is {_fmt(est)} {ci} within-turn sd "
+        f"(smallest effect of interest {smallest_effect:g}; 'position' needs the interval below "
+        f"it). {_controls(get)}{few}"
+    )
+    return PositionVerdict(
+        verdict, int(row["layer"]), est, lo, hi, float(smallest_effect), placebo, sentence
     )

@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ def _t_cdf(x: float, df: float) -> float:
     return p if x > 0 else 1.0 - p
 
 
+@functools.lru_cache(maxsize=512)
 def t_quantile(p: float, df: float) -> float:
     """The ``p`` quantile of Student's t with ``df`` degrees of freedom (``df = inf``: normal).
 

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
@@ -200,8 +201,9 @@ def bootstrap_ci(
             label array shared by all arrays when ``paired=True`` or there is one array. A
             cluster is removed (jackknife) or drawn (bootstrap) with all its values in every
             array, so the positives and negatives come from the same clusters.
-        method: ``"auto"`` (jackknife with ``groups``, percentile bootstrap without),
-            ``"jackknife"`` (needs ``groups``; at least 3 clusters) or ``"percentile"``
+        method: ``"auto"`` (jackknife with ``groups``, NaN bounds when fewer than 3 clusters
+            leave the metric defined; percentile bootstrap without ``groups``),
+            ``"jackknife"`` (needs ``groups`` and 3 such clusters, else an error) or ``"percentile"``
             (with ``groups``: each resample draws as many clusters as there are, with
             replacement, every drawn cluster contributing all its values).
 
@@ -236,6 +238,8 @@ def bootstrap_ci(
         if method != "percentile":
             loo = cluster_jackknife(metric_fn, arrs, codes, n_clusters)
             iv = jackknife_interval(float(metric_fn(*arrs)), loo, ci)
+            if not np.isfinite(iv.lo) and method == "auto":
+                return math.nan, math.nan  # fewer than 3 clusters: no interval to give
             if not np.isfinite(iv.lo):
                 raise InputError(
                     f"the cluster jackknife needs at least 3 clusters where the metric is defined "

@@ -32,11 +32,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from jaxtyping import Float
 
-from value_lens.analysis.readout import ValueTrace, trace
-from value_lens.analysis.stop import Aggregator, Side, StopRule, parse_aggregate, threshold_at_fpr
+from value_lens.analysis.readout import ValueTrace
+from value_lens.analysis.stop import Aggregator, Side, StopRule, Unit, parse_aggregate
 from value_lens.core.conventions import hook_name, resolve_layers
 from value_lens.core.protocols import HookedModel
 from value_lens.errors import CalibrationError, InputError
@@ -77,6 +78,8 @@ class Monitor:
         aggregates: ``{name: (values) -> float}``.
         on_token: called with each :class:`MonitorEvent`, or ``None``.
         thresholds: ``{aggregate: threshold}`` set by :meth:`calibrate`.
+        calibration: the record of the last :meth:`calibrate` (the rate controlled, the
+            held-out rates), or ``None``.
     """
 
     axis: ValueAxis
@@ -86,6 +89,7 @@ class Monitor:
     aggregates: dict[str, Aggregator]
     on_token: Callable[[MonitorEvent], Any] | None = None
     thresholds: dict[str, float] = field(default_factory=dict)
+    calibration: Any = None
 
     @property
     def threshold(self) -> float:
@@ -101,19 +105,43 @@ class Monitor:
         neutral_texts: Sequence[Any],
         *,
         fpr: float = 0.01,
-        side: Side = "below",
+        direction: Side = "below",
+        unit: Unit = "response",
         after: int = 0,
+        held_out: Sequence[Any] | None = None,
     ) -> dict[str, float]:
         """Set each aggregate's threshold at false-positive rate ``fpr`` on neutral text.
 
         Every neutral text is read like a generation: each aggregate is evaluated after each of
-        its tokens (from token ``after`` on), and the threshold is the ``fpr`` order statistic
-        of that pooled distribution (:func:`~value_lens.analysis.stop.threshold_at_fpr`), so
-        ``vl.stop.below(name, mon.thresholds[name])`` flags at most ``fpr`` of neutral tokens.
-        The thresholds are stored on the monitor and returned.
+        its tokens, and only tokens from position ``after`` on count (as in
+        ``vl.stop.below(name, thr, after=after)``).
+
+        * ``unit="response"`` (default): the threshold is the ``fpr`` quantile of each text's
+          most extreme aggregate (its minimum for ``direction="below"``), so the rule
+          ``vl.stop.below(name, mon.thresholds[name], after=after)`` stops fewer than ``fpr`` of
+          the neutral texts: the rate a probe monitor reports.
+        * ``unit="token"``: the ``fpr`` quantile of all tokens' aggregates pooled, which flags
+          fewer than ``fpr`` of the neutral tokens but stops many more texts.
+
+        With ``held_out`` neutral texts the rates are measured there, with intervals
+        (:func:`~value_lens.analysis.stop.false_positive_rate`). The thresholds are returned
+        and stored on the monitor; ``mon.calibration`` holds the full record
+        (:class:`~value_lens.analysis.monitor_calibration.MonitorCalibration`, whose printout
+        names the rate controlled).
         """
-        pooled = calibration_scores(self, model, neutral_texts, after=after)
-        self.thresholds = {n: threshold_at_fpr(v, fpr, side) for n, v in pooled.items()}
+        from value_lens.analysis.monitor_calibration import calibrate_monitor
+
+        self.calibration = calibrate_monitor(
+            self,
+            model,
+            neutral_texts,
+            fpr=fpr,
+            direction=direction,
+            unit=unit,
+            after=after,
+            held_out=held_out,
+        )
+        self.thresholds = dict(self.calibration.thresholds)
         return dict(self.thresholds)
 
     @contextlib.contextmanager
@@ -258,20 +286,14 @@ def _criterion(run: _Run) -> Any:
 def calibration_scores(
     mon: Monitor, model: HookedModel, texts: Sequence[Any], *, after: int = 0
 ) -> dict[str, Float[torch.Tensor, " n"]]:
-    """Each aggregate after each token (from token ``after`` on) of each neutral text, pooled."""
-    if isinstance(texts, str) or len(texts) == 0:
-        raise InputError("calibrate takes a non-empty list of neutral texts")
-    metric = mon.metric
-    pooled: dict[str, list[float]] = {n: [] for n in mon.aggregates}
-    for text in texts:
-        tr = trace(model, text, mon.axis, [mon.score_layer])
-        v = getattr(tr, metric)[0].double()
-        for t in range(after, v.numel()):
-            for name, f in mon.aggregates.items():
-                pooled[name].append(float(f(v[: t + 1])))
-    if not pooled[next(iter(pooled))]:
+    """Each aggregate after each token (from token ``after`` on) of each neutral text, pooled
+    (the per-token view; :meth:`Monitor.calibrate` works per response by default)."""
+    from value_lens.analysis.monitor_calibration import aggregate_traces
+
+    pooled = {n: [x[after:] for x in xs] for n, xs in aggregate_traces(mon, model, texts).items()}
+    if not any(x.size for x in pooled[next(iter(pooled))]):
         raise InputError(f"the neutral texts have no token at or after position {after}")
-    return {n: torch.tensor(x, dtype=torch.float64) for n, x in pooled.items()}
+    return {n: torch.tensor(np.concatenate(x), dtype=torch.float64) for n, x in pooled.items()}
 
 
 def monitor(

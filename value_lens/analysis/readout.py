@@ -30,7 +30,7 @@ from value_lens.core.protocols import HookedModel
 from value_lens.errors import InputError, LayerError, NonFiniteActivationError
 from value_lens.fitting.axis import ValueAxis
 
-__all__ = ["ValueTrace", "project", "trace", "value"]
+__all__ = ["ValueTrace", "mean_value", "project", "trace"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -172,7 +172,7 @@ def trace(
     return ValueTrace(tokens, ids, sel, cos, proj, offsets, text, str(axis.model_id))
 
 
-def value(
+def mean_value(
     model: HookedModel,
     text_or_tokens: Any,
     axis: ValueAxis,

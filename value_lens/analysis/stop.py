@@ -9,7 +9,15 @@ fewer). Any other callable of that shape can be passed as is.
 A *stop rule* maps a :class:`~value_lens.analysis.monitor.MonitorEvent` to ``True`` when the row
 should end after that token: :func:`below` and :func:`above` compare one aggregate with a
 threshold, for example the one :meth:`~value_lens.analysis.monitor.Monitor.calibrate` sets at a
-fixed false-positive rate on neutral text (:func:`threshold_at_fpr`).
+fixed false-positive rate on neutral text (:func:`calibrate_threshold`).
+
+**Which rate.** A stop rule ends a response if *any* of its tokens crosses the threshold, so the
+rate that matters is per response: the share of neutral responses stopped. That is what
+:func:`calibrate_threshold` controls by default (``unit="response"``: the ``fpr`` quantile of
+each neutral text's most extreme aggregate from token ``after`` on). ``unit="token"`` controls
+the share of neutral *tokens* flagged instead, which on 100-token texts lets far more than
+``fpr`` of the responses be stopped. :func:`false_positive_rate` measures either rate on
+held-out neutral texts, with an interval (:mod:`value_lens.analysis.rates`).
 
 >>> import torch
 >>> parse_aggregate("ema:0.5")(torch.tensor([1.0, 0.0, 0.0]))
@@ -25,17 +33,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from jaxtyping import Float
 
+from value_lens.analysis.rates import Rate, binomial_rate, clustered_rate
 from value_lens.errors import InputError
 
 __all__ = [
     "Aggregator",
     "StopRule",
+    "Unit",
     "above",
     "below",
+    "calibrate_threshold",
     "ema",
+    "false_positive_rate",
     "parse_aggregate",
     "rolling_max",
     "rolling_mean",
@@ -46,6 +59,7 @@ __all__ = [
 Aggregator = Callable[[torch.Tensor], float]
 StopRule = Callable[[Any], bool]
 Side = Literal["below", "above"]
+Unit = Literal["response", "token"]
 
 
 @dataclass(frozen=True)
@@ -167,7 +181,9 @@ def above(name: str, threshold: float, *, after: int = 0) -> StopRule:
     return _rule("above", name, threshold, after)
 
 
-def threshold_at_fpr(values: Sequence[float] | torch.Tensor, fpr: float, side: Side) -> float:
+def threshold_at_fpr(
+    values: Sequence[float] | np.ndarray | torch.Tensor, fpr: float, side: Side
+) -> float:
     """The threshold that flags at most a share ``fpr`` of ``values`` (neutral-text scores).
 
     ``"below"``: the order statistic ``sorted(values)[floor(fpr * (n - 1))]``, so strictly
@@ -186,3 +202,95 @@ def threshold_at_fpr(values: Sequence[float] | torch.Tensor, fpr: float, side: S
     s = x.sort().values
     k = math.floor(fpr * (x.numel() - 1))
     return float(s[k] if side == "below" else s[x.numel() - 1 - k])
+
+
+def _traces(aggregates: Sequence[Any], after: int) -> list[np.ndarray]:
+    """Each text's aggregates from token ``after`` on (texts with none left out)."""
+    if isinstance(aggregates, (str, bytes)) or len(aggregates) == 0:
+        raise InputError("aggregates must be a non-empty list of 1-D arrays, one per text")
+    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+        raise InputError(f"after must be an int >= 0, got {after!r}")
+    out = []
+    for i, a in enumerate(aggregates):
+        x = np.asarray(a, dtype=np.float64)
+        if x.ndim != 1:
+            raise InputError(f"aggregates[{i}] has shape {x.shape}; give one 1-D array per text")
+        if not np.isfinite(x).all():
+            raise InputError(f"aggregates[{i}] holds NaN or Inf")
+        if x.size > after:
+            out.append(x[after:])
+    if not out:
+        raise InputError(f"no text has a token at or after position {after}; lower after=")
+    return out
+
+
+def _check(direction: str, unit: str) -> None:
+    if direction not in ("below", "above"):
+        raise InputError(f"direction must be 'below' or 'above', got {direction!r}")
+    if unit not in ("response", "token"):
+        raise InputError(f"unit must be 'response' or 'token', got {unit!r}")
+
+
+def calibrate_threshold(
+    aggregates: Sequence[Any],
+    fpr: float,
+    direction: Side = "below",
+    unit: Unit = "response",
+    after: int = 0,
+) -> float:
+    """The threshold of a ``direction`` stop rule at false-positive rate ``fpr`` on neutral text.
+
+    ``aggregates`` holds one 1-D array per neutral text: its aggregate after each token (what
+    the stop rule sees). Only tokens from position ``after`` on count, as with
+    ``below(..., after=after)``.
+
+    * ``unit="response"`` (default): each text contributes its most extreme aggregate (its
+      minimum for ``"below"``, its maximum for ``"above"``), and the threshold is their ``fpr``
+      order statistic (:func:`threshold_at_fpr`): fewer than ``fpr`` of the neutral texts would
+      have been stopped.
+    * ``unit="token"``: every token's aggregate is pooled; fewer than ``fpr`` of the neutral
+      tokens are flagged, but a text is stopped if any one of its tokens is.
+
+    >>> calibrate_threshold([[0.0, -1.0], [0.5, 0.2], [0.3, 0.1], [0.4, 0.6]], 0.25)
+    -1.0
+    >>> calibrate_threshold([[0.0, -1.0], [0.5, 0.2], [0.3, 0.1], [0.4, 0.6]], 0.25, unit="token")
+    0.0
+    """
+    _check(direction, unit)
+    xs = _traces(aggregates, after)
+    if unit == "token":
+        return threshold_at_fpr(np.concatenate(xs), fpr, direction)
+    ext = [x.min() if direction == "below" else x.max() for x in xs]
+    return threshold_at_fpr(ext, fpr, direction)
+
+
+def false_positive_rate(
+    aggregates: Sequence[Any],
+    threshold: float,
+    direction: Side = "below",
+    unit: Unit = "response",
+    after: int = 0,
+    level: float = 0.95,
+) -> Rate:
+    """The share of held-out neutral responses (or tokens) that a ``direction`` rule at
+    ``threshold`` flags, with an interval.
+
+    ``unit="response"``: a text counts once, flagged if any token from ``after`` on crosses;
+    the interval is Clopper-Pearson (texts are independent). ``unit="token"``: the share of
+    flagged tokens, with a leave-one-text-out jackknife interval (a text's tokens move
+    together, so they are not independent draws).
+
+    >>> r = false_positive_rate([[0.0, -1.0], [0.5, 0.2], [0.3, 0.1], [0.4, 0.6]], 0.15)
+    >>> r.flagged, r.n, r.unit
+    (2, 4, 'response')
+    """
+    _check(direction, unit)
+    xs = _traces(aggregates, after)
+
+    def hit(x: np.ndarray) -> np.ndarray:
+        return np.asarray(x < threshold if direction == "below" else x > threshold)
+
+    if unit == "response":
+        flags = np.array([bool(hit(x).any()) for x in xs])
+        return binomial_rate(int(flags.sum()), flags.size, level=level, unit="response")
+    return clustered_rate([hit(x) for x in xs], level=level, unit="token")

@@ -24,8 +24,10 @@ from value_lens.cli.options import (
     Dtype,
     Layer,
     Layers,
+    MemoryBudget,
     Method,
     Model,
+    ModeUnit,
     Out,
     PerCriterion,
     Prompts,
@@ -34,7 +36,6 @@ from value_lens.cli.options import (
     SteerLayers,
     SteerMode,
     SteerParams,
-    SteerUnit,
     Suite,
     Text,
     TextFile,
@@ -45,7 +46,7 @@ from value_lens.cli.options import (
     say,
     text_source,
 )
-from value_lens.pipeline import compare_steps, launch, read_steps, steer_steps, steps
+from value_lens.pipeline import compare_steps, launch, read_steps, steer_steps, steps, sweep_steps
 from value_lens.pipeline.demo import run_demo
 from value_lens.pipeline.options import (
     collect_requirements,
@@ -112,9 +113,11 @@ def sweep(
     splits: Annotated[int, typer.Option(help="Held-out splits by criterion.")] = 10,
     n_train: Annotated[int | None, typer.Option(help="Training criteria per split.")] = None,
     batch_size: BatchSize = 4,
+    memory_budget: MemoryBudget = None,
 ) -> None:
-    """Held-out layer sweep with its controls (matched, placebo and DiD AUROCs, position scores,
-    sign-aligned random directions), on data labelled with placebo turns (on N processes under
+    """Held-out layer sweep with its position controls (the difference in discontinuities and
+    its verdict, matched, placebo and DiD AUROCs, position scores, sign-aligned random
+    directions), on data labelled with placebo turns (on N processes under
     `torchrun --nproc-per-node N -m value_lens sweep ...`; rank 0 writes and prints). A finished
     sweep in OUT for the same model, data and settings is reused."""
     run = launch.from_env()
@@ -129,7 +132,7 @@ def sweep(
             corpus=corpus,
             write=run is None or run.writer,
         )
-        res = steps.sweep(
+        res = sweep_steps.sweep(
             m,
             data.tokens,
             out,
@@ -138,6 +141,7 @@ def sweep(
             n_train=n_train,
             seed=seed,
             batch_size=batch_size,
+            memory_budget_gb=2.0 if memory_budget is None else memory_budget,
             log=say,
         )
         typer.echo(res.summary())
@@ -162,7 +166,7 @@ def trace(
     src = text_source(text, file, chat)
     m = model_for(model, device, dtype)
     ax = axis_for(axis, m, out)
-    res = read_steps.trace(
+    res = read_steps.trace_to_dir(
         m, ax, src, out, layers=layer_list(layers, m), layer=layer, name=name, seed=seed
     )
     mean = res.trace.mean(res.layer)
@@ -182,7 +186,7 @@ def steer(
     seed: Seed = 0,
     axis: Axis = None,
     alpha: Alphas = None,
-    unit: SteerUnit = None,
+    unit: ModeUnit = None,
     grid: Annotated[bool, typer.Option(help="Run a dose-response grid even for one alpha.")] = (
         False
     ),
@@ -230,7 +234,7 @@ def eval_(
     n: Annotated[int, typer.Option(help="Problems (code/confidence) or questions.")] = 8,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens per generated reply.")] = 128,
 ) -> None:
-    """Run an evaluation suite: correct vs corrupted code, backtracking, or confidence."""
+    """Run a registered evaluation suite (see --suite) and save its tables in OUT."""
     m = model_for(model, device, dtype)
     ax = axis_for(axis, m, out)
     res = read_steps.evaluate(
@@ -267,6 +271,7 @@ def demo(
         bool | None,
         typer.Option(help="Paper-scale setting (default: on for CUDA devices)."),
     ] = None,
+    memory_budget: MemoryBudget = None,
 ) -> None:
     """The whole story: ICRL data -> axis -> held-out sweep -> heatmaps -> steering -> report."""
     path = run_demo(
@@ -280,6 +285,7 @@ def demo(
         layers=layers,
         criteria=criteria,
         corpus=corpus,
+        memory_budget_gb=memory_budget,
         log=say,
     )
     typer.echo(str(path))
@@ -295,17 +301,26 @@ def posttrain(
     dtype: Dtype = None,
     out: Out = OUT / "posttrain",
     seed: Annotated[int, typer.Option(help="Seed of the pairs and the training.")] = 42,
-    pairs: Annotated[int, typer.Option(help="Preference pairs (the paper: 640).")] = (
-        compare_steps.PAPER_PAIRS
-    ),
+    pairs: Annotated[
+        int | None, typer.Option(help="Preference pairs (default: 640 as the paper, 64 on CPU).")
+    ] = None,
     method: Annotated[str, typer.Option(help="dpo, or sft on the chosen replies.")] = "dpo",
-    epochs: Annotated[float | None, typer.Option(help="default: 6 (DPO), 3 (SFT).")] = None,
+    epochs: Annotated[
+        float | None, typer.Option(help="default: 6 (DPO), 3 (SFT); 2 on CPU.")
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(help="default: 8 (DPO), 16 (SFT).")] = None,
     lr: Annotated[float | None, typer.Option(help="default: 5e-5 (DPO), 2e-5 (SFT).")] = None,
     lora_r: Annotated[int | None, typer.Option(help="LoRA rank (default 16).")] = None,
+    paper: Annotated[
+        bool | None, typer.Option(help="The paper's size (default: on when CUDA is available).")
+    ] = None,
 ) -> None:
-    """LoRA DPO (or SFT) preferring one word, with the paper's settings unless shrunk (needs
-    value_lens[train]); saves the merged model to OUT/model for `--model OUT/model`."""
+    """LoRA DPO (or SFT) preferring one word, with the paper's settings on CUDA and a CPU size
+    otherwise (needs value_lens[train]); shows a progress bar and, after the first step, the
+    estimated time; saves the merged model to OUT/model for `--model OUT/model`."""
+    size_pairs, size_epochs = compare_steps.posttrain_size(paper)
+    which = "the paper's size" if size_epochs is None else "the CPU size (--paper for the paper's)"
+    say(f"{which}: {pairs or size_pairs} pairs, {epochs or size_epochs or 'default'} epoch(s)")
     say(f"loading model {model or 'SmolLM2-135M-Instruct (embedded)'} ...")
     hf, tok = compare_steps.load_hf_option(model, dtype=dtype)
     res = compare_steps.posttrain(
@@ -313,14 +328,15 @@ def posttrain(
         tok,
         out,
         word=word,
-        n_pairs=pairs,
+        n_pairs=pairs or size_pairs,
         method=method,
         seed=seed,
         log=say,
-        epochs=epochs,
+        epochs=epochs or size_epochs,
         batch_size=batch_size,
         lr=lr,
         lora={"r": lora_r} if lora_r else None,
+        progress=True,
     )
     typer.echo(str(res.path))
 

@@ -1,5 +1,5 @@
 """The live ``value-lens`` commands: ``monitor`` streams replies to prompts and ``chat`` holds a
-conversation, each token coloured by its value as it is written (:mod:`value_lens.viz.terminal`,
+conversation, each token coloured by its value as it is written (:mod:`value_lens.pipeline.live_steps`,
 rich ``Live``). They are registered on the same typer app as :mod:`value_lens.cli.commands`."""
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from value_lens.core.generate import GenerationConfig
 from value_lens.core.protocols import GenerativeModel
 from value_lens.errors import InputError
 from value_lens.fitting.axis import ValueAxis
+from value_lens.pipeline import live_steps
 from value_lens.pipeline.options import layer_or_default, read_prompts
-from value_lens.viz import terminal
 
 __all__ = ["chat", "monitor"]
 
@@ -99,9 +99,9 @@ def monitor(
     """Stream replies with each token coloured by its value at one layer as it is written, then
     a summary per prompt; writes OUT/monitor.jsonl and OUT/monitor.html (the token heatmap)."""
     m, ax = _setup(model, device, dtype, axis, out)
-    cfg = terminal.WatchConfig(_layer(m, ax, layer), aggregate, stop_below, stop_after, vmax, raw)
+    cfg = live_steps.WatchConfig(_layer(m, ax, layer), aggregate, stop_below, stop_after, vmax, raw)
     gen = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
-    res = terminal.watch(m, ax, read_prompts(prompt, prompts_file), cfg, gen)
+    res = live_steps.watch(m, ax, read_prompts(prompt, prompts_file), cfg, gen)
     typer.echo("\n".join(res.summary()))
     for path in res.save(out):
         say(f"wrote {path}")
@@ -127,8 +127,8 @@ def chat(
     """Chat with the model: each line on stdin is a user turn (until end of input or /exit), each
     reply streams with its tokens coloured by their value; writes OUT/chat.jsonl after each turn."""
     m, ax = _setup(model, device, dtype, axis, out)
-    cfg = terminal.WatchConfig(_layer(m, ax, layer), aggregate, stop_below, stop_after, vmax)
+    cfg = live_steps.WatchConfig(_layer(m, ax, layer), aggregate, stop_below, stop_after, vmax)
     gen = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
     say("type a message and press Enter; /exit or end of input (Ctrl-D) ends the chat")
-    turns = terminal.chat(m, ax, sys.stdin, cfg, gen, system=system, transcript=out / CHAT_FILE)
+    turns = live_steps.chat(m, ax, sys.stdin, cfg, gen, system=system, transcript=out / CHAT_FILE)
     say(f"{len(turns)} turn(s); wrote {out / CHAT_FILE}" if turns else "no turn")

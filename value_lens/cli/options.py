@@ -11,9 +11,9 @@ import typer
 
 from value_lens.core.model import n_layers
 from value_lens.core.protocols import GenerativeModel
+from value_lens.evals.registry import suite_help, suites
 from value_lens.fitting.axis import ValueAxis
 from value_lens.pipeline.options import load_axis_option, load_model_option, parse_layers
-from value_lens.pipeline.read_steps import SUITES
 from value_lens.pipeline.steps import AXIS_FILE
 from value_lens.steering.modes import MODES
 
@@ -73,6 +73,13 @@ Criteria = Annotated[
 ]
 PerCriterion = Annotated[int, typer.Option(help="Conversations per criterion.")]
 BatchSize = Annotated[int, typer.Option(help="Sequences per forward pass.")]
+MemoryBudget = Annotated[
+    float | None,
+    typer.Option(
+        help="GB of labelled residuals kept for one forward pass (statistics and sweep "
+        "together); above it, two passes. Default 2."
+    ),
+]
 Method = Annotated[
     str,
     typer.Option(
@@ -88,11 +95,19 @@ BuildUnit = Annotated[
     ),
 ]
 SteerUnit = Annotated[
-    str | None,
+    str,
     typer.Option(
         help="percent (of the layer's mean residual norm on the fitting data), raw, or sd "
+        "(of the projection on the axis; needs an axis built with --unit sd)."
+    ),
+]
+ModeUnit = Annotated[
+    str | None,
+    typer.Option(
+        "--unit",
+        help="percent (of the layer's mean residual norm on the fitting data), raw, or sd "
         "(of the projection on the axis; needs an axis built with --unit sd). Default: percent, "
-        "or raw for a mode whose strength is unit-free (rotate: degrees; ablate: a fraction)."
+        "or raw for a mode whose strength is unit-free (rotate: degrees; ablate: a fraction).",
     ),
 ]
 Prompts = Annotated[list[str] | None, typer.Option(help="A user prompt (repeatable).")]
@@ -130,14 +145,12 @@ TextFile = Annotated[
 
 
 def _check_suite(suite: str) -> str:
-    if suite not in SUITES:
-        raise typer.BadParameter(f"unknown suite {suite!r}; use one of {SUITES}")
+    if suite not in suites():
+        raise typer.BadParameter(f"unknown suite {suite!r}; use one of {tuple(suites())}")
     return suite
 
 
-Suite = Annotated[
-    str, typer.Option(callback=_check_suite, help="code, backtracking or confidence.")
-]
+Suite = Annotated[str, typer.Option(callback=_check_suite, help=f"The suite: {suite_help()}.")]
 
 
 # ------------------------------------------------------------------ helpers

@@ -35,6 +35,8 @@ __all__ = [
     "as_models",
     "as_prompts",
     "batch_readout",
+    "fieller_ratio_ci",
+    "mean_t_ci",
     "list_prompt",
     "render",
     "token_mask",
@@ -238,23 +240,89 @@ def span_mean(values: np.ndarray, mask: torch.Tensor, what: str) -> float:
     return float(values[m].mean())
 
 
-def rate_ci(flags: np.ndarray, n_boot: int, seed: int) -> tuple[float, float]:
-    from value_lens.analysis.metrics import bootstrap_ci
+def rate_ci(flags: np.ndarray, n_boot: int, seed: int) -> tuple[float, float]:  # noqa: ARG001
+    """95% Clopper-Pearson interval of the share of true ``flags`` (independent prompts).
 
-    return bootstrap_ci(np.mean, flags.astype(float), n_boot=n_boot, seed=seed)
+    Exact, so it holds its level at the 16 prompts of a category quartile, where a percentile
+    bootstrap of a 10% rate covered 81% of the time (``tests/compare``). ``n_boot`` and
+    ``seed`` are kept for the callers' signatures; nothing is resampled.
+
+    >>> lo, hi = rate_ci(np.array([True] + [False] * 15), 0, 0)
+    >>> round(lo, 4), round(hi, 4)
+    (0.0016, 0.3023)
+    """
+    from value_lens.analysis.rates import binomial_rate
+
+    f = np.asarray(flags).astype(float).reshape(-1)
+    if f.size == 0:
+        return float("nan"), float("nan")
+    if not np.isin(f, (0.0, 1.0)).all():
+        raise InputError("rate_ci takes 0/1 flags, one per prompt")
+    r = binomial_rate(int(f.sum()), int(f.size))
+    return r.lo, r.hi
 
 
 def paired_diff_ci(
     a: np.ndarray, b: np.ndarray, n_boot: int, seed: int, fn: Callable[..., Any] = np.mean
 ) -> tuple[float, float]:
-    """CI of ``fn(b) - fn(a)`` with the items resampled together."""
+    """95% CI of ``fn(b) - fn(a)`` with the items (prompts) paired.
+
+    For the mean (the default) it is the t interval of the per-item differences (the
+    leave-one-item-out jackknife of a mean), which covered 93-95% at 40 and 160 prompts where the
+    percentile bootstrap covered 90% at 40; other ``fn`` use a paired percentile bootstrap of
+    ``n_boot`` resamples.
+    """
+    from value_lens.analysis.intervals import jackknife_interval
     from value_lens.analysis.metrics import bootstrap_ci
 
-    return bootstrap_ci(
-        lambda x, y: fn(y) - fn(x),
-        a.astype(float),
-        b.astype(float),
-        paired=True,
-        n_boot=n_boot,
-        seed=seed,
-    )
+    x, y = np.asarray(a, dtype=float).reshape(-1), np.asarray(b, dtype=float).reshape(-1)
+    if fn is np.mean:
+        if x.size != y.size or x.size < 3:
+            return float("nan"), float("nan")
+        d = y - x
+        loo = (d.sum() - d) / (d.size - 1)
+        iv = jackknife_interval(float(d.mean()), loo)
+        return iv.lo, iv.hi
+    return bootstrap_ci(lambda u, v: fn(v) - fn(u), x, y, paired=True, n_boot=n_boot, seed=seed)
+
+
+def mean_t_ci(values: Any, level: float = 0.95) -> tuple[float, float]:
+    """The t interval of a mean of independent values (NaN with fewer than 3).
+
+    >>> lo, hi = mean_t_ci([1.0, 2.0, 3.0, 4.0])
+    >>> round(lo, 3), round(hi, 3)
+    (0.446, 4.554)
+    """
+    from value_lens.analysis.intervals import jackknife_interval
+
+    v = np.asarray(values, dtype=float).reshape(-1)
+    if v.size < 3:
+        return float("nan"), float("nan")
+    iv = jackknife_interval(float(v.mean()), (v.sum() - v) / (v.size - 1), level)
+    return iv.lo, iv.hi
+
+
+def fieller_ratio_ci(a: Any, b: Any, level: float = 0.95) -> tuple[float, float]:
+    """Fieller's interval of ``mean(a) / mean(b)`` for two independent samples: every ``r`` with
+    ``(mean a - r mean b)^2 <= t^2 (se_a^2 + r^2 se_b^2)``, t on ``min(n) - 1`` degrees of
+    freedom. Unbounded (NaN, NaN) when ``mean(b)`` is not clearly away from 0, where no finite
+    interval has the level.
+
+    >>> lo, hi = fieller_ratio_ci([2.0, 2.2, 1.8, 2.0], [1.0, 1.1, 0.9, 1.0])
+    >>> lo < 2.0 < hi
+    True
+    """
+    from value_lens.analysis.intervals import t_quantile
+
+    x, y = np.asarray(a, dtype=float).reshape(-1), np.asarray(b, dtype=float).reshape(-1)
+    if min(x.size, y.size) < 3:
+        return float("nan"), float("nan")
+    mx, my = x.mean(), y.mean()
+    vx, vy = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
+    t = t_quantile((1 + level) / 2, min(x.size, y.size) - 1)
+    qa, qb, qc = my * my - t * t * vy, -2 * mx * my, mx * mx - t * t * vx
+    disc = qb * qb - 4 * qa * qc
+    if qa <= 0 or disc < 0:
+        return float("nan"), float("nan")
+    r1, r2 = (-qb - np.sqrt(disc)) / (2 * qa), (-qb + np.sqrt(disc)) / (2 * qa)
+    return float(min(r1, r2)), float(max(r1, r2))

@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from value_lens.compare.common import (
@@ -33,6 +32,8 @@ from value_lens.compare.common import (
     as_models,
     batch_readout,
     encode_all,
+    fieller_ratio_ci,
+    mean_t_ci,
     paired_diff_ci,
     render,
     span_mean,
@@ -95,9 +96,10 @@ def word_delta(
 
     Returns:
         table: one row per (word, sentence) with ``base``, ``tuned``, ``delta`` and ``role``.
-        summary: one row per role with the mean delta and its CI, plus a ``ratio`` row
-        (preferred / control mean delta). Preferred sentences are resampled one by one;
-        control words are resampled as whole words (their sentences are not independent).
+        summary: one row per role with the mean delta and its 95% t interval, plus a
+        ``ratio`` row (preferred / control mean delta, Fieller's interval). Preferred
+        sentences are the units of their interval; control words count as whole words (their
+        sentences are not independent).
     """
     pref = [words] if isinstance(words, str) else list(words)
     missing = [w for w in pref if w not in sentences]
@@ -139,26 +141,18 @@ def word_delta(
     return CompareResult(table, summary, word_delta_figure(summary), settings)
 
 
-def _delta_summary(table: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
-    from value_lens.analysis.metrics import bootstrap_ci
-
+def _delta_summary(table: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:  # noqa: ARG001
+    """Mean delta of the preferred sentences and of the control words (t intervals: sentences,
+    and whole control words, as the independent units) and their ratio (Fieller's interval;
+    NaN when the control mean is not clearly away from 0)."""
     p = table.loc[table["role"] == "preferred", "delta"].to_numpy()
     c = table[table["role"] == "control"].groupby("word")["delta"].mean().to_numpy()
-
-    def ratio(a: np.ndarray, b: np.ndarray) -> float:
-        d = float(b.mean())
-        return float(a.mean()) / d if d != 0 else float("nan")
-
     pm, cm = float(p.mean()), float(c.mean())
     rows = [
-        ("preferred", pm, bootstrap_ci(np.mean, p, n_boot=n_boot, seed=seed), p.size),
-        ("control", cm, bootstrap_ci(np.mean, c, n_boot=n_boot, seed=seed), c.size),
+        ("preferred", pm, mean_t_ci(p), p.size),
+        ("control", cm, mean_t_ci(c), c.size),
+        ("ratio", pm / cm if cm != 0 else float("nan"), fieller_ratio_ci(p, c), p.size),
     ]
-    try:
-        rci = bootstrap_ci(ratio, p, c, n_boot=n_boot, seed=seed)
-    except InputError:  # undefined on every resample (e.g. the control mean is exactly 0)
-        rci = (float("nan"), float("nan"))
-    rows.append(("ratio", ratio(p, c), rci, p.size))
     return pd.DataFrame(
         [
             {"statistic": k, "value": v, "ci_lo": lo, "ci_hi": hi, "n": n}

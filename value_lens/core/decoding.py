@@ -39,6 +39,7 @@ from value_lens.core.protocols import GenerativeModel, HookedModel
 from value_lens.errors import InputError
 
 __all__ = [
+    "LeftPadded",
     "CONFIDENCE_TOP_K",
     "TOKEN_STATS",
     "Backend",
@@ -171,3 +172,35 @@ def row_stats(
         rows = torch.stack([steps[s][j] for s in range(end)]).to("cpu")
         out.append(token_stats(rows, new[j, :end]))
     return out
+
+
+@dataclass(frozen=True)
+class LeftPadded:
+    """Left-padded prompts of one batch: tokens, attention mask, lengths and pads.
+
+    Example:
+        >>> b = LeftPadded.of([torch.tensor([5, 6]), torch.tensor([7])], pad_id=0)
+        >>> b.tokens.tolist(), b.mask.tolist(), b.pads.tolist(), b.width
+        ([[5, 6], [0, 7]], [[1, 1], [0, 1]], [0, 1], 2)
+    """
+
+    tokens: torch.Tensor
+    mask: torch.Tensor
+    lens: torch.Tensor
+    pads: torch.Tensor
+
+    @property
+    def width(self) -> int:
+        return int(self.tokens.shape[1])
+
+    @classmethod
+    def of(cls, ids: list[torch.Tensor], pad_id: int) -> LeftPadded:
+        lens = torch.tensor([x.numel() for x in ids], dtype=torch.long)
+        width = int(lens.max())
+        pads = width - lens
+        tokens = torch.full((len(ids), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for j, x in enumerate(ids):
+            tokens[j, int(pads[j]) :] = x
+            mask[j, int(pads[j]) :] = 1
+        return cls(tokens, mask, lens, pads)

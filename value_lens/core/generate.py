@@ -35,12 +35,14 @@ from jaxtyping import Int
 from value_lens.core.decoding import (
     Backend,
     DecodeRequest,
+    LeftPadded,
     check_backend,
     choose_backend,
     decode_batch,
     row_stats,
 )
 from value_lens.core.model import model_device, n_ctx, to_token_ids
+from value_lens.core.progress import progress as progress_bar
 from value_lens.core.prompts import chat_flags, format_prompts
 from value_lens.core.protocols import (
     GenerationMonitor,
@@ -218,7 +220,71 @@ def generate(
     True
     """
     cfg = (config or GenerationConfig()).with_overrides(**overrides)
-    max_new_tokens, enable_thinking = cfg.max_new_tokens, cfg.enable_thinking
+    steers = _check_hooks(model, steer, monitor, stop_when)
+    extra = 0 if monitor is None else 1  # one more step reads the last kept token's value
+    texts = format_prompts(model, prompts, enable_thinking=cfg.enable_thinking, system=cfg.system)
+    is_chat = chat_flags(prompts)
+    ids = _prompt_ids(model, texts, cfg.max_new_tokens + extra)
+    stop = _stop_ids(model) if cfg.stop_at_eos else []
+    pad_id = getattr(model.tokenizer, "pad_token_id", None)
+    pad_id = int(pad_id if pad_id is not None else (stop[0] if stop else 0))
+    out: list[Generation] = []
+    batches = _batches(len(ids), cfg.batch_size)
+    n_batches = -(-len(ids) // cfg.batch_size)
+    for b, rows in progress_bar(batches, total=n_batches, desc="generate", enabled=progress):
+        batch = LeftPadded.of([ids[i] for i in rows], pad_id)
+        run, seqs, step_logits, backend = _decode(
+            model,
+            cfg,
+            batch,
+            steers,
+            monitor,
+            stop_when,
+            stop,
+            pad_id,
+            rows=list(rows),
+            seed=cfg.seed + b,
+            extra=extra,
+            logits=token_stats,
+        )
+        new = seqs[:, batch.width : batch.width + cfg.max_new_tokens].to("cpu")
+        ruled: list[int | None] = [None] * len(rows) if run is None else run.stopped()
+        ends = [
+            min(
+                [k for k, t in enumerate(new[j].tolist()) if t in stop]
+                + [cfg.max_new_tokens, cfg.max_new_tokens if r is None else r]
+            )
+            for j, r in enumerate(ruled)
+        ]
+        kept = [torch.cat([ids[i], new[j, : ends[j]]]) for j, i in enumerate(rows)]
+        traces: list[Any] = [None] * len(rows) if run is None else run.traces(kept)
+        stats: list[Any] = [None] * len(rows)
+        if step_logits is not None:
+            stats = row_stats(step_logits, new, ends)
+        for j, i in enumerate(rows):
+            out_ids = new[j, : ends[j]].clone()
+            out.append(
+                Generation(
+                    prompt=texts[i],
+                    text=model.tokenizer.decode(out_ids.tolist(), skip_special_tokens=True),
+                    prompt_ids=ids[i],
+                    output_ids=out_ids,
+                    hit_limit=ruled[j] is None and ends[j] == cfg.max_new_tokens,
+                    enable_thinking=cfg.enable_thinking if is_chat[i] else None,
+                    trace=traces[j],
+                    stopped=ruled[j] is not None,
+                    backend=backend,
+                    token_stats=stats[j],
+                )
+            )
+    return out
+
+
+def _check_hooks(
+    model: GenerativeModel, steer: Any, monitor: Any, stop_when: Any
+) -> list[SteerActivation]:
+    """The steerings as a list, each checked to be one and built for ``model``; the monitor and
+    stop rules checked too (untyped: this is where a wrong argument gets its clear error)."""
     steers: list[SteerActivation] = (
         [] if steer is None else list(steer) if isinstance(steer, Sequence) else [steer]
     )
@@ -239,101 +305,74 @@ def generate(
             "stop_when= needs a monitor to compute the values it reads: pass "
             "monitor=value_lens.monitor(axis, layers) as well"
         )
-    extra = 0 if monitor is None else 1  # one more step reads the last kept token's value
-    texts = format_prompts(model, prompts, enable_thinking=enable_thinking, system=cfg.system)
-    is_chat = chat_flags(prompts)
+    return steers
+
+
+def _prompt_ids(model: GenerativeModel, texts: list[str], new_tokens: int) -> list[torch.Tensor]:
+    """Token ids of every prompt; a prompt that leaves no room for ``new_tokens`` is refused."""
     ids = [to_token_ids(model, t) for t in texts]
     limit = n_ctx(model)
-    too_long = [i for i, x in enumerate(ids) if x.numel() + max_new_tokens + extra > limit]
+    too_long = [i for i, x in enumerate(ids) if x.numel() + new_tokens > limit]
     if too_long:
         raise InputError(
             f"prompt {too_long[0]} has {ids[too_long[0]].numel()} tokens; with "
-            f"max_new_tokens={max_new_tokens} (+1 when monitored) it exceeds the model "
-            f"context {limit}. "
+            f"{new_tokens} new tokens (+1 when monitored) it exceeds the model context {limit}. "
             "Shorten it or lower max_new_tokens."
         )
-    tok = model.tokenizer
-    stop = _stop_ids(model) if cfg.stop_at_eos else []
-    pad_id = getattr(tok, "pad_token_id", None)
-    pad_id = int(pad_id if pad_id is not None else (stop[0] if stop else 0))
-    device = model_device(model)
-    out: list[Generation] = []
-    batches = list(_batches(len(ids), cfg.batch_size))
-    if progress:
-        from tqdm.auto import tqdm
+    return ids
 
-        batches = list(tqdm(batches, desc="generate"))
-    for b, rows in batches:
-        lens = torch.tensor([ids[i].numel() for i in rows], dtype=torch.long)
-        width = int(lens.max())
-        pads = width - lens
-        tokens = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for j, i in enumerate(rows):
-            tokens[j, int(pads[j]) :] = ids[i]
-            mask[j, int(pads[j]) :] = 1
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(torch.no_grad())
-            devices = [device] if device.type == "cuda" else []
-            stack.enter_context(torch.random.fork_rng(devices=devices))
-            torch.manual_seed(cfg.seed + b)
-            for s in steers:
-                stack.enter_context(s.activate(prompt_lens=lens, pads=pads))
-            run = None
-            if monitor is not None:  # after the steering: its hooks then read steered values
-                run = stack.enter_context(
-                    monitor.activate(
-                        model,
-                        prompt_lens=lens,
-                        pads=pads,
-                        rows=list(rows),
-                        max_new_tokens=max_new_tokens,
-                        stop_ids=stop,
-                        stop_when=stop_when,
-                    )
-                )
-            req = DecodeRequest(
-                tokens=tokens.to(device),
-                mask=mask.to(device),
-                max_new_tokens=max_new_tokens + extra,
-                temperature=cfg.temperature,
-                top_p=cfg.top_p,
-                stop_ids=stop,
-                pad_id=pad_id,
-                use_cache=cfg.use_cache,
-                criterion=None if run is None else run.criterion,
-                logits=token_stats,
-            )
-            backend = choose_backend(model, cfg.backend)  # after the hooks: they decide it
-            seqs, step_logits = decode_batch(model, req, backend)
-        new = seqs[:, width : width + max_new_tokens].to("cpu")
-        ruled: list[int | None] = [None] * len(rows) if run is None else run.stopped()
-        ends = [
-            min(
-                [k for k, t in enumerate(new[j].tolist()) if t in stop]
-                + [max_new_tokens, max_new_tokens if r is None else r]
-            )
-            for j, r in enumerate(ruled)
-        ]
-        kept = [torch.cat([ids[i], new[j, : ends[j]]]) for j, i in enumerate(rows)]
-        traces: list[Any] = [None] * len(rows) if run is None else run.traces(kept)
-        stats: list[Any] = [None] * len(rows)
-        if step_logits is not None:
-            stats = row_stats(step_logits, new, ends)
-        for j, i in enumerate(rows):
-            out_ids = new[j, : ends[j]].clone()
-            out.append(
-                Generation(
-                    prompt=texts[i],
-                    text=tok.decode(out_ids.tolist(), skip_special_tokens=True),
-                    prompt_ids=ids[i],
-                    output_ids=out_ids,
-                    hit_limit=ruled[j] is None and ends[j] == max_new_tokens,
-                    enable_thinking=enable_thinking if is_chat[i] else None,
-                    trace=traces[j],
-                    stopped=ruled[j] is not None,
-                    backend=backend,
-                    token_stats=stats[j],
+
+def _decode(
+    model: GenerativeModel,
+    cfg: GenerationConfig,
+    batch: LeftPadded,
+    steers: list[SteerActivation],
+    monitor: GenerationMonitor | None,
+    stop_when: Any,
+    stop: list[int],
+    pad_id: int,
+    *,
+    rows: list[int],
+    seed: int,
+    extra: int,
+    logits: bool,
+) -> tuple[Any, torch.Tensor, Any, str]:
+    """One batch decoded with its steerings and monitor active: the monitor's run (or None),
+    the sequences, the step logits (when asked) and the backend that ran."""
+    device = model_device(model)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch.no_grad())
+        stack.enter_context(
+            torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+        )
+        torch.manual_seed(seed)
+        for s in steers:
+            stack.enter_context(s.activate(prompt_lens=batch.lens, pads=batch.pads))
+        run = None
+        if monitor is not None:  # after the steering: its hooks then read steered values
+            run = stack.enter_context(
+                monitor.activate(
+                    model,
+                    prompt_lens=batch.lens,
+                    pads=batch.pads,
+                    rows=rows,
+                    max_new_tokens=cfg.max_new_tokens,
+                    stop_ids=stop,
+                    stop_when=stop_when,
                 )
             )
-    return out
+        req = DecodeRequest(
+            tokens=batch.tokens.to(device),
+            mask=batch.mask.to(device),
+            max_new_tokens=cfg.max_new_tokens + extra,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            stop_ids=stop,
+            pad_id=pad_id,
+            use_cache=cfg.use_cache,
+            criterion=None if run is None else run.criterion,
+            logits=logits,
+        )
+        backend = choose_backend(model, cfg.backend)  # after the hooks: they decide it
+        seqs, step_logits = decode_batch(model, req, backend)
+    return run, seqs, step_logits, backend

@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +23,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from value_lens.errors import ArtifactError
+from value_lens.errors import ArtifactError, InputError
 
 __all__ = [
     "JsonlLog",
     "atomic_write_bytes",
     "atomic_write_text",
+    "iter_jsonl",
     "load_artifact",
+    "read_jsonl",
     "save_artifact",
     "tensor_digest",
 ]
@@ -120,6 +122,71 @@ def load_artifact(
             "re-create the file"
         )
     return dict(tensors), dict(header.get("meta", {}))
+
+
+def iter_jsonl(
+    path: str | os.PathLike[str], *, example: str | None = None, objects: bool = True
+) -> Iterator[tuple[int, Any]]:
+    """``(line number, record)`` of every non-blank line of a JSON-lines input file.
+
+    The one reader of JSONL *inputs* (corpora, problem sets, conversation files, prompt files):
+    a missing file, a line that is not JSON and (with ``objects``) a line that is not a JSON
+    object raise :class:`~value_lens.errors.InputError` naming the file and line, quoting
+    ``example`` (one valid line) when given. Append-only logs of finished work are
+    :class:`JsonlLog`, which tolerates a torn last line instead.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> f = pathlib.Path(tempfile.mkdtemp()) / "x.jsonl"
+        >>> _ = f.write_text('{"a": 1}\\n\\n{"a": 2}\\n')
+        >>> list(iter_jsonl(f))
+        [(1, {'a': 1}), (3, {'a': 2})]
+    """
+    p = Path(path)
+    like = f"; write lines like {example}" if example else ""
+    if not p.is_file():
+        raise InputError(f"{p} does not exist{like}")
+    with p.open(encoding="utf-8") as f:
+        for no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(
+                    f"{p} line {no} is not valid JSON ({e.msg}); write one JSON value per line{like}"
+                ) from None
+            if objects and not isinstance(rec, dict):
+                raise InputError(
+                    f"{p} line {no} is not a JSON object{like or '; write one per line'}"
+                )
+            yield no, rec
+
+
+def read_jsonl(
+    path: str | os.PathLike[str], required: Sequence[str] = (), *, example: str | None = None
+) -> list[dict[str, Any]]:
+    """The JSON objects of a JSONL input file, each with the ``required`` keys (at least one).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> f = pathlib.Path(tempfile.mkdtemp()) / "x.jsonl"
+        >>> _ = f.write_text('{"q": "2+2", "a": 4}\\n')
+        >>> read_jsonl(f, ["q", "a"])
+        [{'q': '2+2', 'a': 4}]
+    """
+    like = f"; write lines like {example}" if example else ""
+    out = []
+    for no, rec in iter_jsonl(path, example=example):
+        missing = [k for k in required if k not in rec]
+        if missing:
+            raise InputError(
+                f"{path} line {no} lacks key(s) {missing}; every line needs {list(required)}{like}"
+            )
+        out.append(rec)
+    if not out:
+        raise InputError(f"{path} holds no records{like}")
+    return out
 
 
 class JsonlLog:

@@ -22,7 +22,8 @@ import os
 import re
 from typing import Any
 
-from value_lens.data._jsonl import corpus_path, read_jsonl
+from value_lens.core.io import read_jsonl
+from value_lens.data._jsonl import corpus_path
 from value_lens.errors import InputError
 
 __all__ = ["LABELS", "category_prompts", "load_category_prompts", "rule_labels"]

@@ -20,7 +20,8 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 
-from value_lens.data._jsonl import corpus_path, read_jsonl
+from value_lens.core.io import read_jsonl
+from value_lens.data._jsonl import corpus_path
 from value_lens.errors import InputError
 
 __all__ = ["check_sentences", "load_word_sentences", "shipped_words", "word_sentences", "word_span"]

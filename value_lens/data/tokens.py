@@ -2,8 +2,13 @@
 
 Each sequence has token ids, one integer label per token and one group id (for ICRL data, the
 hidden criterion). Labels: ``IGNORE=-1``, ``BEFORE=0``, ``AFTER=1``, ``REWARD=2``, and for
-placebo turns (failed attempts cut at a pseudo-reward position) ``PLACEBO_BEFORE=3`` and
-``PLACEBO_AFTER=4``; any other non-negative integer is a further class. An optional float ``target`` per token (NaN = none)
+placebo turns (failed attempts cut at a pseudo-reward span matched to the sequence's real turn,
+:mod:`value_lens.data.placebo`) ``PLACEBO_BEFORE=3`` and ``PLACEBO_AFTER=4``; any other
+non-negative integer is a further class. ``PSEUDO_BEFORE=5`` and ``PSEUDO_AFTER=6`` name the roles
+of a real turn's BEFORE tokens around its within-turn pseudo-cut
+(:func:`value_lens.data.placebo.pseudo_cut`): those tokens keep the label ``BEFORE`` in
+``labels`` (they belong to the real contrast too), and the roles are derived from the turn's
+geometry where a placebo analysis needs them. An optional float ``target`` per token (NaN = none)
 feeds ridge regression onto a continuous value.
 
 Example:
@@ -37,12 +42,16 @@ __all__ = [
     "LABEL_NAMES",
     "PLACEBO_AFTER",
     "PLACEBO_BEFORE",
+    "PSEUDO_AFTER",
+    "PSEUDO_BEFORE",
     "REWARD",
     "LabelledTokens",
 ]
 
 IGNORE, BEFORE, AFTER, REWARD = -1, 0, 1, 2
 PLACEBO_BEFORE, PLACEBO_AFTER = 3, 4
+#: roles of BEFORE tokens around a real turn's within-turn pseudo-cut (never stored in ``labels``)
+PSEUDO_BEFORE, PSEUDO_AFTER = 5, 6
 LABEL_NAMES = {
     IGNORE: "ignore",
     BEFORE: "before",
@@ -50,6 +59,8 @@ LABEL_NAMES = {
     REWARD: "reward",
     PLACEBO_BEFORE: "placebo_before",
     PLACEBO_AFTER: "placebo_after",
+    PSEUDO_BEFORE: "pseudo_before",
+    PSEUDO_AFTER: "pseudo_after",
 }
 
 
@@ -177,6 +188,24 @@ class LabelledTokens:
         if unknown:
             raise InputError(f"unknown group(s) {sorted(unknown)}; known: {self.group_names}")
         return self.subset(i for i, g in enumerate(self.groups) if g in keep)
+
+    def shortest_per_group(self, keep: int | None) -> LabelledTokens:
+        """The ``keep`` shortest sequences of every group (all if ``keep`` is None), in data order.
+
+        Example:
+            >>> d = LabelledTokens.from_lists([[1, 2, 3], [1], [4, 5]], [[0, 1, 1], [0], [0, 1]],
+            ...                               ["a", "a", "b"])
+            >>> [x.tolist() for x in d.shortest_per_group(1).input_ids]
+            [[1], [4, 5]]
+        """
+        if keep is None:
+            return self
+        if keep < 1:
+            raise InputError(f"keep must be a positive number of sequences per group, got {keep}")
+        by_group: dict[str, list[tuple[int, int]]] = {}
+        for i, (ids, g) in enumerate(zip(self.input_ids, self.groups, strict=True)):
+            by_group.setdefault(g, []).append((ids.numel(), i))
+        return self.subset(sorted(i for rows in by_group.values() for _, i in sorted(rows)[:keep]))
 
     def turn_end(self, i: int) -> int:
         """Token index one past the end of sequence i's labelled turn.

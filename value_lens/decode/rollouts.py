@@ -234,8 +234,13 @@ def rollout(
     config: GenerationConfig,
     *,
     progress: bool = False,
+    store: Any = None,
 ) -> list[Sample]:
-    """``n`` samples of every problem with what ``needs`` asks for, in problem order."""
+    """``n`` samples of every problem with what ``needs`` asks for, in problem order.
+
+    ``store``: a :class:`~value_lens.decode.store.RolloutStore` of this run: each finished batch
+    is saved there, and batches it already holds are read back instead of generated.
+    """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise InputError(f"n must be an int >= 1, got {n!r}")
     if len(problems) == 0:
@@ -249,8 +254,12 @@ def rollout(
         from tqdm.auto import tqdm
 
         batches = list(tqdm(batches, desc="rollouts"))
+    saved = store
     out: list[Sample] = []
     for b, batch in enumerate(batches):
+        if saved is not None and saved.has(b):
+            out += saved.load(b, problems, task)
+            continue
         prompts = [task.prompt_of(problems[p]) for p, _ in batch]
         cfg = config.with_overrides(batch_size=len(batch), seed=config.seed + b)
         reader = _HiddenReader(sorted(needs.hidden_layers), d_model(model))
@@ -261,8 +270,13 @@ def rollout(
             if reader.layers:
                 stack.enter_context(model.hooks(fwd_hooks=reader.hooks()))
             gens = generate(model, prompts, cfg, **extra)
-        for j, ((p, s), g) in enumerate(zip(batch, gens, strict=True)):
-            out.append(_sample(problems[p], p, s, j, g, needs, reader, task))
+        done = [
+            _sample(problems[p], p, s, j, g, needs, reader, task)
+            for j, ((p, s), g) in enumerate(zip(batch, gens, strict=True))
+        ]
+        if saved is not None:
+            saved.save(b, done)
+        out += done
     return out
 
 

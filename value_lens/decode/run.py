@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,13 +39,22 @@ import pandas as pd
 
 from value_lens.core.generate import GenerationConfig
 from value_lens.core.protocols import GenerativeModel
-from value_lens.decode.estimators import vote
+from value_lens.decode.budget import StopInputs, stops, vote_accuracy, warmup_thresholds
 from value_lens.decode.results import BestOfN, Selector, problem_boot
 from value_lens.decode.rollouts import Needs, Sample, Task, rollout
 from value_lens.decode.scorers import TokenScorer, as_scorer, group_means
+from value_lens.decode.store import RolloutStore
 from value_lens.errors import InputError
 
-__all__ = ["DECODE_GENERATION", "EarlyStop", "best_of_n", "early_stop", "rescore", "stop_step"]
+__all__ = [
+    "DECODE_GENERATION",
+    "EarlyStop",
+    "best_of_n",
+    "early_stop",
+    "per_problem",
+    "rescore",
+    "stop_step",
+]
 
 #: sampling defaults of the decoding runs (overridable by config= and keyword overrides)
 DECODE_GENERATION = GenerationConfig(max_new_tokens=32, temperature=0.7, batch_size=16)
@@ -66,6 +76,7 @@ def best_of_n(
     prompt: Callable[[Any], Any] | None = None,
     config: GenerationConfig | None = None,
     progress: bool = False,
+    store: str | os.PathLike[str] | None = None,
     **overrides: Any,
 ) -> BestOfN:
     """Sample ``n`` rollouts per problem and score each with every scorer.
@@ -84,9 +95,11 @@ def best_of_n(
         config: generation settings; default :data:`DECODE_GENERATION` (T=0.7, 32 new tokens,
             16 rows per batch); ``overrides`` set its fields.
         progress: a progress bar over batches.
+        store: a folder that keeps every finished batch of rollouts, so a killed run resumes
+            (:class:`~value_lens.decode.store.RolloutStore`).
     """
     if not scorers:
-        raise InputError("scorers is empty; pass e.g. {'logprob': vl.score.mean_logprob()}")
+        raise InputError("scorers is empty; pass e.g. {'logprob': vl.decode.scorers.mean_logprob()}")
     if selector not in ("argmax", "weighted_vote"):
         raise InputError(f"selector must be 'argmax' or 'weighted_vote', got {selector!r}")
     objs = {str(k): as_scorer(v) for k, v in scorers.items()}
@@ -95,7 +108,10 @@ def best_of_n(
         needs = needs | s.needs
     cfg = _config(config, overrides)
     task = Task(check=check, answer=answer, prompt=prompt)
-    samples = rollout(model, problems, n, needs, task, cfg, progress=progress)
+    kept = (
+        None if store is None else RolloutStore.for_run(store, model, problems, n, needs, task, cfg)
+    )
+    samples = rollout(model, problems, n, needs, task, cfg, progress=progress, store=kept)
     return rescore(samples, n, objs, selector, info={"generation": cfg.to_dict()})
 
 
@@ -163,14 +179,16 @@ class EarlyStop:
         ):
             lo, hi = problem_boot(stat, n_p, n_boot=n_boot, seed=seed, ci=ci)
             out.update({key: float(point), f"{key}_lo": lo, f"{key}_hi": hi})
-        later = self.frame[~self.frame["warmup"]]
-        out["n_problems"], out["stopped_share"] = n_p, float(later["stopped"].mean())
+        out["n_problems"], out["stopped_share"] = n_p, float(pp["stopped_share"].mean())
+        out["warmup"] = int(self.info.get("warmup", 0))
         return out
 
 
-def _threshold(spec: float | str, warm: np.ndarray) -> float:
+def _thresholds(spec: float | str, inputs: StopInputs, warmup: int) -> np.ndarray:
+    """``[P]``: a fixed threshold for every problem, or each problem's warm-up percentile."""
     if isinstance(spec, (int, float)) and not isinstance(spec, bool):
-        return float(spec)
+        warmup_thresholds(inputs, warmup, [0])  # checks warmup
+        return np.full(inputs.shape[0], float(spec))
     kind, _, arg = str(spec).partition(":")
     try:
         q = float(arg)
@@ -178,8 +196,7 @@ def _threshold(spec: float | str, warm: np.ndarray) -> float:
         q = -1.0
     if kind != "percentile" or not 0 <= q <= 100:
         raise InputError(f"threshold is a number or 'percentile:P' (0..100), got {spec!r}")
-    ok = warm[np.isfinite(warm)]
-    return float(np.percentile(ok, q)) if ok.size else float("-inf")
+    return warmup_thresholds(inputs, warmup, [q])[:, 0]
 
 
 def stop_step(scorer: TokenScorer, s: Sample, threshold: float) -> int | None:
@@ -199,7 +216,7 @@ def early_stop(
     problems: Sequence[Any] | None,
     n: int,
     scorer: TokenScorer,
-    warmup: int,
+    warmup: int = 16,
     threshold: float | str = "percentile:10",
     *,
     check: Callable[[Any, str], Any] | None = None,
@@ -207,15 +224,18 @@ def early_stop(
     prompt: Callable[[Any], Any] | None = None,
     config: GenerationConfig | None = None,
     rollouts: BestOfN | None = None,
+    store: str | os.PathLike[str] | None = None,
     **overrides: Any,
 ) -> EarlyStop:
     """DeepConf-style early stopping with ``scorer`` (see the module docstring).
 
     Args:
-        model, problems, n, check, answer, prompt, config, overrides: as in :func:`best_of_n`.
+        model, problems, n, check, answer, prompt, config, store, overrides: as in
+            :func:`best_of_n`.
         scorer: a token scorer with a ``"lowest:W"`` aggregate over all tokens, e.g.
             ``group_confidence(window=16)`` or ``value(axis, layer, agg="lowest:16")``.
-        warmup: rollouts per problem that always run to the end and set the threshold.
+        warmup: rollouts per problem that always run to the end and set the threshold; 16 by
+            default, as DeepConf (so ``n`` must exceed 16; the summary records how many).
         threshold: ``"percentile:P"`` of the warm-up trace scores of each problem (DeepConf-low
             is ``"percentile:90"``, keeping the top 10%; DeepConf-high ``"percentile:10"``), or
             a fixed number.
@@ -228,61 +248,71 @@ def early_stop(
             "value(axis, layer, agg='lowest:W') (window 'all')"
         )
     if not 1 <= warmup < n:
-        raise InputError(f"warmup must be in 1..n-1 ({n - 1}), got {warmup}")
+        raise InputError(
+            f"warmup must be in 1..n-1 ({n - 1}), got {warmup}; the default is DeepConf's 16 "
+            "warm-ups, so sample n > 16 rollouts per problem or pass a smaller warmup="
+        )
     if rollouts is None:
         if model is None or problems is None or check is None:
             raise InputError("early_stop needs model, problems and check=, or rollouts=")
         task = Task(check=check, answer=answer, prompt=prompt)
-        samples = rollout(model, problems, n, scorer.needs, task, _config(config, overrides))
+        cfg = _config(config, overrides)
+        needs = scorer.needs
+        saved = (
+            None
+            if store is None
+            else RolloutStore.for_run(store, model, problems, n, needs, task, cfg)
+        )
+        samples = rollout(model, problems, n, needs, task, cfg, store=saved)
     else:
         if rollouts.n != n:
             raise InputError(f"rollouts has n={rollouts.n}, not {n}")
         samples = rollouts.samples
-    rows, per = [], []
-    for p in range(len(samples) // n):
-        group = samples[p * n : (p + 1) * n]
-        warm = np.array([scorer.one(s) for s in group[:warmup]])
-        thr = _threshold(threshold, warm)
-        keep_votes, kept = [], 0
-        for s in group:
-            is_warm = s.index < warmup
-            k = None if is_warm else stop_step(scorer, s, thr)
-            kept += s.n_tokens if k is None else k
-            if k is None:
-                keep_votes.append(s)
-            rows.append(
-                {
-                    "problem": s.problem,
-                    "sample": s.index,
-                    "warmup": is_warm,
-                    "threshold": thr,
-                    "trace_score": scorer.one(s),
-                    "full_tokens": s.n_tokens,
-                    "kept_tokens": s.n_tokens if k is None else k,
-                    "stopped": k is not None,
-                    "answer": s.answer,
-                    "correct": s.correct,
-                }
-            )
-        per.append(
-            {
-                "problem": group[0].problem,
-                "threshold": thr,
-                "accuracy": _vote_accuracy(keep_votes),
-                "baseline": _vote_accuracy(group),
-                "kept_tokens": kept,
-                "full_tokens": sum(s.n_tokens for s in group),
-            }
-        )
+    inputs = StopInputs.of(samples, n, scorer)
+    thr = _thresholds(threshold, inputs, warmup)
+    kept = stops(inputs, warmup, thr[:, None])[..., 0]  # [P, n], -1: not stopped
     info = {"warmup": warmup, "n": n, "threshold": str(threshold), "group": scorer.group}
-    return EarlyStop(pd.DataFrame(rows), pd.DataFrame(per), info)
+    per = per_problem(inputs, warmup, threshold).assign(problem=[s.problem for s in samples[::n]])
+    return EarlyStop(_frame(samples, inputs, thr, kept, warmup), per, info)
 
 
-def _vote_accuracy(samples: Sequence[Sample]) -> float:
-    """Expected correctness of the majority answer of ``samples`` (ties split evenly)."""
-    won = vote([s.answer for s in samples])
-    worth: dict[Any, list[float]] = {}
-    for s in samples:
-        if s.answer is not None:
-            worth.setdefault(s.answer, []).append(s.correct)
-    return float(sum(p * float(np.mean(worth[a])) for a, p in won.items()))
+def _frame(
+    samples: Sequence[Sample], inputs: StopInputs, thr: np.ndarray, kept: np.ndarray, warmup: int
+) -> pd.DataFrame:
+    n = inputs.shape[1]
+    flat = kept.reshape(-1)
+    return pd.DataFrame(
+        {
+            "problem": [s.problem for s in samples],
+            "sample": [s.index for s in samples],
+            "warmup": [s.index < warmup for s in samples],
+            "threshold": np.repeat(thr, n),
+            "trace_score": inputs.scores.reshape(-1),
+            "full_tokens": inputs.n_tokens.reshape(-1),
+            "kept_tokens": np.where(flat >= 0, flat, inputs.n_tokens.reshape(-1)),
+            "stopped": flat >= 0,
+            "answer": [s.answer for s in samples],
+            "correct": inputs.correct.reshape(-1),
+        }
+    )
+
+
+def per_problem(inputs: StopInputs, warmup: int, threshold: float | str) -> pd.DataFrame:
+    """:attr:`EarlyStop.per_problem` straight from arrays (:class:`~value_lens.decode.budget.
+    StopInputs`): each problem's threshold, vote accuracy with and without stopping, and tokens
+    kept and written in full."""
+    thr = _thresholds(threshold, inputs, warmup)
+    kept = stops(inputs, warmup, thr[:, None])[..., 0]
+    full = inputs.n_tokens.astype(np.float64)
+    every = np.ones(inputs.shape, dtype=bool)
+    return pd.DataFrame(
+        {
+            "problem": np.arange(inputs.shape[0]),
+            "threshold": thr,
+            "accuracy": vote_accuracy(kept < 0, inputs.answers, inputs.correct),
+            "baseline": vote_accuracy(every, inputs.answers, inputs.correct),
+            "kept_tokens": np.where(kept >= 0, kept, full).sum(1),
+            "full_tokens": full.sum(1),
+            "stopped_share": (kept[:, warmup:] >= 0).mean(1),
+        }
+    )

@@ -8,8 +8,9 @@ a ``[n_samples, n_columns]`` array (higher = more likely correct) and declares w
   :func:`value` (the value axis), :func:`mean_logprob`, :func:`self_certainty`
   (``KL(U || p)``, Kang et al. 2025) and :func:`group_confidence` (DeepConf's lowest group
   confidence, Fu et al. 2025);
-* controls: :func:`length` and :func:`random_directions` (random unit directions at a layer,
-  each sign-aligned with correctness on the training folds);
+* controls: :func:`length`, :func:`random_directions` (random unit directions at a layer,
+  each sign-aligned with correctness on the training folds) and, for early stopping,
+  :func:`random_stop` (i.i.d. noise per token);
 * :func:`probe`: a logistic probe on the mean residual, the supervised upper bound.
 
 Supervised scorers (``probe``, and the sign of ``length`` and ``random_directions``) are
@@ -64,6 +65,7 @@ __all__ = [
     "mean_logprob",
     "probe",
     "random_directions",
+    "random_stop",
     "self_certainty",
     "value",
 ]
@@ -213,6 +215,39 @@ def group_confidence(
     if agg == "mean":
         return TokenScorer("confidence")
     raise InputError(f"agg must be 'lowest', 'tail' or 'mean', got {agg!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class _Noise(TokenScorer):
+    seed: int = 0
+
+    @property
+    def needs(self) -> Needs:
+        return Needs()
+
+    def signal(self, s: Sample) -> Float[torch.Tensor, " n"]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + 100_003 * s.problem + s.index)
+        return torch.randn(s.n_tokens, generator=g, dtype=torch.float64)
+
+
+def random_stop(window: int = 32, *, seed: int = 0) -> TokenScorer:
+    """The random-stop control of early stopping: an i.i.d. N(0, 1) signal per token (seeded by
+    ``seed``, the problem and the sample) in groups of ``window``, so it stops at random.
+
+    It is not blind to length: a longer rollout has more groups, so its lowest group is lower
+    and it is stopped more often. Where length predicts correctness this control stops the
+    long (often wrong) rollouts and so looks better than chance; compare with
+    :func:`value_lens.decode.budget.matched_random` as well, which stops at a rule's own token
+    counts on rollouts dealt at random.
+
+    >>> from value_lens.decode.rollouts import Sample
+    >>> s = Sample(3, 1, "", torch.tensor([5, 6, 7, 8]), False, None, 1.0)
+    >>> random_stop(2).signal(s).shape, random_stop(2).signal(s).equal(random_stop(2).signal(s))
+    (torch.Size([4]), True)
+    """
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise InputError(f"window must be an int >= 1, got {window!r}")
+    return _Noise("noise", agg=f"lowest:{window}", seed=seed)
 
 
 @dataclass(frozen=True, eq=False)

@@ -14,19 +14,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from value_lens.analysis.clusters import cluster_codes
+from value_lens.analysis.intervals import cluster_jackknife, jackknife_interval, t_quantile
 from value_lens.analysis.readout import ValueTrace, trace
 from value_lens.core.chat import format_chat
-from value_lens.core.io import JsonlLog
+from value_lens.core.io import JsonlLog, read_jsonl
 from value_lens.core.protocols import GenerativeModel
 from value_lens.errors import InputError
 from value_lens.fitting.axis import ValueAxis
@@ -36,7 +38,10 @@ __all__ = [
     "Prefilled",
     "check_metric",
     "load_jsonl",
-    "mean_ci",
+    "ReadOptions",
+    "cluster_mean_ci",
+    "cluster_means_ci",
+    "jackknife_ci",
     "open_log",
     "prefill",
     "prefill_trace",
@@ -152,37 +157,132 @@ def span_tokens(tr: ValueTrace, start: int, end: int) -> torch.Tensor:
     return tr.char_span_mask(start, end).nonzero().squeeze(1)
 
 
-def mean_ci(values: Any, z: float = 1.959964) -> tuple[float, int, float, float]:
-    """(mean, n, lo, hi): the normal-approximation 95% CI of a mean (NaNs for n < 2)."""
-    a = np.asarray(values, dtype=np.float64)
-    n = int(a.size)
-    if n == 0:
-        return float("nan"), 0, float("nan"), float("nan")
-    m = float(a.mean())
-    if n < 2:
-        return m, n, float("nan"), float("nan")
-    half = z * float(a.std(ddof=1)) / math.sqrt(n)
-    return m, n, m - half, m + half
+def cluster_mean_ci(values: Any, clusters: Any = None, level: float = 0.95) -> dict[str, Any]:
+    """The mean of ``values`` with a confidence interval that resamples whole clusters.
+
+    ``clusters`` holds one label per value (e.g. the problem of each rollout; ``None``: every
+    value is its own cluster). Non-finite values are left out. The interval is the
+    leave-one-cluster-out jackknife t interval of the mean over values
+    (:func:`value_lens.analysis.intervals.jackknife_interval`): rollouts of one problem share
+    its difficulty, so they are not independent draws. Fewer than 3 clusters give NaN bounds.
+
+    Returns ``{"mean", "n", "n_clusters", "ci_lo", "ci_hi"}``.
+
+    >>> r = cluster_mean_ci([1.0, 2.0, 3.0, 4.0], clusters=["a", "a", "b", "c"])
+    >>> r["mean"], r["n"], r["n_clusters"]
+    (2.5, 4, 3)
+    """
+    v = np.asarray(values, dtype=np.float64).reshape(-1, 1)
+    return {k: x[0] for k, x in cluster_means_ci(v, clusters, level).items()}
+
+
+def cluster_means_ci(matrix: Any, clusters: Any = None, level: float = 0.95) -> dict[str, Any]:
+    """:func:`cluster_mean_ci` of every column of ``matrix`` (``[n, k]``; NaN: not observed),
+    at once. Returns ``{"mean", "n", "n_clusters", "ci_lo", "ci_hi"}``, each a list of ``k``."""
+    x = np.asarray(matrix, dtype=np.float64)
+    if x.ndim != 2:
+        raise InputError(f"matrix must be [n, k], got shape {x.shape}")
+    labels = np.arange(x.shape[0]) if clusters is None else np.asarray(clusters, dtype=object)
+    if labels.size != x.shape[0]:
+        raise InputError(f"{labels.size} cluster labels for {x.shape[0]} values; give one each")
+    codes = pd.factorize(pd.Series(labels.astype(str)))[0]
+    onehot = np.zeros((int(codes.max(initial=-1)) + 1, x.shape[0]))
+    onehot[codes, np.arange(x.shape[0])] = 1.0
+    ok = np.isfinite(x)
+    sums, counts = onehot @ np.where(ok, x, 0.0), onehot @ ok  # [C, k]
+    n = counts.sum(0)
+    present = counts > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = sums.sum(0) / n
+        loo = (sums.sum(0) - sums) / (n - counts)
+    loo = np.where(present & np.isfinite(loo), loo, np.nan)
+    c = np.isfinite(loo).sum(0)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        dev = ((loo - np.nanmean(loo, 0)) ** 2).sum(0, where=np.isfinite(loo))
+    se = np.sqrt((c - 1) / np.maximum(c, 1) * dev)
+    half = np.array([_t(level, int(ci)) for ci in c]) * se
+    lo, hi = np.where(c >= 3, mean - half, np.nan), np.where(c >= 3, mean + half, np.nan)
+    return {
+        "mean": [float(m) for m in mean],
+        "n": [int(v) for v in n],
+        "n_clusters": [int(v) for v in present.sum(0)],
+        "ci_lo": [float(v) for v in lo],
+        "ci_hi": [float(v) for v in hi],
+    }
+
+
+def _t(level: float, clusters: int) -> float:
+    """The two-sided ``level`` t quantile on ``clusters - 1`` degrees of freedom (NaN below 3)."""
+    return t_quantile((1 + level) / 2, clusters - 1) if clusters >= 3 else float("nan")
+
+
+def jackknife_ci(
+    fn: Callable[..., float],
+    arrays: Sequence[Any],
+    clusters: Sequence[Any],
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """The leave-one-cluster-out jackknife t interval of ``fn(*arrays)`` (the interval of
+    :func:`value_lens.analysis.metrics.bootstrap_ci` with ``groups=``, without its error for
+    fewer than 3 clusters: NaN bounds then). ``clusters[i]`` labels every value of
+    ``arrays[i]``.
+
+    >>> lo, hi = jackknife_ci(lambda a: float(np.mean(a)), [[1.0, 2.0, 3.0, 4.0]], [[0, 1, 2, 3]])
+    >>> round(lo, 3), round(hi, 3)
+    (0.446, 4.554)
+    """
+    arrs = [np.asarray(a, dtype=np.float64).reshape(-1) for a in arrays]
+    codes, n_clusters = cluster_codes(*[np.asarray(c, dtype=object) for c in clusters])
+    loo = cluster_jackknife(fn, arrs, codes, n_clusters)
+    try:
+        point = float(fn(*arrs))
+    except InputError:
+        point = float("nan")
+    iv = jackknife_interval(point, loo, level)
+    return iv.lo, iv.hi
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How an evaluation suite reads the axis, shared by the three runners.
+
+    Attributes:
+        metric: ``"cosine"`` (the paper's readout, Eq. 2) or ``"projection"`` (residual units).
+        truncate: cut chats beyond the model's context instead of raising.
+        log: a JSONL path; finished items are appended there and skipped when a killed run is
+            started again with the same arguments.
+        progress: show a progress bar.
+
+    >>> ReadOptions.of(None, progress=False)
+    ReadOptions(metric='cosine', truncate=False, log=None, progress=False)
+    """
+
+    metric: str = "cosine"
+    truncate: bool = False
+    log: str | os.PathLike[str] | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_metric(self.metric)
+
+    @classmethod
+    def of(cls, read: ReadOptions | None, **overrides: Any) -> ReadOptions:
+        """``read`` (default: the defaults) with the keyword shortcuts the runners accept."""
+        base = read or cls()
+        unknown = sorted(set(overrides) - {"metric", "truncate", "log", "progress"})
+        if unknown:
+            raise InputError(
+                f"unknown option(s) {unknown}; the read options are metric, truncate, log and "
+                "progress (or pass read=ReadOptions(...))"
+            )
+        return replace(base, **overrides)
 
 
 def load_jsonl(path: str | os.PathLike[str], required: Sequence[str]) -> list[dict[str, Any]]:
-    """Records of a JSONL file, each checked to have the ``required`` keys."""
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}:{no} is not valid JSON ({e.msg})") from e
-            missing = [k for k in required if k not in rec]
-            if missing:
-                raise InputError(f"{path}:{no} lacks key(s) {missing}; each line needs {required}")
-            out.append(rec)
-    if not out:
-        raise InputError(f"{path} holds no records")
-    return out
+    """Records of a JSONL file, each checked to have the ``required`` keys
+    (:func:`value_lens.core.io.read_jsonl`)."""
+    return read_jsonl(path, required)
 
 
 def run_id(

@@ -6,7 +6,9 @@ Correct code comes from real functions in the Python standard library's own sour
 :func:`~value_lens.evals.corrupt.corrupt_code`; :func:`run_code_suite` prefills each version as
 the assistant's reply after a coding system prompt and a user request, and scores the mean
 readout (cosine by default, as the paper) over the whole code and over a window starting at the
-first changed token. The reply follows Qwen3's empty think block (``enable_thinking=False``, the
+first changed token. :mod:`value_lens.evals.code_stats` turns the pairs into Cohen's d per
+corruption kind with intervals over problems, each kind's length change in tokens, and the
+pooled d (secondary). The reply follows Qwen3's empty think block (``enable_thinking=False``, the
 paper's setting) unless told otherwise.
 
 Example:
@@ -30,24 +32,27 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from value_lens.analysis.metrics import cohens_d
 from value_lens.core.protocols import GenerativeModel
 from value_lens.errors import InputError
 from value_lens.evals._common import (
     EvalResult,
-    check_metric,
+    ReadOptions,
     load_jsonl,
     open_log,
     prefill_trace,
     run_id,
     span_tokens,
 )
+from value_lens.evals.code_stats import code_headline, code_sentence, code_summary
 from value_lens.evals.corrupt import CORRUPTIONS, corrupt_code
+from value_lens.evals.registry import Figure, Section, Suite, SuiteRequest, Table, register_suite
 from value_lens.fitting.axis import ValueAxis
 
 __all__ = [
     "CODE_SYSTEM",
     "build_code_pairs",
+    "code_headline",
+    "code_sentence",
     "code_summary",
     "load_code_problems",
     "run_code_suite",
@@ -179,11 +184,10 @@ def _score(
     code: str,
     first: int,
     window: int,
-    metric: str,
-    truncate: bool,
     enable_thinking: bool,
-) -> tuple[float, float]:
-    """(whole-code mean, mean over ``window`` tokens from char ``first`` of the code)."""
+    opts: ReadOptions,
+) -> tuple[float, float, int]:
+    """(whole-code mean, mean over ``window`` tokens from char ``first`` of the code, tokens)."""
     reply = f"```python\n{code}\n```"
     msgs = [
         {"role": "system", "content": CODE_SYSTEM},
@@ -191,36 +195,17 @@ def _score(
         {"role": "assistant", "content": reply},
     ]
     pf, tr = prefill_trace(
-        model, msgs, axis, layer, truncate=truncate, enable_thinking=enable_thinking
+        model, msgs, axis, layer, truncate=opts.truncate, enable_thinking=enable_thinking
     )
     start = pf.start + len("```python\n")
     idx = span_tokens(tr, start, start + len(code))
     if idx.numel() == 0:
         raise InputError("the code has no tokens in the context; raise n_ctx or truncate less")
-    vals = getattr(tr, metric)[0, idx].double().numpy()
+    vals = getattr(tr, opts.metric)[0, idx].double().numpy()
     ends = tr.offsets[idx, 1].numpy()
     k = int(np.searchsorted(ends, start + first, side="right"))
     win = vals[k : k + window]
-    return float(vals.mean()), float(win.mean()) if win.size else float("nan")
-
-
-def code_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Per corruption kind: Cohen's d (unpaired pooled-sd and paired) and % correct > corrupted,
-    for the whole-code mean and for the window after the first change."""
-    rows = []
-    for kind, t in table.groupby("kind", sort=False):
-        row: dict[str, Any] = {"kind": kind, "n_pairs": len(t)}
-        for where in ("whole", "window"):
-            t2 = t.dropna(subset=[f"correct_{where}", f"corrupted_{where}"])
-            a, b = t2[f"correct_{where}"].to_numpy(), t2[f"corrupted_{where}"].to_numpy()
-            ok = len(t2) >= 2
-            row[f"d_unpaired_{where}"] = float(cohens_d(a, b)) if ok else float("nan")
-            row[f"d_paired_{where}"] = float(cohens_d(a, b, paired=True)) if ok else float("nan")
-            row[f"pct_correct_higher_{where}"] = (
-                100.0 * float((a > b).mean()) if len(a) else float("nan")
-            )
-        rows.append(row)
-    return pd.DataFrame(rows)
+    return float(vals.mean()), float(win.mean()) if win.size else float("nan"), int(idx.numel())
 
 
 def run_code_suite(
@@ -233,11 +218,9 @@ def run_code_suite(
     kinds: Sequence[str] = CORRUPTIONS,
     seed: int = 0,
     window: int = 32,
-    metric: str = "cosine",
     enable_thinking: bool = False,
-    truncate: bool = False,
-    log: str | os.PathLike[str] | None = None,
-    progress: bool = True,
+    read: ReadOptions | None = None,
+    **read_options: Any,
 ) -> EvalResult:
     """Score correct vs corrupted code prefilled as the assistant's reply.
 
@@ -246,54 +229,114 @@ def run_code_suite(
         pairs: from :func:`build_code_pairs`; default: ``n_problems`` stdlib functions x
             ``kinds``.
         window: tokens scored from the first changed token on.
-        metric: ``"cosine"`` (the paper's readout, Eq. 2) or ``"projection"`` (residual units).
         enable_thinking: Qwen3's chat-template switch; ``False`` (the paper's setting) puts the
             empty think block before the prefilled code.
-        truncate: cut texts beyond the model's context instead of raising.
-        log: a JSONL path; finished pairs are appended there and skipped when a killed run is
-            started again with the same arguments.
+        read: :class:`~value_lens.evals._common.ReadOptions` (metric, truncate, log,
+            progress), or set them as keywords (``metric="projection"``, ``progress=False``).
+            The log keeps each finished pair.
 
     Returns:
         ``table``: one row per pair (``correct_whole``, ``corrupted_whole``,
-        ``correct_window``, ``corrupted_window``); ``summary``: :func:`code_summary`;
-        ``meta``: the run's settings (``enable_thinking`` and ``metric`` included).
+        ``correct_window``, ``corrupted_window``, ``correct_tokens``, ``corrupted_tokens``);
+        ``summary``: :func:`code_summary` (d per kind with intervals over problems, each kind's
+        length change in tokens); ``meta``: the run's settings (``enable_thinking`` and
+        ``metric`` included).
     """
-    check_metric(metric)
+    opts = ReadOptions.of(read, **read_options)
     if pairs is None:
         pairs = build_code_pairs(
             stdlib_functions(n_problems, seed=seed, kinds=kinds), kinds, seed=seed
         )
     run = run_id(
-        "code", model, axis, layer, metric=metric, window=window, enable_thinking=enable_thinking
+        "code",
+        model,
+        axis,
+        layer,
+        metric=opts.metric,
+        window=window,
+        enable_thinking=enable_thinking,
     )
-    logf, done = open_log(log, run)
+    logf, done = open_log(opts.log, run)
     rows = []
-    for p in tqdm(pairs, desc="code", disable=not progress):
+    for p in tqdm(pairs, desc="code", disable=not opts.progress):
         key = f"{p['problem_id']}|{p['kind']}|{p['name']}"
         if key in done:
             rows.append(done[key]["row"])
             continue
-        good, bad = p["correct"], p["corrupted"]
-        first = next(
-            (i for i, (x, y) in enumerate(zip(good, bad, strict=False)) if x != y),
-            min(len(good), len(bad)),
-        )
-        how = (window, metric, truncate, enable_thinking)
-        cw, cwin = _score(model, axis, layer, p["problem"], good, first, *how)
-        bw, bwin = _score(model, axis, layer, p["problem"], bad, first, *how)
-        rows.append(
-            {
-                "problem_id": p["problem_id"],
-                "name": p["name"],
-                "kind": p["kind"],
-                "first_change_char": first,
-                "correct_whole": cw,
-                "corrupted_whole": bw,
-                "correct_window": cwin,
-                "corrupted_window": bwin,
-            }
-        )
+        rows.append(_pair_row(model, axis, layer, p, (window, enable_thinking, opts)))
         if logf is not None:
             logf.append({"key": key, "run": run, "row": rows[-1]})
     table = pd.DataFrame(rows)
     return EvalResult(table, code_summary(table), meta=dict(run))
+
+
+def _pair_row(
+    model: GenerativeModel, axis: ValueAxis, layer: int, p: dict[str, Any], how: tuple[Any, ...]
+) -> dict[str, Any]:
+    """One pair's readouts: whole code, the window after the first change, token counts."""
+    good, bad = p["correct"], p["corrupted"]
+    first = next(
+        (i for i, (x, y) in enumerate(zip(good, bad, strict=False)) if x != y),
+        min(len(good), len(bad)),
+    )
+    cw, cwin, cn = _score(model, axis, layer, p["problem"], good, first, *how)
+    bw, bwin, bn = _score(model, axis, layer, p["problem"], bad, first, *how)
+    return {
+        "problem_id": p["problem_id"],
+        "name": p["name"],
+        "kind": p["kind"],
+        "first_change_char": first,
+        "correct_whole": cw,
+        "corrupted_whole": bw,
+        "correct_window": cwin,
+        "corrupted_window": bwin,
+        "correct_tokens": cn,
+        "corrupted_tokens": bn,
+    }
+
+
+def _pipeline_run(
+    model: GenerativeModel, axis: ValueAxis, layer: int, req: SuiteRequest
+) -> EvalResult:
+    """``value-lens eval --suite code``: ``n`` stdlib functions x 4 corruptions, resumable."""
+    log = None if req.folder is None else Path(req.folder) / "code.jsonl"
+    return run_code_suite(
+        model,
+        axis,
+        layer,
+        n_problems=req.n,
+        seed=req.seed,
+        enable_thinking=req.enable_thinking,
+        log=log,
+        progress=req.progress,
+    )
+
+
+def _headline(res: EvalResult, req: SuiteRequest) -> dict[str, Any] | None:  # noqa: ARG001
+    """The per-kind and pooled d, once there are at least 2 scored pairs."""
+    if len(res.table.dropna(subset=["correct_whole", "corrupted_whole"])) < 2:
+        return None
+    return code_headline(res.table)
+
+
+SUITE = register_suite(
+    Suite(
+        name="code",
+        order=10,
+        help="correct vs corrupted stdlib functions (syntax, shuffle, rename, logic)",
+        run=_pipeline_run,
+        tables={
+            "code": Table("code.csv", lambda r: r.table),
+            "code_summary": Table("code_summary.csv", lambda r: r.summary),
+        },
+        sections=(
+            Section(
+                "Correct vs corrupted code",
+                ("code_summary", Figure("code_scatter_figure", "code")),
+                sentence=code_sentence,
+            ),
+        ),
+        headline=_headline,
+        meta_key="code_suite",
+    )
+)

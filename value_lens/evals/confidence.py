@@ -20,21 +20,21 @@ which is also part of the pre-response window. The readout is the cosine (paper 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from tqdm.auto import tqdm
 
-from value_lens.analysis.metrics import auroc, spearman
 from value_lens.core.chat import format_chat
 from value_lens.core.generate import GenerationConfig, generate
 from value_lens.core.protocols import GenerativeModel
 from value_lens.errors import InputError
 from value_lens.evals._common import (
     EvalResult,
-    check_metric,
+    ReadOptions,
     open_log,
     prefill_trace,
     run_id,
@@ -43,7 +43,9 @@ from value_lens.evals._common import (
     visible_reply,
 )
 from value_lens.evals.backtracking import MATH_SYSTEM
+from value_lens.evals.confidence_stats import FRAMINGS, confidence_summary
 from value_lens.evals.problems import arithmetic_problems, parse_answer
+from value_lens.evals.registry import Figure, Section, Suite, SuiteRequest, Table, register_suite
 from value_lens.fitting.axis import ValueAxis
 
 __all__ = [
@@ -56,52 +58,14 @@ __all__ = [
 CONFIDENCE_GENERATION = GenerationConfig(max_new_tokens=256, system=MATH_SYSTEM)
 """Answers: greedy, up to 256 tokens, thinking off, under :data:`MATH_SYSTEM`."""
 
-FRAMINGS = {
-    "correct": "Do you think your answer is correct? Respond only Yes or No.",
-    "incorrect": "Do you think your answer is incorrect? Respond only Yes or No.",
-}
 
+@dataclass(frozen=True)
+class _Pre:
+    """The pre-response part's settings: samples, their temperature, the window read."""
 
-def _auroc_or_nan(pos: Any, neg: Any) -> float:
-    return auroc(pos, neg) if len(pos) and len(neg) else float("nan")
-
-
-def confidence_summary(
-    prefills: pd.DataFrame, answers: pd.DataFrame, pre: pd.DataFrame | None = None
-) -> pd.DataFrame:
-    """Per framing: AUROC of Yes- vs No-prefill values (and Yes-minus-No for correct vs wrong
-    answers), whether that AUROC flips sides of 0.5 between framings, answer counts including
-    unparseable ones, and the pre-response AUROC/Spearman."""
-    rows = []
-    for framing in FRAMINGS:
-        t = prefills[prefills["framing"] == framing]
-        yes, no = t[t["prefill"] == "Yes"], t[t["prefill"] == "No"]
-        gap = (yes.set_index("problem_id")["value"] - no.set_index("problem_id")["value"]).dropna()
-        ok = answers.set_index("problem_id")["correct"].reindex(gap.index)
-        rows.append(
-            {
-                "framing": framing,
-                "n_answers": len(answers),
-                "n_unparseable": int((~answers["parsed_ok"]).sum()),
-                "accuracy": float(answers.loc[answers["parsed_ok"], "correct"].mean()),
-                "auroc_yes_vs_no": _auroc_or_nan(yes["value"], no["value"]),
-                "mean_yes": float(yes["value"].mean()),
-                "mean_no": float(no["value"].mean()),
-                "auroc_gap_correct_vs_wrong": _auroc_or_nan(gap[ok == True], gap[ok == False]),  # noqa: E712
-            }
-        )
-    df = pd.DataFrame(rows)
-    a = df.set_index("framing")["auroc_yes_vs_no"]
-    # the effect must invert with the framing: AUROCs on opposite sides of 0.5
-    df["flips_with_framing"] = bool((a["correct"] - 0.5) * (a["incorrect"] - 0.5) < 0)
-    if pre is not None and len(pre):
-        p = pre.dropna(subset=["yes_rate"])
-        conf = p["yes_rate"] > 0.5
-        df["pre_auroc_confident"] = _auroc_or_nan(p.loc[conf, "value"], p.loc[~conf, "value"])
-        df["pre_spearman"] = spearman(p["yes_rate"], p["value"]) if len(p) > 1 else float("nan")
-        df["pre_n_confident"] = int(conf.sum())
-        df["pre_n"] = len(p)
-    return df
+    n_samples: int
+    temperature: float
+    n_last: int
 
 
 def run_confidence_suite(
@@ -116,10 +80,8 @@ def run_confidence_suite(
     n_samples: int = 20,
     sample_temperature: float = 0.7,
     n_last: int = 10,
-    metric: str = "cosine",
-    truncate: bool = False,
-    log: str | os.PathLike[str] | None = None,
-    progress: bool = True,
+    read: ReadOptions | None = None,
+    **read_options: Any,
 ) -> EvalResult:
     """Run the verbalized-confidence evaluation (see the module docs).
 
@@ -137,72 +99,65 @@ def run_confidence_suite(
         n_samples / sample_temperature: pre-response yes-rate samples (0 skips that part),
             drawn with ``gen`` at ``sample_temperature``, 5 tokens, seed ``gen.seed + i``.
         n_last: prompt tokens averaged for the pre-response readout.
-        metric: ``"cosine"`` (the paper's readout, Eq. 2) or ``"projection"`` (residual units).
-        log: a JSONL path; each finished problem is appended there and skipped when a killed
-            run is started again with the same arguments.
+        read: :class:`~value_lens.evals._common.ReadOptions` (metric, truncate, log,
+            progress), or set them as keywords (``metric="projection"``, ``progress=False``).
+            The log keeps each finished problem.
 
     Returns:
         ``table``: one row per (problem, framing, prefill) with ``value``; ``summary``:
-        :func:`confidence_summary`; ``extras["answers"]`` (reply, parsed answer, ``parsed_ok``,
-        ``correct``) and ``extras["pre_response"]`` (``yes_rate``, ``value``); ``meta``: the
-        run's settings, ``enable_thinking`` and ``metric`` included.
+        :func:`confidence_summary` (intervals over problems); ``extras["answers"]`` (reply,
+        parsed answer, ``parsed_ok``, ``correct``) and ``extras["pre_response"]``
+        (``yes_rate``, ``value``); ``meta``: the run's settings, ``enable_thinking`` and
+        ``metric`` included.
     """
-    check_metric(metric)
+    opts = ReadOptions.of(read, **read_options)
     seed, batch_size = gen.seed, gen.batch_size
     probs = list(problems) if problems is not None else arithmetic_problems(n_problems, seed=seed)
     if not probs:
         raise InputError("no problems given")
     if replies is not None and len(replies) != len(probs):
         raise InputError(f"{len(replies)} replies for {len(probs)} problems; give one per problem")
-    run = run_id(
-        "confidence",
-        model,
-        axis,
-        layer,
-        metric=metric,
-        n_samples=n_samples,
-        n_last=n_last,
-        sample_temperature=sample_temperature,
-        given_replies=replies is not None,
-        **gen.to_dict(),
-    )
-    logf, done = open_log(log, run)
+    settings = {"n_samples": n_samples, "n_last": n_last, "sample_temperature": sample_temperature}
+    settings |= {"given_replies": replies is not None, **gen.to_dict()}
+    run = run_id("confidence", model, axis, layer, metric=opts.metric, **settings)
+    logf, done = open_log(opts.log, run)
+    pre = _Pre(n_samples, sample_temperature, n_last)
     head = [] if gen.system is None else [{"role": "system", "content": gen.system}]
     chats = [[*head, {"role": "user", "content": str(p["question"])}] for p in probs]
     recs: dict[int, dict[str, Any]] = {int(k): v for k, v in done.items()}
-    bar = tqdm(total=len(probs), desc="confidence", disable=not progress)
+    bar = tqdm(total=len(probs), desc="confidence", disable=not opts.progress)
     bar.update(len(recs))
     for c0 in range(0, len(probs), batch_size):
         todo = [i for i in range(c0, min(c0 + batch_size, len(probs))) if i not in recs]
         if not todo:
             continue
-        if replies is not None:
-            texts = [str(replies[i]) for i in todo]
-        else:
-            gens = generate(model, [chats[i] for i in todo], gen.with_overrides(seed=seed + c0))
-            texts = [g.text for g in gens]
-        for i, reply in zip(todo, texts, strict=True):
+        chunk = gen.with_overrides(seed=seed + c0)
+        for i, reply in zip(todo, _replies(model, chats, replies, todo, chunk), strict=True):
             rec = _answer_record(
-                model,
-                axis,
-                layer,
-                i,
-                probs[i],
-                chats[i],
-                reply,
-                metric=metric,
-                n_samples=n_samples,
-                sample_temperature=sample_temperature,
-                n_last=n_last,
-                gen=gen,
-                truncate=truncate,
+                model, axis, layer, i, probs[i], chats[i], reply, gen=gen, pre=pre, opts=opts
             )
             recs[i] = {"key": str(i), "run": run, **rec}
             if logf is not None:
                 logf.append(recs[i])
             bar.update(1)
     bar.close()
-    ordered = [recs[i] for i in range(len(probs))]
+    return _result([recs[i] for i in range(len(probs))], run)
+
+
+def _replies(
+    model: GenerativeModel,
+    chats: list[list[dict[str, str]]],
+    replies: Sequence[str] | None,
+    todo: list[int],
+    gen: GenerationConfig,
+) -> list[str]:
+    """The given replies of problems ``todo``, or the model's, generated with ``gen``."""
+    if replies is not None:
+        return [str(replies[i]) for i in todo]
+    return [g.text for g in generate(model, [chats[i] for i in todo], gen)]
+
+
+def _result(ordered: list[dict[str, Any]], run: dict[str, Any]) -> EvalResult:
     ans = pd.DataFrame([r["answer"] for r in ordered])
     table = pd.DataFrame(
         [row for r in ordered for row in r["prefills"]],
@@ -225,15 +180,11 @@ def _answer_record(
     chat: list[dict[str, str]],
     reply: str,
     *,
-    metric: str,
-    n_samples: int,
-    sample_temperature: float,
-    n_last: int,
     gen: GenerationConfig,
-    truncate: bool,
+    pre: _Pre,
+    opts: ReadOptions,
 ) -> dict[str, Any]:
     """One problem: parse the reply, read the four Yes/No prefills, sample the yes-rate."""
-    enable_thinking = gen.enable_thinking
     shown = visible_reply(reply)
     pred = None if shown is None else parse_answer(shown)
     gold = float(prob["answer"])
@@ -251,56 +202,107 @@ def _answer_record(
     if pred is None:  # unparseable: counted in the answers table, not scored
         return {"answer": answer, "prefills": [], "pre": None}
     base = chat + [{"role": "assistant", "content": str(shown)}]
-    prefills = []
+    prefills = [
+        {"problem_id": i, "framing": framing, "prefill": word, "correct": correct, "value": v}
+        for framing, word, v in _prefills(model, axis, layer, base, gen, opts)
+    ]
+    rate = _pre_response(model, axis, layer, i, base, gen, pre, opts) if pre.n_samples else None
+    return {"answer": answer, "prefills": prefills, "pre": rate}
+
+
+def _prefills(
+    model: GenerativeModel,
+    axis: ValueAxis,
+    layer: int,
+    base: list[dict[str, str]],
+    gen: GenerationConfig,
+    opts: ReadOptions,
+) -> list[tuple[str, str, float]]:
+    """(framing, word, value at the prefilled word) for both framings and both words."""
+    out = []
     for framing, follow in FRAMINGS.items():
         for word in ("Yes", "No"):
+            msgs = base + [{"role": "user", "content": follow}]
+            msgs.append({"role": "assistant", "content": word})
             pf, tr = prefill_trace(
                 model,
-                base
-                + [{"role": "user", "content": follow}, {"role": "assistant", "content": word}],
+                msgs,
                 axis,
                 layer,
-                truncate=truncate,
-                enable_thinking=enable_thinking,
+                truncate=opts.truncate,
+                enable_thinking=gen.enable_thinking,
             )
             idx = span_tokens(tr, pf.start, pf.end)
             if idx.numel() == 0:
                 raise InputError("the prefilled word fell outside the context; truncate less")
-            prefills.append(
-                {
-                    "problem_id": i,
-                    "framing": framing,
-                    "prefill": word,
-                    "correct": correct,
-                    "value": float(getattr(tr, metric)[0, idx[-1]]),
-                }
-            )
-    pre = None
-    if n_samples > 0:
-        follow_chat = base + [{"role": "user", "content": FRAMINGS["correct"]}]
-        prompt = format_chat(
-            model.tokenizer,
-            follow_chat,
-            add_generation_prompt=True,
-            enable_thinking=enable_thinking,
-        ).text
-        sample = gen.with_overrides(
-            temperature=sample_temperature,
-            seed=gen.seed + i,
-            max_new_tokens=5,
-            batch_size=n_samples,
-        )
-        gens = generate(model, [follow_chat] * n_samples, sample)
-        outs = [(visible_reply(g.text) or "").strip().lower() for g in gens]
-        n_yes = sum(o.startswith("yes") for o in outs)
-        n_no = sum(o.startswith("no") for o in outs)
-        tr = score_text(model, prompt, axis, layer, truncate=truncate)
-        vals = getattr(tr, metric)[0, -n_last:].double().numpy()
-        pre = {
-            "problem_id": i,
-            "n_yes": n_yes,
-            "n_no": n_no,
-            "yes_rate": n_yes / (n_yes + n_no) if n_yes + n_no else float("nan"),
-            "value": float(vals.mean()),
-        }
-    return {"answer": answer, "prefills": prefills, "pre": pre}
+            out.append((framing, word, float(getattr(tr, opts.metric)[0, idx[-1]])))
+    return out
+
+
+def _pre_response(
+    model: GenerativeModel,
+    axis: ValueAxis,
+    layer: int,
+    i: int,
+    base: list[dict[str, str]],
+    gen: GenerationConfig,
+    pre: _Pre,
+    opts: ReadOptions,
+) -> dict[str, Any]:
+    """The yes-rate of sampled replies to the follow-up and the value of the last prompt tokens."""
+    follow_chat = base + [{"role": "user", "content": FRAMINGS["correct"]}]
+    prompt = format_chat(
+        model.tokenizer,
+        follow_chat,
+        add_generation_prompt=True,
+        enable_thinking=gen.enable_thinking,
+    ).text
+    sample = gen.with_overrides(
+        temperature=pre.temperature, seed=gen.seed + i, max_new_tokens=5, batch_size=pre.n_samples
+    )
+    gens = generate(model, [follow_chat] * pre.n_samples, sample)
+    outs = [(visible_reply(g.text) or "").strip().lower() for g in gens]
+    n_yes = sum(o.startswith("yes") for o in outs)
+    n_no = sum(o.startswith("no") for o in outs)
+    tr = score_text(model, prompt, axis, layer, truncate=opts.truncate)
+    vals = getattr(tr, opts.metric)[0, -pre.n_last :].double().numpy()
+    return {
+        "problem_id": i,
+        "n_yes": n_yes,
+        "n_no": n_no,
+        "yes_rate": n_yes / (n_yes + n_no) if n_yes + n_no else float("nan"),
+        "value": float(vals.mean()),
+    }
+
+
+def _pipeline_run(
+    model: GenerativeModel, axis: ValueAxis, layer: int, req: SuiteRequest
+) -> EvalResult:
+    """``value-lens eval --suite confidence``: ``n`` arithmetic problems, 4 yes-rate samples."""
+    gen = CONFIDENCE_GENERATION.with_overrides(
+        max_new_tokens=req.max_new_tokens, seed=req.seed, enable_thinking=req.enable_thinking
+    )
+    log = None if req.folder is None else Path(req.folder) / "confidence.jsonl"
+    return run_confidence_suite(
+        model, axis, layer, n_problems=req.n, gen=gen, n_samples=4, log=log, progress=req.progress
+    )
+
+
+SUITE = register_suite(
+    Suite(
+        name="confidence",
+        order=30,
+        help="Yes/No prefills after the model's answers to arithmetic, and its yes-rate",
+        run=_pipeline_run,
+        tables={
+            "confidence": Table("confidence.csv", lambda r: r.summary),
+            "prefills": Table("confidence_prefills.csv", lambda r: r.table),
+        },
+        sections=(
+            Section(
+                "Verbalized confidence",
+                (Figure("confidence_prefill_figure", "prefills"), "confidence"),
+            ),
+        ),
+    )
+)

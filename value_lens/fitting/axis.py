@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -291,6 +292,37 @@ class ValueAxis:
             proj_std=t["proj_std"],
             **kwargs,
         )
+
+    def to_gguf(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        layers: int | Sequence[int] | None = None,
+        alpha: float | Mapping[int, float] = 1.0,
+        unit: str = "raw",
+    ) -> Path:
+        """Write a llama.cpp control vector (``--control-vector FILE``): per layer, ``alpha`` in
+        ``unit`` times the unit direction, the residual change ``steer`` adds at that strength.
+
+        Layer ``i`` (output of block ``i``) is llama.cpp's ``direction.i``; layer 0 cannot be
+        exported. ``layers`` defaults to every fitted layer but 0. See
+        :mod:`value_lens.fitting.gguf`.
+        """
+        from value_lens.fitting.gguf import write_control_vector
+
+        chosen = [x for x in self.layers if x > 0] if layers is None else layers
+        chosen = [chosen] if isinstance(chosen, int) else chosen
+        picked = [resolve_layer(x, self.n_layers) for x in chosen]
+        return write_control_vector(self, path, layers=picked, alpha=alpha, unit=unit)
+
+    @classmethod
+    def from_gguf(cls, path: str | os.PathLike[str], model: HookedModel | None = None) -> ValueAxis:
+        """Read a llama.cpp control-vector GGUF (``direction.<n>`` -> layer ``n``); the vectors
+        are kept as written (their length is the strength). With ``model`` the axis gets its
+        depth and id, and its width is checked; without, its depth is the highest layer + 1."""
+        from value_lens.fitting.gguf import axis_fields
+
+        return cls(**axis_fields(path, model))
 
     @classmethod
     def from_official(

@@ -33,7 +33,7 @@ from value_lens.errors import InputError
 from value_lens.fitting.axis import ValueAxis
 from value_lens.pipeline.options import TINY, layer_or_default, load_axis_option
 from value_lens.pipeline.rundir import RESULT_FILES, update_meta
-from value_lens.pipeline.steps import AXIS_FILE, build
+from value_lens.pipeline.steps import AXIS_FILE, build, quiet
 
 __all__ = [
     "COMPARISONS",
@@ -43,6 +43,7 @@ __all__ = [
     "Compared",
     "Posttrained",
     "axis_for_compare",
+    "posttrain_size",
     "compare",
     "load_hf_option",
     "posttrain",
@@ -59,13 +60,12 @@ COMPARISONS = ("selection", "rank_assistant", "rank_user", "word_delta")
 NAMES = ("base", "tuned")
 #: the paper's pairs per word for training (800 made, 640 trained on).
 PAPER_PAIRS = 640
+#: ``value-lens posttrain``'s size off CUDA: 64 pairs x 2 epochs (the paper's 640 x 6 DPO is about
+#: 3.4 h on the embedded model on a CPU, at ~101 s per 32 pairs per epoch; this is ~7 min).
+CPU_PAIRS, CPU_EPOCHS = 64, 2.0
 
 Log = Callable[[str], None]
 PathLike = str | os.PathLike[str]
-
-
-def _quiet(_msg: str) -> None:
-    """The default ``log`` of a step: say nothing."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,21 @@ def load_hf_option(model: str | None, *, dtype: str | None = None) -> tuple[Any,
     return load_hf(model, dtype=parse_dtype(dtype))
 
 
+def posttrain_size(paper: bool | None = None) -> tuple[int, float | None]:
+    """``(pairs, epochs)`` of ``value-lens posttrain``: the paper's (:data:`PAPER_PAIRS`, the
+    recipe's epochs, i.e. None) when ``paper``, or for ``paper=None`` when CUDA is available (as
+    the demo picks its scale); else :data:`CPU_PAIRS` x :data:`CPU_EPOCHS`.
+
+    >>> posttrain_size(True), posttrain_size(False)
+    ((640, None), (64, 2.0))
+    """
+    import torch
+
+    if paper is None:
+        paper = torch.cuda.is_available()
+    return (PAPER_PAIRS, None) if paper else (CPU_PAIRS, CPU_EPOCHS)
+
+
 def sft_rows_from_pairs(pairs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """SFT chat rows from preference pairs: each prompt followed by its chosen reply."""
     return [{"messages": [*p["prompt"], *p["chosen"]]} for p in pairs]
@@ -114,7 +129,7 @@ def posttrain(
     n_pairs: int = PAPER_PAIRS,
     method: str = "dpo",
     seed: int = 42,
-    log: Log = _quiet,
+    log: Log = quiet,
     **overrides: Any,
 ) -> Posttrained:
     """LoRA ``method`` (``"dpo"`` on :func:`~value_lens.data.preference.word_pairs`, or ``"sft"``
@@ -122,7 +137,8 @@ def posttrain(
     tokenizer to ``out/model``, so ``--model OUT/model`` (:func:`value_lens.load_model`) loads it.
 
     ``seed`` seeds both the pairs and the training; ``overrides`` are settings fields
-    (``epochs=1``, ``lora={"r": 8}``, ...; see :mod:`value_lens.posttrain`), default the paper's.
+    (``epochs=1``, ``lora={"r": 8}``, ``progress=True``, ...; see :mod:`value_lens.posttrain`),
+    default the paper's. ``log`` also gets the estimated time after the first optimiser step.
     """
     from value_lens.data.preference import word_pairs
     from value_lens.posttrain import DPOSettings, SFTSettings, dpo, sft
@@ -138,9 +154,10 @@ def posttrain(
     log(f"{method.upper()} on {len(pairs)} pairs preferring {word!r}, {settings.epochs:g} epoch(s)")
     history: list[dict[str, Any]] = []
     if method == "dpo":
-        tuned = dpo(model_hf, tokenizer, pairs, settings, log=history)
+        tuned = dpo(model_hf, tokenizer, pairs, settings, log=history, say=log)
     else:
-        tuned = sft(model_hf, tokenizer, sft_rows_from_pairs(pairs), settings, log=history)
+        rows = sft_rows_from_pairs(pairs)
+        tuned = sft(model_hf, tokenizer, rows, settings, log=history, say=log)
     path = out / MODEL_DIR
     tuned.save_pretrained(path)
     tokenizer.save_pretrained(path)
@@ -168,7 +185,7 @@ def axis_for_compare(
     criteria: list[str] | None = None,
     n_per_criterion: int = 4,
     seed: int = 0,
-    log: Log = _quiet,
+    log: Log = quiet,
 ) -> ValueAxis:
     """``axis`` (a saved ValueAxis or the paper's ``.npy``), else ``out/axis.safetensors`` when it
     exists, else one fitted on ``base`` as :func:`~value_lens.pipeline.steps.build` does."""
@@ -205,7 +222,7 @@ def compare(
     n_boot: int = 1000,
     criteria: list[str] | None = None,
     n_per_criterion: int = 4,
-    log: Log = _quiet,
+    log: Log = quiet,
 ) -> Compared:
     """Selection accuracy, the preferred item's value rank (as the answer and in the prompt) on
     ``n_prompts`` held-out prompts (:func:`~value_lens.data.preference.eval_prompts`, ``seed``),

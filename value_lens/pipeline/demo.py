@@ -5,7 +5,11 @@ stopped (``steps.jsonl`` lists the finished ones):
 
 1. ``data``: scripted ICRL conversations (``conversations.jsonl``), labelled structurally, with
    placebo turns (failed attempts cut at a pseudo-reward) for the sweep's controls.
-2. ``stats``: one streaming pass collects per-criterion statistics at every layer.
+2. ``stats``: per-criterion statistics at every layer. When the labelled tokens' residuals fit
+   ``memory_budget_gb`` (2 GB by default), one
+   forward pass keeps them and gives both the statistics and the held-out sweep (step 4 then
+   reuses it); above the budget, a streaming collection pass here and a projection pass in
+   step 4. The log says which path was taken.
 3. ``axis``: fit the value axis on all criteria (``axis.safetensors``).
 4. ``sweep``: held-out layer sweep by criterion with its controls: the difference-in-differences
    axis, the AUROC matched on distance to the turn end, the AUROC on placebo turns, position
@@ -44,18 +48,19 @@ import dataclasses
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from value_lens.core.conventions import resolve_layers
 from value_lens.core.io import JsonlLog
-from value_lens.core.model import model_id
+from value_lens.core.model import model_id, n_layers
 from value_lens.core.protocols import GenerativeModel
 from value_lens.errors import InputError
 from value_lens.fitting.axis import ValueAxis
 from value_lens.fitting.stats import ActivationStats
-from value_lens.pipeline import read_steps, steer_steps, steps
+from value_lens.pipeline import read_steps, steer_steps, steps, sweep_steps
+from value_lens.pipeline.demo_config import FULL, PAPER, QUICK, DemoConfig, demo_config
 from value_lens.pipeline.options import (
     STEER_PROMPTS,
     load_model_option,
@@ -68,73 +73,7 @@ from value_lens.steering.dose import DOSE_GENERATION
 __all__ = ["FULL", "PAPER", "QUICK", "DemoConfig", "demo_config", "run_demo"]
 
 
-@dataclass(frozen=True)
-class DemoConfig:
-    """How much the demo does. ``n_train`` is the fraction of criteria used for training."""
-
-    criteria: str = "first:12"
-    n_per_criterion: int = 3
-    keep_per_criterion: int | None = 1  # keep the shortest labelled turns (None: all)
-    n_splits: int = 5
-    train_fraction: float = 0.7
-    heatmap_layer: int | None = None  # None: the best held-out layer
-    dose_layers: tuple[int, ...] = ()  # (): the heatmap layer
-    dose_alphas: tuple[float, ...] = (-16.8, -8.4, 0.0, 8.4, 16.8)
-    dose_prompts: int = 4
-    dose_seeds: int = 1
-    max_new_tokens: int = 40
-    temperature: float = 0.0
-    batch_size: int = 4
-    enable_thinking: bool = False  # the paper's chat-template setting (recorded in run.json)
-    code_problems: int = 12  # stdlib functions of the code suite (each x every corruption)
-    code_boot: int = 2000  # bootstrap resamples (over problems) of the code suite's Cohen's d
-
-
-#: about 1-2 minutes on a 2-core CPU with SmolLM2 (CI).
-QUICK = DemoConfig(
-    criteria="first:5",
-    n_per_criterion=2,
-    n_splits=2,
-    train_fraction=0.6,
-    dose_alphas=(-16.8, 0.0, 16.8),
-    dose_prompts=2,
-    max_new_tokens=12,
-    code_problems=4,
-)
-#: the default: within 10 minutes on a 2-core CPU with SmolLM2.
-FULL = DemoConfig()
-#: paper scale (GPU): all 50 criteria, ~400 conversations, 35 training criteria per split,
-#: layer 20 (the paper's 21), the paper's grid of +-8.4/16.8% of the residual norm.
-PAPER = DemoConfig(
-    criteria="all",
-    n_per_criterion=8,
-    keep_per_criterion=None,
-    n_splits=10,
-    train_fraction=0.7,
-    heatmap_layer=20,
-    dose_layers=(20, 22, 24),
-    dose_prompts=16,
-    dose_seeds=2,
-    max_new_tokens=256,
-    temperature=0.7,
-    batch_size=8,
-    code_problems=225,
-)
-
 STEPS = ("data", "stats", "axis", "sweep", "code", "heatmaps", "dose", "report")
-
-
-def demo_config(
-    *, quick: bool = False, paper: bool | None = None, device: str = "cpu"
-) -> DemoConfig:
-    """The setting for these switches (``paper=None``: paper scale on CUDA, else the default)."""
-    if quick and paper:
-        raise InputError("choose --quick or --paper, not both")
-    if quick:
-        return QUICK
-    if paper is None:
-        paper = str(device).startswith("cuda")
-    return PAPER if paper else FULL
 
 
 class _Demo:
@@ -174,12 +113,37 @@ class _Demo:
 
     @cached_property
     def stats(self) -> ActivationStats:
+        """Saved statistics when they match; else the sweep's own pass makes them (one forward
+        pass for both when the residuals fit the memory budget); else a collection pass."""
+        want = resolve_layers(self.layers, n_layers(self.model))
+        saved = steps.saved_stats(self.out, self.data.tokens, want)
+        if saved is not None:
+            return saved
+        made = self._sweep(keep_stats=True).result.stats
+        if made is not None:
+            return made
         return steps.collect(
             self.model,
             self.data.tokens,
             self.out,
             layers=self.layers,
             batch_size=self.cfg.batch_size,
+            log=self.say,
+        )
+
+    def _sweep(self, *, keep_stats: bool = False) -> sweep_steps.Sweep:
+        cfg = self.cfg
+        return sweep_steps.sweep(
+            self.model,
+            self.data.tokens,
+            self.out,
+            layers=self.layers,
+            n_splits=cfg.n_splits,
+            train_fraction=cfg.train_fraction,
+            seed=self.seed,
+            batch_size=cfg.batch_size,
+            memory_budget_gb=cfg.memory_budget_gb,
+            keep_stats=keep_stats,
             log=self.say,
         )
 
@@ -216,21 +180,12 @@ class _Demo:
         return {"layers": len(self.axis.layers)}
 
     def sweep_step(self) -> dict[str, Any]:
-        cfg = self.cfg
-        sw = steps.sweep(
-            self.model,
-            self.data.tokens,
-            self.out,
-            layers=self.layers,
-            n_splits=cfg.n_splits,
-            train_fraction=cfg.train_fraction,
-            seed=self.seed,
-            batch_size=cfg.batch_size,
-            log=self.say,
-        )
+        sw = self._sweep()
+        self.say(sw.summary().splitlines()[-1])  # the position verdict
         return {
             "best_layer": sw.best_layer,
             "best_auroc": float(sw.table["token_auroc_mean"].max()),
+            "forward_passes": sw.result.timings.get("passes", 0),
         }
 
     def code_step(self) -> dict[str, Any]:
@@ -300,6 +255,7 @@ def run_demo(
     layers: str | None = None,
     criteria: str | None = None,
     corpus: str | os.PathLike[str] | None = None,
+    memory_budget_gb: float | None = None,
     log: Callable[[str], None] = print,
 ) -> Path:
     """Run (or resume) the demo and return the path of ``report.html``.
@@ -313,13 +269,14 @@ def run_demo(
         layers: layers to collect and sweep (``"all"`` by default).
         criteria: overrides the setting's ICRL criteria.
         corpus: your own paragraph file (default: the packaged corpus).
+        memory_budget_gb: overrides the setting's budget for the one-pass path.
         log: where progress lines go.
     """
-    from value_lens.core.model import n_layers
-
     cfg = config or demo_config(quick=quick, paper=paper, device=device)
     if criteria is not None:
         cfg = dataclasses.replace(cfg, criteria=criteria)
+    if memory_budget_gb is not None:
+        cfg = dataclasses.replace(cfg, memory_budget_gb=memory_budget_gb)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

@@ -2,13 +2,8 @@
 text, run an evaluation suite, and the demo's heatmaps of a held-out criterion's turns.
 
 Example:
-    >>> import pandas as pd
-    >>> t = pd.DataFrame({"problem_id": [0, 0, 1, 1, 2, 2], "kind": ["a", "b"] * 3,
-    ...                   "correct_whole": [1.0, 1.0, 2.0, 2.0, 3.0, 3.0],
-    ...                   "corrupted_whole": [0.5, 0.0, 1.0, 1.5, 2.0, 2.5]})
-    >>> h = code_headline(t, n_boot=200)
-    >>> round(h["d"], 3), h["n_problems"], h["n_pairs"], h["pct_correct_higher"]
-    (0.82, 3, 6, 100.0)
+    >>> SUITES
+    ('code', 'backtracking', 'confidence')
 """
 
 from __future__ import annotations
@@ -26,25 +21,18 @@ from value_lens.analysis.readout import trace as read_trace
 from value_lens.core.model import n_layers
 from value_lens.core.protocols import GenerativeModel
 from value_lens.errors import InputError
-from value_lens.evals import (
-    arithmetic_problems,
-    run_backtracking_suite,
-    run_code_suite,
-    run_confidence_suite,
-)
-from value_lens.evals.backtracking import BACKTRACKING_GENERATION
-from value_lens.evals.confidence import CONFIDENCE_GENERATION
+from value_lens.evals.registry import SuiteRequest, get_suite, suites
 from value_lens.fitting.axis import ValueAxis
 from value_lens.fitting.stats import ActivationStats
 from value_lens.pipeline.options import layer_or_default
-from value_lens.pipeline.rundir import RESULT_FILES, save_trace, update_meta
+from value_lens.pipeline.rundir import save_trace, update_meta
 from value_lens.pipeline.steps import Data
 from value_lens.viz import layer_token_heatmap, token_heatmap, write_report
 
-__all__ = ["SUITES", "Evaluation", "Trace", "code_headline", "evaluate", "heatmaps", "trace"]
+__all__ = ["SUITES", "Evaluation", "Trace", "code_headline", "evaluate", "heatmaps", "trace_to_dir"]
 
-#: the evaluation suites :func:`evaluate` runs.
-SUITES = ("code", "backtracking", "confidence")
+#: the evaluation suites :func:`evaluate` runs (read from :func:`value_lens.evals.suites`).
+SUITES = tuple(suites())
 
 PathLike = str | os.PathLike[str]
 
@@ -67,7 +55,7 @@ class Evaluation:
     headline: dict[str, Any] | None = None
 
 
-def trace(
+def trace_to_dir(
     model: GenerativeModel,
     axis: ValueAxis,
     source: Any,
@@ -95,40 +83,12 @@ def trace(
     return Trace(tr, show, page)
 
 
-def code_headline(
-    table: Any, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
-) -> dict[str, Any]:
-    """Cohen's d (unpaired, pooled sd) of the whole-code readout, correct minus corrupted, over
-    every pair of ``table`` (:func:`~value_lens.evals.run_code_suite`'s rows), with a cluster CI
-    over problems (leave-one-problem-out jackknife: all corruptions of a problem together)."""
-    from value_lens.analysis.metrics import bootstrap_ci, cohens_d
+def code_headline(table: Any, *, level: float = 0.95, **_: Any) -> dict[str, Any]:
+    """:func:`value_lens.evals.code_headline` (d per corruption kind and pooled, intervals over
+    problems); kept here for callers of the pipeline."""
+    from value_lens.evals import code_headline as headline
 
-    t = table.dropna(subset=["correct_whole", "corrupted_whole"])
-    a, b = t["correct_whole"].to_numpy(float), t["corrupted_whole"].to_numpy(float)
-    d = cohens_d(a, b)
-    lo, hi = bootstrap_ci(
-        lambda x, y: float(cohens_d(x, y)),
-        a,
-        b,
-        paired=True,
-        groups=t["problem_id"].tolist(),
-        n_boot=n_boot,
-        seed=seed,
-        ci=level,
-    )
-    return {
-        "d": float(d),
-        "d_kind": d.kind,
-        "d_ci_lo": float(lo),
-        "d_ci_hi": float(hi),
-        "level": level,
-        "n_boot": n_boot,
-        "ci_cluster": "problem",
-        "n_problems": int(t["problem_id"].nunique()),
-        "n_pairs": len(t),
-        "pct_correct_higher": 100.0 * float((a > b).mean()),
-        "readout": "mean cosine over the whole code",
-    }
+    return headline(table, level=level)
 
 
 def evaluate(
@@ -145,45 +105,22 @@ def evaluate(
     n_boot: int = 2000,
     progress: bool = True,
 ) -> Evaluation:
-    """Run one of :data:`SUITES` at ``layer`` (default
-    :func:`~value_lens.pipeline.options.layer_or_default`) on ``n`` problems and save its
-    tables; the code suite (resumable through ``code.jsonl``) also records its headline
-    (:func:`code_headline`, ``run.json`` ``code_suite``) when it has at least 2 pairs."""
-    if suite not in SUITES:
-        raise InputError(f"unknown suite {suite!r}; use one of {SUITES}")
+    """Run a registered suite (:func:`value_lens.evals.suites`) at ``layer`` (default
+    :func:`~value_lens.pipeline.options.layer_or_default`) on ``n`` problems, save its result
+    tables under their registered file names, and record its headline (e.g. the code suite's
+    per-kind d, ``run.json`` ``code_suite``) when it has one."""
+    spec = get_suite(suite)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     lay = layer_or_default(model, axis.layers, layer)
-    head = None
-    if suite == "code":
-        res = run_code_suite(
-            model,
-            axis,
-            lay,
-            n_problems=n,
-            seed=seed,
-            enable_thinking=enable_thinking,
-            log=out / "code.jsonl",
-            progress=progress,
-        )
-        res.table.to_csv(out / RESULT_FILES["code"], index=False)
-        res.summary.to_csv(out / RESULT_FILES["code_summary"], index=False)
-        if len(res.table.dropna(subset=["correct_whole", "corrupted_whole"])) >= 2:
-            head = {"layer": lay, **code_headline(res.table, n_boot=n_boot, seed=seed)}
-            update_meta(out, code_suite=head)
-    elif suite == "backtracking":
-        probs = [p["question"] for p in arithmetic_problems(n, seed=seed)]
-        gen = BACKTRACKING_GENERATION.with_overrides(max_new_tokens=max_new_tokens, seed=seed)
-        res = run_backtracking_suite(model, axis, lay, problems=probs, n_rollouts=2, gen=gen)
-        res.extras["bands"].to_csv(out / RESULT_FILES["bands"], index=False)
-        res.extras["event_locked"].to_csv(out / RESULT_FILES["events"], index=False)
-    else:
-        gen = CONFIDENCE_GENERATION.with_overrides(max_new_tokens=max_new_tokens, seed=seed)
-        res = run_confidence_suite(
-            model, axis, lay, n_problems=n, gen=gen, n_samples=4, log=out / "confidence.jsonl"
-        )
-        res.summary.to_csv(out / RESULT_FILES["confidence"], index=False)
-        res.table.to_csv(out / RESULT_FILES["prefills"], index=False)
+    req = SuiteRequest(n, seed, max_new_tokens, enable_thinking, n_boot, out, progress)
+    res = spec.run(model, axis, lay, req)
+    for table in spec.tables.values():
+        table.pick(res).to_csv(out / table.file, index=False)
+    head = None if spec.headline is None else spec.headline(res, req)
+    if head is not None and spec.meta_key:
+        head = {"layer": lay, **head}
+        update_meta(out, **{spec.meta_key: head})
     update_meta(out, **{f"eval_{suite}": {"layer": lay, "n": n, "seed": seed}})
     return Evaluation(res, lay, head)
 

@@ -1,46 +1,39 @@
-"""The results directory of a run, and the report built from whatever it holds.
+"""The results directory of a run: its file names, ``run.json`` and saved traces.
 
 Every command of ``value-lens`` (and the demo) writes tidy tables under one ``--out`` folder with
-fixed names, plus ``run.json`` (model, layers, seeds, ...) and saved traces for heatmaps.
-:func:`report_from_dir` turns any such folder into ``report.html``, drawing only what exists.
+the fixed names of :data:`RESULT_FILES` (:func:`result_files` adds the registered suites'),
+plus ``run.json`` (model, layers, seeds, ...; :func:`read_meta`, :func:`update_meta`) and saved
+traces for heatmaps (:func:`save_trace`, :func:`load_trace`). This is the contract every step
+writes to; :mod:`value_lens.pipeline.report` turns any such folder into ``report.html``.
 
 Example:
-    >>> import tempfile, pathlib, pandas as pd
+    >>> import tempfile, pathlib
     >>> out = pathlib.Path(tempfile.mkdtemp())
-    >>> _ = update_meta(out, model="tiny", seed=0)
-    >>> pd.DataFrame({"layer": [0, 1], "token_auroc_mean": [0.6, 0.7], "token_auroc_sd": [0.1, 0.1]}).to_csv(
-    ...     out / RESULT_FILES["sweep"], index=False)
-    >>> report_from_dir(out).name
-    'report.html'
+    >>> update_meta(out, model="tiny", seed=0)["model"], RESULT_FILES["sweep"]
+    ('tiny', 'sweep.csv')
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 
 from value_lens.analysis.readout import ValueTrace
-from value_lens.core.conventions import default_layer
 from value_lens.core.io import atomic_write_text
-from value_lens.errors import ArtifactError, InputError
-from value_lens.viz import controls as C
-from value_lens.viz import figures as F
-from value_lens.viz import figures_evals as E
-from value_lens.viz.heatmap import token_heatmap
-from value_lens.viz.layer_heatmap import layer_token_heatmap
-from value_lens.viz.report import write_report
+from value_lens.errors import ArtifactError
+from value_lens.evals.registry import suites
 
 __all__ = [
+    "META_FILE",
     "RESULT_FILES",
+    "TRACE_GLOB",
     "load_trace",
     "read_meta",
-    "report_from_dir",
+    "result_files",
     "save_trace",
     "update_meta",
 ]
@@ -51,12 +44,6 @@ RESULT_FILES = {
     "cosine": "layer_cosine.csv",
     "dose": "dose.csv",
     "slopes": "dose_slopes.csv",
-    "code": "code.csv",
-    "code_summary": "code_summary.csv",
-    "bands": "backtracking_bands.csv",
-    "events": "event_locked.csv",
-    "confidence": "confidence.csv",
-    "prefills": "confidence_prefills.csv",
     "selection": "compare_selection.csv",
     "selection_summary": "compare_selection_summary.csv",
     "rank_assistant": "compare_rank_assistant.csv",
@@ -66,25 +53,18 @@ RESULT_FILES = {
     "word_delta": "compare_word_delta.csv",
     "word_delta_summary": "compare_word_delta_summary.csv",
 }
+
+
+def result_files() -> dict[str, str]:
+    """:data:`RESULT_FILES` and the tables of every registered evaluation suite
+    (:func:`value_lens.evals.suites`, read now, so suites registered later are included)."""
+    return RESULT_FILES | {n: t.file for s in suites().values() for n, t in s.tables.items()}
+
+
+RESULT_FILES.update(result_files())  # the built-in suites' tables, for direct lookups
+
 META_FILE = "run.json"
 TRACE_GLOB = "trace-*.json"
-
-# columns that identify a dose-response row rather than measure it
-_DOSE_KEYS = {
-    "layer",
-    "alpha",
-    "alpha_pct",
-    "alpha_raw",
-    "seed",
-    "prompt",
-    "prompt_id",
-    "item",
-    "text",
-    "unit",
-    "hit_limit",
-    "strength",
-    "index",
-}
 
 
 def read_meta(out: str | os.PathLike[str]) -> dict[str, Any]:
@@ -138,221 +118,3 @@ def load_trace(path: str | os.PathLike[str]) -> tuple[ValueTrace, str]:
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise ArtifactError(f"{path} is not a saved value_lens trace ({exc})") from None
     return tr, str(rec.get("title", ""))
-
-
-def _csv(out: Path, name: str) -> pd.DataFrame | None:
-    p = out / RESULT_FILES[name]
-    return pd.read_csv(p) if p.exists() else None
-
-
-def _dose_metrics(df: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
-    chosen = meta.get("dose_metrics")
-    if chosen:
-        return [m for m in chosen if m in df.columns]
-    num = df.select_dtypes("number").columns
-    return [c for c in num if c not in _DOSE_KEYS][:6]
-
-
-#: what the sweep table's uncertainty columns are, shown under the sweep figure.
-SWEEP_NOTE = (
-    "token_auroc_ci_lo/hi: confidence interval of token_auroc_mean from a cluster bootstrap "
-    "(whole conversations resampled, all their tokens kept; see run.json sweep.ci). "
-    "token_auroc_sd and function_score_sd_splits: sd over splits, which share most of their "
-    "training criteria, so they are not standard errors. function_score_sd_all_scores: np.std "
-    "over every (split x held-out criterion) 0/1 score, as the paper's released code reports."
-)
-
-
-def _sweep_body(df: pd.DataFrame, meta: dict[str, Any]) -> list[Any]:
-    """The sweep figure (its CI band labelled from ``run.json``'s ``sweep.ci``), note, table."""
-    return [F.sweep_figure(df, ci_settings=_sweep_ci(meta)), SWEEP_NOTE, df]
-
-
-def _sweep_ci(meta: dict[str, Any]) -> dict[str, Any] | None:
-    """``run.json``'s ``sweep.ci``: the bootstrap's settings, which a CSV-read table lacks."""
-    ci = (meta.get("sweep") or {}).get("ci")
-    return ci if isinstance(ci, dict) else None
-
-
-#: the heading of the report's first section when the run has a sweep.
-ANSWER_HEAD = "Does the value axis read more than position?"
-
-
-def value_sentence(df: pd.DataFrame) -> str | None:
-    """:func:`value_lens.analysis.confounds.value_beyond_position` of the sweep table at its best layer
-    (None for tables without the matched control, from older sweeps)."""
-    if "matched_auroc" not in df.columns:
-        return None
-    from value_lens.analysis.confounds import value_beyond_position
-
-    return str(value_beyond_position(df))
-
-
-def code_sentence(code: dict[str, Any]) -> str:
-    """One sentence from the code suite's headline numbers (``run.json``'s ``code_suite``)."""
-    d, lo, hi = float(code["d"]), float(code["d_ci_lo"]), float(code["d_ci_hi"])
-    side = "higher" if d > 0 else "lower"
-    zero = "excludes" if lo > 0 or hi < 0 else "includes"
-    return (
-        f"On code, where position is the same for both versions, correct code reads {side} "
-        f"than its corrupted copy at layer {code['layer']}: Cohen's d = {d:.2f} "
-        f"({code['level']:.0%} CI [{lo:.2f}, {hi:.2f}], bootstrap over {code['n_problems']} "
-        f"problems, {code['n_pairs']} pairs; the interval {zero} 0); correct > corrupted in "
-        f"{code['pct_correct_higher']:.0f}% of pairs."
-    )
-
-
-def _answer(out: Path, meta: dict[str, Any]) -> list[Any]:
-    """The first section's items: the value-beyond-position sentence, the controls at the best
-    layer (forest plot and table) and the code suite's sentence, for what ``out`` holds."""
-    items: list[Any] = []
-    sweep = _csv(out, "sweep")
-    if sweep is not None and C.present(sweep, "token_auroc_mean"):
-        sentence = value_sentence(sweep)
-        if sentence:
-            items.append(sentence)
-        items += [
-            C.control_panel_figure(sweep, ci_label=F.ci_label(_sweep_ci(meta))),
-            C.control_table(sweep),
-        ]
-    code = meta.get("code_suite")
-    if isinstance(code, dict) and {"d", "d_ci_lo", "d_ci_hi"} <= set(code):
-        items.append(code_sentence(code))
-    return items
-
-
-def _code_body(df: pd.DataFrame, out: Path, meta: dict[str, Any]) -> list[Any]:
-    """The code suite: its headline sentence, the per-kind summary and the per-item scatter."""
-    code = meta.get("code_suite")
-    items: list[Any] = [code_sentence(code)] if isinstance(code, dict) and "d" in code else []
-    summary = _csv(out, "code_summary")
-    return items + ([] if summary is None else [summary]) + [F.code_scatter_figure(df)]
-
-
-#: the heading of the report's section on a base vs tuned comparison (``value-lens compare``).
-COMPARE_HEAD = "Did post-training move the value axis?"
-
-
-def _compare_body(out: Path, meta: dict[str, Any]) -> list[Any]:
-    """Each comparison's summary that ``out`` holds: a caption, its figure and the table."""
-    from value_lens.compare import figures as CF
-
-    run = meta.get("compare") or {}
-    where = f" at layer {run['layer']}" if "layer" in run else ""
-    parts: list[tuple[str, str, Callable[[pd.DataFrame], Any]]] = [
-        (
-            "selection_summary",
-            "Selection of the target by log-likelihood (Fig 12).",
-            CF.selection_figure,
-        ),
-        (
-            "rank_assistant_summary",
-            f"Target's value rank, each option prefilled as the answer{where} (Figs 7a, 15).",
-            CF.rank_figure,
-        ),
-        (
-            "rank_user_summary",
-            f"Target's value rank at its tokens in the prompt{where} (Fig 13).",
-            CF.rank_figure,
-        ),
-        (
-            "word_delta_summary",
-            f"Tuned - base value on the word in natural sentences{where} (Fig 7b).",
-            CF.word_delta_figure,
-        ),
-    ]
-    items: list[Any] = []
-    for name, caption, figure in parts:
-        df = _csv(out, name)
-        if df is not None:
-            items += [caption, figure(df), df]
-    return items
-
-
-def report_sections(out: str | os.PathLike[str]) -> list[tuple[str, Any]]:
-    """The report sections for whatever results ``out`` holds, in pipeline order."""
-    out = Path(out)
-    meta = read_meta(out)
-    layer = meta.get("heatmap_layer")
-    sections: list[tuple[str, Any]] = []
-    answer = _answer(out, meta)
-    if answer:
-        sections.append((ANSWER_HEAD, answer))
-    builders: list[tuple[str, str, Callable[[pd.DataFrame], list[Any]]]] = [
-        ("sweep", "Held-out layer sweep", lambda d: _sweep_body(d, meta)),
-        (
-            "cosine",
-            "Cosine between layer directions",
-            lambda d: [F.layer_cosine_figure(d.set_index(d.columns[0]))],
-        ),
-    ]
-    for name, head, build in builders:
-        df = _csv(out, name)
-        if df is not None:
-            sections.append((head, build(df)))
-    for p in sorted(out.glob(TRACE_GLOB)):
-        tr, title = load_trace(p)
-        depth = int(meta.get("n_layers") or max(tr.layers) + 1)  # runs before n_layers was kept
-        show = layer if layer in tr.layers else default_layer(depth, tr.layers)
-        sections.append((title or p.stem, [token_heatmap(tr, show), layer_token_heatmap(tr)]))
-    dose = _csv(out, "dose")
-    if dose is not None:
-        metrics = _dose_metrics(dose, meta)
-        if metrics:
-            sections.append(("Steering dose-response", E.dose_response_figure(dose, metrics)))
-    slopes = _csv(out, "slopes")
-    if slopes is not None:
-        if "slope" in slopes.columns and slopes["slope"].notna().any():
-            body: list[Any] = [E.slope_heatmap_figure(slopes), slopes]
-        else:
-            body = ["No slope could be estimated (too few non-degenerate strengths).", slopes]
-        sections.append(("Dose-response slopes", body))
-    code = _csv(out, "code")
-    if code is not None:
-        sections.append(("Correct vs corrupted code", _code_body(code, out, meta)))
-    bands = _csv(out, "bands")
-    if bands is not None:
-        sections.append(("Backtracking: value per token band", E.backtracking_band_figure(bands)))
-    events = _csv(out, "events")
-    if events is not None:
-        sections.append(("Backtracking: event-locked value", E.event_locked_figure(events)))
-    conf = _csv(out, "confidence")
-    prefills = _csv(out, "prefills")
-    if conf is not None or prefills is not None:
-        body = [] if prefills is None or prefills.empty else [E.confidence_prefill_figure(prefills)]
-        sections.append(("Verbalized confidence", body + ([] if conf is None else [conf])))
-    compared = _compare_body(out, meta)
-    if compared:
-        sections.append((COMPARE_HEAD, compared))
-    return sections
-
-
-def report_from_dir(
-    out: str | os.PathLike[str],
-    *,
-    path: str | os.PathLike[str] | None = None,
-    title: str = "value_lens report",
-    intro: str = "",
-    plotlyjs: str = "inline",
-) -> Path:
-    """Write ``out/report.html`` (or ``path``) from the results found in ``out``.
-
-    ``intro`` is a paragraph of text shown before the results.
-    """
-    out = Path(out)
-    if not out.is_dir():
-        raise InputError(f"{out} is not a directory; pass the --out folder of an earlier run")
-    sections = report_sections(out)
-    if not sections:
-        raise InputError(
-            f"{out} holds no results ({', '.join(RESULT_FILES.values())} or {TRACE_GLOB}); "
-            "run build/sweep/trace/steer/eval with --out there first"
-        )
-    meta = {k: v for k, v in read_meta(out).items() if k not in {"dose_metrics"}}
-    if intro and sections[0][0] == ANSWER_HEAD:
-        sections[0] = ("About this run", [intro, *sections[0][1]])
-    elif intro:
-        sections.insert(0, ("About this run", intro))
-    return write_report(
-        path or out / "report.html", sections, title=title, metadata=meta, plotlyjs=plotlyjs
-    )

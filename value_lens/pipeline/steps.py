@@ -8,7 +8,8 @@ collect follows from the fitting method and the strength unit
 (:func:`~value_lens.pipeline.options.collect_requirements`).
 
 This module holds the fitting chain (:func:`build_data` -> :func:`collect` -> :func:`fit`, or
-:func:`build` for all three), :func:`sweep` and :func:`report`. The reading steps (``trace``,
+:func:`build` for all three) and :func:`report`; the sweep step is in
+:mod:`value_lens.pipeline.sweep_steps`. The reading steps (``trace``,
 ``evaluate``, ``heatmaps``) are in :mod:`value_lens.pipeline.read_steps`, the steering steps
 (``steer``, ``dose``) in :mod:`value_lens.pipeline.steer_steps`.
 
@@ -27,10 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 
-from value_lens.analysis.sweep import SweepConfig, SweepResult, layer_sweep
 from value_lens.core.conventions import resolve_layers
 from value_lens.core.model import model_device, model_id, n_layers
 from value_lens.core.protocols import GenerativeModel
@@ -41,22 +40,18 @@ from value_lens.fitting.collect import collect_stats
 from value_lens.fitting.stats import ActivationStats
 from value_lens.pipeline.launch import from_env, process_group
 from value_lens.pipeline.options import collect_requirements
-from value_lens.pipeline.rundir import RESULT_FILES, report_from_dir, update_meta, value_sentence
-from value_lens.pipeline.sweep_store import save_sweep, saved_sweep, sweep_request
+from value_lens.pipeline.rundir import update_meta
 
 __all__ = [
     "AXIS_FILE",
     "STATS_FILE",
     "Data",
-    "Sweep",
     "build",
     "build_data",
     "collect",
     "fit",
     "report",
     "saved_stats",
-    "shortest_per_group",
-    "sweep",
 ]
 
 #: where :func:`collect` saves the statistics and :func:`fit` the axis, inside ``out``.
@@ -67,7 +62,7 @@ Log = Callable[[str], None]
 PathLike = str | os.PathLike[str]
 
 
-def _quiet(_msg: str) -> None:
+def quiet(_msg: str) -> None:
     """The default ``log`` of a step: say nothing."""
 
 
@@ -78,39 +73,6 @@ class Data:
     conversations: list[Any]
     tokens: LabelledTokens
     report: Any
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """What :func:`sweep` made: the sweep's result and where its table went."""
-
-    result: SweepResult
-    path: Path
-
-    @property
-    def table(self) -> pd.DataFrame:
-        return self.result.table
-
-    @property
-    def best_layer(self) -> int:
-        return self.result.best_layer
-
-    def summary(self) -> str:
-        """The best layer, its held-out AUROC, the table's path and the value-beyond-position line."""
-        auroc = self.table.set_index("layer").loc[self.best_layer, "token_auroc_mean"]
-        head = f"best layer {self.best_layer}: token AUROC {auroc:.3f}; wrote {self.path}"
-        return f"{head}\n{value_sentence(self.table) or ''}"
-
-
-def shortest_per_group(data: LabelledTokens, keep: int | None) -> LabelledTokens:
-    """The ``keep`` shortest sequences of every group (all if ``keep`` is None), in data order."""
-    if keep is None:
-        return data
-    by_group: dict[str, list[tuple[int, int]]] = {}
-    for i, (ids, g) in enumerate(zip(data.input_ids, data.groups, strict=True)):
-        by_group.setdefault(g, []).append((ids.numel(), i))
-    chosen = sorted(i for rows in by_group.values() for _, i in sorted(rows)[:keep])
-    return data.subset(chosen)
 
 
 def build_data(
@@ -147,7 +109,7 @@ def build_data(
         corpus=corpus,
     )
     tokens, labelled = label(convs, model, return_report=True, placebo=placebo)
-    tokens = shortest_per_group(tokens, keep_per_criterion)
+    tokens = tokens.shortest_per_group(keep_per_criterion)
     if not write:
         return Data(convs, tokens, labelled)
     update_meta(
@@ -203,7 +165,7 @@ def collect(
     unit: str = "percent",
     batch_size: int = 4,
     progress: bool = True,
-    log: Log = _quiet,
+    log: Log = quiet,
 ) -> ActivationStats:
     """The statistics that fitting with ``method`` and steering in ``unit`` need, at ``layers``
     (None: all): reused from ``out`` when :func:`saved_stats` matches, else collected and saved.
@@ -218,7 +180,7 @@ def collect(
     with process_group(launch, model_device(model)) as distributed:
         stats = saved_stats(out, data, want, **need)
         if distributed:
-            _same_on_every_rank(data, stats is not None)
+            same_on_every_rank(data, stats is not None)
         if stats is not None:
             log(f"reusing {Path(out) / STATS_FILE} (same data and layers)")
             return stats
@@ -238,7 +200,7 @@ def collect(
     return stats
 
 
-def _same_on_every_rank(data: LabelledTokens, reuse: Any) -> None:
+def same_on_every_rank(data: LabelledTokens, reuse: Any) -> None:
     """Raise unless every rank holds the same data and makes the same reuse decisions."""
     seen: list[Any] = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(seen, (data.fingerprint(), reuse))
@@ -299,7 +261,7 @@ def build(
     method: str = "mean_diff",
     unit: str = "percent",
     batch_size: int = 4,
-    log: Log = _quiet,
+    log: Log = quiet,
 ) -> tuple[Data, ValueAxis]:
     """:func:`build_data`, :func:`collect` and :func:`fit`: ICRL data to a saved axis.
 
@@ -328,71 +290,11 @@ def build(
     return data, fit(stats, out, layers=layers, method=method, unit=unit, write=write)
 
 
-def sweep(
-    model: GenerativeModel,
-    data: LabelledTokens,
-    out: PathLike,
-    *,
-    layers: Sequence[int] | None = None,
-    n_splits: int = 10,
-    n_train: int | None = None,
-    train_fraction: float = 0.7,
-    seed: int = 0,
-    batch_size: int = 4,
-    log: Log = _quiet,
-) -> Sweep:
-    """The held-out layer sweep with its controls (``sweep.csv``, ``layer_cosine.csv``).
-
-    ``n_train`` criteria train each split (default ``train_fraction`` of them, at least one
-    held out). A sweep saved in ``out`` for the same model, data, layers and settings
-    (:func:`~value_lens.pipeline.sweep_store.saved_sweep`) is returned without running again.
-    Otherwise statistics saved in ``out`` are reused when :func:`saved_stats` matches, else
-    :func:`~value_lens.analysis.sweep.layer_sweep` reads the model itself.
-
-    Under ``torchrun`` (:func:`~value_lens.pipeline.launch.from_env`) every rank must hold the
-    same data; the ranks sweep together in a process group
-    (``layer_sweep(..., distributed=True)``), every rank returns the result and rank 0 alone
-    writes it.
-    """
-    want = resolve_layers(layers, n_layers(model))
-    n_groups = len(set(data.groups))
-    n_tr = max(1, min(n_groups - 1, round(train_fraction * n_groups)))
-    n_tr = n_tr if n_train is None else n_train
-    cfg = SweepConfig(n_splits=n_splits, n_train=n_tr, seed=seed)
-    request = sweep_request(model_id(model), data, want, cfg)
-    launch = from_env()
-    path = Path(out) / RESULT_FILES["sweep"]
-    with process_group(launch, model_device(model)) as distributed:
-        done = saved_sweep(out, request)
-        stats = None if done is not None else saved_stats(out, data, want)
-        if distributed:
-            _same_on_every_rank(data, (done is not None, stats is not None))
-        if done is not None:
-            log(f"reusing {path} (same model, data, layers and settings)")
-            return Sweep(done, path)
-        if stats is not None:
-            log(f"reusing {Path(out) / STATS_FILE} (same data and layers)")
-        log(f"held-out sweep: {n_splits} splits, {n_tr} of {n_groups} criteria train")
-        res = layer_sweep(
-            model,
-            data,
-            config=cfg,
-            layers=want,
-            stats=stats,
-            batch_size=batch_size,
-            progress=launch is None or launch.writer,
-            distributed=distributed,
-        )
-        world = torch.distributed.get_world_size() if distributed else 1
-    if launch is None or launch.writer:
-        update_meta(out, model=model_id(model), n_layers=n_layers(model), seed=seed)
-        save_sweep(res, out, request, n_criteria=n_groups, processes=world)
-    return Sweep(res, path)
-
-
 def report(
     out: PathLike, *, title: str = "value_lens report", intro: str = "", plotlyjs: str = "inline"
 ) -> Path:
     """``out/report.html`` from every result in ``out``
-    (:func:`~value_lens.pipeline.rundir.report_from_dir`)."""
+    (:func:`~value_lens.pipeline.report.report_from_dir`; the figure code loads only now)."""
+    from value_lens.pipeline.report import report_from_dir
+
     return report_from_dir(out, title=title, intro=intro, plotlyjs=plotlyjs)

@@ -3,14 +3,14 @@
 :func:`save_sweep` writes ``sweep.csv`` and ``layer_cosine.csv`` and records, under ``sweep`` in
 ``run.json``, the sweep's settings and the request it answered (:func:`sweep_request`: the
 model's name, the data's fingerprint, the layers and the
-:class:`~value_lens.analysis.sweep_result.SweepConfig`). :func:`saved_sweep` gives the saved
-sweep back when a new request is the same one, so :func:`value_lens.pipeline.steps.sweep` does
+:class:`~value_lens.analysis.sweep.SweepConfig`). :func:`saved_sweep` gives the saved
+sweep back when a new request is the same one, so :func:`value_lens.pipeline.sweep_steps.sweep` does
 not run again; its ``splits`` and ``timings`` are not saved and come back empty.
 
 Example:
     >>> import tempfile
     >>> import pandas as pd
-    >>> from value_lens.analysis.sweep_result import ClusterCI, SweepConfig, SweepResult
+    >>> from value_lens.analysis.sweep import ClusterCI, SweepConfig, SweepResult
     >>> data = LabelledTokens.from_lists([[1, 2, 3]], [[0, 0, 1]], ["a"])
     >>> req = sweep_request("tiny", data, [0, 1], SweepConfig(n_splits=2))
     >>> res = SweepResult(pd.DataFrame({"layer": [0, 1], "token_auroc_mean": [0.6, 0.7]}),
@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from value_lens.analysis.sweep_result import ClusterCI, SweepConfig, SweepResult
+from value_lens.analysis.sweep import ClusterCI, SweepConfig, SweepResult
 from value_lens.data.tokens import LabelledTokens
 from value_lens.pipeline.rundir import RESULT_FILES, read_meta, update_meta
 
@@ -89,4 +89,6 @@ def saved_sweep(out: PathLike, request: dict[str, Any]) -> SweepResult | None:
         ci=rec["ci"],
         n_tokens=int(rec["n_tokens"]),
         n_placebo_tokens=int(rec["n_placebo_tokens"]),
+        placebo=dict(rec.get("placebo_matching") or {}),
+        timings={"passes": rec["forward_passes"]} if rec.get("forward_passes") else {},
     )

@@ -21,7 +21,7 @@ import copy
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -31,6 +31,7 @@ from value_lens.posttrain.settings import DPOSettings, LoraSettings, SFTSettings
 
 __all__ = ["dpo", "dpo_rows", "sft", "sft_rows_for_trl"]
 
+Say = Callable[[str], None]
 _INSTALL = "install the training extra: pip install 'value_lens[train]' (trl, peft, datasets)"
 
 
@@ -131,7 +132,7 @@ def _common_args(s: _Common, out_dir: str) -> dict[str, Any]:
         "logging_steps": 1,
         "save_strategy": "no",
         "report_to": [],
-        "disable_tqdm": not s.progress,
+        "disable_tqdm": True,  # the bar is value_lens's (_Progress): no widgets in notebooks
         "dataloader_num_workers": 0,
         **_device_args(s),
     }
@@ -208,11 +209,43 @@ def _drop_trl_forward(model: torch.nn.Module) -> None:
             del mod.__dict__["forward"]
 
 
-def _finish(trainer: Any, log: list[dict[str, Any]] | None, progress: bool) -> Any:
-    if not progress:  # the per-step metrics would otherwise be printed
-        from transformers.trainer_callback import PrinterCallback
+def _progress_callback(what: str, enabled: bool | None, say: Say | None) -> Any:
+    """A trainer callback: value_lens's progress bar over the optimiser steps, and after the
+    first step the estimated time of the whole run (to ``say``)."""
+    import time
 
-        trainer.remove_callback(PrinterCallback)
+    from transformers import TrainerCallback
+
+    from value_lens.core.progress import estimate, progress
+
+    class _Progress(TrainerCallback):
+        bar: Any = None
+        t0 = 0.0
+
+        def on_train_begin(self, args, state, control, **kw):  # noqa: ARG002
+            self.bar = progress(total=state.max_steps, desc=what, unit="step", enabled=enabled)
+
+        def on_step_begin(self, args, state, control, **kw):  # noqa: ARG002
+            if state.global_step == 0:
+                self.t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):  # noqa: ARG002
+            self.bar.update(1)
+            if state.global_step == 1 and say is not None:
+                say(estimate(time.perf_counter() - self.t0, state.max_steps, what=what))
+
+        def on_train_end(self, args, state, control, **kw):  # noqa: ARG002
+            self.bar.close()
+
+    return _Progress()
+
+
+def _finish(trainer: Any, log: list[dict[str, Any]] | None, s: _Common, say: Say | None) -> Any:
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # the per-step metrics would otherwise be printed
+    what = "DPO" if isinstance(s, DPOSettings) else "SFT"
+    trainer.add_callback(_progress_callback(what, s.progress, say))
     trainer.train()
     if log is not None:
         log.extend(dict(e) for e in trainer.state.log_history)
@@ -238,6 +271,7 @@ def dpo(
     settings: DPOSettings | None = None,
     *,
     log: list[dict[str, Any]] | None = None,
+    say: Say | None = None,
     **overrides: Any,
 ) -> Any:
     """LoRA DPO on preference ``pairs``; returns the merged HF model (the caller's is untouched).
@@ -248,13 +282,15 @@ def dpo(
             messages or strings), e.g. :func:`value_lens.data.preference.word_pairs`.
         settings: a :class:`DPOSettings` (default: the paper's protocol).
         log: a list to extend with trl's log history (loss, rewards/margins, ... per step).
+        say: called with one line after the first optimiser step: its time and the estimated
+            time of the whole run (:func:`value_lens.core.progress.estimate`).
         **overrides: any :class:`DPOSettings` field, e.g. ``epochs=1, lora={"r": 8}``.
     """
     trl, peft, datasets = _require()
     s = _settings(DPOSettings, settings, overrides)
     model, tok = _copies(model_hf, tokenizer)
     data = datasets.Dataset.from_list(dpo_rows(pairs, enable_thinking=s.enable_thinking))
-    with tempfile.TemporaryDirectory(prefix="value_lens_dpo_") as tmp, _quiet(s.progress):
+    with tempfile.TemporaryDirectory(prefix="value_lens_dpo_") as tmp, _quiet(bool(s.progress)):
         args = trl.DPOConfig(
             **_common_args(s, s.output_dir or tmp),
             beta=s.beta,
@@ -268,7 +304,7 @@ def dpo(
             processing_class=tok,
             peft_config=_lora_config(peft, s),
         )
-        return _finish(trainer, log, s.progress)
+        return _finish(trainer, log, s, say)
 
 
 def sft(
@@ -278,18 +314,19 @@ def sft(
     settings: SFTSettings | None = None,
     *,
     log: list[dict[str, Any]] | None = None,
+    say: Say | None = None,
     **overrides: Any,
 ) -> Any:
     """LoRA SFT on chat ``rows`` (each with ``messages`` ending in the assistant's answer, e.g.
     :func:`value_lens.data.sft.sft_rows`); returns the merged HF model (the caller's is untouched).
-    Settings and ``log`` as in :func:`dpo`, with :class:`SFTSettings`."""
+    Settings, ``log`` and ``say`` as in :func:`dpo`, with :class:`SFTSettings`."""
     trl, peft, datasets = _require()
     s = _settings(SFTSettings, settings, overrides)
     model, tok = _copies(model_hf, tokenizer)
     data = datasets.Dataset.from_list(
         sft_rows_for_trl(rows, enable_thinking=s.enable_thinking, completion_only=s.completion_only)
     )
-    with tempfile.TemporaryDirectory(prefix="value_lens_sft_") as tmp, _quiet(s.progress):
+    with tempfile.TemporaryDirectory(prefix="value_lens_sft_") as tmp, _quiet(bool(s.progress)):
         args = trl.SFTConfig(
             **_common_args(s, s.output_dir or tmp),
             completion_only_loss=s.completion_only,
@@ -302,4 +339,4 @@ def sft(
             processing_class=tok,
             peft_config=_lora_config(peft, s),
         )
-        return _finish(trainer, log, s.progress)
+        return _finish(trainer, log, s, say)

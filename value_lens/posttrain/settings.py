@@ -56,7 +56,9 @@ class _Common:
     when CUDA is available (bf16 only where supported), off on a CPU, where trl's own defaults
     (both on) fail or crawl. ``max_steps`` > 0 stops early (a smoke run). ``output_dir`` ``None``
     = a temporary folder, deleted afterwards. ``enable_thinking=False`` is passed to the chat
-    template (as the paper did for Qwen3; templates without the switch ignore it)."""
+    template (as the paper did for Qwen3; templates without the switch ignore it). ``progress``: a
+    bar over the optimiser steps with the time left (:func:`value_lens.core.progress.progress`;
+    None = in a notebook or a terminal only; True also shows datasets' preprocessing bars)."""
 
     lora: LoraSettings | dict[str, Any] = field(default_factory=LoraSettings)
     lr: float = 5e-5
@@ -72,7 +74,7 @@ class _Common:
     gradient_checkpointing: bool | None = None
     enable_thinking: bool = False
     output_dir: str | None = None
-    progress: bool = False
+    progress: bool | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lora", _lora(self.lora))  # a dict becomes LoraSettings

@@ -18,6 +18,7 @@ from value_lens.viz.figures_evals import (
 from value_lens.viz.heatmap import TokenHeatmap, token_heatmap, trace_difference
 from value_lens.viz.layer_heatmap import layer_token_heatmap
 from value_lens.viz.live import LiveHeatmap
+from value_lens.viz.position import discontinuity_figure, discontinuity_table
 from value_lens.viz.report import write_report
 
 __all__ = [
@@ -29,6 +30,8 @@ __all__ = [
     "confidence_prefill_figure",
     "control_panel_figure",
     "control_table",
+    "discontinuity_figure",
+    "discontinuity_table",
     "dose_response_figure",
     "event_locked_figure",
     "layer_cosine_figure",

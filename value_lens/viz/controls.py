@@ -37,6 +37,7 @@ __all__ = [
     "ci_columns",
     "control_panel_figure",
     "control_table",
+    "forest_figure",
 ]
 
 
@@ -62,23 +63,37 @@ CONTROLS: tuple[Control, ...] = (
         "axis fitted on criterion minus placebo-turn differences",
     ),
     Control(
+        "between",
+        "axis, pairs from two turns",
+        "token_auroc_between",
+        "AFTER vs BEFORE tokens of different turns only",
+        secondary=True,
+    ),
+    Control(
+        "within",
+        "axis, pairs from one turn",
+        "token_auroc_within",
+        "AFTER vs BEFORE tokens of the same turn (any position score ranks these)",
+        secondary=True,
+    ),
+    Control(
         "matched",
-        "axis, matched on distance to turn end",
+        "axis, matched on place and turn length",
         "matched_auroc",
-        "AFTER vs BEFORE within strata of equal distance to the turn end",
+        "AFTER vs BEFORE at the same distance from the turn start and to its end",
     ),
     Control(
         "did_matched",
-        "DiD axis, matched on distance to turn end",
+        "DiD axis, matched on place and turn length",
         "did_matched_auroc",
-        "the DiD axis within strata of distance to the turn end",
+        "the DiD axis at the same distance from the turn start and to its end",
         secondary=True,
     ),
     Control(
         "placebo",
         "axis on placebo turns",
         "placebo_auroc",
-        "failed attempts cut at a pseudo-reward: should be 0.5 if the axis reads value",
+        "failed attempts cut like their real turn: position separates them as on real turns",
     ),
     Control(
         "did_placebo",
@@ -124,7 +139,8 @@ CONTROLS: tuple[Control, ...] = (
         "shuffled",
         "shuffled-label null",
         "shuffled_auroc_mean",
-        "BEFORE/AFTER labels permuted within sequences, refitted",
+        "noise floor: BEFORE/AFTER labels permuted within sequences, refitted (not computed "
+        "on the two-pass path)",
         secondary=True,
     ),
 )
@@ -202,10 +218,26 @@ def control_panel_figure(
     ``hi - auroc`` and ``error_x.arrayminus`` = ``auroc - lo`` (0 where there is no bound).
     """
     t = control_table(df, layer)
-    x = t["auroc"].to_numpy(float)
+    at = int(t["layer"].iloc[0])
+    return forest_figure(
+        t.rename(columns={"auroc": "value"}),
+        highlight="token_auroc_mean",
+        reference=0.5,
+        title=f"Value axis and controls at layer {at}<br><sup>whiskers: {ci_label}; random "
+        "directions: mean to 95th percentile</sup>",
+        xlabel="held-out AUROC (AFTER vs BEFORE)",
+    )
+
+
+def forest_figure(
+    t: pd.DataFrame, *, highlight: str, reference: float, title: str, xlabel: str
+) -> go.Figure:
+    """A forest plot of a table with ``control``, ``column``, ``value``, ``lo`` and ``hi``: one row
+    per score, ``highlight``'s row in blue, a line at ``reference``."""
+    x = t["value"].to_numpy(float)
     plus = np.nan_to_num(t["hi"].to_numpy(float) - x, nan=0.0)
     minus = np.nan_to_num(x - t["lo"].to_numpy(float), nan=0.0)
-    colours = ["#1f4e9c" if c == "token_auroc_mean" else "#555555" for c in t["column"]]
+    colours = ["#1f4e9c" if c == highlight else "#555555" for c in t["column"]]
     fig = go.Figure(
         go.Scatter(
             x=x.tolist(),
@@ -226,13 +258,10 @@ def control_panel_figure(
             showlegend=False,
         )
     )
-    fig.add_vline(x=0.5, line={"color": "#bbbbbb", "width": 1})
+    fig.add_vline(x=reference, line={"color": "#bbbbbb", "width": 1})
     fig.update_layout(
-        title={
-            "text": f"Value axis and controls at layer {int(t['layer'].iloc[0])}"
-            f"<br><sup>whiskers: {ci_label}; random directions: mean to 95th percentile</sup>"
-        },
-        xaxis={"title": {"text": "held-out AUROC (AFTER vs BEFORE)"}},
+        title={"text": title},
+        xaxis={"title": {"text": xlabel}},
         yaxis={"autorange": "reversed", "type": "category"},
         template="plotly_white",
         height=120 + 34 * len(t),

@@ -24,7 +24,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from value_lens.analysis.sweep_result import SweepResult
+from value_lens.analysis.sweep import SweepResult
 from value_lens.errors import InputError
 from value_lens.viz._traces import PALETTE as _PALETTE
 from value_lens.viz._traces import (
@@ -65,16 +65,20 @@ SD_OVER_SPLITS = "sd over overlapping splits (not a standard error)"
 
 
 def ci_label(ci: SweepResult | Mapping[str, Any] | None) -> str:
-    """E.g. "95% CI, cluster bootstrap over conversation_id", from a sweep's bootstrap settings
-    (a :class:`~value_lens.analysis.sweep_result.SweepResult` or its ``.ci``) when given.
+    """E.g. "95% CI, jackknife over group", from a sweep's interval settings (a
+    :class:`~value_lens.analysis.sweep.SweepResult` or its ``.ci``) when given; sweeps recorded
+    before the jackknife (their ``ci`` has ``n_boot``) keep "cluster bootstrap".
 
-    >>> ci_label({"level": 0.9, "cluster": "sequence"}), ci_label(None)
-    ('90% CI, cluster bootstrap over sequence', 'CI, cluster bootstrap')
+    >>> ci_label({"level": 0.9, "cluster": "group"}), ci_label(None)
+    ('90% CI, jackknife over group', 'CI, jackknife over clusters')
+    >>> ci_label({"level": 0.95, "cluster": "sequence", "n_boot": 1000})
+    '95% CI, cluster bootstrap over sequence'
     """
     meta = (ci.ci if isinstance(ci, SweepResult) else ci) or {}
+    kind = "cluster bootstrap" if "n_boot" in meta else "jackknife"
     if "level" in meta and "cluster" in meta:
-        return f"{meta['level']:.0%} CI, cluster bootstrap over {meta['cluster']}"
-    return "CI, cluster bootstrap"
+        return f"{meta['level']:.0%} CI, {kind} over {meta['cluster']}"
+    return "CI, jackknife over clusters"
 
 
 Baseline = tuple[str, str | None] | tuple[str, str, str]
@@ -107,6 +111,26 @@ def default_baselines(df: pd.DataFrame) -> dict[str, Baseline]:
 _SECONDARY = {c.column for c in CONTROLS if c.secondary}
 
 
+def _baseline_traces(
+    fig: go.Figure, df: pd.DataFrame, layer: str, base: Mapping[str, Baseline], ci_name: str
+) -> None:
+    """Each baseline's line with its band (CI or sd), dashed, secondary ones hidden."""
+    dashes = ["dot", "dash", "dashdot", "longdash"]
+    for i, (label, spec) in enumerate(base.items()):
+        colour = _PALETTE[1 + i % (len(_PALETTE) - 1)]
+        kw: dict[str, Any] = {"line": {"dash": dashes[i % len(dashes)]}}
+        if spec[0] in _SECONDARY:
+            kw["visible"] = "legendonly"
+        if len(spec) == 3:
+            band = (df[spec[1]], df[spec[2]])
+            _line_with_band(
+                fig, df[layer], df[spec[0]], band, label, colour, band_name=ci_name, **kw
+            )
+        else:
+            sd = None if spec[1] is None else df[spec[1]]
+            _band(fig, df[layer], df[spec[0]], sd, label, colour, **kw)
+
+
 def sweep_figure(
     sweep: pd.DataFrame | SweepResult,
     *,
@@ -122,13 +146,13 @@ def sweep_figure(
 ) -> go.Figure:
     """Per-layer metric with an uncertainty band, and baseline curves.
 
-    The main band is the cluster-bootstrap CI (``ci`` columns, see
+    The main band is the cluster CI (``ci`` columns, see
     :class:`value_lens.analysis.sweep.ClusterCI`) when ``df`` has them, else ± the ``sd`` column. The
     sd of :func:`~value_lens.analysis.sweep.layer_sweep` is over splits that share most training
     criteria, so it is not a standard error; the subtitle and the hover say which band is drawn.
 
     Args:
-        sweep: a :class:`~value_lens.analysis.sweep_result.SweepResult` or its table (one row
+        sweep: a :class:`~value_lens.analysis.sweep.SweepResult` or its table (one row
             per layer).
         ci_settings: the bootstrap's settings named in the band's label (default: the
             result's ``.ci``; pass them with a bare table, e.g. one read back from disk).
@@ -165,33 +189,7 @@ def sweep_figure(
     use_ci = ci is not None and set(ci) <= set(df.columns) and df[list(ci)].notna().any().all()
     ci_name = ci_label(ci_settings)
     fig = go.Figure()
-    dashes = ["dot", "dash", "dashdot", "longdash"]
-    for i, (label, spec) in enumerate(base.items()):
-        colour = _PALETTE[1 + i % (len(_PALETTE) - 1)]
-        kw: dict[str, Any] = {"line": {"dash": dashes[i % len(dashes)]}}
-        if spec[0] in _SECONDARY:
-            kw["visible"] = "legendonly"
-        if len(spec) == 3:
-            _line_with_band(
-                fig,
-                df[layer],
-                df[spec[0]],
-                (df[spec[1]], df[spec[2]]),
-                label,
-                colour,
-                band_name=ci_name,
-                **kw,
-            )
-        else:
-            _band(
-                fig,
-                df[layer],
-                df[spec[0]],
-                None if spec[1] is None else df[spec[1]],
-                label,
-                colour,
-                **kw,
-            )
+    _baseline_traces(fig, df, layer, base, ci_name)
     nan = np.full(len(df), np.nan)
     custom = np.stack(
         [

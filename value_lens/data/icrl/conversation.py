@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from value_lens.core.io import atomic_write_text
+from value_lens.core.io import atomic_write_text, iter_jsonl
 from value_lens.errors import InputError
 
 __all__ = [
@@ -250,18 +250,4 @@ def load_conversations(path: str | os.PathLike[str]) -> list[Conversation]:
         InputError: naming the line for a non-JSON line, another format, another version or an
             inconsistent conversation.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"conversation file {path} does not exist")
-    out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(
-                f"{path} line {n} is not valid JSON ({exc}); the file is damaged"
-            ) from None
-        out.append(from_record(rec, where=f"{path} line {n}"))
-    return out
+    return [from_record(rec, where=f"{path} line {n}") for n, rec in iter_jsonl(path)]

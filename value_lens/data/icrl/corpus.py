@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from value_lens.core.io import iter_jsonl
 from value_lens.errors import InputError
 
 __all__ = ["MIN_CORPUS", "Paragraph", "load_corpus"]
@@ -64,15 +64,7 @@ def _read_file(path: Path) -> list[Any]:
         raise InputError(f"corpus file {path} does not exist")
     raw = path.read_text(encoding="utf-8")
     if path.suffix == ".jsonl":
-        items = []
-        for n, line in enumerate(raw.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                items.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise InputError(f"corpus file {path} line {n} is not JSON: {exc}") from None
-        return items
+        return [item for _, item in iter_jsonl(path, objects=False)]
     if path.suffix in (".txt", ""):
         blocks = [b.strip() for b in raw.replace("\r\n", "\n").split("\n\n")]
         return [" ".join(b.split()) for b in blocks if b]

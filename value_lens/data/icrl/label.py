@@ -22,15 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from random import Random
 from typing import Any, Literal, overload
 
 import torch
 
 from value_lens.core.chat import context_through, format_chat
 from value_lens.data.icrl.conversation import Conversation, split_thinking
-from value_lens.data.icrl.placebo import apply_placebo, criterion_cuts
 from value_lens.data.icrl.registry import CRITERIA
+from value_lens.data.placebo import DEFAULT_TOLERANCE, PlaceboMatch, match_sequence
 from value_lens.data.tokens import AFTER, BEFORE, IGNORE, REWARD, LabelledTokens
 from value_lens.errors import InputError
 
@@ -118,6 +117,57 @@ def _resolve(model_or_tokenizer: Any, prepend_bos: bool | None) -> tuple[Any, in
     return tok, limit, bos
 
 
+@dataclass(frozen=True)
+class _TurnLabeller:
+    """Labels one assistant turn of a conversation (see :func:`label_with_report`)."""
+
+    tok: Any
+    limit: int | None
+    bos: bool
+    span_fn: SpanFn
+    enable_thinking: bool | None
+    drop_too_long: bool
+    min_side_tokens: int
+
+    def label(self, conv: Conversation, pos: int, mi: int) -> Any:
+        """``(ids, labels, chat, offsets, (turn_start, turn_end))`` of message ``mi``, or the
+        reason it was dropped (a string)."""
+        # render through the next user turn, as in the whole conversation: a template may
+        # render a final assistant turn differently (Qwen3 adds an empty think block)
+        chat = format_chat(
+            self.tok, context_through(conv.full_messages, mi), enable_thinking=self.enable_thinking
+        )
+        span = chat.spans[mi]
+        content = chat.content(mi)
+        _, off = split_thinking(content)
+        body = content[off:].rstrip()
+        b0, b1 = span.start + off, span.start + off + len(body)
+        char_spans = [(b0 + s, b0 + e) for s, e in self.span_fn(conv, pos, body) if e > s]
+        if not char_spans:
+            return "no reward span in the body"
+        text = chat.text
+        use_bos = self.bos and not (self.tok.bos_token and text.startswith(self.tok.bos_token))
+        ids, offs = tokenize_with_offsets(self.tok, text, prepend_bos=use_bos)
+        # keep the tokens up to the end of the labelled message: causal attention makes
+        # them read exactly as in the rendered context, and nothing after them is labelled
+        keep = 1 + max(j for j, (s, e) in enumerate(offs) if e > s and s < span.end)
+        ids, offs = ids[:keep], offs[:keep]
+        if self.limit is not None and len(ids) > self.limit:
+            if self.drop_too_long:
+                return f"too long: {len(ids)} tokens"
+            raise InputError(
+                f"conversation {conv.conversation_id!r} (up to paragraph {pos}) has {len(ids)} "
+                f"tokens but the model's context is {self.limit}; drop it or load the model with "
+                "a larger n_ctx"
+            )
+        lab = _labels(offs, (b0, b1), char_spans, conv.conversation_id, pos)
+        before, after = int((lab == BEFORE).sum()), int((lab == AFTER).sum())
+        if min(before, after) < self.min_side_tokens:
+            return f"too few tokens: {before} before, {after} after"
+        body_idx = [j for j, (s, e) in enumerate(offs) if s < b1 and e > b0]
+        return ids, lab, chat, offs, (body_idx[0], body_idx[-1] + 1)
+
+
 def label_with_report(
     conversations: Iterable[Conversation],
     model_or_tokenizer: Any,
@@ -130,7 +180,7 @@ def label_with_report(
     allow_empty: bool = False,
     drop_too_long: bool = False,
     placebo: bool = False,
-    placebo_seed: int = 0,
+    placebo_tolerance: int = DEFAULT_TOLERANCE,
 ) -> tuple[LabelledTokens, LabelReport]:
     """Label reward tokens of ICRL conversations for :func:`value_lens.fitting.collect.collect_stats`.
 
@@ -148,11 +198,14 @@ def label_with_report(
         drop_too_long: drop (and report) turns longer than the model's context instead of
             raising.
         placebo: also label the failed attempts (pre-discovery failures included) that precede
-            each labelled turn, around a pseudo-reward cut whose relative position is drawn from
-            the real turns of the same criterion: ``PLACEBO_BEFORE`` / ``PLACEBO_AFTER`` (see
-            :mod:`value_lens.data.icrl.placebo`). They sit in the same sequences, so they cost
-            no extra forward pass; ``meta["placebo_turns"]`` records each one.
-        placebo_seed: seed of the cut draws (each draw is seeded by conversation and message).
+            each labelled turn, around a pseudo-reward span of the real reward's length placed so
+            that the tokens before and after it match the labelled turn of the same sequence in
+            number (:func:`value_lens.data.placebo.matched_cut`): ``PLACEBO_BEFORE`` /
+            ``PLACEBO_AFTER``. They sit in the same sequences, so they cost no extra forward
+            pass; ``meta["placebo_turns"]`` records every candidate turn with its ``cut``
+            (``None`` for one that could not be matched; the report counts them).
+        placebo_tolerance: the largest difference in tokens between a placebo side and the real
+            side it is matched to.
 
     Returns:
         One sequence per kept turn: the tokens of the whole conversation up to the end of the
@@ -166,7 +219,9 @@ def label_with_report(
             spans that cannot be aligned to tokens, or when nothing could be labelled.
     """
     tok, limit, bos = _resolve(model_or_tokenizer, prepend_bos)
-    span_fn = spans or _criterion_spans
+    one = _TurnLabeller(
+        tok, limit, bos, spans or _criterion_spans, enable_thinking, drop_too_long, min_side_tokens
+    )
     report = LabelReport()
     ids_out: list[torch.Tensor] = []
     labels_out: list[torch.Tensor] = []
@@ -182,49 +237,12 @@ def label_with_report(
         failed = sorted(index[k] for k in _failed(conv) if k in index)
         for pos, att in where:
             mi = index.get((pos, att))
-            if mi is None:
-                report.dropped.append((conv.conversation_id, pos, "assistant message not found"))
+            got = "assistant message not found" if mi is None else one.label(conv, pos, mi)
+            if isinstance(got, str):
+                report.dropped.append((conv.conversation_id, pos, got))
                 continue
-            # render through the next user turn, as in the whole conversation: a template may
-            # render a final assistant turn differently (Qwen3 adds an empty think block)
-            chat = format_chat(
-                tok, context_through(conv.full_messages, mi), enable_thinking=enable_thinking
-            )
-            span = chat.spans[mi]
-            content = chat.content(mi)
-            _, off = split_thinking(content)
-            body = content[off:].rstrip()
-            b0, b1 = span.start + off, span.start + off + len(body)
-            char_spans = [(b0 + s, b0 + e) for s, e in span_fn(conv, pos, body) if e > s]
-            if not char_spans:
-                report.dropped.append((conv.conversation_id, pos, "no reward span in the body"))
-                continue
-            text = chat.text
-            use_bos = bos and not (tok.bos_token and text.startswith(tok.bos_token))
-            ids, offs = tokenize_with_offsets(tok, text, prepend_bos=use_bos)
-            # keep the tokens up to the end of the labelled message: causal attention makes
-            # them read exactly as in the rendered context, and nothing after them is labelled
-            keep = 1 + max(j for j, (s, e) in enumerate(offs) if e > s and s < span.end)
-            ids, offs = ids[:keep], offs[:keep]
-            if limit is not None and len(ids) > limit:
-                if drop_too_long:
-                    report.dropped.append(
-                        (conv.conversation_id, pos, f"too long: {len(ids)} tokens")
-                    )
-                    continue
-                raise InputError(
-                    f"conversation {conv.conversation_id!r} (up to paragraph {pos}) has {len(ids)} "
-                    f"tokens but the model's context is {limit}; drop it or load the model with a "
-                    "larger n_ctx"
-                )
-            lab = _labels(offs, (b0, b1), char_spans, conv.conversation_id, pos)
-            before, after = int((lab == BEFORE).sum()), int((lab == AFTER).sum())
-            if min(before, after) < min_side_tokens:
-                report.dropped.append(
-                    (conv.conversation_id, pos, f"too few tokens: {before} before, {after} after")
-                )
-                continue
-            body_idx = [j for j, (s, e) in enumerate(offs) if s < b1 and e > b0]
+            assert mi is not None
+            ids, lab, chat, offs, (t0, t1) = got
             if placebo:
                 earlier = [j for j in failed if j < mi]
                 failed = [j for j in failed if j > mi]
@@ -240,14 +258,14 @@ def label_with_report(
                     "paragraph_position": pos,
                     "attempt": att,
                     "message_index": mi,
-                    "turn_start": body_idx[0],
-                    "turn_end": body_idx[-1] + 1,
+                    "turn_start": t0,
+                    "turn_end": t1,
                     "source": conv.meta.get("source", ""),
                 }
             )
             report.kept += 1
     if placebo:
-        _add_placebo(labels_out, metas, groups, pending, report, min_side_tokens, placebo_seed)
+        _add_placebo(labels_out, metas, pending, report, min_side_tokens, placebo_tolerance)
     if not ids_out and not allow_empty:
         raise InputError(
             f"no turn could be labelled ({report.reasons() or 'no conversations'}); generate more "
@@ -340,19 +358,22 @@ def _body_tokens(chat: Any, mi: int, offs: Sequence[Span]) -> tuple[int, int]:
 def _add_placebo(
     labels: list[torch.Tensor],
     metas: list[dict[str, Any]],
-    groups: list[str],
     pending: list[tuple[int, str, list[tuple[int, int, int]]]],
     report: LabelReport,
     min_side_tokens: int,
-    seed: int,
+    tolerance: int,
 ) -> None:
-    cuts = criterion_cuts(labels, metas, groups)
     for k, cid, turns in pending:
-        live = [t for t in turns if t[2] > t[1]]
-        rng = Random(f"{seed}|{cid}|{metas[k]['message_index']}")
-        placed, dropped = apply_placebo(
-            labels[k], live, cuts[groups[k]], rng=rng, min_side_tokens=min_side_tokens
+        metas[k]["placebo_turns"] = [
+            {"message_index": mi, "turn_start": s, "turn_end": e} for mi, s, e in turns if e > s
+        ]
+        match = PlaceboMatch()
+        metas[k]["placebo_turns"] = match_sequence(
+            labels[k], metas[k], tolerance=tolerance, min_side_tokens=min_side_tokens, report=match
         )
-        metas[k]["placebo_turns"] = placed
         pos = int(metas[k]["paragraph_position"])
-        report.dropped.extend((cid, pos, reason) for reason in dropped)
+        report.dropped.extend(
+            (cid, pos, f"placebo not matched: {why}")
+            for why, n in match.dropped.items()
+            for _ in range(n)
+        )

@@ -142,6 +142,50 @@ def _load_labels(path: Path) -> list[dict[str, Any]]:
     return raw
 
 
+def _entries_to_label(
+    entries: list[dict[str, Any]],
+    by_id: Mapping[str, Conversation],
+    dropped: list[tuple[str, int, str]],
+) -> tuple[list[Conversation], dict[tuple[str, int], list[str]]]:
+    """The conversations the released labels point at, and their reward words per
+    ``(conversation_id, paragraph)``; every entry left out is appended to ``dropped``."""
+    words: dict[tuple[str, int], list[str]] = {}
+    chosen: list[Conversation] = []
+    for e in entries:
+        cid = f"{e['reward_fn']}__conv{int(e['conversation_idx']):02d}"
+        pos = int(e["paragraph_position"])
+        conv = by_id.get(cid)
+        why = None if conv is None else _entry_problem(conv, pos, e)
+        if conv is None:
+            why = "no conversation with this id"
+        elif why is None and (cid, pos) in words:
+            why = "duplicate entry for this paragraph"
+        if why is not None:
+            dropped.append((cid, pos, why))
+            continue
+        assert conv is not None
+        words[(cid, pos)] = [str(w) for w in e["reward_words"]]
+        chosen.append(conv)
+    return chosen, words
+
+
+def _entry_problem(conv: Conversation, pos: int, e: Mapping[str, Any]) -> str | None:
+    """Why a released label entry cannot be used for ``conv`` (None: it can)."""
+    if conv.discovery_paragraph is None or pos != conv.discovery_paragraph + 1:
+        return "entry is not the first post-discovery paragraph"
+    good = next(
+        (a for p in conv.paragraphs if p.paragraph_position == pos for a in p.attempts if a.reward),
+        None,
+    )
+    if good is None:
+        return "paragraph has no successful attempt"
+    if good.modified_text.strip() != str(e["modified"]).strip():
+        return "label text differs from the successful attempt"
+    if not e["reward_words"]:
+        return "no reward words"
+    return None
+
+
 def import_official(
     conversations: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     labels: str | os.PathLike[str] | None = None,
@@ -207,43 +251,7 @@ def import_official(
             allow_empty=True,
         )
         return OfficialImport(convs, data if len(data) else None, dropped + rep.dropped)
-    entries = _load_labels(Path(labels))
-    words: dict[tuple[str, int], list[str]] = {}
-    chosen: list[Conversation] = []
-    for e in entries:
-        cid = f"{e['reward_fn']}__conv{int(e['conversation_idx']):02d}"
-        pos = int(e["paragraph_position"])
-        conv = by_id.get(cid)
-        if conv is None:
-            dropped.append((cid, pos, "no conversation with this id"))
-            continue
-        if conv.discovery_paragraph is None or pos != conv.discovery_paragraph + 1:
-            dropped.append((cid, pos, "entry is not the first post-discovery paragraph"))
-            continue
-        good = next(
-            (
-                a
-                for p in conv.paragraphs
-                if p.paragraph_position == pos
-                for a in p.attempts
-                if a.reward
-            ),
-            None,
-        )
-        if good is None:
-            dropped.append((cid, pos, "paragraph has no successful attempt"))
-            continue
-        if good.modified_text.strip() != str(e["modified"]).strip():
-            dropped.append((cid, pos, "label text differs from the successful attempt"))
-            continue
-        if not e["reward_words"]:
-            dropped.append((cid, pos, "no reward words"))
-            continue
-        if (cid, pos) in words:
-            dropped.append((cid, pos, "duplicate entry for this paragraph"))
-            continue
-        words[(cid, pos)] = [str(w) for w in e["reward_words"]]
-        chosen.append(conv)
+    chosen, words = _entries_to_label(_load_labels(Path(labels)), by_id, dropped)
 
     def spans(conv: Conversation, pos: int, body: str) -> list[tuple[int, int]]:
         found = words.get((conv.conversation_id, pos), [])

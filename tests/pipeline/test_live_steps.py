@@ -15,7 +15,8 @@ from rich.console import Console
 import value_lens as vl
 from value_lens.analysis.monitor import MonitorEvent
 from value_lens.core.generate import GenerationConfig
-from value_lens.viz.terminal import TerminalView, WatchConfig, chat, token_text, watch
+from value_lens.pipeline.live_steps import WatchConfig, chat, watch
+from value_lens.viz.terminal import TerminalView, token_text
 
 GEN = GenerationConfig(max_new_tokens=6, temperature=1.0, seed=5)
 
@@ -119,7 +120,7 @@ def test_watch_stop_rule_ends_every_row(tiny, axis, tmp_path):
 
 
 def test_chat_keeps_the_history_and_stops_at_exit(tiny, axis, tmp_path, monkeypatch):
-    from value_lens.viz import terminal
+    from value_lens.pipeline import live_steps
 
     fed = []  # the prompts each turn hands to generate (the tiny model barely reads them)
 
@@ -127,7 +128,7 @@ def test_chat_keeps_the_history_and_stops_at_exit(tiny, axis, tmp_path, monkeypa
         fed.append(prompts)
         return vl.generate(model, prompts, *args, **kw)
 
-    monkeypatch.setattr(terminal, "generate", spy)
+    monkeypatch.setattr(live_steps, "generate", spy)
     con = _console()
     lines = iter(["hi there\n", "\n", "and again\n", "/exit\n", "never read\n"])
     log = tmp_path / "chat.jsonl"

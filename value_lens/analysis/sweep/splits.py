@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from value_lens.analysis.clusters import cluster_codes
-from value_lens.analysis.projections import TokenProjections
+from value_lens.analysis.sweep.tokens import TokenProjections
 from value_lens.data.tokens import LabelledTokens
 from value_lens.errors import InputError
 

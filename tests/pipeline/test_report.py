@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
@@ -11,13 +12,8 @@ from tests._offline import external_urls, png_pixels, screenshot
 from value_lens._version import __version__
 from value_lens.analysis.readout import ValueTrace
 from value_lens.errors import InputError
-from value_lens.pipeline.rundir import (
-    RESULT_FILES,
-    load_trace,
-    report_from_dir,
-    save_trace,
-    update_meta,
-)
+from value_lens.pipeline.report import report_from_dir
+from value_lens.pipeline.rundir import RESULT_FILES, load_trace, save_trace, update_meta
 from value_lens.viz import layer_token_heatmap, token_heatmap, write_report
 
 
@@ -159,38 +155,49 @@ def test_missing_chromium_fails_in_ci_and_skips_locally(monkeypatch):
         off.require_chromium()
 
 
-def _controls_sweep(matched, lo, hi, placebo=0.55):
-    """A sweep table whose best layer (1) has the given matched AUROC and CI."""
+def _controls_sweep(value, lo, hi, placebo=0.55):
+    """A sweep table whose best layer (1) has the given rd_value and interval."""
     return pd.DataFrame(
         {
             "layer": [0, 1, 2],
             "token_auroc_mean": [0.6, 0.9, 0.7],
             "token_auroc_ci_lo": [0.5, 0.85, 0.6],
             "token_auroc_ci_hi": [0.7, 0.95, 0.8],
-            "matched_auroc": [0.5, matched, 0.55],
-            "matched_auroc_ci_lo": [0.4, lo, 0.45],
-            "matched_auroc_ci_hi": [0.6, hi, 0.65],
+            "token_auroc_between": [0.6, 0.88, 0.7],
+            "token_auroc_within": [0.6, 0.97, 0.7],
+            "matched_auroc": [0.5, np.nan, 0.55],
+            "matched_n_pairs": [3.0, 3.0, 3.0],
             "placebo_auroc": [0.6, placebo, 0.6],
             "placebo_auroc_ci_lo": [0.5, placebo - 0.05, 0.5],
             "placebo_auroc_ci_hi": [0.7, placebo + 0.05, 0.7],
             "end_proximity_auroc": [0.8, 0.8, 0.8],
+            "placebo_end_proximity_auroc": [0.79, 0.79, 0.79],
             "random_auroc_mean": [0.5, 0.51, 0.5],
             "random_auroc_p95": [0.56, 0.57, 0.56],
+            "rd_jump": [0.1, value + 0.3, 0.2],
+            "rd_jump_ci_lo": [0.0, value + 0.1, 0.1],
+            "rd_jump_ci_hi": [0.2, value + 0.5, 0.3],
+            "rd_placebo_jump": [0.1, 0.3, 0.1],
+            "rd_value": [0.0, value, 0.1],
+            "rd_value_ci_lo": [-0.1, lo, 0.0],
+            "rd_value_ci_hi": [0.1, hi, 0.2],
+            "few_clusters": [True, True, True],
         }
     )
 
 
 @pytest.mark.parametrize(
-    ("matched", "lo", "hi", "verdict"),
+    ("value", "lo", "hi", "verdict"),
     [
-        (0.73, 0.64, 0.81, "carries value information beyond position"),
-        (0.52, 0.47, 0.58, "shows no value information beyond position"),
+        (0.4, 0.12, 0.68, "carries value information beyond position"),
+        (0.01, -0.06, 0.08, "shows no value information beyond position"),
+        (0.2, -0.2, 0.6, "cannot be told apart from position"),
     ],
 )
-def test_report_first_section_answers_from_the_numbers(tmp_path, matched, lo, hi, verdict):
+def test_report_first_section_answers_from_the_numbers(tmp_path, value, lo, hi, verdict):
     update_meta(
         tmp_path,
-        sweep={"ci": {"cluster": "conversation_id", "level": 0.95}},
+        sweep={"ci": {"cluster": "group", "level": 0.95}, "smallest_effect": 0.1},
         code_suite={
             "layer": 1,
             "d": 0.42,
@@ -202,27 +209,31 @@ def test_report_first_section_answers_from_the_numbers(tmp_path, matched, lo, hi
             "pct_correct_higher": 68.75,
         },
     )
-    _controls_sweep(matched, lo, hi).to_csv(tmp_path / RESULT_FILES["sweep"], index=False)
+    _controls_sweep(value, lo, hi).to_csv(tmp_path / RESULT_FILES["sweep"], index=False)
     html = report_from_dir(tmp_path, intro="Intro text.").read_text()
     first = html.index("<h2>About this run</h2>")
     end = html.index("<h2>", first + 5)
     section = html[first:end]
     assert html.index("<h2>") == first and "Intro text." in section  # the first section
-    # the sentence quotes the best layer's numbers (hand-written above), with its verdict
+    # the verdict quotes the best layer's rd_value and interval (hand-written above)
     assert f"At layer 1 the axis {verdict}" in section
-    assert f"{matched:.2f} [{lo:.2f}, {hi:.2f}]" in section and "0.90" in section
-    assert "placebo turns score 0.55" in section
-    # the control panel: the forest plot at layer 1 and its table, with the CI's name
-    assert "Value axis and controls at layer 1" in section
-    assert "95% CI, cluster bootstrap over conversation_id" in section
-    assert "axis, matched on distance to turn end" in section and "axis on placebo turns" in section
+    assert f"{value:.2f} [{lo:.2f}, {hi:.2f}] within-turn sd" in section
+    assert "not enough matched pairs" in section and "Fewer than 10 held-out clusters" in section
+    assert "0.88 between turns, 0.97 within turns" in section
+    # the discontinuity panel, then the AUROC control panel with the interval's name
+    assert "Value beyond position at layer 1" in section
+    assert section.index("Value beyond position at layer 1") < section.index(
+        "Value axis and controls at layer 1"
+    )
+    assert "95% CI, jackknife over group" in section and "axis on placebo turns" in section
     # the code suite's sentence, from run.json's numbers
-    assert "Cohen&#x27;s d = 0.42 (95% CI [0.11, 0.77], bootstrap over 12 problems" in section
+    assert "Cohen&#x27;s d = 0.42 (95% CI [0.11, 0.77], over 12 problems, 48 pairs" in section
+    assert "position is the same" not in section  # not true of rename and syntax corruptions
     assert "the interval excludes 0" in section and "69% of pairs" in section
 
 
 def test_report_without_the_matched_control_has_no_sentence(tmp_path):
-    """Older sweep tables (no matched control) keep the sweep section and no sentence."""
+    """Older sweep tables (no discontinuity) keep the sweep section and no sentence."""
     pd.DataFrame({"layer": [0, 1], "token_auroc_mean": [0.6, 0.9]}).to_csv(
         tmp_path / RESULT_FILES["sweep"], index=False
     )

@@ -3,9 +3,9 @@
 :func:`project_tokens` stores, for every BEFORE/AFTER token and layer, its projections onto a
 basis (every group's difference vector plus random directions) and its norm. The two
 strategies :func:`group_diffs_from_stats` (statistics pass, then a projection pass) and
-:func:`single_pass` (keep the residuals, derive everything from them) feed
+:func:`from_residuals` (keep the residuals, derive everything from them) feed
 :func:`value_lens.analysis.sweep.layer_sweep`, which takes its training sets and bootstrap clusters
-from :mod:`value_lens.analysis.splits`.
+from :mod:`value_lens.analysis.sweep.splits`.
 
 Besides BEFORE/AFTER tokens, the passes keep placebo tokens (``PLACEBO_BEFORE``/``PLACEBO_AFTER``,
 from ``icrl.label(..., placebo=True)``) and every token's turn span, for the position controls of
@@ -16,14 +16,13 @@ from ``icrl.label(..., placebo=True)``) and every token's turn span, for the pos
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
-from value_lens.analysis.token_projections import (
+from value_lens.analysis.sweep.tokens import (
     MAX_BATCH_TOKENS,
     RankShare,
     TokenProjections,
@@ -31,9 +30,16 @@ from value_lens.analysis.token_projections import (
 from value_lens.core.hooks import run_resid_hooks
 from value_lens.core.model import d_model, model_device, n_ctx
 from value_lens.core.protocols import HookedModel
-from value_lens.data.tokens import AFTER, BEFORE, PLACEBO_AFTER, PLACEBO_BEFORE, LabelledTokens
+from value_lens.data.tokens import (
+    AFTER,
+    BEFORE,
+    IGNORE,
+    PLACEBO_AFTER,
+    PLACEBO_BEFORE,
+    LabelledTokens,
+)
 from value_lens.errors import InputError, NonFiniteActivationError
-from value_lens.fitting.collect import checked_sequences, collect_stats, iter_batches, padded_batch
+from value_lens.fitting.collect import checked_sequences, iter_batches, padded_batch
 from value_lens.fitting.distributed import all_reduce_sum
 from value_lens.fitting.stats import ActivationStats
 
@@ -45,7 +51,7 @@ __all__ = [
     "group_diffs_from_stats",
     "project_tokens",
     "shuffled_diffs",
-    "single_pass",
+    "from_residuals",
 ]
 
 
@@ -87,9 +93,13 @@ def project_tokens(
     truncate: bool = False,
     progress: bool = True,
     indices: list[int] | None = None,
+    labels: tuple[int, ...] | None = KEPT,
 ) -> TokenProjections:
     """One forward pass storing each BEFORE/AFTER token's projections onto ``basis[layer]``.
 
+    ``labels``: the labels of the tokens kept (default BEFORE, AFTER and the placebo labels;
+    ``None``: every labelled token, as :func:`value_lens.analysis.sweep.stats.stats_from_residuals`
+    needs).
     Tokens of groups not in ``groups`` are skipped. Memory is ``4 * N * L * (K + 1)`` bytes
     (e.g. 76k labelled tokens x 36 layers x 65 directions: 0.7 GB). With ``basis=None`` the
     residuals themselves are kept (``proj`` is then ``[L, N, D]``: ``4 * N * L * D`` bytes).
@@ -115,7 +125,7 @@ def project_tokens(
         if not idx:
             continue
         tokens, lab = padded_batch(seqs, data.labels, idx, pad_id)
-        sel = torch.isin(lab, torch.tensor(KEPT))
+        sel = lab != IGNORE if labels is None else torch.isin(lab, torch.tensor(labels))
         rows, cols = sel.nonzero(as_tuple=True)
         start, end = _turn_spans(data, idx, lab)
         meta.append(
@@ -178,23 +188,13 @@ def _turn_spans(
 
 
 def group_diffs_from_stats(
-    model: HookedModel,
-    data: LabelledTokens,
-    L: list[int],
-    stats: ActivationStats | None,
-    min_count: int,
-    opts: dict[str, Any],
-    *,
-    distributed: bool = False,
+    data: LabelledTokens, L: list[int], stats: ActivationStats, min_count: int
 ) -> SweepBasis:
     """Per-group AFTER - BEFORE (and placebo) mean differences (fp64) from sufficient statistics.
 
-    No residuals, so no shuffled-label vectors (``S = 0``). ``distributed``: the statistics are
-    collected over the process group (``collect_stats(..., distributed=True)``).
+    No residuals, so no shuffled-label vectors (``S = 0``).
     """
-    if stats is None:
-        stats = collect_stats(model, data, layers=L, distributed=distributed, **opts)
-    elif stats.meta.get("dataset_hash") not in (None, "", data.fingerprint()):
+    if stats.meta.get("dataset_hash") not in (None, "", data.fingerprint()):
         raise InputError(
             "the given stats were collected on different data (dataset hash mismatch); "
             "pass the same LabelledTokens or let layer_sweep collect (stats=None)"
@@ -278,36 +278,27 @@ def shuffled_diffs(
     return out
 
 
-def single_pass(
-    model: HookedModel,
+def from_residuals(
+    raw: TokenProjections,
     data: LabelledTokens,
-    L: list[int],
     rand: torch.Tensor,
     min_count: int,
-    opts: dict[str, Any],
     *,
     did: bool = False,
     n_shuffle: int = 0,
     seed: int = 0,
     share: RankShare | None = None,
 ) -> tuple[SweepBasis, TokenProjections]:
-    """One forward pass keeping the labelled residuals; every direction and projection from them.
+    """The sweep's basis and projections from kept residuals (``raw.proj``: ``[L, N, D]``, as
+    :func:`project_tokens` with ``basis=None`` returns them): the one-pass path after its
+    forward pass, so planted residuals can be swept too.
 
     The projections are onto :meth:`SweepBasis.stacked` then ``rand``. The shuffled vectors
     permute BEFORE/AFTER (and, for ``did``, PLACEBO_BEFORE/PLACEBO_AFTER, subtracted) within
     each sequence, ``n_shuffle`` draws seeded by ``seed``. With a ``share`` (under
-    ``torch.distributed``) each rank keeps the residuals of its share only: the ranks' sums are
-    added and only the tokens' labels and projections are gathered.
+    ``torch.distributed``) ``raw`` holds this rank's residuals only: the ranks' sums are added
+    and only the tokens' labels and projections are gathered.
     """
-    raw = project_tokens(
-        model,
-        data,
-        L,
-        None,
-        data.group_names,
-        indices=None if share is None else share.indices,
-        **opts,
-    )
     x = torch.from_numpy(raw.proj)  # [L, n, D] fp32 residuals (this rank's tokens)
     rows = None
     if share is not None:  # every rank's tokens (without residuals), in one-process order
@@ -333,7 +324,7 @@ def single_pass(
     remap = torch.full((len(names),), -1, dtype=torch.long)
     remap[keep_g] = torch.arange(keep_g.numel())
     tok = (remap[g_all] >= 0).numpy()
-    tp = raw.take(tok, proj=np.zeros((len(L), int(tok.sum()), 0), dtype=np.float32))
+    tp = raw.take(tok, proj=np.zeros((x.shape[0], int(tok.sum()), 0), dtype=np.float32))
     tp.group = remap[g_all][tok].numpy()
     G, rows_t = keep_g.numel(), None
     if rows is None:
