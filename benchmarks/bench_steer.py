@@ -1,12 +1,21 @@
-"""Generation and steering benchmark (issues 5 and 13): value_lens ``generate`` against a separate,
-plain HF ``generate`` on the same weights, and the cost of a dose-response grid per token.
+"""Generation and steering benchmark (issues 5, 13 and 23): value_lens ``generate`` against a
+separate, plain HF ``generate`` on the same weights, each steering mode's overhead, and the cost of
+a dose-response grid per token.
 
 Configurations, each at batch 1 (4 chat prompts one by one) and batch 8 (the 4 prompts twice,
 one batch), greedy, KV cache, every row forced to ``--tokens`` new tokens (``stop_at_eos=False``,
 so all token counts are equal): ``plain_hf`` (a separately loaded HF model), ``bridge`` (the
 bridge's own decoding loop), ``fast`` (HF ``generate`` on the bridge's HF modules,
-:mod:`value_lens.core.fastpath`), and ``fast`` steered on one layer and on every layer.
+:mod:`value_lens.core.fastpath`), ``fast`` steered on one layer and on every layer, and on one
+layer in the modes of issue 23: ``fast_cap``, ``fast_rotate``, ``fast_conditional`` and (batch 8
+only: 4 donor and 4 host rows in one batch, the same work as 8 unsteered rows)
+``fast_transplant``. ``x_fast_unsteered`` is each configuration's median time over unsteered
+``fast`` on the same rows (targets: 1.02 for cap, rotate and conditional; 1.05 for transplant).
 ``same_tokens`` records whether fast, bridge and plain HF produced identical tokens.
+
+``--modes`` computes the steering modes' non-timing numbers instead (see
+``benchmarks/_steer_modes.py``: each mode's A/B effect and reliability on SmolLM2, the transplant
+against its constant-push control) and keeps the timings already in ``--out``.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_steer.py              # SmolLM2, a few minutes
     python benchmarks/bench_steer.py --model tiny --repeats 3        # smoke run
@@ -95,6 +104,11 @@ def _fast_generation(model, axis, cal, layer, args) -> dict:
         "fast": dict(backend="hf"),
         "fast_steer_1_layer": dict(backend="hf", steer=one),
         "fast_steer_all_layers": dict(backend="hf", steer=all_),
+        **{
+            f"fast_{k}": dict(backend="hf", steer=v)
+            for k, v in _mode_steers(model, axis, layer, cal).items()
+        },
+        "fast_transplant": dict(backend="hf"),  # batch 8 only: 4 (donor, host) pairs, one batch
     }
     records, med_all, toks_all, same = [], {}, {}, {}
     for batch in args.batches:
@@ -105,11 +119,15 @@ def _fast_generation(model, axis, cal, layer, args) -> dict:
             t0 = time.perf_counter()
             if name == "plain_hf":
                 out = _plain_hf(plain_hf or model.original_model, model, rows, batch, args.tokens)
+            elif name == "fast_transplant":
+                out = _transplanted(model, axis, layer, rows, kw)
             else:
                 out = [g.output_ids.tolist() for g in generate(model, rows, **kw, **configs[name])]
             return time.perf_counter() - t0, out
 
-        names = (["plain_hf"] if plain_hf is not None else []) + list(configs)
+        names = (["plain_hf"] if plain_hf is not None else []) + [
+            n for n in configs if batch == 8 or n != "fast_transplant"
+        ]
         for name in names:
             run(name)  # warm-up
         times: dict[str, list[float]] = {k: [] for k in names}
@@ -141,6 +159,48 @@ def _fast_generation(model, axis, cal, layer, args) -> dict:
             )
         med_all[str(batch)], toks_all[str(batch)] = med, n_tok
     return {"records": records, "median_seconds": med_all, "tokens": toks_all, "same_tokens": same}
+
+
+def _mode_steers(model, axis, layer, cal) -> dict:
+    """One-layer steerings in the newer modes, set to move some tokens but not all: a cap at the
+    25th percentile of the projection on the prompts, a 10-degree rotation, and a 0.5% push
+    conditioned on the projection's rolling mean crossing its median (so some rows trigger)."""
+    from value_lens.analysis import stop
+    from value_lens.analysis.monitor import monitor
+    from value_lens.steering.condition import Condition
+    from value_lens.steering.modes import calibrate_cap
+    from value_lens.steering.steer import steer
+
+    floor = calibrate_cap(model, axis, PROMPTS, quantile=0.25, layers=[layer])
+    median = calibrate_cap(model, axis, PROMPTS, quantile=0.5, layers=[layer])[layer]
+    rule = Condition(
+        monitor(axis, layer, metric="projection", aggregate="mean:8"), stop.above("mean", median)
+    )
+    return {
+        "cap": steer(model, axis, layers=layer, mode="cap", floor=floor),
+        "rotate": steer(model, axis, layers=layer, mode="rotate", angle=10.0),
+        "conditional": steer(
+            model, axis, layers=layer, alpha=0.5, unit="percent", calibration=cal, when=rule
+        ),
+    }
+
+
+def _transplanted(model, axis, layer, rows, kw) -> list:
+    """Token ids of a transplant over (rows[0], rows[1]), (rows[2], rows[3]), ... in one batch,
+    donors and hosts interleaved as the rows were (the same work as generating all rows)."""
+    from value_lens.steering.transplant import transplant
+
+    out = transplant(
+        model,
+        axis,
+        rows[0::2],
+        rows[1::2],
+        layers=layer,
+        lam=0.5,
+        backend="hf",
+        **{k: v for k, v in kw.items() if k != "batch_size"},
+    )
+    return [g.output_ids.tolist() for pair in zip(out.donors, out, strict=True) for g in pair]
 
 
 def _carry_over(fast: dict, out: Path, args) -> None:
@@ -196,6 +256,11 @@ def main() -> None:
     ap.add_argument("--trend", action="store_true", help="also run a metric-trend dose grid")
     ap.add_argument("--trend-tokens", type=int, default=96)
     ap.add_argument("--trend-log", default=None, help="JSONL log for the trend grid (resumable)")
+    ap.add_argument("--modes", action="store_true", help="the modes' non-timing numbers only")
+    ap.add_argument("--ab-items", type=int, default=24, help="A/B items per behaviour (--modes)")
+    ap.add_argument("--pairs", type=int, default=24, help="transplant pairs (--modes)")
+    ap.add_argument("--parts", default="ab,transplant", help="--modes parts to run (comma list)")
+    ap.add_argument("--save-axis", default=None, help="--modes: save the fitted axis here")
     args = ap.parse_args()
 
     import torch
@@ -209,6 +274,11 @@ def main() -> None:
     from value_lens.steering.strength import calibrate
 
     model = load(args.model)
+    if args.modes:
+        from _steer_modes import run_modes
+
+        run_modes(model, args)
+        return
     if args.axis:
         axis = ValueAxis.load(args.axis)
     else:
@@ -221,7 +291,8 @@ def main() -> None:
     cal = calibrate(model, axis, texts=PROMPTS, layers=[layer])
     fast = _fast_generation(model, axis, cal, layer, args)
     _carry_over(fast, Path(args.out), args)
-    b1 = next(r for r in fast["records"] if r["batch"] == 1 and r["config"] == "fast")
+    fast_recs = [r for r in fast["records"] if r["config"] == "fast"]  # batch 1 when timed
+    b1 = min(fast_recs, key=lambda r: r["batch"])
     per_tok_gen = b1["median_s"] / max(b1["new_tokens"], 1)
 
     # dose-response grid: 1 layer x 3 alphas x 1 seed (alpha 0 shared), greedy
@@ -287,6 +358,8 @@ def main() -> None:
             "resid_norm": cal.resid_norm[layer],
         }
     out = Path(args.out)
+    if out.is_file():  # the modes' numbers (--modes) are kept from the last run
+        result.setdefault("modes", json.loads(out.read_text()).get("modes"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")

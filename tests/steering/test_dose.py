@@ -214,3 +214,55 @@ def test_paper_fig11_recipe_same_raw_alpha_at_every_layer_slopes_per_25(tiny):
         assert row["slope"] == pytest.approx(expected) and row["per"] == 25.0
     else:
         assert math.isnan(row["slope"])
+
+
+def test_a_mode_grid_shares_only_its_identity_strength_and_reports_reliability(tiny, monkeypatch):
+    """Rotate at 0 degrees is the identity (one shared unsteered cell); clamp at 0 is not (a
+    steered cell per layer, ablating the axis). Per-prompt reliability comes with the result."""
+    axis = _axis(tiny)
+    calls = []
+    real = dose_mod.generate
+
+    def spy(*a, **k):
+        calls.append(k.get("steer"))
+        return real(*a, **k)
+
+    monkeypatch.setattr(dose_mod, "generate", spy)
+    gen = GenerationConfig(max_new_tokens=3)
+    rot = dose_response(
+        tiny,
+        axis,
+        PROMPTS,
+        gen=gen,
+        progress=False,
+        grid=DoseGrid(layers=[0, 1], alphas=[0.0, 90.0], unit="raw", mode="rotate"),
+    )
+    assert [c is None for c in calls] == [True, False, False]
+    assert set(rot.frame["mode"]) == {"rotate"} and rot.settings["slopes_per"] == 1.0
+    base = rot.frame[rot.frame["alpha"] == 0]
+    assert base[base["layer"] == 0]["text"].tolist() == base[base["layer"] == 1]["text"].tolist()
+    calls.clear()
+    cl = dose_response(
+        tiny,
+        axis,
+        PROMPTS,
+        gen=gen,
+        progress=False,
+        grid=DoseGrid(layers=[0, 1], alphas=[0.0, 1.0], unit="raw", mode="clamp"),
+    )
+    assert len(calls) == 4 and all(c is not None for c in calls)
+    assert {c.mode for c in calls} == {"clamp"}
+    pp = cl.per_prompt
+    assert set(pp["layer"]) == {0, 1} and set(pp["prompt_id"]) == {"0", "1", "2"}
+    assert set(cl.reliability["metric"]) >= {"n_tokens", "rep4"}
+    assert (cl.reliability["n_prompts"] <= 3).all()
+    with pytest.raises(InputError, match="takes no strength"):
+        DoseGrid(mode=lambda h, u: h)  # noqa: ARG005
+    with pytest.raises(InputError, match="leave unit='raw'"):
+        dose_response(
+            tiny,
+            axis,
+            PROMPTS,
+            grid=DoseGrid(layers=0, alphas=[0.0, 9.0], mode="rotate"),
+            progress=False,
+        )

@@ -136,7 +136,8 @@ def test_ablate_and_clamp_in_bf16_are_exact_up_to_rounding_the_output(axis, mode
     g = torch.Generator().manual_seed(3)
     big = torch.tensor([300.0, -170.0, 90.0, 41.0, -23.0])[None, :, None]
     resid = (torch.randn(2, 5, 64, generator=g) + big * u32).to(torch.bfloat16)
-    _, fn = steering_hook(axis, 0, 2.5, mode=mode, positions="from:1")
+    alpha = 2.5 if mode == "clamp" else None  # ablate's strength is the share removed (1)
+    _, fn = steering_hook(axis, 0, alpha, mode=mode, positions="from:1")
     out = fn(resid)
     assert out.dtype == torch.bfloat16
     u = u32.double()
@@ -323,11 +324,16 @@ def test_bad_inputs_raise_clear_errors(tiny, axis):
         steer(tiny, foreign, layers=0, alpha=1.0)
     with pytest.raises(InputError, match="unknown positions spec"):
         steer(tiny, axis, layers=0, alpha=1.0, positions="generated_only")
-    # mode, unit and point are Literal types: the suite's runtime checks refuse a bad one at the
+    # a mode is a registry name: an unknown one is an InputError naming the registered modes
+    for call in (steer, inspect.unwrap(steer)):
+        with pytest.raises(InputError, match="unknown steering mode.*'cap', 'rotate'"):
+            call(tiny, axis, layers=0, alpha=1.0, mode="multiply")
+    with pytest.raises(InputError, match="unknown steering mode"):
+        steering_hook(axis, 0, 1.0, mode="multiply")
+    # unit and point are Literal types: the suite's runtime checks refuse a bad one at the
     # call; untyped callers (the CLI, notebooks) get the InputError that names the choices
     unchecked = inspect.unwrap(steer)
     for bad_option, msg in (
-        ({"mode": "multiply"}, "unknown steering mode"),
         ({"unit": "furlongs"}, "unknown strength unit"),
         ({"point": "resid_mid"}, "unknown hook point"),
     ):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -27,13 +27,15 @@ from value_lens.cli.options import (
     MemoryBudget,
     Method,
     Model,
+    ModeUnit,
     Out,
     PerCriterion,
     Prompts,
     PromptsFile,
     Seed,
     SteerLayers,
-    SteerUnit,
+    SteerMode,
+    SteerParams,
     Suite,
     Text,
     TextFile,
@@ -184,13 +186,15 @@ def steer(
     seed: Seed = 0,
     axis: Axis = None,
     alpha: Alphas = None,
-    unit: SteerUnit = "percent",
+    unit: ModeUnit = None,
     grid: Annotated[bool, typer.Option(help="Run a dose-response grid even for one alpha.")] = (
         False
     ),
     seeds: Annotated[int, typer.Option(help="Sampling seeds per grid cell.")] = 1,
     max_new_tokens: Annotated[int, typer.Option(help="New tokens per reply.")] = 48,
     temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
+    mode: SteerMode = "add",
+    param: SteerParams = None,
 ) -> None:
     """Steered generation along the axis, or a dose-response grid (several --alpha or --grid)."""
     m = model_for(model, device, dtype)
@@ -199,16 +203,19 @@ def steer(
     gen = DOSE_GENERATION.with_overrides(
         max_new_tokens=max_new_tokens, temperature=temperature, seed=seed
     )
+    how: dict[str, Any] = {
+        "unit": parse_unit(unit) if unit else steer_steps.default_unit(mode),
+        "mode": mode,
+        "params": steer_steps.parse_params(param),
+    }
     if len(alphas) == 1 and not grid:
-        rows = steer_steps.steer(
-            m, ax, texts, out, layers=lay, alpha=alphas[0], unit=parse_unit(unit), gen=gen
-        )
+        rows = steer_steps.steer(m, ax, texts, out, layers=lay, alpha=alphas[0], gen=gen, **how)
         typer.echo("\n".join(json.dumps(row) for row in rows))
         say(f"wrote {out / steer_steps.STEERED_FILE}")
         return
     alphas = alphas or [-10.0, 0.0, 10.0]
     res = steer_steps.dose(
-        m, ax, texts, out, layers=lay, alphas=alphas, unit=parse_unit(unit), seeds=seeds, gen=gen
+        m, ax, texts, out, layers=lay, alphas=alphas, seeds=seeds, gen=gen, **how
     )
     typer.echo(res.summary([x for x in METRICS if x in res.frame]).round(3).to_string())
     typer.echo(str(out / RESULT_FILES["dose"]))

@@ -15,6 +15,7 @@ from value_lens.evals.registry import suite_help, suites
 from value_lens.fitting.axis import ValueAxis
 from value_lens.pipeline.options import load_axis_option, load_model_option, parse_layers
 from value_lens.pipeline.steps import AXIS_FILE
+from value_lens.steering.modes import MODES
 
 __all__ = ["LAYER_CONVENTION", "app", "axis_for", "layer_list", "model_for", "say", "text_source"]
 
@@ -100,12 +101,41 @@ SteerUnit = Annotated[
         "(of the projection on the axis; needs an axis built with --unit sd)."
     ),
 ]
+ModeUnit = Annotated[
+    str | None,
+    typer.Option(
+        "--unit",
+        help="percent (of the layer's mean residual norm on the fitting data), raw, or sd "
+        "(of the projection on the axis; needs an axis built with --unit sd). Default: percent, "
+        "or raw for a mode whose strength is unit-free (rotate: degrees; ablate: a fraction).",
+    ),
+]
 Prompts = Annotated[list[str] | None, typer.Option(help="A user prompt (repeatable).")]
 PromptsFile = Annotated[
     Path | None, typer.Option(exists=True, dir_okay=False, help="One prompt per line.")
 ]
 Alphas = Annotated[
-    list[float] | None, typer.Option(help="Strength (repeatable: several = a grid).")
+    list[float] | None,
+    typer.Option(
+        help="Strength (repeatable: several = a grid): the mode's primary strength (the push for "
+        "add, the target for clamp, the floor for cap, degrees for rotate)."
+    ),
+]
+
+
+SteerMode = Annotated[
+    str,
+    typer.Option(
+        help=f"Steering mode, one of: {', '.join(MODES)} (the registry "
+        "value_lens.steering.modes.MODES; docs/guides/steering.md)."
+    ),
+]
+SteerParams = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param",
+        help="A mode parameter as key=value (repeatable), e.g. --param ceiling=0.5 for cap.",
+    ),
 ]
 Text = Annotated[str | None, typer.Argument(help="Text to read (or use --file).")]
 TextFile = Annotated[

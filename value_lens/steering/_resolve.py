@@ -1,10 +1,11 @@
-"""The door of :mod:`value_lens.steering.steer`: an axis and strengths become per-layer steers.
+"""The door of :mod:`value_lens.steering.steer`: an axis and strengths become per-layer values.
 
 :func:`at_layers` is the one place that tells a ValueAxis from a direction tensor ``[d_model]`` /
 ``[n_layers, d_model]``: it checks the axis against the model, resolves the layers, and returns
 ``{layer: direction}`` plus the calibration (the one given, with the axis's stored scales filling
-the gaps). :func:`layer_steers` then fixes, per layer, the hook name and the strength in raw
-residual units. Hook functions and the context manager only read these values.
+the gaps). :func:`hook_name` fixes where a layer is hooked and :func:`raw_strength` converts a
+strength to raw residual units; :func:`value_lens.steering.operator.resolve_operator` applies it
+to every strength of an operator. Hook functions and the context manager only read these values.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal
 
 import torch
 from jaxtyping import Float
@@ -26,28 +27,23 @@ from value_lens.fitting.axis import ValueAxis
 from value_lens.steering.strength import UNITS, Calibration, Unit, axis_calibration, to_raw
 
 __all__ = [
-    "MODES",
     "POINTS",
     "AxisAtLayers",
     "AxisLike",
-    "LayerSteer",
-    "Mode",
     "Point",
     "at_layers",
     "check_alpha",
     "check_options",
     "hook_name",
-    "layer_steers",
     "per_layer",
     "raw_strength",
+    "resolve_alpha_keys",
 ]
 
-Mode = Literal["add", "ablate", "clamp"]
 Point = Literal["resid_post", "resid_pre"]
 AxisLike = ValueAxis | torch.Tensor
 """A fitted :class:`ValueAxis`, or a direction tensor ``[d_model]`` or ``[n_layers, d_model]``."""
 
-MODES: tuple[Mode, ...] = get_args(Mode)
 POINTS: dict[Point, str] = {
     "resid_post": "blocks.{layer}.hook_resid_post",
     "resid_pre": "blocks.{next}.hook_resid_pre",  # the same stream, at block layer+1's input
@@ -70,21 +66,9 @@ class AxisAtLayers:
     n_layers: int | None
 
 
-@dataclass(frozen=True)
-class LayerSteer:
-    """Everything one hook needs, resolved once: where, along what, and how strongly."""
-
-    layer: int
-    hook: str
-    direction: Float[torch.Tensor, " d"]
-    alpha: float  # as given, in the steering's unit
-    raw: float  # in residual-stream units (what the hook uses)
-
-
-def check_options(mode: object, unit: object, point: object) -> None:
+def check_options(unit: object, point: object) -> None:
     """Friendly errors for untyped callers (the CLI, notebooks) before anything else runs."""
     for value, allowed, what in (
-        (mode, MODES, "steering mode"),
         (unit, UNITS, "strength unit"),
         (point, tuple(POINTS), "hook point"),
     ):
@@ -214,32 +198,12 @@ def _unit(v: Float[torch.Tensor, " d"]) -> Float[torch.Tensor, " d"]:
     return v / norm
 
 
-def raw_strength(
-    alpha: float, layer: int, *, mode: Mode, unit: Unit, calibration: Calibration | None
-) -> float:
-    """``alpha`` in raw residual units at ``layer`` (ablate ignores it; raw passes through)."""
+def raw_strength(alpha: float, layer: int, *, unit: Unit, calibration: Calibration | None) -> float:
+    """``alpha`` in raw residual units at ``layer`` (raw passes through)."""
     a = check_alpha(alpha)
-    if mode == "ablate" or unit == "raw":
+    if unit == "raw":
         return a
     return check_alpha(to_raw(a, layer, unit, calibration), "the converted alpha")
-
-
-def layer_steers(
-    at: AxisAtLayers, alphas: Sequence[float], *, mode: Mode, unit: Unit, point: Point
-) -> tuple[LayerSteer, ...]:
-    """One :class:`LayerSteer` per layer of ``at`` (``alphas`` in the same order)."""
-    if len(alphas) != len(at.directions):
-        raise InputError(f"got {len(alphas)} alphas for {len(at.directions)} layers")
-    return tuple(
-        LayerSteer(
-            layer,
-            hook_name(point, layer, at.n_layers),
-            v,
-            check_alpha(a),
-            raw_strength(a, layer, mode=mode, unit=unit, calibration=at.calibration),
-        )
-        for (layer, v), a in zip(at.directions.items(), alphas, strict=True)
-    )
 
 
 def resolve_alpha_keys(

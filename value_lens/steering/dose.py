@@ -1,10 +1,13 @@
 """Dose-response sweeps: generate under a grid of alpha x layer x seed and measure the outputs.
 
 :func:`dose_response` runs every cell ``(layer, alpha, seed)`` over a prompt set with
-:func:`value_lens.core.generate.generate` and :func:`value_lens.steering.steer.steer` (``alpha = 0`` is run
-once per seed and shared by all layers), scores each output with :func:`text_metrics`, and
-returns a tidy DataFrame (one row per prompt x cell) plus :func:`dose_slopes`, the OLS slope of
-each metric against alpha per layer (the paper's Fig. 11).
+:func:`value_lens.core.generate.generate` and :func:`value_lens.steering.steer.steer` in any
+registered mode (the identity strength, ``alpha = 0`` for ``add``, is run once per seed and
+shared by all layers), scores each output with :func:`text_metrics`, and returns a tidy
+DataFrame (one row per prompt x cell), :func:`dose_slopes`, the OLS slope of each metric against
+alpha per layer (the paper's Fig. 11), and the reliability of each prompt's curve
+(:mod:`value_lens.steering.reliability`: per-prompt slopes, the anti-steerable fraction,
+Spearman monotonicity, ``delta_at_max``).
 
 With ``log=path`` every finished cell is appended to a :class:`value_lens.core.io.JsonlLog` (one
 fsynced record per cell); rerunning with the same path skips the cells already there, so a
@@ -26,7 +29,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from value_lens.analysis.text_metrics import METRICS, text_metrics
@@ -35,7 +37,10 @@ from value_lens.core.io import JsonlLog
 from value_lens.core.model import model_id, n_layers
 from value_lens.core.protocols import GenerativeModel
 from value_lens.errors import InputError
-from value_lens.steering.steer import raw_alpha, steer
+from value_lens.steering.modes import MODES
+from value_lens.steering.operator import ModeSpec, Operator
+from value_lens.steering.reliability import dose_slopes, prompt_curves, reliability
+from value_lens.steering.steer import Steering, steer
 from value_lens.steering.strength import UNITS, Calibration, Unit
 
 __all__ = [
@@ -66,12 +71,19 @@ class DoseGrid:
 
     Attributes:
         layers: layers to steer, one at a time (default: the axis's layers).
-        alphas: strengths in ``unit`` (default: the paper's grid in percent of the norm).
+        alphas: strengths in ``unit`` (default: the paper's grid in percent of the norm); each
+            sets the mode's primary strength (the push for ``add``, the floor for ``cap``, the
+            angle in degrees for ``rotate``).
         unit: ``"percent"`` (default), ``"raw"`` or ``"sd"``; see
-            :mod:`value_lens.steering.strength`.
+            :mod:`value_lens.steering.strength` (a ``rotate`` grid takes ``"raw"``: degrees).
         seeds: sampling seeds; each is one full pass over the prompts.
         positions: steering positions (the paper steers ``"all"``).
         calibration: scales for percent/sd (default: the axis's stored ones).
+        mode: any registered mode (:data:`~value_lens.steering.modes.MODES`) or an operator
+            object whose primary strength the grid sets; the strength at which it is the
+            identity (0 for ``add`` and ``rotate``) runs once, unsteered, shared by all layers.
+        params: the mode's other parameters, e.g. ``{"ceiling": 0.0}`` for a ``cap`` grid over
+            ceilings.
     """
 
     layers: int | Sequence[int] | None = None
@@ -80,24 +92,40 @@ class DoseGrid:
     seeds: Sequence[int] = (0,)
     positions: str = "all"
     calibration: Calibration | None = None
+    mode: ModeSpec = "add"
+    params: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.unit not in UNITS:
             raise InputError(f"unknown strength unit {self.unit!r}; use one of {UNITS}")
         if not list(self.alphas) or not list(self.seeds):
             raise InputError("alphas and seeds must each be non-empty")
+        if self.operator().primary is None:
+            raise InputError(
+                f"mode {self.operator().name!r} takes no strength, so a grid over alphas has "
+                "nothing to vary; steer it with vl.steer(...) instead"
+            )
+
+    def operator(self) -> Operator:
+        """The grid's prototype operator (each cell sets its primary strength)."""
+        return MODES.build(self.mode, None, self.params)
 
 
 @dataclass(frozen=True)
 class DoseResult:
     """``frame``: one row per prompt x cell; ``slopes``: :func:`dose_slopes` of it;
     ``settings``: what the grid ran with (model, unit, positions, generation settings,
-    ``enable_thinking``, the log's configuration fingerprint)."""
+    ``enable_thinking``, the log's configuration fingerprint); ``per_prompt`` and
+    ``reliability``: each prompt's slope, Spearman and ``delta_at_max`` per layer and metric,
+    and their summary with the anti-steerable fraction
+    (:mod:`value_lens.steering.reliability`)."""
 
     frame: pd.DataFrame
     slopes: pd.DataFrame
     calibration: Calibration | None = None
     settings: Mapping[str, Any] = field(default_factory=dict)
+    per_prompt: pd.DataFrame = field(default_factory=pd.DataFrame)
+    reliability: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def summary(self, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
         """Mean of each metric per layer and alpha (degenerate outputs excluded)."""
@@ -127,6 +155,62 @@ def _fingerprint(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _checked_cells(
+    model: GenerativeModel, axis: Any, grid: DoseGrid, layers: list[int], alphas: list[float]
+) -> tuple[Operator, dict[tuple[int, float], float]]:
+    """The grid's prototype operator and every cell's raw strength, all checked before work."""
+    proto = grid.operator()
+    raw = {
+        (layer, a): _steering(model, axis, grid, proto, layer, a).raw_alphas[0]
+        for layer in layers
+        for a in alphas
+    }
+    return proto, raw
+
+
+def _steering(
+    model: GenerativeModel, axis: Any, grid: DoseGrid, proto: Operator, layer: int, a: float
+) -> Steering:
+    return steer(
+        model,
+        axis,
+        layers=layer,
+        mode=proto.with_strength(a),
+        unit=grid.unit,
+        calibration=grid.calibration,
+        positions=grid.positions,
+    )
+
+
+def _open_log(log: Any, fp: str) -> tuple[JsonlLog | None, dict[str, dict[str, Any]]]:
+    jl = JsonlLog(log, key="key") if log is not None else None
+    done: dict[str, dict[str, Any]] = {}
+    if jl is not None:
+        for rec in jl:
+            if rec.get("config") != fp:
+                raise InputError(
+                    f"the log {jl.path} was written by a different sweep configuration; "
+                    "use a new log path (or delete it) to start over"
+                )
+            done[rec["key"]] = rec
+    return jl, done
+
+
+def _cell_rows(
+    items: list[dict[str, Any]], gens: list[Any], keep_text: bool
+) -> list[dict[str, Any]]:
+    rows = []
+    for item, g in zip(items, gens, strict=True):
+        row = {"prompt_id": item["id"], "kind": item["kind"], "hit_limit": g.hit_limit}
+        row.update(text_metrics(g.text, g.output_ids.tolist()))
+        if item["kind"] and item["kind"] != "yesno":
+            row["yes"] = math.nan  # a yes-rate only means something for yes/no prompts
+        if keep_text:
+            row["text"] = g.text
+        rows.append(row)
+    return rows
+
+
 def dose_response(
     model: GenerativeModel,
     axis: Any,
@@ -146,10 +230,10 @@ def dose_response(
         prompts: a list of str / message lists, or dicts ``{"prompt", "id"?, "kind"?}``;
             a prompt with a kind other than ``"yesno"`` gets no yes-rate (NaN).
         grid: the cells (:class:`DoseGrid`: layers, alphas, unit, seeds, positions,
-            calibration).
+            calibration, mode).
         gen: the generation settings (:class:`~value_lens.core.generate.GenerationConfig`;
             default :data:`DOSE_GENERATION`, the paper's T=0.7, top_p=0.9, thinking off); each
-            cell runs with its grid seed in place of ``gen.seed``. Every cell, ``alpha = 0``
+            cell runs with its grid seed in place of ``gen.seed``. Every cell, the unsteered one
             included, generates exactly as :func:`value_lens.core.generate.generate` with ``gen``.
         log: a JSONL path; finished cells are appended and skipped on rerun.
         keep_text: keep the generated text in the frame and the log.
@@ -158,7 +242,8 @@ def dose_response(
     Returns:
         A :class:`DoseResult`; ``frame`` columns: layer, alpha, unit, raw_alpha, seed,
         prompt_id, kind, the :data:`value_lens.analysis.text_metrics.METRICS` columns, degenerate,
-        hit_limit, (text).
+        hit_limit, mode, (text); ``per_prompt`` and ``reliability`` as in
+        :mod:`value_lens.steering.reliability`.
 
     >>> import torch
     >>> from value_lens.fitting.axis import ValueAxis
@@ -171,56 +256,31 @@ def dose_response(
     >>> r.frame.shape[0], sorted(set(r.slopes["layer"].tolist()))
     (6, [1])
     """
-    unit, positions, calibration = grid.unit, grid.positions, grid.calibration
-    layers, alphas, seeds = grid.layers, grid.alphas, grid.seeds
     items = _prompt_items(prompts)
+    layers = grid.layers
     if layers is None:
         layers = list(getattr(axis, "layers", ()) or range(n_layers(model)))
     layer_list = [layers] if isinstance(layers, int) else list(layers)
-    alpha_list = sorted({float(a) for a in alphas})
-    seed_list = [int(s) for s in seeds]
+    alpha_list = sorted({float(a) for a in grid.alphas})
+    seed_list = [int(s) for s in grid.seeds]
     if not alpha_list or not seed_list or not layer_list:
         raise InputError("alphas, seeds and layers must each be non-empty")
-    # validate every steering (alpha finite, calibration present, layer in range) before work
-    raw = {
-        (layer, a): raw_alpha(axis, layer, a, unit=unit, calibration=calibration)
-        for layer in layer_list
-        for a in alpha_list
-    }
-    for layer in layer_list:
-        steer(model, axis, layers=layer, alpha=1.0, positions=positions)
+    proto, raw = _checked_cells(model, axis, grid, layer_list, alpha_list)
     texts = format_prompts(
         model,
         [it["prompt"] for it in items],
         enable_thinking=gen.enable_thinking,
         system=gen.system,
     )
-    cfg = {
-        "model": model_id(model),
-        "axis": _fingerprint(getattr(axis, "directions", axis).tolist()),
-        "prompts": _fingerprint(texts),
-        "unit": unit,
-        "positions": positions,
-        "gen": {k: v for k, v in gen.to_dict().items() if k not in ("seed", "system")},
-        "enable_thinking": gen.enable_thinking,
-        "cal": calibration.to_dict() if calibration is not None else None,
-    }
+    cfg = _config(model, axis, texts, grid, gen, proto)
     fp = _fingerprint(cfg)
-    jl = JsonlLog(log, key="key") if log is not None else None
-    done: dict[str, dict[str, Any]] = {}
-    if jl is not None:
-        for rec in jl:
-            if rec.get("config") != fp:
-                raise InputError(
-                    f"the log {jl.path} was written by a different sweep configuration; "
-                    "use a new log path (or delete it) to start over"
-                )
-            done[rec["key"]] = rec
+    jl, done = _open_log(log, fp)
+    base = proto.neutral
     cells: list[tuple[int | None, float, int]] = [
-        (None, 0.0, s) for s in seed_list if 0.0 in alpha_list
+        (None, a, s) for a in alpha_list if a == base for s in seed_list
     ]
     cells += [
-        (layer, a, s) for layer in layer_list for a in alpha_list if a != 0 for s in seed_list
+        (layer, a, s) for layer in layer_list for a in alpha_list if a != base for s in seed_list
     ]
     it_cells: Any = cells
     if progress:
@@ -232,62 +292,69 @@ def dose_response(
         if key in done:
             continue
         t0 = time.perf_counter()
-        st = (
-            None
-            if layer is None
-            else steer(
-                model,
-                axis,
-                layers=layer,
-                alpha=a,
-                unit=unit,
-                calibration=calibration,
-                positions=positions,
-            )
-        )
+        st = None if layer is None else _steering(model, axis, grid, proto, layer, a)
         # texts are already rendered (template, system): generate them as raw prompts
         gens = generate(model, texts, gen.with_overrides(seed=seed, system=None), steer=st)
-        rows = []
-        for item, g in zip(items, gens, strict=True):
-            row = {"prompt_id": item["id"], "kind": item["kind"], "hit_limit": g.hit_limit}
-            row.update(text_metrics(g.text, g.output_ids.tolist()))
-            if item["kind"] and item["kind"] != "yesno":
-                row["yes"] = math.nan  # a yes-rate only means something for yes/no prompts
-            if keep_text:
-                row["text"] = g.text
-            rows.append(row)
         rec = {
             "key": key,
             "config": fp,
             "layer": layer,
             "alpha": a,
             "seed": seed,
-            "rows": rows,
+            "rows": _cell_rows(items, gens, keep_text),
             "seconds": time.perf_counter() - t0,
             "new_tokens": int(sum(g.n_tokens for g in gens)),
         }
         done[key] = rec
         if jl is not None:
             jl.append(rec)
-    frame = _frame(done, layer_list, alpha_list, seed_list, unit, raw)
-    per = 25.0 if unit == "raw" else 1.0
+    frame = _frame(done, (layer_list, alpha_list, seed_list), grid.unit, raw, (proto.name, base))
+    per = 25.0 if grid.unit == "raw" and proto.primary == "alpha" else 1.0
     settings = {**cfg, "fingerprint": fp, "slopes_per": per}
-    return DoseResult(frame, dose_slopes(frame, per=per), calibration, settings)
+    pp = prompt_curves(frame, METRICS, per=per, reference=base)
+    return DoseResult(
+        frame, dose_slopes(frame, per=per), grid.calibration, settings, pp, reliability(pp)
+    )
+
+
+def _config(
+    model: GenerativeModel,
+    axis: Any,
+    texts: list[str],
+    grid: DoseGrid,
+    gen: GenerationConfig,
+    proto: Operator,
+) -> dict[str, Any]:
+    """What the log's fingerprint covers (a plain add grid keeps the older fingerprint)."""
+    cfg = {
+        "model": model_id(model),
+        "axis": _fingerprint(getattr(axis, "directions", axis).tolist()),
+        "prompts": _fingerprint(texts),
+        "unit": grid.unit,
+        "positions": grid.positions,
+        "gen": {k: v for k, v in gen.to_dict().items() if k not in ("seed", "system")},
+        "enable_thinking": gen.enable_thinking,
+        "cal": grid.calibration.to_dict() if grid.calibration is not None else None,
+    }
+    if not (grid.mode == "add" and not grid.params):
+        cfg["mode"] = proto.describe()
+    return cfg
 
 
 def _frame(
     done: Mapping[str, Mapping[str, Any]],
-    layers: list[int],
-    alphas: list[float],
-    seeds: list[int],
+    grid: tuple[list[int], list[float], list[int]],
     unit: str,
     raw: Mapping[tuple[int, float], float],
+    mode: tuple[str, float | None],
 ) -> pd.DataFrame:
     out = []
+    name, base = mode
+    layers, alphas, seeds = grid
     for layer in layers:
         for a in alphas:
             for s in seeds:
-                rec = done[f"{'base' if a == 0 else layer}|{a:g}|{s}"]
+                rec = done[f"{'base' if a == base else layer}|{a:g}|{s}"]
                 for row in rec["rows"]:
                     out.append(
                         {
@@ -297,62 +364,10 @@ def _frame(
                             "raw_alpha": raw[(layer, a)],
                             "seed": s,
                             **row,
+                            "mode": name,
                         }
                     )
     frame = pd.DataFrame(out)
     first = ["layer", "alpha", "unit", "raw_alpha", "seed", "prompt_id", "kind", *METRICS]
     cols = [c for c in first if c in frame] + sorted(c for c in frame if c not in first)
     return frame[cols]
-
-
-def dose_slopes(
-    frame: pd.DataFrame,
-    metrics: Sequence[str] = METRICS,
-    *,
-    per: float = 1.0,
-    max_degenerate: float = 0.5,
-    min_strengths: int = 3,
-) -> pd.DataFrame:
-    """OLS slope of each metric's per-alpha mean against alpha, per layer (paper Fig. 11).
-
-    Degenerate outputs are excluded; an alpha whose outputs are more than ``max_degenerate``
-    degenerate is dropped, and a slope needs ``min_strengths`` surviving alphas (else NaN).
-    Each surviving alpha's mean counts once. Slopes are per ``per`` units of alpha.
-
-    >>> f = pd.DataFrame({"layer": 0, "alpha": [-1.0, 0.0, 1.0] * 2, "degenerate": False,
-    ...                   "n_tokens": [12, 10, 8, 12, 10, 8]})
-    >>> dose_slopes(f, ["n_tokens"])[["layer", "metric", "slope", "n_strengths"]].values.tolist()
-    [[0, 'n_tokens', -2.0, 3]]
-    """
-    rows = []
-    for layer, g in frame.groupby("layer"):
-        frac_bad = g.groupby("alpha")["degenerate"].mean()
-        keep = frac_bad[frac_bad <= max_degenerate].index
-        ok = g[g["alpha"].isin(keep) & ~g["degenerate"]]
-        for metric in metrics:
-            if metric not in g:
-                continue
-            means = ok.groupby("alpha")[metric].apply(
-                lambda s: float(pd.to_numeric(s, errors="coerce").astype(float).mean())
-            )
-            means = means[np.isfinite(means.to_numpy(dtype=float))]
-            slope = intercept = math.nan
-            if len(means) >= max(min_strengths, 2):
-                x = means.index.to_numpy(dtype=float)
-                y = means.to_numpy(dtype=float)
-                dx = x - x.mean()
-                if float(dx @ dx) > 0:
-                    slope = float(dx @ (y - y.mean()) / (dx @ dx))
-                    intercept = float(y.mean() - slope * x.mean())
-                    slope *= per
-            rows.append(
-                {
-                    "layer": int(layer),
-                    "metric": metric,
-                    "slope": float(slope),
-                    "per": per,
-                    "intercept": float(intercept),
-                    "n_strengths": int(len(means)),
-                }
-            )
-    return pd.DataFrame(rows)

@@ -116,14 +116,19 @@ def dose_response_figure(
     x_title: str | None = None,
     title: str = "Dose-response",
     cols: int = 3,
+    prompt: str | None = "prompt_id",
 ) -> go.Figure:
-    """Mean ± standard error of each metric against steering strength, one panel per metric.
+    """Mean ± standard error of each metric against steering strength, one panel per metric,
+    with every prompt's own curve drawn thin behind it (the spread across prompts).
 
     Rows of ``df`` are single observations (one generation each, as in
     :func:`value_lens.steering.dose.dose_response`'s ``frame``) or already one row per strength; they are
-    averaged per (layer, strength), one line per layer. Rows flagged in the boolean column
-    ``exclude`` (degenerate outputs) are left out, as the slopes leave them out. The x axis is
-    the strength; its title says "% of residual norm" when ``df["unit"]`` is ``"percent"``.
+    averaged per (layer, strength), one line per layer. When ``df`` has the ``prompt`` column,
+    each prompt's mean per strength (over seeds) is a thin line in its layer's colour, so prompts
+    that move against the mean (anti-steerable ones) show; ``prompt=None`` leaves them out. Rows
+    flagged in the boolean column ``exclude`` (degenerate outputs) are left out, as the slopes
+    leave them out. The x axis is the strength; its title says "% of residual norm" when
+    ``df["unit"]`` is ``"percent"``.
     """
     if not metrics:
         raise InputError("dose_response_figure needs at least one metric column")
@@ -160,9 +165,40 @@ def dose_response_figure(
                 legendgroup=str(lay),
                 showlegend=j == 0,
             )
+            if prompt is not None and prompt in sub.columns:
+                _prompt_lines(fig, sub, vals, x, prompt, _PALETTE[i % len(_PALETTE)], r, c)
         fig.update_xaxes(title_text=x_title, row=r, col=c)
     fig.update_layout(title={"text": title}, template="plotly_white", height=320 * nrows)
     return fig
+
+
+def _prompt_lines(
+    fig: go.Figure,
+    sub: pd.DataFrame,
+    vals: pd.Series,
+    x: str,
+    prompt: str,
+    color: str,
+    row: int,
+    col: int,
+) -> None:
+    """One thin line per prompt: its mean per strength (the dose figure's spread)."""
+    per = vals.groupby([sub[prompt], sub[x]], sort=True).mean()
+    for pid, curve in per.groupby(level=0, sort=True):
+        fig.add_trace(
+            go.Scatter(
+                x=list(curve.index.get_level_values(1)),
+                y=list(curve.to_numpy()),
+                mode="lines",
+                line={"color": color, "width": 1},
+                opacity=0.3,
+                name=f"prompt {pid}",
+                showlegend=False,
+                hovertemplate=f"prompt {pid}: %{{y:.4g}}<extra></extra>",
+            ),
+            row=row,
+            col=col,
+        )
 
 
 def slope_heatmap_figure(

@@ -1,0 +1,35 @@
+"""``clamp``: set the projection to ``alpha``, ``h + (alpha - h . u) u``.
+
+A clamp target in ``"sd"`` is ``alpha`` projection sds from 0; in ``"percent"``, ``alpha``
+percent of the layer's mean residual norm. No strength is the identity.
+
+Example:
+    >>> import torch
+    >>> Clamp(alpha=1.0)(torch.tensor([[[3.0, 4.0]]]), torch.tensor([0.0, 1.0])).tolist()
+    [[[3.0, 1.0]]]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from jaxtyping import Float
+
+from value_lens.steering.operator import Operator, StrengthSpec, num, strength
+
+__all__ = ["Clamp"]
+
+
+@dataclass(frozen=True)
+class Clamp(Operator):
+    """Every steered token's projection becomes ``alpha``."""
+
+    name: ClassVar[str] = "clamp"
+    alpha: StrengthSpec = strength(0.0)
+
+    def __call__(
+        self, h: Float[torch.Tensor, "B T d"], u: Float[torch.Tensor, " d"]
+    ) -> Float[torch.Tensor, "B T d"]:
+        return h + (num(self.alpha) - (h @ u)[..., None]) * u
