@@ -45,6 +45,7 @@ _NAMES = {
     "stop": "value_lens.analysis:stop",
     "steer": "value_lens.steering.steer",
     "dose_response": "value_lens.steering.dose",
+    "transplant": "value_lens.steering.transplant",
     "token_heatmap": "value_lens.viz.heatmap",
     "write_report": "value_lens.viz.report",
 }
@@ -102,5 +103,6 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from value_lens.fitting.stats import ActivationStats as ActivationStats
     from value_lens.steering.dose import dose_response as dose_response
     from value_lens.steering.steer import steer as steer
+    from value_lens.steering.transplant import transplant as transplant
     from value_lens.viz.heatmap import token_heatmap as token_heatmap
     from value_lens.viz.report import write_report as write_report

@@ -251,3 +251,22 @@ def test_report_heatmap_layer_defaults_to_the_papers_on_its_depth(tmp_path, dept
     html = report_from_dir(tmp_path).read_text()
     assert f"value (cosine) at layer {shown}" in html
     assert "value (cosine) at layer 18" not in html or shown == 18
+
+
+def test_report_shows_steering_reliability_per_prompt(tmp_path):
+    rel = pd.DataFrame(
+        {
+            "layer": [3],
+            "metric": ["n_tokens"],
+            "n_prompts": [8],
+            "mean_slope": [-0.41],
+            "anti_frac": [0.125],
+            "anti_lo": [0.02],
+            "anti_hi": [0.47],
+            "spearman_mean": [-0.6],
+        }
+    )
+    rel.to_csv(tmp_path / RESULT_FILES["reliability"], index=False)
+    html = report_from_dir(tmp_path).read_text()
+    assert "<h2>Steering reliability per prompt</h2>" in html
+    assert "anti-steerable" in html and "-0.41" in html and "0.125" in html

@@ -17,7 +17,7 @@ from value_lens.core.model import model_id
 from value_lens.errors import InputError
 from value_lens.fitting.axis import ValueAxis
 from value_lens.steering.modes import MODES, Cap, Rotate, calibrate_cap
-from value_lens.steering.operator import ModeRegistry, Operator, strength
+from value_lens.steering.operator import ModeRegistry, Operator, strength_field
 from value_lens.steering.steer import steer, steering_hook
 from value_lens.steering.strength import Calibration
 
@@ -234,7 +234,7 @@ def test_a_user_mode_is_one_class_and_one_registration(tiny, tiny_hf, axis):
     class Flip(Operator):
         name: ClassVar[str] = "flip_test"
         neutral: ClassVar[float | None] = 1.0
-        scale: float = strength(1.0)
+        scale: float = strength_field(1.0)
 
         def __call__(self, h, u):
             return h - (1.0 + self.scale) * (h @ u)[..., None] * u
@@ -260,8 +260,8 @@ def test_only_unit_strengths_are_converted(tiny, axis):
     @dataclass(frozen=True)
     class PushTurn(Operator):
         name: ClassVar[str] = "push_turn_test"
-        alpha: float = strength(0.0)
-        angle: float = strength(0.0, unit=False)
+        alpha: float = strength_field(0.0)
+        angle: float = strength_field(0.0, unit=False)
 
         def __call__(self, h, u):
             return Rotate(angle=self.angle)(h + self.alpha * u, u)

@@ -209,7 +209,9 @@ def steer(
         "params": steer_steps.parse_params(param),
     }
     if len(alphas) == 1 and not grid:
-        rows = steer_steps.steer(m, ax, texts, out, layers=lay, alpha=alphas[0], gen=gen, **how)
+        rows = steer_steps.steer_to_dir(
+            m, ax, texts, out, layers=lay, alpha=alphas[0], gen=gen, **how
+        )
         typer.echo("\n".join(json.dumps(row) for row in rows))
         say(f"wrote {out / steer_steps.STEERED_FILE}")
         return

@@ -99,7 +99,9 @@ def best_of_n(
             (:class:`~value_lens.decode.store.RolloutStore`).
     """
     if not scorers:
-        raise InputError("scorers is empty; pass e.g. {'logprob': vl.decode.scorers.mean_logprob()}")
+        raise InputError(
+            "scorers is empty; pass e.g. {'logprob': vl.decode.scorers.mean_logprob()}"
+        )
     if selector not in ("argmax", "weighted_vote"):
         raise InputError(f"selector must be 'argmax' or 'weighted_vote', got {selector!r}")
     objs = {str(k): as_scorer(v) for k, v in scorers.items()}

@@ -249,11 +249,24 @@ def report_sections(out: str | os.PathLike[str]) -> list[tuple[str, Any]]:
         else:
             body = ["No slope could be estimated (too few non-degenerate strengths).", slopes]
         sections.append(("Dose-response slopes", body))
+    reliability = _csv(out, "reliability")
+    if reliability is not None:
+        sections.append((RELIABILITY_HEAD, [RELIABILITY_NOTE, reliability]))
     sections += _suite_sections(out, meta)
     compared = _compare_body(out, meta)
     if compared:
         sections.append((COMPARE_HEAD, compared))
     return sections
+
+
+RELIABILITY_HEAD = "Steering reliability per prompt"
+RELIABILITY_NOTE = (
+    "Per metric and layer: the mean over prompts of each prompt's OLS slope on strength (t "
+    "interval over prompts), the share of prompts whose slope runs against the mean "
+    "(anti-steerable, Wilson interval), each prompt's Spearman monotonicity and the change at "
+    "the largest strength (value_lens.steering.reliability; per-prompt rows in "
+    "dose_per_prompt.csv)."
+)
 
 
 def report_from_dir(

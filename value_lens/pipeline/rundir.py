@@ -44,6 +44,8 @@ RESULT_FILES = {
     "cosine": "layer_cosine.csv",
     "dose": "dose.csv",
     "slopes": "dose_slopes.csv",
+    "per_prompt": "dose_per_prompt.csv",
+    "reliability": "dose_reliability.csv",
     "selection": "compare_selection.csv",
     "selection_summary": "compare_selection_summary.csv",
     "rank_assistant": "compare_rank_assistant.csv",

@@ -39,7 +39,7 @@ __all__ = [
     "default_unit",
     "dose",
     "parse_params",
-    "steer",
+    "steer_to_dir",
 ]
 
 #: the text metrics the report draws for a dose-response (``run.json`` ``dose_metrics``).
@@ -47,7 +47,7 @@ DOSE_METRICS = ("n_tokens", "backtrack", "code_lines", "rep4")
 #: where :func:`steer` writes its generations, inside ``out``.
 STEERED_FILE = "steered.jsonl"
 #: where :func:`dose` writes each prompt's curve and the reliability summary, inside ``out``.
-RELIABILITY_FILES = {"per_prompt": "dose_per_prompt.csv", "reliability": "dose_reliability.csv"}
+RELIABILITY_FILES = {k: RESULT_FILES[k] for k in ("per_prompt", "reliability")}
 
 PathLike = str | os.PathLike[str]
 
@@ -98,7 +98,7 @@ def _label(mode: str, params: Mapping[str, Any], alpha: float, unit: str, layer:
     return f"{mode}{extra} {primary}={alpha:g} {unit} @ layer {layer}"
 
 
-def steer(
+def steer_to_dir(
     model: GenerativeModel,
     axis: ValueAxis,
     prompts: Sequence[str],

@@ -25,7 +25,7 @@ _NAMES = {
     "calibrate_cap": "value_lens.steering.modes",
     "Operator": "value_lens.steering.operator",
     "StepContext": "value_lens.steering.operator",
-    "strength": "value_lens.steering.operator",
+    "strength_field": "value_lens.steering.operator",
     "Condition": "value_lens.steering.condition",
     "Transplant": "value_lens.steering.transplant",
     "Transplanted": "value_lens.steering.transplant",

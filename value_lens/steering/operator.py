@@ -20,7 +20,7 @@ Example:
     >>> @dataclass(frozen=True)
     ... class Scale(Operator):
     ...     name = "scale"
-    ...     alpha: float = strength(1.0, unit=False)
+    ...     alpha: float = strength_field(1.0, unit=False)
     ...
     ...     def __call__(self, h, u):
     ...         return h * self.alpha
@@ -50,14 +50,14 @@ __all__ = [
     "StrengthSpec",
     "num",
     "resolve_operator",
-    "strength",
+    "strength_field",
 ]
 
 StrengthSpec = float | Sequence[float] | Mapping[int, float]
 """One strength for every layer, one per layer (in the layers' order), or ``{layer: x}``."""
 
 
-def strength(default: Any = None, *, unit: bool = True) -> Any:
+def strength_field(default: Any = None, *, unit: bool = True) -> Any:
     """A dataclass field holding a strength (converted by the steering's ``unit`` when ``unit``)."""
     return field(default=default, metadata={"strength": "unit" if unit else "fixed"})
 

@@ -50,7 +50,7 @@ from value_lens.core.generate import Generation, GenerationConfig, generate
 from value_lens.core.protocols import GenerativeModel
 from value_lens.errors import InputError
 from value_lens.steering._resolve import AxisLike
-from value_lens.steering.operator import Operator, StepContext, StrengthSpec, num, strength
+from value_lens.steering.operator import Operator, StepContext, StrengthSpec, num, strength_field
 from value_lens.steering.positions import PositionSpec
 from value_lens.steering.steer import Steering, steer
 
@@ -83,7 +83,7 @@ class Transplant(Operator):
 
     name: ClassVar[str] = "transplant"
     neutral: ClassVar[float | None] = 0.0
-    lam: StrengthSpec = strength(1.0, unit=False)
+    lam: StrengthSpec = strength_field(1.0, unit=False)
     ends: PairEnds | None = field(default=None, compare=False, repr=False)
 
     def __call__(

@@ -20,7 +20,7 @@ from typing import ClassVar
 import torch
 from jaxtyping import Float
 
-from value_lens.steering.operator import Operator, StrengthSpec, num, strength
+from value_lens.steering.operator import Operator, StrengthSpec, num, strength_field
 
 __all__ = ["Ablate"]
 
@@ -31,7 +31,7 @@ class Ablate(Operator):
 
     name: ClassVar[str] = "ablate"
     neutral: ClassVar[float | None] = 0.0
-    fraction: StrengthSpec = strength(1.0, unit=False)
+    fraction: StrengthSpec = strength_field(1.0, unit=False)
 
     def __call__(
         self, h: Float[torch.Tensor, "B T d"], u: Float[torch.Tensor, " d"]

@@ -17,7 +17,7 @@ from typing import ClassVar
 import torch
 from jaxtyping import Float
 
-from value_lens.steering.operator import Operator, StrengthSpec, num, strength
+from value_lens.steering.operator import Operator, StrengthSpec, num, strength_field
 
 __all__ = ["Add"]
 
@@ -28,7 +28,7 @@ class Add(Operator):
 
     name: ClassVar[str] = "add"
     neutral: ClassVar[float | None] = 0.0
-    alpha: StrengthSpec = strength(0.0)
+    alpha: StrengthSpec = strength_field(0.0)
 
     def __call__(
         self, h: Float[torch.Tensor, "B T d"], u: Float[torch.Tensor, " d"]

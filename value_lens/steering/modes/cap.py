@@ -33,7 +33,7 @@ from value_lens.core.model import model_device, n_layers, to_token_ids
 from value_lens.core.protocols import HookedModel
 from value_lens.errors import CalibrationError, InputError
 from value_lens.steering._resolve import AxisLike, at_layers
-from value_lens.steering.operator import Operator, StrengthSpec, num, strength
+from value_lens.steering.operator import Operator, StrengthSpec, num, strength_field
 
 __all__ = ["Cap", "calibrate_cap"]
 
@@ -43,8 +43,8 @@ class Cap(Operator):
     """Move only the tokens whose projection crosses ``floor`` (from below) or ``ceiling``."""
 
     name: ClassVar[str] = "cap"
-    floor: StrengthSpec | None = strength(None)
-    ceiling: StrengthSpec | None = strength(None)
+    floor: StrengthSpec | None = strength_field(None)
+    ceiling: StrengthSpec | None = strength_field(None)
 
     @property
     def primary(self) -> str:

@@ -17,7 +17,7 @@ from typing import ClassVar
 import torch
 from jaxtyping import Float
 
-from value_lens.steering.operator import Operator, StrengthSpec, num, strength
+from value_lens.steering.operator import Operator, StrengthSpec, num, strength_field
 
 __all__ = ["Clamp"]
 
@@ -27,7 +27,7 @@ class Clamp(Operator):
     """Every steered token's projection becomes ``alpha``."""
 
     name: ClassVar[str] = "clamp"
-    alpha: StrengthSpec = strength(0.0)
+    alpha: StrengthSpec = strength_field(0.0)
 
     def __call__(
         self, h: Float[torch.Tensor, "B T d"], u: Float[torch.Tensor, " d"]

@@ -25,7 +25,7 @@ from typing import ClassVar
 import torch
 from jaxtyping import Float
 
-from value_lens.steering.operator import Operator, StrengthSpec, num, strength
+from value_lens.steering.operator import Operator, StrengthSpec, num, strength_field
 
 __all__ = ["Rotate"]
 
@@ -36,7 +36,7 @@ class Rotate(Operator):
 
     name: ClassVar[str] = "rotate"
     neutral: ClassVar[float | None] = 0.0
-    angle: StrengthSpec = strength(0.0, unit=False)
+    angle: StrengthSpec = strength_field(0.0, unit=False)
 
     def __call__(
         self, h: Float[torch.Tensor, "B T d"], u: Float[torch.Tensor, " d"]
