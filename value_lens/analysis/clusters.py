@@ -22,7 +22,14 @@ import numpy as np
 
 from value_lens.errors import InputError
 
-__all__ = ["ClusterAUROC", "as_vector", "cluster_codes", "cluster_counts"]
+__all__ = [
+    "ClusterAUROC",
+    "as_vector",
+    "cluster_codes",
+    "cluster_counts",
+    "column_aurocs",
+    "group_wins",
+]
 
 
 def as_vector(x: Any, name: str, *, min_len: int = 1) -> np.ndarray:
@@ -222,3 +229,52 @@ class ClusterAUROC:
         num, den, num_in, den_in = self._terms(self._ones() if counts is None else counts)
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.asarray((num - num_in) / (den - den_in))
+
+
+def column_aurocs(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """``[J]`` AUROC of each column of ``pos`` (``[P, J]``) against ``neg`` (``[N, J]``), ties
+    counted half: average ranks per column, all columns in one sort.
+
+    Example:
+        >>> column_aurocs(np.array([[3.0, 1.0], [1.0, 1.0]]), np.array([[2.0, 1.0]])).tolist()
+        [0.5, 0.5]
+    """
+    x = np.concatenate([pos, neg])
+    n, p = x.shape[0], pos.shape[0]
+    if p == 0 or n == p:
+        return np.full(x.shape[1], np.nan)
+    order = np.argsort(x, axis=0, kind="mergesort")
+    xs = np.take_along_axis(x, order, axis=0)
+    new = np.ones(xs.shape, dtype=bool)
+    new[1:] = xs[1:] != xs[:-1]
+    idx = np.arange(n)[:, None]
+    start = np.maximum.accumulate(np.where(new, idx, 0), axis=0)
+    last = np.ones(xs.shape, dtype=bool)
+    last[:-1] = new[1:]
+    end = np.minimum.accumulate(np.where(last, idx, n - 1)[::-1], axis=0)[::-1]
+    ranks = np.empty_like(xs)
+    np.put_along_axis(ranks, order, (start + end) / 2.0 + 1.0, axis=0)
+    u = ranks[:p].sum(0) - p * (p + 1) / 2.0
+    return u / (p * (n - p))
+
+
+def group_wins(
+    pos: np.ndarray, neg: np.ndarray, pos_group: np.ndarray, neg_group: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """``([J] wins, pairs)`` over positive/negative pairs of the same group only (ties half),
+    for every column of ``pos`` (``[P, J]``) and ``neg`` (``[N, J]``) at once.
+
+    Example:
+        >>> w, n = group_wins(np.array([[3.0], [1.0]]), np.array([[2.0], [5.0]]),
+        ...                   np.array([0, 1]), np.array([0, 1]))
+        >>> w.tolist(), n
+        ([1.0], 2.0)
+    """
+    wins = np.zeros(pos.shape[1])
+    pairs = 0.0
+    for g in np.intersect1d(pos_group, neg_group):
+        a, b = pos[pos_group == g], neg[neg_group == g]
+        d = a[:, None, :] - b[None, :, :]
+        wins += (d > 0).sum((0, 1)) + 0.5 * (d == 0).sum((0, 1))
+        pairs += a.shape[0] * b.shape[0]
+    return wins, pairs

@@ -45,6 +45,8 @@ class Context:
         tests: per split, the held-out cluster codes.
         support: per split, (pairs, turns) within position strata of the real cut.
         baselines: ``[N, 4]`` the position baselines' scores.
+        baseline_scores: per split, the baselines' scores, filled by the first layer scored
+            (position alone does not depend on the layer).
     """
 
     cfg: SweepConfig
@@ -58,6 +60,7 @@ class Context:
     tests: list[np.ndarray] = field(default_factory=list)
     support: list[tuple[int, int]] = field(default_factory=list)
     baselines: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    baseline_scores: dict[int, SplitScores] = field(default_factory=dict)
 
     @classmethod
     def create(
@@ -188,13 +191,19 @@ def score_layer(
     for s, train in enumerate(ctx.splits):
         sc = SplitScores()
         fams = _families(ctx, gram, train, K)
-        for j, name in enumerate(BASELINES):
-            e = np.zeros(K)
-            e[cols["baselines"].start + j] = 1.0
-            fams.append(Family(name, e))
         for fam in fams:
             auroc_scores(sc, fam, Y, ctx.held[s], C, ctx.enough_matched(s))
             rd_scores(sc, fam, sums, ctx.tests[s], C)
+        if s not in ctx.baseline_scores:  # position alone: the same at every layer
+            base = SplitScores()
+            for j, name in enumerate(BASELINES):
+                e = np.zeros(K)
+                e[cols["baselines"].start + j] = 1.0
+                auroc_scores(base, Family(name, e), Y, ctx.held[s], C, ctx.enough_matched(s))
+                rd_scores(base, Family(name, e), sums, ctx.tests[s], C)
+            ctx.baseline_scores[s] = base
+        sc.point.update(ctx.baseline_scores[s].point)
+        sc.loo.update(ctx.baseline_scores[s].loo)
         out.splits.append(sc)
         axis = next(f for f in fams if f.name == "axis").weights[: 2 * G]
         out.wins.append((gram[:G, : 2 * G] @ axis)[np.setdiff1d(np.arange(G), train)] > 0)
