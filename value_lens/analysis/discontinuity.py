@@ -36,7 +36,7 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -97,6 +97,20 @@ class CutSums:
     n: np.ndarray
     n_turns: np.ndarray
     per_turn: int = 1
+    _summed: dict[bytes, tuple[np.ndarray, ...]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def _sum(self, keep: np.ndarray) -> tuple[np.ndarray, ...]:
+        """``(xtx, xty, yty)`` summed over the clusters weighted by ``keep`` (remembered)."""
+        key = keep.tobytes()
+        if key not in self._summed:
+            self._summed[key] = (
+                np.tensordot(keep, self.xtx, axes=1),
+                np.tensordot(keep, self.xty, axes=1),
+                np.tensordot(keep, self.yty, axes=1),
+            )
+        return self._summed[key]
 
     @classmethod
     def of(
@@ -162,9 +176,18 @@ class CutSums:
         w = np.asarray(weights, dtype=np.float64)
         w = np.broadcast_to(w, (keep.shape[0], w.shape[-1]))
         C, p, K = self.xty.shape
-        xtx = (keep @ self.xtx.reshape(C, -1)).reshape(-1, p, p)
-        xtyw = np.einsum("jpk,jk->jp", (keep @ self.xty.reshape(C, -1)).reshape(-1, p, K), w)
-        ss = np.einsum("jk,jkl,jl->j", w, (keep @ self.yty.reshape(C, -1)).reshape(-1, K, K), w)
+        # the sums over clusters once per distinct ``keep`` row (refits share theirs, and
+        # so do the scores of one split: kept in ``_summed``)
+        rows, inv = np.unique(keep, axis=0, return_inverse=True)
+        inv = inv.reshape(-1)
+        summed = [self._sum(r) for r in rows]
+        xtx = np.stack([x for x, _, _ in summed])[inv]
+        xtyw = np.empty((w.shape[0], p))
+        ss = np.empty(w.shape[0])
+        for u, (_, xty, yty) in enumerate(summed):
+            j = inv == u
+            xtyw[j] = w[j] @ xty.T
+            ss[j] = ((w[j] @ yty) * w[j]).sum(1)
         dof = keep @ self.n - keep @ self.n_turns
         dof_fit = keep @ self.n - self.per_turn * (keep @ self.n_turns) - xtx.shape[1]
         beta0 = _first_coef(xtx, xtyw)
