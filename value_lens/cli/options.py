@@ -72,13 +72,16 @@ Criteria = Annotated[
 ]
 PerCriterion = Annotated[int, typer.Option(help="Conversations per criterion.")]
 BatchSize = Annotated[int, typer.Option(help="Sequences per forward pass.")]
-Method = Annotated[
-    str,
-    typer.Option(
-        help="mean_diff (the paper's), pca_diff, ridge (collects second moments) or "
-        "logistic (collects a token sample)."
-    ),
-]
+
+
+def _method_help() -> str:
+    """The ``--method`` help: every registered fitting method with its one-line summary."""
+    from value_lens.fitting.methods import FITTERS
+
+    return "Fitting method. " + "; ".join(f"{n}: {f.summary}" for n, f in FITTERS.items()) + "."
+
+
+Method = Annotated[str, typer.Option(help=_method_help())]
 BuildUnit = Annotated[
     str,
     typer.Option(
