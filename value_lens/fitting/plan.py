@@ -11,6 +11,8 @@ Example:
     (True, 50)
     >>> CollectPlan(positions=True).class_moments  # LEACE needs the second moments too
     True
+    >>> (CollectPlan(max_moments_gb=64) | CollectPlan(class_moments=True)).max_moments_gb
+    64
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ from value_lens.data.tokens import AFTER, BEFORE, PLACEBO_AFTER, PLACEBO_BEFORE,
 from value_lens.errors import InputError
 from value_lens.fitting.moments import class_moment_bytes
 
-__all__ = ["CollectPlan"]
+__all__ = ["MOMENTS_BUDGET_GB", "CollectPlan"]
+
+MOMENTS_BUDGET_GB = 4.0
+"""Default memory budget (GiB) of the per-group class moments."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,8 @@ class CollectPlan:
         sample_per_class: a seeded uniform sample of this many tokens per label (``logistic``).
         placebo: the data must hold placebo turns (``did``); checked, nothing collected.
         moment_labels: the labels the class moments cover.
-        max_moments_gb: refuse class moments that need more memory than this (GiB).
+        max_moments_gb: refuse class moments that need more memory than this (GiB; ``None``:
+            :data:`MOMENTS_BUDGET_GB`). Combining plans keeps the larger budget either names.
     """
 
     moments: bool = False
@@ -51,7 +57,7 @@ class CollectPlan:
     sample_per_class: int = 0
     placebo: bool = False
     moment_labels: tuple[int, ...] = (BEFORE, AFTER)
-    max_moments_gb: float = 4.0
+    max_moments_gb: float | None = None
 
     def __post_init__(self) -> None:
         if self.positions and not self.class_moments:
@@ -59,7 +65,7 @@ class CollectPlan:
         object.__setattr__(self, "moment_labels", tuple(sorted(set(self.moment_labels))))
         if self.sample_per_class < 0:
             raise InputError(f"sample_per_class must be >= 0, got {self.sample_per_class}")
-        if not self.max_moments_gb > 0:
+        if self.max_moments_gb is not None and not self.max_moments_gb > 0:
             raise InputError(f"max_moments_gb must be positive, got {self.max_moments_gb}")
 
     def __or__(self, other: CollectPlan) -> CollectPlan:
@@ -72,7 +78,10 @@ class CollectPlan:
             **flags,
             sample_per_class=max(self.sample_per_class, other.sample_per_class),
             moment_labels=tuple(set(self.moment_labels) | set(other.moment_labels)),
-            max_moments_gb=max(self.max_moments_gb, other.max_moments_gb),
+            max_moments_gb=max(
+                (b for b in (self.max_moments_gb, other.max_moments_gb) if b is not None),
+                default=None,
+            ),
         )
 
     def check_data(self, data: LabelledTokens) -> None:
@@ -95,13 +104,14 @@ class CollectPlan:
             return
         k = len(self.moment_labels)
         need = class_moment_bytes(layers=layers, groups=groups, labels=k, d_model=d_model)
-        if need > self.max_moments_gb * 2**30:
+        budget = MOMENTS_BUDGET_GB if self.max_moments_gb is None else self.max_moments_gb
+        if need > budget * 2**30:
             per_layer = need / layers / 2**30
             raise InputError(
                 f"the per-group second moments (lda, erased) need {need / 2**30:.2f} GiB: "
                 f"8 bytes x {layers} layers x {groups} groups x {k} labels x d_model^2 "
                 f"({d_model}^2), {per_layer:.2f} GiB per layer, over the budget of "
-                f"{self.max_moments_gb:g} GiB; collect fewer layers (layers=...) or groups, or "
+                f"{budget:g} GiB; collect fewer layers (layers=...) or groups, or "
                 "raise CollectPlan(max_moments_gb=...)"
             )
 

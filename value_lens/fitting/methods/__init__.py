@@ -53,6 +53,7 @@ from value_lens.fitting.methods.registry import (
     SweepWeights,
     get_fitter,
     register_fitter,
+    unregister_fitter,
 )
 from value_lens.fitting.plan import CollectPlan
 
@@ -74,6 +75,7 @@ __all__ = [
     "register_fitter",
     "ridge",
     "standardized",
+    "unregister_fitter",
 ]
 
 register_fitter(fit_mean_diff.FITTER)

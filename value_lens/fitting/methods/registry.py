@@ -43,9 +43,17 @@ from value_lens.errors import InputError
 from value_lens.fitting.plan import CollectPlan
 from value_lens.fitting.stats import ActivationStats
 
-__all__ = ["FITTERS", "FitFn", "Fitter", "SweepWeights", "get_fitter", "register_fitter"]
+__all__ = [
+    "FITTERS",
+    "FitFn",
+    "Fitter",
+    "SweepWeights",
+    "get_fitter",
+    "register_fitter",
+    "unregister_fitter",
+]
 
-FitFn = Callable[..., tuple[Any, ...]]
+FitFn = Callable[..., Any]
 """``fit(stats, **kwargs) -> (directions [L, D], info)`` or ``(directions, info, readout)``."""
 SweepWeights = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """``(gram [G, G] = d d', train group indices) -> weights [G]`` over the group differences."""
@@ -68,7 +76,7 @@ class Fitter:
         if not callable(self.fit):
             raise InputError(f"fitter {self.name!r}: fit must be callable, got {self.fit!r}")
 
-    def __call__(self, stats: ActivationStats, **kwargs: Any) -> tuple[Any, ...]:
+    def __call__(self, stats: ActivationStats, **kwargs: Any) -> Any:
         return self.fit(stats, **kwargs)
 
     @property
@@ -76,7 +84,7 @@ class Fitter:
         """What a refit on a subset of groups (:meth:`refit`) needs collected."""
         return self.needs if self.split_needs is None else self.needs | self.split_needs
 
-    def refit(self, stats: ActivationStats, train: Iterable[str], **kwargs: Any) -> tuple[Any, ...]:
+    def refit(self, stats: ActivationStats, train: Iterable[str], **kwargs: Any) -> Any:
         """The method fitted on the groups ``train`` only: ``fit(stats.select_groups(train))``."""
         return self.fit(stats.select_groups(list(train)), **kwargs)
 
@@ -104,6 +112,8 @@ def register_fitter(
         >>> f = register_fitter(lambda s: (s.sum[:, 0, 0], {}), name="_doc_first_sum")
         >>> f.name in FITTERS
         True
+        >>> unregister_fitter("_doc_first_sum").name in FITTERS
+        False
     """
     if not isinstance(fitter, Fitter):
         label = str(name or getattr(fitter, "__name__", ""))
@@ -119,6 +129,13 @@ def register_fitter(
     return fitter
 
 
+def unregister_fitter(name: str) -> Fitter:
+    """Remove a registered method (e.g. a user method registered for one experiment)."""
+    if name not in _REGISTRY:
+        raise InputError(f"no fitting method named {name!r} is registered")
+    return _REGISTRY.pop(name)
+
+
 def get_fitter(method: str | Fitter | FitFn) -> Fitter:
     """The :class:`Fitter` for a registered name, a Fitter, or a plain fit function."""
     if isinstance(method, Fitter):
@@ -132,7 +149,7 @@ def get_fitter(method: str | Fitter | FitFn) -> Fitter:
     raise InputError(f"method must be a name, a Fitter or a callable, got {type(method)}")
 
 
-def as_directions(out: tuple[Any, ...], name: str) -> tuple[torch.Tensor, dict[str, Any], Any]:
+def as_directions(out: Any, name: str) -> tuple[torch.Tensor, dict[str, Any], Any]:
     """``(directions, info, readout)`` from what a fit function returned (checked)."""
     if not isinstance(out, tuple) or len(out) not in (2, 3):
         raise InputError(
