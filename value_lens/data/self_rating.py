@@ -99,7 +99,7 @@ def icrl_points(
     ``attempt``, ``discovered`` (the criterion's discovery paragraph is at or before it),
     ``rewards_so_far`` and ``last_reward``.
     """
-    out = []
+    out: list[RatingPoint] = []
     for conv in conversations:
         index = conv.assistant_index()
         rewards = 0
