@@ -37,7 +37,7 @@ def test_icrl_points_sit_after_each_paragraphs_last_feedback(convs):
         assert body[-2]["role"] == "assistant" and body[-1]["content"] in ("+1", "-1")
         disc = conv.discovery_paragraph
         assert p.meta["discovered"] == (disc is not None and pos >= disc)
-    every = sr.icrl_points(convs, every_attempt=True, task=lambda c: "all")
+    every = sr.icrl_points(convs, every_attempt=True, task=lambda _c: "all")
     assert len(every) == sum(sum(c.trajectory) for c in convs)
     assert {p.task for p in every} == {"all"}
 
@@ -62,7 +62,7 @@ ANSWERS = {  # (point, repeat) -> answer text; every status appears
 }
 
 
-def fake_generate(model, prompts, config, *, seed=0, **_):
+def fake_generate(model, prompts, _config, *, seed=0, **_):
     """Answers from ANSWERS (repeat from the seed), tokenised with the model's tokenizer."""
     r = seed // 1000
     out = []

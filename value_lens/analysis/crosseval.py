@@ -199,8 +199,9 @@ def _fit_axes(
         plan = CollectPlan(max_moments_gb=cfg.max_moments_gb)
         for s in mine:
             plan = plan | get_fitter(s.method).needs
-        run = {"batch_size": cfg.batch_size, "progress": False}
-        stats = collect_stats(model, data, layers=[cfg.layer], plan=plan, **run)
+        stats = collect_stats(
+            model, data, layers=[cfg.layer], plan=plan, batch_size=cfg.batch_size, progress=False
+        )
         dmu[name] = stats.group_diffs()[0].mean(dim=1)[0].float()
         for s in mine:
             axes[s.name] = ValueAxis.fit(stats, s.method, **dict(s.options))
