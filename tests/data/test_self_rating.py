@@ -63,10 +63,11 @@ ANSWERS = {  # (point, repeat) -> answer text; every status appears
 
 
 def fake_generate(model, prompts, _config, *, seed=0, **_):
-    """Answers from ANSWERS (repeat from the seed), tokenised with the model's tokenizer."""
+    """Answers from ANSWERS (point from the prompt's "task i", repeat from the seed)."""
     r = seed // 1000
     out = []
-    for i, _msgs in enumerate(prompts):
+    for msgs in prompts:
+        i = int(msgs[0]["content"].split()[1])
         text = " " + ANSWERS[i][r]
         ids = torch.tensor(model.tokenizer(text, add_special_tokens=False)["input_ids"])
         out.append(Generation(f"p{i}", text, torch.tensor([1, 2, 3 + i]), ids, False))

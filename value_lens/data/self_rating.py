@@ -200,13 +200,16 @@ def rate(
 ) -> Ratings:
     """Ask ``model`` for every point's rating (see the module docs); prompts longer than
     ``max_prompt_tokens`` (default: the context minus the answer budget) are skipped and
-    counted in :attr:`Ratings.skipped`."""
+    counted in :attr:`Ratings.skipped`. Prompts run longest first (records come back in point
+    order); sampled answers depend on that batching, as in :func:`~value_lens.generate`."""
     cfg = config or RatingConfig()
     from value_lens.core.model import n_ctx, to_token_ids
 
     limit = cfg.max_prompt_tokens or n_ctx(model) - cfg.max_new_tokens - 1
     texts = format_prompts(model, [list(p.messages) for p in points])
-    keep = [i for i, t in enumerate(texts) if len(to_token_ids(model, t, truncate=True)) <= limit]
+    size = {i: len(to_token_ids(model, t, truncate=True)) for i, t in enumerate(texts)}
+    # longest first, so each batch pads little (sampled answers depend on the batching)
+    keep = sorted((i for i in size if size[i] <= limit), key=lambda i: (-size[i], i))
     records = []
     gen = GenerationConfig(
         max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, batch_size=cfg.batch_size
@@ -219,6 +222,7 @@ def rate(
             rec = RatingRecord(i, r, g.text, parse_rating(g.text), g.prompt_ids, g.output_ids, at)
             records.append(rec)
     skipped = [i for i in range(len(points)) if i not in set(keep)]
+    records.sort(key=lambda rec: (rec.repeat, rec.point))
     return Ratings(list(points), records, skipped, cfg)
 
 

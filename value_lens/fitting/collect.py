@@ -130,17 +130,15 @@ def collect_stats(
         model: any TransformerLens-style model.
         data: labelled sequences; tokens labelled ``IGNORE`` (and padding) are never read.
         layers: value_lens layers (block outputs); ``None`` for all.
-        batch_size / max_batch_tokens: batching (sequences are sorted by length, right-padded;
-            with causal attention, right padding cannot change the real tokens' activations).
-        dtype: accumulation dtype across batches (fp64 default; fp32 halves memory).
+        batch_size / max_batch_tokens: batching (sorted by length, right-padded, which causal
+            attention makes harmless). dtype: of the sums across batches (fp64 default).
         moments: also accumulate second moments (needed by ``method="ridge"``) of the tokens
             with a regression target: ``data.targets`` where given, else AFTER=1 vs BEFORE=0
             (REWARD and other labels left out). Same as ``plan=CollectPlan(moments=True)``.
         sample_per_class: keep a seeded uniform sample of this many token vectors per label
             (needed by ``method="logistic"``), each tagged with its group.
-        plan: what else to keep (:class:`~value_lens.fitting.plan.CollectPlan`: per-group class
-            moments, position cross-moments, squared sums); combined with ``moments`` and
-            ``sample_per_class``. :func:`value_lens.fitting.methods.needs` gives a method's.
+        plan: what else to keep (a :class:`~value_lens.fitting.plan.CollectPlan`, combined with
+            the two above); :func:`value_lens.fitting.methods.needs` gives a method's.
         truncate: cut sequences longer than the model's context instead of raising.
         shard / out: collect only shard ``(rank, world)`` of the data (balanced by tokens) and
             write it atomically under ``out`` with a manifest; a finished shard is reused. Merge
@@ -177,6 +175,11 @@ def collect_stats(
     )
     run = _Run(L, classes, batch_size, max_batch_tokens, seed, truncate)
     _stream(model, data, acc, run, want, progress)
+    return acc.finish(groups, classes, _meta(model, data, want))
+
+
+def _meta(model: HookedModel, data: LabelledTokens, plan: CollectPlan) -> dict[str, Any]:
+    """What the stats record about their model and data."""
     meta: dict[str, Any] = {
         "model_id": model_id(model),
         "n_layers_model": n_layers(model),
@@ -185,9 +188,9 @@ def collect_stats(
         "n_sequences": len(data),
         "group_sequences": dict(Counter(data.groups)),
     }
-    if want.moments:
+    if plan.moments:
         meta["moments_target"] = "targets" if data.targets is not None else "after_vs_before"
-    return acc.finish(groups, classes, meta)
+    return meta
 
 
 @dataclass(frozen=True)
