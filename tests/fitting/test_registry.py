@@ -143,3 +143,28 @@ def test_per_split_needs_add_what_a_refit_needs():
     # the sd strength unit needs second moments, unless the method's class moments give them
     assert collect_requirements("mean_diff", "sd")["moments"]
     assert not collect_requirements("lda", "sd")["moments"]
+
+
+def test_every_method_steers_in_the_same_units():
+    """Percent strengths use the same mean norm for every method and sd strengths each
+    direction's own projection sd, measured here on the raw tokens (BEFORE and AFTER)."""
+    from _moments import stats_from_tokens
+
+    from value_lens.steering.strength import axis_calibration, to_raw
+
+    rng = np.random.default_rng(0)
+    n = 600
+    x = rng.normal(size=(n, 8)) * np.linspace(0.5, 4, 8) + 3
+    labels = np.array([0, 1, 3, 4] * (n // 4))
+    groups = np.array(["a", "b", "c"] * (n // 3))
+    x[labels == 1] += 1.0
+    z = rng.normal(size=(n, 4))
+    stats = stats_from_tokens(x, labels, groups, z=z, sample_k=300)
+    ab = np.isin(labels, [0, 1])
+    norm = np.linalg.norm(x[labels < 2], axis=1).mean()  # placebo turns left out
+    for method in METHODS:
+        axis = ValueAxis.fit(stats, method)
+        cal = axis_calibration(axis)
+        assert to_raw(10.0, 0, "percent", cal) == pytest.approx(0.1 * norm, rel=1e-6), method
+        u = axis.direction(0).double().numpy()
+        assert to_raw(1.0, 0, "sd", cal) == pytest.approx((x[ab] @ u).std(), rel=1e-4), method
