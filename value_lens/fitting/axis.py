@@ -32,11 +32,9 @@ from value_lens.core.model import d_model as model_d_model
 from value_lens.core.model import model_id as model_model_id
 from value_lens.core.model import n_layers as model_n_layers
 from value_lens.core.protocols import HookedModel
-from value_lens.data.tokens import AFTER, BEFORE
 from value_lens.errors import ArtifactError, AxisMismatchError, InputError, LayerError
-from value_lens.fitting.methods import FitFn, Fitter, get_fitter
-from value_lens.fitting.methods.common import pooled_covariance
-from value_lens.fitting.methods.registry import as_directions
+from value_lens.fitting.fit_fields import fitted_fields
+from value_lens.fitting.methods import FitFn, Fitter
 from value_lens.fitting.official import official_fields
 from value_lens.fitting.stats import ActivationStats
 from value_lens.fitting.transforms import Readout, readout_from_artifact
@@ -168,31 +166,7 @@ class ValueAxis:
         by :func:`collect_stats`. ``proj_std`` is measured on the second moments when the stats
         hold them (pooled or per-group class moments), else left NaN.
         """
-        fitter = get_fitter(method)
-        dirs, info, readout = as_directions(fitter.fit(stats, **kwargs), fitter.name)
-        n = int(n_layers or stats.meta.get("n_layers_model") or (max(stats.layers) + 1))
-        idx = torch.tensor(stats.layers)
-        full = torch.zeros(n, stats.d_model)
-        full[idx] = dirs.float()
-        norms = torch.full((n,), float("nan"))
-        norms[idx] = stats.turn_mean_norm().float()
-        std = torch.full((n,), float("nan"))
-        cov = _covariance(stats)
-        if cov is not None:
-            u = dirs.double() / dirs.double().norm(dim=-1, keepdim=True).clamp_min(1e-30)
-            std[idx] = torch.einsum("ld,lde,le->l", u, cov, u).clamp_min(0).sqrt().float()
-        return cls(
-            full,
-            layers=tuple(stats.layers),
-            model_id=str(stats.meta.get("model_id", "")),
-            method=fitter.name,
-            dataset=str(stats.meta.get("dataset", "")),
-            dataset_hash=str(stats.meta.get("dataset_hash", "")),
-            fit_info=_jsonable(info),
-            resid_norm=norms,
-            proj_std=std,
-            readout=None if readout is None else readout.expand(idx, n),
-        )
+        return cls(**fitted_fields(stats, method, n_layers, kwargs))
 
     def read(
         self, resid: Float[torch.Tensor, "... d_model"], layer: int
@@ -361,28 +335,3 @@ class ValueAxis:
             model_id = model_model_id(model) or model_id
         fields = official_fields(npy_path, n_layers=n_layers, d_model=d_model, last_row=last_row)
         return cls(**fields, model_id=model_id)
-
-
-def _covariance(stats: ActivationStats) -> torch.Tensor | None:
-    """Per-layer covariance of the tokens the projection sd is measured on: the pooled moments'
-    tokens, else the BEFORE and AFTER tokens of the class moments; None without either."""
-    if stats.moments is not None and float(stats.moments.n) > 1:
-        m = stats.moments
-        mu = m.x / m.n
-        return m.xx / m.n - mu[:, :, None] * mu[:, None, :]
-    cm = stats.class_moments
-    if cm is None:
-        return None
-    labels = tuple(c for c in (BEFORE, AFTER) if c in cm.labels and c in stats.classes)
-    n = float(stats.count[:, [stats.class_index(c) for c in labels]].sum()) if labels else 0.0
-    return pooled_covariance(stats, cm, labels)[2] if n >= 2 else None
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, torch.Tensor):
-        return x.tolist()
-    return x
