@@ -12,7 +12,9 @@ at each paragraph the model is asked for a 0-100 rating of how close it is to th
   test-retest agreement, Pearson r of the two samples with a jackknife interval over
   conversations;
 * the cross-evaluation matrix at one layer (value_lens.analysis.crosseval): value-axis methods
-  (mean_diff, lda, standardized, erased, mean_centred) fitted on BEFORE/AFTER tokens and the
+  (mean_diff, lda, standardized, erased, mean_centred) fitted on BEFORE/AFTER tokens of the
+  demo's criteria (``--value-criteria``, every labelled turn of ``--value-per-criterion``
+  conversations each) and the
   self-rating axis (standardized, high vs low greedy rating within criterion), each scored on
   held-out criteria of every label set, with the placebo turns and position halves as
   position-only controls and sign-aligned random directions as the null.
@@ -77,7 +79,10 @@ def retest_ci(sampled: Any) -> dict[str, Any]:
         def pearson(x: np.ndarray, y: np.ndarray) -> float:
             return float(np.corrcoef(x, y)[0, 1])
 
-        out["pearson_ci_by_conversation"] = _conversation_ci(pearson, a, b, conv)
+        ci = _conversation_ci(pearson, a, b, conv)
+        # a jackknife t interval of a correlation can leave [-1, 1]: clipped, and said so
+        out["pearson_ci_by_conversation_clipped"] = [max(-1.0, ci[0]), min(1.0, ci[1])]
+        out["pearson_ci_raw"] = ci
     return out
 
 
@@ -93,6 +98,8 @@ def examples(ratings: Any, k: int = 15) -> list[dict[str, Any]]:
 
 
 def crosseval(model: Any, convs: Any, greedy: Any, layer: int) -> dict[str, Any]:
+    """The cross-evaluation matrix: value-axis methods on ``convs``' labelled turns and the
+    self-rating axis on the greedy ratings, with the placebo and position-half controls."""
     from value_lens.analysis.crosseval import (
         AxisSpec,
         CrossEvalConfig,
@@ -136,6 +143,9 @@ def main() -> None:
     ap.add_argument("--per-criterion", type=int, default=1)
     ap.add_argument("--retest-points", type=int, default=20, help="points sampled twice")
     ap.add_argument("--temperature", type=float, default=0.7)
+    ap.add_argument("--max-new-tokens", type=int, default=32)
+    ap.add_argument("--value-criteria", default="first:12", help="criteria of the value data")
+    ap.add_argument("--value-per-criterion", type=int, default=3)
     ap.add_argument("--layer", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
@@ -156,14 +166,17 @@ def main() -> None:
         args.per_criterion, seed=args.seed, criteria=parse_criteria(args.criteria)
     )
     pts = icrl_points(convs)
-    greedy = rate(model, pts, RatingConfig(max_new_tokens=8))
+    greedy = rate(model, pts, RatingConfig(max_new_tokens=args.max_new_tokens))
     print(json.dumps(greedy.summary(), indent=1), flush=True)
     sampled = rate(
         model,
         pts,
-        RatingConfig(max_new_tokens=8, repeats=2, temperature=args.temperature, seed=args.seed),
+        RatingConfig(max_new_tokens=args.max_new_tokens, repeats=2, temperature=args.temperature, seed=args.seed),
     )
     layer = args.layer if args.layer is not None else default_layer(n_layers(model))
+    value_convs = generate_scripted(
+        args.value_per_criterion, seed=args.seed, criteria=parse_criteria(args.value_criteria)
+    )
     result = {
         "model": "SmolLM2-135M-Instruct" if args.model == "smollm2" else "tiny Qwen3",
         "settings": {**vars(args), "out": str(args.out), "question": QUESTION, "n_conversations": len(convs)},
@@ -172,7 +185,7 @@ def main() -> None:
         "sampled": sampled.summary(),
         "retest": retest_ci(sampled),
         "examples": examples(greedy),
-        "crosseval": crosseval(model, convs, greedy, layer),
+        "crosseval": crosseval(model, value_convs, greedy, layer),
     }  # fmt: skip
     print(json.dumps({k: result[k] for k in ("validity", "retest")}, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)

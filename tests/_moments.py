@@ -108,13 +108,14 @@ def ledoit_wolf_oracle(y: np.ndarray) -> float:
     return float(min(b2, d2) / d2)
 
 
-def leace_oracle(x: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def leace_oracle(x: np.ndarray, z: np.ndarray, rho: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """The least-squares eraser as the oblique projection ``Q = C (C' S^-1 C)^-1 C' S^-1`` of
-    the constrained problem (``S = Cov(x)`` full rank, ``C = Cov(x, z)``): returns
-    ``(mean, Q)`` with ``r(x) = x - Q (x - mean)``."""
+    the constrained problem (``S = Cov(x)`` full rank, shrunk by ``rho`` towards ``tr/D I``,
+    ``C = Cov(x, z)``): returns ``(mean, Q)`` with ``r(x) = x - Q (x - mean)``."""
     mu = x.mean(0)
     xc, zc = x - mu, z - z.mean(0)
     s = xc.T @ xc / len(x)
+    s = (1 - rho) * s + rho * np.trace(s) / len(s) * np.eye(len(s))
     c = xc.T @ zc / len(x)
     si_c = np.linalg.solve(s, c)
     q = c @ np.linalg.solve(c.T @ si_c, si_c.T)

@@ -162,3 +162,14 @@ def test_bad_specs_are_named(planted):
         cross_evaluate(model, [LabelSet("v", value)], [AxisSpec("a", "nope")], CrossEvalConfig(0))
     with pytest.raises(InputError, match="train_fraction"):
         CrossEvalConfig(0, train_fraction=1.0)
+
+
+def test_too_few_clusters_give_no_interval_rather_than_an_error(planted):
+    _, model, value, _ = planted
+    two = value.select_groups(["c0", "c1", "c2"]).subset([0, 4, 8])  # one turn per criterion
+    res = cross_evaluate(
+        model, [LabelSet("v", two)], [AxisSpec("a", "v")], CrossEvalConfig(0, n_random=2)
+    )
+    row = res.table.set_index("axis").loc["a"]
+    assert row.n_clusters < 3 and np.isnan(row.ci_lo) and np.isnan(row.ci_hi)
+    assert 0 <= row.auroc <= 1

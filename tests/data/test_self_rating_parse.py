@@ -26,6 +26,9 @@ from value_lens.data.rating_parse import STATUSES, parse_rating
         ("100", 100.0, "ok", "plain"),
         ("0", 0.0, "ok", "plain"),
         ("42.5", 42.5, "ok", "plain"),
+        ("0.5", 50.0, "ok", "unit_interval"),  # a 0-1 scale answer
+        ("1.0", 100.0, "ok", "unit_interval"),
+        ("1", 1.0, "ok", "plain"),
         ("150", None, "out_of_range", "plain"),
         ("-5", None, "out_of_range", "plain"),
         ("I'm sorry, as an AI I do not have progress.", None, "refusal", ""),

@@ -8,7 +8,7 @@ and covariances measured directly on the erased token vectors.
 import numpy as np
 import pytest
 import torch
-from _moments import leace_oracle, mean_diff_oracle, stats_from_tokens
+from _moments import leace_oracle, ledoit_wolf_oracle, mean_diff_oracle, stats_from_tokens
 
 from value_lens import ValueAxis
 from value_lens.errors import InputError
@@ -89,10 +89,15 @@ def test_erased_readout_has_zero_covariance_with_every_position_feature():
     assert max(abs(np.corrcoef(held_raw, z2[:, j])[0, 1]) for j in range(4)) > 2 * bound
 
 
-def test_erased_direction_is_the_mean_difference_of_erased_tokens():
+@pytest.mark.parametrize("shrinkage", ["ledoit_wolf", 0.0, 0.3])
+def test_erased_direction_is_the_mean_difference_of_erased_tokens(shrinkage):
+    """Against the oracle whitened by the covariance shrunk by the same rho (Ledoit-Wolf's
+    computed token by token on the pooled-centred tokens)."""
     x, labels, groups, z = turn_tokens(2)
-    axis = ValueAxis.fit(stats_from_tokens(x, labels, groups, z=z), "erased")
-    mu, q = leace_oracle(x, z)
+    axis = ValueAxis.fit(stats_from_tokens(x, labels, groups, z=z), "erased", shrinkage=shrinkage)
+    rho = ledoit_wolf_oracle(x - x.mean(0)) if shrinkage == "ledoit_wolf" else shrinkage
+    assert axis.fit_info["rho"][0] == pytest.approx(rho, rel=1e-8, abs=1e-12)
+    mu, q = leace_oracle(x, z, rho)
     erased = x - (x - mu) @ q.T
     np.testing.assert_allclose(
         axis.directions[0].double().numpy(),
@@ -103,6 +108,24 @@ def test_erased_direction_is_the_mean_difference_of_erased_tokens():
     # the readout erases before projecting
     e = axis.readout.apply(torch.from_numpy(x[:3]), 0).numpy()
     np.testing.assert_allclose(e, erased[:3], rtol=1e-8, atol=1e-8)
+
+
+def test_shrinkage_keeps_erasure_exact_with_fewer_tokens_than_dimensions():
+    """60 tokens in 80 dimensions: the raw covariance is singular, the Ledoit-Wolf one is not,
+    and the erased vectors still have zero covariance with the features."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(60, 80))
+    z = np.stack([x[:, 0] + rng.normal(size=60), rng.normal(size=60)], 1)
+    labels = np.array([0, 1] * 30)
+    axis = ValueAxis.fit(stats_from_tokens(x, labels, np.array(["a"] * 60), z=z), "erased")
+    assert 0 < axis.fit_info["rho"][0] < 1
+    e = axis.readout.apply(torch.from_numpy(x), 0).numpy()
+    cov = (e - e.mean(0)).T @ (z - z.mean(0)) / 60
+    assert np.abs(cov).max() < 1e-9
+    with pytest.raises(InputError, match="shrinkage"):
+        ValueAxis.fit(
+            stats_from_tokens(x, labels, np.array(["a"] * 60), z=z), "erased", shrinkage="x"
+        )
 
 
 def test_erased_needs_the_position_moments():

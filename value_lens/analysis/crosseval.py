@@ -17,7 +17,8 @@ method. :func:`cross_evaluate`
    with the cosine readout (through its readout transform), the AUROC of positives vs negatives
    with a leave-one-cluster-out jackknife interval
    (:func:`~value_lens.analysis.metrics.bootstrap_ci` with ``groups=``, clusters from
-   ``meta[cluster]``, by default the conversation). The random row reports the mean AUROC and
+   ``meta[cluster]``, by default the conversation; NaN with fewer than 3 clusters, as
+   ``n_clusters`` shows). The random row reports the mean AUROC and
    the central ``ci`` range over its directions (a null band, not an interval).
 
 Example:
@@ -181,8 +182,12 @@ def _clusters(ls: LabelSet, data: LabelledTokens, seq_of: np.ndarray) -> np.ndar
 
 
 def _score(p: np.ndarray, lab: np.ndarray, cl: np.ndarray, ci: float) -> dict[str, Any]:
+    """AUROC and its cluster jackknife interval (NaN with fewer than 3 usable clusters)."""
     pos, neg = lab == AFTER, lab == BEFORE
-    lo, hi = bootstrap_ci(auroc, p[pos], p[neg], groups=[cl[pos], cl[neg]], ci=ci)
+    try:
+        lo, hi = bootstrap_ci(auroc, p[pos], p[neg], groups=[cl[pos], cl[neg]], ci=ci)
+    except InputError:
+        lo = hi = float("nan")
     return {"auroc": auroc(p[pos], p[neg]), "ci_lo": lo, "ci_hi": hi}
 
 

@@ -8,7 +8,9 @@
 * a range, ``"60-70"``, ``"60 to 70"`` or ``"between 60 and 70"`` (its midpoint);
 * a percentage, ``"70%"``;
 * else the first number, ``"73"`` or ``"about 70"`` (``form="approximate"`` after words such as
-  about, around, roughly).
+  about, around, roughly); a decimal between 0 and 1 (``"0.5"``, ``"1.0"``) is read on a 0-1
+  scale and scaled to 0-100 (``form="unit_interval"``; SmolLM2 answers so at times), while an
+  integer is always on the 0-100 scale (``"1"`` is 1).
 
 Without a digit, an answer that declines (can't, cannot, unable, won't, sorry, as an AI ...) is a
 ``"refusal"``; otherwise a number written in words up to one hundred (``"seventy-five"``) is
@@ -89,8 +91,11 @@ def _read(text: str) -> tuple[float, str] | None:
         return float(m.group(1)), "percent"
     m = _PLAIN.search(text)
     if m:
+        v = float(m.group(0))
+        if "." in m.group(0) and 0 <= v <= 1:
+            return 100.0 * v, "unit_interval"
         approx = _APPROX.search(text[: m.start()]) is not None
-        return float(m.group(0)), "approximate" if approx else "plain"
+        return v, "approximate" if approx else "plain"
     return None
 
 

@@ -104,14 +104,20 @@ def within_scatter(c: CellMoments) -> Float[torch.Tensor, "L D D"]:
     return c.xx.sum(dim=(1, 2)) - outer
 
 
-def centred_fourth(c: CellMoments) -> Float[torch.Tensor, " L"]:
-    """``sum_t |x_t - mean_cell|^4`` per layer, from the raw sums (Ledoit-Wolf's ``b``)."""
-    m = c.mean
-    sq = (m * m).sum(-1)  # |mu|^2 [L, G, K]
-    quad = torch.einsum("lgkd,lgkde,lgke->lgk", m, c.xx, m)  # mu' XX mu
-    tr = torch.diagonal(c.xx, dim1=-2, dim2=-1).sum(-1)  # sum |x|^2
-    cross = (m * c.x2x).sum(-1)  # mu' sum |x|^2 x
-    total = c.x4 - 4 * cross + 4 * quad + 2 * sq * tr - 3 * c.n[None] * sq * sq
+def centred_fourth(c: CellMoments, about: torch.Tensor | None = None) -> Float[torch.Tensor, " L"]:
+    """``sum_t |x_t - m|^4`` per layer from the raw sums, with ``m`` each token's cell mean, or
+    ``about`` (``[L, D]``, one centre per layer) when given: the ``b`` of Ledoit-Wolf.
+
+    Expanding ``|x - m|^2 = a - 2 b + |m|^2`` (``a = |x|^2``, ``b = x . m``) leaves sums of
+    ``a^2``, ``a x``, ``x x^T``, ``a`` and ``x``, which the class moments and the stats hold.
+    """
+    m = c.mean if about is None else about[:, None, None, :].expand_as(c.mean)
+    sq = (m * m).sum(-1)  # |m|^2 [L, G, K]
+    quad = torch.einsum("lgkd,lgkde,lgke->lgk", m, c.xx, m)  # sum b^2 = m' XX m
+    tr = torch.diagonal(c.xx, dim1=-2, dim2=-1).sum(-1)  # sum a
+    cross = (m * c.x2x).sum(-1)  # sum a b = m' sum |x|^2 x
+    lin = (m * c.mean).sum(-1) * c.n[None]  # sum b = m' (n mean)
+    total = c.x4 - 4 * cross + 4 * quad + 2 * sq * tr - 4 * sq * lin + c.n[None] * sq * sq
     return total.sum(dim=(1, 2))
 
 
