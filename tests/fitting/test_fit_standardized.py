@@ -120,3 +120,12 @@ def test_mean_centred_by_hand():
     va, _ = mean_centred(stats.select_groups(["a"]))
     xa, la = x[:30], labels[:30]
     np.testing.assert_allclose(va[0].numpy(), xa[la == 1].mean(0) - xa.mean(0), rtol=1e-5)
+
+
+def test_a_readout_of_another_shape_is_refused():
+    from value_lens.fitting.transforms import Standardizer
+
+    ro = Standardizer(torch.zeros(2, 4, dtype=torch.float64), torch.ones(2, 4, dtype=torch.float64))
+    ValueAxis(torch.ones(2, 4), readout=ro)  # fits
+    with pytest.raises(InputError, match="another axis or model"):
+        ValueAxis(torch.ones(3, 4), readout=ro)

@@ -113,6 +113,13 @@ class ValueAxis:
             if v.shape[0] != d.shape[0]:
                 raise InputError(f"{name} needs one value per layer ({d.shape[0]})")
             object.__setattr__(self, name, v)
+        if self.readout is not None and any(
+            t.shape[:2] != (d.shape[0], d.shape[1]) for t in self.readout.tensors().values()
+        ):
+            raise InputError(
+                f"the readout transform needs [n_layers, d_model, ...] = [{d.shape[0]}, "
+                f"{d.shape[1]}, ...] tensors; it belongs to another axis or model"
+            )
 
     # ------------------------------------------------------------------ facts
     @property
