@@ -86,6 +86,16 @@ def retest_ci(sampled: Any) -> dict[str, Any]:
     return out
 
 
+def answers(ratings: Any) -> list[dict[str, Any]]:
+    """Every answer with its point, repeat and parse (so a later parser can re-read them)."""
+    out = []
+    for r in ratings.records:
+        p = r.parsed
+        out.append({"point": r.point, "repeat": r.repeat, "text": r.text, "status": p.status})
+        out[-1].update(form=p.form, value=p.value)
+    return out
+
+
 def examples(ratings: Any, k: int = 15) -> list[dict[str, Any]]:
     seen, out = set(), []
     for rec in ratings.records:
@@ -117,8 +127,8 @@ def crosseval(model: Any, convs: Any, greedy: Any, layer: int) -> dict[str, Any]
         LabelSet("placebo", value, pos=PLACEBO_AFTER, neg=PLACEBO_BEFORE),
         LabelSet("position_halves", position_halves(value)),
     ]
-    axes = [AxisSpec(f"value_{m}", "value", m) for m in
-            ("mean_diff", "lda", "standardized", "erased", "mean_centred")]  # fmt: skip
+    methods = ("mean_diff", "lda", "standardized", "erased", "mean_centred")
+    axes = [AxisSpec(f"value_{m}", "value", m) for m in methods]
     out: dict[str, Any] = {"layer": layer}
     try:
         rating, report = greedy.labelled()
@@ -171,7 +181,12 @@ def main() -> None:
     sampled = rate(
         model,
         pts,
-        RatingConfig(max_new_tokens=args.max_new_tokens, repeats=2, temperature=args.temperature, seed=args.seed),
+        RatingConfig(
+            max_new_tokens=args.max_new_tokens,
+            repeats=2,
+            temperature=args.temperature,
+            seed=args.seed,
+        ),
     )
     layer = args.layer if args.layer is not None else default_layer(n_layers(model))
     value_convs = generate_scripted(
@@ -179,14 +194,16 @@ def main() -> None:
     )
     result = {
         "model": "SmolLM2-135M-Instruct" if args.model == "smollm2" else "tiny Qwen3",
-        "settings": {**vars(args), "out": str(args.out), "question": QUESTION, "n_conversations": len(convs)},
+        "settings": {**vars(args), "out": str(args.out), "question": QUESTION},
         "greedy": greedy.summary(),
         "validity": validity(greedy),
         "sampled": sampled.summary(),
         "retest": retest_ci(sampled),
         "examples": examples(greedy),
+        "answers": {"greedy": answers(greedy), "sampled": answers(sampled)},
         "crosseval": crosseval(model, value_convs, greedy, layer),
-    }  # fmt: skip
+    }
+    result["settings"]["n_conversations"] = len(convs)
     print(json.dumps({k: result[k] for k in ("validity", "retest")}, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, default=str))

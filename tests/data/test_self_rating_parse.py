@@ -35,6 +35,9 @@ from value_lens.data.rating_parse import STATUSES, parse_rating
         ("Let me think about the paragraph.", None, "no_number", ""),
         ("", None, "no_number", ""),
         ("I can't give one.", None, "refusal", ""),  # "one" is no rating in a refusal
+        # an echo of the question's scale is no rating (a SmolLM2 answer)
+        ("I'm not sure. On a scale from 0 to 100, how close", None, "refusal", ""),
+        ("On a 0-100 scale I'd say 80", 80.0, "ok", "plain"),
         ("I'd say seventy", 70.0, "ok", "words"),
         # "of" is no fraction; the first number is taken (a known limit of the parser)
         ("paragraph 2 of 6, so 30", 2.0, "ok", "plain"),

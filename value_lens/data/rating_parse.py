@@ -15,7 +15,8 @@
 Without a digit, an answer that declines (can't, cannot, unable, won't, sorry, as an AI ...) is a
 ``"refusal"``; otherwise a number written in words up to one hundred (``"seventy-five"``) is
 read, and an answer with none is ``"no_number"``. A number outside 0-100 is
-``"out_of_range"``.
+``"out_of_range"``. The scale itself (``"from 0 to 100"``, ``"a 0-100 scale"``), as a model
+echoing the question writes it, is removed first.
 
 Example:
     >>> [parse_rating(t).value for t in ("73", "73/100", "about 70", "I can't rate")]
@@ -39,6 +40,10 @@ _RANGE = re.compile(r"(?:between\s+)?" + _NUM + r"\s*(?:-|–|—|to|and)\s*" + 
 _PERCENT = re.compile(_NUM + r"\s*(?:%|percent)")
 _PLAIN = re.compile(r"(?<![\d.])-?" + _NUM)
 _APPROX = re.compile(r"\b(about|around|approximately|roughly|maybe|perhaps|nearly|almost|~)\s*$")
+# the scale itself, echoed from the question ("on a scale from 0 to 100"), is no rating
+_SCALE = re.compile(
+    r"\b(?:scale\s+)?(?:from|of|between)\s+0\s*(?:-|–|to|and)\s*100\b|\b0\s*(?:-|–|to)\s*100\s+scale\b"
+)
 _REFUSAL = re.compile(
     r"\b(can't|cannot|can not|unable|won't|will not|not able|refuse|sorry|as an ai|"
     r"don't know|do not know|not sure|impossible|no way to)\b"
@@ -102,6 +107,7 @@ def _read(text: str) -> tuple[float, str] | None:
 def parse_rating(text: str) -> ParsedRating:
     """Read a 0-100 rating from ``text`` (see the module docs for the rules)."""
     low = " ".join(text.lower().replace("’", "'").split())
+    low = _SCALE.sub(" ", low)
     got = _read(low)
     if got is None and _REFUSAL.search(low):
         return ParsedRating(None, "refusal", "", text)
