@@ -19,7 +19,8 @@ at each paragraph the model is asked for a 0-100 rating of how close it is to th
   held-out criteria of every label set, with the placebo turns and position halves as
   position-only controls and sign-aligned random directions as the null.
 
-Results, not timings: benchmarks/results/bench_self_rating.json.
+Results, not timings: benchmarks/results/bench_self_rating.json, and every answer with its
+parse in benchmarks/results/bench_self_rating.answers.jsonl.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_self_rating.py    # SmolLM2: ~140k prompt tokens
     python benchmarks/bench_self_rating.py --model tiny --criteria first:4 --per-criterion 1
@@ -101,7 +102,8 @@ def examples(ratings: Any, k: int = 15) -> list[dict[str, Any]]:
     for rec in ratings.records:
         if rec.text not in seen:
             seen.add(rec.text)
-            out.append({"text": rec.text, "status": rec.parsed.status, "value": rec.parsed.value})
+            text = " ".join(rec.text.split())  # one line, for the results table
+            out.append({"text": text, "status": rec.parsed.status, "value": rec.parsed.value})
         if len(out) == k:
             break
     return out
@@ -200,13 +202,17 @@ def main() -> None:
         "sampled": sampled.summary(),
         "retest": retest_ci(sampled),
         "examples": examples(greedy),
-        "answers": {"greedy": answers(greedy), "sampled": answers(sampled)},
         "crosseval": crosseval(model, value_convs, greedy, layer),
     }
     result["settings"]["n_conversations"] = len(convs)
     print(json.dumps({k: result[k] for k in ("validity", "retest")}, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, default=str))
+    # every answer, one JSON line each, beside the results (so a later parser can re-read them)
+    rows = [
+        {"run": k, **a} for k, r in (("greedy", greedy), ("sampled", sampled)) for a in answers(r)
+    ]
+    args.out.with_suffix(".answers.jsonl").write_text("".join(json.dumps(a) + "\n" for a in rows))
 
 
 if __name__ == "__main__":
