@@ -38,6 +38,8 @@ from value_lens.data.rating_parse import STATUSES, parse_rating
         # an echo of the question's scale is no rating (a SmolLM2 answer)
         ("I'm not sure. On a scale from 0 to 100, how close", None, "refusal", ""),
         ("On a 0-100 scale I'd say 80", 80.0, "ok", "plain"),
+        ("Let me try again. Pause. On a scale from 0 to 1", None, "no_number", ""),  # cut echo
+        ("on a scale of 1-10, 7", 7.0, "ok", "plain"),
         ("I'd say seventy", 70.0, "ok", "words"),
         # "of" is no fraction; the first number is taken (a known limit of the parser)
         ("paragraph 2 of 6, so 30", 2.0, "ok", "plain"),

@@ -16,7 +16,8 @@ Without a digit, an answer that declines (can't, cannot, unable, won't, sorry, a
 ``"refusal"``; otherwise a number written in words up to one hundred (``"seventy-five"``) is
 read, and an answer with none is ``"no_number"``. A number outside 0-100 is
 ``"out_of_range"``. The scale itself (``"from 0 to 100"``, ``"a 0-100 scale"``), as a model
-echoing the question writes it, is removed first.
+echoing the question writes it (even cut short, ``"on a scale from 0 to 1"``), is removed
+first.
 
 Example:
     >>> [parse_rating(t).value for t in ("73", "73/100", "about 70", "I can't rate")]
@@ -42,7 +43,8 @@ _PLAIN = re.compile(r"(?<![\d.])-?" + _NUM)
 _APPROX = re.compile(r"\b(about|around|approximately|roughly|maybe|perhaps|nearly|almost|~)\s*$")
 # the scale itself, echoed from the question ("on a scale from 0 to 100"), is no rating
 _SCALE = re.compile(
-    r"\b(?:scale\s+)?(?:from|of|between)\s+0\s*(?:-|–|to|and)\s*100\b|\b0\s*(?:-|–|to)\s*100\s+scale\b"
+    r"\bscale\s+(?:of\s+|from\s+)?\d+(?:\.\d+)?\s*(?:-|–|to)\s*(?:\d+(?:\.\d+)?)?"
+    r"|\b(?:from|between)\s+0\s*(?:-|–|to|and)\s*100\b|\b0\s*(?:-|–|to)\s*100\s+scale\b"
 )
 _REFUSAL = re.compile(
     r"\b(can't|cannot|can not|unable|won't|will not|not able|refuse|sorry|as an ai|"
