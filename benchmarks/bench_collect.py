@@ -8,6 +8,16 @@ Each configuration runs in a fresh subprocess so that peak RSS (ru_maxrss) is it
 
 Writes benchmarks/results/bench_collect.json.
 
+``--moments`` instead measures what the second moments of ``lda`` and ``erased`` add (issue 22):
+the same collection with plain sums (``sums``) and with ``CollectPlan(positions=True,
+squares=True)`` (per-criterion class moments with the Ledoit-Wolf and position sums, and the
+squared sums of ``standardized``; ``moments``), each in a fresh subprocess, alternated
+``--repeats`` times; the ratio of median CPU (and wall) times, the peak RSS of each and the
+class moments' size (``8 L G K D^2`` bytes). Writes benchmarks/results/bench_collect_moments.json
+(or ``--out``). Timing is for a quiet machine.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_collect.py --moments --tokens 20480 --repeats 3
+
 ``--procs N`` instead measures data parallelism in one run: the same collection on 1 process,
 then on N gloo processes (``collect_stats(..., distributed=True)``, 1 thread each, the
 all-reduce included), each timed from a barrier after loading to a barrier after collecting,
@@ -78,7 +88,12 @@ def worker(mode: str, n_tokens: int, model_name: str) -> dict:
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0, c0 = time.perf_counter(), time.process_time()
     checkpoints = {}
-    if mode == "vl":
+    if mode in ("sums", "moments"):
+        from value_lens.fitting.plan import CollectPlan
+
+        plan = CollectPlan(positions=True, squares=True) if mode == "moments" else None
+        collect_stats(model, data, batch_size=BATCH, progress=False, plan=plan)
+    elif mode == "vl":
         # collect in growing shards and add them up (stats are additive); peak RSS after each
         # shard shows whether memory grows with the number of tokens seen
         bounds = sorted({0, *[b // SEQ_LEN for b in CHECKPOINTS if b < n_tokens], len(data)})
@@ -195,6 +210,49 @@ def procs(world: int, n_tokens: int, model_name: str) -> None:
     out.write_text(json.dumps({"summary": summary, "runs": list(runs.values())}, indent=1))
 
 
+def _worker_run(mode: str, n_tokens: int, model_name: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--model", model_name, "--worker", mode, str(n_tokens)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def moments(n_tokens: int, model_name: str, repeats: int, out: Path) -> dict:
+    """Plain sums vs the second moments, alternated in fresh subprocesses (see the docs)."""
+    import statistics
+
+    load_before = os.getloadavg()
+    runs = {"sums": [], "moments": []}
+    for _ in range(repeats):
+        for mode in runs:
+            res = _worker_run(mode, n_tokens, model_name)
+            runs[mode].append(res)
+            line = f"{mode:8s} cpu {res['cpu_s']:7.1f} s  wall {res['wall_s']:7.1f} s"
+            print(f"{line}  peak RSS {res['peak_rss_mb']:7.0f} MB", flush=True)
+    keys = ("cpu_s", "wall_s", "peak_rss_mb")
+    med = {m: {k: statistics.median(r[k] for r in rs) for k in keys} for m, rs in runs.items()}
+    layers, d = (4, 128) if model_name == "tiny" else (30, 576)
+    summary = {
+        "model": "SmolLM2-135M-Instruct" if model_name == "smollm2" else "tiny Qwen3 (4 x 128)",
+        "tokens": runs["sums"][0]["tokens"],
+        "repeats": repeats,
+        "moments_cpu_ratio": med["moments"]["cpu_s"] / med["sums"]["cpu_s"],
+        "moments_wall_ratio": med["moments"]["wall_s"] / med["sums"]["wall_s"],
+        "target_ratio": 1.5,
+        "median": med,
+        "class_moment_bytes": 8 * layers * 10 * 2 * d * d,
+        "load_avg_before": load_before,
+        "load_avg_after": os.getloadavg(),
+    }
+    print(json.dumps(summary, indent=1))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"summary": summary, "runs": runs}, indent=1))
+    return summary
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokens", type=int, default=200_000)
@@ -202,7 +260,14 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2", choices=["smollm2", "tiny"])
     ap.add_argument("--worker", nargs=2, metavar=("MODE", "TOKENS"))
     ap.add_argument("--procs", type=int, help="compare 1 process with this many (gloo)")
+    ap.add_argument("--moments", action="store_true", help="plain sums vs second moments")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=None, help="results file of --moments")
     args = ap.parse_args()
+    if args.moments:
+        default = Path(__file__).parent / "results" / "bench_collect_moments.json"
+        moments(args.tokens, args.model, args.repeats, args.out or default)
+        return
     if args.procs:
         procs(args.procs, args.tokens, args.model)
         return

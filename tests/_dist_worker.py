@@ -17,7 +17,13 @@ def small_data(model):
     return label(convs, model, placebo=True, drop_too_long=True)
 
 
-KW = dict(moments=True, sample_per_class=4, seed=1, progress=False, batch_size=1)
+def _plan():
+    from value_lens.fitting.plan import CollectPlan
+
+    return CollectPlan(positions=True, squares=True)
+
+
+KW = dict(moments=True, sample_per_class=4, seed=1, progress=False, batch_size=1, plan=_plan())
 
 
 def run(rank: int, world: int, init_file: str, out: str) -> None:

@@ -116,3 +116,53 @@ def test_trace_errors(tiny, axis):
         tr.mean(1)
     with pytest.raises(InputError, match="empty"):
         tr.mean(0, positions=slice(0, 0))
+
+
+def _transform_axis(tiny, method):
+    """A fitted erased or standardized axis on the tiny model (turns with meta bounds)."""
+    from tests.fitting.test_class_moments import turn_data
+    from value_lens import collect_stats
+    from value_lens.fitting.methods import needs
+
+    data = turn_data(9, seed=4)
+    stats = collect_stats(tiny, data, plan=needs(method), batch_size=3, progress=False)
+    return ValueAxis.fit(stats, method)
+
+
+@pytest.mark.parametrize("method", ["erased", "standardized"])
+def test_trace_and_project_read_through_the_saved_transform(tiny, tiny_hf, method, tmp_path):
+    """The oracle applies the transform by hand to HF hidden states: the LEACE eraser
+    x - A B'(x - mean), or z-scores (x - center) / scale with zero-scale dimensions zeroed."""
+    hf, _ = tiny_hf
+    axis = _transform_axis(tiny, method)
+    axis.save(tmp_path / "a.safetensors")
+    axis = ValueAxis.load(tmp_path / "a.safetensors")
+    # the tiny model's last HF hidden state is post-final-norm: the oracle covers layer 0
+    tr = trace(tiny, "A colon: here; and there.", axis, layers=[0])
+    ro = axis.readout
+    for r, layer in enumerate(tr.layers):
+        h = hidden_states(hf, tr.token_ids)[layer + 1][0].double()
+        v = axis.directions[layer].double()
+        if method == "erased":
+            t = h - ((h - ro.mean[layer]) @ ro.b[layer]) @ ro.a[layer].T
+            u = v
+        else:
+            s = ro.scale[layer]
+            inv = torch.where(s > 0, 1 / s.clamp_min(1e-30), torch.zeros_like(s))
+            t, u = (h - ro.center[layer]) * inv, v * inv
+        u = u / u.norm()
+        torch.testing.assert_close(tr.projection[r].double(), t @ u, atol=1e-4, rtol=1e-4)
+        cos = (t @ u) / t.norm(dim=-1)
+        torch.testing.assert_close(tr.cosine[r].double(), cos, atol=1e-5, rtol=1e-4)
+        # the plain projection on the direction differs: the transform is really applied
+        assert not torch.allclose(
+            tr.cosine[r].double(),
+            torch.nn.functional.cosine_similarity(h, v[None], dim=-1),
+            atol=1e-3,
+        )
+        torch.testing.assert_close(
+            project(h.float(), axis, layer).double(), cos, atol=1e-5, rtol=1e-4
+        )
+        torch.testing.assert_close(
+            project(h.float(), axis, layer, cosine=False).double(), t @ u, atol=1e-4, rtol=1e-4
+        )

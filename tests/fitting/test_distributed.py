@@ -30,6 +30,10 @@ def test_two_gloo_ranks_equal_one_process(tiny, tmp_path):
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-8)
         assert torch.equal(got.sample.keys, one.sample.keys)
         assert torch.equal(got.sample.x, one.sample.x)
+        assert torch.equal(got.sample.group, one.sample.group)
+        for name, v in one.class_moments.tensors().items():
+            torch.testing.assert_close(got.class_moments.tensors()[name], v, rtol=1e-10, atol=1e-8)
+        torch.testing.assert_close(got.sq_sum, one.sq_sum, rtol=1e-12, atol=1e-9)
         assert got.meta["dataset_hash"] == one.meta["dataset_hash"]
         assert got.meta["distributed"]["world"] == 2
 

@@ -25,10 +25,13 @@ _NAMES = {
     "value_beyond_position": "value_lens.analysis.confounds",
     "discontinuity": "value_lens.analysis.discontinuity",
     "Monitor": "value_lens.analysis.monitor",
+    "cross_evaluate": "value_lens.analysis.crosseval",
+    "CrossEvalConfig": "value_lens.analysis.crosseval",
 }
 _MODULES = (
     "clusters",
     "confounds",
+    "crosseval",
     "discontinuity",
     "intervals",
     "lens",

@@ -42,7 +42,8 @@ class ValueTrace:
         token_ids: ``[n_tokens]``.
         layers: the value_lens layers of the rows below.
         cosine: ``[len(layers), n_tokens]`` cos(h_t, v) in fp32 (the paper's Eq. 2).
-        projection: ``[len(layers), n_tokens]`` h_t . v / |v| in fp32 (residual units).
+        projection: ``[len(layers), n_tokens]`` h_t . v / |v| in fp32 (residual units); for an
+            axis with a readout transform, of the transformed residual on the readout direction.
         offsets: ``[n_tokens, 2]`` character span of each token in ``text`` (-1 if unknown).
         text: the text that was read (chat-formatted, if messages were given).
     """
@@ -143,7 +144,9 @@ def trace(
     """Per-token cosine and projection on ``axis`` at ``layers`` (default: every fitted layer).
 
     ``text_or_tokens`` is a string, chat messages (formatted with the model's template), a
-    :class:`ChatText`, or token ids. One forward pass, stopped after the deepest layer.
+    :class:`ChatText`, or token ids. One forward pass, stopped after the deepest layer. An axis
+    with a readout transform (the LEACE eraser of ``method="erased"``, the standardiser of
+    ``"standardized"``) reads every residual through it before projecting.
     """
     axis.check_compatible(model, check_model_id=check_model_id)
     sel = list(axis.layers) if layers is None else resolve_layers(layers, axis.n_layers)
@@ -155,16 +158,14 @@ def trace(
     cos = torch.zeros(len(sel), ids.numel())
     proj = torch.zeros(len(sel), ids.numel())
     dev = model_device(model)
-    units = {layer: axis.direction(layer).to(dev) for layer in sel}
 
     def read(layer: int, resid: torch.Tensor) -> None:
         h = resid[0].float()
         if not bool(torch.isfinite(h).all()):
             raise NonFiniteActivationError(f"NaN/Inf activations at layer {layer} while tracing")
-        p = h @ units[layer]
+        p, c = axis.read(h, layer)
         r = sel.index(layer)
-        proj[r] = p.cpu()
-        cos[r] = (p / h.norm(dim=-1).clamp_min(1e-12)).cpu()
+        proj[r], cos[r] = p.cpu(), c.cpu()
 
     run_resid_hooks(model, ids[None].to(dev), {layer: read for layer in sel})
     tok = model.tokenizer
@@ -191,7 +192,10 @@ def mean_value(
 def project(
     resid: Float[torch.Tensor, "... d_model"], axis: ValueAxis, layer: int, *, cosine: bool = True
 ) -> torch.Tensor:
-    """Cosine (default) or projection of residual vectors on the axis at ``layer``."""
-    v = axis.direction(layer).to(resid.device)
-    p = resid.float() @ v
-    return p / resid.float().norm(dim=-1).clamp_min(1e-12) if cosine else p
+    """Cosine (default) or projection of residual vectors on the axis at ``layer``.
+
+    An axis with a readout transform (``method="erased"`` or ``"standardized"``) transforms
+    the residuals first: see :meth:`ValueAxis.read <value_lens.fitting.axis.ValueAxis.read>`.
+    """
+    p, c = axis.read(resid, layer)
+    return c if cosine else p

@@ -80,13 +80,16 @@ MemoryBudget = Annotated[
         "together); above it, two passes. Default 2."
     ),
 ]
-Method = Annotated[
-    str,
-    typer.Option(
-        help="mean_diff (the paper's), pca_diff, ridge (collects second moments) or "
-        "logistic (collects a token sample)."
-    ),
-]
+
+
+def _method_help() -> str:
+    """The ``--method`` help: every registered fitting method with its one-line summary."""
+    from value_lens.fitting.methods import FITTERS
+
+    return "Fitting method. " + "; ".join(f"{n}: {f.summary}" for n, f in FITTERS.items()) + "."
+
+
+Method = Annotated[str, typer.Option(help=_method_help())]
 BuildUnit = Annotated[
     str,
     typer.Option(

@@ -23,7 +23,23 @@ _NAMES = {
         "PSEUDO_AFTER",
         "LabelledTokens",
     )
-} | {"rematch_placebo": "value_lens.data.placebo"}
-_MODULES = ("categories", "icrl", "placebo", "preference", "sentences", "sft", "tokens")
+} | {
+    "rematch_placebo": "value_lens.data.placebo",
+    "RatingConfig": "value_lens.data.self_rating",
+    "RatingSplit": "value_lens.data.rating_labels",
+    "rate": "value_lens.data.self_rating",
+}
+_MODULES = (
+    "categories",
+    "icrl",
+    "placebo",
+    "preference",
+    "rating_labels",
+    "rating_parse",
+    "self_rating",
+    "sentences",
+    "sft",
+    "tokens",
+)
 __all__ = list(_NAMES)
 __getattr__, __dir__ = attach(__name__, _NAMES, _MODULES)

@@ -16,7 +16,26 @@ _NAMES = {
     "ActivationStats": "value_lens.fitting.stats",
     "ValueAxis": "value_lens.fitting.axis",
     "FITTERS": "value_lens.fitting.methods",
+    "register_fitter": "value_lens.fitting.methods",
+    "get_fitter": "value_lens.fitting.methods",
+    "CollectPlan": "value_lens.fitting.plan",
 }
-_MODULES = ("axis", "collect", "distributed", "gguf", "manifest", "methods", "shards", "stats")
+_MODULES = (
+    "accumulate",
+    "axis",
+    "collect",
+    "distributed",
+    "fit_fields",
+    "gguf",
+    "manifest",
+    "methods",
+    "moments",
+    "official",
+    "plan",
+    "shards",
+    "stats",
+    "stats_ops",
+    "transforms",
+)
 __all__ = list(_NAMES)
 __getattr__, __dir__ = attach(__name__, _NAMES, _MODULES)

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from jaxtyping import Float
 
@@ -35,8 +34,11 @@ from value_lens.core.model import model_id as model_model_id
 from value_lens.core.model import n_layers as model_n_layers
 from value_lens.core.protocols import HookedModel
 from value_lens.errors import ArtifactError, AxisMismatchError, InputError, LayerError
-from value_lens.fitting.methods import FITTERS
+from value_lens.fitting.fit_fields import fitted_fields
+from value_lens.fitting.methods import FitFn, Fitter
+from value_lens.fitting.official import official_fields
 from value_lens.fitting.stats import ActivationStats
+from value_lens.fitting.transforms import Readout, readout_from_artifact
 
 __all__ = ["ValueAxis"]
 
@@ -66,6 +68,10 @@ class ValueAxis:
         resid_norm: ``[n_layers]`` mean residual L2 norm on the fitting data (NaN if unknown);
             the unit of percent-of-norm steering strengths.
         proj_std: ``[n_layers]`` sd of the projection on the unit direction (NaN if unknown).
+        readout: a transform residuals go through before they are projected (the LEACE eraser
+            of ``method="erased"``, the standardiser of ``"standardized"``; see
+            :mod:`value_lens.fitting.transforms`), or ``None``. Steering never uses it: it adds
+            the unit ``directions`` row in residual space, in the usual units.
     """
 
     directions: Float[torch.Tensor, "n_layers d_model"]
@@ -81,6 +87,7 @@ class ValueAxis:
     resid_norm: torch.Tensor | None = None
     proj_std: torch.Tensor | None = None
     library_version: str = __version__
+    readout: Readout | None = None
 
     def __post_init__(self) -> None:
         d = torch.as_tensor(self.directions).detach().to(torch.float32).cpu()
@@ -107,6 +114,13 @@ class ValueAxis:
             if v.shape[0] != d.shape[0]:
                 raise InputError(f"{name} needs one value per layer ({d.shape[0]})")
             object.__setattr__(self, name, v)
+        if self.readout is not None and any(
+            t.shape[:2] != (d.shape[0], d.shape[1]) for t in self.readout.tensors().values()
+        ):
+            raise InputError(
+                f"the readout transform needs [n_layers, d_model, ...] = [{d.shape[0]}, "
+                f"{d.shape[1]}, ...] tensors; it belongs to another axis or model"
+            )
 
     # ------------------------------------------------------------------ facts
     @property
@@ -148,42 +162,41 @@ class ValueAxis:
     def fit(
         cls,
         stats: ActivationStats,
-        method: str = "mean_diff",
+        method: str | Fitter | FitFn = "mean_diff",
         *,
         n_layers: int | None = None,
         **kwargs: Any,
     ) -> ValueAxis:
-        """Fit a direction for every layer in ``stats`` with one of :data:`value_lens.fitting.methods.FITTERS`.
+        """Fit a direction for every layer in ``stats`` with a registered method
+        (:data:`value_lens.fitting.methods.FITTERS`), a :class:`Fitter` or a fit function.
 
-        ``n_layers`` defaults to the model's layer count recorded by :func:`collect_stats`.
+        ``kwargs`` go to the method. ``n_layers`` defaults to the model's layer count recorded
+        by :func:`collect_stats`. ``proj_std`` is measured on the second moments when the stats
+        hold them (pooled or per-group class moments), else left NaN.
         """
-        if method not in FITTERS:
-            raise InputError(f"unknown fit method {method!r}; choose one of {sorted(FITTERS)}")
-        dirs, info = FITTERS[method](stats, **kwargs)
-        n = int(n_layers or stats.meta.get("n_layers_model") or (max(stats.layers) + 1))
-        full = torch.zeros(n, stats.d_model)
-        norms = torch.full((n,), float("nan"))
-        std = torch.full((n,), float("nan"))
-        idx = torch.tensor(stats.layers)
-        full[idx] = dirs
-        norms[idx] = stats.turn_mean_norm().float()
-        if stats.moments is not None and float(stats.moments.n) > 1:
-            m = stats.moments
-            mu = m.x / m.n
-            cov = m.xx / m.n - mu[:, :, None] * mu[:, None, :]
-            u = dirs.double() / dirs.double().norm(dim=-1, keepdim=True).clamp_min(1e-30)
-            std[idx] = torch.einsum("ld,lde,le->l", u, cov, u).clamp_min(0).sqrt().float()
-        return cls(
-            full,
-            layers=tuple(stats.layers),
-            model_id=str(stats.meta.get("model_id", "")),
-            method=method,
-            dataset=str(stats.meta.get("dataset", "")),
-            dataset_hash=str(stats.meta.get("dataset_hash", "")),
-            fit_info=_jsonable(info),
-            resid_norm=norms,
-            proj_std=std,
-        )
+        return cls(**fitted_fields(stats, method, n_layers, kwargs))
+
+    def read(
+        self, resid: Float[torch.Tensor, "... d_model"], layer: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(projection, cosine)`` of residuals on the axis at ``layer``, through the readout
+        transform when the axis has one (fp32, on ``resid``'s device).
+
+        Example:
+            >>> axis = ValueAxis(torch.tensor([[0.0, 2.0]]))
+            >>> [t.tolist() for t in axis.read(torch.tensor([[3.0, 4.0]]), 0)]
+            [[4.0], [0.800000011920929]]
+        """
+        v = self.direction(layer, unit=False).to(resid.device, torch.float64)
+        h = resid.double()
+        if self.readout is not None:
+            h = self.readout.apply(h, layer)
+            v = self.readout.read_direction(v, layer)
+        n = v.norm()
+        if float(n) == 0:
+            raise LayerError(f"the readout direction at layer {layer} is zero")
+        p = h @ (v / n)
+        return p.float(), (p / h.norm(dim=-1).clamp_min(1e-12)).float()
 
     # ------------------------------------------------------------------ algebra
     def unit(self) -> ValueAxis:
@@ -202,6 +215,13 @@ class ValueAxis:
 
     def _combine(self, other: ValueAxis, sign: float) -> ValueAxis:
         self._check_same_space(other)
+        if (self.readout is not None or other.readout is not None) and (
+            self.readout is not other.readout
+        ):
+            raise AxisMismatchError(
+                "cannot add or subtract axes read through different transforms (an erased or "
+                "standardized axis); drop the transform first with axis.replace(readout=None)"
+            )
         layers = tuple(sorted(set(self.layers) & set(other.layers)))
         if not layers:
             raise LayerError("the two axes share no fitted layer")
@@ -274,6 +294,9 @@ class ValueAxis:
             "resid_norm": self.resid_norm,
             "proj_std": self.proj_std,
         }
+        if self.readout is not None:
+            meta["readout"] = {"kind": self.readout.kind, "info": self.readout.info()}
+            tensors.update({f"readout.{k}": v for k, v in self.readout.tensors().items()})
         return save_artifact(path, tensors, kind="ValueAxis", meta=meta)
 
     @classmethod
@@ -285,11 +308,16 @@ class ValueAxis:
             )
         t, meta = load_artifact(path, kind="ValueAxis")
         kwargs = {k: meta[k] for k in _META_FIELDS if k in meta}
+        readout = None
+        if meta.get("readout"):
+            parts = {k.split(".", 1)[1]: v for k, v in t.items() if k.startswith("readout.")}
+            readout = readout_from_artifact(meta["readout"]["kind"], parts, meta["readout"]["info"])
         return cls(
             t["directions"],
             layers=tuple(meta["layers"]),
             resid_norm=t["resid_norm"],
             proj_std=t["proj_std"],
+            readout=readout,
             **kwargs,
         )
 
@@ -341,49 +369,8 @@ class ValueAxis:
         The last row is post-final-norm, which no block output equals: ``last_row="drop"`` leaves
         the last layer unfitted; ``"keep"`` uses it anyway (recorded in ``fit_info``).
         """
-        if last_row not in {"drop", "keep"}:
-            raise InputError("last_row must be 'drop' or 'keep'")
-        try:
-            arr = np.load(npy_path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise ArtifactError(f"cannot read {npy_path} as a .npy array: {exc}") from None
         if model is not None:
-            n_layers, d_model, model_id = (
-                model_n_layers(model),
-                model_d_model(model),
-                model_model_id(model) or model_id,
-            )
-        if arr.ndim != 2:
-            raise ArtifactError(
-                f"{npy_path} has shape {arr.shape}; expected [n_layers + 1, d_model]"
-            )
-        n = int(n_layers or arr.shape[0] - 1)
-        if arr.shape[0] != n + 1 or (d_model is not None and arr.shape[1] != d_model):
-            raise AxisMismatchError(
-                f"{npy_path} has shape {arr.shape} but a model with {n} blocks and d_model "
-                f"{d_model} needs ({n + 1}, {d_model}); is it from another model?"
-            )
-        dirs = torch.zeros(n, arr.shape[1])
-        dirs[: n - 1] = torch.from_numpy(arr[1:n].astype(np.float32))
-        layers = list(range(n - 1))
-        if last_row == "keep":
-            dirs[n - 1] = torch.from_numpy(arr[n].astype(np.float32))
-            layers.append(n - 1)
-        return cls(
-            dirs,
-            layers=tuple(layers),
-            model_id=model_id,
-            method="official_import",
-            dataset=f"imported from {Path(npy_path).name}",
-            fit_info={"source_rows": "hidden_states[k] -> layer k-1", "last_row": last_row},
-        )
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, torch.Tensor):
-        return x.tolist()
-    return x
+            n_layers, d_model = model_n_layers(model), model_d_model(model)
+            model_id = model_model_id(model) or model_id
+        fields = official_fields(npy_path, n_layers=n_layers, d_model=d_model, last_row=last_row)
+        return cls(**fields, model_id=model_id)

@@ -22,9 +22,12 @@ from value_lens.core.conventions import resolve_layers
 from value_lens.core.hooks import run_resid_hooks
 from value_lens.core.model import d_model, model_device, model_id, n_ctx, n_layers
 from value_lens.core.protocols import HookedModel
-from value_lens.data.tokens import AFTER, BEFORE, IGNORE, LabelledTokens
-from value_lens.errors import InputError, NonFiniteActivationError
+from value_lens.data.positions import position_features
+from value_lens.data.tokens import IGNORE, LabelledTokens
+from value_lens.errors import InputError
+from value_lens.fitting.accumulate import Accumulator, Batch, BatchLabels, regression_target
 from value_lens.fitting.distributed import all_reduce_stats, rank_and_world, require_distributed
+from value_lens.fitting.plan import CollectPlan
 from value_lens.fitting.shards import (
     ShardPlan,
     check_shard,
@@ -32,9 +35,13 @@ from value_lens.fitting.shards import (
     save_shard,
     shard_manifest,
 )
-from value_lens.fitting.stats import ActivationStats, Moments, Reservoir
+from value_lens.fitting.stats import ActivationStats
+
+#: the accumulator class, under the name the collection tests patch
+_Accumulator = Accumulator
 
 __all__ = [
+    "CollectPlan",
     "checked_sequences",
     "collect_stats",
     "iter_batches",
@@ -99,140 +106,6 @@ def _token_keys(ids: torch.Tensor, group: str, seed: int) -> torch.Tensor:
     return torch.rand(ids.numel(), generator=gen, dtype=torch.float64)
 
 
-def regression_target(lab: torch.Tensor) -> torch.Tensor:
-    """Ridge target without explicit targets: 1 for ``AFTER``, 0 for ``BEFORE``, else NaN.
-
-    Example:
-        >>> regression_target(torch.tensor([-1, 0, 2, 1])).tolist()
-        [nan, 0.0, nan, 1.0]
-    """
-    y = torch.full(lab.shape, float("nan"), dtype=torch.float64)
-    y[lab == BEFORE] = 0.0
-    y[lab == AFTER] = 1.0
-    return y
-
-
-@dataclass
-class _Batch:
-    """Everything the per-layer reader needs about one batch (on the model's device)."""
-
-    number: int
-    rows: list[int]
-    sel: torch.Tensor  # [B*T] bool: labelled, non-pad tokens
-    flat: torch.Tensor  # [N] group * C + class of each selected token
-    y: torch.Tensor | None  # [N] regression target (0 where missing)
-    w: torch.Tensor | None  # [N] 1 where the target is finite
-    slots: list[tuple[torch.Tensor, torch.Tensor]] | None  # reservoir merge plan per class
-
-
-class _Accumulator:
-    """Device-resident running sums for :func:`collect_stats`."""
-
-    def __init__(
-        self,
-        layers: list[int],
-        G: int,
-        C: int,
-        D: int,
-        *,
-        dtype: torch.dtype,
-        device: torch.device,
-        moments: bool,
-        k: int,
-    ) -> None:
-        self.layers, self.G, self.C, self.dtype, self.dev = layers, G, C, dtype, device
-        L = len(layers)
-
-        def z64(*shape: int) -> torch.Tensor:
-            return torch.zeros(shape, dtype=torch.float64, device=device)
-
-        self.count = torch.zeros(G * C, dtype=torch.long)
-        self.total = torch.zeros(L, G * C, D, dtype=dtype, device=device)
-        self.norm_sum = z64(L, G * C)
-        self.mom = None
-        if moments:
-            self.mom = Moments(z64(), z64(L, D), z64(), z64(), z64(L, D), z64(L, D, D))
-        self.res = None
-        if k > 0:
-            self.res = Reservoir(
-                k, torch.full((C, k), float("inf"), dtype=torch.float64), torch.zeros(L, C, k, D)
-            )
-
-    def plan(
-        self,
-        number: int,
-        rows: list[int],
-        lab: torch.Tensor,
-        groups_of_rows: torch.Tensor,
-        class_lut: torch.Tensor,
-        tgt: torch.Tensor | None,
-        keys: torch.Tensor | None,
-    ) -> _Batch:
-        sel = (lab != IGNORE).reshape(-1)
-        cls = class_lut[lab.clamp(min=0)]
-        flat = (groups_of_rows[:, None] * self.C + cls).reshape(-1)[sel]
-        self.count.index_add_(0, flat, torch.ones_like(flat))
-        y = w = None
-        if self.mom is not None:
-            y_all = (tgt if tgt is not None else regression_target(lab)).reshape(-1)[sel]
-            fin = torch.isfinite(y_all)
-            y, w = torch.where(fin, y_all, 0.0), fin.to(torch.float64)
-            self.mom.n += w.sum().to(self.dev)
-            self.mom.y += y.sum().to(self.dev)
-            self.mom.yy += (y * y).sum().to(self.dev)
-            y, w = y.to(self.dev), w.to(self.dev)
-        slots = None
-        if self.res is not None and keys is not None:
-            cand_keys, cand_cls = keys.reshape(-1)[sel], cls.reshape(-1)[sel]
-            slots = []
-            for c in range(self.C):
-                pos = (cand_cls == c).nonzero().squeeze(1)
-                merged = torch.cat([self.res.keys[c], cand_keys[pos]])
-                order = merged.argsort(stable=True)[: self.res.k]
-                self.res.keys[c] = merged[order]
-                slots.append((pos, order))
-        return _Batch(number, rows, sel.to(self.dev), flat.to(self.dev), y, w, slots)
-
-    def read(self, layer: int, resid: torch.Tensor, b: _Batch) -> None:
-        li = self.layers.index(layer)
-        x = resid.reshape(-1, resid.shape[-1])[b.sel].to(torch.float32)
-        if not bool(torch.isfinite(x).all()):
-            raise NonFiniteActivationError(
-                f"NaN/Inf activations at layer {layer} in batch {b.number} (sequences {b.rows}); "
-                "load the model in float32/bfloat16 rather than float16, or check the inputs"
-            )
-        # fp32 sums within the batch, accumulated across batches in ``dtype`` (fp64 default)
-        buf = torch.zeros(self.G * self.C, x.shape[-1], dtype=torch.float32, device=x.device)
-        self.total[li] += buf.index_add_(0, b.flat, x).to(self.dtype)
-        self.norm_sum[li].index_add_(0, b.flat, x.norm(dim=-1).double())
-        if self.mom is not None and b.y is not None and b.w is not None:
-            x64 = x.double() * b.w[:, None]  # tokens without a finite target count as zero
-            self.mom.x[li] += x64.sum(0)
-            self.mom.xy[li] += x64.T @ b.y
-            self.mom.xx[li] += x64.T @ x64
-        if self.res is not None and b.slots is not None:
-            for c, (pos, order) in enumerate(b.slots):
-                cand = x[pos.to(x.device)].cpu()
-                self.res.x[li, c] = torch.cat([self.res.x[li, c], cand])[order]
-
-    def finish(
-        self, groups: list[str], classes: list[int], meta: dict[str, Any]
-    ) -> ActivationStats:
-        L, D = len(self.layers), self.total.shape[-1]
-        mom = None if self.mom is None else Moments(*(t.cpu() for t in self.mom.tensors()))
-        return ActivationStats(
-            layers=self.layers,
-            groups=groups,
-            classes=classes,
-            count=self.count.reshape(self.G, self.C),
-            sum=self.total.cpu().reshape(L, self.G, self.C, D),
-            norm_sum=self.norm_sum.cpu().reshape(L, self.G, self.C),
-            moments=mom,
-            sample=self.res,
-            meta=meta,
-        )
-
-
 def collect_stats(
     model: HookedModel,
     data: LabelledTokens,
@@ -243,6 +116,7 @@ def collect_stats(
     dtype: torch.dtype = torch.float64,
     moments: bool = False,
     sample_per_class: int = 0,
+    plan: CollectPlan | None = None,
     seed: int = 0,
     truncate: bool = False,
     progress: bool = True,
@@ -256,14 +130,15 @@ def collect_stats(
         model: any TransformerLens-style model.
         data: labelled sequences; tokens labelled ``IGNORE`` (and padding) are never read.
         layers: value_lens layers (block outputs); ``None`` for all.
-        batch_size / max_batch_tokens: batching (sequences are sorted by length, right-padded;
-            with causal attention, right padding cannot change the real tokens' activations).
-        dtype: accumulation dtype across batches (fp64 default; fp32 halves memory).
+        batch_size / max_batch_tokens: batching (sorted by length, right-padded, which causal
+            attention makes harmless). dtype: of the sums across batches (fp64 default).
         moments: also accumulate second moments (needed by ``method="ridge"``) of the tokens
             with a regression target: ``data.targets`` where given, else AFTER=1 vs BEFORE=0
-            (REWARD and other labels left out).
+            (REWARD and other labels left out). Same as ``plan=CollectPlan(moments=True)``.
         sample_per_class: keep a seeded uniform sample of this many token vectors per label
-            (needed by ``method="logistic"``).
+            (needed by ``method="logistic"``), each tagged with its group.
+        plan: what else to keep (a :class:`~value_lens.fitting.plan.CollectPlan`, combined with
+            the two above); :func:`value_lens.fitting.methods.needs` gives a method's.
         truncate: cut sequences longer than the model's context instead of raising.
         shard / out: collect only shard ``(rank, world)`` of the data (balanced by tokens) and
             write it atomically under ``out`` with a manifest; a finished shard is reused. Merge
@@ -283,49 +158,28 @@ def collect_stats(
     """
     if len(data) == 0:
         raise InputError("the dataset is empty; build or load some labelled sequences first")
+    want = (plan or CollectPlan()) | CollectPlan(moments=moments, sample_per_class=sample_per_class)
+    want.check_data(data)
     if shard is not None or out is not None or distributed:
-        return _parallel(model, data, shard, out, distributed, locals())
+        scope = {**locals(), "moments": want.moments, "sample_per_class": want.sample_per_class}
+        scope["plan"] = want
+        return _parallel(model, data, shard, out, distributed, scope)
     L = resolve_layers(layers, n_layers(model))
-    limit, dev = n_ctx(model), model_device(model)
     classes = sorted(data.label_counts())
     if not classes:
         raise InputError("every token is labelled IGNORE; there is nothing to collect")
     groups = data.group_names
-    class_lut = torch.full((max(classes) + 2,), -1, dtype=torch.long)
-    class_lut[torch.tensor(classes)] = torch.arange(len(classes))
-    seqs = checked_sequences(data, limit, truncate=truncate)
-    lengths = [int(s.numel()) for s in seqs]
-    pad_id = getattr(model.tokenizer, "pad_token_id", None) or 0
-    acc = _Accumulator(
-        L,
-        len(groups),
-        len(classes),
-        d_model(model),
-        dtype=dtype,
-        device=dev,
-        moments=moments,
-        k=sample_per_class,
+    want.check_memory(layers=len(L), groups=len(groups), d_model=d_model(model))
+    acc = Accumulator(
+        L, len(groups), classes, d_model(model), dtype=dtype, device=model_device(model), plan=want
     )
-    bar = tqdm(total=sum(lengths), unit="tok", desc="collect", disable=not progress)
-    for number, rows in enumerate(iter_batches(lengths, batch_size, max_batch_tokens)):
-        tokens, lab = padded_batch(seqs, data.labels, rows, pad_id)
-        tgt = keys = None
-        if data.targets is not None:
-            tgt = _pad_rows(
-                [data.targets[i][: lengths[i]] for i in rows], float("nan"), torch.float64
-            )
-        if sample_per_class > 0:
-            row_keys = [_token_keys(seqs[i], data.groups[i], seed) for i in rows]
-            keys = _pad_rows(row_keys, float("inf"), torch.float64)
-        g_rows = torch.tensor([groups.index(data.groups[i]) for i in rows])
-        batch = acc.plan(number, rows, lab, g_rows, class_lut, tgt, keys)
+    run = _Run(L, classes, batch_size, max_batch_tokens, seed, truncate)
+    _stream(model, data, acc, run, want, progress)
+    return acc.finish(groups, classes, _meta(model, data, want))
 
-        def read(layer: int, resid: torch.Tensor, batch: _Batch = batch) -> None:
-            acc.read(layer, resid, batch)
 
-        run_resid_hooks(model, tokens.to(dev), dict.fromkeys(L, read))
-        bar.update(sum(lengths[i] for i in rows))
-    bar.close()
+def _meta(model: HookedModel, data: LabelledTokens, plan: CollectPlan) -> dict[str, Any]:
+    """What the stats record about their model and data."""
     meta: dict[str, Any] = {
         "model_id": model_id(model),
         "n_layers_model": n_layers(model),
@@ -334,9 +188,70 @@ def collect_stats(
         "n_sequences": len(data),
         "group_sequences": dict(Counter(data.groups)),
     }
-    if moments:
+    if plan.moments:
         meta["moments_target"] = "targets" if data.targets is not None else "after_vs_before"
-    return acc.finish(groups, classes, meta)
+    return meta
+
+
+@dataclass(frozen=True)
+class _Run:
+    """How :func:`_stream` runs the model (results do not depend on it)."""
+
+    layers: list[int]
+    classes: list[int]
+    batch_size: int
+    max_batch_tokens: int | None
+    seed: int
+    truncate: bool
+
+
+def _stream(
+    model: HookedModel,
+    data: LabelledTokens,
+    acc: Accumulator,
+    run: _Run,
+    plan: CollectPlan,
+    progress: bool,
+) -> None:
+    """One forward pass per batch, every requested layer read into ``acc``."""
+    dev = model_device(model)
+    class_lut = torch.full((max(run.classes) + 2,), -1, dtype=torch.long)
+    class_lut[torch.tensor(run.classes)] = torch.arange(len(run.classes))
+    seqs = checked_sequences(data, n_ctx(model), truncate=run.truncate)
+    lengths = [int(s.numel()) for s in seqs]
+    pad_id = getattr(model.tokenizer, "pad_token_id", None) or 0
+    groups = data.group_names
+    bar = tqdm(total=sum(lengths), unit="tok", desc="collect", disable=not progress)
+    for number, rows in enumerate(iter_batches(lengths, run.batch_size, run.max_batch_tokens)):
+        tokens, lab = padded_batch(seqs, data.labels, rows, pad_id)
+        bl = BatchLabels(
+            number, rows, lab, torch.tensor([groups.index(data.groups[i]) for i in rows])
+        )
+        if data.targets is not None:
+            tgt = [data.targets[i][: lengths[i]] for i in rows]
+            bl.targets = _pad_rows(tgt, float("nan"), torch.float64)
+        if plan.sample_per_class > 0:
+            row_keys = [_token_keys(seqs[i], data.groups[i], run.seed) for i in rows]
+            bl.keys = _pad_rows(row_keys, float("inf"), torch.float64)
+        if plan.positions:
+            bl.positions = _pad_features([position_features(data, i)[: lengths[i]] for i in rows])
+        batch = acc.plan(bl, class_lut)
+
+        def read(layer: int, resid: torch.Tensor, batch: Batch = batch) -> None:
+            acc.read(layer, resid, batch)
+
+        run_resid_hooks(model, tokens.to(dev), dict.fromkeys(run.layers, read))
+        bar.update(sum(lengths[i] for i in rows))
+    bar.close()
+
+
+def _pad_features(rows: list[torch.Tensor]) -> torch.Tensor:
+    """Stack ``[T_i, F]`` feature rows into ``[B, max T, F]`` (padding NaN)."""
+    shape = (len(rows), max(r.shape[0] for r in rows), rows[0].shape[1])
+    out = torch.full(shape, float("nan"), dtype=torch.float64)
+    for r, v in enumerate(rows):
+        out[r, : v.shape[0]] = v
+    return out
 
 
 def _parallel(
@@ -376,6 +291,7 @@ _COLLECT_OPTIONS = (
     "dtype",
     "moments",
     "sample_per_class",
+    "plan",
     "seed",
     "truncate",
     "progress",

@@ -22,8 +22,9 @@ import torch
 
 from value_lens.data.tokens import LabelledTokens
 from value_lens.errors import InputError
+from value_lens.fitting.moments import ClassMoments, Moments
 from value_lens.fitting.shards import ShardPlan
-from value_lens.fitting.stats import ActivationStats, Moments
+from value_lens.fitting.stats import ActivationStats
 
 __all__ = [
     "all_reduce_stats",
@@ -72,6 +73,12 @@ def all_reduce_stats(
     moments = None
     if full.moments is not None:
         moments = Moments(*(all_reduce_sum(t) for t in full.moments.tensors()))
+    cm = full.class_moments
+    if cm is not None:
+        cm = ClassMoments.from_tensors(
+            cm.labels, cm.features, {k: all_reduce_sum(v) for k, v in cm.tensors().items()}
+        )
+    sq = None if full.sq_sum is None else all_reduce_sum(full.sq_sum)
     sample = None
     if full.sample is not None:
         gathered: list[Any] = [None] * world
@@ -87,7 +94,7 @@ def all_reduce_stats(
     )
     meta.pop("group_sequences", None)
     return ActivationStats(
-        full.layers, groups, classes, count, total, norm_sum, moments, sample, meta
+        full.layers, groups, classes, count, total, norm_sum, moments, sample, meta, cm, sq
     )
 
 
@@ -114,12 +121,29 @@ def _layout(part: ActivationStats, groups: list[str], classes: list[int]) -> Act
     count[gi[:, None], ci[None, :]] = part.count
     total[:, gi[:, None], ci[None, :]] = part.sum
     norm_sum[:, gi[:, None], ci[None, :]] = part.norm_sum.to(torch.float64)
+    sq = None
+    if part.sq_sum is not None:
+        sq = torch.zeros(L, G, C, D, dtype=torch.float64)
+        sq[:, gi[:, None], ci[None, :]] = part.sq_sum
     sample = part.sample
     if sample is not None and part.classes != classes:
         raise InputError(
             "a rank's shard lacks some labels, so its token sample cannot be merged; give every "
             "shard every label (more sequences per rank) or collect without sample_per_class"
         )
+    if sample is not None:
+        sample = sample.regroup(gi)
+    cm = None if part.class_moments is None else part.class_moments.layout(gi, G)
     return ActivationStats(
-        part.layers, groups, classes, count, total, norm_sum, part.moments, sample, part.meta
+        part.layers,
+        groups,
+        classes,
+        count,
+        total,
+        norm_sum,
+        part.moments,
+        sample,
+        part.meta,
+        cm,
+        sq,
     )

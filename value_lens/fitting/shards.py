@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -93,7 +93,11 @@ def shard_manifest(
     model_id: str, data: LabelledTokens, plan: ShardPlan, rank: int, kw: dict[str, Any]
 ) -> dict[str, Any]:
     layers = kw.get("layers")
-    options = {k: kw[k] for k in ("moments", "sample_per_class", "seed", "truncate") if k in kw}
+    options: dict[str, Any] = {
+        k: kw[k] for k in ("moments", "sample_per_class", "seed", "truncate") if k in kw
+    }
+    if kw.get("plan") is not None:
+        options["plan"] = json.loads(json.dumps(asdict(kw["plan"])))
     return {
         "model_id": model_id,
         "dataset_hash": data.fingerprint(),

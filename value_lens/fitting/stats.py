@@ -8,11 +8,15 @@ Contents (L layers, G groups, C classes, D = d_model):
     count     ``[G, C]`` tokens per group and label
     sum       ``[L, G, C, D]`` sums of residual vectors (fp64 by default)
     norm_sum  ``[L, G, C]`` sums of residual L2 norms (for %-of-norm strengths)
-    moments   optional second moments for ridge regression (``xx [L, D, D]`` etc.)
+    moments   optional pooled second moments for ridge regression (``xx [L, D, D]`` etc.)
     sample    optional reservoir of at most K token vectors per class, for the logistic probe
+    class_moments  optional per-group, per-label second moments (LDA, LEACE; see
+              :mod:`value_lens.fitting.moments`)
+    sq_sum    optional ``[L, G, C, D]`` sums of squared coordinates (per-dimension sd)
 
-Everything indexed by group restricts exactly with :meth:`ActivationStats.select_groups`; the
-pooled ``moments`` and ``sample`` cannot be restricted and are dropped there.
+Everything indexed by group restricts exactly with :meth:`ActivationStats.select_groups`, the
+class moments and a group-tagged sample included; the pooled ``moments`` (and an untagged
+sample from older versions) cannot be restricted and are dropped there.
 
 Artifacts saved before norms were kept per group hold a pooled ``norm_sum [L]``. They still
 load: the pooled norm is spread over groups and labels in proportion to their token counts (so
@@ -36,8 +40,10 @@ from value_lens.core.io import load_artifact, save_artifact
 from value_lens.data.tokens import PLACEBO_AFTER, PLACEBO_BEFORE
 from value_lens.errors import InputError
 from value_lens.fitting.manifest import check_manifests, list_shards
+from value_lens.fitting.moments import ClassMoments, Moments, Reservoir
+from value_lens.fitting.stats_ops import add_fields, from_artifact, to_artifact
 
-__all__ = ["MOMENTS_TARGETS", "ActivationStats", "Moments", "Reservoir"]
+__all__ = ["MOMENTS_TARGETS", "ActivationStats", "ClassMoments", "Moments", "Reservoir"]
 
 MOMENTS_TARGETS = {
     "after_vs_before": "1 for AFTER and 0 for BEFORE tokens; other labels left out",
@@ -45,54 +51,6 @@ MOMENTS_TARGETS = {
     "legacy_label_value": "the raw label value of every labelled token (REWARD counted as 2)",
 }
 """Values of ``meta["moments_target"]``: what the regression target ``y`` of the moments is."""
-
-
-@dataclass
-class Moments:
-    """Second moments over labelled tokens with a regression target ``y``.
-
-    ``y`` is the token's float target when the data has targets, else 1 for ``AFTER`` and 0
-    for ``BEFORE`` tokens; tokens without a target (NaN, or any other label) are left out.
-    ``meta["moments_target"]`` of the stats says which (see :data:`MOMENTS_TARGETS`).
-    """
-
-    n: torch.Tensor  # [] float64
-    x: Float[torch.Tensor, "L D"]
-    y: torch.Tensor  # []
-    yy: torch.Tensor  # []
-    xy: Float[torch.Tensor, "L D"]
-    xx: Float[torch.Tensor, "L D D"]
-
-    def __add__(self, other: Moments) -> Moments:
-        return Moments(*(a + b for a, b in zip(self.tensors(), other.tensors(), strict=True)))
-
-    def tensors(self) -> tuple[torch.Tensor, ...]:
-        return (self.n, self.x, self.y, self.yy, self.xy, self.xx)
-
-
-@dataclass
-class Reservoir:
-    """A uniform random sample of at most ``k`` tokens per class (same tokens in every layer).
-
-    Every token gets a deterministic random key (from the seed and its sequence's content); the
-    sample is the ``k`` smallest keys, so merging two reservoirs gives exactly the reservoir of
-    the union.
-    """
-
-    k: int
-    keys: Float[torch.Tensor, "C K"]  # +inf marks an empty slot
-    x: Float[torch.Tensor, "L C K D"]
-
-    def __add__(self, other: Reservoir) -> Reservoir:
-        keys = torch.cat([self.keys, other.keys], dim=1)
-        x = torch.cat([self.x, other.x], dim=2)
-        order = keys.argsort(dim=1, stable=True)[:, : self.k]
-        idx = order[None, :, :, None].expand(x.shape[0], -1, -1, x.shape[-1])
-        return Reservoir(self.k, keys.gather(1, order), x.gather(2, idx))
-
-    def class_sample(self, c: int) -> Float[torch.Tensor, "L N D"]:
-        filled = torch.isfinite(self.keys[c])
-        return self.x[:, c, filled]
 
 
 @dataclass
@@ -108,6 +66,8 @@ class ActivationStats:
     moments: Moments | None = None
     sample: Reservoir | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    class_moments: ClassMoments | None = None
+    sq_sum: Float[torch.Tensor, "L G C D"] | None = None
 
     def __post_init__(self) -> None:
         L, G, C = len(self.layers), len(self.groups), len(self.classes)
@@ -121,6 +81,14 @@ class ActivationStats:
             raise InputError(
                 f"norm_sum must be [layers, groups, classes] = [{L}, {G}, {C}] (norms summed per "
                 f"group and label), got {tuple(self.norm_sum.shape)}"
+            )
+        if self.sq_sum is not None and self.sq_sum.shape != self.sum.shape:
+            raise InputError(f"sq_sum must have the shape of sum, {tuple(self.sum.shape)}")
+        cm = self.class_moments
+        if cm is not None and tuple(cm.xx.shape[:2]) != (L, G):
+            raise InputError(
+                f"class moments must be [layers, groups, ...] = [{L}, {G}, ...], got "
+                f"{tuple(cm.xx.shape)}"
             )
 
     # ------------------------------------------------------------------ shape facts
@@ -214,22 +182,41 @@ class ActivationStats:
         """The same statistics with the groups in the order ``groups`` (all must be present)."""
         if sorted(groups) != sorted(self.groups):
             raise InputError(f"these stats hold groups {sorted(self.groups)}, not {sorted(groups)}")
-        idx = torch.tensor([self.groups.index(g) for g in groups], dtype=torch.long)
+        out = self._restrict(groups)
+        out.moments = self.moments  # the same tokens: pooled sums stay valid
+        if self.sample is not None and self.sample.group is None:
+            out.sample = self.sample
+        return out
+
+    def _restrict(self, names: list[str]) -> ActivationStats:
+        """Everything indexed by group, restricted to (and ordered as) ``names``; pooled moments
+        dropped, the sample kept only when its tokens carry group tags."""
+        idx = torch.tensor([self.groups.index(n) for n in names], dtype=torch.long)
+        sample = self.sample
+        if sample is not None:
+            new = torch.full((len(self.groups),), -1, dtype=torch.long)
+            new[idx] = torch.arange(len(names))
+            sample = None if sample.group is None else sample.regroup(new)
+        cm = self.class_moments
         return replace(
             self,
-            groups=list(groups),
+            groups=list(names),
             count=self.count[idx],
             sum=self.sum[:, idx],
             norm_sum=self.norm_sum[:, idx],
+            moments=None,
+            sample=sample,
             meta=dict(self.meta),
+            class_moments=None if cm is None else cm.select(idx),
+            sq_sum=None if self.sq_sum is None else self.sq_sum[:, idx],
         )
 
     def select_groups(self, names: list[str]) -> ActivationStats:
-        """Stats restricted to some groups (moments and sample are dropped: they are pooled).
+        """Stats restricted to some groups: everything kept per group is restricted exactly (the
+        class moments and a group-tagged token sample included); pooled moments are dropped.
 
-        Counts, sums and norms are restricted exactly; ``meta["dataset_hash"]`` becomes a hash
-        of the parent's hash and the chosen group names, so the subset is never mistaken for
-        the full dataset.
+        ``meta["dataset_hash"]`` becomes a hash of the parent's hash and the chosen group names,
+        so the subset is never mistaken for the full dataset.
 
         Example:
             >>> import torch
@@ -243,9 +230,8 @@ class ActivationStats:
             raise InputError(f"groups {missing} are not in these stats; known: {self.groups}")
         if len(set(names)) != len(names):
             raise InputError(f"group names repeat in {names}; give each group once")
-        idx = torch.tensor([self.groups.index(n) for n in names], dtype=torch.long)
-        meta = dict(self.meta)
-        norm_sum = self.norm_sum[:, idx]
+        out = self._restrict(list(names))
+        meta = out.meta
         if set(names) != set(self.groups):
             parent = str(meta.get("dataset_hash", ""))
             if parent:
@@ -260,137 +246,23 @@ class ActivationStats:
             else:
                 meta.pop("n_sequences", None)
             if meta.get("norm_sum_pooled"):
-                norm_sum = torch.full_like(norm_sum, float("nan"))  # unknown per group
-        return replace(
-            self,
-            groups=list(names),
-            count=self.count[idx],
-            sum=self.sum[:, idx],
-            norm_sum=norm_sum,
-            moments=None,
-            sample=None,
-            meta=meta,
-        )
+                out.norm_sum = torch.full_like(out.norm_sum, float("nan"))  # unknown per group
+        return out
 
     # ------------------------------------------------------------------ algebra
     def __add__(self, other: ActivationStats) -> ActivationStats:
         if not isinstance(other, ActivationStats):
             return NotImplemented
-        if self.layers != other.layers or self.d_model != other.d_model:
-            raise InputError(
-                f"cannot add stats of layers {self.layers} (d={self.d_model}) and "
-                f"{other.layers} (d={other.d_model}); collect both with the same layers and model"
-            )
-        mid_a, mid_b = self.meta.get("model_id"), other.meta.get("model_id")
-        if mid_a and mid_b and mid_a != mid_b:
-            raise InputError(f"cannot add stats from different models ({mid_a} vs {mid_b})")
-        groups = list(dict.fromkeys(self.groups + other.groups))
-        classes = sorted(set(self.classes) | set(other.classes))
-        L, G, C = len(self.layers), len(groups), len(classes)
-        count = torch.zeros(G, C, dtype=torch.long)
-        total = torch.zeros(L, G, C, self.d_model, dtype=self.sum.dtype)
-        norm_sum = torch.zeros(L, G, C, dtype=torch.float64)
-        for s in (self, other):
-            gi = torch.tensor([groups.index(g) for g in s.groups], dtype=torch.long)
-            ci = torch.tensor([classes.index(c) for c in s.classes], dtype=torch.long)
-            count[gi[:, None], ci[None, :]] += s.count
-            total[:, gi[:, None], ci[None, :]] += s.sum.to(total.dtype)
-            norm_sum[:, gi[:, None], ci[None, :]] += s.norm_sum.to(norm_sum.dtype)
-        moments = None
-        if self.moments is not None and other.moments is not None:
-            ta, tb = self.meta.get("moments_target"), other.meta.get("moments_target")
-            if ta != tb:
-                raise InputError(
-                    f"cannot add moments with different regression targets ({ta} vs {tb}); "
-                    "re-collect both with the same value_lens version and data kind"
-                )
-            moments = self.moments + other.moments
-        sample = None
-        if self.sample is not None and other.sample is not None:
-            if self.classes != other.classes:
-                raise InputError(
-                    "reservoir samples can only be merged for stats with the same labels"
-                )
-            sample = self.sample + other.sample
-        meta = dict(self.meta)
-        meta["n_sequences"] = int(self.meta.get("n_sequences", 0)) + int(
-            other.meta.get("n_sequences", 0)
-        )
-        if self.meta.get("norm_sum_pooled") or other.meta.get("norm_sum_pooled"):
-            meta["norm_sum_pooled"] = True
-        ga, gb = self.meta.get("group_sequences"), other.meta.get("group_sequences")
-        if isinstance(ga, dict) and isinstance(gb, dict):
-            meta["group_sequences"] = {
-                g: int(ga.get(g, 0)) + int(gb.get(g, 0)) for g in groups if g in ga or g in gb
-            }
-        else:
-            meta.pop("group_sequences", None)
-        meta["dataset_hash"] = "+".join(
-            sorted(
-                {str(self.meta.get("dataset_hash", "")), str(other.meta.get("dataset_hash", ""))}
-            )
-        )
-        return ActivationStats(
-            self.layers,
-            groups,
-            classes,
-            count,
-            total,
-            norm_sum,
-            moments,
-            sample,
-            meta,
-        )
+        return ActivationStats(**add_fields(self, other))
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> None:
         """Atomically save as safetensors + JSON metadata."""
-        t: dict[str, torch.Tensor] = {
-            "count": self.count,
-            "sum": self.sum,
-            "norm_sum": self.norm_sum,
-        }
-        if self.moments is not None:
-            for name, v in zip(
-                ("n", "x", "y", "yy", "xy", "xx"), self.moments.tensors(), strict=True
-            ):
-                t[f"moments.{name}"] = v
-        if self.sample is not None:
-            t["sample.keys"], t["sample.x"] = self.sample.keys, self.sample.x
-        meta = {
-            "layers": self.layers,
-            "groups": self.groups,
-            "classes": self.classes,
-            "sample_k": None if self.sample is None else self.sample.k,
-            "info": self.meta,
-        }
-        save_artifact(path, t, kind="ActivationStats", meta=meta)
+        tensors, meta = to_artifact(self)
+        save_artifact(path, tensors, kind="ActivationStats", meta=meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ActivationStats:
         """Load stats saved by :meth:`save` (older artifacts: see the module docs)."""
         t, meta = load_artifact(path, kind="ActivationStats")
-        info = dict(meta.get("info", {}))
-        moments = None
-        if "moments.n" in t:
-            moments = Moments(*(t[f"moments.{k}"] for k in ("n", "x", "y", "yy", "xy", "xx")))
-            info.setdefault("moments_target", "legacy_label_value")
-        sample = None
-        if "sample.keys" in t:
-            sample = Reservoir(int(meta["sample_k"]), t["sample.keys"], t["sample.x"])
-        count, norm_sum = t["count"], t["norm_sum"]
-        if norm_sum.ndim == 1:  # saved before norms were kept per group and label
-            share = count.double() / max(int(count.sum()), 1)
-            norm_sum = norm_sum.double()[:, None, None] * share[None]
-            info["norm_sum_pooled"] = True
-        return cls(
-            [int(x) for x in meta["layers"]],
-            list(meta["groups"]),
-            [int(c) for c in meta["classes"]],
-            count,
-            t["sum"],
-            norm_sum,
-            moments,
-            sample,
-            info,
-        )
+        return cls(**from_artifact(t, meta))

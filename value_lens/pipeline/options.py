@@ -7,8 +7,11 @@ Example:
     ([0, 1, 2, 5], [0, 1, 2, 3, 4, 5, 6, 7], [7])
     >>> parse_criteria("semicolon,colon")
     ['semicolon', 'colon']
-    >>> collect_requirements("ridge", "percent"), collect_requirements("mean_diff", "sd")
-    ({'moments': True, 'sample_per_class': 0}, {'moments': True, 'sample_per_class': 0})
+    >>> need = collect_requirements("ridge", "percent")
+    >>> need["moments"], need["sample_per_class"], need["plan"].class_moments
+    (True, 0, False)
+    >>> collect_requirements("mean_diff", "sd")["moments"]
+    True
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from value_lens.core.conventions import default_layer, resolve_layers
 from value_lens.core.protocols import GenerativeModel
 from value_lens.errors import InputError
 from value_lens.fitting.axis import ValueAxis
+from value_lens.fitting.methods.fit_logistic import LOGISTIC_SAMPLE as _LOGISTIC_SAMPLE
+from value_lens.fitting.plan import CollectPlan
 
 if TYPE_CHECKING:
     from value_lens.steering.strength import Unit
@@ -53,7 +58,7 @@ STEER_PROMPTS: tuple[str, ...] = (
 )
 
 #: token vectors sampled per label for ``method="logistic"`` (the probe's training set)
-LOGISTIC_SAMPLE = 2000
+LOGISTIC_SAMPLE = _LOGISTIC_SAMPLE
 
 #: the ``--model`` value that selects :func:`value_lens.testing.tiny_qwen3` (for tests).
 TINY = "tiny"
@@ -144,29 +149,32 @@ def _interleaved(criteria: Any) -> list[str]:
     return out
 
 
-def collect_requirements(method: str = "mean_diff", unit: str = "percent") -> dict[str, Any]:
-    """What :func:`~value_lens.fitting.collect.collect_stats` must keep so that the axis can be fitted
-    with ``method`` and later steered in ``unit``: keyword arguments ``moments`` and
-    ``sample_per_class``.
+def collect_requirements(
+    method: str = "mean_diff", unit: str = "percent", *, per_split: bool = False
+) -> dict[str, Any]:
+    """What :func:`~value_lens.fitting.collect.collect_stats` must keep so that the axis can be
+    fitted with ``method`` and later steered in ``unit``: its keyword arguments ``moments``,
+    ``sample_per_class`` and ``plan`` (the whole :class:`~value_lens.fitting.plan.CollectPlan`).
 
-    ``ridge`` needs second moments, ``logistic`` a token sample (:data:`LOGISTIC_SAMPLE` per
-    label), and the ``sd`` unit the second moments that give each layer's projection sd;
+    The method's needs come from its registered :class:`~value_lens.fitting.methods.Fitter`
+    (``ridge``: second moments; ``logistic``: a token sample of :data:`LOGISTIC_SAMPLE` per
+    label; ``lda``: per-criterion class moments; ``erased``: those plus position cross-moments;
+    ``standardized``: squared sums); ``per_split`` adds what refits on some criteria need (a
+    sweep's). The ``sd`` unit needs the second moments that give each layer's projection sd;
     ``percent`` (the mean residual norm) and ``raw`` need nothing extra.
 
     Raises:
         InputError: for an unknown method or unit.
     """
-    from value_lens.fitting.methods import FITTERS
+    from value_lens.fitting.methods import needs
     from value_lens.steering.strength import UNITS
 
-    if method not in FITTERS:
-        raise InputError(f"unknown fit method {method!r}; use one of {sorted(FITTERS)}")
     if unit not in UNITS:
         raise InputError(f"unknown strength unit {unit!r}; use one of {list(UNITS)}")
-    return {
-        "moments": method == "ridge" or unit == "sd",
-        "sample_per_class": LOGISTIC_SAMPLE if method == "logistic" else 0,
-    }
+    plan = needs(method, per_split=per_split)
+    if unit == "sd" and not plan.class_moments:
+        plan = plan | CollectPlan(moments=True)
+    return {"moments": plan.moments, "sample_per_class": plan.sample_per_class, "plan": plan}
 
 
 def layer_or_default(

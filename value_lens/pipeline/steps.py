@@ -37,6 +37,7 @@ from value_lens.data.tokens import LabelledTokens
 from value_lens.errors import InputError
 from value_lens.fitting.axis import ValueAxis
 from value_lens.fitting.collect import collect_stats
+from value_lens.fitting.plan import CollectPlan
 from value_lens.fitting.stats import ActivationStats
 from value_lens.pipeline.launch import from_env, process_group
 from value_lens.pipeline.options import collect_requirements
@@ -132,25 +133,23 @@ def saved_stats(
     *,
     moments: bool = False,
     sample_per_class: int = 0,
+    plan: CollectPlan | None = None,
 ) -> ActivationStats | None:
     """The statistics saved in ``out`` if they match, else None: the only reuse rule.
 
     They match when they were collected over the same data (its fingerprint), at every layer in
-    ``layers`` (more is fine), and hold the second moments (``moments``) and a token sample of
-    at least ``sample_per_class`` per label that are asked for.
+    ``layers`` (more is fine), and hold everything ``plan`` (with ``moments`` and
+    ``sample_per_class``) asks for (:meth:`~value_lens.fitting.plan.CollectPlan.missing`).
     """
     path = Path(out) / STATS_FILE
     if not path.exists():
         return None
     stats = ActivationStats.load(path)
+    want = (plan or CollectPlan()) | CollectPlan(moments=moments, sample_per_class=sample_per_class)
     match = (
         stats.meta.get("dataset_hash") == data.fingerprint()
         and set(layers) <= set(stats.layers)
-        and (stats.moments is not None or not moments)
-        and (
-            sample_per_class == 0
-            or (stats.sample is not None and stats.sample.k >= sample_per_class)
-        )
+        and want.satisfied_by(stats)
     )
     return stats if match else None
 
