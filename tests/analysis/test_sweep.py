@@ -240,8 +240,8 @@ def test_sweep_errors(tiny):
     one = LabelledTokens.from_lists([[5, 6, 7]] * 3, [[-1, 0, 0]] * 3, "abc")
     with pytest.raises(InputError, match="one class"):
         layer_sweep(tiny, one, n_train=1, progress=False)
-    with pytest.raises(InputError, match="supports methods"):  # untyped callers (CLI, notebooks)
-        inspect.unwrap(SweepConfig.__init__)(object.__new__(SweepConfig), method="ridge")
+    with pytest.raises(InputError, match="unknown sweep method"):  # untyped callers (CLI)
+        inspect.unwrap(SweepConfig.__init__)(object.__new__(SweepConfig), method="ridg")
     from value_lens import collect_stats
 
     other = collect_stats(tiny, planted_data(seed=1), progress=False)

@@ -15,10 +15,19 @@ from typing import Any, Literal
 
 from value_lens.errors import InputError
 
-__all__ = ["SWEEP_METHODS", "ClusterCI", "SweepConfig"]
+__all__ = ["SWEEP_METHODS", "ClusterCI", "SweepConfig", "sweep_methods"]
 
-SweepMethod = Literal["mean_diff", "pca_diff", "did"]
-SWEEP_METHODS: tuple[SweepMethod, ...] = ("mean_diff", "pca_diff", "did")
+SweepMethod = str
+SWEEP_METHODS: tuple[str, ...] = ("mean_diff", "pca_diff", "did")
+"""The methods swept from the groups' difference vectors alone (one pass fits them all); any
+other registered method is refitted per split from the statistics."""
+
+
+def sweep_methods() -> tuple[str, ...]:
+    """Every method a sweep accepts: the registered fitters (``did`` among them)."""
+    from value_lens.fitting.methods import FITTERS
+
+    return tuple(FITTERS)
 
 
 @dataclass(frozen=True)
@@ -59,8 +68,12 @@ class SweepConfig:
             seed also draws the random directions and the shuffled-label null.
         train_sets: explicit splits, one list of training criterion names per split (the other
             usable criteria are held out); replaces ``n_splits``/``n_train``.
-        method: ``"mean_diff"`` (paper Eq. 1), ``"pca_diff"`` or ``"did"`` (the
-            difference-in-differences axis; needs ``icrl.label(..., placebo=True)`` data).
+        method: any registered fitting method: ``"mean_diff"`` (paper Eq. 1), ``"pca_diff"``
+            and ``"did"`` (the difference-in-differences axis; needs
+            ``icrl.label(..., placebo=True)`` data) come from the groups' difference vectors;
+            every other method (``lda``, ``standardized``, ``mean_centred``, ``erased``, ...) is
+            refitted per split from statistics collected with its needs, takes the two-pass
+            path and has no shuffled-label null.
         n_random: random unit directions per layer for the chance baseline.
         n_shuffle: draws of the shuffled-label null (one-pass path only, else not computed).
         min_count: a group needs this many BEFORE and AFTER tokens to be used.
@@ -101,11 +114,10 @@ class SweepConfig:
     smallest_effect: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.method not in SWEEP_METHODS:
+        if self.method not in sweep_methods():
             raise InputError(
-                f"layer_sweep supports methods {SWEEP_METHODS} (directions in the span of the "
-                f"groups' differences); got {self.method!r}. Fit other methods with "
-                "ValueAxis.fit"
+                f"unknown sweep method {self.method!r}; choose a registered fitting method "
+                f"{sorted(sweep_methods())} (add one with value_lens.fitting.register_fitter)"
             )
         if self.train_sets is None and (self.n_splits < 1 or self.n_train < 1):
             raise InputError("n_splits and n_train must be positive")

@@ -7,8 +7,8 @@ regression sums once, then scores each split: the axis and the DiD axis with the
 directions and the shuffled-label null.
 
 Example:
-    >>> Context.columns(2, 3)   # [diffs | placebo diffs | random | baselines]
-    {'diffs': slice(0, 2, None), 'placebo': slice(2, 4, None), 'random': slice(4, 7, None), 'baselines': slice(7, 11, None)}
+    >>> Context.columns(2, 3)   # [diffs | placebo diffs | random | baselines | extra]
+    {'diffs': slice(0, 2, None), 'placebo': slice(2, 4, None), 'random': slice(4, 7, None), 'baselines': slice(7, 11, None), 'extra': slice(11, 11, None)}
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from value_lens.analysis.discontinuity import CutSums
 from value_lens.analysis.metrics import auroc
 from value_lens.analysis.sweep.config import SweepConfig
 from value_lens.analysis.sweep.design import Cut, Design
+from value_lens.analysis.sweep.explicit import Explicit
 from value_lens.analysis.sweep.score import Family, Held, SplitScores, auroc_scores, rd_scores
 from value_lens.analysis.sweep.splits import split_weights
 from value_lens.analysis.sweep.tokens import TokenProjections
@@ -47,6 +48,10 @@ class Context:
         baselines: ``[N, 4]`` the position baselines' scores.
         baseline_scores: per split, the baselines' scores, filled by the first layer scored
             (position alone does not depend on the layer).
+        explicit: the method's refitted directions when it is not a weighting of the groups'
+            differences (:mod:`value_lens.analysis.sweep.explicit`), else ``None``.
+        ex_start / rand_start: where that block and the random directions start among the
+            projections' columns (``rand_start`` 0: right after the ``(2 + S) G`` core rows).
     """
 
     cfg: SweepConfig
@@ -61,6 +66,9 @@ class Context:
     support: list[tuple[int, int]] = field(default_factory=list)
     baselines: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
     baseline_scores: dict[int, SplitScores] = field(default_factory=dict)
+    explicit: Explicit | None = None
+    ex_start: int = 0
+    rand_start: int = 0
 
     @classmethod
     def create(
@@ -87,18 +95,29 @@ class Context:
             ctx.support.append(held["real"].support())
         b = position_scores(tp.position, tp.start, tp.to_end)
         object.__setattr__(ctx, "baselines", np.stack([b[n] for n in BASELINES], axis=1))
+        if not ctx.rand_start:
+            object.__setattr__(ctx, "rand_start", (2 + ctx.n_shuffle) * G)
         return ctx
 
     @staticmethod
-    def columns(n_groups: int, n_random: int) -> dict[str, slice]:
+    def columns(n_groups: int, n_random: int, n_extra: int = 0) -> dict[str, slice]:
         """Where each kind of score sits in ``Y``'s columns."""
         G, R = n_groups, n_random
+        b = 2 * G + R + len(BASELINES)
         return {
             "diffs": slice(0, G),
             "placebo": slice(G, 2 * G),
             "random": slice(2 * G, 2 * G + R),
-            "baselines": slice(2 * G + R, 2 * G + R + len(BASELINES)),
+            "baselines": slice(2 * G + R, b),
+            "extra": slice(b, b + n_extra),
         }
+
+    def axis_column(self, key: tuple[int, int | None]) -> int | None:
+        """The ``Y`` column of an explicit method's fit (``None`` where that fit is absent)."""
+        if self.explicit is None or key not in self.explicit.cols:
+            return None
+        G = int(self.has_placebo.size)
+        return Context.columns(G, self.n_random)["extra"].start + self.explicit.cols[key]
 
     def enough_matched(self, s: int) -> bool:
         pairs, turns = self.support[s]
@@ -117,14 +136,17 @@ class LayerScores:
     wins: list[np.ndarray]
 
 
-def _y(ctx: Context, proj: np.ndarray, norm: np.ndarray, G: int) -> np.ndarray:
+def _y(ctx: Context, proj: np.ndarray, norm: np.ndarray, G: int, k: int) -> np.ndarray:
     """``[N, K]``: cosines (up to a scale per direction) with the basis and the random
-    directions, then the baselines' scores."""
+    directions, the baselines' scores, then an explicit method's readouts at layer ``k``."""
     safe = np.maximum(norm, 1e-12)[:, None]
-    M = (2 + ctx.n_shuffle) * G
-    return np.concatenate(
-        [proj[:, : 2 * G] / safe, proj[:, M : M + ctx.n_random] / safe, ctx.baselines], axis=1
-    ).astype(np.float64)
+    R0 = ctx.rand_start
+    parts = [proj[:, : 2 * G] / safe, proj[:, R0 : R0 + ctx.n_random] / safe, ctx.baselines]
+    ex = ctx.explicit
+    if ex is not None:
+        block = proj[:, ctx.ex_start : ctx.ex_start + ex.n].astype(np.float64)
+        parts.append((block + ex.offset[k][None, :]) / safe)
+    return np.concatenate(parts, axis=1).astype(np.float64)
 
 
 def _sums(cut: Cut, Y: np.ndarray, design: Design, cfg: SweepConfig) -> CutSums | None:
@@ -142,7 +164,9 @@ def _sums(cut: Cut, Y: np.ndarray, design: Design, cfg: SweepConfig) -> CutSums 
     )
 
 
-def _families(ctx: Context, gram: np.ndarray, train: np.ndarray, K: int) -> list[Family]:
+def _families(
+    ctx: Context, gram: np.ndarray, train: np.ndarray, K: int, s: int
+) -> list[Family]:
     """The axis and the DiD axis of a split, each with its refits without one training group."""
     G, method = ctx.has_placebo.size, ctx.cfg.method
     refit = ctx.design.unit == "group"
@@ -150,7 +174,17 @@ def _families(ctx: Context, gram: np.ndarray, train: np.ndarray, K: int) -> list
     def pad(w: np.ndarray | None) -> np.ndarray | None:
         return None if w is None else np.concatenate([w, np.zeros(K - w.size)])
 
+    def unit(col: int | None) -> np.ndarray | None:
+        if col is None:
+            return None
+        e = np.zeros(K)
+        e[col] = 1.0
+        return e
+
     def axis(tr: np.ndarray) -> np.ndarray | None:
+        if ctx.explicit is not None:
+            drop = np.setdiff1d(train, tr)
+            return unit(ctx.axis_column((s, int(drop[0]) if drop.size else None)))
         if method == "did":
             return pad(did_weights(2 * G, G, tr[ctx.has_placebo[tr]]))
         return None if tr.size == 0 else pad(split_weights(gram[:G, :G], tr, method, 2 * G))
@@ -169,11 +203,17 @@ def _families(ctx: Context, gram: np.ndarray, train: np.ndarray, K: int) -> list
 
 
 def score_layer(
-    ctx: Context, proj: np.ndarray, norm: np.ndarray, gram: np.ndarray, rand_dot: np.ndarray
+    ctx: Context,
+    proj: np.ndarray,
+    norm: np.ndarray,
+    gram: np.ndarray,
+    rand_dot: np.ndarray,
+    k: int = 0,
 ) -> LayerScores:
-    """Every split's scores at one layer (``proj``/``norm``: that layer's projections)."""
+    """Every split's scores at one layer (``proj``/``norm``/``gram``: that layer's projections
+    and basis Gram matrix; ``k``: its index among the swept layers)."""
     G = int(ctx.has_placebo.size)
-    Y = _y(ctx, proj, norm, G)
+    Y = _y(ctx, proj, norm, G, k)
     K, C, cols = Y.shape[1], ctx.design.n_clusters, Context.columns(G, ctx.n_random)
     d = ctx.design
     sums = {
@@ -190,7 +230,7 @@ def score_layer(
     )
     for s, train in enumerate(ctx.splits):
         sc = SplitScores()
-        fams = _families(ctx, gram, train, K)
+        fams = _families(ctx, gram, train, K, s)
         for fam in fams:
             auroc_scores(sc, fam, Y, ctx.held[s], C, ctx.enough_matched(s))
             rd_scores(sc, fam, sums, ctx.tests[s], C)
@@ -205,11 +245,20 @@ def score_layer(
         sc.point.update(ctx.baseline_scores[s].point)
         sc.loo.update(ctx.baseline_scores[s].loo)
         out.splits.append(sc)
-        axis = next(f for f in fams if f.name == "axis").weights[: 2 * G]
-        out.wins.append((gram[:G, : 2 * G] @ axis)[np.setdiff1d(np.arange(G), train)] > 0)
+        out.wins.append(_group_dots(ctx, gram, fams, s)[np.setdiff1d(np.arange(G), train)] > 0)
         _random(out, s, ctx, Y, sums, rand_dot[train].mean(0), cols["random"])
         _shuffled(out, s, ctx, proj, norm, gram, train)
     return out
+
+
+def _group_dots(ctx: Context, gram: np.ndarray, fams: list[Family], s: int) -> np.ndarray:
+    """``[G]``: each group's difference vector dotted with split ``s``'s axis direction."""
+    G = int(ctx.has_placebo.size)
+    ex = ctx.explicit
+    if ex is not None:
+        return gram[:G, ctx.ex_start + ex.cols[(s, None)]]
+    axis = next(f for f in fams if f.name == "axis").weights[: 2 * G]
+    return gram[:G, : 2 * G] @ axis
 
 
 def _random(
@@ -255,6 +304,8 @@ def _shuffled(
     """The shuffled-label null: the same fit on vectors whose labels were permuted within each
     sequence (a noise floor: permuting within a sequence destroys position too)."""
     G = int(ctx.has_placebo.size)
+    if ctx.explicit is not None:
+        return  # the fitter, not a weighting of the groups' vectors: no shuffled refit
     held = ctx.held[s]["real"]
     a = held.cut.after
     M = (2 + ctx.n_shuffle) * G

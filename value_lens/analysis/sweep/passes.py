@@ -15,13 +15,14 @@ from ``icrl.label(..., placebo=True)``) and every token's turn span, for the pos
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
+from value_lens.analysis.sweep.explicit import Explicit
 from value_lens.analysis.sweep.tokens import (
     MAX_BATCH_TOKENS,
     RankShare,
@@ -67,6 +68,8 @@ class SweepBasis:
         shuffled: ``[L, S, G, D]`` the axis's per-group vectors after permuting the labels
             within each sequence, one block per draw (``S = 0`` without residuals).
         groups: the usable groups' names.
+        extra: refitted directions of methods outside the span of the differences
+            (:mod:`value_lens.analysis.sweep.explicit`), one block per method.
     """
 
     diffs: torch.Tensor
@@ -74,11 +77,19 @@ class SweepBasis:
     has_placebo: np.ndarray
     shuffled: torch.Tensor
     groups: list[str]
+    extra: list[Explicit] = field(default_factory=list)
 
     def stacked(self) -> torch.Tensor:
-        """``[L, 2G + S*G, D]``: diffs, placebo diffs, then every draw's shuffled vectors."""
+        """``[L, 2G + S*G + E, D]``: diffs, placebo diffs, every draw's shuffled vectors, then
+        the extra blocks' rows."""
         n_l, _, d = self.diffs.shape
-        return torch.cat([self.diffs, self.placebo, self.shuffled.reshape(n_l, -1, d)], dim=1)
+        parts = [self.diffs, self.placebo, self.shuffled.reshape(n_l, -1, d)]
+        return torch.cat(parts + [e.rows.to(self.diffs.dtype) for e in self.extra], dim=1)
+
+    @property
+    def n_core(self) -> int:
+        """Rows before the extra blocks: ``(2 + S) G``."""
+        return int(self.diffs.shape[1] * (2 + self.shuffled.shape[1]))
 
 
 def project_tokens(

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import asdict
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ import torch
 from value_lens.analysis.confounds import did_weights
 from value_lens.analysis.sweep.config import SweepConfig
 from value_lens.analysis.sweep.design import build_design
+from value_lens.analysis.sweep.explicit import fit_explicit
 from value_lens.analysis.sweep.layer import Context, LayerScores, score_layer
 from value_lens.analysis.sweep.passes import (
     KEPT,
@@ -53,6 +55,8 @@ from value_lens.data.placebo import PlaceboMatch, rematch_placebo
 from value_lens.data.tokens import AFTER, BEFORE, PLACEBO_AFTER, PLACEBO_BEFORE, LabelledTokens
 from value_lens.errors import InputError
 from value_lens.fitting.collect import collect_stats
+from value_lens.fitting.methods import Fitter, get_fitter
+from value_lens.fitting.plan import CollectPlan
 from value_lens.fitting.stats import ActivationStats
 
 __all__ = ["layer_sweep", "sweep_projections"]
@@ -103,10 +107,13 @@ def _passes(
     stats: ActivationStats | None,
     opts: dict[str, Any],
     distributed: bool,
+    methods: Sequence[str] = (),
 ) -> tuple[SweepBasis, TokenProjections, torch.Tensor, ActivationStats | None, dict[str, Any]]:
     """The basis, every labelled token's projections, the random directions, the statistics
     (derived from the kept residuals on the one-pass path, collected on the two-pass path) and
-    the timings and path taken."""
+    the timings and path taken. ``methods`` outside the span of the differences add their
+    refitted directions to the basis (and force the two-pass path: they need the statistics
+    before the projections)."""
     t0, c0 = time.perf_counter(), time.process_time()
     gen = torch.Generator().manual_seed(cfg.seed)
     rand = torch.randn(len(L), cfg.n_random, d_model(model), generator=gen, dtype=torch.float64)
@@ -116,8 +123,11 @@ def _passes(
         share = RankShare.create(
             data, n_ctx(model), batch_size=opts["batch_size"], truncate=opts["truncate"]
         )
+    fitters = explicit_fitters(methods)
     one = (
-        stats is None and one_pass_bytes(data, len(L), d_model(model)) <= cfg.max_memory_gb * 2**30
+        stats is None
+        and not fitters
+        and one_pass_bytes(data, len(L), d_model(model)) <= cfg.max_memory_gb * 2**30
     )
     if one:
         indices = None if share is None else share.indices
@@ -148,8 +158,19 @@ def _passes(
         t1, c1 = t2, c2 = time.perf_counter(), time.process_time()
     else:
         if stats is None:
-            stats = collect_stats(model, data, layers=L, distributed=distributed, **opts)
+            plan = CollectPlan()
+            for f in fitters:
+                plan = plan | f.per_split_needs
+            stats = collect_stats(
+                model, data, layers=L, distributed=distributed, plan=plan, **opts
+            )
         basis = group_diffs_from_stats(data, L, stats, cfg.min_count)
+        if fitters:
+            splits = _train_splits(cfg, basis.groups, data)
+            basis.extra = [
+                fit_explicit(f, stats, basis.groups, splits, L, refit=cfg.ci is not None)
+                for f in fitters
+            ]
         t1, c1 = time.perf_counter(), time.process_time()
         full = torch.cat([basis.stacked(), rand], dim=1)
         mine = None if share is None else share.indices
@@ -167,11 +188,14 @@ def _passes(
     return basis, tp, rand, stats, timings
 
 
-def _context(
-    data: LabelledTokens, cfg: SweepConfig, basis: SweepBasis, tp: TokenProjections
-) -> Context:
-    groups = basis.groups
-    splits = train_splits(
+def explicit_fitters(methods: Sequence[str]) -> list[Fitter]:
+    """The methods among ``methods`` a sweep refits itself (no ``sweep_weights``, not ``did``)."""
+    fitters = [get_fitter(m) for m in methods if m != "did"]
+    return [f for f in fitters if f.sweep_weights is None]
+
+
+def _train_splits(cfg: SweepConfig, groups: list[str], data: LabelledTokens) -> list[np.ndarray]:
+    return train_splits(
         groups,
         data.group_names,
         n_splits=cfg.n_splits,
@@ -179,12 +203,30 @@ def _context(
         seed=cfg.seed,
         train_sets=cfg.train_sets,
     )
+
+
+def _context(
+    data: LabelledTokens, cfg: SweepConfig, basis: SweepBasis, tp: TokenProjections
+) -> Context:
+    groups = basis.groups
+    splits = _train_splits(cfg, groups, data)
     real = np.isin(tp.label, (BEFORE, AFTER))
     cell_n = np.bincount((tp.group * 2 + (tp.label == AFTER))[real], minlength=2 * len(groups))
     if (cell_n.reshape(-1, 2) == 0).any():
         empty = [groups[g] for g in np.flatnonzero((cell_n.reshape(-1, 2) == 0).any(axis=1))]
         raise InputError(f"groups {empty} have no BEFORE or AFTER tokens in data; check stats=")
     design = build_design(data, tp, cfg.ci.cluster if cfg.ci is not None else "group")
+    start, ex = basis.n_core, None
+    for block in basis.extra:
+        if block.name == cfg.method:
+            ex = block
+            break
+        start += block.n
+    if ex is None and explicit_fitters([cfg.method]):
+        raise InputError(
+            f"method {cfg.method!r} is refitted per split, but the sweep's basis holds no fits "
+            f"of it (it holds {[b.name for b in basis.extra]}); run layer_sweep with it"
+        )
     return Context.create(
         cfg,
         tp.take(np.ones(tp.label.size, dtype=bool), proj=tp.proj[:, :, :0]),
@@ -193,6 +235,9 @@ def _context(
         has_placebo=basis.has_placebo,
         n_shuffle=int(basis.shuffled.shape[1]),
         n_random=cfg.n_random,
+        explicit=ex,
+        ex_start=start,
+        rand_start=basis.n_core + sum(b.n for b in basis.extra),
     )
 
 
@@ -211,17 +256,21 @@ def _split_records(ctx: Context, layer: int, scores: LayerScores, groups: list[s
 
 def _cosines(cfg: SweepConfig, basis: SweepBasis, gram: np.ndarray) -> np.ndarray:
     """``[L, L]`` cosines of the all-criteria directions."""
+    for block in basis.extra:
+        if block.name == cfg.method:
+            unit = block.full / block.full.norm(dim=-1, keepdim=True).clamp_min(1e-30)
+            return (unit @ unit.T).numpy()
     G = len(basis.groups)
     all_g = np.arange(G)
     stacked = basis.stacked()
-    M = stacked.shape[1]
+    M = basis.n_core
     w_all = [
         did_weights(M, G, all_g[basis.has_placebo])
         if cfg.method == "did"
         else split_weights(gram[k, :G, :G], all_g, cfg.method, M)
         for k in range(gram.shape[0])
     ]
-    dirs = torch.stack([torch.from_numpy(w) @ stacked[k] for k, w in enumerate(w_all)])
+    dirs = torch.stack([torch.from_numpy(w) @ stacked[k, :M] for k, w in enumerate(w_all)])
     unit = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-30)
     return (unit @ unit.T).numpy()
 
@@ -300,7 +349,9 @@ def layer_sweep(
     data, match = _rematch(data, cfg, stats)
     L = resolve_layers(layers, n_layers(model))
     opts: dict[str, Any] = {"batch_size": batch_size, "truncate": truncate, "progress": progress}
-    basis, tp, rand, kept, timings = _passes(model, data, L, cfg, stats, opts, distributed)
+    basis, tp, rand, kept, timings = _passes(
+        model, data, L, cfg, stats, opts, distributed, (cfg.method,)
+    )
     res = sweep_projections(data, cfg, L, basis, tp, rand, match=match, timings=timings)
     return dataclasses.replace(res, stats=kept)
 
@@ -327,7 +378,7 @@ def sweep_projections(
     rand_dot = (basis.diffs @ rand.transpose(1, 2)).numpy()  # [L, G, R]: d_g . r
     rows, recs = [], []
     for k, layer in enumerate(L):
-        scores = score_layer(ctx, tp.proj[k], tp.norm[k], gram[k], rand_dot[k])
+        scores = score_layer(ctx, tp.proj[k], tp.norm[k], gram[k], rand_dot[k], k)
         rows.append(layer_row(ctx, scores, layer))
         recs.extend(_split_records(ctx, layer, scores, basis.groups))
     ci = (

@@ -121,21 +121,21 @@ def split_weights(
     gram: np.ndarray, train: np.ndarray, method: str, size: int | None = None
 ) -> np.ndarray:
     """Coefficients ``w`` (over all groups, zero off ``train``; padded with zeros to ``size``)
-    of a split's direction.
+    of a split's direction, from the registered method's ``sweep_weights``.
 
     ``gram`` is ``[G, G]`` = ``d d'`` for one layer. ``mean_diff``: ``w = 1/n`` on the training
-    groups. ``pca_diff``: the top right singular vector of the training diffs, written as
-    ``d_train' u / s`` with ``u`` the top eigenvector of their Gram matrix, sign-aligned with
-    the mean (as :func:`value_lens.fitting.methods.pca_diff`; the scale does not affect cosines).
+    groups; ``pca_diff``: the top right singular vector of the training diffs written over them
+    (:mod:`value_lens.fitting.methods.common`). A method outside the span of the differences has
+    no weights: the sweep refits it (:mod:`value_lens.analysis.sweep.explicit`).
     """
+    from value_lens.fitting.methods import get_fitter
+
+    fitter = get_fitter(method)
+    if fitter.sweep_weights is None:
+        raise InputError(
+            f"method {method!r} is not a weighting of the groups' difference vectors; the sweep "
+            "refits it from the statistics (value_lens.analysis.sweep.explicit)"
+        )
     w = np.zeros(size or gram.shape[0])
-    if method == "mean_diff":
-        w[train] = 1.0 / len(train)
-        return w
-    g = gram[np.ix_(train, train)]
-    evals, evecs = np.linalg.eigh(g)
-    u = evecs[:, -1] / np.sqrt(max(evals[-1], 1e-300))
-    if (g @ u).sum() < 0:
-        u = -u
-    w[train] = u
+    w[: gram.shape[0]] = fitter.sweep_weights(gram, np.asarray(train))
     return w
