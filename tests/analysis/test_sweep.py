@@ -495,7 +495,7 @@ class _CountSequences:
 
 def test_forward_passes_one_or_two_whatever_the_splits(tiny, monkeypatch):
     """One pass over the data when the residuals fit, two when not, one with stats given."""
-    import value_lens.analysis.sweep.run as P
+    import value_lens.analysis.sweep.prepare as P
     from value_lens import collect_stats
 
     data = planted_data()

@@ -149,7 +149,7 @@ def sweep(
 
 def _pass_plan(data: LabelledTokens, layers: list[int], model: Any, budget_gb: float) -> str:
     """Which path the sweep takes, in words (one forward pass or two) and why."""
-    from value_lens.analysis.sweep.run import one_pass_bytes
+    from value_lens.analysis.sweep.prepare import one_pass_bytes
     from value_lens.core.model import d_model
 
     gb = one_pass_bytes(data, len(layers), d_model(model)) / 2**30

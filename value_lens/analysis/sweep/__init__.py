@@ -8,13 +8,14 @@
 * :mod:`~value_lens.analysis.sweep.score` and :mod:`~value_lens.analysis.sweep.layer`: one
   split, one layer;
 * :mod:`~value_lens.analysis.sweep.table`: the per-layer rows and intervals;
-* :mod:`~value_lens.analysis.sweep.run`: :func:`layer_sweep`;
+* :mod:`~value_lens.analysis.sweep.explicit`: methods refitted per split by their fitter;
+* :mod:`~value_lens.analysis.sweep.run`: :func:`layer_sweep`, :func:`sweep_each_method`;
 * :mod:`~value_lens.analysis.sweep.result`: :class:`SweepResult`.
 """
 
 from value_lens.analysis.sweep.config import SWEEP_METHODS, ClusterCI, SweepConfig
 from value_lens.analysis.sweep.result import SweepResult, cosine_matrix
-from value_lens.analysis.sweep.run import layer_sweep
+from value_lens.analysis.sweep.run import layer_sweep, sweep_each_method
 
 __all__ = [
     "SWEEP_METHODS",
@@ -23,4 +24,5 @@ __all__ = [
     "SweepResult",
     "cosine_matrix",
     "layer_sweep",
+    "sweep_each_method",
 ]

@@ -164,9 +164,7 @@ def _sums(cut: Cut, Y: np.ndarray, design: Design, cfg: SweepConfig) -> CutSums 
     )
 
 
-def _families(
-    ctx: Context, gram: np.ndarray, train: np.ndarray, K: int, s: int
-) -> list[Family]:
+def _families(ctx: Context, gram: np.ndarray, train: np.ndarray, K: int, s: int) -> list[Family]:
     """The axis and the DiD axis of a split, each with its refits without one training group."""
     G, method = ctx.has_placebo.size, ctx.cfg.method
     refit = ctx.design.unit == "group"

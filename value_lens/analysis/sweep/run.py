@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import asdict
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -34,182 +34,37 @@ import torch
 from value_lens.analysis.confounds import did_weights
 from value_lens.analysis.sweep.config import SweepConfig
 from value_lens.analysis.sweep.design import build_design
-from value_lens.analysis.sweep.explicit import fit_explicit
 from value_lens.analysis.sweep.layer import Context, LayerScores, score_layer
 from value_lens.analysis.sweep.passes import (
-    KEPT,
     SweepBasis,
-    from_residuals,
-    group_diffs_from_stats,
-    project_tokens,
+)
+from value_lens.analysis.sweep.prepare import (
+    check_data,
+    explicit_fitters,
+    rematch,
+    run_passes,
+    splits_of,
 )
 from value_lens.analysis.sweep.result import SweepResult
-from value_lens.analysis.sweep.splits import split_weights, train_splits
-from value_lens.analysis.sweep.stats import stats_from_residuals
+from value_lens.analysis.sweep.splits import split_weights
 from value_lens.analysis.sweep.table import layer_row
-from value_lens.analysis.sweep.tokens import RankShare, TokenProjections
+from value_lens.analysis.sweep.tokens import TokenProjections
 from value_lens.core.conventions import resolve_layers
-from value_lens.core.model import d_model, model_id, n_ctx, n_layers
+from value_lens.core.model import n_layers
 from value_lens.core.protocols import HookedModel
-from value_lens.data.placebo import PlaceboMatch, rematch_placebo
-from value_lens.data.tokens import AFTER, BEFORE, PLACEBO_AFTER, PLACEBO_BEFORE, LabelledTokens
+from value_lens.data.placebo import PlaceboMatch
+from value_lens.data.tokens import AFTER, BEFORE, LabelledTokens
 from value_lens.errors import InputError
-from value_lens.fitting.collect import collect_stats
-from value_lens.fitting.methods import Fitter, get_fitter
-from value_lens.fitting.plan import CollectPlan
 from value_lens.fitting.stats import ActivationStats
 
-__all__ = ["layer_sweep", "sweep_projections"]
-
-
-def _check(data: LabelledTokens, cfg: SweepConfig) -> dict[int, int]:
-    counts = data.label_counts()
-    if counts.get(BEFORE, 0) == 0 or counts.get(AFTER, 0) == 0:
-        raise InputError(
-            f"the dataset has one class only (label counts {counts}); the sweep needs both "
-            "BEFORE (0) and AFTER (1) tokens"
-        )
-    if cfg.method == "did" and not (counts.get(PLACEBO_BEFORE) and counts.get(PLACEBO_AFTER)):
-        raise InputError(
-            "method='did' needs placebo turns (PLACEBO_BEFORE/PLACEBO_AFTER labels): label the "
-            "conversations with icrl.label(..., placebo=True)"
-        )
-    return counts
-
-
-def _rematch(
-    data: LabelledTokens, cfg: SweepConfig, stats: ActivationStats | None
-) -> tuple[LabelledTokens, PlaceboMatch]:
-    """Placebo turns cut to match their sequence's real turn; statistics collected on other
-    placebo cuts are refused."""
-    matched, report = rematch_placebo(data, tolerance=cfg.placebo_tolerance)
-    changed = any(not torch.equal(a, b) for a, b in zip(matched.labels, data.labels, strict=True))
-    if changed and stats is not None:
-        raise InputError(
-            "the placebo turns of this data are not cut to match their real turns, so the given "
-            "stats hold the old placebo sums; relabel with icrl.label(..., placebo=True) (or "
-            "value_lens.data.placebo.rematch_placebo) and collect the statistics again, or pass "
-            "stats=None"
-        )
-    return matched, report
-
-
-def one_pass_bytes(data: LabelledTokens, n_layers_: int, d_model_: int) -> int:
-    """Bytes the one-pass path keeps: every labelled token's fp32 residual at every layer."""
-    return 4 * sum(data.label_counts().values()) * n_layers_ * d_model_
-
-
-def _passes(
-    model: HookedModel,
-    data: LabelledTokens,
-    L: list[int],
-    cfg: SweepConfig,
-    stats: ActivationStats | None,
-    opts: dict[str, Any],
-    distributed: bool,
-    methods: Sequence[str] = (),
-) -> tuple[SweepBasis, TokenProjections, torch.Tensor, ActivationStats | None, dict[str, Any]]:
-    """The basis, every labelled token's projections, the random directions, the statistics
-    (derived from the kept residuals on the one-pass path, collected on the two-pass path) and
-    the timings and path taken. ``methods`` outside the span of the differences add their
-    refitted directions to the basis (and force the two-pass path: they need the statistics
-    before the projections)."""
-    t0, c0 = time.perf_counter(), time.process_time()
-    gen = torch.Generator().manual_seed(cfg.seed)
-    rand = torch.randn(len(L), cfg.n_random, d_model(model), generator=gen, dtype=torch.float64)
-    rand = rand / rand.norm(dim=-1, keepdim=True)
-    share = None
-    if distributed:
-        share = RankShare.create(
-            data, n_ctx(model), batch_size=opts["batch_size"], truncate=opts["truncate"]
-        )
-    fitters = explicit_fitters(methods)
-    one = (
-        stats is None
-        and not fitters
-        and one_pass_bytes(data, len(L), d_model(model)) <= cfg.max_memory_gb * 2**30
-    )
-    if one:
-        indices = None if share is None else share.indices
-        raw = project_tokens(
-            model,
-            data,
-            L,
-            None,
-            data.group_names,
-            indices=indices,
-            labels=None if share is None else KEPT,
-            **opts,
-        )
-        if share is None:
-            meta = {"model_id": model_id(model), "n_layers_model": n_layers(model)}
-            stats = stats_from_residuals(raw, data, L, meta)
-            raw = raw.take(np.isin(raw.label, KEPT))
-        basis, tp = from_residuals(
-            raw,
-            data,
-            rand,
-            cfg.min_count,
-            did=cfg.method == "did",
-            n_shuffle=cfg.n_shuffle,
-            seed=cfg.seed,
-            share=share,
-        )
-        t1, c1 = t2, c2 = time.perf_counter(), time.process_time()
-    else:
-        if stats is None:
-            plan = CollectPlan()
-            for f in fitters:
-                plan = plan | f.per_split_needs
-            stats = collect_stats(
-                model, data, layers=L, distributed=distributed, plan=plan, **opts
-            )
-        basis = group_diffs_from_stats(data, L, stats, cfg.min_count)
-        if fitters:
-            splits = _train_splits(cfg, basis.groups, data)
-            basis.extra = [
-                fit_explicit(f, stats, basis.groups, splits, L, refit=cfg.ci is not None)
-                for f in fitters
-            ]
-        t1, c1 = time.perf_counter(), time.process_time()
-        full = torch.cat([basis.stacked(), rand], dim=1)
-        mine = None if share is None else share.indices
-        tp = project_tokens(model, data, L, full, basis.groups, indices=mine, **opts)
-        if share is not None:
-            tp = share.gather(tp)[0]
-        t2, c2 = time.perf_counter(), time.process_time()
-    timings = {
-        "collect_s": t1 - t0,
-        "project_s": t2 - t1,
-        "collect_cpu_s": c1 - c0,
-        "project_cpu_s": c2 - c1,
-        "passes": 1 if one else 2,
-    }
-    return basis, tp, rand, stats, timings
-
-
-def explicit_fitters(methods: Sequence[str]) -> list[Fitter]:
-    """The methods among ``methods`` a sweep refits itself (no ``sweep_weights``, not ``did``)."""
-    fitters = [get_fitter(m) for m in methods if m != "did"]
-    return [f for f in fitters if f.sweep_weights is None]
-
-
-def _train_splits(cfg: SweepConfig, groups: list[str], data: LabelledTokens) -> list[np.ndarray]:
-    return train_splits(
-        groups,
-        data.group_names,
-        n_splits=cfg.n_splits,
-        n_train=cfg.n_train,
-        seed=cfg.seed,
-        train_sets=cfg.train_sets,
-    )
+__all__ = ["layer_sweep", "sweep_each_method", "sweep_projections"]
 
 
 def _context(
     data: LabelledTokens, cfg: SweepConfig, basis: SweepBasis, tp: TokenProjections
 ) -> Context:
     groups = basis.groups
-    splits = _train_splits(cfg, groups, data)
+    splits = splits_of(cfg, groups, data)
     real = np.isin(tp.label, (BEFORE, AFTER))
     cell_n = np.bincount((tp.group * 2 + (tp.label == AFTER))[real], minlength=2 * len(groups))
     if (cell_n.reshape(-1, 2) == 0).any():
@@ -345,15 +200,59 @@ def layer_sweep(
         ((2, 3), 24)
     """
     cfg = (config or SweepConfig()).with_overrides(**overrides)
-    _check(data, cfg)
-    data, match = _rematch(data, cfg, stats)
+    check_data(data, cfg)
+    data, match = rematch(data, cfg, stats)
     L = resolve_layers(layers, n_layers(model))
     opts: dict[str, Any] = {"batch_size": batch_size, "truncate": truncate, "progress": progress}
-    basis, tp, rand, kept, timings = _passes(
+    basis, tp, rand, kept, timings = run_passes(
         model, data, L, cfg, stats, opts, distributed, (cfg.method,)
     )
     res = sweep_projections(data, cfg, L, basis, tp, rand, match=match, timings=timings)
     return dataclasses.replace(res, stats=kept)
+
+
+def sweep_each_method(
+    model: HookedModel,
+    data: LabelledTokens,
+    methods: Sequence[str],
+    config: SweepConfig | None = None,
+    *,
+    layers: int | list[int] | None = None,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> tuple[dict[str, SweepResult], ActivationStats | None]:
+    """:func:`layer_sweep` for several methods from the same forward passes: the statistics
+    (with every method's per-split needs) once, the projections onto every method's directions
+    once, then each method scored as its own sweep (``config.method`` replaced). Returns the
+    sweeps by method and the statistics.
+
+    Example:
+        >>> from value_lens.testing import tiny_qwen3
+        >>> data = LabelledTokens.from_lists([[1, 5, 6, 7, 40, 41, 42]] * 4,
+        ...                                  [[-1, 0, 0, 0, 1, 1, 1]] * 4, "abcd")
+        >>> res, _ = sweep_each_method(tiny_qwen3(), data, ["mean_diff", "mean_centred"],
+        ...     SweepConfig(train_sets=(("a", "b"), ("c", "d"))), progress=False)
+        >>> sorted(res), res["mean_centred"].config.method
+        (['mean_centred', 'mean_diff'], 'mean_centred')
+    """
+    cfg = config or SweepConfig()
+    if not methods:
+        raise InputError("sweep_each_method needs at least one method")
+    checked = [cfg.with_overrides(method=m) for m in methods]
+    for c in checked:
+        check_data(data, c)
+    data, match = rematch(data, cfg, None)
+    L = resolve_layers(layers, n_layers(model))
+    opts: dict[str, Any] = {"batch_size": batch_size, "truncate": False, "progress": progress}
+    basis, tp, rand, kept, timings = run_passes(model, data, L, cfg, None, opts, False, methods)
+    out = {
+        c.method: dataclasses.replace(
+            sweep_projections(data, c, L, basis, tp, rand, match=match, timings=timings),
+            stats=kept,
+        )
+        for c in checked
+    }
+    return out, kept
 
 
 def sweep_projections(
