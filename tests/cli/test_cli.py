@@ -16,6 +16,7 @@ from tests._demo_data import SMALL_CORPUS
 from tests._offline import external_urls
 from value_lens.cli.main import main
 from value_lens.fitting.axis import ValueAxis
+from value_lens.fitting.methods import FITTERS
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -203,6 +204,27 @@ def test_sweep(built, capsys, corpus):
     best = df.loc[df.token_auroc_mean.idxmax()]
     assert f"At layer {int(best['layer'])} the axis" in out and "within-turn sd" in out
     assert "position" in out  # the computed value-beyond-position sentence is printed
+
+
+def test_sweep_any_method_and_the_method_table(tmp_path, capsys, corpus):
+    args = ["--model", "tiny", "--criteria", "first:3", "--n-per-criterion", "1"]
+    args += ["--corpus", corpus, "--splits", "2", "--seed", "1"]
+    code, out, err = run(capsys, "sweep", "--out", tmp_path / "lda", "--method", "lda", *args)
+    assert code == 0, err
+    assert pd.read_csv(tmp_path / "lda" / "sweep.csv")["token_auroc_mean"].between(0, 1).all()
+    assert json.loads((tmp_path / "lda" / "run.json").read_text())["sweep"]["method"] == "lda"
+    code, out, err = run(
+        capsys, "sweep", "--out", tmp_path / "all", "--method", "all", "--dose-prompts", "1", *args
+    )
+    assert code == 0, err
+    df = pd.read_csv(tmp_path / "all" / "methods.csv")
+    assert set(df["method"]) == set(FITTERS)  # the corpus data has placebo turns: did too
+    for m in df["method"]:
+        assert (tmp_path / "all" / "methods" / f"{m}_sweep.csv").is_file()
+        assert m in out
+    assert df["steer_norm"].gt(0).all()
+    code, _, err = run(capsys, "sweep", "--out", tmp_path / "x", "--method", "nope", *args)
+    assert_user_error(code, err, 1, "register_fitter")
 
 
 def test_steer_single_and_grid(built, capsys):

@@ -143,6 +143,25 @@ def test_report_labels_the_sweep_ci_and_the_sds(tmp_path):
     assert "not standard errors" in html and "function_score_sd_all_scores" in html
 
 
+def test_report_shows_the_method_table_with_intervals(tmp_path):
+    pd.DataFrame(
+        {
+            "method": ["mean_diff", "erased"],
+            "layer": [3, 5],
+            "token_auroc_mean": [0.81, 0.74],
+            "token_auroc_ci_lo": [0.7, 0.6],
+            "token_auroc_ci_hi": [0.9, 0.88],
+            "rd_value": [0.2, float("nan")],
+            "n_tokens_slope": [-1.25, 0.5],
+            "n_tokens_slope_lo": [-2.0, -0.5],
+            "n_tokens_slope_hi": [-0.5, 1.5],
+        }
+    ).to_csv(tmp_path / RESULT_FILES["methods"], index=False)
+    html = report_from_dir(tmp_path).read_text()
+    assert "Which direction detects and which steers" in html
+    assert "0.81 [0.70, 0.90]" in html and "-1.25 [-2.00, -0.50]" in html and "n/a" in html
+
+
 def test_missing_chromium_fails_in_ci_and_skips_locally(monkeypatch):
     import tests._offline as off
 

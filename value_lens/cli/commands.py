@@ -37,6 +37,7 @@ from value_lens.cli.options import (
     SteerMode,
     SteerParams,
     Suite,
+    SweepMethodOpt,
     Text,
     TextFile,
     app,
@@ -114,12 +115,17 @@ def sweep(
     n_train: Annotated[int | None, typer.Option(help="Training criteria per split.")] = None,
     batch_size: BatchSize = 4,
     memory_budget: MemoryBudget = None,
+    method: SweepMethodOpt = "mean_diff",
+    dose_prompts: Annotated[
+        int, typer.Option(help="With --method all: steering prompts per method (0: none).")
+    ] = 4,
 ) -> None:
     """Held-out layer sweep with its position controls (the difference in discontinuities and
     its verdict, matched, placebo and DiD AUROCs, position scores, sign-aligned random
     directions), on data labelled with placebo turns (on N processes under
     `torchrun --nproc-per-node N -m value_lens sweep ...`; rank 0 writes and prints). A finished
-    sweep in OUT for the same model, data and settings is reused."""
+    sweep in OUT for the same model, data and settings is reused. `--method all` sweeps, fits
+    and steers every registered method into one table (methods.csv)."""
     run = launch.from_env()
     with launch.muted(run):
         m = model_for(model, launch.device_for(device, run), dtype)
@@ -132,6 +138,11 @@ def sweep(
             corpus=corpus,
             write=run is None or run.writer,
         )
+        if method == "all":
+            if run is not None:
+                raise typer.BadParameter("--method all runs in one process (no torchrun)")
+            _method_table(m, data.tokens, out, splits, n_train, seed, batch_size, dose_prompts)
+            return
         res = sweep_steps.sweep(
             m,
             data.tokens,
@@ -142,9 +153,21 @@ def sweep(
             seed=seed,
             batch_size=batch_size,
             memory_budget_gb=2.0 if memory_budget is None else memory_budget,
+            method=method,
             log=say,
         )
         typer.echo(res.summary())
+
+
+def _method_table(
+    m: Any, data: Any, out: Path, splits: int, n_train: int | None, seed: int, batch: int, k: int
+) -> None:
+    """``sweep --method all``: the method table into ``out``, printed."""
+    from value_lens.pipeline.method_steps import methods_from_options
+    from value_lens.viz.methods import method_table_view
+
+    res = methods_from_options(m, data, out, splits, n_train, seed, batch, k, log=say)
+    typer.echo(method_table_view(res.table).to_string(index=False))
 
 
 @app.command()

@@ -90,6 +90,14 @@ def _method_help() -> str:
 
 
 Method = Annotated[str, typer.Option(help=_method_help())]
+SweepMethodOpt = Annotated[
+    str,
+    typer.Option(
+        "--method",
+        help="Fitting method swept (any registered one; see `build --help`), or 'all': every "
+        "method swept, fitted and steered at equal strength into one table (methods.csv).",
+    ),
+]
 BuildUnit = Annotated[
     str,
     typer.Option(

@@ -42,6 +42,7 @@ from value_lens.viz import figures_evals as E
 from value_lens.viz import position as P
 from value_lens.viz.heatmap import token_heatmap
 from value_lens.viz.layer_heatmap import layer_token_heatmap
+from value_lens.viz.methods import METHOD_NOTE, method_table_view
 from value_lens.viz.report import write_report
 
 __all__ = ["code_sentence", "report_from_dir", "report_sections", "value_sentence"]
@@ -222,6 +223,11 @@ def report_sections(out: str | os.PathLike[str]) -> list[tuple[str, Any]]:
         sections.append((ANSWER_HEAD, answer))
     builders: list[tuple[str, str, Callable[[pd.DataFrame], list[Any]]]] = [
         ("sweep", "Held-out layer sweep", lambda d: _sweep_body(d, meta)),
+        (
+            "methods",
+            "Which direction detects and which steers",
+            lambda d: [METHOD_NOTE, method_table_view(d)],
+        ),
         (
             "cosine",
             "Cosine between layer directions",

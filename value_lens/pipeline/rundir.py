@@ -41,6 +41,7 @@ __all__ = [
 #: result name -> file name inside a results directory.
 RESULT_FILES = {
     "sweep": "sweep.csv",
+    "methods": "methods.csv",
     "cosine": "layer_cosine.csv",
     "dose": "dose.csv",
     "slopes": "dose_slopes.csv",

@@ -26,6 +26,7 @@ import torch
 
 from value_lens.analysis.confounds import value_beyond_position
 from value_lens.analysis.sweep import SweepConfig, SweepResult, layer_sweep
+from value_lens.analysis.sweep.prepare import explicit_fitters
 from value_lens.core.conventions import resolve_layers
 from value_lens.core.model import model_device, model_id, n_layers
 from value_lens.core.protocols import GenerativeModel
@@ -42,7 +43,7 @@ from value_lens.pipeline.steps import (
 )
 from value_lens.pipeline.sweep_store import save_sweep, saved_sweep, sweep_request
 
-__all__ = ["Sweep", "sweep"]
+__all__ = ["Sweep", "sweep", "train_count"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ def sweep(
     batch_size: int = 4,
     memory_budget_gb: float = 2.0,
     keep_stats: bool = False,
+    method: str = "mean_diff",
     log: Log = quiet,
 ) -> Sweep:
     """The held-out layer sweep with its controls (``sweep.csv``, ``layer_cosine.csv``).
@@ -102,15 +104,17 @@ def sweep(
     """
     want = resolve_layers(layers, n_layers(model))
     n_groups = len(set(data.groups))
-    n_tr = max(1, min(n_groups - 1, round(train_fraction * n_groups)))
-    n_tr = n_tr if n_train is None else n_train
-    cfg = SweepConfig(n_splits=n_splits, n_train=n_tr, seed=seed, max_memory_gb=memory_budget_gb)
+    n_tr = train_count(n_groups, n_train, train_fraction)
+    cfg = SweepConfig(
+        n_splits=n_splits, n_train=n_tr, seed=seed, max_memory_gb=memory_budget_gb, method=method
+    )
     request = sweep_request(model_id(model), data, want, cfg)
     launch = from_env()
     path = Path(out) / RESULT_FILES["sweep"]
     with process_group(launch, model_device(model)) as distributed:
         done = saved_sweep(out, request)
-        stats = None if done is not None else saved_stats(out, data, want)
+        refits = bool(explicit_fitters([method]))  # needs statistics with the method's moments
+        stats = None if done is not None or refits else saved_stats(out, data, want)
         if distributed:
             same_on_every_rank(data, (done is not None, stats is not None))
         if done is not None:
@@ -145,6 +149,18 @@ def sweep(
             forward_passes=res.timings.get("passes"),
         )
     return Sweep(res, path)
+
+
+def train_count(n_groups: int, n_train: int | None, fraction: float = 0.7) -> int:
+    """Training criteria per split: ``n_train``, else ``fraction`` of them with at least one
+    held out.
+
+    >>> train_count(12, None), train_count(12, 5)
+    (8, 5)
+    """
+    if n_train is not None:
+        return n_train
+    return max(1, min(n_groups - 1, round(fraction * n_groups)))
 
 
 def _pass_plan(data: LabelledTokens, layers: list[int], model: Any, budget_gb: float) -> str:
