@@ -197,11 +197,13 @@ def nb02() -> list:
                 cpu="    CRITERIA = None\n"
                 "    N_PER_CRITERION, SENTENCES, MAX_TOKENS = 3, 2, 600\n"
                 "    LAYERS = list(range(0, 30, 3))\n"
-                "    N_SPLITS, N_TRAIN = 5, 5  # held-out criteria = the rest",
+                "    N_SPLITS, N_TRAIN = 5, 5  # held-out criteria = the rest\n"
+                "    METHOD_LAYERS, METHOD_PROMPTS, METHOD_TOKENS = [12, 15, 18], 1, 16",
                 gpu="    CRITERIA = None\n"
                 "    N_PER_CRITERION, SENTENCES, MAX_TOKENS = 6, None, None\n"
                 "    LAYERS = None\n"
-                "    N_SPLITS, N_TRAIN = 10, 35  # the paper's released splits",
+                "    N_SPLITS, N_TRAIN = 10, 35  # the paper's released splits\n"
+                "    METHOD_LAYERS, METHOD_PROMPTS, METHOD_TOKENS = LAYERS, 4, 128",
             )
         ),
         new_code_cell(load()),
@@ -347,6 +349,38 @@ for i in range(min(4, len(data))):
                  "spearman(cos, position)": spearman(cos.numpy(), b.numpy())})
 print("best layer", layer)
 pd.DataFrame(rows).round(3)"""
+        ),
+        new_markdown_cell(
+            "## Which direction detects and which steers\n\n"
+            "The mean difference is one choice. `method_table` sweeps every registered fitting "
+            "method (shrinkage LDA, standardised with sink dimensions zeroed, mean-centred, "
+            "position-erased by LEACE, ridge, logistic, PCA, DiD, and any you register) on the "
+            "same data from one statistics pass and one projection pass, fits each on every "
+            "criterion, and steers each at its best held-out layer by the same percentage of "
+            "the layer's mean residual norm (`steer_norm`), so a method that reads well but "
+            "steers badly shows it. Every number has its leave-one-criterion-out or "
+            "over-prompts interval."
+        ),
+        new_code_cell(
+            """\
+from value_lens.compare.methods import MethodTableConfig, method_table
+from value_lens.core.generate import GenerationConfig
+from value_lens.viz.methods import method_table_view
+
+steer_prompts = [[{"role": "user", "content": "Is 91 a prime number?"}],
+                 [{"role": "user", "content": "Name a city in France."}]][:METHOD_PROMPTS]
+mcfg = MethodTableConfig(sweep=cfg, gen=GenerationConfig(max_new_tokens=METHOD_TOKENS,
+                                                         temperature=0.7, top_p=0.9))
+mt = method_table(model, data, steer_prompts, mcfg, layers=METHOD_LAYERS, progress=False)
+method_table_view(mt.table)"""
+        ),
+        new_markdown_cell(
+            "Read it row by row: a method whose held-out AUROC is high but whose `rd_value` "
+            "interval sits at 0 detects position, not value; a method with a low cosine to the "
+            "mean difference found another direction; the slopes say whether pushing along it "
+            "changes behaviour (on a small CPU model with one short prompt the slopes are mostly "
+            "noise or NaN: the GPU setting uses 4 prompts and 128 tokens). The same table comes "
+            "from `value-lens sweep --method all`."
         ),
         new_markdown_cell(
             "Data without the within-turn position confound is the other test: the "
