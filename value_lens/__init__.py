@@ -33,6 +33,7 @@ _NAMES = {
     "collect_stats": "value_lens.fitting.collect",
     "ActivationStats": "value_lens.fitting.stats",
     "ValueAxis": "value_lens.fitting.axis",
+    "register_fitter": "value_lens.fitting.methods",
     "trace": "value_lens.analysis.readout",
     "project": "value_lens.analysis.readout",
     "mean_value": "value_lens.analysis.readout",
@@ -100,6 +101,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from value_lens.errors import InputError as InputError
     from value_lens.fitting.axis import ValueAxis as ValueAxis
     from value_lens.fitting.collect import collect_stats as collect_stats
+    from value_lens.fitting.methods import register_fitter as register_fitter
     from value_lens.fitting.stats import ActivationStats as ActivationStats
     from value_lens.steering.dose import dose_response as dose_response
     from value_lens.steering.steer import steer as steer
