@@ -285,7 +285,7 @@ def _criterion(run: _Run) -> Any:
 
 def calibration_scores(
     mon: Monitor, model: HookedModel, texts: Sequence[Any], *, after: int = 0
-) -> dict[str, Float[torch.Tensor, " n"]]:
+) -> dict[str, Float[torch.Tensor, " N"]]:
     """Each aggregate after each token (from token ``after`` on) of each neutral text, pooled
     (the per-token view; :meth:`Monitor.calibrate` works per response by default)."""
     from value_lens.analysis.monitor_calibration import aggregate_traces

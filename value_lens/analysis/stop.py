@@ -66,7 +66,7 @@ Unit = Literal["response", "token"]
 class _Ema:
     decay: float
 
-    def __call__(self, values: Float[torch.Tensor, " n"]) -> float:
+    def __call__(self, values: Float[torch.Tensor, " N"]) -> float:
         """``e_0 = v_0``, ``e_t = decay * e_(t-1) + (1 - decay) * v_t``; the last ``e_t``."""
         n = values.numel()
         if n == 0:
@@ -82,7 +82,7 @@ class _Window:
     window: int
     how: Literal["mean", "max", "min"]
 
-    def __call__(self, values: Float[torch.Tensor, " n"]) -> float:
+    def __call__(self, values: Float[torch.Tensor, " N"]) -> float:
         if values.numel() == 0:
             raise InputError("an aggregate needs at least one value")
         tail = values[-self.window :].double()

@@ -147,7 +147,7 @@ class Generation:
 
     prompt: str
     text: str
-    prompt_ids: Int[torch.Tensor, " P"]
+    prompt_ids: Int[torch.Tensor, " T"]
     output_ids: Int[torch.Tensor, " N"]
     hit_limit: bool
     enable_thinking: bool | None = None

@@ -102,7 +102,7 @@ class Sample:
     problem: int
     index: int
     text: str
-    output_ids: Int[torch.Tensor, " n"]
+    output_ids: Int[torch.Tensor, " N"]
     hit_limit: bool
     answer: Any
     correct: float

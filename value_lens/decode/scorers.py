@@ -97,7 +97,7 @@ def _group(agg: str) -> int | None:
     raise InputError(f"unknown agg {agg!r}; use 'mean', 'min', 'max', 'last' or 'lowest:32'")
 
 
-def group_means(x: Float[torch.Tensor, " n"], w: int) -> Float[torch.Tensor, " m"]:
+def group_means(x: Float[torch.Tensor, " N"], w: int) -> Float[torch.Tensor, " K"]:
     """Means of every ``w`` consecutive values (one mean of all values when fewer than ``w``)."""
     if x.numel() < w:
         return x.mean().reshape(1) if x.numel() else x[:0]
@@ -145,7 +145,7 @@ class TokenScorer:
         """``W`` of a ``"lowest:W"`` aggregate (what early stopping runs on), else ``None``."""
         return _group(self.agg)
 
-    def signal(self, s: Sample) -> Float[torch.Tensor, " n"]:
+    def signal(self, s: Sample) -> Float[torch.Tensor, " N"]:
         """The per-token signal of one sample, over all its new tokens."""
         if self.is_value:
             assert self.layer is not None
@@ -170,7 +170,7 @@ class TokenScorer:
             return float(x.mean())
         return float(x.min() if kind == "min" else x.max())
 
-    def score(self, samples: Sequence[Sample]) -> Float[np.ndarray, "n 1"]:
+    def score(self, samples: Sequence[Sample]) -> Float[np.ndarray, "N 1"]:
         return fill_missing(np.array([self.one(s) for s in samples], dtype=np.float64))[:, None]
 
 
@@ -225,7 +225,7 @@ class _Noise(TokenScorer):
     def needs(self) -> Needs:
         return Needs()
 
-    def signal(self, s: Sample) -> Float[torch.Tensor, " n"]:
+    def signal(self, s: Sample) -> Float[torch.Tensor, " N"]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + 100_003 * s.problem + s.index)
         return torch.randn(s.n_tokens, generator=g, dtype=torch.float64)
 
@@ -258,7 +258,7 @@ class _Callable:
     def needs(self) -> Needs:
         return Needs()
 
-    def score(self, samples: Sequence[Sample]) -> Float[np.ndarray, "n 1"]:
+    def score(self, samples: Sequence[Sample]) -> Float[np.ndarray, "N 1"]:
         return fill_missing(np.array([float(self.fn(s)) for s in samples], dtype=np.float64))[
             :, None
         ]

@@ -85,7 +85,7 @@ class _Length:
     def needs(self) -> Needs:
         return Needs()
 
-    def score(self, samples: Sequence[Sample]) -> Float[np.ndarray, "n 1"]:
+    def score(self, samples: Sequence[Sample]) -> Float[np.ndarray, "N 1"]:
         raw = np.array([[float(s.n_tokens)] for s in samples])
         return _aligned(raw, samples, self.folds, self.seed) if self.align else raw
 
@@ -107,13 +107,13 @@ class _Random:
     def needs(self) -> Needs:
         return Needs(hidden_layers=frozenset({self.layer}))
 
-    def directions(self, d_model: int) -> Float[torch.Tensor, "k d"]:
+    def directions(self, d_model: int) -> Float[torch.Tensor, "K D"]:
         """The ``k`` unit directions (a function of ``seed`` and ``d_model`` only)."""
         g = torch.Generator().manual_seed(self.seed)
         d = torch.randn(self.k, d_model, generator=g, dtype=torch.float64)
         return d / d.norm(dim=1, keepdim=True)
 
-    def score(self, samples: Sequence[Sample]) -> Float[np.ndarray, "n k"]:
+    def score(self, samples: Sequence[Sample]) -> Float[np.ndarray, "N K"]:
         u = torch.stack([s.unit_mean[self.layer].double() for s in samples])
         raw = (u @ self.directions(u.shape[1]).T).numpy()
         return np.stack(
@@ -130,7 +130,7 @@ def random_directions(k: int = 10, layer: int = 0, *, seed: int = 0, folds: int 
 
 
 def fit_logistic(
-    x: Float[torch.Tensor, "n d"], y: Float[torch.Tensor, " n"], l2: float
+    x: Float[torch.Tensor, "N D"], y: Float[torch.Tensor, " N"], l2: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Class-balanced L2 logistic regression on standardised ``x``: ``(w, b, mu, sd)``."""
     mu, sd = x.mean(0), x.std(0).clamp_min(1e-8)
@@ -164,7 +164,7 @@ class _Probe:
     def needs(self) -> Needs:
         return Needs(hidden_layers=frozenset({self.layer}))
 
-    def score(self, samples: Sequence[Sample]) -> Float[np.ndarray, "n 1"]:
+    def score(self, samples: Sequence[Sample]) -> Float[np.ndarray, "N 1"]:
         pid, y = _arrays(samples)
         x = torch.stack([s.hidden_mean[self.layer].double() for s in samples])
         ok = torch.isfinite(x).all(1).numpy()

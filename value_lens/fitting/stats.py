@@ -146,7 +146,7 @@ class ActivationStats:
 
     def group_diffs(
         self, pos: int = 1, neg: int = 0, *, min_count: int = 1
-    ) -> tuple[Float[torch.Tensor, "L G2 D"], list[str]]:
+    ) -> tuple[Float[torch.Tensor, "L K D"], list[str]]:
         """Per-group (mean of ``pos`` tokens - mean of ``neg`` tokens), for usable groups only."""
         ip, ineg = self.class_index(pos), self.class_index(neg)
         ok = (self.count[:, ip] >= min_count) & (self.count[:, ineg] >= min_count)

@@ -63,9 +63,9 @@ def leace(
 class LeaceEraser:
     """A per-layer LEACE eraser (see the module docs); ``features`` names what it erases."""
 
-    mean: Float[torch.Tensor, "n_layers D"]
-    a: Float[torch.Tensor, "n_layers D F"]
-    b: Float[torch.Tensor, "n_layers D F"]
+    mean: Float[torch.Tensor, "L D"]
+    a: Float[torch.Tensor, "L D F"]
+    b: Float[torch.Tensor, "L D F"]
     features: tuple[str, ...] = ()
     kind: ClassVar[str] = "leace"
 
@@ -97,8 +97,8 @@ class LeaceEraser:
 class Standardizer:
     """Per-dimension z-scores; dimensions with ``scale == 0`` (sinks, constants) read as 0."""
 
-    center: Float[torch.Tensor, "n_layers D"]
-    scale: Float[torch.Tensor, "n_layers D"]
+    center: Float[torch.Tensor, "L D"]
+    scale: Float[torch.Tensor, "L D"]
     kind: ClassVar[str] = "standardize"
 
     def _inverse(self, layer: int, like: torch.Tensor) -> torch.Tensor:

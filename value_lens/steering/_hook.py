@@ -49,7 +49,7 @@ class LayerSteer:
 
     layer: int
     hook: str
-    direction: Float[torch.Tensor, " d"]
+    direction: Float[torch.Tensor, " D"]
     alpha: float
     raw: float
     op: Operator
@@ -128,8 +128,8 @@ class RunRecord:
     def note(
         self,
         layer: int,
-        change: Float[torch.Tensor, "B T d"],
-        u: Float[torch.Tensor, " d"],
+        change: Float[torch.Tensor, "B T D"],
+        u: Float[torch.Tensor, " D"],
     ) -> None:
         self.dp.setdefault(layer, []).append(change @ u)
 

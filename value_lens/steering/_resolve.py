@@ -61,7 +61,7 @@ class AxisAtLayers:
             without a model).
     """
 
-    directions: dict[int, Float[torch.Tensor, " d"]]
+    directions: dict[int, Float[torch.Tensor, " D"]]
     calibration: Calibration | None
     n_layers: int | None
 
@@ -191,7 +191,7 @@ def at_layers(
     return AxisAtLayers(rows, cal, axis.n_layers)
 
 
-def _unit(v: Float[torch.Tensor, " d"]) -> Float[torch.Tensor, " d"]:
+def _unit(v: Float[torch.Tensor, " D"]) -> Float[torch.Tensor, " D"]:
     norm = float(v.norm())
     if norm == 0:
         raise InputError("the direction is zero; it cannot be normalised")

@@ -163,7 +163,7 @@ class _Gate:
                 self.trigger[b] = -1
         self.decided = True
 
-    def _values(self, resid: Float[torch.Tensor, "B T d"]) -> Float[torch.Tensor, "B T"]:
+    def _values(self, resid: Float[torch.Tensor, "B T D"]) -> Float[torch.Tensor, "B T"]:
         """The monitor's metric (as :mod:`value_lens.analysis.monitor` computes it), on CPU."""
         u = self.cache.get(resid.device)
         if u is None:

@@ -135,17 +135,17 @@ class Operator:
         """Raise an :class:`~value_lens.errors.InputError` if the resolved parameters cannot run."""
 
     def __call__(
-        self, h: Float[torch.Tensor, "B T d"], u: Float[torch.Tensor, " d"]
-    ) -> Float[torch.Tensor, "B T d"]:
+        self, h: Float[torch.Tensor, "B T D"], u: Float[torch.Tensor, " D"]
+    ) -> Float[torch.Tensor, "B T D"]:
         """The steered residual at every position (float32 in, float32 out)."""
         raise NotImplementedError(f"{type(self).__name__} must define __call__(h, u)")
 
     def apply(
         self,
-        h: Float[torch.Tensor, "B T d"],
-        u: Float[torch.Tensor, " d"],
+        h: Float[torch.Tensor, "B T D"],
+        u: Float[torch.Tensor, " D"],
         ctx: StepContext,  # noqa: ARG002 - for operators that need the stream position
-    ) -> Float[torch.Tensor, "B T d"]:
+    ) -> Float[torch.Tensor, "B T D"]:
         """The hook's entry point; operators that need the stream position override it."""
         return self(h, u)
 
@@ -163,8 +163,8 @@ class Custom(Operator):
     fn: Callable[..., torch.Tensor]
 
     def __call__(
-        self, h: Float[torch.Tensor, "B T d"], u: Float[torch.Tensor, " d"]
-    ) -> Float[torch.Tensor, "B T d"]:
+        self, h: Float[torch.Tensor, "B T D"], u: Float[torch.Tensor, " D"]
+    ) -> Float[torch.Tensor, "B T D"]:
         out = self.fn(h, u)
         if not isinstance(out, torch.Tensor) or out.shape != h.shape:
             raise InputError(

@@ -87,16 +87,16 @@ class Transplant(Operator):
     ends: PairEnds | None = field(default=None, compare=False, repr=False)
 
     def __call__(
-        self, h: Float[torch.Tensor, "B T d"], u: Float[torch.Tensor, " d"]
-    ) -> Float[torch.Tensor, "B T d"]:
+        self, h: Float[torch.Tensor, "B T D"], u: Float[torch.Tensor, " D"]
+    ) -> Float[torch.Tensor, "B T D"]:
         """One plain forward pass over unpadded pairs (every position a prompt position)."""
         b, t = h.shape[0], h.shape[1]
         full = torch.full((b,), t, dtype=torch.long)
         return self.apply(h, u, StepContext(-1, 0, full, torch.zeros_like(full)))
 
     def apply(
-        self, h: Float[torch.Tensor, "B T d"], u: Float[torch.Tensor, " d"], ctx: StepContext
-    ) -> Float[torch.Tensor, "B T d"]:
+        self, h: Float[torch.Tensor, "B T D"], u: Float[torch.Tensor, " D"], ctx: StepContext
+    ) -> Float[torch.Tensor, "B T D"]:
         _pairs(h)
         seq_len = h.shape[1]
         ok = ctx.real(seq_len)[0::2] >= 0  # the donor has a real token at that column
@@ -118,8 +118,8 @@ class RowPush(Operator):
     alphas: tuple[float, ...] = ()
 
     def __call__(
-        self, h: Float[torch.Tensor, "B T d"], u: Float[torch.Tensor, " d"]
-    ) -> Float[torch.Tensor, "B T d"]:
+        self, h: Float[torch.Tensor, "B T D"], u: Float[torch.Tensor, " D"]
+    ) -> Float[torch.Tensor, "B T D"]:
         if h.shape[0] != len(self.alphas):
             raise InputError(f"RowPush has {len(self.alphas)} strengths for {h.shape[0]} rows")
         a = torch.tensor(self.alphas, dtype=h.dtype, device=h.device)

@@ -34,8 +34,8 @@ class Ablate(Operator):
     fraction: StrengthSpec = strength_field(1.0, unit=False)
 
     def __call__(
-        self, h: Float[torch.Tensor, "B T d"], u: Float[torch.Tensor, " d"]
-    ) -> Float[torch.Tensor, "B T d"]:
+        self, h: Float[torch.Tensor, "B T D"], u: Float[torch.Tensor, " D"]
+    ) -> Float[torch.Tensor, "B T D"]:
         f = num(self.fraction)
         proj = (h @ u)[..., None]
         return h - (proj if f == 1.0 else f * proj) * u

@@ -63,8 +63,8 @@ class Cap(Operator):
             raise InputError(f"cap floor {self.floor} is above its ceiling {self.ceiling}")
 
     def __call__(
-        self, h: Float[torch.Tensor, "B T d"], u: Float[torch.Tensor, " d"]
-    ) -> Float[torch.Tensor, "B T d"]:
+        self, h: Float[torch.Tensor, "B T D"], u: Float[torch.Tensor, " D"]
+    ) -> Float[torch.Tensor, "B T D"]:
         p = h @ u
         lo = None if self.floor is None else num(self.floor)
         hi = None if self.ceiling is None else num(self.ceiling)

@@ -30,6 +30,6 @@ class Clamp(Operator):
     alpha: StrengthSpec = strength_field(0.0)
 
     def __call__(
-        self, h: Float[torch.Tensor, "B T d"], u: Float[torch.Tensor, " d"]
-    ) -> Float[torch.Tensor, "B T d"]:
+        self, h: Float[torch.Tensor, "B T D"], u: Float[torch.Tensor, " D"]
+    ) -> Float[torch.Tensor, "B T D"]:
         return h + (num(self.alpha) - (h @ u)[..., None]) * u

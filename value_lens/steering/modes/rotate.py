@@ -39,8 +39,8 @@ class Rotate(Operator):
     angle: StrengthSpec = strength_field(0.0, unit=False)
 
     def __call__(
-        self, h: Float[torch.Tensor, "B T d"], u: Float[torch.Tensor, " d"]
-    ) -> Float[torch.Tensor, "B T d"]:
+        self, h: Float[torch.Tensor, "B T D"], u: Float[torch.Tensor, " D"]
+    ) -> Float[torch.Tensor, "B T D"]:
         t = math.radians(num(self.angle))
         if t == 0.0:
             return h
