@@ -55,9 +55,8 @@ def _registries_restored() -> Iterator[None]:
     fitters = dict(fitter_registry._REGISTRY)
     modes = dict(MODES._modes)
     suites = dict(suite_registry._SUITES)
-    for name in (ADDED["fitter"],):
-        if name in FITTERS:
-            unregister_fitter(name)
+    if ADDED["fitter"] in FITTERS:
+        unregister_fitter(ADDED["fitter"])
     MODES._modes.pop(ADDED["mode"], None)
     suite_registry._SUITES.pop(ADDED["suite"], None)
     try:
@@ -149,7 +148,7 @@ def test_the_sweep_refits_the_method_on_every_split(guide):
         assert rec["token_auroc"] == pytest.approx(want, abs=1e-9), rec
 
 
-def test_the_method_is_a_row_of_the_method_table_and_in_the_cli_help(guide):
+def test_the_method_is_a_row_of_the_method_table(guide):
     ns, _ = guide
     from value_lens.compare.methods import MethodTableConfig
 
