@@ -106,3 +106,21 @@ def test_a_new_suite_is_one_record_and_one_registration(tiny, tmp_path, monkeypa
         Suite("bad", "x", _toy, {}, (Section("S", ("missing",)),))
     with pytest.raises(InputError, match="unknown suite 'nope'"):
         read_steps.evaluate(tiny, _axis(tiny), tmp_path, suite="nope")
+
+
+def test_unregister_suite_removes_it_and_refuses_unknown_names():
+    from value_lens.errors import InputError
+    from value_lens.evals.registry import register_suite, suites, unregister_suite
+
+    base = suites()["code"]
+    import dataclasses
+
+    mine = dataclasses.replace(
+        base, name="_t_copy", tables={f"_t_{k}": t for k, t in base.tables.items()}, sections=()
+    )
+    register_suite(mine)
+    assert "_t_copy" in suites()
+    assert unregister_suite("_t_copy") is mine
+    assert "_t_copy" not in suites()
+    with pytest.raises(InputError, match="no suite"):
+        unregister_suite("_t_copy")

@@ -147,3 +147,30 @@ def test_the_cli_grid_takes_mode_parameters_and_writes_reliability(axis, tmp_pat
     bad = [*argv[:13], "--param", "height"]
     assert main([str(a) for a in bad]) != 0
     assert "key=value" in capsys.readouterr().err
+
+
+def test_the_mode_registry_answers_membership_and_unregisters():
+    from dataclasses import dataclass
+
+    from value_lens.errors import InputError
+    from value_lens.steering.modes import MODES
+    from value_lens.steering.operator import Operator
+
+    assert "add" in MODES and "nope" not in MODES and MODES.get("nope") is None
+    assert MODES.get("add") is MODES["add"]
+
+    @dataclass(frozen=True)
+    class _Twice(Operator):
+        name = "_t_twice"
+
+        def apply(self, h, u):
+            return h + 0 * u
+
+    MODES.register(_Twice)
+    try:
+        assert "_t_twice" in MODES
+    finally:
+        assert MODES.unregister("_t_twice") is _Twice
+    assert "_t_twice" not in MODES
+    with pytest.raises(InputError, match="no steering mode"):
+        MODES.unregister("_t_twice")

@@ -45,6 +45,7 @@ from value_lens.evals.registry import (
     get_suite,
     register_suite,
     suites,
+    unregister_suite,
 )
 
 __all__ = [
@@ -74,6 +75,7 @@ __all__ = [
     "load_math_problems",
     "parse_answer",
     "register_suite",
+    "unregister_suite",
     "run_backtracking_suite",
     "run_code_suite",
     "run_confidence_suite",

@@ -40,6 +40,7 @@ __all__ = [
     "register_suite",
     "suite_help",
     "suites",
+    "unregister_suite",
 ]
 
 
@@ -143,6 +144,13 @@ def register_suite(suite: Suite) -> Suite:
             )
     _SUITES[suite.name] = suite
     return suite
+
+
+def unregister_suite(name: str) -> Suite:
+    """Remove a registered suite (e.g. one registered for one experiment); returns it."""
+    if name not in _SUITES:
+        raise InputError(f"no suite named {name!r} is registered")
+    return _SUITES.pop(name)
 
 
 def suites() -> dict[str, Suite]:

@@ -228,6 +228,18 @@ class ModeRegistry(Mapping[str, type[Operator]]):
         except KeyError:
             raise InputError(f"unknown steering mode {name!r}; use one of {tuple(self)}") from None
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._modes
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self._modes.get(name, default)
+
+    def unregister(self, name: str) -> type[Operator]:
+        """Remove a mode (e.g. a user mode registered for one experiment); returns its class."""
+        if name not in self._modes:
+            raise InputError(f"no steering mode named {name!r} is registered")
+        return self._modes.pop(name)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._modes)
 
