@@ -34,7 +34,7 @@ from value_lens.core.model import model_id as model_model_id
 from value_lens.core.model import n_layers as model_n_layers
 from value_lens.core.protocols import HookedModel
 from value_lens.errors import ArtifactError, AxisMismatchError, InputError, LayerError
-from value_lens.fitting.fit_fields import fitted_fields
+from value_lens.fitting.fit_fields import fitted_fields, restricted_fields
 from value_lens.fitting.methods import FitFn, Fitter
 from value_lens.fitting.official import official_fields
 from value_lens.fitting.stats import ActivationStats
@@ -156,6 +156,18 @@ class ValueAxis:
 
     def replace(self, **changes: Any) -> ValueAxis:
         return dataclasses.replace(self, **changes)
+
+    def restrict(self, layers: int | Sequence[int]) -> ValueAxis:
+        """This axis with only ``layers`` fitted (a :class:`LayerError` for one it lacks): other
+        rows of the directions and of the readout transform zeroed, their scales NaN.
+
+        Example:
+            >>> axis = ValueAxis(torch.tensor([[3.0, 4.0], [0.0, 2.0]]))
+            >>> one = axis.replace(resid_norm=torch.tensor([5.0, 2.0])).restrict(-1)
+            >>> one.layers, one.directions.tolist(), one.resid_norm.tolist()
+            ((1,), [[0.0, 0.0], [0.0, 2.0]], [nan, 2.0])
+        """
+        return self.replace(**restricted_fields(self, layers))
 
     # ------------------------------------------------------------------ fitting
     @classmethod

@@ -1,6 +1,7 @@
 """The fields of a :class:`~value_lens.fitting.axis.ValueAxis` fitted on statistics: the method's
 directions in a full ``[n_layers, d_model]`` table, the strength scales (mean residual norm,
-projection sd) and the readout transform, all per layer.
+projection sd) and the readout transform, all per layer; and (:func:`restricted_fields`) those
+of an axis cut down to some of its layers.
 
 Example:
     >>> import torch
@@ -14,18 +15,20 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
+from value_lens.core.conventions import resolve_layer
 from value_lens.data.tokens import AFTER, BEFORE
+from value_lens.errors import LayerError
 from value_lens.fitting.methods import FitFn, Fitter, get_fitter
 from value_lens.fitting.methods.common import pooled_covariance
 from value_lens.fitting.methods.registry import as_directions
 from value_lens.fitting.stats import ActivationStats
 
-__all__ = ["fitted_fields"]
+__all__ = ["fitted_fields", "restricted_fields"]
 
 
 def fitted_fields(
@@ -64,6 +67,40 @@ def fitted_fields(
         "resid_norm": norms,
         "proj_std": std,
         "readout": None if readout is None else readout.expand(idx, n),
+    }
+
+
+def restricted_fields(axis: Any, layers: int | Sequence[int]) -> dict[str, Any]:
+    """The fields of :class:`~value_lens.fitting.axis.ValueAxis` ``axis`` that change when it
+    keeps only ``layers`` (negative ones count from the end): the other rows of the directions
+    and of the readout transform zeroed, as in an axis fitted at ``layers`` alone, and their
+    strength scales unknown (NaN).
+
+    Raises:
+        LayerError: for no layer, a layer out of range, or one the axis has no direction at.
+    """
+    n = axis.n_layers
+    keep = sorted({resolve_layer(x, n) for x in ([layers] if isinstance(layers, int) else layers)})
+    if not keep:
+        raise LayerError("no layers were given; name the fitted layers to keep")
+    missing = [x for x in keep if x not in axis.layers]
+    if missing:
+        raise LayerError(
+            f"layers {missing} have no fitted direction; fitted layers: {list(axis.layers)}"
+        )
+    idx = torch.tensor(keep)
+    drop = torch.ones(n, dtype=torch.bool)
+    drop[idx] = False
+    readout = axis.readout
+    if readout is not None:  # the kept rows only, then zero rows elsewhere (as a fit makes it)
+        rows = {k: t[idx] for k, t in readout.tensors().items()}
+        readout = type(readout).from_tensors(rows, readout.info()).expand(idx, n)
+    return {
+        "directions": axis.directions.masked_fill(drop[:, None], 0.0),
+        "layers": tuple(keep),
+        "resid_norm": axis.resid_norm.masked_fill(drop, float("nan")),
+        "proj_std": axis.proj_std.masked_fill(drop, float("nan")),
+        "readout": readout,
     }
 
 

@@ -210,22 +210,6 @@ def same_on_every_rank(data: LabelledTokens, reuse: Any) -> None:
         )
 
 
-def _only(axis: ValueAxis, layers: Sequence[int]) -> ValueAxis:
-    """``axis`` restricted to ``layers`` (other rows zeroed, their scales unknown)."""
-    drop = torch.tensor([i not in set(layers) for i in range(axis.n_layers)])
-    nan = torch.full((axis.n_layers,), float("nan"))
-
-    def keep(v: torch.Tensor | None) -> torch.Tensor:
-        return nan if v is None else torch.where(drop, nan, v)
-
-    return axis.replace(
-        directions=axis.directions.masked_fill(drop[:, None], 0.0),
-        layers=tuple(sorted(set(layers))),
-        resid_norm=keep(axis.resid_norm),
-        proj_std=keep(axis.proj_std),
-    )
-
-
 def fit(
     stats: ActivationStats,
     out: PathLike,
@@ -240,7 +224,7 @@ def fit(
     (unless ``write=False``)."""
     axis = ValueAxis.fit(stats, method=method)
     if layers is not None and set(axis.layers) != set(layers):
-        axis = _only(axis, layers)
+        axis = axis.restrict(layers)
     if not write:
         return axis
     axis.save(Path(out) / AXIS_FILE)
