@@ -98,6 +98,29 @@ def test_trace_messages_and_char_spans(tiny, axis):
     }
 
 
+def test_slice_keeps_a_token_range_at_every_layer(tiny, axis):
+    msgs = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "The river flows."}]
+    tr = trace(tiny, msgs, axis)
+    start = tr.text.index("The river")
+    pos = torch.nonzero(tr.char_span_mask(start, start + len("The river flows."))).flatten()
+    lo, hi = int(pos[0]), int(pos[-1]) + 1
+    part = tr.slice(lo, hi)
+    assert "".join(part.tokens) == "The river flows."
+    assert part.tokens == tr.tokens[lo:hi] and torch.equal(part.token_ids, tr.token_ids[lo:hi])
+    assert torch.equal(part.cosine, tr.cosine[:, lo:hi])
+    assert torch.equal(part.projection, tr.projection[:, lo:hi])
+    assert torch.equal(part.offsets, tr.offsets[lo:hi])
+    # the text, layers and model stay whole: the offsets still index into the text
+    assert (part.text, part.layers, part.model_id) == (tr.text, tr.layers, tr.model_id)
+    o = part.offsets
+    assert part.text[int(o[0, 0]) : int(o[-1, 1])].strip() == "The river flows."
+    assert part.mean(1) == pytest.approx(float(tr.cosine[1, lo:hi].mean()))
+    # Python slice rules: open ends and negative indices; the original is left as it was
+    assert tr.slice().tokens == tr.tokens and tr.slice(-2).tokens == tr.tokens[-2:]
+    assert tr.slice(None, 1).cosine.shape == (2, 1) and tr.slice(3, 3).cosine.shape == (2, 0)
+    assert len(tr.tokens) == tr.cosine.shape[1] > hi - lo
+
+
 def test_trace_errors(tiny, axis):
     with pytest.raises(InputError, match="empty"):
         trace(tiny, "", axis)

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +72,28 @@ class ValueTrace:
         if sel.numel() == 0:
             raise InputError("the token selection is empty")
         return float(sel.mean())
+
+    def slice(self, start: int | None = None, stop: int | None = None) -> ValueTrace:
+        """The tokens ``start:stop`` (Python slice rules) of this trace, at every layer.
+
+        ``text`` is kept whole, so ``offsets`` still index into it.
+
+        Example:
+            >>> tr = ValueTrace(["a", "b", "c"], torch.tensor([1, 2, 3]), [0],
+            ...     torch.tensor([[0.1, 0.2, 0.3]]), torch.tensor([[1.0, 2.0, 3.0]]),
+            ...     torch.tensor([[0, 1], [1, 2], [2, 3]]), "abc")
+            >>> part = tr.slice(1, 3)
+            >>> part.tokens, part.projection.tolist(), part.offsets[0].tolist(), part.text
+            (['b', 'c'], [[2.0, 3.0]], [1, 2], 'abc')
+        """
+        return dataclasses.replace(
+            self,
+            tokens=self.tokens[start:stop],
+            token_ids=self.token_ids[start:stop],
+            cosine=self.cosine[:, start:stop],
+            projection=self.projection[:, start:stop],
+            offsets=self.offsets[start:stop],
+        )
 
     def char_span_mask(self, start: int, end: int) -> torch.Tensor:
         """Bool mask of tokens overlapping the character span ``text[start:end]``."""

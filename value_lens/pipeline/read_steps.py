@@ -8,7 +8,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,18 +124,6 @@ def evaluate(
     return Evaluation(res, lay, head)
 
 
-def _slice(tr: ValueTrace, lo: int, hi: int) -> ValueTrace:
-    """The tokens ``lo:hi`` of a trace (the turn to show)."""
-    return dataclasses.replace(
-        tr,
-        tokens=tr.tokens[lo:hi],
-        token_ids=tr.token_ids[lo:hi],
-        cosine=tr.cosine[:, lo:hi],
-        projection=tr.projection[:, lo:hi],
-        offsets=tr.offsets[lo:hi],
-    )
-
-
 def turn_traces(
     model: GenerativeModel, axis: ValueAxis, messages: list[dict[str, str]], indices: list[int]
 ) -> list[ValueTrace]:
@@ -155,7 +142,7 @@ def turn_traces(
         pos = torch.nonzero(tr.char_span_mask(span.start, span.end)).flatten()
         if pos.numel() == 0:
             raise InputError(f"message {index} has no tokens in the traced text")
-        out.append(_slice(tr, int(pos[0]), int(pos[-1]) + 1))
+        out.append(tr.slice(int(pos[0]), int(pos[-1]) + 1))
     return out
 
 
