@@ -26,6 +26,7 @@ from value_lens.cli.options import (
     Layers,
     MemoryBudget,
     Method,
+    MethodPrompts,
     Model,
     ModeUnit,
     Out,
@@ -49,6 +50,7 @@ from value_lens.cli.options import (
 )
 from value_lens.pipeline import compare_steps, launch, read_steps, steer_steps, steps, sweep_steps
 from value_lens.pipeline.demo import run_demo
+from value_lens.pipeline.method_steps import methods_from_options
 from value_lens.pipeline.options import (
     collect_requirements,
     parse_criteria,
@@ -57,6 +59,7 @@ from value_lens.pipeline.options import (
 )
 from value_lens.pipeline.rundir import RESULT_FILES
 from value_lens.steering.dose import DOSE_GENERATION
+from value_lens.viz.methods import method_table_view
 
 __all__ = ["build", "compare", "demo", "eval_", "posttrain", "report", "steer", "sweep", "trace"]
 
@@ -116,16 +119,13 @@ def sweep(
     batch_size: BatchSize = 4,
     memory_budget: MemoryBudget = None,
     method: SweepMethodOpt = "mean_diff",
-    dose_prompts: Annotated[
-        int, typer.Option(help="With --method all: steering prompts per method (0: none).")
-    ] = 4,
+    dose_prompts: MethodPrompts = 4,
 ) -> None:
     """Held-out layer sweep with its position controls (the difference in discontinuities and
     its verdict, matched, placebo and DiD AUROCs, position scores, sign-aligned random
     directions), on data labelled with placebo turns (on N processes under
     `torchrun --nproc-per-node N -m value_lens sweep ...`; rank 0 writes and prints). A finished
-    sweep in OUT for the same model, data and settings is reused. `--method all` sweeps, fits
-    and steers every registered method into one table (methods.csv)."""
+    sweep in OUT for the same model, data and settings is reused. `--method all`: every method."""
     run = launch.from_env()
     with launch.muted(run):
         m = model_for(model, launch.device_for(device, run), dtype)
@@ -141,7 +141,10 @@ def sweep(
         if method == "all":
             if run is not None:
                 raise typer.BadParameter("--method all runs in one process (no torchrun)")
-            _method_table(m, data.tokens, out, splits, n_train, seed, batch_size, dose_prompts)
+            tab = methods_from_options(
+                m, data.tokens, out, splits, n_train, seed, batch_size, dose_prompts, log=say
+            )
+            typer.echo(method_table_view(tab.table).to_string(index=False))
             return
         res = sweep_steps.sweep(
             m,
@@ -157,17 +160,6 @@ def sweep(
             log=say,
         )
         typer.echo(res.summary())
-
-
-def _method_table(
-    m: Any, data: Any, out: Path, splits: int, n_train: int | None, seed: int, batch: int, k: int
-) -> None:
-    """``sweep --method all``: the method table into ``out``, printed."""
-    from value_lens.pipeline.method_steps import methods_from_options
-    from value_lens.viz.methods import method_table_view
-
-    res = methods_from_options(m, data, out, splits, n_train, seed, batch, k, log=say)
-    typer.echo(method_table_view(res.table).to_string(index=False))
 
 
 @app.command()

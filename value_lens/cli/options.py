@@ -90,6 +90,9 @@ def _method_help() -> str:
 
 
 Method = Annotated[str, typer.Option(help=_method_help())]
+MethodPrompts = Annotated[
+    int, typer.Option(help="With --method all: steering prompts per method (0: none).")
+]
 SweepMethodOpt = Annotated[
     str,
     typer.Option(

@@ -35,6 +35,7 @@ from value_lens.analysis.monitor import monitor
 from value_lens.core.conventions import hook_name
 from value_lens.core.generate import GenerationConfig, generate
 from value_lens.core.model import d_model, model_id, n_layers
+from value_lens.core.progress import progress as progress_bar
 from value_lens.core.protocols import GenerativeModel
 from value_lens.errors import InputError
 from value_lens.fitting.axis import ValueAxis
@@ -251,9 +252,7 @@ def rollout(
     rows = [(p, s) for p in range(len(problems)) for s in range(n)]
     batches = list(_batches(rows, config.batch_size))
     if progress:
-        from tqdm.auto import tqdm
-
-        batches = list(tqdm(batches, desc="rollouts"))
+        batches = list(progress_bar(batches, desc="rollouts", unit="batch"))
     saved = store
     out: list[Sample] = []
     for b, batch in enumerate(batches):

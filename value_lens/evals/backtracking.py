@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from value_lens.analysis.phrases import DEFAULT_PHRASES, find_backtracking
 from value_lens.core.generate import GenerationConfig, generate
+from value_lens.core.progress import progress as progress_bar
 from value_lens.core.protocols import GenerativeModel
 from value_lens.errors import InputError
 from value_lens.evals._common import (
@@ -199,7 +199,9 @@ def _rollouts(
     logf, done = open_log(opts.log, run)
     items = list(texts) if texts is not None else list(problems or [])
     recs: list[dict[str, Any]] = []
-    for i, item in enumerate(tqdm(items, desc="backtracking", disable=not opts.progress)):
+    for i, item in enumerate(
+        progress_bar(items, desc="backtracking", enabled=None if opts.progress else False)
+    ):
         key = f"{'text' if texts is not None else 'problem'}{i}"
         if key in done:
             recs += done[key]["rollouts"]

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from value_lens.core.progress import progress as progress_bar
 from value_lens.core.protocols import GenerativeModel
 from value_lens.errors import InputError
 from value_lens.evals._common import (
@@ -258,7 +258,7 @@ def run_code_suite(
     )
     logf, done = open_log(opts.log, run)
     rows = []
-    for p in tqdm(pairs, desc="code", disable=not opts.progress):
+    for p in progress_bar(pairs, desc="code", enabled=None if opts.progress else False):
         key = f"{p['problem_id']}|{p['kind']}|{p['name']}"
         if key in done:
             rows.append(done[key]["row"])

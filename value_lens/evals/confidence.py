@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from value_lens.core.chat import format_chat
 from value_lens.core.generate import GenerationConfig, generate
+from value_lens.core.progress import progress as progress_bar
 from value_lens.core.protocols import GenerativeModel
 from value_lens.errors import InputError
 from value_lens.evals._common import (
@@ -125,7 +125,9 @@ def run_confidence_suite(
     head = [] if gen.system is None else [{"role": "system", "content": gen.system}]
     chats = [[*head, {"role": "user", "content": str(p["question"])}] for p in probs]
     recs: dict[int, dict[str, Any]] = {int(k): v for k, v in done.items()}
-    bar = tqdm(total=len(probs), desc="confidence", disable=not opts.progress)
+    bar = progress_bar(
+        total=len(probs), desc="confidence", enabled=None if opts.progress else False
+    )
     bar.update(len(recs))
     for c0 in range(0, len(probs), batch_size):
         todo = [i for i in range(c0, min(c0 + batch_size, len(probs))) if i not in recs]

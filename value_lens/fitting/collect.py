@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from value_lens.core.conventions import resolve_layers
 from value_lens.core.hooks import run_resid_hooks
 from value_lens.core.model import d_model, model_device, model_id, n_ctx, n_layers
+from value_lens.core.progress import progress as progress_bar
 from value_lens.core.protocols import HookedModel
 from value_lens.data.positions import position_features
 from value_lens.data.tokens import IGNORE, LabelledTokens
@@ -221,7 +221,9 @@ def _stream(
     lengths = [int(s.numel()) for s in seqs]
     pad_id = getattr(model.tokenizer, "pad_token_id", None) or 0
     groups = data.group_names
-    bar = tqdm(total=sum(lengths), unit="tok", desc="collect", disable=not progress)
+    bar = progress_bar(
+        total=sum(lengths), unit="tok", desc="collect", enabled=None if progress else False
+    )
     for number, rows in enumerate(iter_batches(lengths, run.batch_size, run.max_batch_tokens)):
         tokens, lab = padded_batch(seqs, data.labels, rows, pad_id)
         bl = BatchLabels(

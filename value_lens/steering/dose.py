@@ -35,6 +35,7 @@ from value_lens.analysis.text_metrics import METRICS, text_metrics
 from value_lens.core.generate import GenerationConfig, format_prompts, generate
 from value_lens.core.io import JsonlLog
 from value_lens.core.model import model_id, n_layers
+from value_lens.core.progress import progress as progress_bar
 from value_lens.core.protocols import GenerativeModel
 from value_lens.errors import InputError
 from value_lens.steering.modes import MODES
@@ -284,9 +285,7 @@ def dose_response(
     ]
     it_cells: Any = cells
     if progress:
-        from tqdm.auto import tqdm
-
-        it_cells = tqdm(cells, desc="dose-response")
+        it_cells = progress_bar(cells, desc="dose-response", unit="cell")
     for layer, a, seed in it_cells:
         key = f"{'base' if layer is None else layer}|{a:g}|{seed}"
         if key in done:

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from jaxtyping import Float
-from tqdm.auto import tqdm
 
 from value_lens.analysis.sweep.explicit import Explicit
 from value_lens.analysis.sweep.tokens import (
@@ -30,6 +29,7 @@ from value_lens.analysis.sweep.tokens import (
 )
 from value_lens.core.hooks import run_resid_hooks
 from value_lens.core.model import d_model, model_device, n_ctx
+from value_lens.core.progress import progress as progress_bar
 from value_lens.core.protocols import HookedModel
 from value_lens.data.tokens import (
     AFTER,
@@ -130,7 +130,12 @@ def project_tokens(
         if basis is None
         else {layer: basis[li].to(dev, torch.float32).T for li, layer in enumerate(layers)}
     )
-    bar = tqdm(total=sum(lengths[i] for i in run), unit="tok", desc="project", disable=not progress)
+    bar = progress_bar(
+        total=sum(lengths[i] for i in run),
+        unit="tok",
+        desc="project",
+        enabled=None if progress else False,
+    )
     for pos in iter_batches([lengths[i] for i in run], batch_size, max_batch_tokens):
         idx = [run[p] for p in pos if data.groups[run[p]] in gidx]
         if not idx:
