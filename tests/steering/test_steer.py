@@ -129,6 +129,27 @@ def test_resid_pre_names_the_next_blocks_input_and_refuses_the_last_layer(tiny, 
         steering_hook(axis, 1, 1.0, point="resid_pre")
 
 
+def test_steering_hooks_are_named_by_the_layer_conventions_hook_name(tiny, axis):
+    from value_lens.core import conventions
+    from value_lens.steering import _resolve
+
+    assert _resolve.hook_name is conventions.hook_name and _resolve.POINTS is conventions.POINTS
+    hook_name = conventions.hook_name
+    for point in ("resid_post", "resid_pre"):
+        assert steering_hook(axis, 0, 1.0, point=point)[0] == hook_name(0, point, 2)
+        assert hook_name(0, point) in tiny.hook_dict
+    assert hook_name(1) == hook_name(1, "resid_post", 2) == "blocks.1.hook_resid_post"
+    assert hook_name(0, "resid_pre", 2) == "blocks.1.hook_resid_pre"
+    assert hook_name(-2, "resid_pre", 2) == "blocks.1.hook_resid_pre"  # counted from the end
+    assert hook_name(1, "resid_pre") == "blocks.2.hook_resid_pre"  # no depth: not checked
+    with pytest.raises(LayerError, match="point='resid_post'"):
+        hook_name(1, "resid_pre", 2)
+    with pytest.raises(LayerError, match="out of range"):
+        hook_name(2, "resid_post", 2)
+    with pytest.raises((InputError, TypeCheckError)):  # TypeCheckError under the test hook
+        hook_name(0, "resid_mid", 2)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("mode", ["ablate", "clamp"])
 def test_ablate_and_clamp_in_bf16_are_exact_up_to_rounding_the_output(axis, mode):
     """The projection after the hook is off only by bf16 rounding of the output entries."""

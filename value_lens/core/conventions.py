@@ -14,7 +14,8 @@ HF ``output_hidden_states[n]`` (last)      post-final-norm: **not** ``n - 1`` (p
 the paper's "layer 21" (= hidden_states)   block 20
 =========================================  ===========================================
 
-Every conversion in the library goes through the functions below.
+Every conversion in the library goes through the functions below, and every hook name through
+:func:`hook_name` (at ``resid_post``, or at ``resid_pre`` of the next block for steering).
 
 Example:
     >>> from value_lens.core.conventions import hook_name, from_hidden_states_index
@@ -27,15 +28,17 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import SupportsIndex
+from typing import Literal, SupportsIndex
 
-from value_lens.errors import LayerError
+from value_lens.errors import InputError, LayerError
 
 __all__ = [
     "CONVENTION",
     "HOOK_TEMPLATE",
     "PAPER_LAYER",
     "PAPER_N_LAYERS",
+    "POINTS",
+    "Point",
     "default_layer",
     "from_hidden_states_index",
     "hook_name",
@@ -47,15 +50,39 @@ __all__ = [
 HOOK_TEMPLATE = "blocks.{layer}.hook_resid_post"
 CONVENTION = "block_output"  # stored in every artifact's metadata
 
+Point = Literal["resid_post", "resid_pre"]
+#: where value_lens layer ``layer`` can be hooked: the output of block ``layer``, or the same
+#: residual stream at the input of block ``layer + 1`` (``next``)
+POINTS: dict[Point, str] = {
+    "resid_post": HOOK_TEMPLATE,
+    "resid_pre": "blocks.{next}.hook_resid_pre",
+}
+
 #: the paper's main layer, its "layer 21" (HF ``hidden_states[21]``), as a value_lens layer
 PAPER_LAYER = 20
 #: blocks of the paper's model (Qwen3-8B); only a model this deep gets :data:`PAPER_LAYER`
 PAPER_N_LAYERS = 36
 
 
-def hook_name(layer: int) -> str:
-    """TransformerLens hook name of value_lens layer ``layer``."""
-    return HOOK_TEMPLATE.format(layer=int(layer))
+def hook_name(layer: int, point: Point = "resid_post", n_layers: int | None = None) -> str:
+    """TransformerLens hook name carrying value_lens layer ``layer`` (block ``layer``'s output)
+    at ``point`` (:data:`POINTS`).
+
+    ``resid_pre`` is the next block's input, so the last layer has none. With ``n_layers`` the
+    layer is checked (:func:`resolve_layer`: negative ones count from the end) and so is that.
+
+    >>> hook_name(3), hook_name(3, "resid_pre"), hook_name(-1, n_layers=8)
+    ('blocks.3.hook_resid_post', 'blocks.4.hook_resid_pre', 'blocks.7.hook_resid_post')
+    """
+    if point not in POINTS:
+        raise InputError(f"unknown hook point {point!r}; use one of {tuple(POINTS)}")
+    layer = int(layer) if n_layers is None else resolve_layer(layer, n_layers)
+    if point == "resid_pre" and n_layers is not None and layer + 1 >= n_layers:
+        raise LayerError(
+            f"point='resid_pre' at layer {layer} hooks the input of block {layer + 1}, but the "
+            f"model has {n_layers} blocks; use point='resid_post' (the same residual stream)"
+        )
+    return POINTS[point].format(layer=layer, next=layer + 1)
 
 
 def to_hidden_states_index(layer: int) -> int:

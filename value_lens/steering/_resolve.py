@@ -3,9 +3,10 @@
 :func:`at_layers` is the one place that tells a ValueAxis from a direction tensor ``[d_model]`` /
 ``[n_layers, d_model]``: it checks the axis against the model, resolves the layers, and returns
 ``{layer: direction}`` plus the calibration (the one given, with the axis's stored scales filling
-the gaps). :func:`hook_name` fixes where a layer is hooked and :func:`raw_strength` converts a
-strength to raw residual units; :func:`value_lens.steering.operator.resolve_operator` applies it
-to every strength of an operator. Hook functions and the context manager only read these values.
+the gaps). :func:`~value_lens.core.conventions.hook_name` (the layer convention's, re-exported
+here) fixes where a layer is hooked and :func:`raw_strength` converts a strength to raw residual
+units; :func:`value_lens.steering.operator.resolve_operator` applies it to every strength of an
+operator. Hook functions and the context manager only read these values.
 """
 
 from __future__ import annotations
@@ -13,16 +14,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from jaxtyping import Float
 
-from value_lens.core.conventions import resolve_layer, resolve_layers
+from value_lens.core.conventions import POINTS, Point, hook_name, resolve_layer, resolve_layers
 from value_lens.core.model import d_model as model_d_model
 from value_lens.core.model import n_layers as model_n_layers
 from value_lens.core.protocols import HookedModel
-from value_lens.errors import AxisMismatchError, InputError, LayerError
+from value_lens.errors import AxisMismatchError, InputError
 from value_lens.fitting.axis import ValueAxis
 from value_lens.steering.strength import UNITS, Calibration, Unit, axis_calibration, to_raw
 
@@ -40,14 +40,8 @@ __all__ = [
     "resolve_alpha_keys",
 ]
 
-Point = Literal["resid_post", "resid_pre"]
 AxisLike = ValueAxis | torch.Tensor
 """A fitted :class:`ValueAxis`, or a direction tensor ``[d_model]`` or ``[n_layers, d_model]``."""
-
-POINTS: dict[Point, str] = {
-    "resid_post": "blocks.{layer}.hook_resid_post",
-    "resid_pre": "blocks.{next}.hook_resid_pre",  # the same stream, at block layer+1's input
-}
 
 
 @dataclass(frozen=True)
@@ -85,23 +79,6 @@ def check_alpha(alpha: object, what: str = "alpha") -> float:
     if not math.isfinite(a):
         raise InputError(f"{what} is {a}; steering strengths must be finite numbers")
     return a
-
-
-def hook_name(point: Point, layer: int, n_layers: int | None) -> str:
-    """The hook carrying value_lens ``layer`` (block ``layer``'s output) at ``point``.
-
-    ``resid_pre`` is the next block's input, so the last layer has none (checked when
-    ``n_layers`` is known).
-
-    >>> hook_name("resid_pre", 3, 8), hook_name("resid_post", 3, 8)
-    ('blocks.4.hook_resid_pre', 'blocks.3.hook_resid_post')
-    """
-    if point == "resid_pre" and n_layers is not None and layer + 1 >= n_layers:
-        raise LayerError(
-            f"point='resid_pre' at layer {layer} hooks the input of block {layer + 1}, but the "
-            f"model has {n_layers} blocks; use point='resid_post' (the same residual stream)"
-        )
-    return POINTS[point].format(layer=layer, next=layer + 1)
 
 
 def per_layer(

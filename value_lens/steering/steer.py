@@ -86,7 +86,7 @@ def layer_steers(
         return 0.0 if value is None else float(value)
 
     return tuple(
-        LayerSteer(layer, hook_name(point, layer, at.n_layers), v, primary(g), primary(r), r)
+        LayerSteer(layer, hook_name(layer, point, at.n_layers), v, primary(g), primary(r), r)
         for (layer, v), g, r in zip(at.directions.items(), given, raw, strict=True)
     )
 
