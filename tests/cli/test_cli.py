@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -358,25 +359,56 @@ def _labelled(out: Path):
     return m, label(load_conversations(out / "conversations.jsonl"), m)
 
 
-@pytest.mark.parametrize("method", ["mean_diff", "pca_diff", "ridge", "logistic"])
-def test_build_each_method_equals_the_python_fit(method, corpus, tmp_path, capsys):
+#: what each method needs collected, spelled out here (not taken from the CLI's own helper); a
+#: sample larger than any class keeps every token, whatever size the CLI chose
+NEEDS = {
+    "mean_diff": {},
+    "pca_diff": {},
+    "ridge": {"moments": True},
+    "logistic": {"sample_per_class": 5000},
+}
+
+
+@pytest.fixture(scope="module")
+def built_for_every_method(tmp_path_factory, corpus) -> Path:
+    """`value-lens build` once, keeping what every method in :data:`NEEDS` fits on: logistic's
+    token sample and (``--unit sd``) the second moments ridge needs. Each method's own build
+    then reuses its data and statistics instead of collecting them again."""
+    out = tmp_path_factory.mktemp("built_all")
+    argv = ["build", *BUILD_ARGS, "--corpus", str(corpus), "--out", str(out)]
+    assert main([*argv, "--method", "logistic", "--unit", "sd"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def python_stats(built_for_every_method):
+    """The Python side: the conversations `build` wrote, labelled and collected directly with
+    what every method needs (each fit reads only its own part)."""
     from value_lens.fitting.collect import collect_stats
 
+    m, data = _labelled(built_for_every_method)
+    assert max(data.label_counts().values()) < 2000  # the CLI's logistic sample kept every token
+    need = {k: v for n in NEEDS.values() for k, v in n.items()}
+    return collect_stats(m, data, batch_size=4, progress=False, **need)
+
+
+@pytest.mark.parametrize("method", list(NEEDS))
+def test_build_each_method_equals_the_python_fit(
+    method, built_for_every_method, python_stats, corpus, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    # the data and statistics only: the axis must be this run's
+    shutil.copytree(built_for_every_method, out, ignore=shutil.ignore_patterns("axis.*"))
     code, _, err = run(
-        capsys, "build", *BUILD_ARGS, "--corpus", corpus, "--out", tmp_path, "--method", method
+        capsys, "build", *BUILD_ARGS, "--corpus", corpus, "--out", out, "--method", method
     )
     assert code == 0, err
-    built = ValueAxis.load(tmp_path / "axis.safetensors")
-    m, data = _labelled(tmp_path)
-    # what each method needs, spelled out here (not taken from the CLI's own helper); a sample
-    # larger than any class keeps every token, whatever size the CLI chose
-    need = {"ridge": {"moments": True}, "logistic": {"sample_per_class": 5000}}.get(method, {})
-    if method == "logistic":
-        assert max(data.label_counts().values()) < 2000
-    ref = ValueAxis.fit(collect_stats(m, data, batch_size=4, progress=False, **need), method)
+    assert "reusing" in err  # the same data and statistics: the fit alone ran again
+    built = ValueAxis.load(out / "axis.safetensors")
+    ref = ValueAxis.fit(python_stats, method)
     assert built.method == method and built.layers == ref.layers == (0, 1)
     torch.testing.assert_close(built.directions, ref.directions, rtol=1e-4, atol=1e-6)
-    assert json.loads((tmp_path / "run.json").read_text())["method"] == method
+    assert json.loads((out / "run.json").read_text())["method"] == method
 
 
 @pytest.fixture(scope="module")
