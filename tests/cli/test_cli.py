@@ -616,6 +616,8 @@ def test_installed_entry_point_runs_without_traceback(tmp_path):
 # ------------------------------------------------------------------ the commands' shape
 STEP_MODULES = {
     "value_lens.pipeline.steps",
+    "value_lens.pipeline.method_steps",
+    "value_lens.pipeline.sweep_steps",
     "value_lens.pipeline.read_steps",
     "value_lens.pipeline.steer_steps",
     "value_lens.pipeline.demo",
@@ -661,15 +663,16 @@ def _check_commands(module, expected: set[str]) -> None:
 
 def test_every_command_is_short_and_calls_a_pipeline_step():
     """A command parses its options, calls a pipeline step and prints where results went."""
-    from value_lens.cli import commands, export
+    from value_lens.cli import commands, export, sweep
     from value_lens.cli.options import app
 
     modules = {c.callback.__module__ for c in app.registered_commands}
     # live: tests/cli/test_cli_live.py
-    assert modules == {commands.__name__, export.__name__, "value_lens.cli.live"}
-    batch = {"build", "sweep", "trace", "steer", "eval_", "report", "demo", "posttrain", "compare"}
+    assert modules == {commands.__name__, export.__name__, sweep.__name__, "value_lens.cli.live"}
+    batch = {"build", "trace", "steer", "eval_", "report", "demo", "posttrain", "compare"}
     _check_commands(commands, batch)
     _check_commands(export, {"export"})
+    _check_commands(sweep, {"sweep"})
 
 
 def test_export_writes_a_llama_cpp_control_vector(capsys, tmp_path):

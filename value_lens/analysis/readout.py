@@ -50,11 +50,11 @@ class ValueTrace:
     """
 
     tokens: list[str]
-    token_ids: Int[torch.Tensor, " n_tokens"]
+    token_ids: Int[torch.Tensor, " T"]
     layers: list[int]
-    cosine: Float[torch.Tensor, "n_sel n_tokens"]
-    projection: Float[torch.Tensor, "n_sel n_tokens"]
-    offsets: Int[torch.Tensor, "n_tokens 2"]
+    cosine: Float[torch.Tensor, "L T"]
+    projection: Float[torch.Tensor, "L T"]
+    offsets: Int[torch.Tensor, "T 2"]
     text: str = ""
     model_id: str = ""
 
@@ -213,7 +213,7 @@ def mean_value(
 
 
 def project(
-    resid: Float[torch.Tensor, "... d_model"], axis: ValueAxis, layer: int, *, cosine: bool = True
+    resid: Float[torch.Tensor, "... D"], axis: ValueAxis, layer: int, *, cosine: bool = True
 ) -> torch.Tensor:
     """Cosine (default) or projection of residual vectors on the axis at ``layer``.
 

@@ -26,7 +26,6 @@ from value_lens.cli.options import (
     Layers,
     MemoryBudget,
     Method,
-    MethodPrompts,
     Model,
     ModeUnit,
     Out,
@@ -38,7 +37,6 @@ from value_lens.cli.options import (
     SteerMode,
     SteerParams,
     Suite,
-    SweepMethodOpt,
     Text,
     TextFile,
     app,
@@ -48,9 +46,8 @@ from value_lens.cli.options import (
     say,
     text_source,
 )
-from value_lens.pipeline import compare_steps, launch, read_steps, steer_steps, steps, sweep_steps
+from value_lens.pipeline import compare_steps, launch, read_steps, steer_steps, steps
 from value_lens.pipeline.demo import run_demo
-from value_lens.pipeline.method_steps import methods_from_options
 from value_lens.pipeline.options import (
     collect_requirements,
     parse_criteria,
@@ -59,9 +56,8 @@ from value_lens.pipeline.options import (
 )
 from value_lens.pipeline.rundir import RESULT_FILES
 from value_lens.steering.dose import DOSE_GENERATION
-from value_lens.viz.methods import method_table_view
 
-__all__ = ["build", "compare", "demo", "eval_", "posttrain", "report", "steer", "sweep", "trace"]
+__all__ = ["build", "compare", "demo", "eval_", "posttrain", "report", "steer", "trace"]
 
 OUT = Path("value_lens_out")
 
@@ -101,65 +97,6 @@ def build(
             log=say,
         )
         typer.echo(str(out / steps.AXIS_FILE))
-
-
-@app.command()
-def sweep(
-    model: Model = None,
-    layers: Layers = None,
-    device: Device = "cpu",
-    dtype: Dtype = None,
-    out: Out = OUT,
-    seed: Seed = 0,
-    criteria: Criteria = None,
-    n_per_criterion: PerCriterion = 4,
-    corpus: Corpus = None,
-    splits: Annotated[int, typer.Option(help="Held-out splits by criterion.")] = 10,
-    n_train: Annotated[int | None, typer.Option(help="Training criteria per split.")] = None,
-    batch_size: BatchSize = 4,
-    memory_budget: MemoryBudget = None,
-    method: SweepMethodOpt = "mean_diff",
-    dose_prompts: MethodPrompts = 4,
-) -> None:
-    """Held-out layer sweep with its position controls (the difference in discontinuities and
-    its verdict, matched, placebo and DiD AUROCs, position scores, sign-aligned random
-    directions), on data labelled with placebo turns (on N processes under
-    `torchrun --nproc-per-node N -m value_lens sweep ...`; rank 0 writes and prints). A finished
-    sweep in OUT for the same model, data and settings is reused. `--method all`: every method."""
-    run = launch.from_env()
-    with launch.muted(run):
-        m = model_for(model, launch.device_for(device, run), dtype)
-        data = steps.build_data(
-            m,
-            out,
-            n_per_criterion=n_per_criterion,
-            criteria=parse_criteria(criteria),
-            seed=seed,
-            corpus=corpus,
-            write=run is None or run.writer,
-        )
-        if method == "all":
-            if run is not None:
-                raise typer.BadParameter("--method all runs in one process (no torchrun)")
-            tab = methods_from_options(
-                m, data.tokens, out, splits, n_train, seed, batch_size, dose_prompts, log=say
-            )
-            typer.echo(method_table_view(tab.table).to_string(index=False))
-            return
-        res = sweep_steps.sweep(
-            m,
-            data.tokens,
-            out,
-            layers=layer_list(layers, m),
-            n_splits=splits,
-            n_train=n_train,
-            seed=seed,
-            batch_size=batch_size,
-            memory_budget_gb=2.0 if memory_budget is None else memory_budget,
-            method=method,
-            log=say,
-        )
-        typer.echo(res.summary())
 
 
 @app.command()

@@ -1,10 +1,10 @@
 """The ``value-lens`` command line: run it and turn user errors into one line on stderr.
 
-Subcommands (:mod:`value_lens.cli.commands`): ``build`` (ICRL data -> axis artifact), ``sweep``
-(held-out layer sweep), ``trace`` (token heatmaps of a text or file), ``steer`` (steered
-generation or a dose-response grid), ``eval`` (evaluation suites), ``report`` (HTML report of a
+Subcommands (:mod:`value_lens.cli.commands`): ``build`` (ICRL data -> axis artifact), ``trace``
+(token heatmaps of a text or file), ``steer`` (steered generation or a dose-response grid), ``eval`` (evaluation suites), ``report`` (HTML report of a
 results folder), ``demo`` (the whole story on the embedded model), ``posttrain`` (LoRA DPO or
 SFT on one word), ``compare`` (base against tuned along the axis) and, in
+:mod:`value_lens.cli.sweep`, ``sweep`` (held-out layer sweep, or the method table), in
 :mod:`value_lens.cli.export`, ``export`` (a llama.cpp control vector); :mod:`value_lens.cli.live`
 adds ``monitor`` and ``chat`` (replies streamed with each token coloured by its value). Every
 command writes into ``--out``; the batch commands record what they did in ``--out/run.json``, so
@@ -23,6 +23,7 @@ import typer
 from value_lens.cli import commands as _commands  # noqa: F401  (registers the commands on app)
 from value_lens.cli import export as _export  # noqa: F401  (registers export on app)
 from value_lens.cli import live as _live  # noqa: F401  (registers monitor and chat on app)
+from value_lens.cli import sweep as _sweep  # noqa: F401  (registers sweep on app)
 from value_lens.cli.options import app
 from value_lens.errors import ValueLensError
 

@@ -111,6 +111,12 @@ class MethodTable:
     axes: dict[str, ValueAxis]
     doses: dict[str, DoseResult]
 
+    def summary(self) -> str:
+        """The table as text, each number with its interval (:mod:`value_lens.viz.methods`)."""
+        from value_lens.viz.methods import method_table_view
+
+        return str(method_table_view(self.table).to_string(index=False))
+
 
 def _cosine(a: ValueAxis, b: ValueAxis, layer: int) -> float:
     u, v = a.direction(layer).double(), b.direction(layer).double()

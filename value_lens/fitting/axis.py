@@ -74,7 +74,7 @@ class ValueAxis:
             the unit ``directions`` row in residual space, in the usual units.
     """
 
-    directions: Float[torch.Tensor, "n_layers d_model"]
+    directions: Float[torch.Tensor, "L D"]
     layers: tuple[int, ...] = ()
     model_id: str = ""
     revision: str | None = None
@@ -139,7 +139,7 @@ class ValueAxis:
             f"{self.n_layers}, d_model={self.d_model})"
         )
 
-    def direction(self, layer: int, *, unit: bool = True) -> Float[torch.Tensor, " d_model"]:
+    def direction(self, layer: int, *, unit: bool = True) -> Float[torch.Tensor, " D"]:
         """The direction at one layer (unit length by default)."""
         layer = resolve_layer(layer, self.n_layers)
         if layer not in self.layers:
@@ -189,7 +189,7 @@ class ValueAxis:
         return cls(**fitted_fields(stats, method, n_layers, kwargs))
 
     def read(
-        self, resid: Float[torch.Tensor, "... d_model"], layer: int
+        self, resid: Float[torch.Tensor, "... D"], layer: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(projection, cosine)`` of residuals on the axis at ``layer``, through the readout
         transform when the axis has one (fp32, on ``resid``'s device).
@@ -262,7 +262,7 @@ class ValueAxis:
     def __truediv__(self, k: float) -> ValueAxis:
         return self.replace(directions=self.directions / float(k))
 
-    def cosine(self, other: ValueAxis) -> Float[torch.Tensor, " n_layers"]:
+    def cosine(self, other: ValueAxis) -> Float[torch.Tensor, " L"]:
         """Per-layer cosine similarity with ``other`` (NaN where either is not fitted)."""
         self._check_same_space(other)
         a, b = self.directions.double(), other.directions.double()
@@ -271,7 +271,7 @@ class ValueAxis:
         both[list(set(self.layers) & set(other.layers))] = True
         return torch.where(both, cos, float("nan")).float()
 
-    def layer_cosine_matrix(self) -> Float[torch.Tensor, "k k"]:
+    def layer_cosine_matrix(self) -> Float[torch.Tensor, "K K"]:
         """Cosine between the directions of every pair of fitted layers (in ``self.layers`` order)."""
         u = self.unit().directions[list(self.layers)].double()
         return (u @ u.T).float()

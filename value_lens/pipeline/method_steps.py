@@ -19,6 +19,8 @@ from value_lens.compare.methods import MethodTable, MethodTableConfig, method_ta
 from value_lens.core.model import model_id, n_layers
 from value_lens.core.protocols import GenerativeModel
 from value_lens.data.tokens import LabelledTokens
+from value_lens.errors import InputError
+from value_lens.pipeline.launch import from_env
 from value_lens.pipeline.options import STEER_PROMPTS
 from value_lens.pipeline.rundir import RESULT_FILES, update_meta
 from value_lens.pipeline.steps import Log, quiet
@@ -91,14 +93,17 @@ def methods_from_options(
     batch_size: int,
     n_prompts: int,
     *,
+    layers: Sequence[int] | None = None,
     log: Log = quiet,
 ) -> MethodTable:
     """:func:`methods_to_dir` with the sweep command's options: ``n_train`` as
     :func:`~value_lens.pipeline.sweep_steps.train_count` picks it, and the first ``n_prompts``
     of :data:`~value_lens.pipeline.options.STEER_PROMPTS` as steering prompts."""
+    if from_env() is not None:
+        raise InputError("the method table runs in one process: run it without torchrun")
     n_tr = train_count(len(set(data.groups)), n_train)
     cfg = MethodTableConfig(sweep=SweepConfig(n_splits=n_splits, n_train=n_tr, seed=seed))
     prompts = STEER_PROMPTS[:n_prompts]
     return methods_to_dir(
-        model, data, out, prompts=prompts, config=cfg, batch_size=batch_size, log=log
+        model, data, out, prompts=prompts, config=cfg, layers=layers, batch_size=batch_size, log=log
     )
