@@ -23,6 +23,18 @@ from pathlib import Path
 from typing import Any
 
 
+SWEEP_COLUMNS = (
+    "layer",
+    "token_auroc_mean",
+    "token_auroc_ci_lo",
+    "token_auroc_ci_hi",
+    "rd_value",
+    "rd_value_ci_lo",
+    "rd_value_ci_hi",
+    "placebo_auroc",
+)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2", choices=["smollm2", "tiny"])
@@ -82,8 +94,9 @@ def main() -> None:
         },  # fmt: skip
         "wall_s": wall,
         "table": json.loads(table.to_json(orient="records")),
-        "sweeps": {
-            m: json.loads(sw.table.to_json(orient="records")) for m, sw in res.sweeps.items()
+        "sweeps": {  # per layer, the columns the table reads
+            m: json.loads(sw.table[list(SWEEP_COLUMNS)].to_json(orient="records"))
+            for m, sw in res.sweeps.items()
         },
         "passes": next(iter(res.sweeps.values())).timings.get("passes"),
     }
