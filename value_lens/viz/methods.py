@@ -4,8 +4,8 @@ Example:
     >>> import pandas as pd
     >>> df = pd.DataFrame({"method": ["mean_diff"], "layer": [3], "token_auroc_mean": [0.81],
     ...                    "token_auroc_ci_lo": [0.7], "token_auroc_ci_hi": [0.9]})
-    >>> method_table_view(df).iloc[0].tolist()
-    ['mean_diff', 3, '0.81 [0.70, 0.90]']
+    >>> method_table_view(df)["AUROC"].tolist()
+    ['0.81 [0.70, 0.90]']
 """
 
 from __future__ import annotations
