@@ -73,9 +73,11 @@ def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     """SHA-256 over names, dtypes, shapes and bytes of ``tensors`` (order independent)."""
     h = hashlib.sha256()
     for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
+        t = tensors[name].detach().cpu()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        # a fresh stride-1 copy: .contiguous() keeps the stride of a size-1 dimension
+        flat = torch.empty(t.numel(), dtype=t.dtype).copy_(t.reshape(-1))
+        h.update(flat.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
