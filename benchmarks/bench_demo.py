@@ -3,7 +3,11 @@
 The target: the default setting finishes within 10 minutes on a 2-core CPU with the embedded
 SmolLM2-135M-Instruct (model loading included). ``--quick`` times the CI setting instead.
 
-Usage: python benchmarks/bench_demo.py [--quick] [--model tiny] [--out DIR]
+``--baseline-ref REF`` first runs the same setting at commit ``REF`` (a temporary git worktree,
+a fresh subprocess) and records its wall time beside this tree's (``ratio_to_baseline``; the
+one-pass demo's target is at most 0.7 against the commit before it).
+
+Usage: python benchmarks/bench_demo.py [--quick] [--model tiny] [--out DIR] [--baseline-ref REF]
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import dataclasses
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -47,12 +53,34 @@ def _headline(out: Path) -> dict:
     }
 
 
+def _baseline(ref: str, quick: bool) -> dict:
+    """The demo's timing at commit ``ref``, run by that commit's own bench_demo.py."""
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        wt = Path(tmp) / "baseline"
+        subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", str(wt), ref],
+                       check=True, capture_output=True)  # fmt: skip
+        try:
+            env = {**os.environ, "PYTHONPATH": str(wt)}
+            cmd = [sys.executable, str(wt / "benchmarks" / "bench_demo.py")]
+            subprocess.run(cmd + (["--quick"] if quick else []), cwd=wt, env=env, check=True)
+            name = "bench_demo_quick.json" if quick else "bench_demo.json"
+            got = json.loads((wt / "benchmarks" / "results" / name).read_text())
+        finally:
+            subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(wt)],
+                           check=False, capture_output=True)  # fmt: skip
+    keep = ("wall_seconds", "process_cpu_seconds", "per_step_seconds", "load_average_1m_at_end")
+    return {"ref": ref, **{k: got.get(k) for k in keep}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="time the reduced CI setting")
     ap.add_argument("--model", default=None, help="default: the embedded SmolLM2")
     ap.add_argument("--out", default=None, help="results folder (default: a fresh temp dir)")
+    ap.add_argument("--baseline-ref", default=None, help="also time this commit, side by side")
     args = ap.parse_args()
+    baseline = _baseline(args.baseline_ref, args.quick) if args.baseline_ref else None
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="value_lens_demo_"))
     if args.out and out.exists():
         shutil.rmtree(out)  # a cold run: nothing to resume
@@ -83,6 +111,12 @@ def main() -> None:
         "tokens": next((s.get("tokens") for s in steps if s["step"] == "data"), None),
         "headline": headline,
     }
+    if baseline is not None:
+        res["baseline"] = baseline
+        res["ratio_to_baseline"] = round(wall / float(baseline["wall_seconds"]), 3)
+        print(
+            f"baseline {baseline['ref']}: {baseline['wall_seconds']} s; ratio {res['ratio_to_baseline']}"
+        )
     print(
         f"demo ({res['setting']}, {res['model']}): {wall:.0f} s wall "
         f"= {res['ratio_to_10_minute_target']:.2f} x the 10-minute target"
