@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-
 SWEEP_COLUMNS = (
     "layer",
     "token_auroc_mean",
