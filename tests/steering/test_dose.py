@@ -266,3 +266,29 @@ def test_a_mode_grid_shares_only_its_identity_strength_and_reports_reliability(t
             grid=DoseGrid(layers=0, alphas=[0.0, 9.0], mode="rotate"),
             progress=False,
         )
+
+
+def test_the_axis_is_converted_once_per_grid(tiny, monkeypatch):
+    """Every cell steers with rows taken from one conversion of the ValueAxis (one
+    ``direction`` read per grid layer), and the cells steer as a fresh ``steer`` would."""
+    axis = _axis(tiny, seed=3)
+    reads = []
+    real = ValueAxis.direction
+
+    def counting(self, layer, **kw):
+        reads.append(layer)
+        return real(self, layer, **kw)
+
+    monkeypatch.setattr(ValueAxis, "direction", counting)
+    grid = DoseGrid(layers=[0, 1], alphas=[-2.0, 0.0, 2.0], unit="raw")
+    res = dose_response(tiny, axis, PROMPTS[:1], grid=grid, gen=GenerationConfig(max_new_tokens=2),
+                        progress=False)  # fmt: skip
+    assert sorted(reads) == [0, 1]
+    monkeypatch.undo()
+    from value_lens.core.generate import generate
+    from value_lens.steering.steer import steer
+
+    want = generate(tiny, PROMPTS[:1], GenerationConfig(max_new_tokens=2),
+                    steer=steer(tiny, axis, layers=1, alpha=2.0))  # fmt: skip
+    got = res.frame[(res.frame["layer"] == 1) & (res.frame["alpha"] == 2.0)]["text"].tolist()
+    assert got == [want[0].text]

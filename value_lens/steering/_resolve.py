@@ -40,9 +40,6 @@ __all__ = [
     "resolve_alpha_keys",
 ]
 
-AxisLike = ValueAxis | torch.Tensor
-"""A fitted :class:`ValueAxis`, or a direction tensor ``[d_model]`` or ``[n_layers, d_model]``."""
-
 
 @dataclass(frozen=True)
 class AxisAtLayers:
@@ -58,6 +55,11 @@ class AxisAtLayers:
     directions: dict[int, Float[torch.Tensor, " D"]]
     calibration: Calibration | None
     n_layers: int | None
+
+
+AxisLike = ValueAxis | torch.Tensor | AxisAtLayers
+"""A fitted :class:`ValueAxis`, a direction tensor ``[d_model]`` or ``[n_layers, d_model]``, or
+an axis already converted by :func:`at_layers` (reused as it is, e.g. across a dose grid)."""
 
 
 def check_options(unit: object, point: object) -> None:
@@ -130,6 +132,17 @@ def at_layers(
     >>> at.directions, at.n_layers
     ({1: tensor([0., 1.])}, 2)
     """
+    if isinstance(axis, AxisAtLayers):  # converted before: pick the layers, merge calibrations
+        chosen = _layers(layers, axis.n_layers)
+        missing = [layer for layer in chosen if layer not in axis.directions]
+        if missing:
+            raise InputError(
+                f"the converted axis holds layers {sorted(axis.directions)}, not {missing}"
+            )
+        cal = axis.calibration
+        if calibration is not None:
+            cal = calibration if cal is None else calibration.merged(cal)
+        return AxisAtLayers({layer: axis.directions[layer] for layer in chosen}, cal, axis.n_layers)
     n = None if model is None else model_n_layers(model)
     if isinstance(axis, torch.Tensor):
         v = axis.detach().to("cpu", torch.float32)

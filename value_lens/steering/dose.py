@@ -38,6 +38,7 @@ from value_lens.core.model import model_id, n_layers
 from value_lens.core.progress import progress as progress_bar
 from value_lens.core.protocols import GenerativeModel
 from value_lens.errors import InputError
+from value_lens.steering._resolve import at_layers
 from value_lens.steering.modes import MODES
 from value_lens.steering.operator import ModeSpec, Operator
 from value_lens.steering.reliability import dose_slopes, prompt_curves, reliability
@@ -266,7 +267,9 @@ def dose_response(
     seed_list = [int(s) for s in grid.seeds]
     if not alpha_list or not seed_list or not layer_list:
         raise InputError("alphas, seeds and layers must each be non-empty")
-    proto, raw = _checked_cells(model, axis, grid, layer_list, alpha_list)
+    # the axis converted once for the whole grid (every cell picks its layer from it)
+    at = at_layers(axis, layer_list, model=model, calibration=grid.calibration)
+    proto, raw = _checked_cells(model, at, grid, layer_list, alpha_list)
     texts = format_prompts(
         model,
         [it["prompt"] for it in items],
@@ -291,7 +294,7 @@ def dose_response(
         if key in done:
             continue
         t0 = time.perf_counter()
-        st = None if layer is None else _steering(model, axis, grid, proto, layer, a)
+        st = None if layer is None else _steering(model, at, grid, proto, layer, a)
         # texts are already rendered (template, system): generate them as raw prompts
         gens = generate(model, texts, gen.with_overrides(seed=seed, system=None), steer=st)
         rec = {
