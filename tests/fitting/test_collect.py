@@ -200,3 +200,21 @@ def test_smollm_mean_diff_matches_hf_oracle(smollm, smollm_hf):
     for layer in (4, 20):
         ref = oracle_mean_diff(hf, data, layer)
         torch.testing.assert_close(axis.directions[layer].double(), ref, atol=2e-3, rtol=1e-3)
+
+
+def test_plan_and_run_options_are_records_and_keywords_fold_into_them(tiny):
+    """collect_stats(model, data, plan, run): what to collect and how to run it; the keyword
+    shortcuts give the same statistics, and an unknown keyword names both records."""
+    from value_lens.fitting.collect import CollectRun
+    from value_lens.fitting.plan import CollectPlan
+
+    data = LabelledTokens.from_lists([[10, 11, 12, 13, 14]] * 2, [[-1, 0, 0, 1, 1]] * 2, "ab")
+    a = collect_stats(
+        tiny, data, CollectPlan(moments=True), CollectRun(batch_size=1, progress=False)
+    )
+    b = collect_stats(tiny, data, moments=True, batch_size=1, progress=False)
+    assert a.moments is not None and b.moments is not None
+    torch.testing.assert_close(a.sum, b.sum)
+    torch.testing.assert_close(a.moments.xx, b.moments.xx)
+    with pytest.raises(InputError, match="CollectRun"):
+        collect_stats(tiny, data, batchsize=1)

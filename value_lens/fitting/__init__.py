@@ -19,6 +19,7 @@ _NAMES = {
     "register_fitter": "value_lens.fitting.methods",
     "get_fitter": "value_lens.fitting.methods",
     "CollectPlan": "value_lens.fitting.plan",
+    "CollectRun": "value_lens.fitting.collect",
 }
 _MODULES = (
     "accumulate",

@@ -12,7 +12,7 @@ import hashlib
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -42,6 +42,7 @@ _Accumulator = Accumulator
 
 __all__ = [
     "CollectPlan",
+    "CollectRun",
     "checked_sequences",
     "collect_stats",
     "iter_batches",
@@ -106,46 +107,84 @@ def _token_keys(ids: torch.Tensor, group: str, seed: int) -> torch.Tensor:
     return torch.rand(ids.numel(), generator=gen, dtype=torch.float64)
 
 
-def collect_stats(
-    model: HookedModel,
-    data: LabelledTokens,
-    *,
-    layers: int | Iterable[int] | None = None,
-    batch_size: int = 8,
-    max_batch_tokens: int | None = 16384,
-    dtype: torch.dtype = torch.float64,
-    moments: bool = False,
-    sample_per_class: int = 0,
-    plan: CollectPlan | None = None,
-    seed: int = 0,
-    truncate: bool = False,
-    progress: bool = True,
-    shard: tuple[int, int] | None = None,
-    out: str | os.PathLike[str] | None = None,
-    distributed: bool = False,
-) -> ActivationStats:
-    """Stream ``data`` through ``model`` and sum residual vectors per layer, group and label.
+@dataclass(frozen=True)
+class CollectRun:
+    """How and where :func:`collect_stats` runs (the sums do not depend on it; ``dtype`` is
+    the precision they are added in).
 
-    Args:
-        model: any TransformerLens-style model.
-        data: labelled sequences; tokens labelled ``IGNORE`` (and padding) are never read.
-        layers: value_lens layers (block outputs); ``None`` for all.
+    Attributes:
         batch_size / max_batch_tokens: batching (sorted by length, right-padded, which causal
-            attention makes harmless). dtype: of the sums across batches (fp64 default).
-        moments: also accumulate second moments (needed by ``method="ridge"``) of the tokens
-            with a regression target: ``data.targets`` where given, else AFTER=1 vs BEFORE=0
-            (REWARD and other labels left out). Same as ``plan=CollectPlan(moments=True)``.
-        sample_per_class: keep a seeded uniform sample of this many token vectors per label
-            (needed by ``method="logistic"``), each tagged with its group.
-        plan: what else to keep (a :class:`~value_lens.fitting.plan.CollectPlan`, combined with
-            the two above); :func:`value_lens.fitting.methods.needs` gives a method's.
+            attention makes harmless).
+        dtype: of the sums across batches (fp64 default).
         truncate: cut sequences longer than the model's context instead of raising.
+        progress: draw a progress bar (:mod:`value_lens.core.progress`).
         shard / out: collect only shard ``(rank, world)`` of the data (balanced by tokens) and
             write it atomically under ``out`` with a manifest; a finished shard is reused. Merge
             with :meth:`ActivationStats.merge` (see :mod:`value_lens.fitting.shards`).
         distributed: inside an initialised ``torch.distributed`` process group, collect this
             rank's shard and all-reduce, so every rank returns the whole data's statistics
             (see :mod:`value_lens.fitting.distributed`).
+    """
+
+    batch_size: int = 8
+    max_batch_tokens: int | None = 16384
+    dtype: torch.dtype = torch.float64
+    truncate: bool = False
+    progress: bool = True
+    shard: tuple[int, int] | None = None
+    out: str | os.PathLike[str] | None = None
+    distributed: bool = False
+
+
+_PLAN_KEYS = ("moments", "sample_per_class")
+
+
+def _options(
+    plan: CollectPlan | None, run: CollectRun | None, options: dict[str, Any]
+) -> tuple[CollectPlan, CollectRun]:
+    """The plan and the run options, with the keyword shortcuts (``moments=``,
+    ``sample_per_class=``, and any :class:`CollectRun` field) folded in."""
+    want, how = plan or CollectPlan(), run or CollectRun()
+    fields = set(CollectRun.__dataclass_fields__)
+    unknown = sorted(set(options) - fields - set(_PLAN_KEYS))
+    if unknown:
+        raise InputError(
+            f"collect_stats has no option(s) {unknown}; what to collect goes in plan= "
+            f"(CollectPlan, or the shortcuts {list(_PLAN_KEYS)}), how to run it in run= "
+            f"(CollectRun: {sorted(fields)})"
+        )
+    shortcuts = {k: options.pop(k) for k in _PLAN_KEYS if k in options}
+    if shortcuts:
+        want = want | CollectPlan(**shortcuts)
+    return want, replace(how, **options) if options else how
+
+
+def collect_stats(
+    model: HookedModel,
+    data: LabelledTokens,
+    plan: CollectPlan | None = None,
+    run: CollectRun | None = None,
+    *,
+    layers: int | Iterable[int] | None = None,
+    seed: int = 0,
+    **options: Any,
+) -> ActivationStats:
+    """Stream ``data`` through ``model`` and sum residual vectors per layer, group and label.
+
+    Args:
+        model: any TransformerLens-style model.
+        data: labelled sequences; tokens labelled ``IGNORE`` (and padding) are never read.
+        plan: what to keep besides the per-group sums (a
+            :class:`~value_lens.fitting.plan.CollectPlan`; :func:`value_lens.fitting.methods.needs`
+            gives a method's). Shortcuts: ``moments=True`` (second moments of the tokens with a
+            regression target, for ``method="ridge"``: ``data.targets`` where given, else
+            AFTER=1 vs BEFORE=0) and ``sample_per_class=N`` (a seeded uniform sample of N token
+            vectors per label, each tagged with its group, for ``method="logistic"``).
+        run: how and where it runs (:class:`CollectRun`: batching, dtype, truncation, progress,
+            a shard written under a directory, or a ``torch.distributed`` group); its fields can
+            also be given as keywords (``batch_size=4``, ``progress=False``, ...).
+        layers: value_lens layers (block outputs); ``None`` for all.
+        seed: the seed of the token samples.
 
     Example:
         >>> from value_lens.testing import tiny_qwen3
@@ -158,24 +197,31 @@ def collect_stats(
     """
     if len(data) == 0:
         raise InputError("the dataset is empty; build or load some labelled sequences first")
-    want = (plan or CollectPlan()) | CollectPlan(moments=moments, sample_per_class=sample_per_class)
+    want, how = _options(plan, run, dict(options))
     want.check_data(data)
-    if shard is not None or out is not None or distributed:
-        scope = {**locals(), "moments": want.moments, "sample_per_class": want.sample_per_class}
-        scope["plan"] = want
-        return _parallel(model, data, shard, out, distributed, scope)
+    if how.shard is not None or how.out is not None or how.distributed:
+        kw = {"layers": layers, "seed": seed, "plan": want, **_run_fields(how)}
+        kw |= {"moments": want.moments, "sample_per_class": want.sample_per_class}
+        return _parallel(model, data, how.shard, how.out, how.distributed, kw)
     L = resolve_layers(layers, n_layers(model))
     classes = sorted(data.label_counts())
     if not classes:
         raise InputError("every token is labelled IGNORE; there is nothing to collect")
     groups = data.group_names
     want.check_memory(layers=len(L), groups=len(groups), d_model=d_model(model))
+    dev = model_device(model)
     acc = Accumulator(
-        L, len(groups), classes, d_model(model), dtype=dtype, device=model_device(model), plan=want
+        L, len(groups), classes, d_model(model), dtype=how.dtype, device=dev, plan=want
     )
-    run = _Run(L, classes, batch_size, max_batch_tokens, seed, truncate)
-    _stream(model, data, acc, run, want, progress)
+    spec = _Run(L, classes, how.batch_size, how.max_batch_tokens, seed, how.truncate)
+    _stream(model, data, acc, spec, want, how.progress)
     return acc.finish(groups, classes, _meta(model, data, want))
+
+
+def _run_fields(how: CollectRun) -> dict[str, Any]:
+    """The run options a shard's collection repeats (not where it writes)."""
+    keep = ("batch_size", "max_batch_tokens", "dtype", "truncate", "progress")
+    return {k: getattr(how, k) for k in keep}
 
 
 def _meta(model: HookedModel, data: LabelledTokens, plan: CollectPlan) -> dict[str, Any]:
