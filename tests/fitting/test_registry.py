@@ -71,6 +71,21 @@ def test_every_method_reaches_every_consumer(method, rich_stats):
     dirs = f.refit(stats, train)[0]
     assert dirs.shape == (2, stats.d_model) and torch.isfinite(dirs).all()
     assert not torch.allclose(dirs, axis.directions.to(dirs.dtype), rtol=1e-3, atol=0)
+    # the sweep and the method table take it; a method outside the span is refitted per split
+    from value_lens.analysis.sweep import SweepConfig
+    from value_lens.analysis.sweep.explicit import fit_explicit, readout_line
+    from value_lens.compare.methods import MethodTableConfig
+    from value_lens.fitting.methods.registry import as_directions
+
+    assert SweepConfig(method=method).method == method
+    assert method in MethodTableConfig().resolved(planted_data(n_groups=4, per_group=3, seed=2))
+    if f.sweep_weights is None and method != "did":
+        ex = fit_explicit(f, stats, stats.groups, [np.array([0, 1, 2])], [0, 1], refit=False)
+        d, _, readout = as_directions(f.refit(stats, train), method)
+        for li in range(2):
+            u, c = readout_line(d[li], readout, li)
+            torch.testing.assert_close(ex.rows[li, ex.cols[(0, None)]], u)
+            assert ex.offset[li, ex.cols[(0, None)]] == pytest.approx(c)
 
 
 def test_which_methods_are_in_the_span():
