@@ -43,3 +43,18 @@ def random_data(
         labs.append(torch.tensor([-1] * 3 + [0] * n_before + [2] + [1] * n_after))
         grps.append(groups[i % len(groups)])
     return LabelledTokens(ids, labs, grps)
+
+
+def shifted_after_data(seed: int = 3, n_groups: int = 6) -> LabelledTokens:
+    """Two sequences per group of random tokens, AFTER tokens drawn from a shifted id range (a
+    weak planted contrast, so held-out scores sit strictly between 0 and 1)."""
+    gen = torch.Generator().manual_seed(seed)
+    ids, labs, groups = [], [], []
+    for g in range(n_groups):
+        for _ in range(2):
+            before = torch.randint(5, 300, (6,), generator=gen)
+            after = torch.randint(150, 500, (5,), generator=gen)
+            ids.append(torch.cat([torch.randint(5, 500, (2,), generator=gen), before, after]))
+            labs.append(torch.tensor([-1] * 2 + [0] * 6 + [1] * 5))
+            groups.append(f"g{g}")
+    return LabelledTokens(ids, labs, groups)

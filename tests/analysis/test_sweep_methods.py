@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
+from tests._oracle import shifted_after_data
 from value_lens.analysis.metrics import auroc
 from value_lens.analysis.sweep import SweepConfig, layer_sweep
 from value_lens.analysis.sweep.explicit import readout_line
-from value_lens.data.tokens import LabelledTokens
 from value_lens.errors import InputError
 from value_lens.fitting.methods import Fitter, register_fitter, unregister_fitter
 from value_lens.fitting.transforms import LeaceEraser, Standardizer
@@ -19,18 +19,7 @@ from value_lens.fitting.transforms import LeaceEraser, Standardizer
 N_GROUPS = 6
 
 
-def _data(seed: int = 3) -> LabelledTokens:
-    """Random tokens, AFTER tokens drawn from a shifted id range (a weak planted contrast)."""
-    gen = torch.Generator().manual_seed(seed)
-    ids, labs, groups = [], [], []
-    for g in range(N_GROUPS):
-        for _ in range(2):
-            before = torch.randint(5, 300, (6,), generator=gen)
-            after = torch.randint(150, 500, (5,), generator=gen)
-            ids.append(torch.cat([torch.randint(5, 500, (2,), generator=gen), before, after]))
-            labs.append(torch.tensor([-1] * 2 + [0] * 6 + [1] * 5))
-            groups.append(f"g{g}")
-    return LabelledTokens(ids, labs, groups)
+_data = shifted_after_data
 
 
 def _explicit_mean_diff(stats):

@@ -10,26 +10,15 @@ import pandas as pd
 import pytest
 import torch
 
+from tests._oracle import shifted_after_data
 from value_lens.analysis.sweep import SweepConfig
 from value_lens.compare.methods import MethodTableConfig, method_rows, method_table
-from value_lens.data.tokens import LabelledTokens
 from value_lens.errors import InputError
 from value_lens.fitting.methods import FITTERS, Fitter, register_fitter, unregister_fitter
 from value_lens.steering.dose import DoseResult
 from value_lens.steering.steer import steer
 
-
-def _data(seed: int = 3) -> LabelledTokens:
-    gen = torch.Generator().manual_seed(seed)
-    ids, labs, groups = [], [], []
-    for g in range(6):
-        for _ in range(2):
-            before = torch.randint(5, 300, (6,), generator=gen)
-            after = torch.randint(150, 500, (5,), generator=gen)
-            ids.append(torch.cat([torch.randint(5, 500, (2,), generator=gen), before, after]))
-            labs.append(torch.tensor([-1] * 2 + [0] * 6 + [1] * 5))
-            groups.append(f"g{g}")
-    return LabelledTokens(ids, labs, groups)
+_data = shifted_after_data
 
 
 def _first_group_diff(stats):
