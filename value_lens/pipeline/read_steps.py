@@ -1,8 +1,12 @@
 """Reading steps of the pipeline (see :mod:`value_lens.pipeline.steps` for the contract): trace a
 text, run an evaluation suite, and the demo's heatmaps of a held-out criterion's turns.
 
+The suites :func:`evaluate` runs are read from the registry when it runs
+(:func:`value_lens.evals.suites`), so a suite registered later is reached too.
+
 Example:
-    >>> SUITES
+    >>> from value_lens.evals import suites
+    >>> tuple(suites())
     ('code', 'backtracking', 'confidence')
 """
 
@@ -20,7 +24,7 @@ from value_lens.analysis.readout import trace as read_trace
 from value_lens.core.model import n_layers
 from value_lens.core.protocols import GenerativeModel
 from value_lens.errors import InputError
-from value_lens.evals.registry import SuiteRequest, get_suite, suites
+from value_lens.evals.registry import SuiteRequest, get_suite
 from value_lens.fitting.axis import ValueAxis
 from value_lens.fitting.stats import ActivationStats
 from value_lens.pipeline.options import layer_or_default
@@ -28,10 +32,7 @@ from value_lens.pipeline.rundir import save_trace, update_meta
 from value_lens.pipeline.steps import Data
 from value_lens.viz import layer_token_heatmap, token_heatmap, write_report
 
-__all__ = ["SUITES", "Evaluation", "Trace", "code_headline", "evaluate", "heatmaps", "trace_to_dir"]
-
-#: the evaluation suites :func:`evaluate` runs (read from :func:`value_lens.evals.suites`).
-SUITES = tuple(suites())
+__all__ = ["Evaluation", "Trace", "code_headline", "evaluate", "heatmaps", "trace_to_dir"]
 
 PathLike = str | os.PathLike[str]
 
