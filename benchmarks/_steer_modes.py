@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -301,24 +300,6 @@ def transplant_numbers(
     return out
 
 
-def _fit_axis(model: Any, layers: list[int]) -> Any:
-    """The value axis at ``layer`` from scripted ICRL data (12 criteria, 3 conversations each)."""
-    from value_lens.pipeline.options import parse_criteria
-    from value_lens.pipeline.steps import build_data, collect, fit
-
-    with tempfile.TemporaryDirectory() as tmp:
-        data = build_data(
-            model,
-            tmp,
-            n_per_criterion=3,
-            criteria=parse_criteria("first:12"),
-            keep_per_criterion=1,
-            placebo=False,
-        )
-        stats = collect(model, data.tokens, tmp, layers=layers, progress=False)
-        return fit(stats, tmp, layers=layers, write=False)
-
-
 def _axis(model: Any, args: Any, layers: list[int]) -> Any:
     import torch
 
@@ -328,6 +309,8 @@ def _axis(model: Any, args: Any, layers: list[int]) -> Any:
     if args.axis:
         return ValueAxis.load(args.axis)
     if args.model == "smollm":
+        from bench_decode import _fit_axis  # the same demo-data axis as the decoding bench
+
         axis = _fit_axis(model, layers)
         if args.save_axis:
             axis.save(args.save_axis)

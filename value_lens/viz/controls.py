@@ -38,6 +38,7 @@ __all__ = [
     "control_panel_figure",
     "control_table",
     "forest_figure",
+    "layer_row",
 ]
 
 
@@ -167,6 +168,16 @@ def best_layer(df: pd.DataFrame, *, score: str = "token_auroc_mean", layer: str 
     return int(df.loc[df[score].idxmax(), layer])
 
 
+def layer_row(df: pd.DataFrame, layer: int | None = None) -> tuple[int, pd.Series]:
+    """``(layer, its row)`` of a sweep table (default the best held-out layer), or an error
+    listing the table's layers."""
+    at = best_layer(df) if layer is None else int(layer)
+    rows = df[df["layer"] == at]
+    if rows.empty:
+        raise InputError(f"layer {at} is not in the sweep table (layers {df['layer'].tolist()})")
+    return at, rows.iloc[0]
+
+
 def control_table(df: pd.DataFrame, layer: int | None = None) -> pd.DataFrame:
     """The axis and every control present in ``df`` at ``layer`` (default :func:`best_layer`).
 
@@ -176,11 +187,7 @@ def control_table(df: pd.DataFrame, layer: int | None = None) -> pd.DataFrame:
         ``lo`` is NaN and ``hi`` is their 95th percentile), ``interval`` (what lo/hi are) and
         ``reads`` (what the score tests).
     """
-    at = best_layer(df) if layer is None else int(layer)
-    rows = df[df["layer"] == at]
-    if rows.empty:
-        raise InputError(f"layer {at} is not in the sweep table (layers {df['layer'].tolist()})")
-    row = rows.iloc[0]
+    at, row = layer_row(df, layer)
     out = []
     for c in CONTROLS:
         if not present(df, c.column):

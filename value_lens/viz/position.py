@@ -18,7 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from value_lens.errors import InputError
-from value_lens.viz.controls import Control, best_layer, ci_columns, forest_figure, present
+from value_lens.viz.controls import Control, ci_columns, forest_figure, layer_row, present
 
 __all__ = ["JUMPS", "discontinuity_figure", "discontinuity_table"]
 
@@ -79,11 +79,7 @@ JUMPS: tuple[Control, ...] = (
 def discontinuity_table(df: pd.DataFrame, layer: int | None = None) -> pd.DataFrame:
     """The discontinuities present in ``df`` at ``layer`` (default the best held-out layer):
     ``control``, ``column``, ``layer``, ``value`` (within-turn sd), ``lo``, ``hi``, ``reads``."""
-    at = best_layer(df) if layer is None else int(layer)
-    rows = df[df["layer"] == at]
-    if rows.empty:
-        raise InputError(f"layer {at} is not in the sweep table (layers {df['layer'].tolist()})")
-    row = rows.iloc[0]
+    at, row = layer_row(df, layer)
     out = []
     for c in JUMPS:
         if not present(df, c.column):
