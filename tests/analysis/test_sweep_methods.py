@@ -138,3 +138,21 @@ def test_registered_methods_sweep_and_unknown_ones_are_refused(tiny):
     assert sw.table["shuffled_auroc_mean"].isna().all()  # refitted methods have no shuffled null
     with pytest.raises(InputError, match="register_fitter"):
         SweepConfig(method="no_such_method")
+
+
+def test_refits_follow_the_interval_unit(tiny, registered):
+    """With sequence clusters the intervals keep each split's direction fixed: the refitted
+    method fits once per split and still equals the span path."""
+    from value_lens.analysis.sweep import ClusterCI
+
+    registered(_explicit_mean_diff, "_t_explicit_mean_seq")
+    data = _data()
+    kw = {"n_splits": 2, "n_train": 4, "n_random": 2, "progress": False, "max_memory_gb": 0}
+    kw["ci"] = ClusterCI(cluster="sequence")
+    span = layer_sweep(tiny, data, method="mean_diff", **kw)
+    refit = layer_sweep(tiny, data, method="_t_explicit_mean_seq", **kw)
+    cols = [c for c in span.table.columns if c != "shuffled_auroc_mean"]
+    assert span.table["token_auroc_ci_lo"].notna().all()
+    pd.testing.assert_frame_equal(
+        span.table[cols], refit.table[cols], check_exact=False, atol=1e-6, rtol=1e-6
+    )

@@ -157,8 +157,7 @@ def run_passes(
         if fitters:
             splits = splits_of(cfg, basis.groups, data)
             basis.extra = [
-                fit_explicit(f, stats, basis.groups, splits, L, refit=cfg.ci is not None)
-                for f in fitters
+                fit_explicit(f, stats, basis.groups, splits, L, refit=_refits(cfg)) for f in fitters
             ]
         t1, c1 = time.perf_counter(), time.process_time()
         full = torch.cat([basis.stacked(), rand], dim=1)
@@ -192,3 +191,9 @@ def splits_of(cfg: SweepConfig, groups: list[str], data: LabelledTokens) -> list
         seed=cfg.seed,
         train_sets=cfg.train_sets,
     )
+
+
+def _refits(cfg: SweepConfig) -> bool:
+    """Whether the intervals refit each split without a training criterion (criterion clusters;
+    other units keep each split's direction fixed)."""
+    return cfg.ci is not None and cfg.ci.cluster == "group"
